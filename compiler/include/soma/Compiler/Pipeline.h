@@ -1,0 +1,66 @@
+//===- Pipeline.h - From a soma graph module to machine code -------*- C++ -*-===//
+#pragma once
+
+#include "soma/compile.h"
+#include "soma/executable.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Target/TargetMachine.h"
+
+#include <memory>
+#include <set>
+#include <string>
+
+namespace soma {
+
+/// Which stages to dump where, resolved from CompileOptions (and the
+/// environment). Unknown stage names throw soma::Error listing the known ones.
+struct DumpConfig {
+  std::set<std::string> stages;
+  std::string dir;
+  bool printIrAfterAll = false;
+  bool wants(const std::string &stage) const { return stages.count(stage) > 0; }
+  /// Writes `text` to dir/file (creating dir); throws soma::Error on failure.
+  void write(const std::string &stage, const std::string &text) const;
+};
+DumpConfig makeDumpConfig(const CompileOptions &options);
+
+/// A graph lowered to the LLVM dialect, and the ABI of its kernel.
+struct LoweredModule {
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  Signature signature;
+};
+
+/// Runs soma-lower-to-linalg, soma-plan-memory and the LLVM lowering on a
+/// clone of `graphModule`, dumping as configured. Errors throw soma::Error.
+LoweredModule lowerToLLVMDialect(mlir::ModuleOp graphModule, const DumpConfig &dump);
+
+/// A TargetMachine for `cpu` ("host" = this machine, with its features).
+std::unique_ptr<llvm::TargetMachine> createTargetMachine(const std::string &cpu,
+                                                         int optLevel);
+
+/// Translates to LLVM IR and optimises it for `tm`; dumps "llvm" and "asm".
+std::unique_ptr<llvm::Module> translateAndOptimize(mlir::ModuleOp llvmDialect,
+                                                   llvm::LLVMContext &ctx,
+                                                   llvm::TargetMachine &tm, int optLevel,
+                                                   const DumpConfig &dump);
+
+/// Emits an object or assembly file for `module` (which is not modified).
+std::string emitMachineCode(llvm::Module &module, llvm::TargetMachine &tm, bool assembly);
+
+/// JIT-compiles a graph module into an Executable.
+Executable jitCompile(mlir::ModuleOp graphModule, const CompileOptions &options);
+
+/// A C identifier made of `name` (other characters become '_').
+std::string cIdentifier(const std::string &name);
+
+/// The C header for an AOT-compiled kernel (see compile_aot): `offsets` are
+/// the parameters' data offsets in the weights file, whose JSON header is
+/// `headerBytes` long.
+std::string aotHeader(const Signature &sig, const std::vector<size_t> &offsets,
+                      uint64_t headerBytes, const std::string &weightsFile);
+
+} // namespace soma

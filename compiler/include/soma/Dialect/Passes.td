@@ -1,0 +1,54 @@
+//===- Passes.td - soma's passes ---------------------------*- tablegen -*-===//
+
+#ifndef SOMA_PASSES_TD
+#define SOMA_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
+  let summary = "Lower soma graphs to linalg/memref kernels in destination-passing style";
+  let description = [{
+    Rewrites every graph function (tensor arguments marked soma.input /
+    soma.param, results marked soma.output) into a kernel function with the
+    ABI `(inputs..., params..., outputs..., workspace)`: all memrefs, no
+    results. Each soma op becomes linalg (and memref) ops writing into a
+    buffer: the output argument when the value is a graph output, otherwise
+    a `memref.alloc` that soma-plan-memory later places in the workspace.
+  }];
+  let dependentDialects = [
+    "mlir::linalg::LinalgDialect", "mlir::memref::MemRefDialect",
+    "mlir::arith::ArithDialect", "mlir::math::MathDialect",
+    "mlir::func::FuncDialect", "mlir::bufferization::BufferizationDialect"
+  ];
+}
+
+def SomaPlanMemory : Pass<"soma-plan-memory", "mlir::func::FuncOp"> {
+  let summary = "Place every temporary buffer at an offset in the workspace argument";
+  let description = [{
+    Replaces each `memref.alloc` of a kernel function by a `memref.view` into
+    the function's last argument (the workspace), at an offset chosen from
+    the buffers' live ranges over the straight-line schedule so that buffers
+    that are never live at the same time share bytes. Offsets are aligned
+    to 64 bytes. Sets `soma.workspace_bytes` on the function and writes the
+    plan into a `soma.memory_plan` attribute.
+  }];
+  let dependentDialects = ["mlir::memref::MemRefDialect", "mlir::arith::ArithDialect"];
+}
+
+def SomaLinalgToLoops : Pass<"soma-linalg-to-loops", "mlir::func::FuncOp"> {
+  let summary = "Lower linalg ops to loops; parallel loops only where the work pays for threads";
+  let description = [{
+    A linalg op whose iteration space has at least `grain` points becomes an
+    scf.parallel over its parallel dimensions (later one OpenMP region);
+    smaller ones become sequential scf.for nests, so tiny kernels do not pay
+    for a fork/join they cannot use.
+  }];
+  let options = [
+    Option<"grain", "grain", "int64_t", /*default=*/"16384",
+           "Minimum iteration-space size for a parallel loop">
+  ];
+  let dependentDialects = ["mlir::scf::SCFDialect", "mlir::affine::AffineDialect",
+                           "mlir::memref::MemRefDialect"];
+}
+
+#endif // SOMA_PASSES_TD

@@ -1,0 +1,26 @@
+//===- SomaDialect.h - The soma dialect and its ops --------------*- C++ -*-===//
+#pragma once
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "soma/Dialect/SomaOpsDialect.h.inc"
+
+#define GET_OP_CLASSES
+#include "soma/Dialect/SomaOps.h.inc"
+
+namespace soma::ir {
+
+/// Names of the attributes that mark a graph's arguments and results.
+inline constexpr const char *kInputAttr = "soma.input";   // arg: input name
+inline constexpr const char *kParamAttr = "soma.param";   // arg: parameter name
+inline constexpr const char *kInitAttr = "soma.init";     // arg: initializer dict
+inline constexpr const char *kOutputAttr = "soma.output"; // result: output name
+inline constexpr const char *kSeedAttr = "soma.seed";     // module: RNG seed
+
+} // namespace soma::ir

@@ -1,0 +1,223 @@
+//===- SomaOps.td - Operations of the soma dialect -----------*- tablegen -*-===//
+
+#ifndef SOMA_OPS_TD
+#define SOMA_OPS_TD
+
+include "soma/Dialect/SomaDialect.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/IR/BuiltinAttributes.td"
+include "mlir/IR/CommonAttrConstraints.td"
+
+// Every soma op is pure and infers its result types from operands and
+// attributes; the inference functions also produce the shape errors.
+class Soma_Op<string mnemonic, list<Trait> traits = []>
+    : Op<Soma_Dialect, mnemonic, !listconcat(traits, [Pure, InferTypeOpAdaptor])>;
+
+def Soma_F32Tensor : RankedTensorOf<[F32]>;
+def Soma_LabelTensor : RankedTensorOf<[I32, I64]>;
+def Soma_AnyTensor : RankedTensorOf<[F32, I32, I64]>;
+
+
+
+//===----------------------------------------------------------------------===//
+// Elementwise unary ops (f32 -> f32, same shape)
+//===----------------------------------------------------------------------===//
+
+class Soma_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
+    : Soma_Op<mnemonic, traits> {
+  let summary = "elementwise " # mnemonic # ": " # formula;
+  let arguments = (ins Soma_F32Tensor:$input);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Soma_NegOp : Soma_UnaryOp<"neg", "y = -x">;
+def Soma_ExpOp : Soma_UnaryOp<"exp", "y = e^x">;
+def Soma_LogOp : Soma_UnaryOp<"log", "y = ln x">;
+def Soma_SqrtOp : Soma_UnaryOp<"sqrt", "y = sqrt(x)">;
+def Soma_AbsOp : Soma_UnaryOp<"abs", "y = |x|">;
+def Soma_TanhOp : Soma_UnaryOp<"tanh", "y = tanh(x)">;
+def Soma_SigmoidOp : Soma_UnaryOp<"sigmoid", "y = 1 / (1 + e^-x)">;
+def Soma_ReluOp : Soma_UnaryOp<"relu", "y = max(x, 0); relu'(0) = 0">;
+def Soma_SoftplusOp : Soma_UnaryOp<"softplus", "y = log(1 + e^x), computed stably">;
+
+def Soma_LeakyReluOp : Soma_Op<"leaky_relu"> {
+  let summary = "elementwise leaky ReLU: y = x if x > 0 else alpha * x";
+  let arguments = (ins Soma_F32Tensor:$input,
+                       DefaultValuedAttr<F64Attr, "0.01">:$alpha);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise binary ops with numpy broadcasting (f32)
+//===----------------------------------------------------------------------===//
+
+class Soma_BinaryOp<string mnemonic, string formula> : Soma_Op<mnemonic> {
+  let summary = "elementwise " # mnemonic # " with numpy broadcasting: " # formula;
+  let description = [{
+    Shapes are aligned at their last dimension; each pair of dimensions must
+    be equal or one of them 1. The result has the broadcast shape.
+  }];
+  let arguments = (ins Soma_F32Tensor:$lhs, Soma_F32Tensor:$rhs);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)";
+}
+
+def Soma_AddOp : Soma_BinaryOp<"add", "y = a + b">;
+def Soma_SubOp : Soma_BinaryOp<"sub", "y = a - b">;
+def Soma_MulOp : Soma_BinaryOp<"mul", "y = a * b">;
+def Soma_DivOp : Soma_BinaryOp<"div", "y = a / b">;
+def Soma_PowOp : Soma_BinaryOp<"pow", "y = a ^ b">;
+def Soma_MaximumOp : Soma_BinaryOp<"maximum", "y = max(a, b), NaN-propagating">;
+def Soma_MinimumOp : Soma_BinaryOp<"minimum", "y = min(a, b), NaN-propagating">;
+
+//===----------------------------------------------------------------------===//
+// Contraction
+//===----------------------------------------------------------------------===//
+
+def Soma_MatmulOp : Soma_Op<"matmul"> {
+  let summary = "matrix product, optionally transposing either operand";
+  let description = [{
+    `C = op(A) x op(B)` where op transposes the last two dimensions when the
+    corresponding flag is set. Rank 2, or rank > 2 with equal leading (batch)
+    dimensions.
+  }];
+  let arguments = (ins Soma_F32Tensor:$lhs, Soma_F32Tensor:$rhs,
+                       DefaultValuedAttr<BoolAttr, "false">:$transpose_a,
+                       DefaultValuedAttr<BoolAttr, "false">:$transpose_b);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)";
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions
+//===----------------------------------------------------------------------===//
+
+class Soma_ReduceOp<string mnemonic, string what> : Soma_Op<mnemonic> {
+  let summary = what # " over the given axes";
+  let description = [{
+    `axes` lists distinct dimensions in [0, rank). With `keepdims` the reduced
+    dimensions stay as size 1; without, they are removed.
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, DenseI64ArrayAttr:$axes,
+                       DefaultValuedAttr<BoolAttr, "false">:$keepdims);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_ReduceSumOp : Soma_ReduceOp<"reduce_sum", "sum">;
+def Soma_ReduceMeanOp : Soma_ReduceOp<"reduce_mean", "arithmetic mean">;
+def Soma_ReduceMaxOp : Soma_ReduceOp<"reduce_max", "maximum">;
+
+//===----------------------------------------------------------------------===//
+// Shape and data movement
+//===----------------------------------------------------------------------===//
+
+def Soma_ReshapeOp : Soma_Op<"reshape"> {
+  let summary = "the same elements in row-major order, with a new shape";
+  let arguments = (ins Soma_AnyTensor:$input, DenseI64ArrayAttr:$shape);
+  let results = (outs Soma_AnyTensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_TransposeOp : Soma_Op<"transpose"> {
+  let summary = "permutes dimensions: output dim i is input dim perm[i]";
+  let arguments = (ins Soma_AnyTensor:$input, DenseI64ArrayAttr:$perm);
+  let results = (outs Soma_AnyTensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_BroadcastToOp : Soma_Op<"broadcast_to"> {
+  let summary = "numpy broadcast of the input to a larger shape";
+  let arguments = (ins Soma_AnyTensor:$input, DenseI64ArrayAttr:$shape);
+  let results = (outs Soma_AnyTensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_SliceOp : Soma_Op<"slice"> {
+  let summary = "static strided slice: input[starts : limits : strides]";
+  let description = [{
+    For every dimension d, takes indices starts[d], starts[d] + strides[d], ...
+    below limits[d]. 0 <= starts[d] < limits[d] <= size, strides[d] >= 1.
+  }];
+  let arguments = (ins Soma_AnyTensor:$input, DenseI64ArrayAttr:$starts,
+                       DenseI64ArrayAttr:$limits, DenseI64ArrayAttr:$strides);
+  let results = (outs Soma_AnyTensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_ConcatOp : Soma_Op<"concat"> {
+  let summary = "joins tensors along an axis";
+  let arguments = (ins Variadic<Soma_AnyTensor>:$inputs, I64Attr:$axis);
+  let results = (outs Soma_AnyTensor:$output);
+  let assemblyFormat = "$inputs attr-dict `:` functional-type($inputs, results)";
+}
+
+def Soma_ConstantOp : Soma_Op<"constant", [ConstantLike]> {
+  let summary = "a constant tensor";
+  let arguments = (ins ElementsAttr:$value);
+  let results = (outs Soma_AnyTensor:$output);
+  let assemblyFormat = "attr-dict $value";
+  let hasFolder = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Softmax family and losses
+//===----------------------------------------------------------------------===//
+
+def Soma_SoftmaxOp : Soma_Op<"softmax"> {
+  let summary = "softmax along an axis: e^(x - max) / sum e^(x - max)";
+  let arguments = (ins Soma_F32Tensor:$input, I64Attr:$axis);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Soma_LogSoftmaxOp : Soma_Op<"log_softmax"> {
+  let summary = "log-softmax along an axis: x - max - log sum e^(x - max)";
+  let arguments = (ins Soma_F32Tensor:$input, I64Attr:$axis);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Soma_SoftmaxCrossEntropyOp : Soma_Op<"softmax_cross_entropy"> {
+  let summary = "fused softmax + cross-entropy with integer labels";
+  let description = [{
+    logits [N, C] f32, labels [N] i32/i64 with values in [0, C).
+    loss_i = logsumexp(logits_i) - logits_i[label_i]; the result is the mean
+    (reduction = "mean", default) or the sum ("sum") over the batch, a
+    rank-0 f32 tensor. A label outside [0, C) gives NaN.
+  }];
+  let arguments = (ins Soma_F32Tensor:$logits, Soma_LabelTensor:$labels,
+                       DefaultValuedAttr<StrAttr, "\"mean\"">:$reduction);
+  let results = (outs 0DTensorOf<[F32]>:$loss);
+  let assemblyFormat = "$logits `,` $labels attr-dict `:` functional-type(operands, results)";
+}
+
+def Soma_MseOp : Soma_Op<"mse"> {
+  let summary = "mean squared error: mean over all elements of (p - t)^2";
+  let description = [{
+    prediction and target have the same shape. reduction = "mean" (default)
+    divides the sum of squares by the number of elements, "sum" does not.
+  }];
+  let arguments = (ins Soma_F32Tensor:$prediction, Soma_F32Tensor:$target,
+                       DefaultValuedAttr<StrAttr, "\"mean\"">:$reduction);
+  let results = (outs 0DTensorOf<[F32]>:$loss);
+  let assemblyFormat = "$prediction `,` $target attr-dict `:` functional-type(operands, results)";
+}
+
+def Soma_BinaryCrossEntropyOp : Soma_Op<"binary_cross_entropy"> {
+  let summary = "binary cross-entropy of probabilities: -(t log p + (1-t) log(1-p))";
+  let description = [{
+    probability and target have the same shape; each log is clamped below at
+    -100 (as PyTorch does) so that p = 0 or 1 gives a finite loss.
+    reduction = "mean" (default, over all elements) or "sum".
+  }];
+  let arguments = (ins Soma_F32Tensor:$probability, Soma_F32Tensor:$target,
+                       DefaultValuedAttr<StrAttr, "\"mean\"">:$reduction);
+  let results = (outs 0DTensorOf<[F32]>:$loss);
+  let assemblyFormat = "$probability `,` $target attr-dict `:` functional-type(operands, results)";
+}
+
+#endif // SOMA_OPS_TD

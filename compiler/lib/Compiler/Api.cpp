@@ -1,0 +1,141 @@
+//===- Api.cpp - The public compile entry points (soma/compile.h) ---------===//
+
+#include "soma/Compiler/GraphImpl.h"
+#include "soma/Compiler/Pipeline.h"
+#include "soma/compile.h"
+#include "soma/io.h"
+
+#include <filesystem>
+
+namespace soma {
+
+//===----------------------------------------------------------------------===//
+// Inference
+//===----------------------------------------------------------------------===//
+
+/// Orders `given` like the signature's params, checking names, dtypes and
+/// shapes; the first problem throws with both shapes.
+static NamedArrays matchParams(const Signature &sig, const NamedArrays &given) {
+  NamedArrays out;
+  for (const TensorSpec &spec : sig.params) {
+    const Array *found = nullptr;
+    for (const auto &[name, a] : given)
+      if (name == spec.name)
+        found = &a;
+    if (!found)
+      throw Error("parameter '" + spec.name + "' (" + dtype_name(spec.dtype) +
+                  shape_str(spec.shape) + ") is missing");
+    if (found->dtype() != spec.dtype || found->shape() != spec.shape)
+      throw Error("parameter '" + spec.name + "': the model has " + dtype_name(spec.dtype) +
+                  shape_str(spec.shape) + ", the given value is " +
+                  dtype_name(found->dtype()) + shape_str(found->shape()));
+    out.emplace_back(spec.name, *found);
+  }
+  for (const auto &[name, a] : given)
+    if (sig.find_param(name) < 0)
+      throw Error("parameter '" + name + "' is not a parameter of the model '" +
+                  sig.name + "'");
+  return out;
+}
+
+Inference::Inference(Executable exe, NamedArrays params) : exe_(std::move(exe)) {
+  set_params(params);
+}
+
+void Inference::set_params(const NamedArrays &params) {
+  params_ = matchParams(exe_.signature(), params);
+}
+
+std::map<std::string, Array> Inference::run(const std::map<std::string, Array> &inputs) {
+  const Signature &sig = exe_.signature();
+  std::vector<Array> ins;
+  for (const TensorSpec &spec : sig.inputs) {
+    auto it = inputs.find(spec.name);
+    if (it == inputs.end())
+      throw Error("input '" + spec.name + "' (" + dtype_name(spec.dtype) +
+                  shape_str(spec.shape) + ") is missing");
+    ins.push_back(it->second);
+  }
+  for (const auto &[name, a] : inputs)
+    if (sig.find_input(name) < 0)
+      throw Error("'" + name + "' is not an input of the model '" + sig.name + "'");
+  // params_ may have been edited in place: re-check on every call.
+  paramArrays_.clear();
+  for (auto &[name, a] : matchParams(sig, params_))
+    paramArrays_.push_back(a);
+  std::vector<Array> outs = exe_.make_outputs();
+  exe_.call(ins, paramArrays_, outs);
+  std::map<std::string, Array> result;
+  for (size_t i = 0; i < outs.size(); ++i)
+    result.emplace(sig.outputs[i].name, outs[i]);
+  return result;
+}
+
+Inference compile_inference(const Graph &g, const CompileOptions &options) {
+  Executable exe = jitCompile(*g.impl()->module, options);
+  return Inference(std::move(exe), g.init_params());
+}
+
+//===----------------------------------------------------------------------===//
+// AOT
+//===----------------------------------------------------------------------===//
+
+std::vector<std::string> compile_aot(const Graph &g, const std::string &dir,
+                                     const AotOptions &aot, const NamedArrays *params,
+                                     const CompileOptions &options) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    throw Error("cannot create output directory " + dir + ": " +
+                (ec ? ec.message() : std::string("not a directory")));
+  DumpConfig dump = makeDumpConfig(options);
+  LoweredModule lowered = lowerToLLVMDialect(*g.impl()->module, dump);
+  const Signature &sig = lowered.signature;
+  auto tm = createTargetMachine(aot.cpu, options.opt_level);
+  llvm::LLVMContext llctx;
+  auto module = translateAndOptimize(*lowered.module, llctx, *tm, options.opt_level, dump);
+
+  std::string base = cIdentifier(sig.name);
+  std::vector<std::string> written;
+  auto out = [&](const std::string &file, const std::string &bytes) {
+    std::string path = (fs::path(dir) / file).string();
+    write_file_atomic(path, bytes);
+    written.push_back(path);
+  };
+  NamedArrays values = matchParams(sig, params ? *params : g.init_params());
+  std::map<std::string, std::string> meta{{"soma.model", sig.name}};
+  std::string weightsFile = base + ".weights.safetensors";
+  if (aot.weights) {
+    std::string path = (fs::path(dir) / weightsFile).string();
+    write_safetensors(path, values, meta);
+    written.push_back(path);
+  }
+  if (aot.object)
+    out(base + ".o", emitMachineCode(*module, *tm, false));
+  if (aot.assembly)
+    out(base + ".s", emitMachineCode(*module, *tm, true));
+  if (aot.llvm_ir) {
+    std::string s;
+    llvm::raw_string_ostream os(s);
+    module->print(os, nullptr);
+    out(base + ".ll", os.str());
+  }
+  if (aot.header) {
+    std::vector<size_t> offsets = safetensors_data_offsets(values, meta);
+    // The JSON header length is what precedes the first data byte (minus the
+    // 8-byte length field); with no parameters, compute it from a dry run.
+    uint64_t headerBytes;
+    if (!offsets.empty()) {
+      headerBytes = offsets[0] - 8;
+    } else {
+      NamedArrays one{{"_", Array(DType::f32, {1})}};
+      headerBytes = 0;
+      (void)one;
+    }
+    out(base + ".h", aotHeader(sig, offsets, headerBytes, weightsFile));
+  }
+  return written;
+}
+
+} // namespace soma

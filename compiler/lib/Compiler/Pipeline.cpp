@@ -1,0 +1,453 @@
+//===- Pipeline.cpp - From a soma graph module to machine code -------------===//
+
+#include "soma/Compiler/Pipeline.h"
+#include "soma/Compiler/Context.h"
+#include "soma/Compiler/GraphImpl.h"
+#include "soma/Dialect/Passes.h"
+#include "soma/Dialect/SomaDialect.h"
+#include "soma/io.h"
+
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/Transforms/Utils/Cloning.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <sstream>
+
+using namespace mlir;
+
+namespace soma {
+
+//===----------------------------------------------------------------------===//
+// Dumps
+//===----------------------------------------------------------------------===//
+
+const std::vector<DumpStage> &dump_stages() {
+  static const std::vector<DumpStage> stages = {
+      {"built", "00-built.mlir"},     {"lowered", "30-lowered.mlir"},
+      {"planned", "35-planned.mlir"}, {"llvm-dialect", "38-llvm-dialect.mlir"},
+      {"llvm", "40-module.ll"},       {"asm", "50-module.s"},
+  };
+  return stages;
+}
+
+DumpConfig makeDumpConfig(const CompileOptions &options) {
+  DumpConfig cfg;
+  std::string list = options.dump, dir = options.dump_dir;
+  if (options.use_environment) {
+    if (list.empty())
+      if (const char *e = std::getenv("SOMA_DUMP"))
+        list = e;
+    if (dir.empty())
+      if (const char *e = std::getenv("SOMA_DUMP_DIR"))
+        dir = e;
+  }
+  cfg.dir = dir.empty() ? "soma-dump" : dir;
+  cfg.printIrAfterAll = options.print_ir_after_all;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty())
+      continue;
+    if (item == "all") {
+      for (const DumpStage &s : dump_stages())
+        cfg.stages.insert(s.name);
+      continue;
+    }
+    bool known = false;
+    for (const DumpStage &s : dump_stages())
+      known |= item == s.name;
+    if (!known) {
+      std::string names;
+      for (const DumpStage &s : dump_stages())
+        names += std::string(s.name) + ", ";
+      throw Error("unknown dump stage '" + item + "' (stages: " + names + "all)");
+    }
+    cfg.stages.insert(item);
+  }
+  return cfg;
+}
+
+void DumpConfig::write(const std::string &stage, const std::string &text) const {
+  if (!wants(stage))
+    return;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    throw Error("cannot create dump directory " + dir + ": " + ec.message());
+  for (const DumpStage &s : dump_stages())
+    if (stage == s.name)
+      write_file_atomic((std::filesystem::path(dir) / s.file).string(), text);
+}
+
+static std::string printModule(ModuleOp m, bool debugInfo) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  OpPrintingFlags flags;
+  if (debugInfo)
+    flags.enableDebugInfo(true, false);
+  m.print(os, flags);
+  return os.str();
+}
+
+//===----------------------------------------------------------------------===//
+// Lowering
+//===----------------------------------------------------------------------===//
+
+static void runPasses(ModuleOp m, const DumpConfig &dump, const char *what,
+                      llvm::function_ref<void(PassManager &)> build) {
+  MLIRContext *ctx = m.getContext();
+  PassManager pm(ctx);
+  if (dump.printIrAfterAll) {
+    ctx->disableMultithreading();
+    pm.enableIRPrinting([](Pass *, Operation *) { return false; },
+                        [](Pass *, Operation *) { return true; },
+                        /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false);
+  }
+  build(pm);
+  DiagnosticCollector diags(ctx);
+  if (failed(pm.run(m)))
+    throw Error(std::string(what) + " failed:\n" +
+                (diags.empty() ? std::string("(no diagnostic)") : diags.message()));
+}
+
+static DType dtypeOfElement(Type t) {
+  if (t.isF32())
+    return DType::f32;
+  if (t.isInteger(32))
+    return DType::i32;
+  return DType::i64;
+}
+
+static Signature signatureOf(func::FuncOp kernel) {
+  Signature sig;
+  sig.name = kernel.getSymName().str();
+  for (unsigned i = 0; i < kernel.getNumArguments(); ++i) {
+    auto type = dyn_cast<MemRefType>(kernel.getArgument(i).getType());
+    if (!type)
+      continue;
+    TensorSpec spec{"", dtypeOfElement(type.getElementType()),
+                    Shape(type.getShape().begin(), type.getShape().end())};
+    if (auto s = kernel.getArgAttrOfType<StringAttr>(i, ir::kInputAttr)) {
+      spec.name = s.str();
+      sig.inputs.push_back(spec);
+    } else if (auto s = kernel.getArgAttrOfType<StringAttr>(i, ir::kParamAttr)) {
+      spec.name = s.str();
+      sig.params.push_back(spec);
+    } else if (auto s = kernel.getArgAttrOfType<StringAttr>(i, ir::kOutputAttr)) {
+      spec.name = s.str();
+      sig.outputs.push_back(spec);
+    }
+  }
+  if (auto ws = kernel->getAttrOfType<IntegerAttr>("soma.workspace_bytes"))
+    sig.workspace_bytes = ws.getInt();
+  return sig;
+}
+
+LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump) {
+  LoweredModule out;
+  out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
+  ModuleOp m = *out.module;
+  dump.write("built", printModule(m, true));
+  runPasses(m, dump, "lowering to linalg", [](PassManager &pm) {
+    pm.addPass(createSomaLowerToLinalg());
+    pm.addPass(createCanonicalizerPass());
+  });
+  dump.write("lowered", printModule(m, false));
+  runPasses(m, dump, "memory planning", [](PassManager &pm) {
+    pm.addNestedPass<func::FuncOp>(createSomaPlanMemory());
+  });
+  dump.write("planned", printModule(m, false));
+  func::FuncOp kernel;
+  for (auto fn : m.getOps<func::FuncOp>())
+    if (fn->hasAttr("soma.kernel"))
+      kernel = fn;
+  if (!kernel)
+    throw Error("lowering produced no kernel function");
+  out.signature = signatureOf(kernel);
+  runPasses(m, dump, "lowering to LLVM", [](PassManager &pm) { buildLowerToLLVMPipeline(pm); });
+  dump.write("llvm-dialect", printModule(m, false));
+  return out;
+}
+
+//===----------------------------------------------------------------------===//
+// LLVM
+//===----------------------------------------------------------------------===//
+
+static void initLLVM() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+    llvm::InitializeNativeTargetAsmParser();
+  });
+}
+
+static llvm::CodeGenOptLevel codeGenLevel(int optLevel) {
+  switch (optLevel) {
+  case 0:
+    return llvm::CodeGenOptLevel::None;
+  case 1:
+    return llvm::CodeGenOptLevel::Less;
+  case 2:
+    return llvm::CodeGenOptLevel::Default;
+  default:
+    return llvm::CodeGenOptLevel::Aggressive;
+  }
+}
+
+std::unique_ptr<llvm::TargetMachine> createTargetMachine(const std::string &cpu,
+                                                         int optLevel) {
+  initLLVM();
+  std::string triple = llvm::sys::getProcessTriple();
+  std::string error;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    throw Error("no LLVM target for " + triple + ": " + error);
+  std::string cpuName = cpu, features;
+  if (cpu == "host" || cpu.empty()) {
+    cpuName = llvm::sys::getHostCPUName().str();
+    llvm::SubtargetFeatures f;
+    for (auto &feature : llvm::sys::getHostCPUFeatures())
+      f.AddFeature(feature.first(), feature.second);
+    features = f.getString();
+  }
+  llvm::TargetOptions options;
+  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
+      triple, cpuName, features, options, llvm::Reloc::PIC_, std::nullopt,
+      codeGenLevel(optLevel)));
+  if (!tm)
+    throw Error("cannot create a target machine for CPU '" + cpuName + "'");
+  return tm;
+}
+
+std::string emitMachineCode(llvm::Module &module, llvm::TargetMachine &tm, bool assembly) {
+  std::unique_ptr<llvm::Module> clone = llvm::CloneModule(module);
+  llvm::SmallString<0> buffer;
+  llvm::raw_svector_ostream os(buffer);
+  llvm::legacy::PassManager pm;
+  if (tm.addPassesToEmitFile(pm, os, nullptr,
+                             assembly ? llvm::CodeGenFileType::AssemblyFile
+                                      : llvm::CodeGenFileType::ObjectFile))
+    throw Error("the target cannot emit this file type");
+  pm.run(*clone);
+  return std::string(buffer.begin(), buffer.end());
+}
+
+std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
+                                                   llvm::LLVMContext &ctx,
+                                                   llvm::TargetMachine &tm, int optLevel,
+                                                   const DumpConfig &dump) {
+  std::unique_ptr<llvm::Module> module;
+  {
+    DiagnosticCollector diags(llvmDialect.getContext());
+    module = translateModuleToLLVMIR(llvmDialect, ctx);
+    if (!module)
+      throw Error("translation to LLVM IR failed: " + diags.message());
+  }
+  module->setTargetTriple(tm.getTargetTriple().str());
+  module->setDataLayout(tm.createDataLayout());
+  auto optimize = makeOptimizingTransformer(optLevel, 0, &tm);
+  if (llvm::Error err = optimize(module.get()))
+    throw Error("LLVM optimisation failed: " + llvm::toString(std::move(err)));
+  if (dump.wants("llvm")) {
+    std::string s;
+    llvm::raw_string_ostream os(s);
+    module->print(os, nullptr);
+    dump.write("llvm", os.str());
+  }
+  if (dump.wants("asm"))
+    dump.write("asm", emitMachineCode(*module, tm, true));
+  return module;
+}
+
+//===----------------------------------------------------------------------===//
+// JIT
+//===----------------------------------------------------------------------===//
+
+Executable jitCompile(ModuleOp graphModule, const CompileOptions &options) {
+  DumpConfig dump = makeDumpConfig(options);
+  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump);
+  auto tm = createTargetMachine("host", options.opt_level);
+  // The engine translates through our builder so that the dumped, optimised
+  // module is exactly the code that runs.
+  std::unique_ptr<llvm::Module> prepared;
+  auto builder = [&](Operation *, llvm::LLVMContext &ctx) -> std::unique_ptr<llvm::Module> {
+    return translateAndOptimize(*lowered.module, ctx, *tm, options.opt_level, dump);
+  };
+  ExecutionEngineOptions eo;
+  eo.llvmModuleBuilder = builder;
+  eo.transformer = {};
+  eo.jitCodeGenOptLevel = codeGenLevel(options.opt_level);
+  llvm::SmallVector<llvm::StringRef, 1> libs{SOMA_OMP_LIB};
+  eo.sharedLibPaths = libs;
+  auto engine = ExecutionEngine::create(*lowered.module, eo);
+  if (!engine)
+    throw Error("JIT compilation failed: " + llvm::toString(engine.takeError()));
+  std::shared_ptr<ExecutionEngine> owner(std::move(*engine));
+  auto fn = owner->lookupPacked(lowered.signature.name);
+  if (!fn)
+    throw Error("JIT: kernel '" + lowered.signature.name +
+                "' not found: " + llvm::toString(fn.takeError()));
+  return Executable(lowered.signature, reinterpret_cast<Executable::PackedFn>(*fn),
+                    std::static_pointer_cast<void>(owner));
+}
+
+//===----------------------------------------------------------------------===//
+// AOT
+//===----------------------------------------------------------------------===//
+
+std::string cIdentifier(const std::string &name) {
+  std::string s;
+  for (char c : name)
+    s += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0])))
+    s = "_" + s;
+  return s;
+}
+
+static std::string upper(std::string s) {
+  for (char &c : s)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+static const char *cType(DType dt) {
+  switch (dt) {
+  case DType::f32:
+    return "float";
+  case DType::i32:
+    return "int32_t";
+  case DType::i64:
+    return "int64_t";
+  }
+  return "void";
+}
+
+std::string aotHeader(const Signature &sig, const std::vector<size_t> &offsets,
+                      uint64_t headerBytes, const std::string &weightsFile) {
+  std::string fn = cIdentifier(sig.name), FN = upper(fn);
+  std::set<std::string> used{"workspace", "path"};
+  auto argName = [&](const std::string &name) {
+    std::string id = cIdentifier(name);
+    std::string unique = id;
+    for (int k = 1; used.count(unique); ++k)
+      unique = id + "_" + std::to_string(k);
+    used.insert(unique);
+    return unique;
+  };
+  std::vector<std::string> inNames, paramNames, outNames;
+  for (auto &s : sig.inputs)
+    inNames.push_back(argName(s.name));
+  for (auto &s : sig.params)
+    paramNames.push_back(argName(s.name));
+  for (auto &s : sig.outputs)
+    outNames.push_back(argName(s.name));
+
+  std::ostringstream h;
+  auto spec = [](const TensorSpec &s) { return std::string(dtype_name(s.dtype)) + shape_str(s.shape); };
+  h << "/* " << fn << ".h: generated by soma for the graph \"" << sig.name << "\". Do not edit.\n"
+    << " *\n"
+    << " * " << fn << "() runs the compiled graph. Every argument is a plain pointer\n"
+    << " * to a dense row-major array: the inputs, then the parameters (load them\n"
+    << " * with " << fn << "_load_weights), then the outputs, then a workspace of\n"
+    << " * " << FN << "_WORKSPACE_BYTES bytes aligned to " << FN << "_WORKSPACE_ALIGNMENT.\n"
+    << " * Link the object with libomp (-lomp) and libm. Calls are not reentrant\n"
+    << " * on the same workspace.\n"
+    << " */\n"
+    << "#ifndef SOMA_AOT_" << FN << "_H\n#define SOMA_AOT_" << FN << "_H\n\n"
+    << "#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n\n"
+    << "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
+    << "#define " << FN << "_WORKSPACE_BYTES " << std::max<int64_t>(sig.workspace_bytes, 0) << "\n"
+    << "#define " << FN << "_WORKSPACE_ALIGNMENT 64\n\n";
+  auto numel = [](const TensorSpec &s) { return soma::numel(s.shape); };
+  auto describe = [&](const char *role, const TensorSpec &s, const std::string &id) {
+    std::string shape = "{";
+    for (size_t d = 0; d < s.shape.size(); ++d)
+      shape += (d ? ", " : "") + std::to_string(s.shape[d]);
+    shape += s.shape.empty() ? "1}" : "}";
+    std::string M = FN + "_" + upper(id);
+    h << "/* " << role << " \"" << s.name << "\": " << spec(s) << " */\n"
+      << "#define " << M << "_NUMEL " << numel(s) << "\n"
+      << "#define " << M << "_RANK " << s.shape.size() << "\n"
+      << "#define " << M << "_SHAPE " << shape << "\n";
+  };
+  for (size_t i = 0; i < sig.inputs.size(); ++i)
+    describe("input", sig.inputs[i], inNames[i]);
+  for (size_t i = 0; i < sig.params.size(); ++i)
+    describe("parameter", sig.params[i], paramNames[i]);
+  for (size_t i = 0; i < sig.outputs.size(); ++i)
+    describe("output", sig.outputs[i], outNames[i]);
+
+  h << "\nvoid " << fn << "(";
+  std::vector<std::string> args;
+  for (size_t i = 0; i < sig.inputs.size(); ++i)
+    args.push_back(std::string("const ") + cType(sig.inputs[i].dtype) + " *" + inNames[i]);
+  for (size_t i = 0; i < sig.params.size(); ++i)
+    args.push_back(std::string("const ") + cType(sig.params[i].dtype) + " *" + paramNames[i]);
+  for (size_t i = 0; i < sig.outputs.size(); ++i)
+    args.push_back(std::string(cType(sig.outputs[i].dtype)) + " *" + outNames[i]);
+  args.push_back("void *workspace");
+  for (size_t i = 0; i < args.size(); ++i)
+    h << (i ? ",\n    " : "") << args[i];
+  h << ");\n\n";
+
+  // The weights loader: reads each parameter at its fixed offset in the
+  // safetensors file written together with this header.
+  h << "/* The weights file written with this header (safetensors; its JSON header\n"
+    << " * is " << headerBytes << " bytes long). */\n"
+    << "#define " << FN << "_WEIGHTS_FILE \"" << std::filesystem::path(weightsFile).filename().string() << "\"\n\n"
+    << "/* Reads the parameters from the weights file into the given buffers\n"
+    << " * (each " << FN << "_<NAME>_NUMEL elements). Returns 0 on success, -1 after\n"
+    << " * printing the reason to stderr. */\n"
+    << "static inline int " << fn << "_load_weights(const char *path";
+  for (size_t i = 0; i < sig.params.size(); ++i)
+    h << ",\n    " << cType(sig.params[i].dtype) << " *" << paramNames[i];
+  h << ") {\n"
+    << "  FILE *f = fopen(path, \"rb\");\n"
+    << "  unsigned char len[8];\n"
+    << "  uint64_t n = 0;\n"
+    << "  int i;\n"
+    << "  if (!f) {\n"
+    << "    fprintf(stderr, \"" << fn << ": cannot open weights file %s\\n\", path);\n"
+    << "    return -1;\n"
+    << "  }\n"
+    << "  if (fread(len, 1, 8, f) != 8) {\n"
+    << "    fprintf(stderr, \"" << fn << ": %s is truncated\\n\", path);\n"
+    << "    fclose(f);\n"
+    << "    return -1;\n"
+    << "  }\n"
+    << "  for (i = 0; i < 8; ++i)\n"
+    << "    n |= (uint64_t)len[i] << (8 * i);\n"
+    << "  if (n != " << headerBytes << "u) {\n"
+    << "    fprintf(stderr, \"" << fn << ": %s was not written with this header\\n\", path);\n"
+    << "    fclose(f);\n"
+    << "    return -1;\n"
+    << "  }\n";
+  for (size_t i = 0; i < sig.params.size(); ++i) {
+    size_t bytes = static_cast<size_t>(numel(sig.params[i])) * dtype_size(sig.params[i].dtype);
+    h << "  if (fseek(f, " << offsets[i] << "L, SEEK_SET) != 0 || fread(" << paramNames[i]
+      << ", 1, " << bytes << "u, f) != " << bytes << "u) {\n"
+      << "    fprintf(stderr, \"" << fn << ": %s is truncated (parameter " << sig.params[i].name
+      << ")\\n\", path);\n"
+      << "    fclose(f);\n"
+      << "    return -1;\n"
+      << "  }\n";
+  }
+  h << "  fclose(f);\n  return 0;\n}\n\n"
+    << "#ifdef __cplusplus\n}\n#endif\n\n#endif\n";
+  return h.str();
+}
+
+} // namespace soma

@@ -1,0 +1,76 @@
+//===- LinalgToLoops.cpp - linalg to (parallel) loops with a grain size ---===//
+
+#include "soma/Dialect/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/Passes.h"
+
+namespace soma {
+#define GEN_PASS_DEF_SOMALINALGTOLOOPS
+#include "soma/Dialect/Passes.h.inc"
+} // namespace soma
+
+using namespace mlir;
+
+namespace soma {
+namespace {
+
+struct SomaLinalgToLoopsPass
+    : impl::SomaLinalgToLoopsBase<SomaLinalgToLoopsPass> {
+  using Base::Base;
+  void runOnOperation() override {
+    SmallVector<linalg::LinalgOp> ops;
+    getOperation().walk([&](linalg::LinalgOp op) { ops.push_back(op); });
+    IRRewriter rewriter(&getContext());
+    for (linalg::LinalgOp op : ops) {
+      int64_t points = 1;
+      for (int64_t r : op.getStaticLoopRanges())
+        points *= r;
+      bool parallel = points >= grain && op.getNumParallelLoops() > 0;
+      rewriter.setInsertionPoint(op);
+      auto loops = parallel ? linalg::linalgOpToParallelLoops(rewriter, op)
+                            : linalg::linalgOpToLoops(rewriter, op);
+      if (failed(loops)) {
+        op.emitOpError("could not be lowered to loops");
+        return signalPassFailure();
+      }
+      rewriter.eraseOp(op);
+    }
+  }
+};
+
+} // namespace
+
+void buildLowerToLLVMPipeline(OpPassManager &pm) {
+  pm.addNestedPass<func::FuncOp>(createSomaLinalgToLoops());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createConvertSCFToOpenMPPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createConvertSCFToCFPass());
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createConvertMathToLibmPass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  ConvertFuncToLLVMPassOptions funcOptions;
+  funcOptions.useBarePtrCallConv = true;
+  pm.addPass(createConvertFuncToLLVMPass(funcOptions));
+  pm.addPass(createConvertControlFlowToLLVMPass());
+  pm.addPass(createConvertOpenMPToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  pm.addPass(createCanonicalizerPass());
+}
+
+void registerSomaPipelines() {
+  PassPipelineRegistration<>(
+      "soma-lower-to-llvm",
+      "Lower planned soma kernels (linalg/memref) to the LLVM dialect",
+      [](OpPassManager &pm) { buildLowerToLLVMPipeline(pm); });
+}
+
+} // namespace soma

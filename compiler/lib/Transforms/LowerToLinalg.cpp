@@ -1,0 +1,716 @@
+//===- LowerToLinalg.cpp - soma graphs to linalg/memref kernels -----------===//
+//
+// A graph function is straight-line code over static tensors, so it is
+// lowered by one walk in program order rather than by a conversion
+// framework: every soma value gets a buffer (an output argument when the
+// value is a graph output, a fresh 64-byte aligned memref.alloc otherwise, a
+// view for reshapes) and every op becomes linalg ops writing into that
+// buffer. Elementwise and broadcasting ops become one linalg.generic each;
+// reductions put their parallel loops first so that the later loop
+// lowering yields one parallel loop around sequential reduction loops.
+//
+//===----------------------------------------------------------------------===//
+
+#include "soma/Compiler/Lowering.h"
+#include "soma/Dialect/Passes.h"
+#include "soma/Dialect/SomaDialect.h"
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/AffineMap.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <cmath>
+#include <limits>
+
+namespace soma {
+#define GEN_PASS_DEF_SOMALOWERTOLINALG
+#include "soma/Dialect/Passes.h.inc"
+} // namespace soma
+
+using namespace mlir;
+using namespace soma::ir;
+
+namespace soma {
+
+//===----------------------------------------------------------------------===//
+// Scalar bodies of elementwise ops (shared by every kernel that inlines them)
+//===----------------------------------------------------------------------===//
+
+static Value f32Const(OpBuilder &b, Location loc, double v) {
+  return b.create<arith::ConstantOp>(loc, b.getF32FloatAttr(static_cast<float>(v)));
+}
+
+/// log(1 + y) for y >= 0, accurate for small y (Goldberg's trick):
+/// u = 1 + y; if u == 1 then y else log(u) * y / (u - 1).
+static Value emitLog1p(OpBuilder &b, Location loc, Value y) {
+  Value one = f32Const(b, loc, 1.0);
+  Value u = b.create<arith::AddFOp>(loc, one, y);
+  Value logU = b.create<math::LogOp>(loc, u);
+  Value um1 = b.create<arith::SubFOp>(loc, u, one);
+  Value scaled = b.create<arith::DivFOp>(
+      loc, b.create<arith::MulFOp>(loc, logU, y), um1);
+  Value isOne = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OEQ, u, one);
+  return b.create<arith::SelectOp>(loc, isOne, y, scaled);
+}
+
+Value emitElementwiseScalar(OpBuilder &b, Location loc, Operation *op,
+                            ValueRange args) {
+  return llvm::TypeSwitch<Operation *, Value>(op)
+      .Case([&](NegOp) { return b.create<arith::NegFOp>(loc, args[0]); })
+      .Case([&](ExpOp) { return b.create<math::ExpOp>(loc, args[0]); })
+      .Case([&](LogOp) { return b.create<math::LogOp>(loc, args[0]); })
+      .Case([&](SqrtOp) { return b.create<math::SqrtOp>(loc, args[0]); })
+      .Case([&](AbsOp) { return b.create<math::AbsFOp>(loc, args[0]); })
+      .Case([&](TanhOp) { return b.create<math::TanhOp>(loc, args[0]); })
+      .Case([&](SigmoidOp) -> Value {
+        // 1 / (1 + e^-x): exp overflows to +inf for very negative x and the
+        // quotient is then exactly 0, the correctly rounded result.
+        Value e = b.create<math::ExpOp>(loc, b.create<arith::NegFOp>(loc, args[0]));
+        Value one = f32Const(b, loc, 1.0);
+        return b.create<arith::DivFOp>(loc, one,
+                                       b.create<arith::AddFOp>(loc, one, e));
+      })
+      .Case([&](ReluOp) -> Value {
+        // maximumf propagates NaN, so a NaN stays visible downstream.
+        return b.create<arith::MaximumFOp>(loc, args[0], f32Const(b, loc, 0.0));
+      })
+      .Case([&](SoftplusOp) -> Value {
+        // max(x, 0) + log1p(e^-|x|): never overflows.
+        Value x = args[0];
+        Value relu = b.create<arith::MaximumFOp>(loc, x, f32Const(b, loc, 0.0));
+        Value negAbs = b.create<arith::NegFOp>(loc, b.create<math::AbsFOp>(loc, x));
+        Value e = b.create<math::ExpOp>(loc, negAbs);
+        return b.create<arith::AddFOp>(loc, relu, emitLog1p(b, loc, e));
+      })
+      .Case([&](LeakyReluOp lr) -> Value {
+        Value x = args[0];
+        Value pos = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGT, x,
+                                            f32Const(b, loc, 0.0));
+        Value scaled = b.create<arith::MulFOp>(
+            loc, x, f32Const(b, loc, lr.getAlpha().convertToDouble()));
+        return b.create<arith::SelectOp>(loc, pos, x, scaled);
+      })
+      .Case([&](AddOp) { return b.create<arith::AddFOp>(loc, args[0], args[1]); })
+      .Case([&](SubOp) { return b.create<arith::SubFOp>(loc, args[0], args[1]); })
+      .Case([&](MulOp) { return b.create<arith::MulFOp>(loc, args[0], args[1]); })
+      .Case([&](DivOp) { return b.create<arith::DivFOp>(loc, args[0], args[1]); })
+      .Case([&](PowOp) { return b.create<math::PowFOp>(loc, args[0], args[1]); })
+      .Case([&](MaximumOp) {
+        return b.create<arith::MaximumFOp>(loc, args[0], args[1]);
+      })
+      .Case([&](MinimumOp) {
+        return b.create<arith::MinimumFOp>(loc, args[0], args[1]);
+      })
+      .Default([](Operation *) { return Value(); });
+}
+
+bool isElementwise(Operation *op) {
+  return isa<NegOp, ExpOp, LogOp, SqrtOp, AbsOp, TanhOp, SigmoidOp, ReluOp,
+             SoftplusOp, LeakyReluOp, AddOp, SubOp, MulOp, DivOp, PowOp,
+             MaximumOp, MinimumOp>(op);
+}
+
+//===----------------------------------------------------------------------===//
+// The lowering of one graph function
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+MemRefType memrefOf(Type t) {
+  auto rt = cast<RankedTensorType>(t);
+  return MemRefType::get(rt.getShape(), rt.getElementType());
+}
+
+/// The indexing map reading an operand of shape `in` for an output of shape
+/// `out` under numpy broadcasting: dimensions aligned at the right, size-1
+/// dimensions read at index 0.
+AffineMap broadcastMap(ArrayRef<int64_t> in, ArrayRef<int64_t> out,
+                       MLIRContext *ctx) {
+  SmallVector<AffineExpr> exprs;
+  size_t off = out.size() - in.size();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == 1 && out[i + off] != 1)
+      exprs.push_back(getAffineConstantExpr(0, ctx));
+    else
+      exprs.push_back(getAffineDimExpr(i + off, ctx));
+  }
+  return AffineMap::get(out.size(), 0, exprs, ctx);
+}
+
+class GraphLowering {
+public:
+  GraphLowering(ModuleOp module, func::FuncOp graph)
+      : module(module), graph(graph), ctx(module.getContext()), b(ctx) {}
+
+  LogicalResult run();
+
+private:
+  using BodyFn = function_ref<Value(OpBuilder &, Location, ValueRange)>;
+
+  LogicalResult lowerOp(Operation *op);
+  Value alloc(Location loc, MemRefType type);
+  /// The buffer to write `result` into: its output argument or a new alloc.
+  Value resultBuffer(Value result);
+  void fill(Location loc, Value buffer, double value);
+  /// out[i] = body(ins[j][broadcast(i)]...)
+  void elementwise(Location loc, ArrayRef<Value> ins, Value out, BodyFn body);
+  /// out[kept] = combine(out[kept], in[i]) over `axes` (out pre-filled).
+  void reduce(Location loc, Value in, Value out, ArrayRef<int64_t> axes,
+              bool keepdims, BodyFn combine);
+  /// out = in scaled by `factor`, in place.
+  void scaleInPlace(Location loc, Value buffer, double factor);
+  void copy(Location loc, Value from, Value to);
+  Value reshapeView(Location loc, Value in, MemRefType to);
+
+  LogicalResult lowerMatmul(MatmulOp op);
+  LogicalResult lowerSoftmax(Operation *op, Value input, int64_t axis, bool log);
+  LogicalResult lowerSoftmaxCrossEntropy(SoftmaxCrossEntropyOp op);
+  LogicalResult lowerPairwiseLoss(Operation *op, Value a, Value t,
+                                  StringRef reduction, bool bce);
+  LogicalResult lowerConstant(ConstantOp op);
+
+  ModuleOp module;
+  func::FuncOp graph;
+  MLIRContext *ctx;
+  OpBuilder b;
+  DenseMap<Value, Value> buffers;      // soma value -> memref
+  DenseMap<Value, Value> destinations; // soma value -> output argument
+  unsigned numGlobals = 0;
+};
+
+Value GraphLowering::alloc(Location loc, MemRefType type) {
+  return b.create<memref::AllocOp>(loc, type, b.getI64IntegerAttr(64));
+}
+
+Value GraphLowering::resultBuffer(Value result) {
+  auto it = destinations.find(result);
+  if (it != destinations.end())
+    return it->second;
+  return alloc(result.getLoc(), memrefOf(result.getType()));
+}
+
+void GraphLowering::fill(Location loc, Value buffer, double value) {
+  Type et = cast<MemRefType>(buffer.getType()).getElementType();
+  Value v = b.create<arith::ConstantOp>(loc, b.getFloatAttr(et, value));
+  b.create<linalg::FillOp>(loc, ValueRange{v}, ValueRange{buffer});
+}
+
+void GraphLowering::elementwise(Location loc, ArrayRef<Value> ins, Value out,
+                                BodyFn body) {
+  auto outType = cast<MemRefType>(out.getType());
+  SmallVector<AffineMap> maps;
+  for (Value in : ins)
+    maps.push_back(broadcastMap(cast<MemRefType>(in.getType()).getShape(),
+                                outType.getShape(), ctx));
+  maps.push_back(AffineMap::getMultiDimIdentityMap(outType.getRank(), ctx));
+  SmallVector<utils::IteratorType> iters(outType.getRank(),
+                                         utils::IteratorType::parallel);
+  b.create<linalg::GenericOp>(
+      loc, ValueRange(ins), ValueRange{out}, maps, iters,
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        Value v = body(nb, l, args.drop_back());
+        nb.create<linalg::YieldOp>(l, v);
+      });
+}
+
+void GraphLowering::reduce(Location loc, Value in, Value out,
+                           ArrayRef<int64_t> axes, bool keepdims,
+                           BodyFn combine) {
+  auto inType = cast<MemRefType>(in.getType());
+  int64_t rank = inType.getRank();
+  // Loop order: kept (parallel) dimensions first, then reduced ones.
+  SmallVector<int64_t> loopOfDim(rank);
+  int64_t next = 0;
+  for (int64_t d = 0; d < rank; ++d)
+    if (!llvm::is_contained(axes, d))
+      loopOfDim[d] = next++;
+  int64_t numParallel = next;
+  for (int64_t d = 0; d < rank; ++d)
+    if (llvm::is_contained(axes, d))
+      loopOfDim[d] = next++;
+  SmallVector<AffineExpr> inExprs, outExprs;
+  for (int64_t d = 0; d < rank; ++d) {
+    inExprs.push_back(getAffineDimExpr(loopOfDim[d], ctx));
+    if (!llvm::is_contained(axes, d))
+      outExprs.push_back(getAffineDimExpr(loopOfDim[d], ctx));
+    else if (keepdims)
+      outExprs.push_back(getAffineConstantExpr(0, ctx));
+  }
+  SmallVector<AffineMap> maps{AffineMap::get(rank, 0, inExprs, ctx),
+                              AffineMap::get(rank, 0, outExprs, ctx)};
+  SmallVector<utils::IteratorType> iters;
+  for (int64_t l = 0; l < rank; ++l)
+    iters.push_back(l < numParallel ? utils::IteratorType::parallel
+                                    : utils::IteratorType::reduction);
+  b.create<linalg::GenericOp>(
+      loc, ValueRange{in}, ValueRange{out}, maps, iters,
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        nb.create<linalg::YieldOp>(l, combine(nb, l, args));
+      });
+}
+
+void GraphLowering::scaleInPlace(Location loc, Value buffer, double factor) {
+  auto type = cast<MemRefType>(buffer.getType());
+  auto id = AffineMap::getMultiDimIdentityMap(type.getRank(), ctx);
+  SmallVector<utils::IteratorType> iters(type.getRank(),
+                                         utils::IteratorType::parallel);
+  b.create<linalg::GenericOp>(
+      loc, ValueRange{}, ValueRange{buffer}, ArrayRef<AffineMap>{id}, iters,
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        nb.create<linalg::YieldOp>(
+            l, Value(nb.create<arith::MulFOp>(l, args[0], f32Const(nb, l, factor))));
+      });
+}
+
+void GraphLowering::copy(Location loc, Value from, Value to) {
+  b.create<linalg::CopyOp>(loc, from, to);
+}
+
+/// A reshape is a view: collapse to 1-D (or rank 0) and expand to the target.
+Value GraphLowering::reshapeView(Location loc, Value in, MemRefType to) {
+  auto from = cast<MemRefType>(in.getType());
+  if (from.getShape() == to.getShape())
+    return in;
+  Value flat = in;
+  int64_t n = from.getNumElements();
+  if (from.getRank() != 1) {
+    SmallVector<ReassociationIndices> re;
+    if (from.getRank() > 0) {
+      ReassociationIndices all;
+      for (int64_t d = 0; d < from.getRank(); ++d)
+        all.push_back(d);
+      re.push_back(all);
+    }
+    auto flatType = MemRefType::get(from.getRank() > 0 ? ArrayRef<int64_t>{n}
+                                                       : ArrayRef<int64_t>{},
+                                    from.getElementType());
+    flat = b.create<memref::CollapseShapeOp>(loc, flatType, in, re);
+    if (to.getRank() == 0 && from.getRank() > 0) {
+      // [n] -> [] : collapse all dims of a size-1 tensor.
+      SmallVector<ReassociationIndices> none;
+      return b.create<memref::CollapseShapeOp>(loc, to, flat, none);
+    }
+  }
+  if (to.getRank() == 1 && cast<MemRefType>(flat.getType()).getRank() == 1)
+    return flat;
+  SmallVector<ReassociationIndices> re;
+  if (cast<MemRefType>(flat.getType()).getRank() == 1) {
+    ReassociationIndices all;
+    for (int64_t d = 0; d < to.getRank(); ++d)
+      all.push_back(d);
+    re.push_back(all);
+  }
+  return b.create<memref::ExpandShapeOp>(loc, to, flat, re);
+}
+
+LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
+  Location loc = op.getLoc();
+  Value a = buffers[op.getLhs()], bm = buffers[op.getRhs()];
+  Value out = resultBuffer(op.getResult());
+  int64_t rank = cast<MemRefType>(out.getType()).getRank();
+  // Loops: batch..., m, n, k.
+  int64_t nb = rank - 2;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  SmallVector<AffineExpr> ea, eb, ec;
+  for (int64_t i = 0; i < nb; ++i) {
+    ea.push_back(d(i));
+    eb.push_back(d(i));
+    ec.push_back(d(i));
+  }
+  AffineExpr m = d(nb), n = d(nb + 1), k = d(nb + 2);
+  if (op.getTransposeA()) {
+    ea.push_back(k);
+    ea.push_back(m);
+  } else {
+    ea.push_back(m);
+    ea.push_back(k);
+  }
+  if (op.getTransposeB()) {
+    eb.push_back(n);
+    eb.push_back(k);
+  } else {
+    eb.push_back(k);
+    eb.push_back(n);
+  }
+  ec.push_back(m);
+  ec.push_back(n);
+  int64_t loops = rank + 1;
+  SmallVector<AffineMap> maps{AffineMap::get(loops, 0, ea, ctx),
+                              AffineMap::get(loops, 0, eb, ctx),
+                              AffineMap::get(loops, 0, ec, ctx)};
+  SmallVector<utils::IteratorType> iters(loops - 1, utils::IteratorType::parallel);
+  iters.push_back(utils::IteratorType::reduction);
+  fill(loc, out, 0.0);
+  b.create<linalg::GenericOp>(
+      loc, ValueRange{a, bm}, ValueRange{out}, maps, iters,
+      [&](OpBuilder &nb2, Location l, ValueRange args) {
+        Value prod = nb2.create<arith::MulFOp>(l, args[0], args[1]);
+        nb2.create<linalg::YieldOp>(
+            l, Value(nb2.create<arith::AddFOp>(l, args[2], prod)));
+      });
+  buffers[op.getResult()] = out;
+  return success();
+}
+
+LogicalResult GraphLowering::lowerSoftmax(Operation *op, Value input,
+                                          int64_t axis, bool log) {
+  Location loc = op->getLoc();
+  Value x = buffers[input];
+  Value y = resultBuffer(op->getResult(0));
+  auto type = cast<MemRefType>(x.getType());
+  SmallVector<int64_t> keptShape(type.getShape());
+  keptShape[axis] = 1;
+  auto keptType = MemRefType::get(keptShape, type.getElementType());
+  int64_t axes[] = {axis};
+  // m = max over axis
+  Value m = alloc(loc, keptType);
+  fill(loc, m, -std::numeric_limits<double>::infinity());
+  reduce(loc, x, m, axes, /*keepdims=*/true,
+         [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+           return nb.create<arith::MaximumFOp>(l, a[0], a[1]);
+         });
+  // y = x - m  (log) or e^(x - m)
+  elementwise(loc, {x, m}, y, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+    Value s = nb.create<arith::SubFOp>(l, a[0], a[1]);
+    return log ? s : Value(nb.create<math::ExpOp>(l, s));
+  });
+  // s = sum over axis of e^y (log) or y
+  Value s = alloc(loc, keptType);
+  fill(loc, s, 0.0);
+  reduce(loc, y, s, axes, true, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+    Value e = log ? Value(nb.create<math::ExpOp>(l, a[0])) : a[0];
+    return nb.create<arith::AddFOp>(l, a[1], e);
+  });
+  // y = y - log s  (log) or y / s
+  elementwise(loc, {y, s}, y, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+    if (log)
+      return nb.create<arith::SubFOp>(l, a[0], nb.create<math::LogOp>(l, a[1]));
+    return nb.create<arith::DivFOp>(l, a[0], a[1]);
+  });
+  buffers[op->getResult(0)] = y;
+  return success();
+}
+
+LogicalResult GraphLowering::lowerSoftmaxCrossEntropy(SoftmaxCrossEntropyOp op) {
+  Location loc = op.getLoc();
+  Value x = buffers[op.getLogits()], labels = buffers[op.getLabels()];
+  auto type = cast<MemRefType>(x.getType());
+  int64_t n = type.getDimSize(0), c = type.getDimSize(1);
+  auto rowType = MemRefType::get({n}, b.getF32Type());
+  int64_t axes[] = {1};
+  Value m = alloc(loc, rowType);
+  fill(loc, m, -std::numeric_limits<double>::infinity());
+  reduce(loc, x, m, axes, false, [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+    return nb.create<arith::MaximumFOp>(l, a[0], a[1]);
+  });
+  // s[i] = sum_j e^(x[i,j] - m[i]); a generic over (i, j) with j reduced.
+  Value s = alloc(loc, rowType);
+  fill(loc, s, 0.0);
+  {
+    auto d0 = getAffineDimExpr(0, ctx), d1 = getAffineDimExpr(1, ctx);
+    SmallVector<AffineMap> maps{AffineMap::get(2, 0, {d0, d1}, ctx),
+                                AffineMap::get(2, 0, {d0}, ctx),
+                                AffineMap::get(2, 0, {d0}, ctx)};
+    b.create<linalg::GenericOp>(
+        loc, ValueRange{x, m}, ValueRange{s}, maps,
+        SmallVector<utils::IteratorType>{utils::IteratorType::parallel,
+                                         utils::IteratorType::reduction},
+        [&](OpBuilder &nb, Location l, ValueRange a) {
+          Value e = nb.create<math::ExpOp>(l, nb.create<arith::SubFOp>(l, a[0], a[1]));
+          nb.create<linalg::YieldOp>(l, Value(nb.create<arith::AddFOp>(l, a[2], e)));
+        });
+  }
+  // row[i] = log s[i] + m[i] - x[i, label[i]]  (NaN if the label is out of range)
+  Value row = alloc(loc, rowType);
+  {
+    auto id = AffineMap::getMultiDimIdentityMap(1, ctx);
+    SmallVector<AffineMap> maps{id, id, id, id};
+    b.create<linalg::GenericOp>(
+        loc, ValueRange{labels, m, s}, ValueRange{row}, maps,
+        SmallVector<utils::IteratorType>{utils::IteratorType::parallel},
+        [&](OpBuilder &nb, Location l, ValueRange a) {
+          Value i = nb.create<linalg::IndexOp>(l, 0);
+          Value label = nb.create<arith::IndexCastOp>(l, nb.getIndexType(), a[0]);
+          Value zero = nb.create<arith::ConstantIndexOp>(l, 0);
+          Value cIdx = nb.create<arith::ConstantIndexOp>(l, c);
+          Value geZero = nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sge, label, zero);
+          Value ltC = nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::slt, label, cIdx);
+          Value ok = nb.create<arith::AndIOp>(l, geZero, ltC);
+          Value safe = nb.create<arith::SelectOp>(l, ok, label, zero);
+          Value picked = nb.create<memref::LoadOp>(l, x, ValueRange{i, safe});
+          Value lse = nb.create<arith::AddFOp>(l, nb.create<math::LogOp>(l, a[2]), a[1]);
+          Value loss = nb.create<arith::SubFOp>(l, lse, picked);
+          Value nan = f32Const(nb, l, std::numeric_limits<double>::quiet_NaN());
+          nb.create<linalg::YieldOp>(l, Value(nb.create<arith::SelectOp>(l, ok, loss, nan)));
+        });
+  }
+  Value out = resultBuffer(op.getResult());
+  fill(loc, out, 0.0);
+  int64_t all[] = {0};
+  reduce(loc, row, out, all, false, [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+    return nb.create<arith::AddFOp>(l, a[1], a[0]);
+  });
+  if (op.getReduction() == "mean")
+    scaleInPlace(loc, out, 1.0 / static_cast<double>(n));
+  buffers[op.getResult()] = out;
+  return success();
+}
+
+LogicalResult GraphLowering::lowerPairwiseLoss(Operation *op, Value pv, Value tv,
+                                               StringRef reduction, bool bce) {
+  Location loc = op->getLoc();
+  Value p = buffers[pv], t = buffers[tv];
+  auto type = cast<MemRefType>(p.getType());
+  int64_t rank = type.getRank();
+  Value out = resultBuffer(op->getResult(0));
+  fill(loc, out, 0.0);
+  auto id = AffineMap::getMultiDimIdentityMap(rank, ctx);
+  SmallVector<AffineMap> maps{id, id, AffineMap::get(rank, 0, {}, ctx)};
+  SmallVector<utils::IteratorType> iters(rank, utils::IteratorType::reduction);
+  b.create<linalg::GenericOp>(
+      loc, ValueRange{p, t}, ValueRange{out}, maps, iters,
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value term;
+        if (!bce) {
+          Value diff = nb.create<arith::SubFOp>(l, a[0], a[1]);
+          term = nb.create<arith::MulFOp>(l, diff, diff);
+        } else {
+          // -(t * max(log p, -100) + (1 - t) * max(log(1 - p), -100))
+          Value one = f32Const(nb, l, 1.0), floor = f32Const(nb, l, -100.0);
+          Value lp = nb.create<arith::MaximumFOp>(l, nb.create<math::LogOp>(l, a[0]), floor);
+          Value lq = nb.create<arith::MaximumFOp>(
+              l, nb.create<math::LogOp>(l, nb.create<arith::SubFOp>(l, one, a[0])), floor);
+          Value pos = nb.create<arith::MulFOp>(l, a[1], lp);
+          Value neg = nb.create<arith::MulFOp>(l, nb.create<arith::SubFOp>(l, one, a[1]), lq);
+          term = nb.create<arith::NegFOp>(l, nb.create<arith::AddFOp>(l, pos, neg));
+        }
+        nb.create<linalg::YieldOp>(l, Value(nb.create<arith::AddFOp>(l, a[2], term)));
+      });
+  if (reduction == "mean")
+    scaleInPlace(loc, out, 1.0 / static_cast<double>(type.getNumElements()));
+  buffers[op->getResult(0)] = out;
+  return success();
+}
+
+LogicalResult GraphLowering::lowerConstant(ConstantOp op) {
+  auto type = memrefOf(op.getType());
+  std::string name = (graph.getSymName() + "_const" + Twine(numGlobals++)).str();
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(graph);
+    b.create<memref::GlobalOp>(op.getLoc(), name, b.getStringAttr("private"), type,
+                               cast<Attribute>(op.getValue()),
+                               /*constant=*/true, b.getI64IntegerAttr(64));
+  }
+  buffers[op.getResult()] = b.create<memref::GetGlobalOp>(op.getLoc(), type, name);
+  return success();
+}
+
+LogicalResult GraphLowering::lowerOp(Operation *op) {
+  Location loc = op->getLoc();
+  if (isElementwise(op)) {
+    SmallVector<Value> ins;
+    for (Value v : op->getOperands())
+      ins.push_back(buffers[v]);
+    Value out = resultBuffer(op->getResult(0));
+    elementwise(loc, ins, out, [&](OpBuilder &nb, Location l, ValueRange a) {
+      return emitElementwiseScalar(nb, l, op, a);
+    });
+    buffers[op->getResult(0)] = out;
+    return success();
+  }
+  return llvm::TypeSwitch<Operation *, LogicalResult>(op)
+      .Case([&](MatmulOp m) { return lowerMatmul(m); })
+      .Case<ReduceSumOp, ReduceMeanOp, ReduceMaxOp>([&](auto r) {
+        Value out = resultBuffer(r.getResult());
+        bool isMax = isa<ReduceMaxOp>(op);
+        fill(loc, out, isMax ? -std::numeric_limits<double>::infinity() : 0.0);
+        reduce(loc, buffers[r.getInput()], out, r.getAxes(), r.getKeepdims(),
+               [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+                 if (isMax)
+                   return nb.create<arith::MaximumFOp>(l, a[1], a[0]);
+                 return nb.create<arith::AddFOp>(l, a[1], a[0]);
+               });
+        if (isa<ReduceMeanOp>(op)) {
+          auto inType = cast<RankedTensorType>(r.getInput().getType());
+          int64_t count = 1;
+          for (int64_t a : r.getAxes())
+            count *= inType.getDimSize(a);
+          scaleInPlace(loc, out, 1.0 / static_cast<double>(count));
+        }
+        buffers[r.getResult()] = out;
+        return success();
+      })
+      .Case([&](ReshapeOp r) {
+        buffers[r.getResult()] =
+            reshapeView(loc, buffers[r.getInput()], memrefOf(r.getType()));
+        return success();
+      })
+      .Case([&](TransposeOp t) {
+        Value out = resultBuffer(t.getResult());
+        ArrayRef<int64_t> perm = t.getPerm();
+        int64_t rank = perm.size();
+        // output dim i reads input dim perm[i]: input map dim j -> d_{inv[j]}
+        SmallVector<AffineExpr> exprs(rank);
+        for (int64_t i = 0; i < rank; ++i)
+          exprs[perm[i]] = getAffineDimExpr(i, ctx);
+        SmallVector<AffineMap> maps{AffineMap::get(rank, 0, exprs, ctx),
+                                    AffineMap::getMultiDimIdentityMap(rank, ctx)};
+        SmallVector<utils::IteratorType> iters(rank, utils::IteratorType::parallel);
+        b.create<linalg::GenericOp>(
+            loc, ValueRange{buffers[t.getInput()]}, ValueRange{out}, maps, iters,
+            [&](OpBuilder &nb, Location l, ValueRange a) {
+              nb.create<linalg::YieldOp>(l, a[0]);
+            });
+        buffers[t.getResult()] = out;
+        return success();
+      })
+      .Case([&](BroadcastToOp bt) {
+        Value out = resultBuffer(bt.getResult());
+        elementwise(loc, {buffers[bt.getInput()]}, out,
+                    [](OpBuilder &, Location, ValueRange a) { return a[0]; });
+        buffers[bt.getResult()] = out;
+        return success();
+      })
+      .Case([&](SliceOp s) {
+        Value out = resultBuffer(s.getResult());
+        auto outShape = cast<RankedTensorType>(s.getType()).getShape();
+        Value view = b.create<memref::SubViewOp>(
+            loc, buffers[s.getInput()], s.getStarts(), outShape, s.getStrides());
+        copy(loc, view, out);
+        buffers[s.getResult()] = out;
+        return success();
+      })
+      .Case([&](ConcatOp c) {
+        Value out = resultBuffer(c.getResult());
+        auto outType = cast<MemRefType>(out.getType());
+        int64_t axis = c.getAxis(), offset = 0;
+        for (Value in : c.getInputs()) {
+          auto inShape = cast<RankedTensorType>(in.getType()).getShape();
+          SmallVector<int64_t> offsets(outType.getRank(), 0), strides(outType.getRank(), 1);
+          offsets[axis] = offset;
+          Value view = b.create<memref::SubViewOp>(loc, out, offsets, inShape, strides);
+          copy(loc, buffers[in], view);
+          offset += inShape[axis];
+        }
+        buffers[c.getResult()] = out;
+        return success();
+      })
+      .Case([&](ConstantOp c) { return lowerConstant(c); })
+      .Case([&](SoftmaxOp s) {
+        return lowerSoftmax(op, s.getInput(), s.getAxis(), false);
+      })
+      .Case([&](LogSoftmaxOp s) {
+        return lowerSoftmax(op, s.getInput(), s.getAxis(), true);
+      })
+      .Case([&](SoftmaxCrossEntropyOp s) { return lowerSoftmaxCrossEntropy(s); })
+      .Case([&](MseOp m) {
+        return lowerPairwiseLoss(op, m.getPrediction(), m.getTarget(),
+                                 m.getReduction(), false);
+      })
+      .Case([&](BinaryCrossEntropyOp m) {
+        return lowerPairwiseLoss(op, m.getProbability(), m.getTarget(),
+                                 m.getReduction(), true);
+      })
+      .Default([&](Operation *) {
+        return op->emitOpError("has no lowering to linalg");
+      });
+}
+
+LogicalResult GraphLowering::run() {
+  Location loc = graph.getLoc();
+  auto fnType = graph.getFunctionType();
+  SmallVector<unsigned> inputs, params;
+  for (unsigned i = 0; i < graph.getNumArguments(); ++i) {
+    if (graph.getArgAttr(i, kInputAttr))
+      inputs.push_back(i);
+    else if (graph.getArgAttr(i, kParamAttr))
+      params.push_back(i);
+    else
+      return graph.emitError("argument ") << i << " of graph '" << graph.getSymName()
+                                          << "' is marked neither soma.input nor soma.param";
+  }
+  for (unsigned j = 0; j < graph.getNumResults(); ++j)
+    if (!graph.getResultAttr(j, kOutputAttr))
+      return graph.emitError("result ") << j << " of graph '" << graph.getSymName()
+                                        << "' has no soma.output name";
+
+  // Kernel ABI: inputs, params, outputs, workspace (sized by soma-plan-memory).
+  SmallVector<Type> argTypes;
+  SmallVector<DictionaryAttr> argAttrs;
+  auto named = [&](StringRef key, Attribute value) {
+    return b.getDictionaryAttr({b.getNamedAttr(key, value)});
+  };
+  for (unsigned i : inputs) {
+    argTypes.push_back(memrefOf(fnType.getInput(i)));
+    argAttrs.push_back(graph.getArgAttrDict(i));
+  }
+  for (unsigned i : params) {
+    argTypes.push_back(memrefOf(fnType.getInput(i)));
+    argAttrs.push_back(graph.getArgAttrDict(i));
+  }
+  for (unsigned j = 0; j < graph.getNumResults(); ++j) {
+    argTypes.push_back(memrefOf(fnType.getResult(j)));
+    argAttrs.push_back(named(kOutputAttr, graph.getResultAttr(j, kOutputAttr)));
+  }
+  argTypes.push_back(MemRefType::get({0}, b.getI8Type()));
+  argAttrs.push_back(named("soma.workspace", b.getUnitAttr()));
+
+  b.setInsertionPoint(graph);
+  std::string name = graph.getSymName().str();
+  graph.setSymName(name + ".graph");
+  auto kernel = b.create<func::FuncOp>(loc, name, b.getFunctionType(argTypes, {}));
+  kernel.setAllArgAttrs(argAttrs);
+  kernel->setAttr("soma.kernel", b.getUnitAttr());
+  Block *entry = kernel.addEntryBlock();
+
+  unsigned abi = 0;
+  for (unsigned i : inputs)
+    buffers[graph.getArgument(i)] = entry->getArgument(abi++);
+  for (unsigned i : params)
+    buffers[graph.getArgument(i)] = entry->getArgument(abi++);
+  unsigned firstOutput = abi;
+
+  auto ret = cast<func::ReturnOp>(graph.getBody().front().getTerminator());
+  for (auto [j, v] : llvm::enumerate(ret.getOperands())) {
+    Operation *def = v.getDefiningOp();
+    if (!def || destinations.count(v) || isa<ReshapeOp, ConstantOp>(def))
+      continue; // arguments, views, constants and repeats are copied at the end
+    destinations[v] = entry->getArgument(firstOutput + j);
+  }
+
+  b.setInsertionPointToStart(entry);
+  for (Operation &op : graph.getBody().front().without_terminator()) {
+    if (op.getDialect() != ctx->getLoadedDialect<SomaDialect>())
+      return op.emitOpError("is not a soma op; graphs contain only soma ops");
+    if (failed(lowerOp(&op)))
+      return failure();
+  }
+  for (auto [j, v] : llvm::enumerate(ret.getOperands())) {
+    Value dest = entry->getArgument(firstOutput + j);
+    if (buffers[v] != dest)
+      copy(ret.getLoc(), buffers[v], dest);
+  }
+  b.create<func::ReturnOp>(loc);
+  graph.erase();
+  return success();
+}
+
+struct SomaLowerToLinalgPass
+    : impl::SomaLowerToLinalgBase<SomaLowerToLinalgPass> {
+  void runOnOperation() override {
+    SmallVector<func::FuncOp> graphs;
+    for (auto fn : getOperation().getOps<func::FuncOp>())
+      if (!fn->hasAttr("soma.kernel") && !fn.isDeclaration())
+        graphs.push_back(fn);
+    for (auto fn : graphs)
+      if (failed(GraphLowering(getOperation(), fn).run()))
+        return signalPassFailure();
+  }
+};
+
+} // namespace
+} // namespace soma

@@ -1,0 +1,92 @@
+//===- soma/compile.h - Compiling graphs: JIT, AOT, interpreter ----*- C++ -*-===//
+#pragma once
+
+#include "soma/executable.h"
+#include "soma/graph.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace soma {
+
+/// A stage of the pipeline that can be dumped, and its file name.
+struct DumpStage {
+  const char *name; // "built", "lowered", ...
+  const char *file; // "00-built.mlir", ...
+};
+/// The dumpable stages in pipeline order.
+const std::vector<DumpStage> &dump_stages();
+
+/// Options of every compilation. By default the SOMA_DUMP and SOMA_DUMP_DIR
+/// environment variables fill `dump` and `dump_dir`.
+struct CompileOptions {
+  /// Comma-separated stages to dump: built, lowered, planned, llvm, asm, all.
+  std::string dump;
+  /// Where dumps go (created if missing); default "soma-dump".
+  std::string dump_dir;
+  /// Print the IR after every pass to stderr (like mlir-opt's flag).
+  bool print_ir_after_all = false;
+  /// LLVM optimisation level 0-3.
+  int opt_level = 3;
+  /// Read SOMA_DUMP / SOMA_DUMP_DIR when dump / dump_dir are empty.
+  bool use_environment = true;
+};
+
+/// A JIT-compiled inference function with its own parameter values.
+class Inference {
+public:
+  Inference() = default;
+  Inference(Executable exe, NamedArrays params);
+
+  const Signature &signature() const { return exe_.signature(); }
+
+  /// Runs on named inputs and returns the named outputs. A missing or extra
+  /// input, or one of the wrong dtype or shape, throws soma::Error.
+  std::map<std::string, Array> run(const std::map<std::string, Array> &inputs);
+
+  /// The parameters, in signature order; edit in place or replace.
+  NamedArrays &params() { return params_; }
+  /// Replaces the parameters; names, dtypes and shapes are checked, and the
+  /// first mismatch is reported with both shapes.
+  void set_params(const NamedArrays &params);
+
+private:
+  Executable exe_;
+  NamedArrays params_;
+  std::vector<Array> paramArrays_;
+};
+
+/// JIT-compiles `g` for inference; parameters start from g.init_params().
+Inference compile_inference(const Graph &g, const CompileOptions &options = {});
+
+/// What `compile_aot` writes into its directory.
+struct AotOptions {
+  bool object = true;   // NAME.o
+  bool header = true;   // NAME.h
+  bool weights = true;  // NAME.weights.safetensors
+  bool llvm_ir = false; // NAME.ll
+  bool assembly = false; // NAME.s
+  /// Target CPU for the object: "host" (default) or an LLVM CPU name such as
+  /// "x86-64-v3".
+  std::string cpu = "host";
+};
+
+/// Compiles `g` ahead of time into `dir`: an object file exporting
+/// `void NAME(const float *in..., const float *param..., float *out...,
+/// void *workspace)`, a C header that declares it and documents every
+/// pointer, and a safetensors weights file (with a loader in the header).
+/// `params` defaults to g.init_params(). Returns the files written.
+std::vector<std::string> compile_aot(const Graph &g, const std::string &dir,
+                                     const AotOptions &aot = {},
+                                     const NamedArrays *params = nullptr,
+                                     const CompileOptions &options = {});
+
+/// Evaluates `g` with the reference interpreter (plain loops, double
+/// precision internally). Inputs and params by name; params default to
+/// g.init_params().
+std::map<std::string, Array> interpret(const Graph &g,
+                                       const std::map<std::string, Array> &inputs,
+                                       const NamedArrays *params = nullptr);
+
+} // namespace soma

@@ -1,0 +1,116 @@
+//===- soma/ops.h - The operations of the builder DSL ------------*- C++ -*-===//
+//
+// Free functions on soma::Tensor. Each takes a trailing
+// std::source_location that defaults to the caller's position; do not pass
+// it yourself. Axes may be negative (counting from the end).
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "soma/graph.h"
+
+#include <initializer_list>
+#include <source_location>
+#include <vector>
+
+namespace soma {
+
+using Loc = std::source_location;
+using Axes = std::vector<int64_t>;
+
+/// A Tensor together with the location of the expression it appears in;
+/// lets the overloaded operators (which cannot take default arguments)
+/// report the user's line.
+struct LocatedTensor {
+  Tensor t;
+  Loc loc;
+  LocatedTensor(const Tensor &t, Loc loc = Loc::current()) : t(t), loc(loc) {}
+};
+
+// --- elementwise, with numpy broadcasting -----------------------------------
+Tensor add(const Tensor &a, const Tensor &b, Loc loc = Loc::current());
+Tensor sub(const Tensor &a, const Tensor &b, Loc loc = Loc::current());
+Tensor mul(const Tensor &a, const Tensor &b, Loc loc = Loc::current());
+Tensor div(const Tensor &a, const Tensor &b, Loc loc = Loc::current());
+Tensor pow(const Tensor &a, const Tensor &b, Loc loc = Loc::current());
+Tensor maximum(const Tensor &a, const Tensor &b, Loc loc = Loc::current());
+Tensor minimum(const Tensor &a, const Tensor &b, Loc loc = Loc::current());
+
+Tensor operator+(LocatedTensor a, const Tensor &b);
+Tensor operator-(LocatedTensor a, const Tensor &b);
+Tensor operator*(LocatedTensor a, const Tensor &b);
+Tensor operator/(LocatedTensor a, const Tensor &b);
+Tensor operator-(LocatedTensor a);
+Tensor operator+(LocatedTensor a, float b);
+Tensor operator-(LocatedTensor a, float b);
+Tensor operator*(LocatedTensor a, float b);
+Tensor operator/(LocatedTensor a, float b);
+Tensor operator*(float a, LocatedTensor b);
+
+Tensor neg(const Tensor &x, Loc loc = Loc::current());
+Tensor exp(const Tensor &x, Loc loc = Loc::current());
+Tensor log(const Tensor &x, Loc loc = Loc::current());
+Tensor sqrt(const Tensor &x, Loc loc = Loc::current());
+Tensor abs(const Tensor &x, Loc loc = Loc::current());
+Tensor tanh(const Tensor &x, Loc loc = Loc::current());
+Tensor sigmoid(const Tensor &x, Loc loc = Loc::current());
+Tensor relu(const Tensor &x, Loc loc = Loc::current());
+Tensor leaky_relu(const Tensor &x, double alpha = 0.01, Loc loc = Loc::current());
+Tensor softplus(const Tensor &x, Loc loc = Loc::current());
+
+// --- contraction --------------------------------------------------------------
+struct MatmulOptions {
+  bool transpose_a = false;
+  bool transpose_b = false;
+};
+/// op(a) x op(b); rank 2, or equal leading batch dimensions.
+Tensor matmul(const Tensor &a, const Tensor &b, MatmulOptions options = {},
+              Loc loc = Loc::current());
+
+// --- reductions (empty axes = all axes) -----------------------------------------
+Tensor sum(const Tensor &x, const Axes &axes = {}, bool keepdims = false,
+           Loc loc = Loc::current());
+Tensor mean(const Tensor &x, const Axes &axes = {}, bool keepdims = false,
+            Loc loc = Loc::current());
+Tensor max(const Tensor &x, const Axes &axes = {}, bool keepdims = false,
+           Loc loc = Loc::current());
+
+// --- shape and data movement -----------------------------------------------------
+/// One dimension of `shape` may be -1 (inferred).
+Tensor reshape(const Tensor &x, const Shape &shape, Loc loc = Loc::current());
+/// [N, d1, d2, ...] -> [N, d1*d2*...].
+Tensor flatten(const Tensor &x, Loc loc = Loc::current());
+/// Output dim i is input dim perm[i]; an empty perm reverses the dims.
+Tensor transpose(const Tensor &x, const Axes &perm = {}, Loc loc = Loc::current());
+Tensor broadcast_to(const Tensor &x, const Shape &shape, Loc loc = Loc::current());
+/// x[starts:limits:strides] per dimension; negative starts/limits count
+/// from the end; empty strides mean 1.
+Tensor slice(const Tensor &x, const Shape &starts, const Shape &limits,
+             const Shape &strides = {}, Loc loc = Loc::current());
+Tensor concat(const std::vector<Tensor> &xs, int64_t axis, Loc loc = Loc::current());
+
+/// A constant tensor holding a copy of `value`.
+Tensor constant(Graph &g, const Array &value, Loc loc = Loc::current());
+/// A rank-0 f32 constant.
+Tensor scalar(Graph &g, float value, Loc loc = Loc::current());
+
+// --- softmax family and losses ------------------------------------------------------
+Tensor softmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());
+Tensor log_softmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());
+
+/// How a loss reduces over the batch: "mean" (default) or "sum".
+enum class Reduction { mean, sum };
+
+/// Fused softmax + cross-entropy: logits [N, C] f32, labels [N] i32/i64.
+Tensor softmax_cross_entropy(const Tensor &logits, const Tensor &labels,
+                             Reduction reduction = Reduction::mean,
+                             Loc loc = Loc::current());
+/// Mean (over all elements) or sum of (prediction - target)^2.
+Tensor mse(const Tensor &prediction, const Tensor &target,
+           Reduction reduction = Reduction::mean, Loc loc = Loc::current());
+/// -(t log p + (1 - t) log(1 - p)), logs clamped at -100; mean or sum.
+Tensor binary_cross_entropy(const Tensor &probability, const Tensor &target,
+                            Reduction reduction = Reduction::mean,
+                            Loc loc = Loc::current());
+
+} // namespace soma

@@ -1,0 +1,322 @@
+//===- Ops.cpp - The builder DSL's operations --------------------------------===//
+//
+// Each function normalises its arguments (negative axes, -1 in shapes),
+// then hands the op to buildOp, whose type inference is the op's own
+// (SomaOps.cpp), so the DSL and the .mlir parser report the same errors.
+//
+//===----------------------------------------------------------------------===//
+
+#include "soma/Compiler/GraphImpl.h"
+#include "soma/Dialect/SomaDialect.h"
+#include "soma/nn.h"
+#include "soma/ops.h"
+
+#include "mlir/IR/BuiltinAttributes.h"
+
+using namespace mlir;
+
+namespace soma {
+
+Type elementType(MLIRContext *ctx, DType dt); // Graph.cpp
+
+namespace {
+
+GraphImpl *graphOf(std::initializer_list<const Tensor *> ts, const char *op,
+                   const Loc &loc) {
+  GraphImpl *g = nullptr;
+  for (const Tensor *t : ts) {
+    if (!t->valid())
+      throw Error(where(loc) + ": " + op + ": operand is an empty Tensor");
+    if (g && t->impl() != g)
+      throw Error(where(loc) + ": " + op + ": operands belong to different graphs ('" +
+                  g->name + "' and '" + t->impl()->name + "')");
+    g = t->impl();
+  }
+  return g;
+}
+
+Tensor unary(const char *op, const Tensor &x, const Loc &loc,
+             ArrayRef<NamedAttribute> attrs = {}) {
+  GraphImpl *g = graphOf({&x}, op, loc);
+  return buildOp(g, std::string("soma.") + op, {g->value(x)}, attrs, loc);
+}
+
+Tensor binary(const char *op, const Tensor &a, const Tensor &b, const Loc &loc) {
+  GraphImpl *g = graphOf({&a, &b}, op, loc);
+  return buildOp(g, std::string("soma.") + op, {g->value(a), g->value(b)}, {}, loc);
+}
+
+int64_t normAxis(int64_t axis, int64_t rank, const char *op, const Loc &loc) {
+  int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank)
+    throw Error(where(loc) + ": " + op + ": axis " + std::to_string(axis) +
+                " is out of range for rank " + std::to_string(rank));
+  return a;
+}
+
+Tensor reduce(const char *op, const Tensor &x, const Axes &axes, bool keepdims,
+              const Loc &loc) {
+  GraphImpl *g = graphOf({&x}, op, loc);
+  int64_t rank = x.rank();
+  SmallVector<int64_t> norm;
+  if (axes.empty())
+    for (int64_t i = 0; i < rank; ++i)
+      norm.push_back(i);
+  for (int64_t a : axes)
+    norm.push_back(normAxis(a, rank, op, loc));
+  llvm::sort(norm);
+  Builder b(g->ctx.get());
+  if (rank == 0) // reducing a scalar is the identity
+    return x;
+  return buildOp(g, std::string("soma.") + op, {g->value(x)},
+                 {b.getNamedAttr("axes", b.getDenseI64ArrayAttr(norm)),
+                  b.getNamedAttr("keepdims", b.getBoolAttr(keepdims))},
+                 loc);
+}
+
+const char *reductionName(Reduction r) { return r == Reduction::mean ? "mean" : "sum"; }
+
+} // namespace
+
+// --- elementwise ---------------------------------------------------------------
+Tensor add(const Tensor &a, const Tensor &b, Loc loc) { return binary("add", a, b, loc); }
+Tensor sub(const Tensor &a, const Tensor &b, Loc loc) { return binary("sub", a, b, loc); }
+Tensor mul(const Tensor &a, const Tensor &b, Loc loc) { return binary("mul", a, b, loc); }
+Tensor div(const Tensor &a, const Tensor &b, Loc loc) { return binary("div", a, b, loc); }
+Tensor pow(const Tensor &a, const Tensor &b, Loc loc) { return binary("pow", a, b, loc); }
+Tensor maximum(const Tensor &a, const Tensor &b, Loc loc) { return binary("maximum", a, b, loc); }
+Tensor minimum(const Tensor &a, const Tensor &b, Loc loc) { return binary("minimum", a, b, loc); }
+
+Tensor operator+(LocatedTensor a, const Tensor &b) { return add(a.t, b, a.loc); }
+Tensor operator-(LocatedTensor a, const Tensor &b) { return sub(a.t, b, a.loc); }
+Tensor operator*(LocatedTensor a, const Tensor &b) { return mul(a.t, b, a.loc); }
+Tensor operator/(LocatedTensor a, const Tensor &b) { return div(a.t, b, a.loc); }
+Tensor operator-(LocatedTensor a) { return neg(a.t, a.loc); }
+static Tensor scalarLike(const LocatedTensor &a, float v) {
+  graphOf({&a.t}, "scalar", a.loc);
+  return scalar(a.t.graph(), v, a.loc);
+}
+Tensor operator+(LocatedTensor a, float b) { return add(a.t, scalarLike(a, b), a.loc); }
+Tensor operator-(LocatedTensor a, float b) { return sub(a.t, scalarLike(a, b), a.loc); }
+Tensor operator*(LocatedTensor a, float b) { return mul(a.t, scalarLike(a, b), a.loc); }
+Tensor operator/(LocatedTensor a, float b) { return div(a.t, scalarLike(a, b), a.loc); }
+Tensor operator*(float a, LocatedTensor b) { return mul(scalarLike(b, a), b.t, b.loc); }
+
+Tensor neg(const Tensor &x, Loc loc) { return unary("neg", x, loc); }
+Tensor exp(const Tensor &x, Loc loc) { return unary("exp", x, loc); }
+Tensor log(const Tensor &x, Loc loc) { return unary("log", x, loc); }
+Tensor sqrt(const Tensor &x, Loc loc) { return unary("sqrt", x, loc); }
+Tensor abs(const Tensor &x, Loc loc) { return unary("abs", x, loc); }
+Tensor tanh(const Tensor &x, Loc loc) { return unary("tanh", x, loc); }
+Tensor sigmoid(const Tensor &x, Loc loc) { return unary("sigmoid", x, loc); }
+Tensor relu(const Tensor &x, Loc loc) { return unary("relu", x, loc); }
+Tensor softplus(const Tensor &x, Loc loc) { return unary("softplus", x, loc); }
+Tensor leaky_relu(const Tensor &x, double alpha, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "leaky_relu", loc);
+  Builder b(g->ctx.get());
+  return unary("leaky_relu", x, loc, {b.getNamedAttr("alpha", b.getF64FloatAttr(alpha))});
+}
+
+// --- contraction -----------------------------------------------------------------
+Tensor matmul(const Tensor &a, const Tensor &bt, MatmulOptions o, Loc loc) {
+  GraphImpl *g = graphOf({&a, &bt}, "matmul", loc);
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.matmul", {g->value(a), g->value(bt)},
+                 {b.getNamedAttr("transpose_a", b.getBoolAttr(o.transpose_a)),
+                  b.getNamedAttr("transpose_b", b.getBoolAttr(o.transpose_b))},
+                 loc);
+}
+
+// --- reductions ------------------------------------------------------------------
+Tensor sum(const Tensor &x, const Axes &axes, bool keepdims, Loc loc) {
+  return reduce("reduce_sum", x, axes, keepdims, loc);
+}
+Tensor mean(const Tensor &x, const Axes &axes, bool keepdims, Loc loc) {
+  return reduce("reduce_mean", x, axes, keepdims, loc);
+}
+Tensor max(const Tensor &x, const Axes &axes, bool keepdims, Loc loc) {
+  return reduce("reduce_max", x, axes, keepdims, loc);
+}
+
+// --- shape and data movement ---------------------------------------------------------
+Tensor reshape(const Tensor &x, const Shape &shape, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "reshape", loc);
+  Shape s = shape;
+  int64_t known = 1, inferred = -1;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == -1) {
+      if (inferred >= 0)
+        throw Error(where(loc) + ": reshape: more than one -1 in " + shape_str(shape));
+      inferred = static_cast<int64_t>(i);
+    } else {
+      known *= s[i];
+    }
+  }
+  if (inferred >= 0 && known > 0 && x.numel() % known == 0)
+    s[inferred] = x.numel() / known;
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.reshape", {g->value(x)},
+                 {b.getNamedAttr("shape", b.getDenseI64ArrayAttr(s))}, loc);
+}
+
+Tensor flatten(const Tensor &x, Loc loc) {
+  graphOf({&x}, "flatten", loc);
+  if (x.rank() < 1)
+    throw Error(where(loc) + ": flatten: needs rank >= 1, got " + x.type_str());
+  return reshape(x, {x.dim(0), x.numel() / x.dim(0)}, loc);
+}
+
+Tensor transpose(const Tensor &x, const Axes &perm, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "transpose", loc);
+  SmallVector<int64_t> p;
+  int64_t rank = x.rank();
+  if (perm.empty())
+    for (int64_t i = rank - 1; i >= 0; --i)
+      p.push_back(i);
+  for (int64_t a : perm)
+    p.push_back(a < 0 ? a + rank : a);
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.transpose", {g->value(x)},
+                 {b.getNamedAttr("perm", b.getDenseI64ArrayAttr(p))}, loc);
+}
+
+Tensor broadcast_to(const Tensor &x, const Shape &shape, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "broadcast_to", loc);
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.broadcast_to", {g->value(x)},
+                 {b.getNamedAttr("shape", b.getDenseI64ArrayAttr(shape))}, loc);
+}
+
+Tensor slice(const Tensor &x, const Shape &starts, const Shape &limits,
+             const Shape &strides, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "slice", loc);
+  Shape s = starts, l = limits, st = strides;
+  Shape shape = x.shape();
+  if (st.empty())
+    st.assign(shape.size(), 1);
+  for (size_t d = 0; d < s.size() && d < shape.size(); ++d)
+    if (s[d] < 0)
+      s[d] += shape[d];
+  for (size_t d = 0; d < l.size() && d < shape.size(); ++d)
+    if (l[d] < 0)
+      l[d] += shape[d];
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.slice", {g->value(x)},
+                 {b.getNamedAttr("starts", b.getDenseI64ArrayAttr(s)),
+                  b.getNamedAttr("limits", b.getDenseI64ArrayAttr(l)),
+                  b.getNamedAttr("strides", b.getDenseI64ArrayAttr(st))},
+                 loc);
+}
+
+Tensor concat(const std::vector<Tensor> &xs, int64_t axis, Loc loc) {
+  if (xs.empty())
+    throw Error(where(loc) + ": concat: needs at least one tensor");
+  GraphImpl *g = nullptr;
+  SmallVector<Value> operands;
+  for (const Tensor &t : xs) {
+    GraphImpl *h = graphOf({&t}, "concat", loc);
+    if (g && h != g)
+      throw Error(where(loc) + ": concat: operands belong to different graphs");
+    g = h;
+    operands.push_back(g->value(t));
+  }
+  int64_t a = normAxis(axis, xs[0].rank(), "concat", loc);
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.concat", operands,
+                 {b.getNamedAttr("axis", b.getI64IntegerAttr(a))}, loc);
+}
+
+Tensor constant(Graph &graph, const Array &value, Loc loc) {
+  GraphImpl *g = graph.impl();
+  if (value.empty())
+    throw Error(where(loc) + ": constant: empty array");
+  auto type = RankedTensorType::get(value.shape(), elementType(g->ctx.get(), value.dtype()));
+  DenseElementsAttr attr;
+  switch (value.dtype()) {
+  case DType::f32:
+    attr = DenseElementsAttr::get(
+        type, ArrayRef<float>(value.data<float>(), value.numel()));
+    break;
+  case DType::i32:
+    attr = DenseElementsAttr::get(
+        type, ArrayRef<int32_t>(value.data<int32_t>(), value.numel()));
+    break;
+  case DType::i64:
+    attr = DenseElementsAttr::get(
+        type, ArrayRef<int64_t>(value.data<int64_t>(), value.numel()));
+    break;
+  }
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.constant", {}, {b.getNamedAttr("value", attr)}, loc);
+}
+
+Tensor scalar(Graph &g, float value, Loc loc) {
+  return constant(g, Array::f32({}, {value}), loc);
+}
+
+// --- softmax family and losses ---------------------------------------------------------
+static Tensor softmaxLike(const char *op, const Tensor &x, int64_t axis, const Loc &loc) {
+  GraphImpl *g = graphOf({&x}, op, loc);
+  int64_t a = normAxis(axis, x.rank(), op, loc);
+  Builder b(g->ctx.get());
+  return buildOp(g, std::string("soma.") + op, {g->value(x)},
+                 {b.getNamedAttr("axis", b.getI64IntegerAttr(a))}, loc);
+}
+Tensor softmax(const Tensor &x, int64_t axis, Loc loc) {
+  return softmaxLike("softmax", x, axis, loc);
+}
+Tensor log_softmax(const Tensor &x, int64_t axis, Loc loc) {
+  return softmaxLike("log_softmax", x, axis, loc);
+}
+
+static Tensor loss(const char *op, const Tensor &a, const Tensor &t, Reduction r,
+                   const Loc &loc) {
+  GraphImpl *g = graphOf({&a, &t}, op, loc);
+  Builder b(g->ctx.get());
+  return buildOp(g, std::string("soma.") + op, {g->value(a), g->value(t)},
+                 {b.getNamedAttr("reduction", b.getStringAttr(reductionName(r)))}, loc);
+}
+Tensor softmax_cross_entropy(const Tensor &logits, const Tensor &labels, Reduction r,
+                             Loc loc) {
+  return loss("softmax_cross_entropy", logits, labels, r, loc);
+}
+Tensor mse(const Tensor &p, const Tensor &t, Reduction r, Loc loc) {
+  return loss("mse", p, t, r, loc);
+}
+Tensor binary_cross_entropy(const Tensor &p, const Tensor &t, Reduction r, Loc loc) {
+  return loss("binary_cross_entropy", p, t, r, loc);
+}
+
+// --- layers ----------------------------------------------------------------------------
+namespace nn {
+Tensor dense(const Tensor &x, int64_t units, const DenseOptions &o, Loc loc) {
+  graphOf({&x}, "dense", loc);
+  if (x.rank() != 2)
+    throw Error(where(loc) + ": dense: input must be [batch, features], got " +
+                x.type_str());
+  if (units <= 0)
+    throw Error(where(loc) + ": dense: units must be positive, got " +
+                std::to_string(units));
+  Graph &g = x.graph();
+  std::string name = o.name.empty() ? g.unique_name("dense") : o.name;
+  int64_t in = x.dim(1);
+  Init wi = o.weight_init;
+  if (wi.fan_in == 0)
+    wi.fan_in = in;
+  if (wi.fan_out == 0)
+    wi.fan_out = units;
+  Tensor w = g.param(name + ".weight", {in, units}, wi, loc);
+  Tensor y = matmul(x, w, {}, loc);
+  if (o.bias) {
+    Init bi = o.bias_init;
+    if (bi.fan_in == 0)
+      bi.fan_in = in;
+    if (bi.fan_out == 0)
+      bi.fan_out = units;
+    y = add(y, g.param(name + ".bias", {units}, bi, loc), loc);
+  }
+  return y;
+}
+} // namespace nn
+
+} // namespace soma

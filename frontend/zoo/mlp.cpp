@@ -1,0 +1,35 @@
+//===- mlp.cpp - MLP 784-256-128-10 and the zoo's index --------------------===//
+
+#include "soma/nn.h"
+#include "soma/zoo.h"
+
+namespace soma::zoo {
+
+Graph mlp(int64_t batch, bool with_loss, uint64_t seed) {
+  Graph g("mlp", seed);
+  Tensor x = g.input("x", {batch, 784});
+  Tensor h = relu(nn::dense(x, 256, {.weight_init = init::he_uniform()}));
+  h = relu(nn::dense(h, 128, {.weight_init = init::he_uniform()}));
+  Tensor logits = nn::dense(h, 10);
+  g.output("logits", logits);
+  if (with_loss) {
+    Tensor y = g.input("y", {batch}, DType::i32);
+    g.output("loss", softmax_cross_entropy(logits, y));
+  }
+  return g;
+}
+
+std::vector<std::string> names() { return {"mlp"}; }
+
+Graph build(const std::string &name, int64_t batch, bool with_loss, uint64_t seed) {
+  if (batch <= 0)
+    throw Error("batch size must be positive, got " + std::to_string(batch));
+  if (name == "mlp")
+    return mlp(batch, with_loss, seed);
+  std::string known;
+  for (const std::string &n : names())
+    known += (known.empty() ? "" : ", ") + n;
+  throw Error("unknown model '" + name + "' (the zoo has: " + known + ")");
+}
+
+} // namespace soma::zoo

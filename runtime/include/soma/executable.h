@@ -1,0 +1,63 @@
+//===- soma/executable.h - Calling compiled code ------------------*- C++ -*-===//
+#pragma once
+
+#include "soma/array.h"
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace soma {
+
+/// The name, dtype and shape of one input, parameter or output.
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::f32;
+  Shape shape;
+};
+
+/// The ABI of a compiled function: it takes one pointer per input, per
+/// parameter and per output (in this order) and a workspace pointer.
+struct Signature {
+  std::string name;
+  std::vector<TensorSpec> inputs, params, outputs;
+  int64_t workspace_bytes = 0;
+
+  /// Index of the input/param/output named `name`, or -1.
+  int find_input(const std::string &name) const;
+  int find_param(const std::string &name) const;
+  int find_output(const std::string &name) const;
+};
+
+/// A compiled function and the workspace it computes in. The code is kept
+/// alive by `owner` (a JIT engine or a loaded library). Not thread-safe: one
+/// call at a time per Executable.
+class Executable {
+public:
+  /// The packed calling convention: args[i] points at the i-th pointer.
+  using PackedFn = void (*)(void **);
+
+  Executable() = default;
+  Executable(Signature signature, PackedFn fn, std::shared_ptr<void> owner);
+
+  const Signature &signature() const { return sig_; }
+
+  /// Runs the function. Every array is checked against the signature
+  /// (count, dtype, shape) and a mismatch throws soma::Error naming the
+  /// tensor, e.g. "input 'x': expected f32[64,784], got f32[32,784]".
+  /// Outputs must already have their dtype and shape (see make_outputs).
+  void call(std::span<const Array> inputs, std::span<const Array> params,
+            std::span<Array> outputs);
+
+  /// Freshly allocated output arrays with the signature's shapes.
+  std::vector<Array> make_outputs() const;
+
+private:
+  Signature sig_;
+  PackedFn fn_ = nullptr;
+  std::shared_ptr<void> owner_;
+  std::shared_ptr<std::byte> workspace_;
+};
+
+} // namespace soma

@@ -1,0 +1,78 @@
+//===- executable.cpp - Calling compiled code ------------------------------===//
+
+#include "soma/executable.h"
+#include "soma/error.h"
+
+#include <cstdlib>
+
+namespace soma {
+
+static int findByName(const std::vector<TensorSpec> &specs, const std::string &name) {
+  for (size_t i = 0; i < specs.size(); ++i)
+    if (specs[i].name == name)
+      return static_cast<int>(i);
+  return -1;
+}
+
+int Signature::find_input(const std::string &name) const { return findByName(inputs, name); }
+int Signature::find_param(const std::string &name) const { return findByName(params, name); }
+int Signature::find_output(const std::string &name) const { return findByName(outputs, name); }
+
+Executable::Executable(Signature signature, PackedFn fn, std::shared_ptr<void> owner)
+    : sig_(std::move(signature)), fn_(fn), owner_(std::move(owner)) {
+  size_t bytes = static_cast<size_t>(std::max<int64_t>(sig_.workspace_bytes, 0));
+  bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (bytes == 0)
+    bytes = kAlignment;
+  void *p = std::aligned_alloc(kAlignment, bytes);
+  if (!p)
+    throw Error("cannot allocate a workspace of " + std::to_string(bytes) + " bytes");
+  workspace_ = std::shared_ptr<std::byte>(static_cast<std::byte *>(p), [](std::byte *q) { std::free(q); });
+}
+
+static void check(const char *role, const std::vector<TensorSpec> &specs,
+                  std::span<const Array> arrays) {
+  if (arrays.size() != specs.size())
+    throw Error(std::string("expected ") + std::to_string(specs.size()) + " " +
+                role + "s, got " + std::to_string(arrays.size()));
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Array &a = arrays[i];
+    const TensorSpec &s = specs[i];
+    if (a.empty() || a.dtype() != s.dtype || a.shape() != s.shape)
+      throw Error(std::string(role) + " '" + s.name + "': expected " +
+                  dtype_name(s.dtype) + shape_str(s.shape) + ", got " +
+                  (a.empty() ? std::string("nothing")
+                             : std::string(dtype_name(a.dtype())) + shape_str(a.shape())));
+  }
+}
+
+void Executable::call(std::span<const Array> inputs, std::span<const Array> params,
+                      std::span<Array> outputs) {
+  if (!fn_)
+    throw Error("calling an empty Executable");
+  check("input", sig_.inputs, inputs);
+  check("parameter", sig_.params, params);
+  check("output", sig_.outputs, std::span<const Array>(outputs.data(), outputs.size()));
+  std::vector<void *> ptrs;
+  ptrs.reserve(inputs.size() + params.size() + outputs.size() + 1);
+  for (const Array &a : inputs)
+    ptrs.push_back(const_cast<void *>(a.raw()));
+  for (const Array &a : params)
+    ptrs.push_back(const_cast<void *>(a.raw()));
+  for (Array &a : outputs)
+    ptrs.push_back(a.raw());
+  ptrs.push_back(workspace_.get());
+  std::vector<void *> args(ptrs.size());
+  for (size_t i = 0; i < ptrs.size(); ++i)
+    args[i] = &ptrs[i];
+  fn_(args.data());
+}
+
+std::vector<Array> Executable::make_outputs() const {
+  std::vector<Array> out;
+  for (const TensorSpec &s : sig_.outputs)
+    out.emplace_back(s.dtype, s.shape);
+  return out;
+}
+
+} // namespace soma
