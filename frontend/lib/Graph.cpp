@@ -414,24 +414,15 @@ Graph parse(const std::string &text, const std::string &filename) {
   auto impl = std::make_unique<GraphImpl>();
   impl->ctx = createContext();
   MLIRContext *ctx = impl->ctx.get();
-  std::string errors;
   {
-    // Report parse and verification errors with the file's own positions.
+    // Errors become one line each: "file:line:col: message".
     llvm::SourceMgr sm;
     sm.AddNewSourceBuffer(llvm::MemoryBuffer::getMemBufferCopy(text, filename), llvm::SMLoc());
-    llvm::raw_string_ostream os(errors);
-    SourceMgrDiagnosticHandler handler(sm, ctx, os);
+    DiagnosticCollector diags(ctx, /*withLocations=*/true, /*basename=*/false);
     ParserConfig config(ctx);
     impl->module = parseSourceFile<ModuleOp>(sm, config);
-    if (!impl->module) {
-      os.flush();
-      std::string msg = errors;
-      while (!msg.empty() && msg.back() == '\n')
-        msg.pop_back();
-      if (msg.empty())
-        msg = filename + ": cannot parse";
-      throw Error(msg);
-    }
+    if (!impl->module)
+      throw Error(diags.empty() ? filename + ": cannot parse" : diags.message());
   }
   ModuleOp module = *impl->module;
   try {

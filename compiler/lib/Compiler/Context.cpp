@@ -77,17 +77,24 @@ std::string locationString(Location loc, bool basename) {
   return "";
 }
 
-DiagnosticCollector::DiagnosticCollector(MLIRContext *ctx, bool withLocations)
-    : ctx(ctx), withLocations(withLocations) {
+DiagnosticCollector::DiagnosticCollector(MLIRContext *ctx, bool withLocations,
+                                         bool basename)
+    : ctx(ctx), withLocations(withLocations), basename(basename) {
   id = ctx->getDiagEngine().registerHandler([this](Diagnostic &diag) {
     if (diag.getSeverity() != DiagnosticSeverity::Error)
       return success();
-    std::string where = this->withLocations ? locationString(diag.getLocation()) : "";
+    std::string message = diag.str();
+    // The verifier repeats a failed type inference generically after the
+    // op's own message; the op's message says everything.
+    if (!text.empty() && message.find("failed to infer returned types") != std::string::npos)
+      return success();
+    std::string where = this->withLocations ? locationString(diag.getLocation(), this->basename) : "";
     if (!text.empty())
       text += "\n";
-    text += where.empty() ? diag.str() : where + ": " + diag.str();
+    text += where.empty() ? message : where + ": " + message;
     for (Diagnostic &note : diag.getNotes())
-      text += "\n  note: " + note.str();
+      if (note.str().rfind("see current operation", 0) != 0)
+        text += "\n  note: " + note.str();
     return success();
   });
 }

@@ -22,7 +22,8 @@ std::unique_ptr<mlir::MLIRContext> createContext();
 /// printing them), so they can become a soma::Error.
 class DiagnosticCollector {
 public:
-  explicit DiagnosticCollector(mlir::MLIRContext *ctx, bool withLocations = true);
+  explicit DiagnosticCollector(mlir::MLIRContext *ctx, bool withLocations = true,
+                               bool basename = true);
   ~DiagnosticCollector();
   /// All errors so far, one per line: "file:line:col: message" (or just the
   /// message without locations).
@@ -33,6 +34,7 @@ private:
   mlir::MLIRContext *ctx;
   mlir::DiagnosticEngine::HandlerID id;
   bool withLocations;
+  bool basename;
   std::string text;
 };
 

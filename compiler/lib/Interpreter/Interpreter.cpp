@@ -1,0 +1,634 @@
+//===- Interpreter.cpp - The reference interpreter of soma IR -------------===//
+//
+// Every op is evaluated with plain loops over row-major indices in double
+// precision. Clarity wins over speed everywhere: this is the oracle that the
+// compiled code is tested against, so each kernel should be checkable by
+// reading it next to the op's description in SomaOps.td.
+//
+//===----------------------------------------------------------------------===//
+
+#include "soma/Compiler/Interpreter.h"
+#include "soma/Compiler/Context.h"
+#include "soma/Compiler/GraphImpl.h"
+#include "soma/Dialect/SomaDialect.h"
+#include "soma/compile.h"
+#include "soma/error.h"
+
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <set>
+
+using namespace mlir;
+
+namespace soma {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+//===----------------------------------------------------------------------===//
+// Types and indices
+//===----------------------------------------------------------------------===//
+
+/// "f32[2,3]".
+std::string typeString(DType dtype, const Shape &shape) {
+  return std::string(dtype_name(dtype)) + shape_str(shape);
+}
+
+/// The dtype and shape of a statically shaped tensor type.
+std::pair<DType, Shape> refTypeOf(Type type) {
+  auto rt = dyn_cast<RankedTensorType>(type);
+  if (!rt || !rt.hasStaticShape())
+    throw Error("interpreter: expected a statically shaped tensor type");
+  Type et = rt.getElementType();
+  DType dtype;
+  if (et.isF32())
+    dtype = DType::f32;
+  else if (et.isInteger(32))
+    dtype = DType::i32;
+  else if (et.isInteger(64))
+    dtype = DType::i64;
+  else
+    throw Error("interpreter: unsupported element type in a tensor type");
+  return {dtype, Shape(rt.getShape().begin(), rt.getShape().end())};
+}
+
+/// Throws "<what>: expected f32[64,784], got f32[32,784]" unless `t` has the
+/// dtype and shape of `type` (and as many values as its shape says).
+void checkMatches(const std::string &what, Type type, const RefTensor &t) {
+  auto [dtype, shape] = refTypeOf(type);
+  if (t.dtype != dtype || t.shape != shape)
+    throw Error(what + ": expected " + typeString(dtype, shape) + ", got " +
+                typeString(t.dtype, t.shape));
+  if (static_cast<int64_t>(t.data.size()) != numel(t.shape))
+    throw Error(what + ": holds " + std::to_string(t.data.size()) +
+                " values for shape " + shape_str(t.shape));
+}
+
+/// The multi-index of row-major position `flat` in `shape`.
+Shape unravel(int64_t flat, const Shape &shape) {
+  Shape idx(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    idx[d] = flat % shape[d];
+    flat /= shape[d];
+  }
+  return idx;
+}
+
+/// The row-major position of multi-index `idx` in `shape`.
+int64_t ravel(const Shape &idx, const Shape &shape) {
+  int64_t flat = 0;
+  for (size_t d = 0; d < shape.size(); ++d)
+    flat = flat * shape[d] + idx[d];
+  return flat;
+}
+
+/// Numpy broadcast of two shapes (aligned at the last dimension).
+Shape broadcastShape(const Shape &a, const Shape &b) {
+  size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+/// The position in a tensor of shape `in` that numpy broadcasting reads for
+/// the output multi-index `outIdx`: dimensions are aligned at the end and a
+/// dimension of size 1 is always read at index 0.
+int64_t broadcastSource(const Shape &outIdx, const Shape &in) {
+  size_t offset = outIdx.size() - in.size();
+  int64_t flat = 0;
+  for (size_t d = 0; d < in.size(); ++d)
+    flat = flat * in[d] + (in[d] == 1 ? 0 : outIdx[offset + d]);
+  return flat;
+}
+
+/// A zero-filled tensor.
+RefTensor zeros(DType dtype, const Shape &shape) {
+  return RefTensor{dtype, shape, std::vector<double>(numel(shape), 0.0)};
+}
+
+/// max/min that return NaN if either side is NaN (like arith.maximumf).
+double nanMax(double a, double b) {
+  return std::isnan(a) || std::isnan(b) ? kNaN : std::max(a, b);
+}
+double nanMin(double a, double b) {
+  return std::isnan(a) || std::isnan(b) ? kNaN : std::min(a, b);
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise
+//===----------------------------------------------------------------------===//
+
+RefTensor unary(const RefTensor &x, const std::function<double(double)> &f) {
+  RefTensor y = zeros(DType::f32, x.shape);
+  for (size_t i = 0; i < x.data.size(); ++i)
+    y.data[i] = f(x.data[i]);
+  return y;
+}
+
+RefTensor binary(const RefTensor &a, const RefTensor &b,
+                 const std::function<double(double, double)> &f) {
+  RefTensor y = zeros(DType::f32, broadcastShape(a.shape, b.shape));
+  for (size_t i = 0; i < y.data.size(); ++i) {
+    Shape idx = unravel(i, y.shape);
+    y.data[i] = f(a.data[broadcastSource(idx, a.shape)],
+                  b.data[broadcastSource(idx, b.shape)]);
+  }
+  return y;
+}
+
+double relu(double x) {
+  // NaN > 0 is false: keep NaN visible instead of turning it into 0.
+  return std::isnan(x) ? x : (x > 0 ? x : 0.0);
+}
+
+double softplus(double x) {
+  // log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): no overflow for large x and
+  // no loss of the tiny result for very negative x.
+  return std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x)));
+}
+
+//===----------------------------------------------------------------------===//
+// Matmul and reductions
+//===----------------------------------------------------------------------===//
+
+/// op(a) x op(b) over equal leading batch dimensions.
+RefTensor matmul(const RefTensor &a, const RefTensor &b, bool ta, bool tb) {
+  size_t r = a.shape.size();
+  int64_t ar = a.shape[r - 2], ac = a.shape[r - 1];
+  int64_t br = b.shape[r - 2], bc = b.shape[r - 1];
+  int64_t m = ta ? ac : ar, k = ta ? ar : ac, n = tb ? br : bc;
+  Shape shape(a.shape.begin(), a.shape.end() - 2);
+  int64_t batch = numel(shape);
+  shape.push_back(m);
+  shape.push_back(n);
+  RefTensor c = zeros(DType::f32, shape);
+  for (int64_t t = 0; t < batch; ++t)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double sum = 0.0;
+        for (int64_t p = 0; p < k; ++p) {
+          double x = a.data[t * ar * ac + (ta ? p * ac + i : i * ac + p)];
+          double y = b.data[t * br * bc + (tb ? j * bc + p : p * bc + j)];
+          sum += x * y;
+        }
+        c.data[(t * m + i) * n + j] = sum;
+      }
+  return c;
+}
+
+enum class ReduceKind { sum, mean, max };
+
+RefTensor reduce(const RefTensor &x, ArrayRef<int64_t> axes, bool keepdims,
+                 ReduceKind kind) {
+  // Accumulate into the keepdims shape, then drop the 1s if asked to.
+  Shape kept = x.shape, dropped;
+  int64_t count = 1;
+  for (int64_t a : axes) {
+    kept[a] = 1;
+    count *= x.shape[a];
+  }
+  for (size_t d = 0; d < x.shape.size(); ++d)
+    if (!llvm::is_contained(axes, static_cast<int64_t>(d)))
+      dropped.push_back(x.shape[d]);
+  RefTensor y = zeros(DType::f32, kept);
+  if (kind == ReduceKind::max)
+    std::fill(y.data.begin(), y.data.end(),
+              -std::numeric_limits<double>::infinity());
+  for (size_t i = 0; i < x.data.size(); ++i) {
+    Shape idx = unravel(i, x.shape);
+    for (int64_t a : axes)
+      idx[a] = 0;
+    double &acc = y.data[ravel(idx, kept)];
+    acc = kind == ReduceKind::max ? nanMax(acc, x.data[i]) : acc + x.data[i];
+  }
+  if (kind == ReduceKind::mean)
+    for (double &v : y.data)
+      v /= static_cast<double>(count);
+  if (!keepdims)
+    y.shape = dropped;
+  return y;
+}
+
+//===----------------------------------------------------------------------===//
+// Shape and data movement
+//===----------------------------------------------------------------------===//
+
+RefTensor transpose(const RefTensor &x, ArrayRef<int64_t> perm) {
+  Shape shape;
+  for (int64_t p : perm)
+    shape.push_back(x.shape[p]);
+  RefTensor y = zeros(x.dtype, shape);
+  for (size_t o = 0; o < y.data.size(); ++o) {
+    Shape outIdx = unravel(o, shape), inIdx(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i)
+      inIdx[perm[i]] = outIdx[i];
+    y.data[o] = x.data[ravel(inIdx, x.shape)];
+  }
+  return y;
+}
+
+RefTensor broadcastTo(const RefTensor &x, ArrayRef<int64_t> target) {
+  RefTensor y = zeros(x.dtype, Shape(target.begin(), target.end()));
+  for (size_t o = 0; o < y.data.size(); ++o)
+    y.data[o] = x.data[broadcastSource(unravel(o, y.shape), x.shape)];
+  return y;
+}
+
+RefTensor slice(const RefTensor &x, ArrayRef<int64_t> starts,
+                ArrayRef<int64_t> limits, ArrayRef<int64_t> strides) {
+  Shape shape;
+  for (size_t d = 0; d < x.shape.size(); ++d)
+    shape.push_back((limits[d] - starts[d] + strides[d] - 1) / strides[d]);
+  RefTensor y = zeros(x.dtype, shape);
+  for (size_t o = 0; o < y.data.size(); ++o) {
+    Shape idx = unravel(o, shape);
+    for (size_t d = 0; d < idx.size(); ++d)
+      idx[d] = starts[d] + idx[d] * strides[d];
+    y.data[o] = x.data[ravel(idx, x.shape)];
+  }
+  return y;
+}
+
+RefTensor concat(const std::vector<RefTensor> &xs, int64_t axis) {
+  Shape shape = xs[0].shape;
+  shape[axis] = 0;
+  for (const RefTensor &x : xs)
+    shape[axis] += x.shape[axis];
+  RefTensor y = zeros(xs[0].dtype, shape);
+  for (size_t o = 0; o < y.data.size(); ++o) {
+    // Walk the inputs, shifting the axis coordinate into the one holding it.
+    Shape idx = unravel(o, shape);
+    size_t which = 0;
+    while (idx[axis] >= xs[which].shape[axis])
+      idx[axis] -= xs[which++].shape[axis];
+    y.data[o] = xs[which].data[ravel(idx, xs[which].shape)];
+  }
+  return y;
+}
+
+RefTensor constant(ir::ConstantOp op) {
+  auto [dtype, shape] = refTypeOf(op.getValue().getType());
+  RefTensor t{dtype, shape, {}};
+  ElementsAttr value = op.getValue();
+  if (dtype == DType::f32) {
+    if (auto values = value.tryGetValues<APFloat>())
+      for (const APFloat &v : *values)
+        t.data.push_back(v.convertToFloat());
+  } else if (auto values = value.tryGetValues<APInt>()) {
+    for (const APInt &v : *values)
+      t.data.push_back(static_cast<double>(v.getSExtValue()));
+  }
+  if (static_cast<int64_t>(t.data.size()) != numel(shape))
+    throw Error("interpreter: cannot read the value of soma.constant at " +
+                locationString(op.getLoc()));
+  return t;
+}
+
+//===----------------------------------------------------------------------===//
+// Softmax family and losses
+//===----------------------------------------------------------------------===//
+
+/// Calls f(base, stride, n) once for every 1-D lane of `shape` along `axis`;
+/// the lane's elements are at base + j * stride for j in [0, n).
+void forEachLane(const Shape &shape, int64_t axis,
+                 const std::function<void(int64_t, int64_t, int64_t)> &f) {
+  int64_t outer = 1, inner = 1, n = shape[axis];
+  for (int64_t d = 0; d < axis; ++d)
+    outer *= shape[d];
+  for (size_t d = axis + 1; d < shape.size(); ++d)
+    inner *= shape[d];
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i)
+      f(o * n * inner + i, inner, n);
+}
+
+/// Softmax or log-softmax along `axis`, subtracting the lane maximum first
+/// so that exp cannot overflow.
+RefTensor softmax(const RefTensor &x, int64_t axis, bool logOutput) {
+  RefTensor y = zeros(DType::f32, x.shape);
+  forEachLane(x.shape, axis, [&](int64_t base, int64_t stride, int64_t n) {
+    double m = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < n; ++j)
+      m = nanMax(m, x.data[base + j * stride]);
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; ++j)
+      sum += std::exp(x.data[base + j * stride] - m);
+    for (int64_t j = 0; j < n; ++j) {
+      double shifted = x.data[base + j * stride] - m;
+      y.data[base + j * stride] =
+          logOutput ? shifted - std::log(sum) : std::exp(shifted) / sum;
+    }
+  });
+  return y;
+}
+
+RefTensor scalar(double v) { return RefTensor{DType::f32, {}, {v}}; }
+
+/// Divides a summed loss by `count` for reduction "mean".
+RefTensor reduceLoss(double sum, StringRef reduction, int64_t count) {
+  return scalar(reduction == "sum" ? sum : sum / static_cast<double>(count));
+}
+
+RefTensor softmaxCrossEntropy(const RefTensor &logits, const RefTensor &labels,
+                              StringRef reduction) {
+  int64_t rows = logits.shape[0], classes = logits.shape[1];
+  double total = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double *x = &logits.data[r * classes];
+    double label = labels.data[r];
+    if (label < 0 || label >= static_cast<double>(classes)) {
+      total += kNaN;
+      continue;
+    }
+    double m = -std::numeric_limits<double>::infinity();
+    for (int64_t c = 0; c < classes; ++c)
+      m = nanMax(m, x[c]);
+    double sum = 0.0;
+    for (int64_t c = 0; c < classes; ++c)
+      sum += std::exp(x[c] - m);
+    total += m + std::log(sum) - x[static_cast<int64_t>(label)];
+  }
+  return reduceLoss(total, reduction, rows);
+}
+
+RefTensor mse(const RefTensor &p, const RefTensor &t, StringRef reduction) {
+  double total = 0.0;
+  for (size_t i = 0; i < p.data.size(); ++i)
+    total += (p.data[i] - t.data[i]) * (p.data[i] - t.data[i]);
+  return reduceLoss(total, reduction, static_cast<int64_t>(p.data.size()));
+}
+
+RefTensor binaryCrossEntropy(const RefTensor &p, const RefTensor &t,
+                             StringRef reduction) {
+  // Clamping each log at -100 (as PyTorch does) keeps p = 0 or 1 finite and
+  // avoids 0 * -inf = NaN. std::max(NaN, -100) is NaN, so p < 0 stays NaN.
+  double total = 0.0;
+  for (size_t i = 0; i < p.data.size(); ++i) {
+    double lp = std::max(std::log(p.data[i]), -100.0);
+    double lq = std::max(std::log(1.0 - p.data[i]), -100.0);
+    total += -(t.data[i] * lp + (1.0 - t.data[i]) * lq);
+  }
+  return reduceLoss(total, reduction, static_cast<int64_t>(p.data.size()));
+}
+
+//===----------------------------------------------------------------------===//
+// Dispatch
+//===----------------------------------------------------------------------===//
+
+using Operands = std::vector<RefTensor>;
+
+[[noreturn]] void throwUnsupported(Operation *op) {
+  std::string where = locationString(op->getLoc());
+  throw Error("interpreter: unsupported op '" +
+              op->getName().getStringRef().str() + "'" +
+              (where.empty() ? "" : " at " + where));
+}
+
+/// Evaluates the single-result op `op`.
+RefTensor evaluate(Operation *op, const Operands &in) {
+  using namespace ir;
+  auto un = [&](double (*f)(double)) { return unary(in[0], f); };
+  auto bin = [&](double (*f)(double, double)) {
+    return binary(in[0], in[1], f);
+  };
+  return llvm::TypeSwitch<Operation *, RefTensor>(op)
+      .Case([&](NegOp) { return un([](double x) { return -x; }); })
+      .Case([&](ExpOp) { return un([](double x) { return std::exp(x); }); })
+      .Case([&](LogOp) { return un([](double x) { return std::log(x); }); })
+      .Case([&](SqrtOp) { return un([](double x) { return std::sqrt(x); }); })
+      .Case([&](AbsOp) { return un([](double x) { return std::abs(x); }); })
+      .Case([&](TanhOp) { return un([](double x) { return std::tanh(x); }); })
+      .Case([&](SigmoidOp) {
+        return un([](double x) { return 1.0 / (1.0 + std::exp(-x)); });
+      })
+      .Case([&](ReluOp) { return un(relu); })
+      .Case([&](SoftplusOp) { return un(softplus); })
+      .Case([&](LeakyReluOp o) {
+        double alpha = o.getAlpha().convertToDouble();
+        return unary(in[0], [=](double x) { return x > 0 ? x : alpha * x; });
+      })
+      .Case(
+          [&](AddOp) { return bin([](double a, double b) { return a + b; }); })
+      .Case(
+          [&](SubOp) { return bin([](double a, double b) { return a - b; }); })
+      .Case(
+          [&](MulOp) { return bin([](double a, double b) { return a * b; }); })
+      .Case(
+          [&](DivOp) { return bin([](double a, double b) { return a / b; }); })
+      .Case([&](PowOp) {
+        return bin([](double a, double b) { return std::pow(a, b); });
+      })
+      .Case([&](MaximumOp) { return bin(nanMax); })
+      .Case([&](MinimumOp) { return bin(nanMin); })
+      .Case([&](MatmulOp o) {
+        return matmul(in[0], in[1], o.getTransposeA(), o.getTransposeB());
+      })
+      .Case([&](ReduceSumOp o) {
+        return reduce(in[0], o.getAxes(), o.getKeepdims(), ReduceKind::sum);
+      })
+      .Case([&](ReduceMeanOp o) {
+        return reduce(in[0], o.getAxes(), o.getKeepdims(), ReduceKind::mean);
+      })
+      .Case([&](ReduceMaxOp o) {
+        return reduce(in[0], o.getAxes(), o.getKeepdims(), ReduceKind::max);
+      })
+      .Case([&](ReshapeOp o) {
+        RefTensor y = in[0];
+        y.shape.assign(o.getShape().begin(), o.getShape().end());
+        return y;
+      })
+      .Case([&](TransposeOp o) { return transpose(in[0], o.getPerm()); })
+      .Case([&](BroadcastToOp o) { return broadcastTo(in[0], o.getShape()); })
+      .Case([&](SliceOp o) {
+        return slice(in[0], o.getStarts(), o.getLimits(), o.getStrides());
+      })
+      .Case([&](ConcatOp o) {
+        return concat(in, static_cast<int64_t>(o.getAxis()));
+      })
+      .Case([&](ConstantOp o) { return constant(o); })
+      .Case([&](SoftmaxOp o) {
+        return softmax(in[0], static_cast<int64_t>(o.getAxis()), false);
+      })
+      .Case([&](LogSoftmaxOp o) {
+        return softmax(in[0], static_cast<int64_t>(o.getAxis()), true);
+      })
+      .Case([&](SoftmaxCrossEntropyOp o) {
+        return softmaxCrossEntropy(in[0], in[1], o.getReduction());
+      })
+      .Case([&](MseOp o) { return mse(in[0], in[1], o.getReduction()); })
+      .Case([&](BinaryCrossEntropyOp o) {
+        return binaryCrossEntropy(in[0], in[1], o.getReduction());
+      })
+      .Default([&](Operation *) -> RefTensor { throwUnsupported(op); });
+}
+
+/// "soma.add" for messages.
+std::string opName(Operation *op) { return op->getName().getStringRef().str(); }
+
+/// How argument `i` of a graph function is called in messages:
+/// "input 'x'", "parameter 'w'" or "argument 2".
+std::string argumentName(func::FuncOp fn, unsigned i) {
+  if (auto name = fn.getArgAttrOfType<StringAttr>(i, ir::kInputAttr))
+    return "input '" + name.str() + "'";
+  if (auto name = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr))
+    return "parameter '" + name.str() + "'";
+  return "argument " + std::to_string(i);
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Public API
+//===----------------------------------------------------------------------===//
+
+RefTensor toRef(const Array &a) {
+  RefTensor t{a.dtype(), a.shape(), std::vector<double>(a.numel())};
+  if (a.numel() > 0 && a.empty())
+    throw Error("interpreter: array of shape " + shape_str(a.shape()) +
+                " has no storage");
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    switch (a.dtype()) {
+    case DType::f32:
+      t.data[i] = a.data<float>()[i];
+      break;
+    case DType::i32:
+      t.data[i] = a.data<int32_t>()[i];
+      break;
+    case DType::i64:
+      t.data[i] = static_cast<double>(a.data<int64_t>()[i]);
+      break;
+    }
+  }
+  return t;
+}
+
+Array fromRef(const RefTensor &t) {
+  if (static_cast<int64_t>(t.data.size()) != numel(t.shape))
+    throw Error("interpreter: tensor holds " + std::to_string(t.data.size()) +
+                " values for shape " + shape_str(t.shape));
+  Array a(t.dtype, t.shape);
+  for (size_t i = 0; i < t.data.size(); ++i) {
+    switch (t.dtype) {
+    case DType::f32:
+      a.data<float>()[i] = static_cast<float>(t.data[i]);
+      break;
+    case DType::i32:
+      a.data<int32_t>()[i] = static_cast<int32_t>(t.data[i]);
+      break;
+    case DType::i64:
+      a.data<int64_t>()[i] = static_cast<int64_t>(t.data[i]);
+      break;
+    }
+  }
+  return a;
+}
+
+std::vector<RefTensor> interpretOp(Operation *op, const Operands &operands) {
+  // Before the operand checks, which would misreport non-tensor operands.
+  if (!isa_and_nonnull<ir::SomaDialect>(op->getDialect()))
+    throwUnsupported(op);
+  if (operands.size() != op->getNumOperands())
+    throw Error("interpreter: " + opName(op) + " takes " +
+                std::to_string(op->getNumOperands()) + " operands, got " +
+                std::to_string(operands.size()));
+  for (unsigned i = 0; i < operands.size(); ++i)
+    checkMatches("interpreter: " + opName(op) + " operand " + std::to_string(i),
+                 op->getOperand(i).getType(), operands[i]);
+  RefTensor result = evaluate(op, operands);
+  // The shape rule of SomaOps.cpp and the kernels here were written
+  // separately; disagreeing is a bug in one of them.
+  if (op->getNumResults() != 1)
+    throw Error("interpreter: " + opName(op) + " must have one result");
+  checkMatches("interpreter: internal error: result of " + opName(op) + " at " +
+                   locationString(op->getLoc()),
+               op->getResult(0).getType(), result);
+  return {std::move(result)};
+}
+
+std::vector<RefTensor> interpretFunction(func::FuncOp fn,
+                                         const std::vector<RefTensor> &args) {
+  if (args.size() != fn.getNumArguments())
+    throw Error("interpreter: function '" + fn.getSymName().str() + "' has " +
+                std::to_string(fn.getNumArguments()) + " arguments, given " +
+                std::to_string(args.size()));
+  llvm::DenseMap<Value, RefTensor> values;
+  for (unsigned i = 0; i < args.size(); ++i) {
+    checkMatches(argumentName(fn, i), fn.getArgument(i).getType(), args[i]);
+    values[fn.getArgument(i)] = args[i];
+  }
+  for (Operation &op : fn.getBody().front()) {
+    Operands operands;
+    for (Value v : op.getOperands())
+      operands.push_back(values.at(v));
+    if (isa<func::ReturnOp>(op))
+      return operands;
+    std::vector<RefTensor> results = interpretOp(&op, operands);
+    for (unsigned j = 0; j < results.size(); ++j)
+      values[op.getResult(j)] = std::move(results[j]);
+  }
+  throw Error("interpreter: function '" + fn.getSymName().str() +
+              "' has no return");
+}
+
+std::map<std::string, Array>
+interpret(const Graph &g, const std::map<std::string, Array> &inputs,
+          const NamedArrays *params) {
+  func::FuncOp fn = g.impl()->func;
+  NamedArrays defaults;
+  if (!params) {
+    defaults = g.init_params();
+    params = &defaults;
+  }
+  std::vector<RefTensor> args;
+  std::set<std::string> inputNames, paramNames;
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
+    auto [dtype, shape] = refTypeOf(fn.getArgument(i).getType());
+    std::string expected = " (" + typeString(dtype, shape) + ") is missing";
+    if (auto name = fn.getArgAttrOfType<StringAttr>(i, ir::kInputAttr)) {
+      auto it = inputs.find(name.str());
+      if (it == inputs.end())
+        throw Error("input '" + name.str() + "'" + expected);
+      args.push_back(toRef(it->second));
+      inputNames.insert(name.str());
+    } else if (auto name = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr)) {
+      auto it =
+          std::find_if(params->begin(), params->end(),
+                       [&](const auto &p) { return p.first == name.str(); });
+      if (it == params->end())
+        throw Error("parameter '" + name.str() + "'" + expected);
+      args.push_back(toRef(it->second));
+      paramNames.insert(name.str());
+    } else {
+      throw Error("argument " + std::to_string(i) + " of graph '" + g.name() +
+                  "' is marked neither soma.input nor soma.param");
+    }
+  }
+  for (const auto &given : inputs)
+    if (!inputNames.count(given.first))
+      throw Error("'" + given.first + "' is not an input of the graph '" +
+                  g.name() + "'");
+  for (const auto &given : *params)
+    if (!paramNames.count(given.first))
+      throw Error("'" + given.first + "' is not a parameter of the graph '" +
+                  g.name() + "'");
+  std::vector<RefTensor> results = interpretFunction(fn, args);
+  std::map<std::string, Array> outputs;
+  for (unsigned j = 0; j < results.size(); ++j) {
+    auto name = fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr);
+    outputs.emplace(name ? name.str() : "output" + std::to_string(j),
+                    fromRef(results[j]));
+  }
+  return outputs;
+}
+
+} // namespace soma

@@ -1,0 +1,239 @@
+//===- compiled_ops_test.cpp - Every op: JIT-compiled vs the interpreter ----===//
+//
+// Each case builds a small graph around one op (or one lowering path such
+// as a view or a copied output) and runs it on seeded random inputs through
+// the JIT and through the reference interpreter. Shapes include odd sizes
+// (1, 7, 63, 65, 129) and sizes large enough to take the OpenMP path.
+//
+//===----------------------------------------------------------------------===//
+
+#include "test_util.h"
+
+#include <functional>
+
+using namespace soma;
+using soma::test::allClose;
+
+namespace {
+
+struct In {
+  Shape shape;
+  DType dtype = DType::f32;
+  float lo = -2.0f, hi = 2.0f; // for f32; labels use [0, hi) classes
+};
+
+struct Case {
+  std::string name;
+  std::vector<In> inputs;
+  std::function<std::vector<Tensor>(Graph &, std::vector<Tensor> &)> build;
+};
+
+std::ostream &operator<<(std::ostream &os, const Case &c) { return os << c.name; }
+
+using Ts = std::vector<Tensor>;
+
+Case unaryCase(const std::string &name, Shape s, Tensor (*fn)(const Tensor &, Loc),
+               float lo = -2, float hi = 2) {
+  return {name, {{s, DType::f32, lo, hi}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], Loc::current())}; }};
+}
+
+Case binaryCase(const std::string &name, Shape a, Shape b,
+                Tensor (*fn)(const Tensor &, const Tensor &, Loc), float lo = -2, float hi = 2) {
+  return {name, {{a, DType::f32, lo, hi}, {b, DType::f32, lo, hi}},
+          [fn](Graph &, Ts &x) { return Ts{fn(x[0], x[1], Loc::current())}; }};
+}
+
+std::vector<Case> allCases() {
+  std::vector<Case> c;
+  // Unary ops over odd shapes and one parallel-sized shape.
+  struct U {
+    const char *name;
+    Tensor (*fn)(const Tensor &, Loc);
+    float lo, hi;
+  };
+  for (U u : {U{"neg", soma::neg, -2, 2}, U{"exp", soma::exp, -5, 5}, U{"log", soma::log, 0.01f, 5},
+              U{"sqrt", soma::sqrt, 0, 9}, U{"abs", soma::abs, -2, 2}, U{"tanh", soma::tanh, -4, 4},
+              U{"sigmoid", soma::sigmoid, -30, 30}, U{"relu", soma::relu, -2, 2},
+              U{"softplus", soma::softplus, -30, 30}}) {
+    for (Shape s : {Shape{1}, Shape{7}, Shape{3, 63}, Shape{2, 3, 65}, Shape{129, 130}})
+      c.push_back(unaryCase(std::string(u.name) + "_" + std::to_string(s.size()) + "d_" +
+                                std::to_string(numel(s)),
+                            s, u.fn, u.lo, u.hi));
+  }
+  c.push_back({"leaky_relu_default", {{{5, 7}}}, [](Graph &, Ts &x) { return Ts{leaky_relu(x[0])}; }});
+  c.push_back({"leaky_relu_0_2", {{{129, 130}}}, [](Graph &, Ts &x) { return Ts{leaky_relu(x[0], 0.2)}; }});
+  c.push_back(unaryCase("scalar_exp", {}, soma::exp));
+
+  // Binary ops with broadcasting.
+  struct B {
+    const char *name;
+    Tensor (*fn)(const Tensor &, const Tensor &, Loc);
+    float lo, hi;
+  };
+  for (B bop : {B{"add", soma::add, -2, 2}, B{"sub", soma::sub, -2, 2}, B{"mul", soma::mul, -2, 2},
+                B{"div", soma::div, 0.5f, 2}, B{"pow", soma::pow, 0.1f, 2},
+                B{"maximum", soma::maximum, -2, 2}, B{"minimum", soma::minimum, -2, 2}}) {
+    std::string n = bop.name;
+    c.push_back(binaryCase(n + "_same", {7, 5}, {7, 5}, bop.fn, bop.lo, bop.hi));
+    c.push_back(binaryCase(n + "_row", {3, 65}, {65}, bop.fn, bop.lo, bop.hi));
+    c.push_back(binaryCase(n + "_outer", {63, 1}, {1, 7}, bop.fn, bop.lo, bop.hi));
+    c.push_back(binaryCase(n + "_3d", {2, 3, 4}, {3, 1}, bop.fn, bop.lo, bop.hi));
+    c.push_back(binaryCase(n + "_scalar", {}, {4, 4}, bop.fn, bop.lo, bop.hi));
+    c.push_back(binaryCase(n + "_big", {129, 130}, {130}, bop.fn, bop.lo, bop.hi));
+  }
+
+  // Matmul: every transpose combination, odd sizes, batched.
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 63, 65},
+                             {64, 129, 10}, {33, 17, 129}}) {
+        Shape a = ta ? Shape{k, m} : Shape{m, k};
+        Shape b = tb ? Shape{n, k} : Shape{k, n};
+        std::string name = "matmul_" + std::string(ta ? "T" : "N") + (tb ? "T" : "N") + "_" +
+                           std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
+        c.push_back({name, {{a}, {b}}, [ta, tb](Graph &, Ts &x) {
+                       return Ts{matmul(x[0], x[1], {.transpose_a = ta, .transpose_b = tb})};
+                     }});
+      }
+  c.push_back({"matmul_batched", {{{3, 5, 7}}, {{3, 7, 4}}},
+               [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1])}; }});
+  c.push_back({"matmul_batched_TT", {{{2, 7, 5}}, {{2, 4, 7}}}, [](Graph &, Ts &x) {
+                 return Ts{matmul(x[0], x[1], {.transpose_a = true, .transpose_b = true})};
+               }});
+
+  // Reductions.
+  struct R {
+    const char *name;
+    Tensor (*fn)(const Tensor &, const Axes &, bool, Loc);
+  };
+  for (R r : {R{"sum", soma::sum}, R{"mean", soma::mean}, R{"max", soma::max}}) {
+    std::string n = r.name;
+    auto fn = r.fn;
+    c.push_back({n + "_all", {{{7, 5}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {}, false, Loc::current())}; }});
+    c.push_back({n + "_axis0", {{{63, 5}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {0}, false, Loc::current())}; }});
+    c.push_back({n + "_axis1_keep", {{{7, 65}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {1}, true, Loc::current())}; }});
+    c.push_back({n + "_axes02", {{{3, 4, 5}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {0, 2}, false, Loc::current())}; }});
+    c.push_back({n + "_neg_axis_keep", {{{3, 4, 5}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {-1}, true, Loc::current())}; }});
+    c.push_back({n + "_big_rows", {{{300, 129}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {1}, false, Loc::current())}; }});
+  }
+
+  // Shape and data movement (an op after each view so the view is consumed).
+  c.push_back({"reshape_output", {{{6, 4}}}, [](Graph &, Ts &x) { return Ts{reshape(x[0], {3, 8})}; }});
+  c.push_back({"reshape_then_relu", {{{6, 4}}}, [](Graph &, Ts &x) { return Ts{relu(reshape(x[0], {2, -1, 2}))}; }});
+  c.push_back({"reshape_to_scalar", {{{1, 1}}}, [](Graph &, Ts &x) { return Ts{exp(reshape(x[0], {}))}; }});
+  c.push_back({"reshape_from_scalar", {{{}}}, [](Graph &, Ts &x) { return Ts{exp(reshape(x[0], {1, 1}))}; }});
+  c.push_back({"flatten", {{{4, 3, 5, 2}}}, [](Graph &, Ts &x) { return Ts{neg(flatten(x[0]))}; }});
+  c.push_back({"reshape_labels", {{{4, 6}, DType::i32, 0, 10}}, [](Graph &, Ts &x) { return Ts{reshape(x[0], {24})}; }});
+  c.push_back({"transpose_2d", {{{7, 65}}}, [](Graph &, Ts &x) { return Ts{transpose(x[0])}; }});
+  c.push_back({"transpose_201", {{{2, 3, 4}}}, [](Graph &, Ts &x) { return Ts{transpose(x[0], {2, 0, 1})}; }});
+  c.push_back({"broadcast_to", {{{3, 1}}}, [](Graph &, Ts &x) { return Ts{broadcast_to(x[0], {2, 3, 5})}; }});
+  c.push_back({"slice_basic", {{{7, 9}}}, [](Graph &, Ts &x) { return Ts{slice(x[0], {1, 2}, {6, 9})}; }});
+  c.push_back({"slice_strided", {{{8, 9, 5}}}, [](Graph &, Ts &x) { return Ts{slice(x[0], {0, 1, 4}, {8, 9, 5}, {3, 2, 1})}; }});
+  c.push_back({"slice_negative", {{{7, 9}}}, [](Graph &, Ts &x) { return Ts{slice(x[0], {-3, 0}, {7, -1})}; }});
+  c.push_back({"concat_axis0", {{{2, 3}}, {{4, 3}}, {{1, 3}}}, [](Graph &, Ts &x) { return Ts{concat(x, 0)}; }});
+  c.push_back({"concat_axis1", {{{2, 3, 2}}, {{2, 5, 2}}}, [](Graph &, Ts &x) { return Ts{concat(x, -2)}; }});
+  c.push_back({"concat_labels", {{{3}, DType::i64, 0, 9}, {{2}, DType::i64, 0, 9}}, [](Graph &, Ts &x) { return Ts{concat(x, 0)}; }});
+  c.push_back({"constant_add", {{{2, 3}}}, [](Graph &g, Ts &x) {
+                 return Ts{x[0] + constant(g, Array::f32({2, 3}, {1, -2, 3, -4, 5, -6}))};
+               }});
+  c.push_back({"constant_output", {{{2}}}, [](Graph &g, Ts &x) {
+                 return Ts{x[0] * 2.0f, constant(g, Array::i32({3}, {7, 8, 9}))};
+               }});
+  c.push_back({"operators", {{{3, 4}}, {{4}}}, [](Graph &, Ts &x) {
+                 return Ts{(x[0] + x[1]) * x[0] - x[1] / 3.0f + 1.0f, -x[0], 0.5f * x[1]};
+               }});
+
+  // Softmax family and losses.
+  for (Shape s : {Shape{1, 1}, Shape{7, 10}, Shape{65, 129}})
+    c.push_back({"softmax_" + std::to_string(s[0]) + "x" + std::to_string(s[1]), {{s, DType::f32, -10, 10}},
+                 [](Graph &, Ts &x) { return Ts{softmax(x[0]), log_softmax(x[0])}; }});
+  c.push_back({"softmax_axis0", {{{5, 3, 2}, DType::f32, -10, 10}},
+               [](Graph &, Ts &x) { return Ts{softmax(x[0], 0), log_softmax(x[0], 1)}; }});
+  c.push_back({"softmax_huge_logits", {{{4, 6}, DType::f32, 80, 100}},
+               [](Graph &, Ts &x) { return Ts{softmax(x[0]), log_softmax(x[0])}; }});
+  for (DType dt : {DType::i32, DType::i64})
+    for (Reduction r : {Reduction::mean, Reduction::sum})
+      c.push_back({std::string("softmax_ce_") + dtype_name(dt) + (r == Reduction::mean ? "_mean" : "_sum"),
+                   {{{64, 10}, DType::f32, -5, 5}, {{64}, dt, 0, 10}},
+                   [r](Graph &, Ts &x) { return Ts{softmax_cross_entropy(x[0], x[1], r)}; }});
+  c.push_back({"softmax_ce_one", {{{1, 1}}, {{1}, DType::i32, 0, 1}},
+               [](Graph &, Ts &x) { return Ts{softmax_cross_entropy(x[0], x[1])}; }});
+  for (Reduction r : {Reduction::mean, Reduction::sum}) {
+    std::string rn = r == Reduction::mean ? "mean" : "sum";
+    c.push_back({"mse_" + rn, {{{7, 5}}, {{7, 5}}}, [r](Graph &, Ts &x) { return Ts{mse(x[0], x[1], r)}; }});
+    c.push_back({"bce_" + rn, {{{7, 5}, DType::f32, 0.01f, 0.99f}, {{7, 5}, DType::f32, 0, 1}},
+                 [r](Graph &, Ts &x) { return Ts{binary_cross_entropy(x[0], x[1], r)}; }});
+  }
+  c.push_back({"bce_saturated", {{{3}, DType::f32, 0, 0}, {{3}, DType::f32, 1, 1}},
+               [](Graph &, Ts &x) { return Ts{binary_cross_entropy(x[0], x[1])}; }});
+
+  // Output plumbing: an input returned as is, a value returned twice, an
+  // output that is also consumed.
+  c.push_back({"identity_output", {{{3, 2}}}, [](Graph &, Ts &x) { return Ts{x[0]}; }});
+  c.push_back({"output_twice", {{{3, 2}}}, [](Graph &, Ts &x) {
+                 Tensor y = relu(x[0]);
+                 return Ts{y, y};
+               }});
+  c.push_back({"output_consumed", {{{3, 2}}}, [](Graph &, Ts &x) {
+                 Tensor y = tanh(x[0]);
+                 return Ts{y, y * y};
+               }});
+  return c;
+}
+
+class CompiledOp : public ::testing::TestWithParam<Case> {};
+
+TEST_P(CompiledOp, MatchesInterpreter) {
+  const Case &tc = GetParam();
+  Graph g(tc.name);
+  Ts xs;
+  std::map<std::string, Array> inputs;
+  uint32_t seed = 1;
+  for (size_t i = 0; i < tc.inputs.size(); ++i) {
+    const In &in = tc.inputs[i];
+    std::string name = "in" + std::to_string(i);
+    xs.push_back(g.input(name, in.shape, in.dtype));
+    inputs[name] = in.dtype == DType::f32
+                       ? test::randomF32(in.shape, in.lo, in.hi, seed++)
+                       : test::randomLabels(in.shape, static_cast<int64_t>(in.hi), in.dtype, seed++);
+  }
+  Ts outs = tc.build(g, xs);
+  for (size_t i = 0; i < outs.size(); ++i)
+    g.output("out" + std::to_string(i), outs[i]);
+
+  Inference fn = compile_inference(g);
+  auto got = fn.run(inputs);
+  auto want = interpret(g, inputs);
+  ASSERT_EQ(got.size(), want.size());
+  for (auto &[name, expected] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    EXPECT_TRUE(allClose(got[name], expected)) << "output " << name << "\n" << g.str();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllOps, CompiledOp, ::testing::ValuesIn(allCases()),
+                         [](const ::testing::TestParamInfo<Case> &info) { return info.param.name; });
+
+// A whole model with parameters: the MLP at batch 64, with loss.
+TEST(CompiledModel, MlpMatchesInterpreter) {
+  Graph g = zoo::mlp(64, /*with_loss=*/true, /*seed=*/7);
+  std::map<std::string, Array> inputs{{"x", test::randomF32({64, 784}, 0, 1, 3)},
+                                      {"y", test::randomLabels({64}, 10, DType::i32, 4)}};
+  auto got = compile_inference(g).run(inputs);
+  auto want = interpret(g, inputs);
+  EXPECT_TRUE(allClose(got["logits"], want["logits"]));
+  EXPECT_TRUE(allClose(got["loss"], want["loss"]));
+}
+
+// A label outside [0, C) gives NaN, not a crash or a read out of bounds.
+TEST(CompiledModel, OutOfRangeLabelGivesNaN) {
+  Graph g("ce");
+  Tensor x = g.input("x", {2, 3});
+  Tensor y = g.input("y", {2}, DType::i32);
+  g.output("loss", softmax_cross_entropy(x, y));
+  auto out = compile_inference(g).run({{"x", test::randomF32({2, 3}, -1, 1, 1)},
+                                       {"y", Array::i32({2}, {1, 3})}});
+  EXPECT_TRUE(std::isnan(out["loss"].data<float>()[0]));
+}
+
+} // namespace
