@@ -254,6 +254,34 @@ Tensor scalar(Graph &g, float value, Loc loc) {
   return constant(g, Array::f32({}, {value}), loc);
 }
 
+// --- gradient control and non-differentiable ops ----------------------------------------
+Tensor stop_gradient(const Tensor &x, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "stop_gradient", loc);
+  return buildOp(g, "soma.stop_gradient", {g->value(x)}, {}, loc);
+}
+Tensor sign(const Tensor &x, Loc loc) { return unary("sign", x, loc); }
+Tensor step(const Tensor &x, Loc loc) { return unary("step", x, loc); }
+Tensor equal(const Tensor &a, const Tensor &b, Loc loc) { return binary("equal", a, b, loc); }
+Tensor argmax(const Tensor &x, int64_t axis, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "argmax", loc);
+  int64_t a = normAxis(axis, x.rank(), "argmax", loc);
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.argmax", {g->value(x)}, {b.getNamedAttr("axis", b.getI64IntegerAttr(a))},
+                 loc);
+}
+Tensor pad(const Tensor &x, const Shape &low, const Shape &high, const Shape &interior,
+           double value, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "pad", loc);
+  Shape in = interior.empty() ? Shape(low.size(), 0) : interior;
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.pad", {g->value(x)},
+                 {b.getNamedAttr("low", b.getDenseI64ArrayAttr(low)),
+                  b.getNamedAttr("high", b.getDenseI64ArrayAttr(high)),
+                  b.getNamedAttr("interior", b.getDenseI64ArrayAttr(in)),
+                  b.getNamedAttr("value", b.getF64FloatAttr(value))},
+                 loc);
+}
+
 // --- softmax family and losses ---------------------------------------------------------
 static Tensor softmaxLike(const char *op, const Tensor &x, int64_t axis, const Loc &loc) {
   GraphImpl *g = graphOf({&x}, op, loc);

@@ -23,6 +23,7 @@ using namespace mlir;
 using namespace soma::ir;
 
 #include "soma/Dialect/SomaOpsDialect.cpp.inc"
+#include "soma/Dialect/SomaInterfaces.cpp.inc"
 
 void SomaDialect::initialize() {
   addOperations<
@@ -535,6 +536,448 @@ LogicalResult BinaryCrossEntropyOp::inferReturnTypes(
                            adaptor.getProbability(), adaptor.getTarget(),
                            adaptor.getReduction(), results);
 }
+
+
+//===----------------------------------------------------------------------===//
+// Gradient control and non-differentiable ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult StopGradientOp::inferReturnTypes(MLIRContext *,
+                                               std::optional<Location> loc,
+                                               Adaptor adaptor,
+                                               SmallVectorImpl<Type> &results) {
+  auto t = tensorOf(loc, "stop_gradient", adaptor.getInput(), "input");
+  if (failed(t))
+    return failure();
+  results.push_back(*t);
+  return success();
+}
+
+LogicalResult SignOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                       Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  return inferUnary(loc, "sign", adaptor.getInput(), results);
+}
+
+LogicalResult StepOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                       Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  return inferUnary(loc, "step", adaptor.getInput(), results);
+}
+
+LogicalResult EqualOp::inferReturnTypes(MLIRContext *ctx, std::optional<Location> loc,
+                                        Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  auto a = tensorOf(loc, "equal", adaptor.getLhs(), "lhs");
+  if (failed(a))
+    return failure();
+  auto b = tensorOf(loc, "equal", adaptor.getRhs(), "rhs");
+  if (failed(b))
+    return failure();
+  if (a->getElementType() != b->getElementType())
+    return fail(loc, "equal", "operands have different element types: " + typeStr(*a) +
+                                  " and " + typeStr(*b));
+  auto shape = broadcastShapes(a->getShape(), b->getShape());
+  if (!shape)
+    return fail(loc, "equal", "shapes cannot be broadcast: " + shapeStr(a->getShape()) +
+                                  " and " + shapeStr(b->getShape()));
+  results.push_back(RankedTensorType::get(*shape, Float32Type::get(ctx)));
+  return success();
+}
+
+LogicalResult ArgmaxOp::inferReturnTypes(MLIRContext *ctx, std::optional<Location> loc,
+                                         Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  auto t = f32TensorOf(loc, "argmax", adaptor.getInput(), "input");
+  if (failed(t))
+    return failure();
+  int64_t axis = adaptor.getAxis();
+  if (axis < 0 || axis >= t->getRank())
+    return fail(loc, "argmax", "axis " + Twine(axis) + " is out of range for shape " +
+                                   shapeStr(t->getShape()));
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < t->getRank(); ++d)
+    if (d != axis)
+      shape.push_back(t->getDimSize(d));
+  results.push_back(RankedTensorType::get(shape, IntegerType::get(ctx, 32)));
+  return success();
+}
+
+LogicalResult PadOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                      Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  auto t = f32TensorOf(loc, "pad", adaptor.getInput(), "input");
+  if (failed(t))
+    return failure();
+  ArrayRef<int64_t> low = adaptor.getLow(), high = adaptor.getHigh(),
+                    interior = adaptor.getInterior();
+  int64_t rank = t->getRank();
+  if (static_cast<int64_t>(low.size()) != rank || static_cast<int64_t>(high.size()) != rank ||
+      static_cast<int64_t>(interior.size()) != rank)
+    return fail(loc, "pad", "low " + shapeStr(low) + ", high " + shapeStr(high) +
+                                " and interior " + shapeStr(interior) +
+                                " must each have one entry per dimension of " +
+                                shapeStr(t->getShape()));
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (low[d] < 0 || high[d] < 0 || interior[d] < 0)
+      return fail(loc, "pad", "paddings must be >= 0, got low " + shapeStr(low) + ", high " +
+                                  shapeStr(high) + ", interior " + shapeStr(interior));
+    int64_t n = t->getDimSize(d);
+    shape.push_back(low[d] + n + (n - 1) * interior[d] + high[d]);
+  }
+  results.push_back(RankedTensorType::get(shape, t->getElementType()));
+  return success();
+}
+
+LogicalResult SoftmaxCrossEntropyGradOp::inferReturnTypes(
+    MLIRContext *ctx, std::optional<Location> loc, Adaptor adaptor,
+    SmallVectorImpl<Type> &results) {
+  StringRef op = "softmax_cross_entropy_grad";
+  SmallVector<Type> lossType;
+  if (failed(SoftmaxCrossEntropyOp::inferReturnTypes(
+          ctx, loc, SoftmaxCrossEntropyOp::Adaptor({adaptor.getLogits(), adaptor.getLabels()},
+                                                   adaptor.getAttributes()),
+          lossType)))
+    return failure();
+  auto g = f32TensorOf(loc, op, adaptor.getGrad(), "grad");
+  if (failed(g))
+    return failure();
+  if (g->getRank() != 0)
+    return fail(loc, op, "grad must be a scalar, got " + typeStr(*g));
+  results.push_back(adaptor.getLogits().getType());
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Vector-Jacobian products
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+Value scalarConst(OpBuilder &b, Location loc, double v) {
+  auto type = RankedTensorType::get({}, b.getF32Type());
+  return b.create<ConstantOp>(loc, DenseElementsAttr::get(type, static_cast<float>(v)));
+}
+
+RankedTensorType typeOf(Value v) { return cast<RankedTensorType>(v.getType()); }
+
+Value add(OpBuilder &b, Location l, Value x, Value y) { return b.create<AddOp>(l, x, y); }
+Value sub(OpBuilder &b, Location l, Value x, Value y) { return b.create<SubOp>(l, x, y); }
+Value mul(OpBuilder &b, Location l, Value x, Value y) { return b.create<MulOp>(l, x, y); }
+Value div(OpBuilder &b, Location l, Value x, Value y) { return b.create<DivOp>(l, x, y); }
+
+/// Sums a gradient of a broadcast result back to the operand's shape.
+Value unbroadcast(OpBuilder &b, Location loc, Value g, RankedTensorType target) {
+  auto gt = typeOf(g);
+  if (gt.getShape() == target.getShape())
+    return g;
+  int64_t off = gt.getRank() - target.getRank();
+  SmallVector<int64_t> axes;
+  for (int64_t i = 0; i < gt.getRank(); ++i)
+    if (i < off || (target.getDimSize(i - off) == 1 && gt.getDimSize(i) != 1))
+      axes.push_back(i);
+  Value r = g;
+  if (!axes.empty())
+    r = b.create<ReduceSumOp>(loc, g, b.getDenseI64ArrayAttr(axes), b.getBoolAttr(true));
+  if (typeOf(r).getShape() != target.getShape())
+    r = b.create<ReshapeOp>(loc, r, b.getDenseI64ArrayAttr(target.getShape()));
+  return r;
+}
+
+/// The gradient of a reduction result, reshaped to keep the reduced dims as
+/// size 1 and broadcast back to the input's shape.
+Value expandReduced(OpBuilder &b, Location loc, Value g, RankedTensorType input,
+                    ArrayRef<int64_t> axes, bool keepdims) {
+  SmallVector<int64_t> kept(input.getShape());
+  for (int64_t a : axes)
+    kept[a] = 1;
+  Value r = g;
+  if (!keepdims)
+    r = b.create<ReshapeOp>(loc, g, b.getDenseI64ArrayAttr(kept));
+  return b.create<BroadcastToOp>(loc, r, b.getDenseI64ArrayAttr(input.getShape()));
+}
+
+} // namespace
+
+#define SOMA_VJP(OP)                                                           \
+  LogicalResult OP::buildVJP(OpBuilder &b, ValueRange resultGrads,             \
+                             SmallVectorImpl<Value> &operandGrads)
+
+SOMA_VJP(NegOp) {
+  operandGrads.push_back(b.create<NegOp>(getLoc(), resultGrads[0]));
+  return success();
+}
+SOMA_VJP(ExpOp) {
+  operandGrads.push_back(mul(b, getLoc(), resultGrads[0], getResult()));
+  return success();
+}
+SOMA_VJP(LogOp) {
+  operandGrads.push_back(div(b, getLoc(), resultGrads[0], getInput()));
+  return success();
+}
+SOMA_VJP(SqrtOp) { // g / (2 sqrt x)
+  Location l = getLoc();
+  operandGrads.push_back(div(b, l, resultGrads[0], mul(b, l, getResult(), scalarConst(b, l, 2.0))));
+  return success();
+}
+SOMA_VJP(AbsOp) {
+  operandGrads.push_back(mul(b, getLoc(), resultGrads[0], b.create<SignOp>(getLoc(), getInput())));
+  return success();
+}
+SOMA_VJP(TanhOp) { // g (1 - y^2)
+  Location l = getLoc();
+  Value y = getResult();
+  operandGrads.push_back(mul(b, l, resultGrads[0], sub(b, l, scalarConst(b, l, 1.0), mul(b, l, y, y))));
+  return success();
+}
+SOMA_VJP(SigmoidOp) { // g y (1 - y)
+  Location l = getLoc();
+  Value y = getResult();
+  operandGrads.push_back(mul(b, l, resultGrads[0], mul(b, l, y, sub(b, l, scalarConst(b, l, 1.0), y))));
+  return success();
+}
+SOMA_VJP(ReluOp) { // relu'(0) = 0
+  operandGrads.push_back(mul(b, getLoc(), resultGrads[0], b.create<StepOp>(getLoc(), getInput())));
+  return success();
+}
+SOMA_VJP(SoftplusOp) {
+  operandGrads.push_back(mul(b, getLoc(), resultGrads[0], b.create<SigmoidOp>(getLoc(), getInput())));
+  return success();
+}
+SOMA_VJP(LeakyReluOp) { // g (alpha + (1 - alpha) step(x))
+  Location l = getLoc();
+  double alpha = getAlpha().convertToDouble();
+  Value slope = add(b, l, scalarConst(b, l, alpha),
+                    mul(b, l, b.create<StepOp>(l, getInput()), scalarConst(b, l, 1.0 - alpha)));
+  operandGrads.push_back(mul(b, l, resultGrads[0], slope));
+  return success();
+}
+
+SOMA_VJP(AddOp) {
+  Location l = getLoc();
+  Value g = resultGrads[0];
+  operandGrads.push_back(unbroadcast(b, l, g, typeOf(getLhs())));
+  operandGrads.push_back(unbroadcast(b, l, g, typeOf(getRhs())));
+  return success();
+}
+SOMA_VJP(SubOp) {
+  Location l = getLoc();
+  Value g = resultGrads[0];
+  operandGrads.push_back(unbroadcast(b, l, g, typeOf(getLhs())));
+  operandGrads.push_back(unbroadcast(b, l, b.create<NegOp>(l, g), typeOf(getRhs())));
+  return success();
+}
+SOMA_VJP(MulOp) {
+  Location l = getLoc();
+  Value g = resultGrads[0];
+  operandGrads.push_back(unbroadcast(b, l, mul(b, l, g, getRhs()), typeOf(getLhs())));
+  operandGrads.push_back(unbroadcast(b, l, mul(b, l, g, getLhs()), typeOf(getRhs())));
+  return success();
+}
+SOMA_VJP(DivOp) { // d/da = g / b; d/db = -g a / b^2 = -g y / b
+  Location l = getLoc();
+  Value g = resultGrads[0];
+  operandGrads.push_back(unbroadcast(b, l, div(b, l, g, getRhs()), typeOf(getLhs())));
+  Value db = b.create<NegOp>(l, div(b, l, mul(b, l, g, getResult()), getRhs()));
+  operandGrads.push_back(unbroadcast(b, l, db, typeOf(getRhs())));
+  return success();
+}
+SOMA_VJP(PowOp) { // d/da = g b a^(b-1); d/db = g y log(a), taken as 0 where a == 0
+  Location l = getLoc();
+  Value g = resultGrads[0], a = getLhs(), e = getRhs(), y = getResult();
+  Value da = mul(b, l, g, mul(b, l, e, b.create<PowOp>(l, a, sub(b, l, e, scalarConst(b, l, 1.0)))));
+  Value safeA = add(b, l, a, b.create<EqualOp>(l, a, scalarConst(b, l, 0.0)));
+  Value db = mul(b, l, g, mul(b, l, y, b.create<LogOp>(l, safeA)));
+  operandGrads.push_back(unbroadcast(b, l, da, typeOf(a)));
+  operandGrads.push_back(unbroadcast(b, l, db, typeOf(e)));
+  return success();
+}
+/// maximum/minimum: the gradient goes to the selected operand; ties split it
+/// evenly (as PyTorch does).
+static void minMaxVJP(OpBuilder &b, Location l, Value a, Value c, Value g, bool isMax,
+                      SmallVectorImpl<Value> &operandGrads) {
+  Value diff = isMax ? sub(b, l, a, c) : sub(b, l, c, a);
+  Value maskA = add(b, l, b.create<StepOp>(l, diff),
+                    mul(b, l, b.create<EqualOp>(l, a, c), scalarConst(b, l, 0.5)));
+  Value maskC = sub(b, l, scalarConst(b, l, 1.0), maskA);
+  operandGrads.push_back(unbroadcast(b, l, mul(b, l, g, maskA), typeOf(a)));
+  operandGrads.push_back(unbroadcast(b, l, mul(b, l, g, maskC), typeOf(c)));
+}
+SOMA_VJP(MaximumOp) {
+  minMaxVJP(b, getLoc(), getLhs(), getRhs(), resultGrads[0], true, operandGrads);
+  return success();
+}
+SOMA_VJP(MinimumOp) {
+  minMaxVJP(b, getLoc(), getLhs(), getRhs(), resultGrads[0], false, operandGrads);
+  return success();
+}
+
+SOMA_VJP(MatmulOp) {
+  // C = op(A) op(B). For each flag combination the gradients are again
+  // matmuls with flags, so no transpose is ever materialised here.
+  Location l = getLoc();
+  Value g = resultGrads[0], a = getLhs(), c = getRhs();
+  bool ta = getTransposeA(), tb = getTransposeB();
+  auto mm = [&](Value x, Value y, bool fx, bool fy) -> Value {
+    return b.create<MatmulOp>(l, x, y, b.getBoolAttr(fx), b.getBoolAttr(fy));
+  };
+  if (!ta && !tb) { // dA = g B^T, dB = A^T g
+    operandGrads.push_back(mm(g, c, false, true));
+    operandGrads.push_back(mm(a, g, true, false));
+  } else if (ta && !tb) { // C = A^T B: dA = B g^T, dB = A g
+    operandGrads.push_back(mm(c, g, false, true));
+    operandGrads.push_back(mm(a, g, false, false));
+  } else if (!ta && tb) { // C = A B^T: dA = g B, dB = g^T A
+    operandGrads.push_back(mm(g, c, false, false));
+    operandGrads.push_back(mm(g, a, true, false));
+  } else { // C = A^T B^T: dA = B^T g^T, dB = g^T A^T
+    operandGrads.push_back(mm(c, g, true, true));
+    operandGrads.push_back(mm(g, a, true, true));
+  }
+  return success();
+}
+
+SOMA_VJP(ReduceSumOp) {
+  operandGrads.push_back(expandReduced(b, getLoc(), resultGrads[0], typeOf(getInput()),
+                                       getAxes(), getKeepdims()));
+  return success();
+}
+SOMA_VJP(ReduceMeanOp) {
+  Location l = getLoc();
+  auto in = typeOf(getInput());
+  int64_t count = 1;
+  for (int64_t a : getAxes())
+    count *= in.getDimSize(a);
+  Value g = expandReduced(b, l, resultGrads[0], in, getAxes(), getKeepdims());
+  operandGrads.push_back(mul(b, l, g, scalarConst(b, l, 1.0 / static_cast<double>(count))));
+  return success();
+}
+SOMA_VJP(ReduceMaxOp) { // to the maxima, split evenly among ties
+  Location l = getLoc();
+  auto in = typeOf(getInput());
+  Value y = expandReduced(b, l, getResult(), in, getAxes(), getKeepdims());
+  Value g = expandReduced(b, l, resultGrads[0], in, getAxes(), getKeepdims());
+  Value mask = b.create<EqualOp>(l, getInput(), y);
+  Value count = b.create<ReduceSumOp>(l, mask, b.getDenseI64ArrayAttr(getAxes()), b.getBoolAttr(true));
+  operandGrads.push_back(div(b, l, mul(b, l, g, mask), count));
+  return success();
+}
+
+SOMA_VJP(ReshapeOp) {
+  operandGrads.push_back(b.create<ReshapeOp>(getLoc(), resultGrads[0],
+                                             b.getDenseI64ArrayAttr(typeOf(getInput()).getShape())));
+  return success();
+}
+SOMA_VJP(TransposeOp) {
+  ArrayRef<int64_t> perm = getPerm();
+  SmallVector<int64_t> inverse(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i)
+    inverse[perm[i]] = static_cast<int64_t>(i);
+  operandGrads.push_back(b.create<TransposeOp>(getLoc(), resultGrads[0], b.getDenseI64ArrayAttr(inverse)));
+  return success();
+}
+SOMA_VJP(BroadcastToOp) {
+  operandGrads.push_back(unbroadcast(b, getLoc(), resultGrads[0], typeOf(getInput())));
+  return success();
+}
+SOMA_VJP(SliceOp) { // scatter back: pad with the slice's start, stride-1 gaps and the rest
+  auto in = typeOf(getInput());
+  auto out = typeOf(getResult());
+  SmallVector<int64_t> low, high, interior;
+  for (int64_t d = 0; d < in.getRank(); ++d) {
+    int64_t start = getStarts()[d], stride = getStrides()[d], n = out.getDimSize(d);
+    low.push_back(start);
+    interior.push_back(stride - 1);
+    high.push_back(in.getDimSize(d) - (start + (n - 1) * stride + 1));
+  }
+  operandGrads.push_back(b.create<PadOp>(getLoc(), resultGrads[0], b.getDenseI64ArrayAttr(low),
+                                         b.getDenseI64ArrayAttr(high),
+                                         b.getDenseI64ArrayAttr(interior), b.getF64FloatAttr(0.0)));
+  return success();
+}
+SOMA_VJP(ConcatOp) {
+  auto out = typeOf(getResult());
+  int64_t axis = getAxis(), offset = 0;
+  for (Value in : getInputs()) {
+    auto t = typeOf(in);
+    SmallVector<int64_t> starts(out.getRank(), 0), limits(out.getShape()), strides(out.getRank(), 1);
+    starts[axis] = offset;
+    limits[axis] = offset + t.getDimSize(axis);
+    offset += t.getDimSize(axis);
+    if (!t.getElementType().isF32()) {
+      operandGrads.push_back(Value());
+      continue;
+    }
+    operandGrads.push_back(b.create<SliceOp>(getLoc(), resultGrads[0], b.getDenseI64ArrayAttr(starts),
+                                             b.getDenseI64ArrayAttr(limits),
+                                             b.getDenseI64ArrayAttr(strides)));
+  }
+  return success();
+}
+SOMA_VJP(StopGradientOp) {
+  operandGrads.push_back(Value());
+  return success();
+}
+SOMA_VJP(PadOp) { // the padded interior: a strided slice
+  auto in = typeOf(getInput());
+  SmallVector<int64_t> starts, limits, strides;
+  for (int64_t d = 0; d < in.getRank(); ++d) {
+    int64_t step = getInterior()[d] + 1;
+    starts.push_back(getLow()[d]);
+    limits.push_back(getLow()[d] + (in.getDimSize(d) - 1) * step + 1);
+    strides.push_back(step);
+  }
+  operandGrads.push_back(b.create<SliceOp>(getLoc(), resultGrads[0], b.getDenseI64ArrayAttr(starts),
+                                           b.getDenseI64ArrayAttr(limits),
+                                           b.getDenseI64ArrayAttr(strides)));
+  return success();
+}
+
+SOMA_VJP(SoftmaxOp) { // dx = y (g - sum(g y, axis))
+  Location l = getLoc();
+  Value y = getResult(), g = resultGrads[0];
+  int64_t axes[] = {getAxis()};
+  Value s = b.create<ReduceSumOp>(l, mul(b, l, g, y), b.getDenseI64ArrayAttr(axes), b.getBoolAttr(true));
+  operandGrads.push_back(mul(b, l, y, sub(b, l, g, s)));
+  return success();
+}
+SOMA_VJP(LogSoftmaxOp) { // dx = g - softmax(x) sum(g, axis)
+  Location l = getLoc();
+  Value g = resultGrads[0];
+  int64_t axes[] = {getAxis()};
+  Value s = b.create<ReduceSumOp>(l, g, b.getDenseI64ArrayAttr(axes), b.getBoolAttr(true));
+  operandGrads.push_back(sub(b, l, g, mul(b, l, b.create<ExpOp>(l, getResult()), s)));
+  return success();
+}
+SOMA_VJP(SoftmaxCrossEntropyOp) { // the fused (softmax - onehot) / N
+  operandGrads.push_back(b.create<SoftmaxCrossEntropyGradOp>(getLoc(), getLogits(), getLabels(),
+                                                             resultGrads[0], getReductionAttr()));
+  operandGrads.push_back(Value());
+  return success();
+}
+SOMA_VJP(MseOp) { // dp = g 2 (p - t) / n; dt = -dp
+  Location l = getLoc();
+  double n = getReduction() == "mean" ? static_cast<double>(typeOf(getPrediction()).getNumElements()) : 1.0;
+  Value dp = mul(b, l, mul(b, l, sub(b, l, getPrediction(), getTarget()), scalarConst(b, l, 2.0 / n)),
+                 resultGrads[0]);
+  operandGrads.push_back(dp);
+  operandGrads.push_back(b.create<NegOp>(l, dp));
+  return success();
+}
+SOMA_VJP(BinaryCrossEntropyOp) {
+  // dp = g (p - t) / max(p (1 - p), 1e-12) / n
+  // dt = g (max(log(1 - p), -100) - max(log p, -100)) / n
+  Location l = getLoc();
+  Value p = getProbability(), t = getTarget(), g = resultGrads[0];
+  double n = getReduction() == "mean" ? static_cast<double>(typeOf(p).getNumElements()) : 1.0;
+  Value one = scalarConst(b, l, 1.0), floor = scalarConst(b, l, -100.0);
+  Value q = sub(b, l, one, p);
+  Value denom = b.create<MaximumOp>(l, mul(b, l, p, q), scalarConst(b, l, 1e-12));
+  Value dp = mul(b, l, div(b, l, sub(b, l, p, t), denom), mul(b, l, g, scalarConst(b, l, 1.0 / n)));
+  Value lp = b.create<MaximumOp>(l, b.create<LogOp>(l, p), floor);
+  Value lq = b.create<MaximumOp>(l, b.create<LogOp>(l, q), floor);
+  Value dt = mul(b, l, sub(b, l, lq, lp), mul(b, l, g, scalarConst(b, l, 1.0 / n)));
+  operandGrads.push_back(dp);
+  operandGrads.push_back(dt);
+  return success();
+}
+#undef SOMA_VJP
 
 #define GET_OP_CLASSES
 #include "soma/Dialect/SomaOps.cpp.inc"

@@ -381,6 +381,73 @@ RefTensor binaryCrossEntropy(const RefTensor &p, const RefTensor &t,
   return reduceLoss(total, reduction, static_cast<int64_t>(p.data.size()));
 }
 
+
+//===----------------------------------------------------------------------===//
+// Gradient helpers and non-differentiable ops
+//===----------------------------------------------------------------------===//
+
+/// Elementwise comparison with broadcasting; 1.0 where equal (the result is
+/// f32 whatever the operands' dtype).
+RefTensor equal(const RefTensor &a, const RefTensor &b) {
+  return binary(a, b, [](double x, double y) { return x == y ? 1.0 : 0.0; });
+}
+
+/// Index of the first maximum along `axis` (a NaN counts as the maximum).
+RefTensor argmax(const RefTensor &x, int64_t axis) {
+  Shape shape;
+  for (size_t d = 0; d < x.shape.size(); ++d)
+    if (static_cast<int64_t>(d) != axis)
+      shape.push_back(x.shape[d]);
+  RefTensor y = zeros(DType::i32, shape);
+  size_t k = 0;
+  forEachLane(x.shape, axis, [&](int64_t base, int64_t stride, int64_t n) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < n; ++j) {
+      double v = x.data[base + j * stride], b = x.data[base + best * stride];
+      if (std::isnan(b))
+        break;
+      if (std::isnan(v) || v > b)
+        best = j;
+    }
+    y.data[k++] = static_cast<double>(best);
+  });
+  // forEachLane visits lanes in row-major order of the remaining dims.
+  return y;
+}
+
+RefTensor pad(const RefTensor &x, ArrayRef<int64_t> low, ArrayRef<int64_t> high,
+              ArrayRef<int64_t> interior, double value) {
+  Shape shape;
+  for (size_t d = 0; d < x.shape.size(); ++d)
+    shape.push_back(low[d] + x.shape[d] + (x.shape[d] - 1) * interior[d] + high[d]);
+  RefTensor y = zeros(DType::f32, shape);
+  std::fill(y.data.begin(), y.data.end(), value);
+  for (size_t i = 0; i < x.data.size(); ++i) {
+    Shape idx = unravel(static_cast<int64_t>(i), x.shape);
+    for (size_t d = 0; d < idx.size(); ++d)
+      idx[d] = low[d] + idx[d] * (interior[d] + 1);
+    y.data[ravel(idx, shape)] = x.data[i];
+  }
+  return y;
+}
+
+/// g * (softmax(x) - onehot(labels)) / N (mean) for the fused CE backward.
+RefTensor softmaxCrossEntropyGrad(const RefTensor &logits, const RefTensor &labels,
+                                  const RefTensor &g, StringRef reduction) {
+  int64_t rows = logits.shape[0], classes = logits.shape[1];
+  RefTensor p = softmax(logits, 1, false);
+  double scale = g.data[0] / (reduction == "sum" ? 1.0 : static_cast<double>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    double label = labels.data[r];
+    bool ok = label >= 0 && label < static_cast<double>(classes);
+    for (int64_t c = 0; c < classes; ++c) {
+      double &v = p.data[r * classes + c];
+      v = ok ? (v - (c == static_cast<int64_t>(label) ? 1.0 : 0.0)) * scale : kNaN;
+    }
+  }
+  return p;
+}
+
 //===----------------------------------------------------------------------===//
 // Dispatch
 //===----------------------------------------------------------------------===//
@@ -468,6 +535,20 @@ RefTensor evaluate(Operation *op, const Operands &in) {
       .Case([&](MseOp o) { return mse(in[0], in[1], o.getReduction()); })
       .Case([&](BinaryCrossEntropyOp o) {
         return binaryCrossEntropy(in[0], in[1], o.getReduction());
+      })
+      .Case([&](StopGradientOp) { return in[0]; })
+      .Case([&](SignOp) {
+        return un([](double x) { return std::isnan(x) ? x : (x > 0) - (x < 0) * 1.0; });
+      })
+      .Case([&](StepOp) { return un([](double x) { return x > 0 ? 1.0 : 0.0; }); })
+      .Case([&](EqualOp) { return equal(in[0], in[1]); })
+      .Case([&](ArgmaxOp o) { return argmax(in[0], static_cast<int64_t>(o.getAxis())); })
+      .Case([&](PadOp o) {
+        return pad(in[0], o.getLow(), o.getHigh(), o.getInterior(),
+                   o.getValue().convertToDouble());
+      })
+      .Case([&](SoftmaxCrossEntropyGradOp o) {
+        return softmaxCrossEntropyGrad(in[0], in[1], in[2], o.getReduction());
       })
       .Default([&](Operation *) -> RefTensor { throwUnsupported(op); });
 }

@@ -104,13 +104,32 @@ Value emitElementwiseScalar(OpBuilder &b, Location loc, Operation *op,
       .Case([&](MinimumOp) {
         return b.create<arith::MinimumFOp>(loc, args[0], args[1]);
       })
+      .Case([&](SignOp) -> Value {
+        // -1, 0 or 1; NaN and -0/+0 pass through unchanged.
+        Value x = args[0], zero = f32Const(b, loc, 0.0);
+        Value pos = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGT, x, zero);
+        Value neg = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OLT, x, zero);
+        Value r = b.create<arith::SelectOp>(loc, neg, f32Const(b, loc, -1.0), x);
+        return b.create<arith::SelectOp>(loc, pos, f32Const(b, loc, 1.0), r);
+      })
+      .Case([&](StepOp) -> Value {
+        Value pos = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGT, args[0],
+                                            f32Const(b, loc, 0.0));
+        return b.create<arith::SelectOp>(loc, pos, f32Const(b, loc, 1.0), f32Const(b, loc, 0.0));
+      })
+      .Case([&](EqualOp) -> Value {
+        Value eq = isa<FloatType>(args[0].getType())
+                       ? Value(b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OEQ, args[0], args[1]))
+                       : Value(b.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, args[0], args[1]));
+        return b.create<arith::SelectOp>(loc, eq, f32Const(b, loc, 1.0), f32Const(b, loc, 0.0));
+      })
       .Default([](Operation *) { return Value(); });
 }
 
 bool isElementwise(Operation *op) {
   return isa<NegOp, ExpOp, LogOp, SqrtOp, AbsOp, TanhOp, SigmoidOp, ReluOp,
              SoftplusOp, LeakyReluOp, AddOp, SubOp, MulOp, DivOp, PowOp,
-             MaximumOp, MinimumOp>(op);
+             MaximumOp, MinimumOp, SignOp, StepOp, EqualOp>(op);
 }
 
 //===----------------------------------------------------------------------===//
@@ -171,6 +190,11 @@ private:
   LogicalResult lowerPairwiseLoss(Operation *op, Value a, Value t,
                                   StringRef reduction, bool bce);
   LogicalResult lowerConstant(ConstantOp op);
+  LogicalResult lowerArgmax(ArgmaxOp op);
+  LogicalResult lowerPad(PadOp op);
+  LogicalResult lowerSoftmaxCrossEntropyGrad(SoftmaxCrossEntropyGradOp op);
+  /// m[i] = max_j x[i, j] and s[i] = sum_j e^(x[i,j] - m[i]) for logits x.
+  std::pair<Value, Value> rowMaxAndSumExp(Location loc, Value x);
 
   ModuleOp module;
   func::FuncOp graph;
@@ -179,6 +203,7 @@ private:
   DenseMap<Value, Value> buffers;      // soma value -> memref
   DenseMap<Value, Value> destinations; // soma value -> output argument
   unsigned numGlobals = 0;
+  std::string kernelName;
 };
 
 Value GraphLowering::alloc(Location loc, MemRefType type) {
@@ -269,41 +294,31 @@ void GraphLowering::copy(Location loc, Value from, Value to) {
   b.create<linalg::CopyOp>(loc, from, to);
 }
 
-/// A reshape is a view: collapse to 1-D (or rank 0) and expand to the target.
+/// A reshape is a view of the same buffer: collapse to 1-D, then expand to
+/// the target. Rank-0 ends use empty reassociations (all dims are 1).
 Value GraphLowering::reshapeView(Location loc, Value in, MemRefType to) {
   auto from = cast<MemRefType>(in.getType());
   if (from.getShape() == to.getShape())
     return in;
+  SmallVector<ReassociationIndices> none;
+  if (from.getRank() == 0)
+    return b.create<memref::ExpandShapeOp>(loc, to, in, none);
+  if (to.getRank() == 0)
+    return b.create<memref::CollapseShapeOp>(loc, to, in, none);
+  auto all = [](int64_t rank) {
+    ReassociationIndices r;
+    for (int64_t d = 0; d < rank; ++d)
+      r.push_back(d);
+    return SmallVector<ReassociationIndices>{r};
+  };
   Value flat = in;
-  int64_t n = from.getNumElements();
-  if (from.getRank() != 1) {
-    SmallVector<ReassociationIndices> re;
-    if (from.getRank() > 0) {
-      ReassociationIndices all;
-      for (int64_t d = 0; d < from.getRank(); ++d)
-        all.push_back(d);
-      re.push_back(all);
-    }
-    auto flatType = MemRefType::get(from.getRank() > 0 ? ArrayRef<int64_t>{n}
-                                                       : ArrayRef<int64_t>{},
-                                    from.getElementType());
-    flat = b.create<memref::CollapseShapeOp>(loc, flatType, in, re);
-    if (to.getRank() == 0 && from.getRank() > 0) {
-      // [n] -> [] : collapse all dims of a size-1 tensor.
-      SmallVector<ReassociationIndices> none;
-      return b.create<memref::CollapseShapeOp>(loc, to, flat, none);
-    }
-  }
-  if (to.getRank() == 1 && cast<MemRefType>(flat.getType()).getRank() == 1)
+  if (from.getRank() > 1)
+    flat = b.create<memref::CollapseShapeOp>(
+        loc, MemRefType::get({from.getNumElements()}, from.getElementType()), in,
+        all(from.getRank()));
+  if (to.getRank() == 1)
     return flat;
-  SmallVector<ReassociationIndices> re;
-  if (cast<MemRefType>(flat.getType()).getRank() == 1) {
-    ReassociationIndices all;
-    for (int64_t d = 0; d < to.getRank(); ++d)
-      all.push_back(d);
-    re.push_back(all);
-  }
-  return b.create<memref::ExpandShapeOp>(loc, to, flat, re);
+  return b.create<memref::ExpandShapeOp>(loc, to, flat, all(to.getRank()));
 }
 
 LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
@@ -495,9 +510,129 @@ LogicalResult GraphLowering::lowerPairwiseLoss(Operation *op, Value pv, Value tv
   return success();
 }
 
+std::pair<Value, Value> GraphLowering::rowMaxAndSumExp(Location loc, Value x) {
+  auto type = cast<MemRefType>(x.getType());
+  auto rowType = MemRefType::get({type.getDimSize(0)}, b.getF32Type());
+  int64_t axes[] = {1};
+  Value m = alloc(loc, rowType);
+  fill(loc, m, -std::numeric_limits<double>::infinity());
+  reduce(loc, x, m, axes, false, [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+    return nb.create<arith::MaximumFOp>(l, a[0], a[1]);
+  });
+  Value s = alloc(loc, rowType);
+  fill(loc, s, 0.0);
+  auto d0 = getAffineDimExpr(0, ctx), d1 = getAffineDimExpr(1, ctx);
+  SmallVector<AffineMap> maps{AffineMap::get(2, 0, {d0, d1}, ctx), AffineMap::get(2, 0, {d0}, ctx),
+                              AffineMap::get(2, 0, {d0}, ctx)};
+  b.create<linalg::GenericOp>(
+      loc, ValueRange{x, m}, ValueRange{s}, maps,
+      SmallVector<utils::IteratorType>{utils::IteratorType::parallel, utils::IteratorType::reduction},
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value e = nb.create<math::ExpOp>(l, nb.create<arith::SubFOp>(l, a[0], a[1]));
+        nb.create<linalg::YieldOp>(l, Value(nb.create<arith::AddFOp>(l, a[2], e)));
+      });
+  return {m, s};
+}
+
+LogicalResult GraphLowering::lowerSoftmaxCrossEntropyGrad(SoftmaxCrossEntropyGradOp op) {
+  // out[i, j] = (e^(x[i,j] - m[i]) / s[i] - (j == label[i])) * g / N
+  Location loc = op.getLoc();
+  Value x = buffers[op.getLogits()], labels = buffers[op.getLabels()], g = buffers[op.getGrad()];
+  auto type = cast<MemRefType>(x.getType());
+  int64_t n = type.getDimSize(0), c = type.getDimSize(1);
+  auto [m, s] = rowMaxAndSumExp(loc, x);
+  Value out = resultBuffer(op.getResult());
+  double scale = op.getReduction() == "mean" ? 1.0 / static_cast<double>(n) : 1.0;
+  auto d0 = getAffineDimExpr(0, ctx), d1 = getAffineDimExpr(1, ctx);
+  SmallVector<AffineMap> maps{AffineMap::get(2, 0, {d0, d1}, ctx), AffineMap::get(2, 0, {d0}, ctx),
+                              AffineMap::get(2, 0, {d0}, ctx), AffineMap::get(2, 0, {d0}, ctx),
+                              AffineMap::get(2, 0, {}, ctx), AffineMap::get(2, 0, {d0, d1}, ctx)};
+  b.create<linalg::GenericOp>(
+      loc, ValueRange{x, labels, m, s, g}, ValueRange{out}, maps,
+      SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value j = nb.create<linalg::IndexOp>(l, 1);
+        Value label = nb.create<arith::IndexCastOp>(l, nb.getIndexType(), a[1]);
+        Value zero = nb.create<arith::ConstantIndexOp>(l, 0);
+        Value cIdx = nb.create<arith::ConstantIndexOp>(l, c);
+        Value ok = nb.create<arith::AndIOp>(
+            l, nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sge, label, zero),
+            nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::slt, label, cIdx));
+        Value p = nb.create<arith::DivFOp>(
+            l, nb.create<math::ExpOp>(l, nb.create<arith::SubFOp>(l, a[0], a[2])), a[3]);
+        Value hit = nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::eq, j, label);
+        Value onehot = nb.create<arith::SelectOp>(l, hit, f32Const(nb, l, 1.0), f32Const(nb, l, 0.0));
+        Value d = nb.create<arith::MulFOp>(
+            l, nb.create<arith::SubFOp>(l, p, onehot),
+            nb.create<arith::MulFOp>(l, a[4], f32Const(nb, l, scale)));
+        Value nan = f32Const(nb, l, std::numeric_limits<double>::quiet_NaN());
+        nb.create<linalg::YieldOp>(l, Value(nb.create<arith::SelectOp>(l, ok, d, nan)));
+      });
+  buffers[op.getResult()] = out;
+  return success();
+}
+
+LogicalResult GraphLowering::lowerArgmax(ArgmaxOp op) {
+  // One pass over the input with the axis as the innermost (reduction)
+  // loop, carrying the best value in a scratch buffer; a strictly greater
+  // value or the first NaN wins, so ties keep the first index.
+  Location loc = op.getLoc();
+  Value x = buffers[op.getInput()];
+  auto inType = cast<MemRefType>(x.getType());
+  int64_t rank = inType.getRank(), axis = op.getAxis();
+  Value out = resultBuffer(op.getResult());
+  auto outType = cast<MemRefType>(out.getType());
+  Value best = alloc(loc, MemRefType::get(outType.getShape(), b.getF32Type()));
+  fill(loc, best, -std::numeric_limits<double>::infinity());
+  Value zero = b.create<arith::ConstantOp>(loc, b.getI32IntegerAttr(0));
+  b.create<linalg::FillOp>(loc, ValueRange{zero}, ValueRange{out});
+  SmallVector<AffineExpr> inExprs(rank), outExprs;
+  int64_t next = 0;
+  for (int64_t d = 0; d < rank; ++d)
+    if (d != axis) {
+      inExprs[d] = getAffineDimExpr(next, ctx);
+      outExprs.push_back(getAffineDimExpr(next++, ctx));
+    }
+  inExprs[axis] = getAffineDimExpr(rank - 1, ctx);
+  SmallVector<AffineMap> maps{AffineMap::get(rank, 0, inExprs, ctx),
+                              AffineMap::get(rank, 0, outExprs, ctx),
+                              AffineMap::get(rank, 0, outExprs, ctx)};
+  SmallVector<utils::IteratorType> iters(rank - 1, utils::IteratorType::parallel);
+  iters.push_back(utils::IteratorType::reduction);
+  b.create<linalg::GenericOp>(
+      loc, ValueRange{x}, ValueRange{best, out}, maps, iters,
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value v = a[0], m = a[1], idx = a[2];
+        Value greater = nb.create<arith::CmpFOp>(l, arith::CmpFPredicate::OGT, v, m);
+        Value vNaN = nb.create<arith::CmpFOp>(l, arith::CmpFPredicate::UNO, v, v);
+        Value mOrd = nb.create<arith::CmpFOp>(l, arith::CmpFPredicate::ORD, m, m);
+        Value take = nb.create<arith::OrIOp>(l, greater, nb.create<arith::AndIOp>(l, vNaN, mOrd));
+        Value j = nb.create<arith::IndexCastOp>(l, nb.getI32Type(),
+                                                nb.create<linalg::IndexOp>(l, rank - 1));
+        nb.create<linalg::YieldOp>(l, ValueRange{nb.create<arith::SelectOp>(l, take, v, m),
+                                                 nb.create<arith::SelectOp>(l, take, j, idx)});
+      });
+  buffers[op.getResult()] = out;
+  return success();
+}
+
+LogicalResult GraphLowering::lowerPad(PadOp op) {
+  Location loc = op.getLoc();
+  Value out = resultBuffer(op.getResult());
+  fill(loc, out, op.getValue().convertToDouble());
+  auto inShape = cast<RankedTensorType>(op.getInput().getType()).getShape();
+  SmallVector<int64_t> strides;
+  for (int64_t i : op.getInterior())
+    strides.push_back(i + 1);
+  Value view = b.create<memref::SubViewOp>(loc, out, op.getLow(), inShape, strides);
+  copy(loc, buffers[op.getInput()], view);
+  buffers[op.getResult()] = out;
+  return success();
+}
+
 LogicalResult GraphLowering::lowerConstant(ConstantOp op) {
   auto type = memrefOf(op.getType());
-  std::string name = (graph.getSymName() + "_const" + Twine(numGlobals++)).str();
+  std::string name = (kernelName + "_const" + Twine(numGlobals++)).str();
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(graph);
@@ -600,6 +735,13 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
         return success();
       })
       .Case([&](ConstantOp c) { return lowerConstant(c); })
+      .Case([&](StopGradientOp sg) {
+        buffers[sg.getResult()] = buffers[sg.getInput()];
+        return success();
+      })
+      .Case([&](ArgmaxOp a) { return lowerArgmax(a); })
+      .Case([&](PadOp p) { return lowerPad(p); })
+      .Case([&](SoftmaxCrossEntropyGradOp g) { return lowerSoftmaxCrossEntropyGrad(g); })
       .Case([&](SoftmaxOp s) {
         return lowerSoftmax(op, s.getInput(), s.getAxis(), false);
       })
@@ -661,6 +803,7 @@ LogicalResult GraphLowering::run() {
 
   b.setInsertionPoint(graph);
   std::string name = graph.getSymName().str();
+  kernelName = name;
   graph.setSymName(name + ".graph");
   auto kernel = b.create<func::FuncOp>(loc, name, b.getFunctionType(argTypes, {}));
   kernel.setAllArgAttrs(argAttrs);
@@ -677,7 +820,7 @@ LogicalResult GraphLowering::run() {
   auto ret = cast<func::ReturnOp>(graph.getBody().front().getTerminator());
   for (auto [j, v] : llvm::enumerate(ret.getOperands())) {
     Operation *def = v.getDefiningOp();
-    if (!def || destinations.count(v) || isa<ReshapeOp, ConstantOp>(def))
+    if (!def || destinations.count(v) || isa<ReshapeOp, ConstantOp, StopGradientOp>(def))
       continue; // arguments, views, constants and repeats are copied at the end
     destinations[v] = entry->getArgument(firstOutput + j);
   }

@@ -74,7 +74,9 @@ int64_t bytesOf(MemRefType t) {
 struct SomaPlanMemoryPass : impl::SomaPlanMemoryBase<SomaPlanMemoryPass> {
   void runOnOperation() override {
     func::FuncOp fn = getOperation();
-    if (!fn->hasAttr("soma.kernel") || fn.isDeclaration())
+    // Planned kernels (with soma.workspace_bytes) are left alone: their
+    // views already point into a sized workspace.
+    if (!fn->hasAttr("soma.kernel") || fn.isDeclaration() || fn->hasAttr("soma.workspace_bytes"))
       return;
     Block &body = fn.getBody().front();
     DenseMap<Operation *, int64_t> position;

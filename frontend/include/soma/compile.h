@@ -82,6 +82,65 @@ std::vector<std::string> compile_aot(const Graph &g, const std::string &dir,
                                      const NamedArrays *params = nullptr,
                                      const CompileOptions &options = {});
 
+/// What to differentiate.
+struct GradientOptions {
+  /// The scalar output to differentiate; empty = the graph's first output.
+  std::string loss;
+  /// Also differentiate with respect to every f32 input (not only the
+  /// parameters).
+  bool inputs = false;
+};
+
+/// JIT-compiles forward + backward: the outputs are the graph's outputs plus
+/// "grad_<name>" for every parameter (and f32 input with options.inputs),
+/// the gradient of the loss. A loss that is not a scalar, or a gradient that
+/// would flow through a non-differentiable op, throws soma::Error.
+Inference compile_gradients(const Graph &g, const GradientOptions &grad = {},
+                            const CompileOptions &options = {});
+
+/// The same gradients from the reference interpreter (in double precision).
+std::map<std::string, Array> interpret_gradients(const Graph &g,
+                                                 const std::map<std::string, Array> &inputs,
+                                                 const NamedArrays *params = nullptr,
+                                                 const GradientOptions &grad = {});
+
+/// Settings of check_gradients.
+struct GradientCheckOptions {
+  GradientOptions grad;
+  /// Inputs to check at; missing f32 inputs are drawn uniformly from
+  /// [-1, 1] and integer inputs from [0, 2) with `seed`.
+  std::map<std::string, Array> inputs;
+  uint64_t seed = 0;
+  /// Central-difference step (in double precision).
+  double step = 1e-4;
+  /// Elements checked per tensor (spread evenly over it); 0 = all.
+  int64_t samples_per_tensor = 16;
+  /// An element passes when |compiled - numeric| <= atol + rtol * |numeric|.
+  double rtol = 2e-3, atol = 2e-4;
+};
+
+/// One checked tensor of check_gradients.
+struct GradientCheckEntry {
+  std::string name;         // "grad_dense0.weight"
+  int64_t checked = 0;      // elements compared
+  double max_abs_error = 0; // compiled (f32) vs central differences
+  double max_rel_error = 0;
+  double max_vjp_error = 0; // interpreter's VJP (double) vs central differences
+  bool passed = true;
+};
+
+struct GradientCheckReport {
+  std::vector<GradientCheckEntry> entries;
+  bool passed = true;
+  /// A table, one line per tensor.
+  std::string str() const;
+};
+
+/// Compares the compiled gradients of `g` with central finite differences
+/// of the loss computed by the reference interpreter in double precision,
+/// and with the interpreter's own VJPs.
+GradientCheckReport check_gradients(const Graph &g, const GradientCheckOptions &options = {});
+
 /// Evaluates `g` with the reference interpreter (plain loops, double
 /// precision internally). Inputs and params by name; params default to
 /// g.init_params().

@@ -94,6 +94,22 @@ Tensor constant(Graph &g, const Array &value, Loc loc = Loc::current());
 /// A rank-0 f32 constant.
 Tensor scalar(Graph &g, float value, Loc loc = Loc::current());
 
+// --- gradient control and non-differentiable ops --------------------------------
+/// Identity forward; no gradient flows back through it.
+Tensor stop_gradient(const Tensor &x, Loc loc = Loc::current());
+/// -1, 0 or 1 elementwise (not differentiable).
+Tensor sign(const Tensor &x, Loc loc = Loc::current());
+/// Heaviside step: 1 where x > 0, else 0 (not differentiable).
+Tensor step(const Tensor &x, Loc loc = Loc::current());
+/// 1.0 where a == b, else 0.0, with broadcasting; any dtype (not differentiable).
+Tensor equal(const Tensor &a, const Tensor &b, Loc loc = Loc::current());
+/// Index (i32) of the first maximum along `axis` (not differentiable).
+Tensor argmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());
+/// Pads with `value`: low/high before/after each dimension, interior
+/// between its elements. Empty interior means 0.
+Tensor pad(const Tensor &x, const Shape &low, const Shape &high, const Shape &interior = {},
+           double value = 0.0, Loc loc = Loc::current());
+
 // --- softmax family and losses ------------------------------------------------------
 Tensor softmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());
 Tensor log_softmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());

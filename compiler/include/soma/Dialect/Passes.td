@@ -5,6 +5,22 @@
 
 include "mlir/Pass/PassBase.td"
 
+def SomaAutodiff : Pass<"soma-autodiff", "mlir::ModuleOp"> {
+  let summary = "Append the gradients of the loss to every graph function (reverse mode)";
+  let description = [{
+    For each graph function with exactly one result marked `soma.loss` (a
+    scalar f32), walks the ops in reverse program order, calls each op's
+    VJPOpInterface::buildVJP with the gradients of its results, sums the
+    gradients of values used more than once, and appends one result per
+    parameter (and per input marked `soma.requires_grad`) holding the
+    gradient of the loss, marked `soma.grad = "<name>"`. Only ops on a path
+    from a differentiated argument to the loss are differentiated; a
+    gradient that would flow through an op without a VJP (argmax, equal,
+    sign, step) is an error naming that op and its location.
+  }];
+  let dependentDialects = ["::soma::ir::SomaDialect"];
+}
+
 def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
   let summary = "Lower soma graphs to linalg/memref kernels in destination-passing style";
   let description = [{

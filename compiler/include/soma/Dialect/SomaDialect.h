@@ -10,6 +10,7 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include "soma/Dialect/SomaOpsDialect.h.inc"
+#include "soma/Dialect/SomaInterfaces.h.inc"
 
 #define GET_OP_CLASSES
 #include "soma/Dialect/SomaOps.h.inc"

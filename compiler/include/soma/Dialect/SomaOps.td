@@ -4,6 +4,7 @@
 #define SOMA_OPS_TD
 
 include "soma/Dialect/SomaDialect.td"
+include "soma/Dialect/SomaInterfaces.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/IR/BuiltinAttributes.td"
@@ -13,6 +14,12 @@ include "mlir/IR/CommonAttrConstraints.td"
 // attributes; the inference functions also produce the shape errors.
 class Soma_Op<string mnemonic, list<Trait> traits = []>
     : Op<Soma_Dialect, mnemonic, !listconcat(traits, [Pure, InferTypeOpAdaptor])>;
+
+// A differentiable soma op: it implements buildVJP (in SomaOps.cpp, next to
+// its shape rule).
+class Soma_DiffOp<string mnemonic, list<Trait> traits = []>
+    : Soma_Op<mnemonic, !listconcat(traits,
+                                    [DeclareOpInterfaceMethods<Soma_VJPOpInterface>])>;
 
 def Soma_F32Tensor : RankedTensorOf<[F32]>;
 def Soma_LabelTensor : RankedTensorOf<[I32, I64]>;
@@ -25,7 +32,7 @@ def Soma_AnyTensor : RankedTensorOf<[F32, I32, I64]>;
 //===----------------------------------------------------------------------===//
 
 class Soma_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
-    : Soma_Op<mnemonic, traits> {
+    : Soma_DiffOp<mnemonic, traits> {
   let summary = "elementwise " # mnemonic # ": " # formula;
   let arguments = (ins Soma_F32Tensor:$input);
   let results = (outs Soma_F32Tensor:$output);
@@ -42,7 +49,7 @@ def Soma_SigmoidOp : Soma_UnaryOp<"sigmoid", "y = 1 / (1 + e^-x)">;
 def Soma_ReluOp : Soma_UnaryOp<"relu", "y = max(x, 0); relu'(0) = 0">;
 def Soma_SoftplusOp : Soma_UnaryOp<"softplus", "y = log(1 + e^x), computed stably">;
 
-def Soma_LeakyReluOp : Soma_Op<"leaky_relu"> {
+def Soma_LeakyReluOp : Soma_DiffOp<"leaky_relu"> {
   let summary = "elementwise leaky ReLU: y = x if x > 0 else alpha * x";
   let arguments = (ins Soma_F32Tensor:$input,
                        DefaultValuedAttr<F64Attr, "0.01">:$alpha);
@@ -54,7 +61,7 @@ def Soma_LeakyReluOp : Soma_Op<"leaky_relu"> {
 // Elementwise binary ops with numpy broadcasting (f32)
 //===----------------------------------------------------------------------===//
 
-class Soma_BinaryOp<string mnemonic, string formula> : Soma_Op<mnemonic> {
+class Soma_BinaryOp<string mnemonic, string formula> : Soma_DiffOp<mnemonic> {
   let summary = "elementwise " # mnemonic # " with numpy broadcasting: " # formula;
   let description = [{
     Shapes are aligned at their last dimension; each pair of dimensions must
@@ -77,7 +84,7 @@ def Soma_MinimumOp : Soma_BinaryOp<"minimum", "y = min(a, b), NaN-propagating">;
 // Contraction
 //===----------------------------------------------------------------------===//
 
-def Soma_MatmulOp : Soma_Op<"matmul"> {
+def Soma_MatmulOp : Soma_DiffOp<"matmul"> {
   let summary = "matrix product, optionally transposing either operand";
   let description = [{
     `C = op(A) x op(B)` where op transposes the last two dimensions when the
@@ -95,7 +102,7 @@ def Soma_MatmulOp : Soma_Op<"matmul"> {
 // Reductions
 //===----------------------------------------------------------------------===//
 
-class Soma_ReduceOp<string mnemonic, string what> : Soma_Op<mnemonic> {
+class Soma_ReduceOp<string mnemonic, string what> : Soma_DiffOp<mnemonic> {
   let summary = what # " over the given axes";
   let description = [{
     `axes` lists distinct dimensions in [0, rank). With `keepdims` the reduced
@@ -115,28 +122,28 @@ def Soma_ReduceMaxOp : Soma_ReduceOp<"reduce_max", "maximum">;
 // Shape and data movement
 //===----------------------------------------------------------------------===//
 
-def Soma_ReshapeOp : Soma_Op<"reshape"> {
+def Soma_ReshapeOp : Soma_DiffOp<"reshape"> {
   let summary = "the same elements in row-major order, with a new shape";
   let arguments = (ins Soma_AnyTensor:$input, DenseI64ArrayAttr:$shape);
   let results = (outs Soma_AnyTensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
-def Soma_TransposeOp : Soma_Op<"transpose"> {
+def Soma_TransposeOp : Soma_DiffOp<"transpose"> {
   let summary = "permutes dimensions: output dim i is input dim perm[i]";
   let arguments = (ins Soma_AnyTensor:$input, DenseI64ArrayAttr:$perm);
   let results = (outs Soma_AnyTensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
-def Soma_BroadcastToOp : Soma_Op<"broadcast_to"> {
+def Soma_BroadcastToOp : Soma_DiffOp<"broadcast_to"> {
   let summary = "numpy broadcast of the input to a larger shape";
   let arguments = (ins Soma_AnyTensor:$input, DenseI64ArrayAttr:$shape);
   let results = (outs Soma_AnyTensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
-def Soma_SliceOp : Soma_Op<"slice"> {
+def Soma_SliceOp : Soma_DiffOp<"slice"> {
   let summary = "static strided slice: input[starts : limits : strides]";
   let description = [{
     For every dimension d, takes indices starts[d], starts[d] + strides[d], ...
@@ -148,7 +155,7 @@ def Soma_SliceOp : Soma_Op<"slice"> {
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
-def Soma_ConcatOp : Soma_Op<"concat"> {
+def Soma_ConcatOp : Soma_DiffOp<"concat"> {
   let summary = "joins tensors along an axis";
   let arguments = (ins Variadic<Soma_AnyTensor>:$inputs, I64Attr:$axis);
   let results = (outs Soma_AnyTensor:$output);
@@ -167,21 +174,21 @@ def Soma_ConstantOp : Soma_Op<"constant", [ConstantLike]> {
 // Softmax family and losses
 //===----------------------------------------------------------------------===//
 
-def Soma_SoftmaxOp : Soma_Op<"softmax"> {
+def Soma_SoftmaxOp : Soma_DiffOp<"softmax"> {
   let summary = "softmax along an axis: e^(x - max) / sum e^(x - max)";
   let arguments = (ins Soma_F32Tensor:$input, I64Attr:$axis);
   let results = (outs Soma_F32Tensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def Soma_LogSoftmaxOp : Soma_Op<"log_softmax"> {
+def Soma_LogSoftmaxOp : Soma_DiffOp<"log_softmax"> {
   let summary = "log-softmax along an axis: x - max - log sum e^(x - max)";
   let arguments = (ins Soma_F32Tensor:$input, I64Attr:$axis);
   let results = (outs Soma_F32Tensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def Soma_SoftmaxCrossEntropyOp : Soma_Op<"softmax_cross_entropy"> {
+def Soma_SoftmaxCrossEntropyOp : Soma_DiffOp<"softmax_cross_entropy"> {
   let summary = "fused softmax + cross-entropy with integer labels";
   let description = [{
     logits [N, C] f32, labels [N] i32/i64 with values in [0, C).
@@ -195,7 +202,7 @@ def Soma_SoftmaxCrossEntropyOp : Soma_Op<"softmax_cross_entropy"> {
   let assemblyFormat = "$logits `,` $labels attr-dict `:` functional-type(operands, results)";
 }
 
-def Soma_MseOp : Soma_Op<"mse"> {
+def Soma_MseOp : Soma_DiffOp<"mse"> {
   let summary = "mean squared error: mean over all elements of (p - t)^2";
   let description = [{
     prediction and target have the same shape. reduction = "mean" (default)
@@ -207,7 +214,7 @@ def Soma_MseOp : Soma_Op<"mse"> {
   let assemblyFormat = "$prediction `,` $target attr-dict `:` functional-type(operands, results)";
 }
 
-def Soma_BinaryCrossEntropyOp : Soma_Op<"binary_cross_entropy"> {
+def Soma_BinaryCrossEntropyOp : Soma_DiffOp<"binary_cross_entropy"> {
   let summary = "binary cross-entropy of probabilities: -(t log p + (1-t) log(1-p))";
   let description = [{
     probability and target have the same shape; each log is clamped below at
@@ -218,6 +225,77 @@ def Soma_BinaryCrossEntropyOp : Soma_Op<"binary_cross_entropy"> {
                        DefaultValuedAttr<StrAttr, "\"mean\"">:$reduction);
   let results = (outs 0DTensorOf<[F32]>:$loss);
   let assemblyFormat = "$probability `,` $target attr-dict `:` functional-type(operands, results)";
+}
+
+//===----------------------------------------------------------------------===//
+// Gradient control and non-differentiable ops
+//===----------------------------------------------------------------------===//
+
+def Soma_StopGradientOp : Soma_DiffOp<"stop_gradient"> {
+  let summary = "identity in the forward pass; no gradient flows back through it";
+  let arguments = (ins Soma_AnyTensor:$input);
+  let results = (outs Soma_AnyTensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Soma_SignOp : Soma_Op<"sign"> {
+  let summary = "elementwise sign: -1, 0 or 1 (not differentiable)";
+  let arguments = (ins Soma_F32Tensor:$input);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Soma_StepOp : Soma_Op<"step"> {
+  let summary = "elementwise Heaviside step: 1 if x > 0 else 0 (not differentiable)";
+  let arguments = (ins Soma_F32Tensor:$input);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Soma_EqualOp : Soma_Op<"equal"> {
+  let summary = "elementwise comparison with broadcasting: 1.0 where a == b, else 0.0 (not differentiable)";
+  let description = [{
+    Operands have the same element type (f32, i32 or i64); the result is f32.
+  }];
+  let arguments = (ins Soma_AnyTensor:$lhs, Soma_AnyTensor:$rhs);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)";
+}
+
+def Soma_ArgmaxOp : Soma_Op<"argmax"> {
+  let summary = "index of the maximum along an axis (the first one on ties); i32 result (not differentiable)";
+  let arguments = (ins Soma_F32Tensor:$input, I64Attr:$axis);
+  let results = (outs RankedTensorOf<[I32]>:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_PadOp : Soma_DiffOp<"pad"> {
+  let summary = "pads with a constant: low, high and interior (between elements) padding per dimension";
+  let description = [{
+    Output size of dimension d: low[d] + size[d] + (size[d] - 1) * interior[d]
+    + high[d]. Input element i lands at low[d] + i * (interior[d] + 1). All
+    paddings are >= 0. (The gradient of a strided slice is such a pad.)
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, DenseI64ArrayAttr:$low,
+                       DenseI64ArrayAttr:$high, DenseI64ArrayAttr:$interior,
+                       DefaultValuedAttr<F64Attr, "0.0">:$value);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_SoftmaxCrossEntropyGradOp : Soma_Op<"softmax_cross_entropy_grad"> {
+  let summary = "gradient of softmax_cross_entropy w.r.t. the logits: g * (softmax(x) - onehot(labels)) / N";
+  let description = [{
+    The fused backward of softmax_cross_entropy: logits [N, C], labels [N],
+    the loss gradient g (rank 0). With reduction = "mean" the result is
+    g * (softmax(logits) - onehot(labels)) / N, with "sum" without / N. A row
+    whose label is outside [0, C) is NaN, like its loss.
+  }];
+  let arguments = (ins Soma_F32Tensor:$logits, Soma_LabelTensor:$labels,
+                       0DTensorOf<[F32]>:$grad,
+                       DefaultValuedAttr<StrAttr, "\"mean\"">:$reduction);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$logits `,` $labels `,` $grad attr-dict `:` functional-type(operands, results)";
 }
 
 #endif // SOMA_OPS_TD

@@ -1,0 +1,197 @@
+//===- Gradients.cpp - Compiled and interpreted gradients, gradient checks --===//
+
+#include "soma/Compiler/Context.h"
+#include "soma/Compiler/GraphImpl.h"
+#include "soma/Compiler/Interpreter.h"
+#include "soma/Compiler/Pipeline.h"
+#include "soma/Dialect/Passes.h"
+#include "soma/Dialect/SomaDialect.h"
+#include "soma/compile.h"
+
+#include "mlir/Pass/PassManager.h"
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+using namespace mlir;
+
+namespace soma {
+
+OwningOpRef<ModuleOp> buildGradientModule(const Graph &g, const GradientOptions &grad) {
+  OwningOpRef<ModuleOp> m(cast<ModuleOp>(g.impl()->module->getOperation()->clone()));
+  func::FuncOp fn = graphFunction(*m);
+  if (fn.getNumResults() == 0)
+    throw Error("graph '" + g.name() + "' has no outputs to differentiate");
+  int lossIndex = 0;
+  if (!grad.loss.empty()) {
+    lossIndex = -1;
+    for (unsigned j = 0; j < fn.getNumResults(); ++j)
+      if (auto s = fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr))
+        if (s.getValue() == grad.loss)
+          lossIndex = static_cast<int>(j);
+    if (lossIndex < 0)
+      throw Error("graph '" + g.name() + "' has no output named '" + grad.loss + "'");
+  }
+  Builder b(m->getContext());
+  fn.setResultAttr(lossIndex, "soma.loss", b.getUnitAttr());
+  if (grad.inputs)
+    for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+      if (fn.getArgAttr(i, ir::kInputAttr) &&
+          cast<RankedTensorType>(fn.getArgument(i).getType()).getElementType().isF32())
+        fn.setArgAttr(i, "soma.requires_grad", b.getUnitAttr());
+  PassManager pm(m->getContext());
+  pm.addPass(createSomaAutodiff());
+  DiagnosticCollector diags(m->getContext());
+  if (failed(pm.run(*m)))
+    throw Error(diags.message());
+  // Name the gradients as outputs.
+  for (unsigned j = 0; j < fn.getNumResults(); ++j)
+    if (auto name = fn.getResultAttrOfType<StringAttr>(j, "soma.grad"))
+      fn.setResultAttr(j, ir::kOutputAttr, b.getStringAttr("grad_" + name.str()));
+  return m;
+}
+
+Inference compile_gradients(const Graph &g, const GradientOptions &grad,
+                            const CompileOptions &options) {
+  OwningOpRef<ModuleOp> m = buildGradientModule(g, grad);
+  return Inference(jitCompile(*m, options), g.init_params());
+}
+
+/// Runs the interpreter on `fn` with inputs/params by name; outputs by name.
+static std::map<std::string, RefTensor>
+runRef(func::FuncOp fn, const std::map<std::string, RefTensor> &byName) {
+  std::vector<RefTensor> args;
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
+    StringAttr name = fn.getArgAttrOfType<StringAttr>(i, ir::kInputAttr);
+    if (!name)
+      name = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr);
+    auto it = byName.find(name.str());
+    if (it == byName.end())
+      throw Error("input or parameter '" + name.str() + "' is missing");
+    args.push_back(it->second);
+  }
+  std::vector<RefTensor> results = interpretFunction(fn, args);
+  std::map<std::string, RefTensor> out;
+  for (unsigned j = 0; j < fn.getNumResults(); ++j)
+    out[fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr).str()] = results[j];
+  return out;
+}
+
+static std::map<std::string, RefTensor> refArgs(const Graph &g,
+                                                const std::map<std::string, Array> &inputs,
+                                                const NamedArrays *params) {
+  std::map<std::string, RefTensor> byName;
+  for (const auto &[name, a] : inputs)
+    byName[name] = toRef(a);
+  NamedArrays ps = params ? *params : g.init_params();
+  for (const auto &[name, a] : ps)
+    byName[name] = toRef(a);
+  return byName;
+}
+
+std::map<std::string, Array> interpret_gradients(const Graph &g,
+                                                 const std::map<std::string, Array> &inputs,
+                                                 const NamedArrays *params,
+                                                 const GradientOptions &grad) {
+  OwningOpRef<ModuleOp> m = buildGradientModule(g, grad);
+  std::map<std::string, Array> out;
+  for (auto &[name, t] : runRef(graphFunction(*m), refArgs(g, inputs, params)))
+    out[name] = fromRef(t);
+  return out;
+}
+
+std::string GradientCheckReport::str() const {
+  std::string s;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-32s %8s %12s %12s %12s  %s\n", "gradient", "checked",
+                "max abs err", "max rel err", "vjp err", "");
+  s += line;
+  for (const GradientCheckEntry &e : entries) {
+    std::snprintf(line, sizeof line, "%-32s %8lld %12.3e %12.3e %12.3e  %s\n", e.name.c_str(),
+                  static_cast<long long>(e.checked), e.max_abs_error, e.max_rel_error,
+                  e.max_vjp_error, e.passed ? "ok" : "FAILED");
+    s += line;
+  }
+  return s;
+}
+
+GradientCheckReport check_gradients(const Graph &g, const GradientCheckOptions &options) {
+  // Inputs: the given ones, the rest random.
+  std::map<std::string, Array> inputs = options.inputs;
+  std::mt19937_64 gen(options.seed);
+  for (const TensorSpec &spec : g.inputs()) {
+    if (inputs.count(spec.name))
+      continue;
+    Array a(spec.dtype, spec.shape);
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      if (spec.dtype == DType::f32)
+        a.data<float>()[i] = std::uniform_real_distribution<float>(-1, 1)(gen);
+      else if (spec.dtype == DType::i32)
+        a.data<int32_t>()[i] = static_cast<int32_t>(gen() % 2);
+      else
+        a.data<int64_t>()[i] = static_cast<int64_t>(gen() % 2);
+    }
+    inputs[spec.name] = a;
+  }
+  NamedArrays params = g.init_params();
+
+  OwningOpRef<ModuleOp> gradModule = buildGradientModule(g, options.grad);
+  func::FuncOp gradFn = graphFunction(*gradModule);
+  std::string lossName;
+  for (unsigned j = 0; j < gradFn.getNumResults(); ++j)
+    if (gradFn.getResultAttr(j, "soma.loss"))
+      lossName = gradFn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr).str();
+
+  Inference compiled(jitCompile(*gradModule, {}), params);
+  std::map<std::string, Array> got = compiled.run(inputs);
+  std::map<std::string, RefTensor> args = refArgs(g, inputs, &params);
+  std::map<std::string, RefTensor> ref = runRef(gradFn, args);
+
+  // The forward graph alone, for the finite differences.
+  func::FuncOp fwd = graphFunction(*g.impl()->module);
+  auto lossAt = [&](const std::map<std::string, RefTensor> &a) {
+    return runRef(fwd, a).at(lossName).data.at(0);
+  };
+
+  GradientCheckReport report;
+  for (unsigned j = 0; j < gradFn.getNumResults(); ++j) {
+    auto gradOf = gradFn.getResultAttrOfType<StringAttr>(j, "soma.grad");
+    if (!gradOf)
+      continue;
+    std::string target = gradOf.str();
+    std::string out = "grad_" + target;
+    GradientCheckEntry e;
+    e.name = out;
+    RefTensor &x = args.at(target);
+    int64_t n = static_cast<int64_t>(x.data.size());
+    int64_t samples = options.samples_per_tensor <= 0 ? n : std::min(n, options.samples_per_tensor);
+    const float *compiledGrad = got.at(out).data<float>();
+    const std::vector<double> &vjp = ref.at(out).data;
+    for (int64_t s = 0; s < samples; ++s) {
+      int64_t i = samples == n ? s : (s * n) / samples + (n / samples) / 2;
+      double saved = x.data[i];
+      double h = options.step * std::max(1.0, std::fabs(saved));
+      x.data[i] = saved + h;
+      double up = lossAt(args);
+      x.data[i] = saved - h;
+      double down = lossAt(args);
+      x.data[i] = saved;
+      double numeric = (up - down) / (2 * h);
+      double abs = std::fabs(compiledGrad[i] - numeric);
+      e.max_abs_error = std::max(e.max_abs_error, abs);
+      e.max_rel_error = std::max(e.max_rel_error, abs / std::max(std::fabs(numeric), 1e-12));
+      e.max_vjp_error = std::max(e.max_vjp_error, std::fabs(vjp[i] - numeric));
+      if (!(abs <= options.atol + options.rtol * std::fabs(numeric)))
+        e.passed = false;
+      if (!(std::fabs(vjp[i] - numeric) <= options.atol + options.rtol * std::fabs(numeric)))
+        e.passed = false;
+      ++e.checked;
+    }
+    report.passed = report.passed && e.passed;
+    report.entries.push_back(e);
+  }
+  return report;
+}
+
+} // namespace soma

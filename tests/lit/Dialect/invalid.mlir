@@ -1,0 +1,457 @@
+// RUN: soma-opt %s -split-input-file -verify-diagnostics
+
+// Shape and dtype errors of every soma op. When the assembly format spells
+// the result type (functional-type), the verifier compares it with the
+// inferred one and adds "failed to infer returned types" after the shape
+// message; when the result type is inferred while parsing (unary, binary,
+// softmax), the shape message is the only error.
+
+//===----------------------------------------------------------------------===//
+// matmul
+//===----------------------------------------------------------------------===//
+
+func.func @matmul_inner(%a: tensor<4x3xf32>, %b: tensor<5x2xf32>) {
+  // expected-error @+2 {{matmul: inner dimensions differ: [4,3] x [5,2]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.matmul %a, %b : (tensor<4x3xf32>, tensor<5x2xf32>) -> tensor<4x2xf32>
+  return
+}
+
+// -----
+
+// Without the flag [4,3] x [3,2] would be fine; transposing b makes k = 2.
+func.func @matmul_inner_transpose_b(%a: tensor<4x3xf32>, %b: tensor<3x2xf32>) {
+  // expected-error @+2 {{matmul: inner dimensions differ: [4,3] x [3,2]^T}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.matmul %a, %b {transpose_b = true} : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x3xf32>
+  return
+}
+
+// -----
+
+func.func @matmul_inner_transpose_a(%a: tensor<4x3xf32>, %b: tensor<3x2xf32>) {
+  // expected-error @+2 {{matmul: inner dimensions differ: [4,3]^T x [3,2]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.matmul %a, %b {transpose_a = true} : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<3x2xf32>
+  return
+}
+
+// -----
+
+func.func @matmul_inner_transpose_both(%a: tensor<4x3xf32>, %b: tensor<2x3xf32>) {
+  // expected-error @+2 {{matmul: inner dimensions differ: [4,3]^T x [2,3]^T}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.matmul %a, %b {transpose_a = true, transpose_b = true} : (tensor<4x3xf32>, tensor<2x3xf32>) -> tensor<3x2xf32>
+  return
+}
+
+// -----
+
+func.func @matmul_batch(%a: tensor<2x4x3xf32>, %b: tensor<3x3x2xf32>) {
+  // expected-error @+2 {{matmul: batch dimensions differ: [2,4,3] x [3,3,2]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.matmul %a, %b : (tensor<2x4x3xf32>, tensor<3x3x2xf32>) -> tensor<2x4x2xf32>
+  return
+}
+
+// -----
+
+// Batch dimensions are not broadcast: the ranks must agree.
+func.func @matmul_batch_rank(%a: tensor<2x4x3xf32>, %b: tensor<3x2xf32>) {
+  // expected-error @+2 {{matmul: batch dimensions differ: [2,4,3] x [3,2]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.matmul %a, %b : (tensor<2x4x3xf32>, tensor<3x2xf32>) -> tensor<2x4x2xf32>
+  return
+}
+
+// -----
+
+func.func @matmul_rank1(%a: tensor<3xf32>, %b: tensor<3x2xf32>) {
+  // expected-error @+2 {{matmul: operands must have rank >= 2: [3] x [3,2]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.matmul %a, %b : (tensor<3xf32>, tensor<3x2xf32>) -> tensor<2xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// Elementwise: broadcasting and dtypes
+//===----------------------------------------------------------------------===//
+
+func.func @add_broadcast(%a: tensor<4x3xf32>, %b: tensor<4x2xf32>) {
+  // expected-error @+1 {{add: shapes cannot be broadcast: [4,3] and [4,2]}}
+  %0 = soma.add %a, %b : tensor<4x3xf32>, tensor<4x2xf32>
+  return
+}
+
+// -----
+
+// Shapes align at the last dimension: [2] is compared with 3, not with 2.
+func.func @sub_broadcast_right_aligned(%a: tensor<2x3xf32>, %b: tensor<2xf32>) {
+  // expected-error @+1 {{sub: shapes cannot be broadcast: [2,3] and [2]}}
+  %0 = soma.sub %a, %b : tensor<2x3xf32>, tensor<2xf32>
+  return
+}
+
+// -----
+
+func.func @exp_i32(%a: tensor<2x3xi32>) {
+  // expected-error @+1 {{exp: input must be f32, got i32[2,3]}}
+  %0 = soma.exp %a : tensor<2x3xi32>
+  return
+}
+
+// -----
+
+func.func @relu_i64(%a: tensor<5xi64>) {
+  // expected-error @+1 {{relu: input must be f32, got i64[5]}}
+  %0 = soma.relu %a : tensor<5xi64>
+  return
+}
+
+// -----
+
+func.func @mul_i32_rhs(%a: tensor<2x3xf32>, %b: tensor<2x3xi32>) {
+  // expected-error @+1 {{mul: rhs must be f32, got i32[2,3]}}
+  %0 = soma.mul %a, %b : tensor<2x3xf32>, tensor<2x3xi32>
+  return
+}
+
+// -----
+
+// With the operand types spelled out, the ODS type constraint reports it.
+func.func @matmul_i32(%a: tensor<2x3xi32>, %b: tensor<3x2xf32>) {
+  // expected-error @+1 {{'soma.matmul' op operand #0 must be ranked tensor of 32-bit float values, but got 'tensor<2x3xi32>'}}
+  %0 = soma.matmul %a, %b : (tensor<2x3xi32>, tensor<3x2xf32>) -> tensor<2x2xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// Reductions
+//===----------------------------------------------------------------------===//
+
+func.func @reduce_axis_out_of_range(%a: tensor<4x3xf32>) {
+  // expected-error @+2 {{reduce_sum: axis 2 is out of range for shape [4,3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.reduce_sum %a {axes = array<i64: 2>} : tensor<4x3xf32> -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_axis_negative(%a: tensor<4x3xf32>) {
+  // expected-error @+2 {{reduce_max: axis -1 is out of range for shape [4,3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.reduce_max %a {axes = array<i64: -1>} : tensor<4x3xf32> -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_axis_repeated(%a: tensor<4x3x2xf32>) {
+  // expected-error @+2 {{reduce_mean: axis 1 is repeated}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.reduce_mean %a {axes = array<i64: 1, 2, 1>} : tensor<4x3x2xf32> -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_no_axes(%a: tensor<4x3xf32>) {
+  // expected-error @+2 {{reduce_sum: needs at least one axis}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.reduce_sum %a {axes = array<i64>} : tensor<4x3xf32> -> tensor<4x3xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// Shape and data movement
+//===----------------------------------------------------------------------===//
+
+func.func @reshape_count(%a: tensor<4x3xf32>) {
+  // expected-error @+2 {{reshape: cannot reshape [4,3] (12 elements) to [5,2] (10 elements)}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.reshape %a {shape = array<i64: 5, 2>} : tensor<4x3xf32> -> tensor<5x2xf32>
+  return
+}
+
+// -----
+
+func.func @reshape_negative(%a: tensor<4x3xf32>) {
+  // expected-error @+2 {{reshape: negative dimension in target shape [-1,3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.reshape %a {shape = array<i64: -1, 3>} : tensor<4x3xf32> -> tensor<4x3xf32>
+  return
+}
+
+// -----
+
+func.func @transpose_perm_length(%a: tensor<4x3x2xf32>) {
+  // expected-error @+2 {{transpose: permutation [1,0] does not match the rank of [4,3,2]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.transpose %a {perm = array<i64: 1, 0>} : tensor<4x3x2xf32> -> tensor<3x4x2xf32>
+  return
+}
+
+// -----
+
+func.func @transpose_perm_repeated(%a: tensor<4x3xf32>) {
+  // expected-error @+2 {{transpose: axis 0 is repeated}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.transpose %a {perm = array<i64: 0, 0>} : tensor<4x3xf32> -> tensor<4x4xf32>
+  return
+}
+
+// -----
+
+func.func @transpose_perm_out_of_range(%a: tensor<4x3xi32>) {
+  // expected-error @+2 {{transpose: axis 2 is out of range for shape [4,3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.transpose %a {perm = array<i64: 2, 0>} : tensor<4x3xi32> -> tensor<3x4xi32>
+  return
+}
+
+// -----
+
+func.func @broadcast_to_incompatible(%a: tensor<3xf32>) {
+  // expected-error @+2 {{broadcast_to: cannot broadcast [3] to [2,4]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.broadcast_to %a {shape = array<i64: 2, 4>} : tensor<3xf32> -> tensor<2x4xf32>
+  return
+}
+
+// -----
+
+// The target must be the broadcast shape itself, not something smaller.
+func.func @broadcast_to_smaller(%a: tensor<2x3xf32>) {
+  // expected-error @+2 {{broadcast_to: cannot broadcast [2,3] to [3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.broadcast_to %a {shape = array<i64: 3>} : tensor<2x3xf32> -> tensor<3xf32>
+  return
+}
+
+// -----
+
+func.func @slice_limit_out_of_range(%a: tensor<4x6xf32>) {
+  // expected-error @+2 {{slice: range [0, 7) of dimension 1 is empty or outside [0, 6) in [4,6]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.slice %a {starts = array<i64: 0, 0>, limits = array<i64: 4, 7>, strides = array<i64: 1, 1>} : tensor<4x6xf32> -> tensor<4x7xf32>
+  return
+}
+
+// -----
+
+func.func @slice_empty(%a: tensor<4x6xf32>) {
+  // expected-error @+2 {{slice: range [2, 2) of dimension 0 is empty or outside [0, 4) in [4,6]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.slice %a {starts = array<i64: 2, 0>, limits = array<i64: 2, 6>, strides = array<i64: 1, 1>} : tensor<4x6xf32> -> tensor<0x6xf32>
+  return
+}
+
+// -----
+
+func.func @slice_zero_stride(%a: tensor<4x6xf32>) {
+  // expected-error @+2 {{slice: stride 0 of dimension 1 must be >= 1}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.slice %a {starts = array<i64: 0, 0>, limits = array<i64: 4, 6>, strides = array<i64: 1, 0>} : tensor<4x6xf32> -> tensor<4x6xf32>
+  return
+}
+
+// -----
+
+func.func @slice_arity(%a: tensor<4x6xf32>) {
+  // expected-error @+2 {{slice: starts [0], limits [4,6] and strides [1,1] must each have one entry per dimension of [4,6]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.slice %a {starts = array<i64: 0>, limits = array<i64: 4, 6>, strides = array<i64: 1, 1>} : tensor<4x6xf32> -> tensor<4x6xf32>
+  return
+}
+
+// -----
+
+func.func @concat_mismatch(%a: tensor<2x3xf32>, %b: tensor<2x4xf32>) {
+  // expected-error @+2 {{concat: input 1 f32[2,4] does not match input 0 f32[2,3] outside axis 0}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.concat %a, %b {axis = 0} : (tensor<2x3xf32>, tensor<2x4xf32>) -> tensor<4x3xf32>
+  return
+}
+
+// -----
+
+func.func @concat_dtype(%a: tensor<2x3xf32>, %b: tensor<2x3xf32>, %c: tensor<2x3xi32>) {
+  // expected-error @+2 {{concat: input 2 i32[2,3] does not match input 0 f32[2,3] outside axis 1}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.concat %a, %b, %c {axis = 1} : (tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xi32>) -> tensor<2x9xf32>
+  return
+}
+
+// -----
+
+func.func @concat_axis(%a: tensor<2x3xf32>) {
+  // expected-error @+2 {{concat: axis 2 is out of range for shape [2,3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.concat %a {axis = 2} : (tensor<2x3xf32>) -> tensor<2x3xf32>
+  return
+}
+
+// -----
+
+func.func @constant_f16() {
+  // expected-error @+1 {{constant: element type must be f32, i32 or i64, got f16[2]}}
+  %0 = soma.constant dense<1.0> : tensor<2xf16>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// Softmax family and losses
+//===----------------------------------------------------------------------===//
+
+func.func @softmax_axis(%a: tensor<4x3xf32>) {
+  // expected-error @+1 {{softmax: axis 2 is out of range for shape [4,3]}}
+  %0 = soma.softmax %a {axis = 2} : tensor<4x3xf32>
+  return
+}
+
+// -----
+
+func.func @log_softmax_axis(%a: tensor<4x3xf32>) {
+  // expected-error @+1 {{log_softmax: axis -1 is out of range for shape [4,3]}}
+  %0 = soma.log_softmax %a {axis = -1} : tensor<4x3xf32>
+  return
+}
+
+// -----
+
+// A float label tensor is rejected by the operand's type constraint.
+func.func @sce_label_dtype(%a: tensor<4x2xf32>, %y: tensor<4xf32>) {
+  // expected-error @+1 {{operand #1 must be ranked tensor of 32-bit signless integer or 64-bit signless integer values, but got 'tensor<4xf32>'}}
+  %0 = soma.softmax_cross_entropy %a, %y : (tensor<4x2xf32>, tensor<4xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @sce_label_shape(%a: tensor<4x2xf32>, %y: tensor<3xi32>) {
+  // expected-error @+2 {{softmax_cross_entropy: labels must be [4] to match logits [4,2], got [3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.softmax_cross_entropy %a, %y : (tensor<4x2xf32>, tensor<3xi32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @sce_label_rank(%a: tensor<4x2xf32>, %y: tensor<4x1xi64>) {
+  // expected-error @+2 {{softmax_cross_entropy: labels must be [4] to match logits [4,2], got [4,1]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.softmax_cross_entropy %a, %y : (tensor<4x2xf32>, tensor<4x1xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @sce_logits_rank(%a: tensor<4x2x1xf32>, %y: tensor<4xi32>) {
+  // expected-error @+2 {{softmax_cross_entropy: logits must be [batch, classes], got [4,2,1]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.softmax_cross_entropy %a, %y : (tensor<4x2x1xf32>, tensor<4xi32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @sce_reduction(%a: tensor<4x2xf32>, %y: tensor<4xi32>) {
+  // expected-error @+2 {{softmax_cross_entropy: reduction must be "mean" or "sum", got "max"}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.softmax_cross_entropy %a, %y {reduction = "max"} : (tensor<4x2xf32>, tensor<4xi32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @mse_shape(%p: tensor<2x3xf32>, %t: tensor<3x2xf32>) {
+  // expected-error @+2 {{mse: prediction and target shapes differ: [2,3] vs [3,2]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.mse %p, %t : (tensor<2x3xf32>, tensor<3x2xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+// No broadcasting in the losses, even when it would be possible.
+func.func @bce_shape(%p: tensor<2x3xf32>, %t: tensor<3xf32>) {
+  // expected-error @+2 {{binary_cross_entropy: prediction and target shapes differ: [2,3] vs [3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.binary_cross_entropy %p, %t : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @mse_reduction(%p: tensor<2x3xf32>) {
+  // expected-error @+2 {{mse: reduction must be "mean" or "sum", got "none"}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.mse %p, %p {reduction = "none"} : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @mse_i32(%p: tensor<2x3xi32>, %t: tensor<2x3xf32>) {
+  // expected-error @+1 {{operand #0 must be ranked tensor of 32-bit float values, but got 'tensor<2x3xi32>'}}
+  %0 = soma.mse %p, %t : (tensor<2x3xi32>, tensor<2x3xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// Stored result types that disagree with inference
+//===----------------------------------------------------------------------===//
+
+func.func @matmul_wrong_result(%a: tensor<4x3xf32>, %b: tensor<3x2xf32>) {
+  // expected-error @+2 {{'soma.matmul' op inferred type(s) 'tensor<4x2xf32>' are incompatible with return type(s) of operation 'tensor<4x5xf32>'}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.matmul %a, %b : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x5xf32>
+  return
+}
+
+// -----
+
+// keepdims defaults to false, so the reduced dimension disappears.
+func.func @reduce_wrong_keepdims(%a: tensor<4x3xf32>) {
+  // expected-error @+2 {{inferred type(s) 'tensor<4xf32>' are incompatible with return type(s) of operation 'tensor<4x1xf32>'}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.reduce_sum %a {axes = array<i64: 1>} : tensor<4x3xf32> -> tensor<4x1xf32>
+  return
+}
+
+// -----
+
+func.func @generic_exp_wrong_result(%a: tensor<4x3xf32>) {
+  // expected-error @+2 {{'soma.exp' op inferred type(s) 'tensor<4x3xf32>' are incompatible with return type(s) of operation 'tensor<4x4xf32>'}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = "soma.exp"(%a) : (tensor<4x3xf32>) -> tensor<4x4xf32>
+  return
+}
+
+// -----
+
+func.func @concat_wrong_result(%a: tensor<2x3xf32>, %b: tensor<2x3xf32>, %c: tensor<2x3xf32>) {
+  // expected-error @+2 {{inferred type(s) 'tensor<6x3xf32>' are incompatible with return type(s) of operation 'tensor<6x9xf32>'}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.concat %a, %b, %c {axis = 0} : (tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<6x9xf32>
+  return
+}
+
+// -----
+
+func.func @sce_wrong_result(%a: tensor<4x2xf32>, %y: tensor<4xi32>) {
+  // expected-error @+1 {{'soma.softmax_cross_entropy' op result #0 must be 0D tensor of 32-bit float values, but got 'tensor<4xf32>'}}
+  %0 = soma.softmax_cross_entropy %a, %y : (tensor<4x2xf32>, tensor<4xi32>) -> tensor<4xf32>
+  return
+}

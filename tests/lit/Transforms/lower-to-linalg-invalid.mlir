@@ -1,0 +1,34 @@
+// RUN: soma-opt %s -split-input-file -soma-lower-to-linalg -verify-diagnostics
+
+// A graph function must say what each argument and result is.
+
+// expected-error @+1 {{argument 1 of graph 'g' is marked neither soma.input nor soma.param}}
+func.func @g(%x: tensor<4xf32> {soma.input = "x"}, %b: tensor<4xf32>) -> (tensor<4xf32> {soma.output = "o"}) {
+  %0 = soma.add %x, %b : tensor<4xf32>, tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+// Only soma.output names the kernel's output arguments.
+// expected-error @+1 {{argument 0 of graph 'g' is marked neither soma.input nor soma.param}}
+func.func @g(%x: tensor<4xf32> {soma.output = "x"}) -> (tensor<4xf32> {soma.output = "o"}) {
+  %0 = soma.exp %x : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+// expected-error @+1 {{result 1 of graph 'g' has no soma.output name}}
+func.func @g(%x: tensor<4xf32> {soma.input = "x"}) -> (tensor<4xf32> {soma.output = "o"}, tensor<4xf32>) {
+  %0 = soma.exp %x : tensor<4xf32>
+  return %0, %x : tensor<4xf32>, tensor<4xf32>
+}
+
+// -----
+
+func.func @g(%x: tensor<4xf32> {soma.input = "x"}) -> (tensor<4xf32> {soma.output = "o"}) {
+  // expected-error @+1 {{'arith.addf' op is not a soma op; graphs contain only soma ops}}
+  %0 = arith.addf %x, %x : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}

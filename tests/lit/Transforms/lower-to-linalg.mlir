@@ -1,0 +1,593 @@
+// RUN: soma-opt %s -split-input-file -soma-lower-to-linalg -mlir-print-local-scope | FileCheck %s
+
+// soma-lower-to-linalg turns a graph function into a kernel function with
+// the ABI (inputs..., params..., outputs..., workspace) and one or a few
+// linalg ops per soma op, writing graph outputs straight into their output
+// arguments and temporaries into 64-byte aligned memref.allocs.
+
+// The ABI: inputs in their order, then params in theirs, then one memref per
+// result, then the (still empty) workspace. Argument attributes are kept,
+// results become soma.output arguments, the graph itself disappears.
+// CHECK-LABEL: func.func @abi(
+//  CHECK-SAME: %[[X:[a-z0-9]+]]: memref<4x3xf32> {soma.input = "x"},
+//  CHECK-SAME: %[[Y:[a-z0-9]+]]: memref<4xi32> {soma.input = "y"},
+//  CHECK-SAME: %[[W:[a-z0-9]+]]: memref<3x2xf32> {soma.init = {kind = "zeros"}, soma.param = "w"},
+//  CHECK-SAME: %[[B:[a-z0-9]+]]: memref<2xf32> {soma.param = "b"},
+//  CHECK-SAME: %[[P:[a-z0-9]+]]: memref<4x2xf32> {soma.output = "p"},
+//  CHECK-SAME: %[[L:[a-z0-9]+]]: memref<f32> {soma.output = "loss"},
+//  CHECK-SAME: %[[WS:[a-z0-9]+]]: memref<0xi8> {soma.workspace})
+//  CHECK-SAME: attributes {soma.kernel} {
+//   CHECK-NOT: soma.
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[X]], %[[W]] : memref<4x3xf32>, memref<3x2xf32>)
+//       CHECK: linalg.generic
+//  CHECK-SAME: outs(%[[P]] : memref<4x2xf32>)
+//       CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[L]] : memref<f32>)
+//       CHECK: return{{$}}
+//   CHECK-NOT: soma.
+//   CHECK-NOT: func.func
+func.func @abi(%w: tensor<3x2xf32> {soma.param = "w", soma.init = {kind = "zeros"}}, %x: tensor<4x3xf32> {soma.input = "x"},
+               %b: tensor<2xf32> {soma.param = "b"}, %y: tensor<4xi32> {soma.input = "y"})
+    -> (tensor<4x2xf32> {soma.output = "p"}, tensor<f32> {soma.output = "loss"}) {
+  %0 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
+  %1 = soma.add %0, %b : tensor<4x2xf32>, tensor<2xf32>
+  %2 = soma.softmax_cross_entropy %1, %y : (tensor<4x2xf32>, tensor<4xi32>) -> tensor<f32>
+  return %1, %2 : tensor<4x2xf32>, tensor<f32>
+}
+
+// -----
+
+// Functions that are already kernels, and declarations, are left alone.
+// CHECK-LABEL: func.func @kernel(%{{.*}}: memref<4xf32>, %{{.*}}: memref<0xi8> {soma.workspace}) attributes {soma.kernel} {
+//  CHECK-NEXT:   return
+//       CHECK: func.func private @decl(tensor<4xf32>) -> tensor<4xf32>
+func.func @kernel(%a: memref<4xf32>, %ws: memref<0xi8> {soma.workspace}) attributes {soma.kernel} {
+  return
+}
+func.func private @decl(tensor<4xf32>) -> tensor<4xf32>
+
+// -----
+
+// An elementwise op is one all-parallel linalg.generic with identity maps;
+// an intermediate value gets an aligned alloc, the output is written in place.
+// CHECK-LABEL: func.func @unary(
+//  CHECK-SAME: %[[X:.*]]: memref<4x3xf32> {soma.input = "x"}, %[[Y:.*]]: memref<4x3xf32> {soma.output = "y"}
+//       CHECK: %[[T:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x3xf32>
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]}
+//  CHECK-SAME: ins(%[[X]] : memref<4x3xf32>) outs(%[[T]] : memref<4x3xf32>)
+//       CHECK:   math.exp
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[T]] : memref<4x3xf32>) outs(%[[Y]] : memref<4x3xf32>)
+//       CHECK:   arith.negf
+//       CHECK:   math.exp
+//       CHECK:   arith.divf
+//   CHECK-NOT: memref.alloc
+//   CHECK-NOT: linalg.copy
+//       CHECK: return
+func.func @unary(%x: tensor<4x3xf32> {soma.input = "x"}) -> (tensor<4x3xf32> {soma.output = "y"}) {
+  %0 = soma.exp %x : tensor<4x3xf32>
+  %1 = soma.sigmoid %0 : tensor<4x3xf32>
+  return %1 : tensor<4x3xf32>
+}
+
+// -----
+
+// Broadcasting: operands are aligned at the right, missing leading dims are
+// dropped from the map and size-1 dims are read at the constant index 0.
+// CHECK-LABEL: func.func @broadcast(
+//  CHECK-SAME: %[[A:[a-z0-9]+]]: memref<2x3x4xf32>
+//  CHECK-SAME: %[[B:[a-z0-9]+]]: memref<4xf32>
+//  CHECK-SAME: %[[C:[a-z0-9]+]]: memref<3x1xf32>
+//  CHECK-SAME: %[[S:[a-z0-9]+]]: memref<f32>
+//  CHECK-SAME: %[[O:[a-z0-9]+]]: memref<2x3x4xf32> {soma.output = "o"}
+//       CHECK: %[[T0:.*]] = memref.alloc() {alignment = 64 : i64} : memref<2x3x4xf32>
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d2)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel"]}
+//  CHECK-SAME: ins(%[[A]], %[[B]] : memref<2x3x4xf32>, memref<4xf32>) outs(%[[T0]] : memref<2x3x4xf32>)
+//       CHECK:   arith.addf
+//       CHECK: %[[T1:.*]] = memref.alloc() {alignment = 64 : i64} : memref<2x3x4xf32>
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, 0)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
+//  CHECK-SAME: ins(%[[C]], %[[T0]] : memref<3x1xf32>, memref<2x3x4xf32>) outs(%[[T1]] : memref<2x3x4xf32>)
+//       CHECK:   arith.mulf
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> ()>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
+//  CHECK-SAME: ins(%[[T1]], %[[S]] : memref<2x3x4xf32>, memref<f32>) outs(%[[O]] : memref<2x3x4xf32>)
+//       CHECK:   arith.subf
+func.func @broadcast(%a: tensor<2x3x4xf32> {soma.input = "a"}, %b: tensor<4xf32> {soma.input = "b"},
+                     %c: tensor<3x1xf32> {soma.input = "c"}, %s: tensor<f32> {soma.input = "s"})
+    -> (tensor<2x3x4xf32> {soma.output = "o"}) {
+  %0 = soma.add %a, %b : tensor<2x3x4xf32>, tensor<4xf32>
+  %1 = soma.mul %c, %0 : tensor<3x1xf32>, tensor<2x3x4xf32>
+  %2 = soma.sub %1, %s : tensor<2x3x4xf32>, tensor<f32>
+  return %2 : tensor<2x3x4xf32>
+}
+
+// -----
+
+// A size-1 dimension of the output itself is not a broadcast: it keeps d1.
+// CHECK-LABEL: func.func @broadcast_size1_output
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (0, d1)>, affine_map<(d0, d1) -> (d0, d1)>]
+//  CHECK-SAME: iterator_types = ["parallel", "parallel"]
+//       CHECK:   arith.maximumf
+func.func @broadcast_size1_output(%a: tensor<3x1xf32> {soma.input = "a"}, %b: tensor<1x1xf32> {soma.input = "b"})
+    -> (tensor<3x1xf32> {soma.output = "o"}) {
+  %0 = soma.maximum %a, %b : tensor<3x1xf32>, tensor<1x1xf32>
+  return %0 : tensor<3x1xf32>
+}
+
+// -----
+
+// The scalar bodies of the remaining elementwise ops.
+// CHECK-LABEL: func.func @scalar_bodies
+//       CHECK: linalg.generic
+//       CHECK:   arith.constant 0.000000e+00 : f32
+//       CHECK:   arith.maximumf
+//       CHECK:   math.absf
+//       CHECK:   math.exp
+//       CHECK:   math.log
+//       CHECK:   arith.select
+//       CHECK:   arith.addf
+//       CHECK: linalg.generic
+//       CHECK:   arith.cmpf ogt
+//       CHECK:   arith.constant 2.000000e-01 : f32
+//       CHECK:   arith.mulf
+//       CHECK:   arith.select
+//       CHECK: linalg.generic
+//       CHECK:   math.powf
+//       CHECK: linalg.generic
+//       CHECK:   arith.minimumf
+//       CHECK: linalg.generic
+//       CHECK:   math.tanh
+//       CHECK: linalg.generic
+//       CHECK:   math.sqrt
+func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32> {soma.input = "b"}) -> (tensor<4xf32> {soma.output = "o"}) {
+  %0 = soma.softplus %a : tensor<4xf32>
+  %1 = soma.leaky_relu %0 {alpha = 0.2 : f64} : tensor<4xf32>
+  %2 = soma.pow %1, %b : tensor<4xf32>, tensor<4xf32>
+  %3 = soma.minimum %2, %a : tensor<4xf32>, tensor<4xf32>
+  %4 = soma.tanh %3 : tensor<4xf32>
+  %5 = soma.sqrt %4 : tensor<4xf32>
+  return %5 : tensor<4xf32>
+}
+
+// -----
+
+// matmul: zero fill, then a generic over (m, n, k) with k a reduction.
+// CHECK-LABEL: func.func @matmul(
+//  CHECK-SAME: %[[A:.*]]: memref<4x3xf32> {soma.input = "a"}, %[[B:.*]]: memref<3x2xf32> {soma.input = "b"}, %[[C:.*]]: memref<4x2xf32> {soma.output = "c"}
+//       CHECK: %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+//       CHECK: linalg.fill ins(%[[ZERO]] : f32) outs(%[[C]] : memref<4x2xf32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>], iterator_types = ["parallel", "parallel", "reduction"]}
+//  CHECK-SAME: ins(%[[A]], %[[B]] : memref<4x3xf32>, memref<3x2xf32>) outs(%[[C]] : memref<4x2xf32>)
+//       CHECK: ^bb0(%[[IA:.*]]: f32, %[[IB:.*]]: f32, %[[ACC:.*]]: f32):
+//       CHECK:   %[[PROD:.*]] = arith.mulf %[[IA]], %[[IB]] : f32
+//       CHECK:   %[[SUM:.*]] = arith.addf %[[ACC]], %[[PROD]] : f32
+//       CHECK:   linalg.yield %[[SUM]] : f32
+func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
+  %0 = soma.matmul %a, %b : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
+  return %0 : tensor<4x2xf32>
+}
+
+// -----
+
+// transpose_a reads a[k, m], transpose_b reads b[n, k].
+// CHECK-LABEL: func.func @matmul_transposed
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d2, d0)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>]
+//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<3x4xf32>, memref<3x2xf32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>]
+//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<4x3xf32>, memref<2x3xf32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d2, d0)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>]
+//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<3x4xf32>, memref<2x3xf32>)
+func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tensor<3x2xf32> {soma.input = "b"},
+                             %a: tensor<4x3xf32> {soma.input = "a"}, %bt: tensor<2x3xf32> {soma.input = "bt"})
+    -> (tensor<4x2xf32> {soma.output = "ta"}, tensor<4x2xf32> {soma.output = "tb"}, tensor<4x2xf32> {soma.output = "tab"}) {
+  %0 = soma.matmul %at, %b {transpose_a = true} : (tensor<3x4xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
+  %1 = soma.matmul %a, %bt {transpose_b = true} : (tensor<4x3xf32>, tensor<2x3xf32>) -> tensor<4x2xf32>
+  %2 = soma.matmul %at, %bt {transpose_a = true, transpose_b = true} : (tensor<3x4xf32>, tensor<2x3xf32>) -> tensor<4x2xf32>
+  return %0, %1, %2 : tensor<4x2xf32>, tensor<4x2xf32>, tensor<4x2xf32>
+}
+
+// -----
+
+// Batched matmul: the batch dimension is the outermost parallel loop.
+// CHECK-LABEL: func.func @matmul_batched
+//       CHECK: linalg.fill
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d3, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<5x4x3xf32>, memref<5x3x2xf32>) outs(%{{.*}} : memref<5x4x2xf32>)
+func.func @matmul_batched(%a: tensor<5x4x3xf32> {soma.input = "a"}, %b: tensor<5x3x2xf32> {soma.input = "b"}) -> (tensor<5x4x2xf32> {soma.output = "c"}) {
+  %0 = soma.matmul %a, %b : (tensor<5x4x3xf32>, tensor<5x3x2xf32>) -> tensor<5x4x2xf32>
+  return %0 : tensor<5x4x2xf32>
+}
+
+// -----
+
+// Reductions: the kept dimensions become the leading parallel loops and the
+// reduced ones trail, so the input map permutes (d0, d2, d1).
+// CHECK-LABEL: func.func @reduce_sum(
+//  CHECK-SAME: %[[X:.*]]: memref<2x3x4xf32> {soma.input = "x"}, %[[O:.*]]: memref<2x4xf32> {soma.output = "s"}
+//       CHECK: %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+//       CHECK: linalg.fill ins(%[[ZERO]] : f32) outs(%[[O]] : memref<2x4xf32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>], iterator_types = ["parallel", "parallel", "reduction"]}
+//  CHECK-SAME: ins(%[[X]] : memref<2x3x4xf32>) outs(%[[O]] : memref<2x4xf32>)
+//       CHECK:   arith.addf
+//   CHECK-NOT: linalg.generic
+//       CHECK: return
+func.func @reduce_sum(%x: tensor<2x3x4xf32> {soma.input = "x"}) -> (tensor<2x4xf32> {soma.output = "s"}) {
+  %0 = soma.reduce_sum %x {axes = array<i64: 1>} : tensor<2x3x4xf32> -> tensor<2x4xf32>
+  return %0 : tensor<2x4xf32>
+}
+
+// -----
+
+// keepdims: the output map reads the kept size-1 dims at constant 0; the
+// axes' order in the attribute does not matter. reduce_max starts from -inf.
+// CHECK-LABEL: func.func @reduce_max_keepdims
+//       CHECK: %[[NEGINF:.*]] = arith.constant 0xFF800000 : f32
+//       CHECK: linalg.fill ins(%[[NEGINF]] : f32) outs(%{{.*}} : memref<1x3x1xf32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, d0, d2)>, affine_map<(d0, d1, d2) -> (0, d0, 0)>], iterator_types = ["parallel", "reduction", "reduction"]}
+//       CHECK:   arith.maximumf
+func.func @reduce_max_keepdims(%x: tensor<2x3x4xf32> {soma.input = "x"}) -> (tensor<1x3x1xf32> {soma.output = "m"}) {
+  %0 = soma.reduce_max %x {axes = array<i64: 2, 0>, keepdims = true} : tensor<2x3x4xf32> -> tensor<1x3x1xf32>
+  return %0 : tensor<1x3x1xf32>
+}
+
+// -----
+
+// reduce_mean is a sum followed by an in-place scale by 1/count (count = 2*4).
+// CHECK-LABEL: func.func @reduce_mean
+//  CHECK-SAME: %[[O:[a-z0-9]+]]: memref<3xf32> {soma.output = "m"}
+//       CHECK: linalg.fill
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, d0, d2)>, affine_map<(d0, d1, d2) -> (d0)>], iterator_types = ["parallel", "reduction", "reduction"]}
+//       CHECK:   arith.addf
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]} outs(%[[O]] : memref<3xf32>)
+//       CHECK:   %[[F:.*]] = arith.constant 1.250000e-01 : f32
+//       CHECK:   arith.mulf %{{.*}}, %[[F]] : f32
+func.func @reduce_mean(%x: tensor<2x3x4xf32> {soma.input = "x"}) -> (tensor<3xf32> {soma.output = "m"}) {
+  %0 = soma.reduce_mean %x {axes = array<i64: 0, 2>} : tensor<2x3x4xf32> -> tensor<3xf32>
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+// Reducing everything yields a rank-0 buffer and an all-reduction generic.
+// CHECK-LABEL: func.func @reduce_all
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> ()>], iterator_types = ["reduction", "reduction"]}
+//  CHECK-SAME: outs(%{{.*}} : memref<f32>)
+func.func @reduce_all(%x: tensor<2x3xf32> {soma.input = "x"}) -> (tensor<f32> {soma.output = "s"}) {
+  %0 = soma.reduce_sum %x {axes = array<i64: 0, 1>} : tensor<2x3xf32> -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+// A reshape is a view (collapse to 1-D, expand to the target): no copy and
+// no linalg op of its own; consumers read the view.
+// CHECK-LABEL: func.func @reshape(
+//  CHECK-SAME: %[[X:.*]]: memref<2x3x4xf32> {soma.input = "x"}, %[[Y:.*]]: memref<6x4xf32> {soma.output = "y"}, %[[Z:.*]]: memref<24xf32> {soma.output = "z"}
+//       CHECK: %[[T:.*]] = memref.alloc() {alignment = 64 : i64} : memref<2x3x4xf32>
+//       CHECK: linalg.generic
+//  CHECK-SAME: outs(%[[T]] : memref<2x3x4xf32>)
+//  CHECK-NEXT: ^bb0
+//  CHECK-NEXT:   math.exp
+//  CHECK-NEXT:   linalg.yield
+//  CHECK-NEXT: }
+//  CHECK-NEXT: %[[FLAT:.*]] = memref.collapse_shape %[[T]] {{\[}}[0, 1, 2]] : memref<2x3x4xf32> into memref<24xf32>
+//  CHECK-NEXT: %[[VIEW:.*]] = memref.expand_shape %[[FLAT]] {{\[}}[0, 1]] output_shape [6, 4] : memref<24xf32> into memref<6x4xf32>
+//  CHECK-NEXT: linalg.generic
+//  CHECK-SAME: ins(%[[VIEW]] : memref<6x4xf32>) outs(%[[Y]] : memref<6x4xf32>)
+//       CHECK: %[[XFLAT:.*]] = memref.collapse_shape %[[X]] {{\[}}[0, 1, 2]] : memref<2x3x4xf32> into memref<24xf32>
+//  CHECK-NEXT: linalg.generic
+//  CHECK-SAME: ins(%[[XFLAT]] : memref<24xf32>) outs(%[[Z]] : memref<24xf32>)
+//   CHECK-NOT: linalg.copy
+//       CHECK: return
+func.func @reshape(%x: tensor<2x3x4xf32> {soma.input = "x"}) -> (tensor<6x4xf32> {soma.output = "y"}, tensor<24xf32> {soma.output = "z"}) {
+  %0 = soma.exp %x : tensor<2x3x4xf32>
+  %1 = soma.reshape %0 {shape = array<i64: 6, 4>} : tensor<2x3x4xf32> -> tensor<6x4xf32>
+  %2 = soma.neg %1 : tensor<6x4xf32>
+  %3 = soma.reshape %x {shape = array<i64: 24>} : tensor<2x3x4xf32> -> tensor<24xf32>
+  %4 = soma.relu %3 : tensor<24xf32>
+  return %2, %4 : tensor<6x4xf32>, tensor<24xf32>
+}
+
+// -----
+
+// Reshapes to and from rank 0 are single collapse/expand views with an
+// empty reassociation.
+// CHECK-LABEL: func.func @reshape_rank0
+//       CHECK: %[[SCALAR:.*]] = memref.collapse_shape %{{.*}} [] : memref<1x1xf32> into memref<f32>
+//  CHECK-NEXT: linalg.generic
+//  CHECK-SAME: ins(%[[SCALAR]] : memref<f32>)
+//       CHECK: memref.expand_shape %{{.*}} [] output_shape [1, 1] : memref<f32> into memref<1x1xf32>
+func.func @reshape_rank0(%x: tensor<1x1xf32> {soma.input = "x"}) -> (tensor<f32> {soma.output = "s"}, tensor<1x1xf32> {soma.output = "b"}) {
+  %0 = soma.reshape %x {shape = array<i64>} : tensor<1x1xf32> -> tensor<f32>
+  %1 = soma.exp %0 : tensor<f32>
+  %2 = soma.reshape %1 {shape = array<i64: 1, 1>} : tensor<f32> -> tensor<1x1xf32>
+  %3 = soma.neg %2 : tensor<1x1xf32>
+  return %1, %3 : tensor<f32>, tensor<1x1xf32>
+}
+
+// -----
+
+// transpose: output dim i reads input dim perm[i], so with perm = [2, 0, 1]
+// the input map is (d1, d2, d0) and the body just yields the input.
+// CHECK-LABEL: func.func @transpose(
+//  CHECK-SAME: %[[X:.*]]: memref<2x3x4xi32> {soma.input = "x"}, %[[T:.*]]: memref<4x2x3xi32> {soma.output = "t"}
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, d2, d0)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel"]}
+//  CHECK-SAME: ins(%[[X]] : memref<2x3x4xi32>) outs(%[[T]] : memref<4x2x3xi32>)
+//  CHECK-NEXT: ^bb0(%[[IN:.*]]: i32, %{{.*}}: i32):
+//  CHECK-NEXT:   linalg.yield %[[IN]] : i32
+func.func @transpose(%x: tensor<2x3x4xi32> {soma.input = "x"}) -> (tensor<4x2x3xi32> {soma.output = "t"}) {
+  %0 = soma.transpose %x {perm = array<i64: 2, 0, 1>} : tensor<2x3x4xi32> -> tensor<4x2x3xi32>
+  return %0 : tensor<4x2x3xi32>
+}
+
+// -----
+
+// broadcast_to is an elementwise copy with a broadcasting input map.
+// CHECK-LABEL: func.func @broadcast_to
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, 0)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel"]}
+//  CHECK-SAME: ins(%{{.*}} : memref<3x1xf32>) outs(%{{.*}} : memref<2x3x4xf32>)
+//  CHECK-NEXT: ^bb0(%[[IN:.*]]: f32, %{{.*}}: f32):
+//  CHECK-NEXT:   linalg.yield %[[IN]] : f32
+func.func @broadcast_to(%b: tensor<3x1xf32> {soma.input = "b"}) -> (tensor<2x3x4xf32> {soma.output = "o"}) {
+  %0 = soma.broadcast_to %b {shape = array<i64: 2, 3, 4>} : tensor<3x1xf32> -> tensor<2x3x4xf32>
+  return %0 : tensor<2x3x4xf32>
+}
+
+// -----
+
+// slice: a strided subview of the input copied into the result buffer.
+// CHECK-LABEL: func.func @slice(
+//  CHECK-SAME: %[[X:.*]]: memref<4x6xf32> {soma.input = "x"}, %[[S:.*]]: memref<2x3xf32> {soma.output = "s"}
+//       CHECK: %[[V:.*]] = memref.subview %[[X]][1, 0] [2, 3] [2, 2] : memref<4x6xf32> to memref<2x3xf32, strided<[12, 2], offset: 6>>
+//  CHECK-NEXT: linalg.copy ins(%[[V]] : memref<2x3xf32, strided<[12, 2], offset: 6>>) outs(%[[S]] : memref<2x3xf32>)
+//  CHECK-NEXT: return
+func.func @slice(%x: tensor<4x6xf32> {soma.input = "x"}) -> (tensor<2x3xf32> {soma.output = "s"}) {
+  %0 = soma.slice %x {starts = array<i64: 1, 0>, limits = array<i64: 4, 6>, strides = array<i64: 2, 2>} : tensor<4x6xf32> -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+// concat: one subview of the result per input, at increasing offsets along
+// the axis, each filled by a copy.
+// CHECK-LABEL: func.func @concat(
+//  CHECK-SAME: %[[A:[a-z0-9]+]]: memref<2x3xf32>
+//  CHECK-SAME: %[[B:[a-z0-9]+]]: memref<2x1xf32>
+//  CHECK-SAME: %[[C:[a-z0-9]+]]: memref<2x4xf32>
+//  CHECK-SAME: %[[O:[a-z0-9]+]]: memref<2x8xf32> {soma.output = "o"}
+//       CHECK: %[[VA:.*]] = memref.subview %[[O]][0, 0] [2, 3] [1, 1] : memref<2x8xf32> to memref<2x3xf32, strided<[8, 1]>>
+//  CHECK-NEXT: linalg.copy ins(%[[A]] : memref<2x3xf32>) outs(%[[VA]] : memref<2x3xf32, strided<[8, 1]>>)
+//  CHECK-NEXT: %[[VB:.*]] = memref.subview %[[O]][0, 3] [2, 1] [1, 1] : memref<2x8xf32> to memref<2x1xf32, strided<[8, 1], offset: 3>>
+//  CHECK-NEXT: linalg.copy ins(%[[B]] : memref<2x1xf32>) outs(%[[VB]] : memref<2x1xf32, strided<[8, 1], offset: 3>>)
+//  CHECK-NEXT: %[[VC:.*]] = memref.subview %[[O]][0, 4] [2, 4] [1, 1] : memref<2x8xf32> to memref<2x4xf32, strided<[8, 1], offset: 4>>
+//  CHECK-NEXT: linalg.copy ins(%[[C]] : memref<2x4xf32>) outs(%[[VC]] : memref<2x4xf32, strided<[8, 1], offset: 4>>)
+//  CHECK-NEXT: return
+func.func @concat(%a: tensor<2x3xf32> {soma.input = "a"}, %b: tensor<2x1xf32> {soma.input = "b"}, %c: tensor<2x4xf32> {soma.input = "c"})
+    -> (tensor<2x8xf32> {soma.output = "o"}) {
+  %0 = soma.concat %a, %b, %c {axis = 1} : (tensor<2x3xf32>, tensor<2x1xf32>, tensor<2x4xf32>) -> tensor<2x8xf32>
+  return %0 : tensor<2x8xf32>
+}
+
+// -----
+
+// A constant becomes a private constant memref.global (64-byte aligned) read
+// with memref.get_global; dense and splat values are kept as they are.
+// CHECK-LABEL: func.func @constant(
+//  CHECK-SAME: %[[X:.*]]: memref<2x3xf32> {soma.input = "x"}, %[[O:.*]]: memref<2x3xf32> {soma.output = "o"}
+//       CHECK: %[[K:.*]] = memref.get_global @[[G0:[a-zA-Z0-9_.]+]] : memref<2x3xf32>
+//       CHECK: %[[H:.*]] = memref.get_global @[[G1:[a-zA-Z0-9_.]+]] : memref<f32>
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[X]], %[[K]] : memref<2x3xf32>, memref<2x3xf32>)
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%{{.*}}, %[[H]] : memref<2x3xf32>, memref<f32>) outs(%[[O]] : memref<2x3xf32>)
+//   CHECK-DAG: memref.global "private" constant @[[G0]] : memref<2x3xf32> = dense<{{\[}}[1.000000e+00, 2.000000e+00, 3.000000e+00], [4.000000e+00, 5.000000e+00, 6.000000e+00]]> {alignment = 64 : i64}
+//   CHECK-DAG: memref.global "private" constant @[[G1]] : memref<f32> = dense<5.000000e-01> {alignment = 64 : i64}
+func.func @constant(%x: tensor<2x3xf32> {soma.input = "x"}) -> (tensor<2x3xf32> {soma.output = "o"}) {
+  %k = soma.constant dense<[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]> : tensor<2x3xf32>
+  %h = soma.constant dense<0.5> : tensor<f32>
+  %0 = soma.add %x, %k : tensor<2x3xf32>, tensor<2x3xf32>
+  %1 = soma.mul %0, %h : tensor<2x3xf32>, tensor<f32>
+  return %1 : tensor<2x3xf32>
+}
+
+// -----
+
+// softmax along axis 1 of [2,5,3]: m = max (keepdims, into a temporary),
+// y = e^(x - m) written into the output, s = sum y (temporary), y = y / s
+// in place.
+// CHECK-LABEL: func.func @softmax(
+//  CHECK-SAME: %[[X:.*]]: memref<2x5x3xf32> {soma.input = "x"}, %[[Y:.*]]: memref<2x5x3xf32> {soma.output = "y"}
+//       CHECK: %[[M:.*]] = memref.alloc() {alignment = 64 : i64} : memref<2x1x3xf32>
+//       CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[M]] : memref<2x1x3xf32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2, d1)>, affine_map<(d0, d1, d2) -> (d0, 0, d1)>], iterator_types = ["parallel", "parallel", "reduction"]}
+//  CHECK-SAME: ins(%[[X]] : memref<2x5x3xf32>) outs(%[[M]] : memref<2x1x3xf32>)
+//       CHECK:   arith.maximumf
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d0, 0, d2)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
+//  CHECK-SAME: ins(%[[X]], %[[M]] : memref<2x5x3xf32>, memref<2x1x3xf32>) outs(%[[Y]] : memref<2x5x3xf32>)
+//       CHECK:   arith.subf
+//       CHECK:   math.exp
+//       CHECK: %[[S:.*]] = memref.alloc() {alignment = 64 : i64} : memref<2x1x3xf32>
+//       CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[S]] : memref<2x1x3xf32>)
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[Y]] : memref<2x5x3xf32>) outs(%[[S]] : memref<2x1x3xf32>)
+//       CHECK:   arith.addf
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[Y]], %[[S]] : memref<2x5x3xf32>, memref<2x1x3xf32>) outs(%[[Y]] : memref<2x5x3xf32>)
+//       CHECK:   arith.divf
+func.func @softmax(%x: tensor<2x5x3xf32> {soma.input = "x"}) -> (tensor<2x5x3xf32> {soma.output = "y"}) {
+  %0 = soma.softmax %x {axis = 1} : tensor<2x5x3xf32>
+  return %0 : tensor<2x5x3xf32>
+}
+
+// -----
+
+// log_softmax: y = x - m, s = sum e^y, y = y - log s.
+// CHECK-LABEL: func.func @log_softmax(
+//  CHECK-SAME: %[[X:.*]]: memref<4x3xf32> {soma.input = "x"}, %[[Y:.*]]: memref<4x3xf32> {soma.output = "y"}
+//       CHECK: %[[M:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x1xf32>
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, 0)>], iterator_types = ["parallel", "reduction"]}
+//       CHECK:   arith.maximumf
+//       CHECK: linalg.generic
+//  CHECK-SAME: outs(%[[Y]] : memref<4x3xf32>)
+//  CHECK-NEXT: ^bb0
+//  CHECK-NEXT:   arith.subf
+//  CHECK-NEXT:   linalg.yield
+//       CHECK: %[[S:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x1xf32>
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[Y]] : memref<4x3xf32>) outs(%[[S]] : memref<4x1xf32>)
+//       CHECK:   math.exp
+//       CHECK:   arith.addf
+//       CHECK: linalg.generic
+//  CHECK-SAME: outs(%[[Y]] : memref<4x3xf32>)
+//       CHECK:   math.log
+//       CHECK:   arith.subf
+func.func @log_softmax(%x: tensor<4x3xf32> {soma.input = "x"}) -> (tensor<4x3xf32> {soma.output = "y"}) {
+  %0 = soma.log_softmax %x {axis = 1} : tensor<4x3xf32>
+  return %0 : tensor<4x3xf32>
+}
+
+// -----
+
+// softmax_cross_entropy of [4,3] logits: row max m and row sum s in
+// temporaries, a per-row loss that gathers logits[i, label[i]] with
+// linalg.index + memref.load (the label clamped for the load, NaN when out of
+// range), then a sum into the output scaled by 1/4 for "mean".
+// CHECK-LABEL: func.func @softmax_cross_entropy(
+//  CHECK-SAME: %[[X:.*]]: memref<4x3xf32> {soma.input = "x"}, %[[LBL:.*]]: memref<4xi64> {soma.input = "y"}, %[[L:.*]]: memref<f32> {soma.output = "loss"}
+//       CHECK: %[[M:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4xf32>
+//       CHECK: linalg.generic
+//  CHECK-SAME: iterator_types = ["parallel", "reduction"]
+//  CHECK-SAME: ins(%[[X]] : memref<4x3xf32>) outs(%[[M]] : memref<4xf32>)
+//       CHECK:   arith.maximumf
+//       CHECK: %[[S:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4xf32>
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[X]], %[[M]] : memref<4x3xf32>, memref<4xf32>) outs(%[[S]] : memref<4xf32>)
+//       CHECK:   math.exp
+//       CHECK: %[[ROW:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4xf32>
+//       CHECK: linalg.generic
+//  CHECK-SAME: iterator_types = ["parallel"]
+//  CHECK-SAME: ins(%[[LBL]], %[[M]], %[[S]] : memref<4xi64>, memref<4xf32>, memref<4xf32>) outs(%[[ROW]] : memref<4xf32>)
+//  CHECK-NEXT: ^bb0(%[[LABEL:.*]]: i64, %{{.*}}: f32, %{{.*}}: f32, %{{.*}}: f32):
+//       CHECK:   %[[I:.*]] = linalg.index 0 : index
+//       CHECK:   %[[C:.*]] = arith.index_cast %[[LABEL]] : i64 to index
+//       CHECK:   %[[NCLS:.*]] = arith.constant 3 : index
+//       CHECK:   arith.cmpi slt, %[[C]], %[[NCLS]] : index
+//       CHECK:   %[[OK:.*]] = arith.andi
+//       CHECK:   %[[SAFE:.*]] = arith.select %[[OK]], %[[C]], %{{.*}} : index
+//       CHECK:   memref.load %[[X]][%[[I]], %[[SAFE]]] : memref<4x3xf32>
+//       CHECK:   math.log
+//       CHECK:   %[[NAN:.*]] = arith.constant 0x7FC00000 : f32
+//       CHECK:   %[[R:.*]] = arith.select %[[OK]], %{{.*}}, %[[NAN]] : f32
+//       CHECK:   linalg.yield %[[R]] : f32
+//       CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[L]] : memref<f32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> ()>], iterator_types = ["reduction"]}
+//  CHECK-SAME: ins(%[[ROW]] : memref<4xf32>) outs(%[[L]] : memref<f32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<() -> ()>], iterator_types = []} outs(%[[L]] : memref<f32>)
+//       CHECK:   arith.constant 2.500000e-01 : f32
+func.func @softmax_cross_entropy(%x: tensor<4x3xf32> {soma.input = "x"}, %y: tensor<4xi64> {soma.input = "y"}) -> (tensor<f32> {soma.output = "loss"}) {
+  %0 = soma.softmax_cross_entropy %x, %y : (tensor<4x3xf32>, tensor<4xi64>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+// reduction = "sum": no scaling generic.
+// CHECK-LABEL: func.func @softmax_cross_entropy_sum(
+//  CHECK-SAME: %[[L:[a-z0-9]+]]: memref<f32> {soma.output = "loss"}
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> ()>], iterator_types = ["reduction"]}
+//  CHECK-SAME: outs(%[[L]] : memref<f32>)
+//   CHECK-NOT: linalg.generic
+//       CHECK: return
+func.func @softmax_cross_entropy_sum(%x: tensor<4x3xf32> {soma.input = "x"}, %y: tensor<4xi32> {soma.input = "y"}) -> (tensor<f32> {soma.output = "loss"}) {
+  %0 = soma.softmax_cross_entropy %x, %y {reduction = "sum"} : (tensor<4x3xf32>, tensor<4xi32>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+// mse: one all-reduction generic accumulating (p - t)^2 into the output,
+// then a scale by 1/12 for "mean".
+// CHECK-LABEL: func.func @mse(
+//  CHECK-SAME: %[[P:.*]]: memref<3x4xf32> {soma.input = "p"}, %[[T:.*]]: memref<3x4xf32> {soma.input = "t"}, %[[L:.*]]: memref<f32> {soma.output = "loss"}
+//       CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[L]] : memref<f32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> ()>], iterator_types = ["reduction", "reduction"]}
+//  CHECK-SAME: ins(%[[P]], %[[T]] : memref<3x4xf32>, memref<3x4xf32>) outs(%[[L]] : memref<f32>)
+//  CHECK-NEXT: ^bb0(%[[IP:.*]]: f32, %[[IT:.*]]: f32, %[[ACC:.*]]: f32):
+//  CHECK-NEXT:   %[[D:.*]] = arith.subf %[[IP]], %[[IT]] : f32
+//  CHECK-NEXT:   %[[SQ:.*]] = arith.mulf %[[D]], %[[D]] : f32
+//  CHECK-NEXT:   %[[SUM:.*]] = arith.addf %[[ACC]], %[[SQ]] : f32
+//  CHECK-NEXT:   linalg.yield %[[SUM]] : f32
+//       CHECK: linalg.generic {indexing_maps = [affine_map<() -> ()>], iterator_types = []} outs(%[[L]] : memref<f32>)
+//       CHECK:   arith.constant 0.0833333358 : f32
+func.func @mse(%p: tensor<3x4xf32> {soma.input = "p"}, %t: tensor<3x4xf32> {soma.input = "t"}) -> (tensor<f32> {soma.output = "loss"}) {
+  %0 = soma.mse %p, %t : (tensor<3x4xf32>, tensor<3x4xf32>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+// binary_cross_entropy: both logs clamped at -100; "sum" is not scaled.
+// CHECK-LABEL: func.func @bce(
+//  CHECK-SAME: %[[L:[a-z0-9]+]]: memref<f32> {soma.output = "loss"}
+//       CHECK: linalg.generic
+//  CHECK-SAME: iterator_types = ["reduction", "reduction"]
+//  CHECK-SAME: outs(%[[L]] : memref<f32>)
+//       CHECK:   %[[FLOOR:.*]] = arith.constant -1.000000e+02 : f32
+//       CHECK:   %[[LP:.*]] = math.log
+//       CHECK:   arith.maximumf %[[LP]], %[[FLOOR]] : f32
+//       CHECK:   %[[LQ:.*]] = math.log
+//       CHECK:   arith.maximumf %[[LQ]], %[[FLOOR]] : f32
+//       CHECK:   arith.negf
+//       CHECK:   linalg.yield
+//   CHECK-NOT: linalg.generic
+//       CHECK: return
+func.func @bce(%p: tensor<3x4xf32> {soma.input = "p"}, %t: tensor<3x4xf32> {soma.input = "t"}) -> (tensor<f32> {soma.output = "loss"}) {
+  %0 = soma.binary_cross_entropy %p, %t {reduction = "sum"} : (tensor<3x4xf32>, tensor<3x4xf32>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+// Outputs that cannot be computed in place are copied at the end: an input
+// returned as an output, the second occurrence of a value returned twice
+// (copied from the first output), a reshape view and a constant.
+// CHECK-LABEL: func.func @copies(
+//  CHECK-SAME: %[[X:[a-z0-9]+]]: memref<4xf32> {soma.input = "x"},
+//  CHECK-SAME: %[[SAME:[a-z0-9]+]]: memref<4xf32> {soma.output = "same"},
+//  CHECK-SAME: %[[E1:[a-z0-9]+]]: memref<4xf32> {soma.output = "e1"},
+//  CHECK-SAME: %[[E2:[a-z0-9]+]]: memref<4xf32> {soma.output = "e2"},
+//  CHECK-SAME: %[[R:[a-z0-9]+]]: memref<2x2xf32> {soma.output = "r"},
+//  CHECK-SAME: %[[K:[a-z0-9]+]]: memref<2xi32> {soma.output = "k"},
+//   CHECK-NOT: memref.alloc
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[X]] : memref<4xf32>) outs(%[[E1]] : memref<4xf32>)
+//       CHECK: %[[V:.*]] = memref.expand_shape %[[E1]] {{\[}}[0, 1]] output_shape [2, 2] : memref<4xf32> into memref<2x2xf32>
+//       CHECK: %[[G:.*]] = memref.get_global @{{.*}} : memref<2xi32>
+//       CHECK: linalg.copy ins(%[[X]] : memref<4xf32>) outs(%[[SAME]] : memref<4xf32>)
+//  CHECK-NEXT: linalg.copy ins(%[[E1]] : memref<4xf32>) outs(%[[E2]] : memref<4xf32>)
+//  CHECK-NEXT: linalg.copy ins(%[[V]] : memref<2x2xf32>) outs(%[[R]] : memref<2x2xf32>)
+//  CHECK-NEXT: linalg.copy ins(%[[G]] : memref<2xi32>) outs(%[[K]] : memref<2xi32>)
+//  CHECK-NEXT: return
+func.func @copies(%x: tensor<4xf32> {soma.input = "x"})
+    -> (tensor<4xf32> {soma.output = "same"}, tensor<4xf32> {soma.output = "e1"}, tensor<4xf32> {soma.output = "e2"},
+        tensor<2x2xf32> {soma.output = "r"}, tensor<2xi32> {soma.output = "k"}) {
+  %0 = soma.exp %x : tensor<4xf32>
+  %1 = soma.reshape %0 {shape = array<i64: 2, 2>} : tensor<4xf32> -> tensor<2x2xf32>
+  %2 = soma.constant dense<[3, 4]> : tensor<2xi32>
+  return %x, %0, %0, %1, %2 : tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<2x2xf32>, tensor<2xi32>
+}
+
+// -----
+
+// Every graph of the module is lowered, each to its own kernel.
+// CHECK-LABEL: func.func @first(%{{.*}}: memref<2xf32> {soma.input = "a"}, %{{.*}}: memref<2xf32> {soma.output = "b"}, %{{.*}}: memref<0xi8> {soma.workspace}) attributes {soma.kernel}
+//       CHECK:   math.exp
+//       CHECK: func.func @second(%{{.*}}: memref<3xf32> {soma.param = "c"}, %{{.*}}: memref<3xf32> {soma.output = "d"}, %{{.*}}: memref<0xi8> {soma.workspace}) attributes {soma.kernel}
+//       CHECK:   math.log
+func.func @first(%a: tensor<2xf32> {soma.input = "a"}) -> (tensor<2xf32> {soma.output = "b"}) {
+  %0 = soma.exp %a : tensor<2xf32>
+  return %0 : tensor<2xf32>
+}
+func.func @second(%c: tensor<3xf32> {soma.param = "c"}) -> (tensor<3xf32> {soma.output = "d"}) {
+  %0 = soma.log %c : tensor<3xf32>
+  return %0 : tensor<3xf32>
+}

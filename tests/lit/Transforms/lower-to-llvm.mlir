@@ -1,0 +1,73 @@
+// RUN: soma-opt %s -split-input-file -soma-lower-to-linalg \
+// RUN:   | soma-opt -split-input-file -pass-pipeline='builtin.module(func.func(soma-plan-memory))' \
+// RUN:   | soma-opt -split-input-file -soma-lower-to-llvm > %t
+// RUN: FileCheck %s < %t
+// RUN: FileCheck %s --check-prefix=NONE < %t
+
+// The whole chain: graph -> linalg kernel -> planned workspace -> loops ->
+// OpenMP -> LLVM dialect. The kernel keeps its name and ABI order, every
+// argument is a bare pointer (attributes kept), and nothing of memref,
+// linalg, scf, affine, arith, math, cf or func survives (anywhere in the
+// output: the NONE lines scan all of it).
+// NONE-NOT: {{(memref|linalg|scf|affine|arith|math|cf|func|bufferization)\.}}
+// NONE-NOT: unrealized_conversion_cast
+
+// A 256x128 graph: the elementwise ops (32768 points, above the default
+// grain) run in omp.parallel worksharing loops; the constant becomes an
+// llvm.mlir.global; the temporaries live in the workspace pointer.
+// CHECK-LABEL: module @g {
+//       CHECK: llvm.func @g(%arg0: !llvm.ptr {soma.input = "x"}, %arg1: !llvm.ptr {soma.input = "y"}, %arg2: !llvm.ptr {soma.param = "b"},
+//  CHECK-SAME: %arg3: !llvm.ptr {soma.output = "h"}, %arg4: !llvm.ptr {soma.output = "loss"}, %arg5: !llvm.ptr {soma.workspace})
+//  CHECK-SAME: attributes {soma.kernel, soma.memory_plan = [{{.*}}], soma.workspace_bytes = {{[0-9]+}} : i64}
+//       CHECK: llvm.mlir.addressof @[[CONST:.*]] : !llvm.ptr
+//       CHECK: omp.parallel {
+//  CHECK-NEXT:   omp.wsloop {
+//  CHECK-NEXT:     omp.loop_nest (%{{.*}}, %{{.*}}) : i64 = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}}) step (%{{.*}}, %{{.*}}) {
+//       CHECK:       llvm.getelementptr %arg0[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
+//       CHECK:       llvm.getelementptr %arg2[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
+//       CHECK:       llvm.fadd
+//       CHECK:       llvm.getelementptr %arg5[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
+//       CHECK:       llvm.store
+//       CHECK:       omp.yield
+//       CHECK: omp.parallel {
+//       CHECK:   llvm.intr.maximum
+//       CHECK: llvm.intr.log
+//       CHECK: llvm.return
+//       CHECK: llvm.mlir.global private constant @[[CONST]](2.000000e+00 : f32) {{.*}}alignment = 64 : i64} : f32
+module @g {
+  func.func @g(%x: tensor<256x128xf32> {soma.input = "x"}, %b: tensor<128xf32> {soma.param = "b"}, %y: tensor<256xi32> {soma.input = "y"})
+      -> (tensor<256x128xf32> {soma.output = "h"}, tensor<f32> {soma.output = "loss"}) {
+    %k = soma.constant dense<2.0> : tensor<f32>
+    %0 = soma.add %x, %b : tensor<256x128xf32>, tensor<128xf32>
+    %1 = soma.relu %0 : tensor<256x128xf32>
+    %2 = soma.mul %1, %k : tensor<256x128xf32>, tensor<f32>
+    %3 = soma.softmax_cross_entropy %2, %y : (tensor<256x128xf32>, tensor<256xi32>) -> tensor<f32>
+    return %2, %3 : tensor<256x128xf32>, tensor<f32>
+  }
+}
+
+// -----
+
+// A small graph stays sequential: branches, no OpenMP. tanh has no LLVM
+// intrinsic and becomes a call to libm's tanhf.
+// CHECK-LABEL: module @s {
+//       CHECK: llvm.func @tanhf(f32) -> f32
+//       CHECK: llvm.func @s(%arg0: !llvm.ptr {soma.input = "x"}, %arg1: !llvm.ptr {soma.param = "w"}, %arg2: !llvm.ptr {soma.output = "p"}, %arg3: !llvm.ptr {soma.workspace})
+//  CHECK-SAME: soma.workspace_bytes = 64 : i64
+//   CHECK-NOT: omp.
+//       CHECK: llvm.cond_br
+//   CHECK-NOT: omp.
+//       CHECK: llvm.fmul
+//   CHECK-NOT: omp.
+//       CHECK: llvm.fadd
+//   CHECK-NOT: omp.
+//       CHECK: llvm.call @tanhf(%{{.*}}) : (f32) -> f32
+//   CHECK-NOT: omp.
+//       CHECK: llvm.return
+module @s {
+  func.func @s(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x2xf32> {soma.param = "w"}) -> (tensor<4x2xf32> {soma.output = "p"}) {
+    %0 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
+    %1 = soma.tanh %0 : tensor<4x2xf32>
+    return %1 : tensor<4x2xf32>
+  }
+}
