@@ -186,7 +186,9 @@ static DictionaryAttr initAttr(Builder &b, const InitSpec &spec) {
   });
 }
 
-static InitSpec parseInitAttr(Attribute attr, const std::string &param) {
+/// Reads a soma.init dictionary; missing fans default from the shape (as
+/// Graph::param does), so hand-written files may leave them out.
+static InitSpec parseInitAttr(Attribute attr, const std::string &param, const Shape &shape) {
   auto dict = dyn_cast_or_null<DictionaryAttr>(attr);
   if (!dict)
     throw Error("parameter '" + param + "' has no soma.init dictionary");
@@ -194,7 +196,11 @@ static InitSpec parseInitAttr(Attribute attr, const std::string &param) {
   auto kind = dict.getAs<StringAttr>("kind");
   if (!kind)
     throw Error("parameter '" + param + "': soma.init has no string 'kind'");
-  spec.kind = parse_init_kind(kind.getValue());
+  try {
+    spec.kind = parse_init_kind(kind.getValue());
+  } catch (const Error &e) {
+    throw Error("parameter '" + param + "': " + e.what());
+  }
   auto f = [&](const char *key, double def) {
     auto a = dict.getAs<FloatAttr>(key);
     return a ? a.getValueAsDouble() : def;
@@ -208,6 +214,11 @@ static InitSpec parseInitAttr(Attribute attr, const std::string &param) {
   spec.gain = f("gain", 1.0);
   spec.fan_in = i("fan_in");
   spec.fan_out = i("fan_out");
+  auto [fi, fo] = defaultFans(shape);
+  if (spec.fan_in <= 0)
+    spec.fan_in = fi;
+  if (spec.fan_out <= 0)
+    spec.fan_out = fo;
   return spec;
 }
 
@@ -365,7 +376,7 @@ std::vector<ParamInfo> Graph::params() const {
     if (auto s = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr)) {
       TensorSpec spec = specOf(fn.getArgument(i).getType(), s.str());
       out.push_back({spec.name, spec.dtype, spec.shape,
-                     parseInitAttr(fn.getArgAttr(i, ir::kInitAttr), spec.name)});
+                     parseInitAttr(fn.getArgAttr(i, ir::kInitAttr), spec.name, spec.shape)});
     }
   return out;
 }
@@ -433,7 +444,7 @@ Graph parse(const std::string &text, const std::string &filename) {
   func::FuncOp fn = impl->func;
   for (Operation &op : fn.getBody().front()) {
     if (!isa<ir::SomaDialect>(op.getDialect()) && !isa<func::ReturnOp>(op))
-      throw Error(filename + ": " + locationString(op.getLoc()) + ": op '" +
+      throw Error(locationString(op.getLoc(), /*basename=*/false) + ": op '" +
                   op.getName().getStringRef().str() +
                   "' is not a soma op; a graph holds only soma ops");
   }
@@ -451,9 +462,12 @@ Graph parse(const std::string &text, const std::string &filename) {
                   " must be a statically shaped tensor");
     if (isParam) {
       auto name = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr);
-      InitSpec spec = parseInitAttr(fn.getArgAttr(i, ir::kInitAttr),
-                                    name ? name.str() : std::to_string(i));
-      (void)spec;
+      try {
+        parseInitAttr(fn.getArgAttr(i, ir::kInitAttr), name ? name.str() : std::to_string(i),
+                      Shape(rt.getShape().begin(), rt.getShape().end()));
+      } catch (const Error &e) {
+        throw Error(filename + ": " + e.what());
+      }
     }
   }
   for (unsigned j = 0; j < fn.getNumResults(); ++j)

@@ -84,6 +84,10 @@ TEST_F(Cli, UsageMistakes) {
   expectError(soma("export mlp", *dir), 2, {"missing -o"});
   expectError(soma("compile mlp -o d --emit=obj,exe", *dir), 2, {"unknown --emit kind 'exe'"});
   expectError(soma("export mlp -o m.mlir --batch many", *dir), 2, {"'--batch' expects an integer, got 'many'"});
+  expectError(soma("export mlp -o", *dir), 2, {"option '-o' needs a value"});
+  expectError(soma("dump mlp --dump=all", *dir), 2, {"'soma dump' takes --stage, not --dump"});
+  expectError(soma("compile mlp --cpu nosuchcpu -o " + path("c"), *dir), 1,
+              {"unknown target CPU 'nosuchcpu'"});
 }
 
 TEST_F(Cli, ExportCompileRunAndTheCProgramAgree) {
@@ -177,6 +181,11 @@ TEST_F(Cli, DumpWritesEveryStage) {
   EXPECT_THAT(slurp(path("ir/50-module.s")), HasSubstr("mlp:"));
   Result some = soma("dump mlp --stage=built,asm --dump-dir " + path("two"), *dir);
   ASSERT_EQ(some.code, 0);
+  // Only the files written by this run are reported, even over old dumps.
+  Result again = soma("dump mlp --stage=built --dump-dir " + path("ir"), *dir);
+  ASSERT_EQ(again.code, 0);
+  EXPECT_THAT(again.out, HasSubstr("00-built.mlir"));
+  EXPECT_THAT(again.out, ::testing::Not(HasSubstr("30-lowered.mlir")));
   EXPECT_TRUE(std::filesystem::exists(path("two/00-built.mlir")));
   EXPECT_FALSE(std::filesystem::exists(path("two/30-lowered.mlir")));
   expectError(soma("dump mlp --stage=bogus --dump-dir " + path("x"), *dir), 1, {"unknown dump stage 'bogus'"});

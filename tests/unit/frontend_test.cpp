@@ -171,6 +171,57 @@ TEST(Frontend, LoadErrorsSayWhatAndWhere) {
   EXPECT_SOMA_ERROR(load(badinit), "magic");
 }
 
+TEST(Frontend, MissingOrMistypedAttributesAreErrorsNotCrashes) {
+  auto graph = [](const std::string &op) {
+    return "module @g {\n  func.func @g(%x: tensor<2x3xf32> {soma.input = \"x\"}) -> "
+           "(tensor<2x3xf32> {soma.output = \"y\"}) {\n    %0 = " +
+           op + "\n    return %0 : tensor<2x3xf32>\n  }\n}\n";
+  };
+  EXPECT_SOMA_ERROR(parse(graph("soma.softmax %x : tensor<2x3xf32>"), "a.mlir"),
+                    "a.mlir:3:10: softmax: missing attribute 'axis'");
+  EXPECT_SOMA_ERROR(parse(graph("soma.softmax %x {axis = 1.0} : tensor<2x3xf32>"), "b.mlir"),
+                    "softmax: attribute 'axis' must be an integer");
+  EXPECT_SOMA_ERROR(parse(R"(module @g {
+  func.func @g(%x: tensor<2x3xf32> {soma.input = "x"}) -> (tensor<2xf32> {soma.output = "y"}) {
+    %0 = soma.reduce_sum %x {axes = 1 : i64} : tensor<2x3xf32> -> tensor<2xf32>
+    return %0 : tensor<2xf32>
+  }
+})", "c.mlir"), "c.mlir:3:10:", "attribute 'axes' failed to satisfy constraint");
+  EXPECT_SOMA_ERROR(parse(graph("soma.leaky_relu %x {alpha = \"big\"} : tensor<2x3xf32>"), "d.mlir"),
+                    "leaky_relu: attribute 'alpha' must be an f64 float");
+}
+
+TEST(Frontend, LoadedInitializersGetDefaultFans) {
+  Graph g = parse(R"(module @g {
+  func.func @g(%w: tensor<30x20xf32> {soma.param = "w", soma.init = {kind = "xavier_uniform"}}) -> (tensor<30x20xf32> {soma.output = "y"}) {
+    return %w : tensor<30x20xf32>
+  }
+})");
+  ASSERT_EQ(g.params().size(), 1u);
+  EXPECT_EQ(g.params()[0].init.fan_in, 30);
+  EXPECT_EQ(g.params()[0].init.fan_out, 20);
+  EXPECT_EQ(g.init_params()[0].second.numel(), 600);
+  EXPECT_SOMA_ERROR(parse(R"(module @g {
+  func.func @g(%w: tensor<3xf32> {soma.param = "w", soma.init = {kind = "magic"}}) -> (tensor<3xf32> {soma.output = "y"}) {
+    return %w : tensor<3xf32>
+  }
+})", "m.mlir"), "m.mlir: parameter 'w':", "magic");
+}
+
+TEST(Frontend, AotHeaderOfAGraphWithoutParameters) {
+  test::TempDir dir("aot_noparams");
+  Graph g("plain");
+  g.output("y", softmax(g.input("x", {2, 3})));
+  compile_aot(g, dir.str(), {.object = false});
+  std::string weights = read_file(dir / "plain.weights.safetensors");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i)
+    n = n << 8 | static_cast<unsigned char>(weights[i]);
+  std::string header = read_file(dir / "plain.h");
+  EXPECT_THAT(header, HasSubstr("if (n != " + std::to_string(n) + "u)"));
+  EXPECT_GT(n, 0u);
+}
+
 TEST(Frontend, ZooKnowsItsModels) {
   EXPECT_SOMA_ERROR(zoo::build("resnet9000"), "unknown model 'resnet9000'", "mlp");
   Graph g = zoo::build("mlp", 32);

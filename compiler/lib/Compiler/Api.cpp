@@ -123,15 +123,18 @@ std::vector<std::string> compile_aot(const Graph &g, const std::string &dir,
   }
   if (aot.header) {
     std::vector<size_t> offsets = safetensors_data_offsets(values, meta);
-    // The JSON header length is what precedes the first data byte (minus the
-    // 8-byte length field); with no parameters, compute it from a dry run.
-    uint64_t headerBytes;
+    // The JSON header's length: what precedes the first tensor's data, or,
+    // with no parameters, the length field of the file itself.
+    uint64_t headerBytes = 0;
     if (!offsets.empty()) {
       headerBytes = offsets[0] - 8;
     } else {
-      NamedArrays one{{"_", Array(DType::f32, {1})}};
-      headerBytes = 0;
-      (void)one;
+      std::string tmp = (fs::path(dir) / (weightsFile + ".probe")).string();
+      write_safetensors(tmp, values, meta);
+      std::string bytes = read_file(tmp);
+      fs::remove(tmp);
+      for (int i = 7; i >= 0; --i)
+        headerBytes = headerBytes << 8 | static_cast<unsigned char>(bytes.at(i));
     }
     out(base + ".h", aotHeader(sig, offsets, headerBytes, weightsFile));
   }

@@ -15,6 +15,7 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/IR/LegacyPassManager.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/TargetParser/Host.h"
@@ -222,6 +223,14 @@ std::unique_ptr<llvm::TargetMachine> createTargetMachine(const std::string &cpu,
     for (auto &feature : llvm::sys::getHostCPUFeatures())
       f.AddFeature(feature.first(), feature.second);
     features = f.getString();
+  }
+  {
+    // An unknown CPU name makes LLVM abort later; refuse it here.
+    std::unique_ptr<llvm::MCSubtargetInfo> sti(
+        target->createMCSubtargetInfo(triple, "", ""));
+    if (!sti || !sti->isCPUStringValid(cpuName))
+      throw Error("unknown target CPU '" + cpuName +
+                  "' (use 'host' or an LLVM CPU name such as x86-64-v3, znver3)");
   }
   llvm::TargetOptions options;
   std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(

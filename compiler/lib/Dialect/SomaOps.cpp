@@ -48,7 +48,8 @@ namespace {
 std::string shapeStr(ArrayRef<int64_t> shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i)
-    s += (i ? "," : "") + std::to_string(shape[i]);
+    s += (i ? "," : "") +
+         (ShapedType::isDynamic(shape[i]) ? std::string("?") : std::to_string(shape[i]));
   return s + "]";
 }
 
@@ -191,19 +192,76 @@ LogicalResult checkReduction(std::optional<Location> loc, StringRef op,
 LogicalResult inferPairwiseLoss(std::optional<Location> loc, StringRef op,
                                 Value a, Value b, StringRef reduction,
                                 SmallVectorImpl<Type> &results) {
-  auto ta = f32TensorOf(loc, op, a, "prediction");
+  bool bce = op == "binary_cross_entropy";
+  auto ta = f32TensorOf(loc, op, a, bce ? "probability" : "prediction");
   if (failed(ta))
     return failure();
   auto tb = f32TensorOf(loc, op, b, "target");
   if (failed(tb))
     return failure();
   if (ta->getShape() != tb->getShape())
-    return fail(loc, op, "prediction and target shapes differ: " +
+    return fail(loc, op, Twine(bce ? "probability" : "prediction") + " and target shapes differ: " +
                              shapeStr(ta->getShape()) + " vs " +
                              shapeStr(tb->getShape()));
   if (failed(checkReduction(loc, op, reduction)))
     return failure();
   results.push_back(RankedTensorType::get({}, ta->getElementType()));
+  return success();
+}
+
+
+/// The kinds of attribute soma ops take.
+enum class AttrKind { Int, Bool, Float, String, I64Array, Elements };
+
+struct AttrReq {
+  const char *name;
+  AttrKind kind;
+  bool required;
+};
+
+/// Checks presence and kind of an op's attributes before any typed getter
+/// reads them (a getter on a missing or mistyped attribute would crash on
+/// hand-written IR).
+LogicalResult checkAttrs(std::optional<Location> loc, StringRef op, DictionaryAttr attrs,
+                         std::initializer_list<AttrReq> reqs) {
+  for (const AttrReq &r : reqs) {
+    Attribute a = attrs ? attrs.get(r.name) : Attribute();
+    if (!a) {
+      if (r.required)
+        return fail(loc, op, Twine("missing attribute '") + r.name + "'");
+      continue;
+    }
+    bool ok = false;
+    const char *want = "";
+    switch (r.kind) {
+    case AttrKind::Int:
+      ok = isa<IntegerAttr>(a) && !cast<IntegerAttr>(a).getType().isInteger(1);
+      want = "an integer";
+      break;
+    case AttrKind::Bool:
+      ok = isa<BoolAttr>(a);
+      want = "a bool";
+      break;
+    case AttrKind::Float:
+      ok = isa<FloatAttr>(a) && cast<FloatAttr>(a).getType().isF64();
+      want = "an f64 float";
+      break;
+    case AttrKind::String:
+      ok = isa<StringAttr>(a);
+      want = "a string";
+      break;
+    case AttrKind::I64Array:
+      ok = isa<DenseI64ArrayAttr>(a);
+      want = "an array<i64: ...>";
+      break;
+    case AttrKind::Elements:
+      ok = isa<ElementsAttr>(a);
+      want = "a dense elements attribute";
+      break;
+    }
+    if (!ok)
+      return fail(loc, op, Twine("attribute '") + r.name + "' must be " + want);
+  }
   return success();
 }
 
@@ -234,6 +292,8 @@ LogicalResult LeakyReluOp::inferReturnTypes(MLIRContext *,
                                             std::optional<Location> loc,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "leaky_relu", adaptor.getAttributes(), {{"alpha", AttrKind::Float, false}})))
+    return failure();
   return inferUnary(loc, "leaky_relu", adaptor.getInput(), results);
 }
 
@@ -260,6 +320,8 @@ LogicalResult MatmulOp::inferReturnTypes(MLIRContext *,
                                          std::optional<Location> loc,
                                          Adaptor adaptor,
                                          SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "matmul", adaptor.getAttributes(), {{"transpose_a", AttrKind::Bool, false}, {"transpose_b", AttrKind::Bool, false}})))
+    return failure();
   auto a = f32TensorOf(loc, "matmul", adaptor.getLhs(), "lhs");
   if (failed(a))
     return failure();
@@ -298,6 +360,10 @@ LogicalResult MatmulOp::inferReturnTypes(MLIRContext *,
   LogicalResult OP::inferReturnTypes(MLIRContext *, std::optional<Location> loc, \
                                      Adaptor adaptor,                          \
                                      SmallVectorImpl<Type> &results) {         \
+    if (failed(checkAttrs(loc, NAME, adaptor.getAttributes(),                  \
+                          {{"axes", AttrKind::I64Array, true},                 \
+                           {"keepdims", AttrKind::Bool, false}})))             \
+      return failure();                                                        \
     return inferReduce(loc, NAME, adaptor.getInput(), adaptor.getAxes(),       \
                        adaptor.getKeepdims(), results);                        \
   }
@@ -314,6 +380,8 @@ LogicalResult ReshapeOp::inferReturnTypes(MLIRContext *,
                                           std::optional<Location> loc,
                                           Adaptor adaptor,
                                           SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "reshape", adaptor.getAttributes(), {{"shape", AttrKind::I64Array, true}})))
+    return failure();
   auto t = tensorOf(loc, "reshape", adaptor.getInput(), "input");
   if (failed(t))
     return failure();
@@ -338,6 +406,8 @@ LogicalResult TransposeOp::inferReturnTypes(MLIRContext *,
                                             std::optional<Location> loc,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "transpose", adaptor.getAttributes(), {{"perm", AttrKind::I64Array, true}})))
+    return failure();
   auto t = tensorOf(loc, "transpose", adaptor.getInput(), "input");
   if (failed(t))
     return failure();
@@ -359,6 +429,8 @@ LogicalResult BroadcastToOp::inferReturnTypes(MLIRContext *,
                                               std::optional<Location> loc,
                                               Adaptor adaptor,
                                               SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "broadcast_to", adaptor.getAttributes(), {{"shape", AttrKind::I64Array, true}})))
+    return failure();
   auto t = tensorOf(loc, "broadcast_to", adaptor.getInput(), "input");
   if (failed(t))
     return failure();
@@ -376,6 +448,8 @@ LogicalResult SliceOp::inferReturnTypes(MLIRContext *,
                                         std::optional<Location> loc,
                                         Adaptor adaptor,
                                         SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "slice", adaptor.getAttributes(), {{"starts", AttrKind::I64Array, true}, {"limits", AttrKind::I64Array, true}, {"strides", AttrKind::I64Array, true}})))
+    return failure();
   auto t = tensorOf(loc, "slice", adaptor.getInput(), "input");
   if (failed(t))
     return failure();
@@ -412,6 +486,8 @@ LogicalResult ConcatOp::inferReturnTypes(MLIRContext *,
                                          std::optional<Location> loc,
                                          Adaptor adaptor,
                                          SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "concat", adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
+    return failure();
   auto inputs = adaptor.getInputs();
   if (inputs.empty())
     return fail(loc, "concat", "needs at least one input");
@@ -447,6 +523,8 @@ LogicalResult ConstantOp::inferReturnTypes(MLIRContext *,
                                            std::optional<Location> loc,
                                            Adaptor adaptor,
                                            SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "constant", adaptor.getAttributes(), {{"value", AttrKind::Elements, true}})))
+    return failure();
   auto type = dyn_cast<RankedTensorType>(adaptor.getValue().getType());
   if (!type || !type.hasStaticShape())
     return fail(loc, "constant", "value must be a statically shaped tensor");
@@ -481,6 +559,8 @@ LogicalResult SoftmaxOp::inferReturnTypes(MLIRContext *,
                                           std::optional<Location> loc,
                                           Adaptor adaptor,
                                           SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "softmax", adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
+    return failure();
   return inferSoftmax(loc, "softmax", adaptor.getInput(), adaptor.getAxis(),
                       results);
 }
@@ -489,6 +569,8 @@ LogicalResult LogSoftmaxOp::inferReturnTypes(MLIRContext *,
                                              std::optional<Location> loc,
                                              Adaptor adaptor,
                                              SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "log_softmax", adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
+    return failure();
   return inferSoftmax(loc, "log_softmax", adaptor.getInput(),
                       adaptor.getAxis(), results);
 }
@@ -496,6 +578,8 @@ LogicalResult LogSoftmaxOp::inferReturnTypes(MLIRContext *,
 LogicalResult SoftmaxCrossEntropyOp::inferReturnTypes(
     MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
     SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "softmax_cross_entropy", adaptor.getAttributes(), {{"reduction", AttrKind::String, false}})))
+    return failure();
   StringRef op = "softmax_cross_entropy";
   auto logits = f32TensorOf(loc, op, adaptor.getLogits(), "logits");
   if (failed(logits))
@@ -525,6 +609,8 @@ LogicalResult MseOp::inferReturnTypes(MLIRContext *,
                                       std::optional<Location> loc,
                                       Adaptor adaptor,
                                       SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "mse", adaptor.getAttributes(), {{"reduction", AttrKind::String, false}})))
+    return failure();
   return inferPairwiseLoss(loc, "mse", adaptor.getPrediction(),
                            adaptor.getTarget(), adaptor.getReduction(), results);
 }
@@ -532,6 +618,8 @@ LogicalResult MseOp::inferReturnTypes(MLIRContext *,
 LogicalResult BinaryCrossEntropyOp::inferReturnTypes(
     MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
     SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "binary_cross_entropy", adaptor.getAttributes(), {{"reduction", AttrKind::String, false}})))
+    return failure();
   return inferPairwiseLoss(loc, "binary_cross_entropy",
                            adaptor.getProbability(), adaptor.getTarget(),
                            adaptor.getReduction(), results);
@@ -584,6 +672,8 @@ LogicalResult EqualOp::inferReturnTypes(MLIRContext *ctx, std::optional<Location
 
 LogicalResult ArgmaxOp::inferReturnTypes(MLIRContext *ctx, std::optional<Location> loc,
                                          Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "argmax", adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
+    return failure();
   auto t = f32TensorOf(loc, "argmax", adaptor.getInput(), "input");
   if (failed(t))
     return failure();
@@ -601,6 +691,8 @@ LogicalResult ArgmaxOp::inferReturnTypes(MLIRContext *ctx, std::optional<Locatio
 
 LogicalResult PadOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
                                       Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "pad", adaptor.getAttributes(), {{"low", AttrKind::I64Array, true}, {"high", AttrKind::I64Array, true}, {"interior", AttrKind::I64Array, true}, {"value", AttrKind::Float, false}})))
+    return failure();
   auto t = f32TensorOf(loc, "pad", adaptor.getInput(), "input");
   if (failed(t))
     return failure();
@@ -628,6 +720,8 @@ LogicalResult PadOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc
 LogicalResult SoftmaxCrossEntropyGradOp::inferReturnTypes(
     MLIRContext *ctx, std::optional<Location> loc, Adaptor adaptor,
     SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "softmax_cross_entropy_grad", adaptor.getAttributes(), {{"reduction", AttrKind::String, false}})))
+    return failure();
   StringRef op = "softmax_cross_entropy_grad";
   SmallVector<Type> lossType;
   if (failed(SoftmaxCrossEntropyOp::inferReturnTypes(

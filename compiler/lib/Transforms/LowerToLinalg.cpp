@@ -66,8 +66,9 @@ Value emitElementwiseScalar(OpBuilder &b, Location loc, Operation *op,
       .Case([&](AbsOp) { return b.create<math::AbsFOp>(loc, args[0]); })
       .Case([&](TanhOp) { return b.create<math::TanhOp>(loc, args[0]); })
       .Case([&](SigmoidOp) -> Value {
-        // 1 / (1 + e^-x): exp overflows to +inf for very negative x and the
-        // quotient is then exactly 0, the correctly rounded result.
+        // 1 / (1 + e^-x): for x < -88.7 exp overflows to +inf and the
+        // result is 0 (the true value is below the smallest normal float;
+        // the subnormal results between -103.9 and -88.7 are flushed).
         Value e = b.create<math::ExpOp>(loc, b.create<arith::NegFOp>(loc, args[0]));
         Value one = f32Const(b, loc, 1.0);
         return b.create<arith::DivFOp>(loc, one,

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -41,7 +42,9 @@ public:
     for (int i = first; i < argc; ++i) {
       std::string a = argv[i];
       if (a.rfind("--", 0) != 0 || a == "--") {
-        if (a == "-o" && i + 1 < argc) {
+        if (a == "-o") {
+          if (i + 1 >= argc)
+            throw UsageError("option '-o' needs a value");
           options["o"].push_back(argv[++i]);
           continue;
         }
@@ -314,9 +317,23 @@ int cmdDump(const Args &args) {
   soma::CompileOptions o = compileOptions(args);
   o.dump = args.get("stage", "all");
   o.dump_dir = args.get("dump-dir", "soma-dump");
+  if (args.has("dump"))
+    throw UsageError("'soma dump' takes --stage, not --dump");
   soma::Graph g = loadModel(args);
   soma::AotOptions aot;
   aot.object = aot.header = aot.weights = false;
+  // Remove earlier dumps of these stages so that only files written now are
+  // reported.
+  std::set<std::string> wanted;
+  {
+    std::stringstream ss(o.dump);
+    std::string s;
+    while (std::getline(ss, s, ','))
+      wanted.insert(s);
+  }
+  for (const soma::DumpStage &s : soma::dump_stages())
+    if (wanted.count("all") || wanted.count(s.name))
+      fs::remove(fs::path(o.dump_dir) / s.file);
   // An AOT compilation into a scratch directory runs every stage.
   fs::path scratch = fs::temp_directory_path() /
                      ("soma-dump-" + std::to_string(static_cast<long>(::getpid())));
@@ -324,7 +341,7 @@ int cmdDump(const Args &args) {
   fs::remove_all(scratch);
   for (const soma::DumpStage &s : soma::dump_stages()) {
     fs::path p = fs::path(o.dump_dir) / s.file;
-    if (fs::exists(p))
+    if ((wanted.count("all") || wanted.count(s.name)) && fs::exists(p))
       std::printf("wrote %s\n", p.string().c_str());
   }
   return 0;

@@ -21,7 +21,8 @@ const std::vector<DumpStage> &dump_stages();
 /// Options of every compilation. By default the SOMA_DUMP and SOMA_DUMP_DIR
 /// environment variables fill `dump` and `dump_dir`.
 struct CompileOptions {
-  /// Comma-separated stages to dump: built, lowered, planned, llvm, asm, all.
+  /// Comma-separated stages to dump: built, lowered, planned, llvm-dialect,
+  /// llvm, asm, or all.
   std::string dump;
   /// Where dumps go (created if missing); default "soma-dump".
   std::string dump_dir;
