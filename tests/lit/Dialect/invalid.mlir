@@ -384,7 +384,7 @@ func.func @mse_shape(%p: tensor<2x3xf32>, %t: tensor<3x2xf32>) {
 
 // No broadcasting in the losses, even when it would be possible.
 func.func @bce_shape(%p: tensor<2x3xf32>, %t: tensor<3xf32>) {
-  // expected-error @+2 {{binary_cross_entropy: prediction and target shapes differ: [2,3] vs [3]}}
+  // expected-error @+2 {{binary_cross_entropy: probability and target shapes differ: [2,3] vs [3]}}
   // expected-error @+1 {{failed to infer returned types}}
   %0 = soma.binary_cross_entropy %p, %t : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<f32>
   return
