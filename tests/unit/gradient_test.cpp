@@ -1,0 +1,210 @@
+//===- gradient_test.cpp - Every VJP against central finite differences ----===//
+//
+// For each differentiable op, a graph applies the op to random inputs and
+// reduces the result to a scalar with fixed random weights (so that every
+// output element matters differently). check_gradients compares the compiled
+// gradient (f32) and the interpreter's VJP (double) with central differences
+// of the loss computed by the interpreter in double precision.
+//
+//===----------------------------------------------------------------------===//
+
+#include "test_util.h"
+
+#include <functional>
+
+using namespace soma;
+
+namespace {
+
+struct In {
+  Shape shape;
+  float lo = -1.0f, hi = 1.0f;
+  DType dtype = DType::f32;
+};
+
+struct GradCase {
+  std::string name;
+  std::vector<In> inputs;
+  std::function<Tensor(Graph &, std::vector<Tensor> &)> build;
+};
+
+std::ostream &operator<<(std::ostream &os, const GradCase &c) { return os << c.name; }
+
+using Ts = std::vector<Tensor>;
+
+std::vector<GradCase> gradCases() {
+  std::vector<GradCase> c;
+  auto un = [&](const char *name, Tensor (*fn)(const Tensor &, Loc), float lo, float hi) {
+    c.push_back({name, {{{3, 4}, lo, hi}}, [fn](Graph &, Ts &x) { return fn(x[0], Loc::current()); }});
+  };
+  un("neg", soma::neg, -1, 1);
+  un("exp", soma::exp, -2, 2);
+  un("log", soma::log, 0.5f, 3);
+  un("sqrt", soma::sqrt, 0.5f, 3);
+  un("abs", soma::abs, -1, 1);
+  un("tanh", soma::tanh, -2, 2);
+  un("sigmoid", soma::sigmoid, -3, 3);
+  un("relu", soma::relu, -1, 1);
+  un("softplus", soma::softplus, -3, 3);
+  c.push_back({"leaky_relu", {{{3, 4}}}, [](Graph &, Ts &x) { return leaky_relu(x[0], 0.2); }});
+  auto bin = [&](const std::string &name, Tensor (*fn)(const Tensor &, const Tensor &, Loc), Shape a,
+                 Shape b, float lo, float hi) {
+    c.push_back({name, {{a, lo, hi}, {b, lo, hi}},
+                 [fn](Graph &, Ts &x) { return fn(x[0], x[1], Loc::current()); }});
+  };
+  for (auto [suffix, a, b] : {std::tuple<const char *, Shape, Shape>{"", {3, 4}, {3, 4}},
+                              {"_bcast", {2, 3, 4}, {3, 1}}, {"_scalar", {3, 4}, {}}}) {
+    std::string s = suffix;
+    bin("add" + s, soma::add, a, b, -1, 1);
+    bin("sub" + s, soma::sub, a, b, -1, 1);
+    bin("mul" + s, soma::mul, a, b, -1, 1);
+    bin("div" + s, soma::div, a, b, 0.5f, 2);
+    bin("pow" + s, soma::pow, a, b, 0.5f, 2);
+    bin("maximum" + s, soma::maximum, a, b, -1, 1);
+    bin("minimum" + s, soma::minimum, a, b, -1, 1);
+  }
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Shape a = ta ? Shape{5, 3} : Shape{3, 5}, b = tb ? Shape{4, 5} : Shape{5, 4};
+      c.push_back({std::string("matmul_") + (ta ? "T" : "N") + (tb ? "T" : "N"), {{a}, {b}},
+                   [ta, tb](Graph &, Ts &x) { return matmul(x[0], x[1], {.transpose_a = ta, .transpose_b = tb}); }});
+    }
+  c.push_back({"matmul_batched", {{{2, 3, 5}}, {{2, 5, 4}}}, [](Graph &, Ts &x) { return matmul(x[0], x[1]); }});
+  c.push_back({"sum_axis1", {{{3, 4}}}, [](Graph &, Ts &x) { return sum(x[0], {1}); }});
+  c.push_back({"sum_keep", {{{2, 3, 4}}}, [](Graph &, Ts &x) { return sum(x[0], {0, 2}, true); }});
+  c.push_back({"mean_axis0", {{{3, 4}}}, [](Graph &, Ts &x) { return mean(x[0], {0}); }});
+  c.push_back({"max_axis1", {{{3, 4}}}, [](Graph &, Ts &x) { return max(x[0], {1}); }});
+  c.push_back({"max_all", {{{3, 4}}}, [](Graph &, Ts &x) { return max(x[0]); }});
+  c.push_back({"reshape", {{{3, 4}}}, [](Graph &, Ts &x) { return reshape(x[0], {2, 6}); }});
+  c.push_back({"transpose", {{{2, 3, 4}}}, [](Graph &, Ts &x) { return transpose(x[0], {2, 0, 1}); }});
+  c.push_back({"broadcast_to", {{{3, 1}}}, [](Graph &, Ts &x) { return broadcast_to(x[0], {2, 3, 4}); }});
+  c.push_back({"slice", {{{5, 6}}}, [](Graph &, Ts &x) { return slice(x[0], {1, 0}, {5, 6}, {2, 3}); }});
+  c.push_back({"concat", {{{2, 3}}, {{4, 3}}}, [](Graph &, Ts &x) { return concat(x, 0); }});
+  c.push_back({"pad", {{{2, 3}}}, [](Graph &, Ts &x) { return pad(x[0], {1, 0}, {0, 2}, {1, 1}); }});
+  c.push_back({"softmax", {{{3, 5}, -2, 2}}, [](Graph &, Ts &x) { return softmax(x[0]); }});
+  c.push_back({"softmax_axis0", {{{3, 5}, -2, 2}}, [](Graph &, Ts &x) { return softmax(x[0], 0); }});
+  c.push_back({"log_softmax", {{{3, 5}, -2, 2}}, [](Graph &, Ts &x) { return log_softmax(x[0]); }});
+  c.push_back({"softmax_ce_mean", {{{4, 5}, -2, 2}, {{4}, 0, 5, DType::i32}},
+               [](Graph &, Ts &x) { return softmax_cross_entropy(x[0], x[1]); }});
+  c.push_back({"softmax_ce_sum", {{{4, 5}, -2, 2}, {{4}, 0, 5, DType::i64}},
+               [](Graph &, Ts &x) { return softmax_cross_entropy(x[0], x[1], Reduction::sum); }});
+  c.push_back({"mse", {{{3, 4}}, {{3, 4}}}, [](Graph &, Ts &x) { return mse(x[0], x[1]); }});
+  c.push_back({"bce", {{{3, 4}, 0.1f, 0.9f}, {{3, 4}, 0, 1}},
+               [](Graph &, Ts &x) { return binary_cross_entropy(x[0], x[1], Reduction::sum); }});
+  // Composite graphs: a value used twice (gradients add up). (stop_gradient
+  // deliberately disagrees with finite differences; see StopGradient*.)
+  c.push_back({"reuse", {{{3, 4}}}, [](Graph &, Ts &x) { return x[0] * x[0] + tanh(x[0]); }});
+  c.push_back({"dense_relu", {{{4, 6}}}, [](Graph &, Ts &x) {
+                 return relu(nn::dense(x[0], 5, {.bias_init = init::uniform(-0.1, 0.1)}));
+               }});
+  return c;
+}
+
+class Gradient : public ::testing::TestWithParam<GradCase> {};
+
+TEST_P(Gradient, MatchesFiniteDifferences) {
+  const GradCase &tc = GetParam();
+  Graph g(tc.name, 3);
+  Ts xs;
+  GradientCheckOptions opts;
+  opts.grad.inputs = true;
+  opts.samples_per_tensor = 0; // every element
+  uint32_t seed = 10;
+  for (size_t i = 0; i < tc.inputs.size(); ++i) {
+    const In &in = tc.inputs[i];
+    std::string name = "in" + std::to_string(i);
+    xs.push_back(g.input(name, in.shape, in.dtype));
+    opts.inputs[name] = in.dtype == DType::f32
+                            ? test::randomF32(in.shape, in.lo, in.hi, seed++)
+                            : test::randomLabels(in.shape, static_cast<int64_t>(in.hi), in.dtype, seed++);
+  }
+  Tensor y = tc.build(g, xs);
+  // A scalar loss that weighs every element of y differently.
+  Tensor loss = y.rank() == 0 ? y : sum(y * constant(g, test::randomF32(y.shape(), -1, 1, 99)));
+  g.output("loss", loss);
+  GradientCheckReport report = check_gradients(g, opts);
+  EXPECT_TRUE(report.passed) << report.str();
+  EXPECT_FALSE(report.entries.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllOps, Gradient, ::testing::ValuesIn(gradCases()),
+                         [](const ::testing::TestParamInfo<GradCase> &info) { return info.param.name; });
+
+TEST(Autodiff, CompiledGradientsOfTheMlpMatchTheInterpreter) {
+  Graph g = zoo::mlp(8, /*with_loss=*/true, 1);
+  std::map<std::string, Array> in{{"x", test::randomF32({8, 784}, 0, 1, 5)},
+                                  {"y", test::randomLabels({8}, 10, DType::i32, 6)}};
+  auto got = compile_gradients(g, {.loss = "loss"}).run(in);
+  auto want = interpret_gradients(g, in, nullptr, {.loss = "loss"});
+  for (const char *p : {"dense0.weight", "dense0.bias", "dense1.weight", "dense1.bias", "dense2.weight",
+                        "dense2.bias"}) {
+    std::string name = std::string("grad_") + p;
+    ASSERT_TRUE(got.count(name)) << name;
+    EXPECT_TRUE(test::allClose(got[name], want[name], 1e-4)) << name;
+  }
+}
+
+TEST(Autodiff, FusedCrossEntropyBackwardIsOneOp) {
+  Graph g = zoo::mlp(4, true);
+  test::TempDir dir("fusedce");
+  compile_gradients(g, {.loss = "loss"}, {.dump = "built", .dump_dir = dir.str(), .use_environment = false});
+  std::string built = read_file(dir / "00-built.mlir");
+  EXPECT_THAT(built, ::testing::HasSubstr("soma.softmax_cross_entropy_grad"));
+  EXPECT_THAT(built, ::testing::Not(::testing::HasSubstr("soma.softmax ")));
+}
+
+TEST(Autodiff, NonScalarLossIsAnError) {
+  Graph g("t");
+  g.output("y", relu(g.param("w", {3}, init::ones())));
+  EXPECT_SOMA_ERROR(compile_gradients(g), "the loss must be a scalar f32 (rank 0), got tensor<3xf32>");
+}
+
+TEST(Autodiff, GradientThroughNonDifferentiableOpsIsAnError) {
+  Graph g("t");
+  Tensor w = g.param("w", {2, 3}, init::ones());
+  g.output("loss", sum(equal(w, w) * w));
+  EXPECT_SOMA_ERROR(compile_gradients(g), "'soma.equal' is not differentiable", "stop_gradient");
+  Graph h("u");
+  Tensor v = h.param("v", {3}, init::ones());
+  h.output("loss", sum(step(v)));
+  EXPECT_SOMA_ERROR(compile_gradients(h), "gradient_test.cpp:", "'soma.step' is not differentiable");
+}
+
+TEST(Autodiff, NonDifferentiableOpsOffThePathAreFine) {
+  // An accuracy-style output next to the loss, and a mask behind
+  // stop_gradient, need no gradient.
+  Graph g("t");
+  Tensor x = g.input("x", {4, 3});
+  Tensor y = g.input("y", {4}, DType::i32);
+  Tensor logits = nn::dense(x, 3);
+  g.output("loss", softmax_cross_entropy(logits, y) + sum(equal(stop_gradient(logits), stop_gradient(logits)) * logits));
+  g.output("correct", sum(equal(argmax(logits, 1), y)));
+  auto out = compile_gradients(g, {.loss = "loss"})
+                 .run({{"x", test::randomF32({4, 3}, -1, 1, 1)}, {"y", Array::i32({4}, {0, 1, 2, 0})}});
+  EXPECT_EQ(out["grad_dense0.weight"].shape(), (Shape{3, 3}));
+  float correct = out["correct"].data<float>()[0];
+  EXPECT_GE(correct, 0.0f);
+  EXPECT_LE(correct, 4.0f);
+}
+
+TEST(Autodiff, StopGradientBlocksTheFlow) {
+  Graph g("t");
+  Tensor w = g.param("w", {3}, init::constant(2.0));
+  g.output("loss", sum(stop_gradient(w) * w));
+  auto out = compile_gradients(g).run({});
+  for (int i = 0; i < 3; ++i)
+    EXPECT_FLOAT_EQ(out["grad_w"].data<float>()[i], 2.0f); // d/dw (c * w) with c = w held fixed
+}
+
+TEST(Autodiff, UnusedParameterGetsZeroGradient) {
+  Graph g("t");
+  Tensor w = g.param("w", {3}, init::ones());
+  g.param("unused", {2}, init::ones());
+  g.output("loss", sum(w * w));
+  auto out = compile_gradients(g).run({});
+  EXPECT_EQ(out["grad_unused"].shape(), Shape{2});
+  EXPECT_EQ(out["grad_unused"].data<float>()[0], 0.0f);
+  EXPECT_FLOAT_EQ(out["grad_w"].data<float>()[0], 2.0f);
+}
+
+} // namespace
