@@ -16,6 +16,7 @@ static int findByName(const std::vector<TensorSpec> &specs, const std::string &n
 
 int Signature::find_input(const std::string &name) const { return findByName(inputs, name); }
 int Signature::find_param(const std::string &name) const { return findByName(params, name); }
+int Signature::find_state(const std::string &name) const { return findByName(states, name); }
 int Signature::find_output(const std::string &name) const { return findByName(outputs, name); }
 
 Executable::Executable(Signature signature, PackedFn fn, std::shared_ptr<void> owner)
@@ -48,16 +49,24 @@ static void check(const char *role, const std::vector<TensorSpec> &specs,
 
 void Executable::call(std::span<const Array> inputs, std::span<const Array> params,
                       std::span<Array> outputs) {
+  call(inputs, params, {}, outputs);
+}
+
+void Executable::call(std::span<const Array> inputs, std::span<const Array> params,
+                      std::span<const Array> states, std::span<Array> outputs) {
   if (!fn_)
     throw Error("calling an empty Executable");
   check("input", sig_.inputs, inputs);
   check("parameter", sig_.params, params);
+  check("state", sig_.states, states);
   check("output", sig_.outputs, std::span<const Array>(outputs.data(), outputs.size()));
   std::vector<void *> ptrs;
-  ptrs.reserve(inputs.size() + params.size() + outputs.size() + 1);
+  ptrs.reserve(inputs.size() + params.size() + states.size() + outputs.size() + 1);
   for (const Array &a : inputs)
     ptrs.push_back(const_cast<void *>(a.raw()));
   for (const Array &a : params)
+    ptrs.push_back(const_cast<void *>(a.raw()));
+  for (const Array &a : states)
     ptrs.push_back(const_cast<void *>(a.raw()));
   for (Array &a : outputs)
     ptrs.push_back(a.raw());

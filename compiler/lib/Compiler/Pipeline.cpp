@@ -36,7 +36,8 @@ namespace soma {
 
 const std::vector<DumpStage> &dump_stages() {
   static const std::vector<DumpStage> stages = {
-      {"built", "00-built.mlir"},     {"lowered", "30-lowered.mlir"},
+      {"built", "00-built.mlir"},     {"train", "10-train.mlir"},
+      {"lowered", "30-lowered.mlir"},
       {"planned", "35-planned.mlir"}, {"llvm-dialect", "38-llvm-dialect.mlir"},
       {"llvm", "40-module.ll"},       {"asm", "50-module.s"},
   };
@@ -146,6 +147,11 @@ static Signature signatureOf(func::FuncOp kernel) {
     } else if (auto s = kernel.getArgAttrOfType<StringAttr>(i, ir::kParamAttr)) {
       spec.name = s.str();
       sig.params.push_back(spec);
+    } else if (auto s = kernel.getArgAttrOfType<StringAttr>(i, ir::kStateAttr)) {
+      spec.name = s.str();
+      sig.states.push_back(spec);
+      auto init = kernel.getArgAttrOfType<FloatAttr>(i, ir::kStateInitAttr);
+      sig.state_init.push_back(init ? init.getValueAsDouble() : 0.0);
     } else if (auto s = kernel.getArgAttrOfType<StringAttr>(i, ir::kOutputAttr)) {
       spec.name = s.str();
       sig.outputs.push_back(spec);
@@ -286,7 +292,12 @@ std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
 //===----------------------------------------------------------------------===//
 
 Executable jitCompile(ModuleOp graphModule, const CompileOptions &options) {
-  DumpConfig dump = makeDumpConfig(options);
+  return jitCompile(graphModule, makeDumpConfig(options), options.opt_level);
+}
+
+Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel) {
+  CompileOptions options;
+  options.opt_level = optLevel;
   LoweredModule lowered = lowerToLLVMDialect(graphModule, dump);
   auto tm = createTargetMachine("host", options.opt_level);
   // The engine translates through our builder so that the dumped, optimised

@@ -763,39 +763,75 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       });
 }
 
+/// True if `op` computes each output element from the same element of every
+/// operand of the output's shape, so that it may write over such an operand.
+static bool writesElementwiseInPlace(Operation *op) {
+  if (!isElementwise(op))
+    return false;
+  auto outType = cast<RankedTensorType>(op->getResult(0).getType());
+  return llvm::all_of(op->getOperandTypes(), [&](Type t) {
+    auto rt = cast<RankedTensorType>(t);
+    return rt.getShape() == outType.getShape() || rt.getRank() == 0;
+  });
+}
+
 LogicalResult GraphLowering::run() {
   Location loc = graph.getLoc();
   auto fnType = graph.getFunctionType();
-  SmallVector<unsigned> inputs, params;
+  SmallVector<unsigned> inputs, params, states;
   for (unsigned i = 0; i < graph.getNumArguments(); ++i) {
     if (graph.getArgAttr(i, kInputAttr))
       inputs.push_back(i);
     else if (graph.getArgAttr(i, kParamAttr))
       params.push_back(i);
+    else if (graph.getArgAttr(i, kStateAttr))
+      states.push_back(i);
     else
       return graph.emitError("argument ") << i << " of graph '" << graph.getSymName()
                                           << "' is marked neither soma.input nor soma.param";
   }
-  for (unsigned j = 0; j < graph.getNumResults(); ++j)
-    if (!graph.getResultAttr(j, kOutputAttr))
+  // Results are outputs (own ABI slot) or updates (written back into the
+  // parameter or state argument of the same name).
+  SmallVector<unsigned> outputs;
+  DenseMap<unsigned, unsigned> updateTarget; // result -> argument
+  for (unsigned j = 0; j < graph.getNumResults(); ++j) {
+    if (graph.getResultAttr(j, kOutputAttr)) {
+      outputs.push_back(j);
+      continue;
+    }
+    auto name = graph.getResultAttrOfType<StringAttr>(j, kUpdateAttr);
+    if (!name)
       return graph.emitError("result ") << j << " of graph '" << graph.getSymName()
                                         << "' has no soma.output name";
+    bool found = false;
+    for (unsigned i = 0; i < graph.getNumArguments() && !found; ++i)
+      for (const char *key : {kParamAttr, kStateAttr})
+        if (auto a = graph.getArgAttrOfType<StringAttr>(i, key); a && a == name) {
+          if (graph.getArgument(i).getType() != graph.getResultTypes()[j])
+            return graph.emitError("update of '") << name.getValue() << "' changes its type";
+          updateTarget[j] = i;
+          found = true;
+          break;
+        }
+    if (!found)
+      return graph.emitError("soma.update '") << name.getValue()
+                                              << "' names no parameter or state argument";
+  }
 
-  // Kernel ABI: inputs, params, outputs, workspace (sized by soma-plan-memory).
+  // Kernel ABI: inputs, params, states, outputs, workspace (sized by
+  // soma-plan-memory).
   SmallVector<Type> argTypes;
   SmallVector<DictionaryAttr> argAttrs;
   auto named = [&](StringRef key, Attribute value) {
     return b.getDictionaryAttr({b.getNamedAttr(key, value)});
   };
-  for (unsigned i : inputs) {
-    argTypes.push_back(memrefOf(fnType.getInput(i)));
-    argAttrs.push_back(graph.getArgAttrDict(i));
-  }
-  for (unsigned i : params) {
-    argTypes.push_back(memrefOf(fnType.getInput(i)));
-    argAttrs.push_back(graph.getArgAttrDict(i));
-  }
-  for (unsigned j = 0; j < graph.getNumResults(); ++j) {
+  for (ArrayRef<unsigned> group : {ArrayRef<unsigned>(inputs), ArrayRef<unsigned>(params),
+                                   ArrayRef<unsigned>(states)})
+    for (unsigned i : group) {
+      argTypes.push_back(memrefOf(fnType.getInput(i)));
+      argAttrs.push_back(graph.getArgAttrDict(i));
+    }
+  for (unsigned j : outputs) {
     argTypes.push_back(memrefOf(fnType.getResult(j)));
     argAttrs.push_back(named(kOutputAttr, graph.getResultAttr(j, kOutputAttr)));
   }
@@ -812,18 +848,43 @@ LogicalResult GraphLowering::run() {
   Block *entry = kernel.addEntryBlock();
 
   unsigned abi = 0;
-  for (unsigned i : inputs)
-    buffers[graph.getArgument(i)] = entry->getArgument(abi++);
-  for (unsigned i : params)
-    buffers[graph.getArgument(i)] = entry->getArgument(abi++);
+  DenseMap<unsigned, Value> argBuffer; // graph argument -> kernel argument
+  for (ArrayRef<unsigned> group : {ArrayRef<unsigned>(inputs), ArrayRef<unsigned>(params),
+                                   ArrayRef<unsigned>(states)})
+    for (unsigned i : group) {
+      argBuffer[i] = entry->getArgument(abi);
+      buffers[graph.getArgument(i)] = entry->getArgument(abi++);
+    }
   unsigned firstOutput = abi;
 
   auto ret = cast<func::ReturnOp>(graph.getBody().front().getTerminator());
-  for (auto [j, v] : llvm::enumerate(ret.getOperands())) {
+  DenseMap<Operation *, unsigned> position;
+  unsigned pos = 0;
+  for (Operation &op : graph.getBody().front())
+    position[&op] = pos++;
+  // Outputs: computed straight into their argument when possible.
+  for (auto [k, j] : llvm::enumerate(outputs)) {
+    Value v = ret.getOperand(j);
     Operation *def = v.getDefiningOp();
     if (!def || destinations.count(v) || isa<ReshapeOp, ConstantOp, StopGradientOp>(def))
       continue; // arguments, views, constants and repeats are copied at the end
-    destinations[v] = entry->getArgument(firstOutput + j);
+    destinations[v] = entry->getArgument(firstOutput + k);
+  }
+  // Updates: in place when the producer is elementwise and every other
+  // reader of the old value runs before it; otherwise through a temporary
+  // copied back at the very end, after all reads of the old value.
+  for (auto [j, i] : updateTarget) {
+    Value v = ret.getOperand(j);
+    Operation *def = v.getDefiningOp();
+    BlockArgument old = graph.getArgument(i);
+    if (!def || destinations.count(v) || !writesElementwiseInPlace(def))
+      continue;
+    bool lastReader = llvm::all_of(old.getUsers(), [&](Operation *user) {
+      Operation *top = graph.getBody().front().findAncestorOpInBlock(*user);
+      return isa<func::ReturnOp>(top) || position[top] <= position[def];
+    });
+    if (lastReader)
+      destinations[v] = argBuffer[i];
   }
 
   b.setInsertionPointToStart(entry);
@@ -833,10 +894,16 @@ LogicalResult GraphLowering::run() {
     if (failed(lowerOp(&op)))
       return failure();
   }
-  for (auto [j, v] : llvm::enumerate(ret.getOperands())) {
-    Value dest = entry->getArgument(firstOutput + j);
+  for (auto [k, j] : llvm::enumerate(outputs)) {
+    Value v = ret.getOperand(j);
+    Value dest = entry->getArgument(firstOutput + k);
     if (buffers[v] != dest)
       copy(ret.getLoc(), buffers[v], dest);
+  }
+  for (auto [j, i] : updateTarget) {
+    Value v = ret.getOperand(j);
+    if (buffers[v] != argBuffer[i])
+      copy(ret.getLoc(), buffers[v], argBuffer[i]);
   }
   b.create<func::ReturnOp>(loc);
   graph.erase();

@@ -18,15 +18,20 @@ struct TensorSpec {
 };
 
 /// The ABI of a compiled function: it takes one pointer per input, per
-/// parameter and per output (in this order) and a workspace pointer.
+/// parameter, per state buffer and per output (in this order) and a
+/// workspace pointer. A training step updates its parameters and states in
+/// place; states are optimizer buffers (moments, the step count) that start
+/// at `state_init`.
 struct Signature {
   std::string name;
-  std::vector<TensorSpec> inputs, params, outputs;
+  std::vector<TensorSpec> inputs, params, states, outputs;
+  std::vector<double> state_init; // one per state
   int64_t workspace_bytes = 0;
 
   /// Index of the input/param/output named `name`, or -1.
   int find_input(const std::string &name) const;
   int find_param(const std::string &name) const;
+  int find_state(const std::string &name) const;
   int find_output(const std::string &name) const;
 };
 
@@ -49,6 +54,10 @@ public:
   /// Outputs must already have their dtype and shape (see make_outputs).
   void call(std::span<const Array> inputs, std::span<const Array> params,
             std::span<Array> outputs);
+  /// The same with state buffers (training steps); params and states may be
+  /// updated in place.
+  void call(std::span<const Array> inputs, std::span<const Array> params,
+            std::span<const Array> states, std::span<Array> outputs);
 
   /// Freshly allocated output arrays with the signature's shapes.
   std::vector<Array> make_outputs() const;

@@ -53,6 +53,7 @@ std::string emitMachineCode(llvm::Module &module, llvm::TargetMachine &tm, bool 
 
 /// JIT-compiles a graph module into an Executable.
 Executable jitCompile(mlir::ModuleOp graphModule, const CompileOptions &options);
+Executable jitCompile(mlir::ModuleOp graphModule, const DumpConfig &dump, int optLevel);
 
 /// A C identifier made of `name` (other characters become '_').
 std::string cIdentifier(const std::string &name);

@@ -23,5 +23,9 @@ inline constexpr const char *kParamAttr = "soma.param";   // arg: parameter name
 inline constexpr const char *kInitAttr = "soma.init";     // arg: initializer dict
 inline constexpr const char *kOutputAttr = "soma.output"; // result: output name
 inline constexpr const char *kSeedAttr = "soma.seed";     // module: RNG seed
+inline constexpr const char *kStateAttr = "soma.state";   // arg: optimizer state name
+inline constexpr const char *kStateInitAttr = "soma.state_init"; // arg: its initial value
+inline constexpr const char *kUpdateAttr = "soma.update"; // result: new value of a param/state
+inline constexpr const char *kLossAttr = "soma.loss";     // result: the loss to differentiate
 
 } // namespace soma::ir

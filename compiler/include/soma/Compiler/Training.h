@@ -1,0 +1,22 @@
+//===- Training.h - Building the training and eval functions ------*- C++ -*-===//
+#pragma once
+
+#include "soma/graph.h"
+#include "soma/optim.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+namespace soma {
+
+/// The training step (forward, backward, update) and the eval function
+/// (forward only) of a graph, as soma IR.
+struct TrainingModules {
+  mlir::OwningOpRef<mlir::ModuleOp> train, eval;
+  bool classification = false; // the loss is softmax_cross_entropy
+};
+
+TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
+                                     const optim::Optimizer &opt);
+
+} // namespace soma
