@@ -266,6 +266,29 @@ Graph &Graph::operator=(Graph &&o) noexcept {
 }
 
 const std::string &Graph::name() const { return impl_->name; }
+
+Tensor Graph::output_tensor(const std::string &name) const {
+  func::FuncOp fn = impl_->func;
+  std::string known;
+  for (unsigned j = 0; j < fn.getNumResults(); ++j) {
+    auto s = fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr);
+    if (s && s.getValue() == name)
+      return impl_->tensor(impl_->returnOp().getOperand(j));
+    if (s)
+      known += (known.empty() ? "" : ", ") + s.str();
+  }
+  throw Error("graph '" + impl_->name + "' has no output named '" + name + "' (outputs: " +
+              (known.empty() ? "none" : known) + ")");
+}
+
+Tensor Graph::find(const std::string &name) const {
+  func::FuncOp fn = impl_->func;
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+    for (const char *key : {ir::kInputAttr, ir::kParamAttr})
+      if (auto s = fn.getArgAttrOfType<StringAttr>(i, key); s && s.getValue() == name)
+        return impl_->tensor(fn.getArgument(i));
+  throw Error("graph '" + impl_->name + "' has no input or parameter named '" + name + "'");
+}
 uint64_t Graph::seed() const { return impl_->seed; }
 
 static void checkNewName(GraphImpl *g, const std::string &name, const char *what,

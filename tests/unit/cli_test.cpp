@@ -9,6 +9,8 @@
 
 #include "test_util.h"
 
+#include "soma/data.h"
+
 #include <fstream>
 #include <sys/wait.h>
 
@@ -173,9 +175,15 @@ TEST_F(Cli, DumpWritesEveryStage) {
   Result r = soma("dump mlp --batch 8 --stage=all --dump-dir " + path("ir"), *dir);
   ASSERT_EQ(r.code, 0) << r.err;
   for (const DumpStage &s : dump_stages()) {
-    EXPECT_TRUE(std::filesystem::exists(path("ir/") + s.file)) << s.file;
-    EXPECT_THAT(r.out, HasSubstr(s.file));
+    bool expected = std::string(s.name) != "train"; // inference has no training step
+    EXPECT_EQ(std::filesystem::exists(path("ir/") + s.file), expected) << s.file;
+    EXPECT_EQ(r.out.find(s.file) != std::string::npos, expected) << s.file;
   }
+  Result t = soma("dump mlp --train --optimizer momentum --batch 8 --stage=all --dump-dir " + path("tir"), *dir);
+  ASSERT_EQ(t.code, 0) << t.err;
+  for (const DumpStage &s : dump_stages())
+    EXPECT_TRUE(std::filesystem::exists(path("tir/") + s.file)) << s.file;
+  EXPECT_THAT(slurp(path("tir/10-train.mlir")), HasSubstr("soma.state = \"v/dense0.weight\""));
   EXPECT_THAT(slurp(path("ir/30-lowered.mlir")), HasSubstr("linalg.generic"));
   EXPECT_THAT(slurp(path("ir/35-planned.mlir")), HasSubstr("memref.view"));
   EXPECT_THAT(slurp(path("ir/50-module.s")), HasSubstr("mlp:"));
@@ -233,6 +241,102 @@ TEST_F(Cli, BadInputs) {
               {"'q' is not an input of the model 'mlp'"});
   expectError(soma(run + "--input x=" + path("ok.npy") + " --input x=" + path("ok.npy"), *dir), 2,
               {"input 'x' given twice"});
+}
+
+/// A tiny Fashion-MNIST look-alike (n_train/n_test images of 28x28, labels
+/// 0..9) in the package's file layout.
+void writeTinyFashion(const std::string &dir, int64_t nTrain, int64_t nTest) {
+  std::filesystem::create_directories(dir);
+  auto split = [&](const std::string &prefix, int64_t n, uint32_t seed) {
+    Array x = test::randomF32({n, 28, 28}, 0, 1, seed);
+    Array y(DType::i32, {n});
+    for (int64_t i = 0; i < n; ++i) {
+      y.data<int32_t>()[i] = static_cast<int32_t>(i % 10);
+      // A learnable signal: brighten a band of rows chosen by the label.
+      for (int64_t c = 0; c < 28; ++c)
+        x.data<float>()[i * 784 + (2 * (i % 10) + 4) * 28 + c] = 1.0f;
+    }
+    data::write_idx(dir + "/" + prefix + "-images-idx3-ubyte.gz", x, true);
+    data::write_idx(dir + "/" + prefix + "-labels-idx1-ubyte.gz", y, true);
+  };
+  split("train", nTrain, 1);
+  split("t10k", nTest, 2);
+}
+
+TEST_F(Cli, TrainOnATinyDataSetWithCheckpointAndResume) {
+  writeTinyFashion(path("fm"), 320, 100);
+  std::string common = "train mlp --data-dir " + path("fm") + " --batch 32 --no-progress ";
+  Result r = soma(common + "--epochs 2 --checkpoint " + path("c.safetensors") + " --log " + path("log.csv"), *dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("epoch 1/2: loss"));
+  EXPECT_THAT(r.out, HasSubstr("epoch 2/2: loss"));
+  EXPECT_THAT(r.out, HasSubstr("test accuracy:"));
+  EXPECT_TRUE(std::filesystem::exists(path("c.safetensors")));
+  EXPECT_THAT(slurp(path("log.csv")), StartsWith("epoch,step,loss,accuracy,lr,examples_per_second\n1,1,"));
+  Result resumed = soma(common + "--epochs 3 --resume " + path("c.safetensors"), *dir);
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_THAT(resumed.out, HasSubstr("resumed from"));
+  EXPECT_THAT(resumed.out, HasSubstr("epoch 3/3: loss"));
+  EXPECT_THAT(resumed.out, ::testing::Not(HasSubstr("epoch 1/3")));
+}
+
+TEST_F(Cli, TrainErrors) {
+  std::filesystem::create_directories(path("empty"));
+  expectError(soma("train mlp --no-progress --data-dir " + path("empty"), *dir), 1,
+              {"Fashion-MNIST not found", "apt-get install dataset-fashion-mnist"});
+  writeTinyFashion(path("fm"), 64, 20);
+  std::string img = path("fm/train-images-idx3-ubyte.gz");
+  std::string bytes = slurp(img);
+  write_file_atomic(img, bytes.substr(0, bytes.size() / 3));
+  expectError(soma("train mlp --no-progress --data-dir " + path("fm"), *dir), 1, {"train-images-idx3-ubyte.gz"});
+  expectError(soma("train mlp --optimizer adamm", *dir), 1, {"adamm", "adam"});
+  expectError(soma("train mlp --schedule wobbly", *dir), 2, {"unknown --schedule 'wobbly'"});
+  std::ofstream(path("noloss.mlir")) << R"(module @g {
+  func.func @g(%x: tensor<2x784xf32> {soma.input = "x"}) -> (tensor<2x784xf32> {soma.output = "y"}) {
+    %0 = soma.relu %x : tensor<2x784xf32>
+    return %0 : tensor<2x784xf32>
+  }
+})";
+  expectError(soma("train " + path("noloss.mlir"), *dir), 1, {"has no output named 'loss'", "outputs: y"});
+  writeTinyFashion(path("ok"), 64, 20);
+  soma("train mlp --no-progress --batch 32 --data-dir " + path("ok") + " --epochs 1 --checkpoint " + path("c.st"), *dir);
+  std::string ck = slurp(path("c.st"));
+  write_file_atomic(path("bad.st"), ck.substr(0, ck.size() - 100));
+  expectError(soma("train mlp --no-progress --batch 32 --data-dir " + path("ok") + " --resume " + path("bad.st"), *dir), 1,
+              {"bad.st"});
+  expectError(soma("train mlp --no-progress --batch 32 --optimizer sgd --data-dir " + path("ok") + " --resume " + path("c.st"), *dir),
+              1, {"written with optimizer adam, but this run uses sgd"});
+}
+
+TEST_F(Cli, RunWritesGradients) {
+  std::string model = path("mlp.mlir");
+  ASSERT_EQ(soma("export mlp --batch 4 --with-loss -o " + model, *dir).code, 0);
+  write_npy(path("x.npy"), test::randomF32({4, 784}, 0, 1, 1));
+  write_npy(path("y.npy"), Array::i32({4}, {1, 2, 3, 4}));
+  std::ofstream(path("loss_first.mlir")) << "";
+  // The first output of the zoo MLP is the logits (not a scalar): an error.
+  expectError(soma("run " + model + " --grad --input x=" + path("x.npy") + " --input y=" + path("y.npy") +
+                       " --output-dir " + path("g"),
+                   *dir),
+              1, {"the loss must be a scalar"});
+  // A graph whose first output is the loss.
+  Graph g("lossfirst", 3);
+  Tensor x = g.input("x", {4, 784});
+  Tensor y = g.input("y", {4}, DType::i32);
+  Tensor logits = nn::dense(x, 10);
+  g.output("loss", softmax_cross_entropy(logits, y));
+  g.output("logits", logits);
+  g.save(path("lf.mlir"));
+  std::string args = " --grad --input x=" + path("x.npy") + " --input y=" + path("y.npy");
+  Result jit = soma("run " + path("lf.mlir") + args + " --output-dir " + path("jit"), *dir);
+  ASSERT_EQ(jit.code, 0) << jit.err;
+  Result ref = soma("run " + path("lf.mlir") + args + " --interpret --output-dir " + path("ref"), *dir);
+  ASSERT_EQ(ref.code, 0) << ref.err;
+  for (const char *f : {"grad_dense0.weight.npy", "grad_dense0.bias.npy", "grad_x.npy", "loss.npy", "logits.npy"}) {
+    ASSERT_TRUE(std::filesystem::exists(path("jit/") + f)) << f;
+    EXPECT_TRUE(test::allClose(read_npy(path("jit/") + f), read_npy(path("ref/") + f), 1e-4)) << f;
+  }
+  EXPECT_FALSE(std::filesystem::exists(path("jit/grad_y.npy"))); // integer labels have none
 }
 
 TEST_F(Cli, UnwritableOutputDirectory) {

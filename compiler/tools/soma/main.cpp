@@ -12,6 +12,7 @@
 
 #include "soma/soma.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -96,6 +97,20 @@ public:
       throw UsageError("option '--" + name + "' expects an integer, got '" + v + "'");
     }
   }
+  double number(const std::string &name, double def) const {
+    if (!has(name))
+      return def;
+    std::string v = get(name);
+    try {
+      size_t used = 0;
+      double d = std::stod(v, &used);
+      if (used != v.size() || !std::isfinite(d))
+        throw std::invalid_argument(v);
+      return d;
+    } catch (const std::exception &) {
+      throw UsageError("option '--" + name + "' expects a number, got '" + v + "'");
+    }
+  }
   std::string command;
   std::vector<std::string> positionals;
   std::map<std::string, std::vector<std::string>> options;
@@ -108,7 +123,8 @@ usage: soma <command> [options]
 commands:
   export   write a zoo model as soma IR (.mlir)
   compile  compile a model ahead of time: object file, C header, weights
-  run      JIT-compile a model and run it on .npy inputs
+  run      JIT-compile a model and run it on .npy inputs (--grad: gradients too)
+  train    train a model on a data set (Fashion-MNIST)
   dump     write the IR of every pipeline stage
 
 MODEL arguments are a .mlir file or the name of a zoo model (soma export --list).
@@ -157,7 +173,42 @@ options:
                       initializers
   --output-dir DIR    where to write the outputs (created if missing)
   --interpret         use the reference interpreter instead of the JIT
+  --grad              also write the gradient of the first output (a scalar)
+                      with respect to every parameter and f32 input as
+                      DIR/grad_NAME.npy
   --batch N, --seed S when MODEL is a zoo name
+  --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
+  --help              show this help
+)";
+
+const char *kTrainHelp = R"(usage: soma train MODEL [options]
+
+Trains MODEL on a data set with a compiled training step (forward, backward
+and the optimizer update in one call), showing a progress bar per epoch and a
+summary line per epoch, and prints the final test accuracy.
+
+MODEL is a zoo name (built with its loss) or a .mlir file whose loss is the
+output named "loss". The data inputs are "x" and "y".
+
+options:
+  --dataset NAME      fashion-mnist (default; Debian package dataset-fashion-mnist)
+  --data-dir DIR      where the data set's files are (default: the package's)
+  --epochs N          epochs to train (default 3)
+  --batch N           batch size (default 64; a .mlir file fixes its own)
+  --optimizer NAME    sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam
+                      (default), adamax, nadam, adamw
+  --lr X              learning rate (default: the optimizer's)
+  --schedule KIND     constant (default), step:SIZE:GAMMA, exp:K, inv:K,
+                      cosine:PERIOD[:LR_MIN]; append +warmup:STEPS for warmup
+                      (sizes and periods in steps)
+  --clip-norm X       clip the global gradient norm at X
+  --weight-decay X    L2 penalty (coupled; AdamW's decay for adamw)
+  --seed S            seed of initializers and shuffling (default 0)
+  --checkpoint FILE   save parameters and optimizer state after every epoch
+  --resume FILE       continue from a checkpoint, exactly where it stopped
+  --log FILE.csv      per-step metrics (epoch, step, loss, accuracy, lr, ex/s)
+  --max-steps N       stop after N steps in total
+  --no-progress       no progress bar (summary lines only)
   --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
   --help              show this help
 )";
@@ -168,6 +219,7 @@ Runs the compilation pipeline and writes the IR of each stage to DIR
 (default soma-dump):
 
   00-built.mlir        the graph as built (soma dialect, with source locations)
+  10-train.mlir        the training step: forward, backward, update (--train)
   30-lowered.mlir      linalg/memref kernels in destination-passing style
   35-planned.mlir      every temporary placed in the workspace
   38-llvm-dialect.mlir the LLVM dialect (loops, OpenMP)
@@ -175,10 +227,13 @@ Runs the compilation pipeline and writes the IR of each stage to DIR
   50-module.s          assembly for this machine
 
 options:
-  --stage=STAGES        comma-separated: built, lowered, planned, llvm-dialect,
+  --stage=STAGES        comma-separated: built, train, lowered, planned, llvm-dialect,
                         llvm, asm, all (default all)
   --dump-dir DIR        where to write (created if missing)
   --print-ir-after-all  also print the IR after every pass to stderr
+  --train               dump the training step (forward, backward and the
+                        update of --optimizer, default adam) instead of
+                        inference; MODEL needs a loss output
   --batch N, --seed S   when MODEL is a zoo name
   --help                show this help
 
@@ -200,6 +255,20 @@ soma::Graph loadModel(const Args &args) {
       return soma::zoo::build(model, args.integer("batch", 64), false,
                               static_cast<uint64_t>(args.integer("seed", 0)));
   throw soma::Error("no such file or zoo model: '" + model + "'");
+}
+
+/// A model with a loss: a zoo model built with its loss, or a .mlir file
+/// with an output named "loss".
+soma::Graph loadTrainable(const Args &args) {
+  if (args.positionals.size() != 1)
+    throw UsageError(args.positionals.empty() ? "missing MODEL"
+                                              : "unexpected argument '" + args.positionals[1] + "'");
+  const std::string &model = args.positionals[0];
+  bool isFile = fs::exists(model) || model.find(".mlir") != std::string::npos ||
+                model.find('/') != std::string::npos;
+  return isFile ? soma::load(model)
+                : soma::zoo::build(model, args.integer("batch", 64), true,
+                                   static_cast<uint64_t>(args.integer("seed", 0)));
 }
 
 soma::CompileOptions compileOptions(const Args &args) {
@@ -297,7 +366,16 @@ int cmdRun(const Args &args) {
     throw soma::Error("cannot create output directory " + dir + ": " +
                       (ec ? ec.message() : std::string("not a directory")));
   std::map<std::string, soma::Array> outputs;
-  if (args.has("interpret")) {
+  soma::GradientOptions grad{.loss = "", .inputs = true};
+  if (args.has("grad")) {
+    if (args.has("interpret")) {
+      outputs = soma::interpret_gradients(g, inputs, &params, grad);
+    } else {
+      soma::Inference fn = soma::compile_gradients(g, grad, compileOptions(args));
+      fn.set_params(params);
+      outputs = fn.run(inputs);
+    }
+  } else if (args.has("interpret")) {
     outputs = soma::interpret(g, inputs, &params);
   } else {
     soma::Inference fn = soma::compile_inference(g, compileOptions(args));
@@ -313,13 +391,136 @@ int cmdRun(const Args &args) {
   return 0;
 }
 
+/// "step:10:0.5+warmup:100" and friends.
+soma::optim::Schedule parseSchedule(const std::string &text) {
+  using soma::optim::Schedule;
+  std::string main = text, warm;
+  size_t plus = text.find("+warmup:");
+  if (plus != std::string::npos) {
+    main = text.substr(0, plus);
+    warm = text.substr(plus + 8);
+  }
+  std::vector<std::string> f;
+  std::stringstream ss(main);
+  std::string item;
+  while (std::getline(ss, item, ':'))
+    f.push_back(item);
+  auto num = [&](size_t i) {
+    if (i >= f.size())
+      throw UsageError("--schedule '" + text + "' is missing a number");
+    try {
+      return std::stod(f[i]);
+    } catch (const std::exception &) {
+      throw UsageError("--schedule '" + text + "': '" + f[i] + "' is not a number");
+    }
+  };
+  Schedule s;
+  if (f.empty() || f[0] == "constant")
+    s = Schedule::constant();
+  else if (f[0] == "step")
+    s = Schedule::step_decay(static_cast<int64_t>(num(1)), num(2));
+  else if (f[0] == "exp")
+    s = Schedule::exponential_decay(num(1));
+  else if (f[0] == "inv")
+    s = Schedule::inverse_time_decay(num(1));
+  else if (f[0] == "cosine")
+    s = Schedule::cosine_with_restarts(static_cast<int64_t>(num(1)), f.size() > 2 ? num(2) : 0.0);
+  else
+    throw UsageError("unknown --schedule '" + f[0] + "' (constant, step, exp, inv, cosine)");
+  if (!warm.empty()) {
+    try {
+      s = s.with_warmup(std::stoll(warm));
+    } catch (const std::logic_error &) {
+      throw UsageError("--schedule '" + text + "': bad warmup '" + warm + "'");
+    }
+  }
+  return s;
+}
+
+int cmdTrain(const Args &args) {
+  std::string dataset = args.get("dataset", "fashion-mnist");
+  if (dataset != "fashion-mnist")
+    throw UsageError("unknown --dataset '" + dataset + "' (data sets: fashion-mnist)");
+  int64_t batch = args.integer("batch", 64), epochs = args.integer("epochs", 3);
+  uint64_t seed = static_cast<uint64_t>(args.integer("seed", 0));
+  if (epochs < 1)
+    throw UsageError("--epochs must be at least 1");
+  const std::string &model = args.positionals[0];
+  bool isFile = fs::exists(model) || model.find(".mlir") != std::string::npos ||
+                model.find('/') != std::string::npos;
+  soma::Graph g = loadTrainable(args);
+  soma::Tensor loss = g.output_tensor("loss");
+  soma::Tensor x = g.find("x");
+  if (isFile && args.has("batch") && x.dim(0) != batch)
+    throw soma::Error(model + " is built for batch " + std::to_string(x.dim(0)) + ", not --batch " +
+                      std::to_string(batch));
+
+  soma::optim::Optimizer opt = soma::optim::by_name(args.get("optimizer", "adam"),
+                                                    args.number("lr", 0.0));
+  soma::optim::Common &common = soma::optim::common(opt);
+  if (args.has("clip-norm"))
+    common.clip_norm = args.number("clip-norm", 0.0);
+  if (args.has("weight-decay")) {
+    double wd = args.number("weight-decay", 0.0);
+    if (auto *aw = std::get_if<soma::optim::AdamW>(&opt))
+      aw->weight_decay = wd;
+    else
+      common.l2 = wd;
+  }
+  soma::TrainOptions to;
+  to.schedule = parseSchedule(args.get("schedule", "constant"));
+  to.compile = compileOptions(args);
+
+  std::string dir = args.get("data-dir");
+  soma::data::Dataset train = soma::data::fashion_mnist("train", dir);
+  soma::data::Dataset test = soma::data::fashion_mnist("test", dir);
+  // Images arrive as [n, 784]; give them the model's input shape.
+  soma::Shape xs = x.shape();
+  auto shaped = [&](soma::data::Dataset d) {
+    soma::Shape s = xs;
+    s[0] = d.x.shape()[0];
+    if (soma::numel(s) != d.x.numel())
+      throw soma::Error("the model's input 'x' is " + x.type_str() +
+                        ", but Fashion-MNIST examples have 784 values (28x28x1)");
+    d.x = d.x.reshaped(s);
+    return d;
+  };
+  train = shaped(train);
+  test = shaped(test);
+
+  std::printf("training %s (%s, %zu parameter tensors) on Fashion-MNIST: %lld examples, batch %lld, %s lr %g\n",
+              g.name().c_str(), x.type_str().c_str(), g.params().size(),
+              static_cast<long long>(train.x.shape()[0]), static_cast<long long>(x.dim(0)),
+              soma::optim::name(opt).c_str(), common.lr);
+  std::fflush(stdout);
+  soma::TrainStep step = soma::compile_training(g, loss, opt, to);
+  soma::data::Loader trainLoader(train, x.dim(0), true, seed);
+  soma::data::Loader testLoader(test, x.dim(0), false, 0, soma::data::LastBatch::pad_wrap);
+  soma::FitOptions fo;
+  fo.epochs = epochs;
+  fo.progress = !args.has("no-progress");
+  fo.checkpoint = args.get("checkpoint");
+  fo.resume = args.get("resume");
+  fo.log_csv = args.get("log");
+  fo.max_steps = args.integer("max-steps", 0);
+  soma::fit(step, trainLoader, &testLoader, fo);
+  soma::StepResult final = soma::evaluate(step, testLoader);
+  if (final.correct >= 0)
+    std::printf("test accuracy: %.2f%% (%lld of %lld)\n", 100 * final.accuracy(),
+                static_cast<long long>(final.correct), static_cast<long long>(final.examples));
+  else
+    std::printf("test loss: %.4f\n", final.loss);
+  return 0;
+}
+
 int cmdDump(const Args &args) {
   soma::CompileOptions o = compileOptions(args);
   o.dump = args.get("stage", "all");
   o.dump_dir = args.get("dump-dir", "soma-dump");
   if (args.has("dump"))
     throw UsageError("'soma dump' takes --stage, not --dump");
-  soma::Graph g = loadModel(args);
+  bool train = args.has("train");
+  soma::Graph g = train ? loadTrainable(args) : loadModel(args);
   soma::AotOptions aot;
   aot.object = aot.header = aot.weights = false;
   // Remove earlier dumps of these stages so that only files written now are
@@ -334,11 +535,19 @@ int cmdDump(const Args &args) {
   for (const soma::DumpStage &s : soma::dump_stages())
     if (wanted.count("all") || wanted.count(s.name))
       fs::remove(fs::path(o.dump_dir) / s.file);
+  if (train) {
+    soma::TrainOptions to;
+    to.compile = o;
+    soma::compile_training(g, g.output_tensor("loss"),
+                           soma::optim::by_name(args.get("optimizer", "adam"), args.number("lr", 0.0)), to);
+  }
   // An AOT compilation into a scratch directory runs every stage.
   fs::path scratch = fs::temp_directory_path() /
                      ("soma-dump-" + std::to_string(static_cast<long>(::getpid())));
-  soma::compile_aot(g, scratch.string(), aot, nullptr, o);
-  fs::remove_all(scratch);
+  if (!train) {
+    soma::compile_aot(g, scratch.string(), aot, nullptr, o);
+    fs::remove_all(scratch);
+  }
   for (const soma::DumpStage &s : soma::dump_stages()) {
     fs::path p = fs::path(o.dump_dir) / s.file;
     if ((wanted.count("all") || wanted.count(s.name)) && fs::exists(p))
@@ -362,9 +571,16 @@ int main(int argc, char **argv) {
       {"compile", {kCompileHelp, withCommon({{"emit", true}, {"params", true}, {"cpu", true}}),
                    cmdCompile}},
       {"run", {kRunHelp, withCommon({{"input", true}, {"params", true}, {"output-dir", true},
-                                     {"interpret", false}}),
+                                     {"interpret", false}, {"grad", false}}),
                cmdRun}},
-      {"dump", {kDumpHelp, withCommon({{"stage", true}}), cmdDump}},
+      {"dump", {kDumpHelp, withCommon({{"stage", true}, {"train", false}, {"optimizer", true}, {"lr", true}}),
+                cmdDump}},
+      {"train", {kTrainHelp,
+                 withCommon({{"dataset", true}, {"data-dir", true}, {"epochs", true}, {"optimizer", true},
+                             {"lr", true}, {"schedule", true}, {"clip-norm", true},
+                             {"weight-decay", true}, {"checkpoint", true}, {"resume", true},
+                             {"log", true}, {"max-steps", true}, {"no-progress", false}}),
+                 cmdTrain}},
   };
   if (command.empty() || command == "--help" || command == "-h" || command == "help") {
     if (command == "help" && argc > 2 && commands.count(argv[2])) {

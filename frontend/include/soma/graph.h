@@ -110,6 +110,12 @@ public:
   void output(const std::string &name, const Tensor &t,
               std::source_location loc = std::source_location::current());
 
+  /// The tensor of the output named `name` (throws soma::Error listing the
+  /// outputs if there is none).
+  Tensor output_tensor(const std::string &name) const;
+  /// The tensor of the input or parameter named `name`.
+  Tensor find(const std::string &name) const;
+
   const std::string &name() const;
   uint64_t seed() const;
 
