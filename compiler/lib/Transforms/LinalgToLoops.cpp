@@ -29,16 +29,35 @@ struct SomaLinalgToLoopsPass
       int64_t points = 1;
       for (int64_t r : op.getStaticLoopRanges())
         points *= r;
-      bool parallel = points >= grain && op.getNumParallelLoops() > 0;
+      SmallVector<utils::IteratorType> iters = op.getIteratorTypesArray();
       rewriter.setInsertionPoint(op);
-      auto loops = parallel ? linalg::linalgOpToParallelLoops(rewriter, op)
-                            : linalg::linalgOpToLoops(rewriter, op);
+      auto loops = linalg::linalgOpToLoops(rewriter, op);
       if (failed(loops)) {
         op.emitOpError("could not be lowered to loops");
         return signalPassFailure();
       }
       rewriter.eraseOp(op);
+      // One parallel loop per kernel, the outermost, and only when it is a
+      // parallel dimension and the whole nest has enough work: one OpenMP
+      // region per kernel, never nested, and none for tiny kernels.
+      if (points >= grain && !loops->empty() && !iters.empty() &&
+          iters[0] == utils::IteratorType::parallel)
+        parallelize(rewriter, cast<scf::ForOp>((*loops)[0]));
     }
+  }
+
+  /// Turns a for loop without iteration arguments into an scf.parallel.
+  static void parallelize(IRRewriter &rewriter, scf::ForOp loop) {
+    rewriter.setInsertionPoint(loop);
+    auto par = rewriter.create<scf::ParallelOp>(loop.getLoc(), ValueRange{loop.getLowerBound()},
+                                                ValueRange{loop.getUpperBound()},
+                                                ValueRange{loop.getStep()});
+    Block &src = *loop.getBody();
+    src.getArgument(0).replaceAllUsesWith(par.getInductionVars()[0]);
+    Block &dst = *par.getBody();
+    dst.getOperations().splice(Block::iterator(dst.getTerminator()), src.getOperations(),
+                               src.begin(), std::prev(src.end()));
+    rewriter.eraseOp(loop);
   }
 };
 

@@ -323,20 +323,42 @@ Value GraphLowering::reshapeView(Location loc, Value in, MemRefType to) {
 }
 
 LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
+  // Loops (batch..., m, k, n) with n innermost: C[m, n] += A[m, k] * B[k, n]
+  // streams a row of B and a row of C per (m, k), which vectorises. For
+  // transpose_b, B is first transposed into a scratch buffer (O(KN) against
+  // the O(MNK) product); a transposed A is read at A[k, m], invariant in n.
   Location loc = op.getLoc();
   Value a = buffers[op.getLhs()], bm = buffers[op.getRhs()];
   Value out = resultBuffer(op.getResult());
   int64_t rank = cast<MemRefType>(out.getType()).getRank();
-  // Loops: batch..., m, n, k.
   int64_t nb = rank - 2;
   auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  if (op.getTransposeB()) {
+    auto bt = cast<MemRefType>(bm.getType());
+    SmallVector<int64_t> shape(bt.getShape());
+    std::swap(shape[rank - 1], shape[rank - 2]);
+    Value t = alloc(loc, MemRefType::get(shape, bt.getElementType()));
+    SmallVector<AffineExpr> in;
+    for (int64_t i = 0; i < nb; ++i)
+      in.push_back(d(i));
+    in.push_back(d(nb + 1));
+    in.push_back(d(nb));
+    SmallVector<AffineMap> maps{AffineMap::get(rank, 0, in, ctx),
+                                AffineMap::getMultiDimIdentityMap(rank, ctx)};
+    b.create<linalg::GenericOp>(loc, ValueRange{bm}, ValueRange{t}, maps,
+                                SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
+                                [&](OpBuilder &nb2, Location l, ValueRange args) {
+                                  nb2.create<linalg::YieldOp>(l, args[0]);
+                                });
+    bm = t;
+  }
   SmallVector<AffineExpr> ea, eb, ec;
   for (int64_t i = 0; i < nb; ++i) {
     ea.push_back(d(i));
     eb.push_back(d(i));
     ec.push_back(d(i));
   }
-  AffineExpr m = d(nb), n = d(nb + 1), k = d(nb + 2);
+  AffineExpr m = d(nb), k = d(nb + 1), n = d(nb + 2);
   if (op.getTransposeA()) {
     ea.push_back(k);
     ea.push_back(m);
@@ -344,28 +366,21 @@ LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
     ea.push_back(m);
     ea.push_back(k);
   }
-  if (op.getTransposeB()) {
-    eb.push_back(n);
-    eb.push_back(k);
-  } else {
-    eb.push_back(k);
-    eb.push_back(n);
-  }
+  eb.push_back(k);
+  eb.push_back(n);
   ec.push_back(m);
   ec.push_back(n);
   int64_t loops = rank + 1;
-  SmallVector<AffineMap> maps{AffineMap::get(loops, 0, ea, ctx),
-                              AffineMap::get(loops, 0, eb, ctx),
+  SmallVector<AffineMap> maps{AffineMap::get(loops, 0, ea, ctx), AffineMap::get(loops, 0, eb, ctx),
                               AffineMap::get(loops, 0, ec, ctx)};
-  SmallVector<utils::IteratorType> iters(loops - 1, utils::IteratorType::parallel);
-  iters.push_back(utils::IteratorType::reduction);
+  SmallVector<utils::IteratorType> iters(loops, utils::IteratorType::parallel);
+  iters[nb + 1] = utils::IteratorType::reduction;
   fill(loc, out, 0.0);
   b.create<linalg::GenericOp>(
       loc, ValueRange{a, bm}, ValueRange{out}, maps, iters,
       [&](OpBuilder &nb2, Location l, ValueRange args) {
         Value prod = nb2.create<arith::MulFOp>(l, args[0], args[1]);
-        nb2.create<linalg::YieldOp>(
-            l, Value(nb2.create<arith::AddFOp>(l, args[2], prod)));
+        nb2.create<linalg::YieldOp>(l, Value(nb2.create<arith::AddFOp>(l, args[2], prod)));
       });
   buffers[op.getResult()] = out;
   return success();

@@ -20,10 +20,11 @@
 //       CHECK: return
 // G16-LABEL: func.func @small_elementwise
 //   G16-NOT: scf.for
-//       G16: scf.parallel (%{{.*}}, %{{.*}}) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}}) step
-//       G16:   math.exp
+//       G16: scf.parallel (%{{.*}}) = (%{{.*}}) to (%{{.*}}) step
+//       G16:   scf.for
+//       G16:     math.exp
 //       G16:   scf.reduce
-//   G16-NOT: scf.for
+//   G16-NOT: scf.parallel
 //       G16: return
 // G17-LABEL: func.func @small_elementwise
 //   G17-NOT: scf.parallel
@@ -43,15 +44,17 @@ func.func @small_elementwise(%a: memref<4x4xf32>, %b: memref<4x4xf32>) {
 
 // -----
 
-// 256x128 = 32768 points: one two-dimensional scf.parallel by default.
+// 256x128 = 32768 points: the outermost loop becomes one scf.parallel (one
+// OpenMP region), the inner loop stays sequential.
 // CHECK-LABEL: func.func @large_elementwise
 //   CHECK-NOT: scf.for
-//       CHECK: scf.parallel (%[[I:.*]], %[[J:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}}) step (%{{.*}}, %{{.*}}) {
-//       CHECK:   memref.load %{{.*}}[%{{.*}}, %{{.*}}] : memref<256x128xf32>
-//       CHECK:   arith.maximumf
-//       CHECK:   memref.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] : memref<256x128xf32>
+//       CHECK: scf.parallel (%[[I:.*]]) = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
+//  CHECK-NEXT:   scf.for %[[J:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
+//       CHECK:     memref.load %{{.*}}[%{{.*}}, %{{.*}}] : memref<256x128xf32>
+//       CHECK:     arith.maximumf
+//       CHECK:     memref.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] : memref<256x128xf32>
 //       CHECK:   scf.reduce
-//   CHECK-NOT: scf.for
+//   CHECK-NOT: scf.parallel
 //   CHECK-NOT: linalg.
 //       CHECK: return
 func.func @large_elementwise(%a: memref<256x128xf32>, %b: memref<256x128xf32>) {

@@ -150,12 +150,13 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 
 // -----
 
-// matmul: zero fill, then a generic over (m, n, k) with k a reduction.
+// matmul: zero fill, then a generic over (m, k, n) with k a reduction in the
+// middle, so that the innermost loop streams rows of B and C.
 // CHECK-LABEL: func.func @matmul(
 //  CHECK-SAME: %[[A:.*]]: memref<4x3xf32> {soma.input = "a"}, %[[B:.*]]: memref<3x2xf32> {soma.input = "b"}, %[[C:.*]]: memref<4x2xf32> {soma.output = "c"}
 //       CHECK: %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
 //       CHECK: linalg.fill ins(%[[ZERO]] : f32) outs(%[[C]] : memref<4x2xf32>)
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>], iterator_types = ["parallel", "parallel", "reduction"]}
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>], iterator_types = ["parallel", "reduction", "parallel"]}
 //  CHECK-SAME: ins(%[[A]], %[[B]] : memref<4x3xf32>, memref<3x2xf32>) outs(%[[C]] : memref<4x2xf32>)
 //       CHECK: ^bb0(%[[IA:.*]]: f32, %[[IB:.*]]: f32, %[[ACC:.*]]: f32):
 //       CHECK:   %[[PROD:.*]] = arith.mulf %[[IA]], %[[IB]] : f32
@@ -168,14 +169,19 @@ func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {s
 
 // -----
 
-// transpose_a reads a[k, m], transpose_b reads b[n, k].
+// transpose_a reads a[k, m] (invariant in the inner loop); transpose_b first
+// transposes b into a scratch [k, n] buffer, then multiplies as usual.
 // CHECK-LABEL: func.func @matmul_transposed
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d2, d0)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>]
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, d0)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>]
 //  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<3x4xf32>, memref<3x2xf32>)
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>]
-//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<4x3xf32>, memref<2x3xf32>)
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d2, d0)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>]
-//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<3x4xf32>, memref<2x3xf32>)
+//       CHECK: %[[BT:.*]] = memref.alloc() {alignment = 64 : i64} : memref<3x2xf32>
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
+//  CHECK-SAME: outs(%[[BT]] : memref<3x2xf32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>]
+//  CHECK-SAME: ins(%{{.*}}, %[[BT]] : memref<4x3xf32>, memref<3x2xf32>)
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, d0)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>]
+//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<3x4xf32>, memref<3x2xf32>)
 func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tensor<3x2xf32> {soma.input = "b"},
                              %a: tensor<4x3xf32> {soma.input = "a"}, %bt: tensor<2x3xf32> {soma.input = "bt"})
     -> (tensor<4x2xf32> {soma.output = "ta"}, tensor<4x2xf32> {soma.output = "tb"}, tensor<4x2xf32> {soma.output = "tab"}) {
@@ -190,7 +196,7 @@ func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tenso
 // Batched matmul: the batch dimension is the outermost parallel loop.
 // CHECK-LABEL: func.func @matmul_batched
 //       CHECK: linalg.fill
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d3, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>], iterator_types = ["parallel", "parallel", "reduction", "parallel"]}
 //  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<5x4x3xf32>, memref<5x3x2xf32>) outs(%{{.*}} : memref<5x4x2xf32>)
 func.func @matmul_batched(%a: tensor<5x4x3xf32> {soma.input = "a"}, %b: tensor<5x3x2xf32> {soma.input = "b"}) -> (tensor<5x4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<5x4x3xf32>, tensor<5x3x2xf32>) -> tensor<5x4x2xf32>

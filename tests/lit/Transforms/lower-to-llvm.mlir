@@ -22,7 +22,7 @@
 //       CHECK: llvm.mlir.addressof @[[CONST:.*]] : !llvm.ptr
 //       CHECK: omp.parallel {
 //  CHECK-NEXT:   omp.wsloop {
-//  CHECK-NEXT:     omp.loop_nest (%{{.*}}, %{{.*}}) : i64 = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}}) step (%{{.*}}, %{{.*}}) {
+//  CHECK-NEXT:     omp.loop_nest (%{{.*}}) : i64 = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
 //       CHECK:       llvm.getelementptr %arg0[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
 //       CHECK:       llvm.getelementptr %arg2[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
 //       CHECK:       llvm.fadd
