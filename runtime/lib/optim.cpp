@@ -72,6 +72,11 @@ Optimizer by_name(const std::string &name, double lr) {
     if (name != kNames[i])
       continue;
     Optimizer opt = make_by_index(i);
+    // The papers' defaults where they differ from Common's.
+    if (std::holds_alternative<AdaDelta>(opt))
+      common(opt).lr = 1.0;
+    if (std::holds_alternative<AdaMax>(opt))
+      common(opt).lr = 2e-3;
     if (lr > 0.0)
       common(opt).lr = lr;
     return opt;

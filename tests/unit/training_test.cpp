@@ -49,7 +49,7 @@ std::vector<OptCase> optCases() {
   c.push_back({"nesterov", Nesterov{{.lr = 0.05}, 0.9}, {}});
   c.push_back({"adagrad", AdaGrad{{.lr = 0.1}, 1e-8, 0.1}, {}});
   c.push_back({"rmsprop", RMSProp{{.lr = 0.01}, 0.9, 1e-8}, {}});
-  AdaDelta ad;
+  AdaDelta ad{{.lr = 1.0}};
   c.push_back({"adadelta", ad, {}});
   c.push_back({"adam", Adam{{.lr = 0.01}}, {}});
   Adam inside{{.lr = 0.01}};

@@ -21,6 +21,9 @@
 #include "llvm/TargetParser/Host.h"
 #include "llvm/Transforms/Utils/Cloning.h"
 
+#include <chrono>
+#include <optional>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -104,6 +107,27 @@ static std::string printModule(ModuleOp m, bool debugInfo) {
 }
 
 //===----------------------------------------------------------------------===//
+// Timing
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Prints the time of each compilation stage to stderr when SOMA_TIME is
+/// set (SOMA_TIME=1).
+struct StageTimer {
+  const char *stage;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  explicit StageTimer(const char *stage) : stage(stage) {}
+  ~StageTimer() {
+    static const bool enabled = std::getenv("SOMA_TIME") != nullptr;
+    if (!enabled)
+      return;
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::fprintf(stderr, "soma: %-22s %8.1f ms\n", stage, ms);
+  }
+};
+} // namespace
+
+//===----------------------------------------------------------------------===//
 // Lowering
 //===----------------------------------------------------------------------===//
 
@@ -167,11 +191,13 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump) {
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
   dump.write("built", printModule(m, true));
+  std::optional<StageTimer> timer(std::in_place, "lower to linalg");
   runPasses(m, dump, "lowering to linalg", [](PassManager &pm) {
     pm.addPass(createSomaLowerToLinalg());
     pm.addPass(createCanonicalizerPass());
   });
   dump.write("lowered", printModule(m, false));
+  timer.emplace("plan memory");
   runPasses(m, dump, "memory planning", [](PassManager &pm) {
     pm.addNestedPass<func::FuncOp>(createSomaPlanMemory());
   });
@@ -183,7 +209,9 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump) {
   if (!kernel)
     throw Error("lowering produced no kernel function");
   out.signature = signatureOf(kernel);
+  timer.emplace("lower to LLVM dialect");
   runPasses(m, dump, "lowering to LLVM", [](PassManager &pm) { buildLowerToLLVMPipeline(pm); });
+  timer.reset();
   dump.write("llvm-dialect", printModule(m, false));
   return out;
 }
@@ -265,6 +293,7 @@ std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
                                                    llvm::TargetMachine &tm, int optLevel,
                                                    const DumpConfig &dump) {
   std::unique_ptr<llvm::Module> module;
+  std::optional<StageTimer> timer(std::in_place, "translate to LLVM IR");
   {
     DiagnosticCollector diags(llvmDialect.getContext());
     module = translateModuleToLLVMIR(llvmDialect, ctx);
@@ -273,9 +302,11 @@ std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
   }
   module->setTargetTriple(tm.getTargetTriple().str());
   module->setDataLayout(tm.createDataLayout());
+  timer.emplace("optimize LLVM IR");
   auto optimize = makeOptimizingTransformer(optLevel, 0, &tm);
   if (llvm::Error err = optimize(module.get()))
     throw Error("LLVM optimisation failed: " + llvm::toString(std::move(err)));
+  timer.reset();
   if (dump.wants("llvm")) {
     std::string s;
     llvm::raw_string_ostream os(s);
@@ -312,6 +343,7 @@ Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel
   eo.jitCodeGenOptLevel = codeGenLevel(options.opt_level);
   llvm::SmallVector<llvm::StringRef, 1> libs{SOMA_OMP_LIB};
   eo.sharedLibPaths = libs;
+  StageTimer codegen("JIT (incl. LLVM IR)");
   auto engine = ExecutionEngine::create(*lowered.module, eo);
   if (!engine)
     throw Error("JIT compilation failed: " + llvm::toString(engine.takeError()));

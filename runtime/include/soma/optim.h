@@ -66,8 +66,11 @@ struct RMSProp : Common {
 ///   d = -sqrt(u + eps) / sqrt(v + eps) * g
 ///   w += lr * d
 ///   u = beta * u + (1 - beta) * d^2
+/// AdaDelta is meant to run with lr = 1 (Zeiler's "no learning rate");
+/// by_name("adadelta") gives that, a default-constructed one keeps
+/// Common's 1e-3 so that every optimizer is a plain aggregate:
+/// `AdaDelta{{.lr = 1.0}}`.
 struct AdaDelta : Common {
-  AdaDelta() { lr = 1.0; }
   double beta = 0.9;
   double eps = 1e-6;
 };
@@ -87,8 +90,8 @@ struct Adam : Common {
 /// AdaMax (002 §6):
 ///   m = beta1 * m + (1 - beta1) * g;  u = max(beta2 * u, |g|)
 ///   w -= lr / (1 - beta1^t) * m / (u + eps)
+/// The paper's lr is 2e-3; by_name("adamax") uses it.
 struct AdaMax : Common {
-  AdaMax() { lr = 2e-3; }
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
@@ -116,7 +119,8 @@ using Optimizer =
 /// "adamax", "nadam", "adamw".
 std::string name(const Optimizer &opt);
 /// The optimizer of that name with its defaults and learning rate `lr`
-/// (lr <= 0 keeps the default); throws soma::Error listing the names.
+/// (lr <= 0 keeps the default: 1e-3, except adadelta 1.0 and adamax 2e-3);
+/// throws soma::Error listing the names.
 Optimizer by_name(const std::string &name, double lr = 0.0);
 /// The Common settings of any optimizer.
 const Common &common(const Optimizer &opt);
