@@ -439,4 +439,10 @@ Loader::Epoch Loader::Epoch::skip(int64_t first) const {
   return Epoch(loader_, epoch_, std::clamp<int64_t>(first, 0, count));
 }
 
+Loader fashion_mnist(const std::string &split, int64_t batch, bool shuffle, uint64_t seed) {
+  bool train = split == "train";
+  return Loader(fashion_mnist(split), batch, train && shuffle, seed,
+                train ? LastBatch::drop : LastBatch::pad_wrap);
+}
+
 } // namespace soma::data

@@ -31,6 +31,9 @@ TrainStep::TrainStep(Executable train, Executable eval, NamedArrays params,
     params_.emplace_back(spec.name, *found);
     paramArrays_.push_back(*found);
   }
+  lr_ = Array(DType::f32, {});
+  trainOut_ = train_.make_outputs();
+  evalOut_ = eval_.make_outputs();
   for (size_t i = 0; i < sig.states.size(); ++i) {
     Array a(sig.states[i].dtype, sig.states[i].shape);
     float init = static_cast<float>(sig.state_init[i]);
@@ -52,7 +55,8 @@ std::vector<Array> TrainStep::dataInputs(const std::map<std::string, Array> &bat
     if (spec.name == "soma.lr") {
       if (!withLr)
         throw Error("internal: an eval function takes no learning rate");
-      in.push_back(Array::f32({}, {static_cast<float>(lr())}));
+      lr_.data<float>()[0] = static_cast<float>(lr());
+      in.push_back(lr_);
       continue;
     }
     auto it = batch.find(spec.name);
@@ -66,7 +70,7 @@ std::vector<Array> TrainStep::dataInputs(const std::map<std::string, Array> &bat
 StepResult TrainStep::run(const std::map<std::string, Array> &batch) {
   const Signature &sig = train_.signature();
   std::vector<Array> in = dataInputs(batch, sig, true);
-  std::vector<Array> out = train_.make_outputs();
+  std::vector<Array> &out = trainOut_;
   train_.call(in, paramArrays_, stateArrays_, out);
   StepResult r;
   r.loss = out[sig.find_output("loss")].data<float>()[0];
@@ -91,7 +95,7 @@ StepResult TrainStep::run(const std::map<std::string, Array> &batch) {
 StepResult TrainStep::evaluate(const std::map<std::string, Array> &batch, int64_t real) {
   const Signature &sig = eval_.signature();
   std::vector<Array> in = dataInputs(batch, sig, false);
-  std::vector<Array> out = eval_.make_outputs();
+  std::vector<Array> &out = evalOut_;
   eval_.call(in, paramArrays_, out);
   StepResult r;
   r.loss = out[sig.find_output("loss")].data<float>()[0];

@@ -151,6 +151,16 @@ LogicalResult differentiate(func::FuncOp fn) {
   ret->setOperands(results);
   fn.setFunctionType(FunctionType::get(fn.getContext(), fn.getArgumentTypes(), types));
   fn.setAllResultAttrs(attrs);
+
+  // VJPs produce every operand's gradient; those of values nobody
+  // differentiates (a layer's input, say) are dead. Remove them here so that
+  // no stage ever computes them.
+  SmallVector<Operation *> ops;
+  for (Operation &op : body.without_terminator())
+    ops.push_back(&op);
+  for (Operation *op : llvm::reverse(ops))
+    if (op->use_empty() && isa<SomaDialect>(op->getDialect()))
+      op->erase();
   return success();
 }
 

@@ -222,4 +222,11 @@ private:
   std::shared_ptr<OrderCache> cache_;
 };
 
+/// A Loader over a Fashion-MNIST split (the package's files), so that
+/// `for (const Batch &b : fashion_mnist("train", 64).epoch(0))` works. The
+/// "train" split drops the last partial batch and shuffles; "test" keeps
+/// its order and pads the last batch (every test example counts once).
+Loader fashion_mnist(const std::string &split, int64_t batch, bool shuffle = true,
+                     uint64_t seed = 0);
+
 } // namespace soma::data

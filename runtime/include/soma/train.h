@@ -75,6 +75,10 @@ private:
                                 bool withLr) const;
 
   Executable train_, eval_;
+  // Buffers reused by every call, so that steady-state steps allocate no
+  // tensors: the learning-rate scalar and the outputs.
+  mutable Array lr_;
+  std::vector<Array> trainOut_, evalOut_;
   NamedArrays params_, states_;
   std::vector<Array> paramArrays_, stateArrays_;
   optim::Optimizer opt_;

@@ -1,0 +1,88 @@
+// RUN: soma-opt %s -soma-autodiff -split-input-file -verify-diagnostics | FileCheck %s
+
+// A dense layer with a fused cross-entropy: the gradients of W and b come
+// from the fused (softmax - onehot)/N op and matmul/add VJPs, and are
+// appended as results marked soma.grad.
+// CHECK-LABEL: func.func @dense_ce(
+//  CHECK-SAME: -> (tensor<f32> {soma.loss, soma.output = "loss"}, tensor<3x2xf32> {soma.grad = "w"}, tensor<2xf32> {soma.grad = "b"})
+//       CHECK: %[[LOGITS:.*]] = soma.add
+//       CHECK: %[[LOSS:.*]] = soma.softmax_cross_entropy %[[LOGITS]], %arg3
+//       CHECK: %[[ONE:.*]] = soma.constant dense<1.000000e+00> : tensor<f32>
+//       CHECK: %[[DL:.*]] = soma.softmax_cross_entropy_grad %[[LOGITS]], %arg3, %[[ONE]]
+//       CHECK: %[[DB:.*]] = soma.reduce_sum %[[DL]] {axes = array<i64: 0>, keepdims = true}
+//       CHECK: %[[DB1:.*]] = soma.reshape %[[DB]] {shape = array<i64: 2>}
+// The gradient of x (an input nobody differentiates) is dead and removed.
+//   CHECK-NOT: transpose_b = true
+//       CHECK: %[[DW:.*]] = soma.matmul %arg0, %[[DL]] {transpose_a = true}
+//       CHECK: return %[[LOSS]], %[[DW]], %[[DB1]]
+func.func @dense_ce(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x2xf32> {soma.param = "w", soma.init = {kind = "zeros"}},
+                    %b: tensor<2xf32> {soma.param = "b", soma.init = {kind = "zeros"}}, %y: tensor<4xi32> {soma.input = "y"})
+    -> (tensor<f32> {soma.output = "loss", soma.loss}) {
+  %0 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
+  %1 = soma.add %0, %b : tensor<4x2xf32>, tensor<2xf32>
+  %2 = soma.softmax_cross_entropy %1, %y : (tensor<4x2xf32>, tensor<4xi32>) -> tensor<f32>
+  return %2 : tensor<f32>
+}
+
+// -----
+
+// A value used twice receives the sum of both contributions; an input asks
+// for its gradient with soma.requires_grad.
+// CHECK-LABEL: func.func @reuse(
+//  CHECK-SAME: -> (tensor<f32> {soma.loss, soma.output = "l"}, tensor<3xf32> {soma.grad = "x"})
+//       CHECK: %[[SQ:.*]] = soma.mul %arg0, %arg0
+//       CHECK: %[[G1:.*]] = soma.mul %{{.*}}, %arg0
+//       CHECK: %[[G2:.*]] = soma.mul %{{.*}}, %arg0
+//       CHECK: %[[SUM:.*]] = soma.add %[[G1]], %[[G2]]
+//       CHECK: return %{{.*}}, %[[SUM]]
+func.func @reuse(%x: tensor<3xf32> {soma.input = "x", soma.requires_grad}) -> (tensor<f32> {soma.output = "l", soma.loss}) {
+  %0 = soma.mul %x, %x : tensor<3xf32>, tensor<3xf32>
+  %1 = soma.reduce_sum %0 {axes = array<i64: 0>} : tensor<3xf32> -> tensor<f32>
+  return %1 : tensor<f32>
+}
+
+// -----
+
+// stop_gradient cuts the flow; a parameter the loss does not depend on gets
+// a zero gradient.
+// CHECK-LABEL: func.func @stop(
+//       CHECK: %[[ZERO:.*]] = soma.constant dense<0.000000e+00> : tensor<2xf32>
+//       CHECK: return %{{.*}}, %{{.*}}, %[[ZERO]]
+func.func @stop(%w: tensor<2xf32> {soma.param = "w", soma.init = {kind = "zeros"}},
+                %v: tensor<2xf32> {soma.param = "v", soma.init = {kind = "zeros"}}) -> (tensor<f32> {soma.output = "l", soma.loss}) {
+  %0 = soma.stop_gradient %v : tensor<2xf32>
+  %1 = soma.mul %w, %0 : tensor<2xf32>, tensor<2xf32>
+  %2 = soma.reduce_sum %1 {axes = array<i64: 0>} : tensor<2xf32> -> tensor<f32>
+  return %2 : tensor<f32>
+}
+
+// -----
+
+// A gradient that would flow through a non-differentiable op is an error at
+// that op.
+func.func @step(%w: tensor<2xf32> {soma.param = "w", soma.init = {kind = "zeros"}}) -> (tensor<f32> {soma.output = "l", soma.loss}) {
+  // expected-error @+1 {{'soma.step' is not differentiable, but the gradient of the loss flows through it}}
+  %0 = soma.step %w : tensor<2xf32>
+  %1 = soma.reduce_sum %0 {axes = array<i64: 0>} : tensor<2xf32> -> tensor<f32>
+  return %1 : tensor<f32>
+}
+
+// -----
+
+// The loss must be a scalar.
+// expected-error @+1 {{the loss must be a scalar f32 (rank 0), got tensor<2xf32>}}
+func.func @vector_loss(%w: tensor<2xf32> {soma.param = "w", soma.init = {kind = "zeros"}}) -> (tensor<2xf32> {soma.output = "l", soma.loss}) {
+  %0 = soma.relu %w : tensor<2xf32>
+  return %0 : tensor<2xf32>
+}
+
+// -----
+
+// Without a soma.loss result there is nothing to do.
+// CHECK-LABEL: func.func @inference(
+//  CHECK-SAME: -> (tensor<2xf32> {soma.output = "y"})
+//   CHECK-NOT: soma.grad
+func.func @inference(%w: tensor<2xf32> {soma.param = "w", soma.init = {kind = "zeros"}}) -> (tensor<2xf32> {soma.output = "y"}) {
+  %0 = soma.relu %w : tensor<2xf32>
+  return %0 : tensor<2xf32>
+}
