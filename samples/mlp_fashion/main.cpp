@@ -5,14 +5,14 @@
 // prints the test accuracy after every epoch. Exits non-zero if the final
 // test accuracy is below the target (88%).
 //
-//   mlp_fashion [EPOCHS] [--no-progress]
+//   mlp_fashion [EPOCHS (default 10)] [--no-progress]
 #include <soma/soma.h>
 
 #include <cstdio>
 #include <cstring>
 
 int main(int argc, char **argv) {
-  int64_t epochs = 5;
+  int64_t epochs = 10;
   bool progress = true;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--no-progress") == 0)
