@@ -282,6 +282,88 @@ Tensor pad(const Tensor &x, const Shape &low, const Shape &high, const Shape &in
                  loc);
 }
 
+// --- convolution and pooling ----------------------------------------------------------
+namespace {
+/// Two values from a window parameter.
+SmallVector<int64_t> pair(const Ints &v, const char *what, const char *op, const Loc &loc) {
+  if (v.values.size() == 1)
+    return {v.values[0], v.values[0]};
+  if (v.values.size() == 2)
+    return {v.values[0], v.values[1]};
+  throw Error(where(loc) + ": " + op + ": " + what + " takes 1 or 2 values, got " +
+              std::to_string(v.values.size()));
+}
+/// Four paddings {top, left, bottom, right}.
+SmallVector<int64_t> pads(const Ints &v, const char *op, const Loc &loc) {
+  const auto &p = v.values;
+  if (p.size() == 1)
+    return {p[0], p[0], p[0], p[0]};
+  if (p.size() == 2)
+    return {p[0], p[1], p[0], p[1]};
+  if (p.size() == 4)
+    return {p[0], p[1], p[2], p[3]};
+  throw Error(where(loc) + ": " + op + ": padding takes 1, 2 or 4 values, got " +
+              std::to_string(p.size()));
+}
+/// TensorFlow's "same": ceil(in / stride) outputs, padding split evenly.
+SmallVector<int64_t> samePads(int64_t h, int64_t w, ArrayRef<int64_t> k, ArrayRef<int64_t> s,
+                              ArrayRef<int64_t> d) {
+  SmallVector<int64_t> lo, hi;
+  for (int i = 0; i < 2; ++i) {
+    int64_t in = i == 0 ? h : w;
+    int64_t out = (in + s[i] - 1) / s[i];
+    int64_t total = std::max<int64_t>((out - 1) * s[i] + d[i] * (k[i] - 1) + 1 - in, 0);
+    lo.push_back(total / 2);
+    hi.push_back(total - total / 2);
+  }
+  return {lo[0], lo[1], hi[0], hi[1]};
+}
+} // namespace
+
+Tensor conv2d(const Tensor &x, const Tensor &w, const Conv2dOptions &o, Loc loc) {
+  GraphImpl *g = graphOf({&x, &w}, "conv2d", loc);
+  SmallVector<int64_t> st = pair(o.stride, "stride", "conv2d", loc);
+  SmallVector<int64_t> dil = pair(o.dilation, "dilation", "conv2d", loc);
+  SmallVector<int64_t> pd = pads(o.padding, "conv2d", loc);
+  if (o.same && x.rank() == 4 && w.rank() == 4) {
+    int64_t k[] = {w.dim(2), w.dim(3)};
+    pd = samePads(x.dim(2), x.dim(3), k, st, dil);
+  }
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.conv2d", {g->value(x), g->value(w)},
+                 {b.getNamedAttr("stride", b.getDenseI64ArrayAttr(st)),
+                  b.getNamedAttr("padding", b.getDenseI64ArrayAttr(pd)),
+                  b.getNamedAttr("dilation", b.getDenseI64ArrayAttr(dil)),
+                  b.getNamedAttr("groups", b.getI64IntegerAttr(o.groups))},
+                 loc);
+}
+
+static Tensor pool(const char *op, const Tensor &x, const Ints &kernel, const Pool2dOptions &o,
+                   const Loc &loc) {
+  GraphImpl *g = graphOf({&x}, op, loc);
+  SmallVector<int64_t> k = pair(kernel, "kernel", op, loc);
+  SmallVector<int64_t> st = o.stride.values.empty() ? k : pair(o.stride, "stride", op, loc);
+  SmallVector<int64_t> pd = pads(o.padding, op, loc);
+  Builder b(g->ctx.get());
+  return buildOp(g, std::string("soma.") + op, {g->value(x)},
+                 {b.getNamedAttr("kernel", b.getDenseI64ArrayAttr(k)),
+                  b.getNamedAttr("stride", b.getDenseI64ArrayAttr(st)),
+                  b.getNamedAttr("padding", b.getDenseI64ArrayAttr(pd))},
+                 loc);
+}
+Tensor max_pool2d(const Tensor &x, Ints kernel, const Pool2dOptions &o, Loc loc) {
+  return pool("max_pool2d", x, kernel, o, loc);
+}
+Tensor avg_pool2d(const Tensor &x, Ints kernel, const Pool2dOptions &o, Loc loc) {
+  return pool("avg_pool2d", x, kernel, o, loc);
+}
+Tensor global_avg_pool2d(const Tensor &x, Loc loc) {
+  graphOf({&x}, "global_avg_pool2d", loc);
+  if (x.rank() != 4)
+    throw Error(where(loc) + ": global_avg_pool2d: input must be [N, C, H, W], got " + x.type_str());
+  return mean(x, {2, 3}, false, loc);
+}
+
 // --- softmax family and losses ---------------------------------------------------------
 static Tensor softmaxLike(const char *op, const Tensor &x, int64_t axis, const Loc &loc) {
   GraphImpl *g = graphOf({&x}, op, loc);
@@ -342,6 +424,41 @@ Tensor dense(const Tensor &x, int64_t units, const DenseOptions &o, Loc loc) {
     if (bi.fan_out == 0)
       bi.fan_out = units;
     y = add(y, g.param(name + ".bias", {units}, bi, loc), loc);
+  }
+  return y;
+}
+Tensor conv2d(const Tensor &x, int64_t out_channels, Ints kernel, const Conv2dLayerOptions &o,
+              Loc loc) {
+  graphOf({&x}, "conv2d", loc);
+  if (x.rank() != 4)
+    throw Error(where(loc) + ": conv2d: input must be [N, C, H, W], got " + x.type_str());
+  if (out_channels <= 0)
+    throw Error(where(loc) + ": conv2d: out_channels must be positive, got " + std::to_string(out_channels));
+  if (o.groups < 1 || x.dim(1) % o.groups != 0 || out_channels % o.groups != 0)
+    throw Error(where(loc) + ": conv2d: groups " + std::to_string(o.groups) +
+                " must divide the input channels (" + std::to_string(x.dim(1)) +
+                ") and the output channels (" + std::to_string(out_channels) + ")");
+  SmallVector<int64_t> k = pair(kernel, "kernel", "conv2d", loc);
+  Graph &g = x.graph();
+  std::string name = o.name.empty() ? g.unique_name("conv") : o.name;
+  int64_t cin = x.dim(1) / o.groups;
+  Init wi = o.weight_init;
+  if (wi.fan_in == 0)
+    wi.fan_in = cin * k[0] * k[1];
+  if (wi.fan_out == 0)
+    wi.fan_out = out_channels / o.groups * k[0] * k[1];
+  Tensor w = g.param(name + ".weight", {out_channels, cin, k[0], k[1]}, wi, loc);
+  Tensor y = soma::conv2d(x, w, {.stride = o.stride, .padding = o.padding, .same = o.same,
+                                 .dilation = o.dilation, .groups = o.groups},
+                          loc);
+  if (o.bias) {
+    Init bi = o.bias_init;
+    if (bi.fan_in == 0)
+      bi.fan_in = wi.fan_in;
+    if (bi.fan_out == 0)
+      bi.fan_out = wi.fan_out;
+    Tensor b = g.param(name + ".bias", {out_channels}, bi, loc);
+    y = add(y, reshape(b, {1, out_channels, 1, 1}, loc), loc);
   }
   return y;
 }

@@ -167,6 +167,38 @@ std::vector<Case> allCases() {
   c.push_back({"bce_saturated", {{{3}, DType::f32, 0, 0}, {{3}, DType::f32, 1, 1}},
                [](Graph &, Ts &x) { return Ts{binary_cross_entropy(x[0], x[1])}; }});
 
+  // Convolution and pooling.
+  struct Conv {
+    const char *name;
+    Shape x, w;
+    Conv2dOptions o;
+  };
+  for (const Conv &cv : {Conv{"conv_basic", {2, 3, 7, 7}, {4, 3, 3, 3}, {}},
+                         Conv{"conv_stride2_pad1", {2, 3, 9, 8}, {5, 3, 3, 3}, {.stride = 2, .padding = 1}},
+                         Conv{"conv_dilation2", {1, 2, 9, 9}, {3, 2, 3, 3}, {.dilation = 2}},
+                         Conv{"conv_depthwise", {2, 4, 8, 8}, {4, 1, 3, 3}, {.padding = 1, .groups = 4}},
+                         Conv{"conv_groups2", {2, 4, 6, 6}, {6, 2, 3, 3}, {.groups = 2}},
+                         Conv{"conv_1x1", {3, 8, 5, 5}, {2, 8, 1, 1}, {}},
+                         Conv{"conv_same_stride2", {2, 3, 7, 7}, {4, 3, 3, 3}, {.stride = 2, .same = true}},
+                         Conv{"conv_asymmetric_pad", {1, 2, 5, 6}, {3, 2, 2, 3}, {.stride = {1, 2}, .padding = {0, 1, 2, 0}}},
+                         Conv{"conv_lenet_size", {8, 6, 14, 14}, {16, 6, 5, 5}, {}},
+                         Conv{"conv_big_parallel", {4, 6, 28, 28}, {8, 6, 5, 5}, {.padding = 2}}}) {
+    Conv2dOptions o = cv.o;
+    c.push_back({cv.name, {{cv.x}, {cv.w}}, [o](Graph &, Ts &x) { return Ts{conv2d(x[0], x[1], o)}; }});
+  }
+  c.push_back({"max_pool_2x2", {{{2, 3, 8, 8}}}, [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 2)}; }});
+  c.push_back({"max_pool_3x3_s2_p1", {{{2, 3, 9, 9}}},
+               [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 3, {.stride = 2, .padding = 1})}; }});
+  c.push_back({"max_pool_negative", {{{1, 2, 4, 4}, DType::f32, -5, -1}},
+               [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 3, {.stride = 1, .padding = 1})}; }});
+  c.push_back({"avg_pool_2x2", {{{2, 3, 8, 8}}}, [](Graph &, Ts &x) { return Ts{avg_pool2d(x[0], 2)}; }});
+  c.push_back({"avg_pool_3x3_s2_p1", {{{2, 3, 9, 9}}},
+               [](Graph &, Ts &x) { return Ts{avg_pool2d(x[0], 3, {.stride = 2, .padding = 1})}; }});
+  c.push_back({"global_avg_pool", {{{2, 5, 6, 7}}}, [](Graph &, Ts &x) { return Ts{global_avg_pool2d(x[0])}; }});
+  c.push_back({"pool_big_parallel", {{{8, 16, 28, 28}}}, [](Graph &, Ts &x) {
+                 return Ts{max_pool2d(x[0], 2), avg_pool2d(x[0], 2)};
+               }});
+
   // Output plumbing: an input returned as is, a value returned twice, an
   // output that is also consumed.
   c.push_back({"identity_output", {{{3, 2}}}, [](Graph &, Ts &x) { return Ts{x[0]}; }});

@@ -91,6 +91,25 @@ std::vector<GradCase> gradCases() {
   c.push_back({"mse", {{{3, 4}}, {{3, 4}}}, [](Graph &, Ts &x) { return mse(x[0], x[1]); }});
   c.push_back({"bce", {{{3, 4}, 0.1f, 0.9f}, {{3, 4}, 0, 1}},
                [](Graph &, Ts &x) { return binary_cross_entropy(x[0], x[1], Reduction::sum); }});
+  c.push_back({"conv2d", {{{2, 3, 6, 6}}, {{4, 3, 3, 3}}}, [](Graph &, Ts &x) { return conv2d(x[0], x[1]); }});
+  c.push_back({"conv2d_stride_pad", {{{1, 2, 7, 6}}, {{3, 2, 3, 2}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.stride = {2, 1}, .padding = {1, 0, 2, 1}}); }});
+  c.push_back({"conv2d_dilation", {{{1, 2, 7, 7}}, {{2, 2, 2, 2}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.dilation = 2}); }});
+  c.push_back({"conv2d_groups", {{{2, 4, 5, 5}}, {{4, 2, 3, 3}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = 1, .groups = 2}); }});
+  c.push_back({"conv2d_depthwise", {{{1, 3, 5, 5}}, {{3, 1, 3, 3}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.stride = 2, .groups = 3}); }});
+  c.push_back({"max_pool2d", {{{2, 2, 6, 6}}}, [](Graph &, Ts &x) { return max_pool2d(x[0], 2); }});
+  c.push_back({"max_pool2d_overlap_pad", {{{1, 2, 7, 7}}},
+               [](Graph &, Ts &x) { return max_pool2d(x[0], 3, {.stride = 2, .padding = 1}); }});
+  c.push_back({"avg_pool2d", {{{2, 2, 6, 6}}}, [](Graph &, Ts &x) { return avg_pool2d(x[0], 2); }});
+  c.push_back({"avg_pool2d_overlap_pad", {{{1, 2, 7, 7}}},
+               [](Graph &, Ts &x) { return avg_pool2d(x[0], 3, {.stride = 2, .padding = 1}); }});
+  c.push_back({"global_avg_pool2d", {{{2, 3, 4, 5}}}, [](Graph &, Ts &x) { return global_avg_pool2d(x[0]); }});
+  c.push_back({"conv_layer_relu_pool", {{{2, 1, 8, 8}}}, [](Graph &, Ts &x) {
+                 return max_pool2d(relu(nn::conv2d(x[0], 3, 3, {.padding = 1, .bias_init = init::uniform(-0.1, 0.1)})), 2);
+               }});
   // Composite graphs: a value used twice (gradients add up). (stop_gradient
   // deliberately disagrees with finite differences; see StopGradient*.)
   c.push_back({"reuse", {{{3, 4}}}, [](Graph &, Ts &x) { return x[0] * x[0] + tanh(x[0]); }});

@@ -193,7 +193,9 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump) {
   dump.write("built", printModule(m, true));
   std::optional<StageTimer> timer(std::in_place, "lower to linalg");
   runPasses(m, dump, "lowering to linalg", [](PassManager &pm) {
-    // Simplify the graph first: dead ops, duplicate ops and constants.
+    // Convolution and pooling as im2col + matmul / reductions; then
+    // simplify: dead ops, duplicate ops and constants.
+    pm.addPass(createSomaDecompose());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
     pm.addPass(createSomaLowerToLinalg());

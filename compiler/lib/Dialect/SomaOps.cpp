@@ -1073,5 +1073,331 @@ SOMA_VJP(BinaryCrossEntropyOp) {
 }
 #undef SOMA_VJP
 
+
+//===----------------------------------------------------------------------===//
+// Convolution and pooling
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Checks window attributes: `kernel` (if given) and `dilation` have 2
+/// entries >= 1, `stride` 2 entries >= 1, `padding` 4 entries >= 0.
+LogicalResult checkWindow(std::optional<Location> loc, StringRef op, ArrayRef<int64_t> kernel,
+                          ArrayRef<int64_t> stride, ArrayRef<int64_t> padding,
+                          ArrayRef<int64_t> dilation) {
+  auto positive = [&](ArrayRef<int64_t> v, const char *name, size_t n) -> LogicalResult {
+    if (v.size() != n)
+      return fail(loc, op, Twine(name) + " needs " + Twine(n) + " values, got " + shapeStr(v));
+    for (int64_t x : v)
+      if (x < 1)
+        return fail(loc, op, Twine(name) + " must be >= 1, got " + shapeStr(v));
+    return success();
+  };
+  if (!kernel.empty() && failed(positive(kernel, "kernel", 2)))
+    return failure();
+  if (failed(positive(stride, "stride", 2)) || failed(positive(dilation, "dilation", 2)))
+    return failure();
+  if (padding.size() != 4)
+    return fail(loc, op, "padding needs 4 values [top, left, bottom, right], got " + shapeStr(padding));
+  for (int64_t p : padding)
+    if (p < 0)
+      return fail(loc, op, "padding must be >= 0, got " + shapeStr(padding));
+  return success();
+}
+
+/// The output size of a window sweep, or a failure naming the sizes.
+FailureOr<std::pair<int64_t, int64_t>>
+windowOutput(std::optional<Location> loc, StringRef op, int64_t h, int64_t w,
+             ArrayRef<int64_t> kernel, ArrayRef<int64_t> stride, ArrayRef<int64_t> padding,
+             ArrayRef<int64_t> dilation) {
+  int64_t ekh = dilation[0] * (kernel[0] - 1) + 1, ekw = dilation[1] * (kernel[1] - 1) + 1;
+  int64_t ph = h + padding[0] + padding[2], pw = w + padding[1] + padding[3];
+  if (ekh > ph || ekw > pw)
+    return fail(loc, op, "the " + Twine(kernel[0]) + "x" + Twine(kernel[1]) + " window (dilation " +
+                             shapeStr(dilation) + ") does not fit the " + Twine(h) + "x" + Twine(w) +
+                             " input with padding " + shapeStr(padding) +
+                             ": the output would be empty");
+  return std::make_pair((ph - ekh) / stride[0] + 1, (pw - ekw) / stride[1] + 1);
+}
+
+const std::initializer_list<AttrReq> kPoolAttrs = {{"kernel", AttrKind::I64Array, true},
+                                                   {"stride", AttrKind::I64Array, true},
+                                                   {"padding", AttrKind::I64Array, true}};
+
+LogicalResult inferPool(std::optional<Location> loc, StringRef op, Value input,
+                        ArrayRef<int64_t> kernel, ArrayRef<int64_t> stride,
+                        ArrayRef<int64_t> padding, SmallVectorImpl<Type> &results) {
+  auto t = f32TensorOf(loc, op, input, "input");
+  if (failed(t))
+    return failure();
+  if (t->getRank() != 4)
+    return fail(loc, op, "input must be [N, C, H, W], got " + shapeStr(t->getShape()));
+  int64_t one[] = {1, 1};
+  if (failed(checkWindow(loc, op, kernel, stride, padding, one)))
+    return failure();
+  auto out = windowOutput(loc, op, t->getDimSize(2), t->getDimSize(3), kernel, stride, padding, one);
+  if (failed(out))
+    return failure();
+  results.push_back(RankedTensorType::get(
+      {t->getDimSize(0), t->getDimSize(1), out->first, out->second}, t->getElementType()));
+  return success();
+}
+
+} // namespace
+
+LogicalResult Conv2dOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                         Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  StringRef op = "conv2d";
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(),
+                        {{"stride", AttrKind::I64Array, true}, {"padding", AttrKind::I64Array, true},
+                         {"dilation", AttrKind::I64Array, true}, {"groups", AttrKind::Int, false}})))
+    return failure();
+  auto x = f32TensorOf(loc, op, adaptor.getInput(), "input");
+  if (failed(x))
+    return failure();
+  auto w = f32TensorOf(loc, op, adaptor.getFilter(), "filter");
+  if (failed(w))
+    return failure();
+  if (x->getRank() != 4)
+    return fail(loc, op, "input must be [N, C, H, W], got " + shapeStr(x->getShape()));
+  if (w->getRank() != 4)
+    return fail(loc, op, "filter must be [K, C/groups, KH, KW], got " + shapeStr(w->getShape()));
+  int64_t groups = adaptor.getGroups();
+  int64_t c = x->getDimSize(1), k = w->getDimSize(0);
+  if (groups < 1)
+    return fail(loc, op, "groups must be >= 1, got " + Twine(groups));
+  if (c % groups != 0 || k % groups != 0)
+    return fail(loc, op, "groups " + Twine(groups) + " must divide the input channels (" + Twine(c) +
+                             ") and the output channels (" + Twine(k) + ")");
+  if (w->getDimSize(1) * groups != c)
+    return fail(loc, op, "filter " + shapeStr(w->getShape()) + " expects " +
+                             Twine(w->getDimSize(1) * groups) + " input channels (groups " +
+                             Twine(groups) + "), the input " + shapeStr(x->getShape()) + " has " +
+                             Twine(c));
+  int64_t kernel[] = {w->getDimSize(2), w->getDimSize(3)};
+  if (failed(checkWindow(loc, op, kernel, adaptor.getStride(), adaptor.getPadding(),
+                         adaptor.getDilation())))
+    return failure();
+  auto out = windowOutput(loc, op, x->getDimSize(2), x->getDimSize(3), kernel, adaptor.getStride(),
+                          adaptor.getPadding(), adaptor.getDilation());
+  if (failed(out))
+    return failure();
+  results.push_back(RankedTensorType::get({x->getDimSize(0), k, out->first, out->second},
+                                          x->getElementType()));
+  return success();
+}
+
+LogicalResult MaxPool2dOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                            Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "max_pool2d", adaptor.getAttributes(), kPoolAttrs)))
+    return failure();
+  return inferPool(loc, "max_pool2d", adaptor.getInput(), adaptor.getKernel(), adaptor.getStride(),
+                   adaptor.getPadding(), results);
+}
+
+LogicalResult AvgPool2dOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                            Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "avg_pool2d", adaptor.getAttributes(), kPoolAttrs)))
+    return failure();
+  return inferPool(loc, "avg_pool2d", adaptor.getInput(), adaptor.getKernel(), adaptor.getStride(),
+                   adaptor.getPadding(), results);
+}
+
+LogicalResult Im2colOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                         Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  StringRef op = "im2col";
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(),
+                        {{"kernel", AttrKind::I64Array, true}, {"stride", AttrKind::I64Array, true},
+                         {"padding", AttrKind::I64Array, true}, {"dilation", AttrKind::I64Array, true},
+                         {"pad_value", AttrKind::Float, false}})))
+    return failure();
+  auto x = f32TensorOf(loc, op, adaptor.getInput(), "input");
+  if (failed(x))
+    return failure();
+  if (x->getRank() != 4)
+    return fail(loc, op, "input must be [N, C, H, W], got " + shapeStr(x->getShape()));
+  if (failed(checkWindow(loc, op, adaptor.getKernel(), adaptor.getStride(), adaptor.getPadding(),
+                         adaptor.getDilation())))
+    return failure();
+  auto out = windowOutput(loc, op, x->getDimSize(2), x->getDimSize(3), adaptor.getKernel(),
+                          adaptor.getStride(), adaptor.getPadding(), adaptor.getDilation());
+  if (failed(out))
+    return failure();
+  ArrayRef<int64_t> k = adaptor.getKernel();
+  results.push_back(RankedTensorType::get(
+      {x->getDimSize(1) * k[0] * k[1], x->getDimSize(0) * out->first * out->second},
+      x->getElementType()));
+  return success();
+}
+
+LogicalResult Col2imOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                         Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  StringRef op = "col2im";
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(),
+                        {{"image_shape", AttrKind::I64Array, true}, {"kernel", AttrKind::I64Array, true},
+                         {"stride", AttrKind::I64Array, true}, {"padding", AttrKind::I64Array, true},
+                         {"dilation", AttrKind::I64Array, true}})))
+    return failure();
+  auto cols = f32TensorOf(loc, op, adaptor.getInput(), "input");
+  if (failed(cols))
+    return failure();
+  ArrayRef<int64_t> image = adaptor.getImageShape(), k = adaptor.getKernel();
+  if (image.size() != 4)
+    return fail(loc, op, "image_shape must be [N, C, H, W], got " + shapeStr(image));
+  if (failed(checkWindow(loc, op, k, adaptor.getStride(), adaptor.getPadding(), adaptor.getDilation())))
+    return failure();
+  auto out = windowOutput(loc, op, image[2], image[3], k, adaptor.getStride(), adaptor.getPadding(),
+                          adaptor.getDilation());
+  if (failed(out))
+    return failure();
+  SmallVector<int64_t> want{image[1] * k[0] * k[1], image[0] * out->first * out->second};
+  if (cols->getShape() != ArrayRef<int64_t>(want))
+    return fail(loc, op, "columns " + shapeStr(cols->getShape()) + " do not match image " +
+                             shapeStr(image) + " and its windows (expected " + shapeStr(want) + ")");
+  results.push_back(RankedTensorType::get(image, cols->getElementType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Decompositions: convolution and pooling as im2col + matmul / reductions
+//===----------------------------------------------------------------------===//
+
+namespace soma::ir {
+
+namespace {
+Value reshapeTo(OpBuilder &b, Location l, Value v, ArrayRef<int64_t> shape) {
+  return b.create<ReshapeOp>(l, v, b.getDenseI64ArrayAttr(shape));
+}
+Value transposeTo(OpBuilder &b, Location l, Value v, ArrayRef<int64_t> perm) {
+  return b.create<TransposeOp>(l, v, b.getDenseI64ArrayAttr(perm));
+}
+ArrayRef<int64_t> shapeOf(Value v) { return cast<RankedTensorType>(v.getType()).getShape(); }
+} // namespace
+
+Value decomposeConv2d(OpBuilder &b, Conv2dOp op) {
+  // cols [G, R, P] with R = C/G*KH*KW, P = N*OH*OW; filter [G, K/G, R];
+  // y = filter x cols -> [G, K/G, P] -> [K, N, OH, OW] -> [N, K, OH, OW].
+  Location l = op.getLoc();
+  ArrayRef<int64_t> x = shapeOf(op.getInput()), w = shapeOf(op.getFilter()), y = shapeOf(op.getResult());
+  int64_t g = op.getGroups(), r = w[1] * w[2] * w[3], p = y[0] * y[2] * y[3];
+  int64_t kernel[] = {w[2], w[3]};
+  Value cols = b.create<Im2colOp>(l, op.getInput(), b.getDenseI64ArrayAttr(kernel), op.getStrideAttr(),
+                                  op.getPaddingAttr(), op.getDilationAttr(), b.getF64FloatAttr(0.0));
+  Value cols3 = reshapeTo(b, l, cols, {g, r, p});
+  Value w3 = reshapeTo(b, l, op.getFilter(), {g, w[0] / g, r});
+  Value y3 = b.create<MatmulOp>(l, w3, cols3, b.getBoolAttr(false), b.getBoolAttr(false));
+  Value y4 = reshapeTo(b, l, y3, {y[1], y[0], y[2], y[3]});
+  (void)x;
+  return transposeTo(b, l, y4, {1, 0, 2, 3});
+}
+
+/// The windows of a pooling op as [C, KH*KW, N*OH*OW].
+static Value poolWindows(OpBuilder &b, Location l, Value input, ArrayRef<int64_t> kernel,
+                         DenseI64ArrayAttr stride, DenseI64ArrayAttr padding, ArrayRef<int64_t> out,
+                         double padValue) {
+  ArrayRef<int64_t> x = shapeOf(input);
+  int64_t one[] = {1, 1};
+  Value cols = b.create<Im2colOp>(l, input, b.getDenseI64ArrayAttr(kernel), stride, padding,
+                                  b.getDenseI64ArrayAttr(one), b.getF64FloatAttr(padValue));
+  return reshapeTo(b, l, cols, {x[1], kernel[0] * kernel[1], out[0] * out[2] * out[3]});
+}
+
+/// [C, 1, P] or [C, P] -> [N, C, OH, OW].
+static Value windowsToImage(OpBuilder &b, Location l, Value v, ArrayRef<int64_t> out) {
+  return transposeTo(b, l, reshapeTo(b, l, v, {out[1], out[0], out[2], out[3]}), {1, 0, 2, 3});
+}
+
+/// [N, C, OH, OW] -> [C, 1, N*OH*OW].
+static Value imageToWindows(OpBuilder &b, Location l, Value v) {
+  ArrayRef<int64_t> s = shapeOf(v);
+  return reshapeTo(b, l, transposeTo(b, l, v, {1, 0, 2, 3}), {s[1], 1, s[0] * s[2] * s[3]});
+}
+
+Value decomposeMaxPool2d(OpBuilder &b, MaxPool2dOp op) {
+  Location l = op.getLoc();
+  Value win = poolWindows(b, l, op.getInput(), op.getKernel(), op.getStrideAttr(), op.getPaddingAttr(),
+                          shapeOf(op.getResult()), -std::numeric_limits<double>::infinity());
+  int64_t axes[] = {1};
+  Value m = b.create<ReduceMaxOp>(l, win, b.getDenseI64ArrayAttr(axes), b.getBoolAttr(false));
+  return windowsToImage(b, l, m, shapeOf(op.getResult()));
+}
+
+Value decomposeAvgPool2d(OpBuilder &b, AvgPool2dOp op) {
+  Location l = op.getLoc();
+  Value win = poolWindows(b, l, op.getInput(), op.getKernel(), op.getStrideAttr(), op.getPaddingAttr(),
+                          shapeOf(op.getResult()), 0.0);
+  int64_t axes[] = {1};
+  Value m = b.create<ReduceMeanOp>(l, win, b.getDenseI64ArrayAttr(axes), b.getBoolAttr(false));
+  return windowsToImage(b, l, m, shapeOf(op.getResult()));
+}
+
+} // namespace soma::ir
+
+//===----------------------------------------------------------------------===//
+// VJPs of convolution and pooling
+//===----------------------------------------------------------------------===//
+
+LogicalResult Conv2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
+                                 SmallVectorImpl<Value> &operandGrads) {
+  // With cols = im2col(x) as [G, R, P] and the filter as [G, K/G, R]:
+  //   dW = dY x cols^T            (the filter gradient, as a matmul)
+  //   dX = col2im(W^T x dY)       (the input gradient, scattered back)
+  Location l = getLoc();
+  ArrayRef<int64_t> x = shapeOf(getInput()), w = shapeOf(getFilter()), y = shapeOf(getResult());
+  int64_t g = getGroups(), r = w[1] * w[2] * w[3], p = y[0] * y[2] * y[3];
+  int64_t kernel[] = {w[2], w[3]};
+  Value dy3 = reshapeTo(b, l, transposeTo(b, l, resultGrads[0], {1, 0, 2, 3}), {g, w[0] / g, p});
+  Value cols = b.create<Im2colOp>(l, getInput(), b.getDenseI64ArrayAttr(kernel), getStrideAttr(),
+                                  getPaddingAttr(), getDilationAttr(), b.getF64FloatAttr(0.0));
+  Value cols3 = reshapeTo(b, l, cols, {g, r, p});
+  Value w3 = reshapeTo(b, l, getFilter(), {g, w[0] / g, r});
+  Value dcols = b.create<MatmulOp>(l, w3, dy3, b.getBoolAttr(true), b.getBoolAttr(false));
+  Value dx = b.create<Col2imOp>(l, reshapeTo(b, l, dcols, {x[1] * w[2] * w[3], p}),
+                                b.getDenseI64ArrayAttr(x), b.getDenseI64ArrayAttr(kernel), getStrideAttr(),
+                                getPaddingAttr(), getDilationAttr());
+  Value dw = b.create<MatmulOp>(l, dy3, cols3, b.getBoolAttr(false), b.getBoolAttr(true));
+  operandGrads.push_back(dx);
+  operandGrads.push_back(reshapeTo(b, l, dw, w));
+  return success();
+}
+
+LogicalResult MaxPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
+                                    SmallVectorImpl<Value> &operandGrads) {
+  // The gradient goes to the window's maxima (split evenly among ties):
+  // mask = (windows == max), dX = col2im(mask * dY / count).
+  Location l = getLoc();
+  ArrayRef<int64_t> out = shapeOf(getResult());
+  Value win = poolWindows(b, l, getInput(), getKernel(), getStrideAttr(), getPaddingAttr(), out,
+                          -std::numeric_limits<double>::infinity());
+  Value mask = b.create<EqualOp>(l, win, imageToWindows(b, l, getResult()));
+  int64_t axes[] = {1};
+  Value count = b.create<ReduceSumOp>(l, mask, b.getDenseI64ArrayAttr(axes), b.getBoolAttr(true));
+  Value share = b.create<DivOp>(l, imageToWindows(b, l, resultGrads[0]), count);
+  Value dcols = b.create<MulOp>(l, mask, share);
+  ArrayRef<int64_t> x = shapeOf(getInput());
+  int64_t one[] = {1, 1};
+  ArrayRef<int64_t> k = getKernel();
+  operandGrads.push_back(b.create<Col2imOp>(
+      l, reshapeTo(b, l, dcols, {x[1] * k[0] * k[1], out[0] * out[2] * out[3]}), b.getDenseI64ArrayAttr(x),
+      getKernelAttr(), getStrideAttr(), getPaddingAttr(), b.getDenseI64ArrayAttr(one)));
+  return success();
+}
+
+LogicalResult AvgPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
+                                    SmallVectorImpl<Value> &operandGrads) {
+  // Each window element receives dY / (KH*KW).
+  Location l = getLoc();
+  ArrayRef<int64_t> out = shapeOf(getResult()), x = shapeOf(getInput()), k = getKernel();
+  int64_t kk = k[0] * k[1], p = out[0] * out[2] * out[3];
+  Value share = b.create<MulOp>(l, imageToWindows(b, l, resultGrads[0]),
+                                scalarConst(b, l, 1.0 / static_cast<double>(kk)));
+  Value dcols = b.create<BroadcastToOp>(l, share, b.getDenseI64ArrayAttr({x[1], kk, p}));
+  int64_t one[] = {1, 1};
+  operandGrads.push_back(b.create<Col2imOp>(l, reshapeTo(b, l, dcols, {x[1] * kk, p}),
+                                            b.getDenseI64ArrayAttr(x), getKernelAttr(), getStrideAttr(),
+                                            getPaddingAttr(), b.getDenseI64ArrayAttr(one)));
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "soma/Dialect/SomaOps.cpp.inc"

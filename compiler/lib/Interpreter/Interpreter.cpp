@@ -448,6 +448,113 @@ RefTensor softmaxCrossEntropyGrad(const RefTensor &logits, const RefTensor &labe
   return p;
 }
 
+
+//===----------------------------------------------------------------------===//
+// Convolution and pooling, straight from their definitions
+//===----------------------------------------------------------------------===//
+
+/// Output size of a window sweep along one dimension.
+int64_t windowOut(int64_t n, int64_t k, int64_t s, int64_t padLo, int64_t padHi, int64_t d) {
+  return (n + padLo + padHi - d * (k - 1) - 1) / s + 1;
+}
+
+/// y[n,k,i,j] = sum_{c,u,v} x[n, g*Cg + c, i*sh - pt + u*dh, j*sw - pl + v*dw] w[k,c,u,v]
+RefTensor conv2d(const RefTensor &x, const RefTensor &w, ArrayRef<int64_t> st, ArrayRef<int64_t> pad,
+                 ArrayRef<int64_t> dil, int64_t groups) {
+  int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+  int64_t K = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3];
+  int64_t OH = windowOut(H, KH, st[0], pad[0], pad[2], dil[0]);
+  int64_t OW = windowOut(W, KW, st[1], pad[1], pad[3], dil[1]);
+  int64_t Kg = K / groups;
+  RefTensor y = zeros(DType::f32, {N, K, OH, OW});
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t i = 0; i < OH; ++i)
+        for (int64_t j = 0; j < OW; ++j) {
+          double acc = 0.0;
+          int64_t g = k / Kg;
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t u = 0; u < KH; ++u)
+              for (int64_t v = 0; v < KW; ++v) {
+                int64_t h = i * st[0] - pad[0] + u * dil[0], ww = j * st[1] - pad[1] + v * dil[1];
+                if (h < 0 || h >= H || ww < 0 || ww >= W)
+                  continue;
+                acc += x.data[((n * C + g * Cg + c) * H + h) * W + ww] *
+                       w.data[((k * Cg + c) * KH + u) * KW + v];
+              }
+          y.data[((n * K + k) * OH + i) * OW + j] = acc;
+        }
+  return y;
+}
+
+/// Max (padding never wins) or mean (padding counts as 0) over each window.
+RefTensor pool2d(const RefTensor &x, ArrayRef<int64_t> k, ArrayRef<int64_t> st, ArrayRef<int64_t> pad,
+                 bool isMax) {
+  int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+  int64_t OH = windowOut(H, k[0], st[0], pad[0], pad[2], 1), OW = windowOut(W, k[1], st[1], pad[1], pad[3], 1);
+  RefTensor y = zeros(DType::f32, {N, C, OH, OW});
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < OH; ++i)
+        for (int64_t j = 0; j < OW; ++j) {
+          double acc = isMax ? -std::numeric_limits<double>::infinity() : 0.0;
+          for (int64_t u = 0; u < k[0]; ++u)
+            for (int64_t v = 0; v < k[1]; ++v) {
+              int64_t h = i * st[0] - pad[0] + u, w = j * st[1] - pad[1] + v;
+              if (h < 0 || h >= H || w < 0 || w >= W)
+                continue;
+              double e = x.data[((n * C + c) * H + h) * W + w];
+              acc = isMax ? nanMax(acc, e) : acc + e;
+            }
+          y.data[((n * C + c) * OH + i) * OW + j] = isMax ? acc : acc / static_cast<double>(k[0] * k[1]);
+        }
+  return y;
+}
+
+/// cols[(c,u,v), (n,i,j)] = x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw] or pad.
+RefTensor im2col(const RefTensor &x, ArrayRef<int64_t> k, ArrayRef<int64_t> st, ArrayRef<int64_t> pad,
+                 ArrayRef<int64_t> dil, double padValue) {
+  int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+  int64_t OH = windowOut(H, k[0], st[0], pad[0], pad[2], dil[0]);
+  int64_t OW = windowOut(W, k[1], st[1], pad[1], pad[3], dil[1]);
+  int64_t P = N * OH * OW;
+  RefTensor cols = zeros(DType::f32, {C * k[0] * k[1], P});
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t u = 0; u < k[0]; ++u)
+      for (int64_t v = 0; v < k[1]; ++v)
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < OH; ++i)
+            for (int64_t j = 0; j < OW; ++j) {
+              int64_t h = i * st[0] - pad[0] + u * dil[0], w = j * st[1] - pad[1] + v * dil[1];
+              bool in = h >= 0 && h < H && w >= 0 && w < W;
+              cols.data[((c * k[0] + u) * k[1] + v) * P + (n * OH + i) * OW + j] =
+                  in ? x.data[((n * C + c) * H + h) * W + w] : padValue;
+            }
+  return cols;
+}
+
+/// The adjoint of im2col: every column entry is added back to its pixel.
+RefTensor col2im(const RefTensor &cols, ArrayRef<int64_t> image, ArrayRef<int64_t> k, ArrayRef<int64_t> st,
+                 ArrayRef<int64_t> pad, ArrayRef<int64_t> dil) {
+  int64_t N = image[0], C = image[1], H = image[2], W = image[3];
+  int64_t OH = windowOut(H, k[0], st[0], pad[0], pad[2], dil[0]);
+  int64_t OW = windowOut(W, k[1], st[1], pad[1], pad[3], dil[1]);
+  int64_t P = N * OH * OW;
+  RefTensor x = zeros(DType::f32, Shape(image.begin(), image.end()));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t u = 0; u < k[0]; ++u)
+      for (int64_t v = 0; v < k[1]; ++v)
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < OH; ++i)
+            for (int64_t j = 0; j < OW; ++j) {
+              int64_t h = i * st[0] - pad[0] + u * dil[0], w = j * st[1] - pad[1] + v * dil[1];
+              if (h >= 0 && h < H && w >= 0 && w < W)
+                x.data[((n * C + c) * H + h) * W + w] +=
+                    cols.data[((c * k[0] + u) * k[1] + v) * P + (n * OH + i) * OW + j];
+            }
+  return x;
+}
+
 //===----------------------------------------------------------------------===//
 // Dispatch
 //===----------------------------------------------------------------------===//
@@ -549,6 +656,18 @@ RefTensor evaluate(Operation *op, const Operands &in) {
       })
       .Case([&](SoftmaxCrossEntropyGradOp o) {
         return softmaxCrossEntropyGrad(in[0], in[1], in[2], o.getReduction());
+      })
+      .Case([&](Conv2dOp o) {
+        return conv2d(in[0], in[1], o.getStride(), o.getPadding(), o.getDilation(), o.getGroups());
+      })
+      .Case([&](MaxPool2dOp o) { return pool2d(in[0], o.getKernel(), o.getStride(), o.getPadding(), true); })
+      .Case([&](AvgPool2dOp o) { return pool2d(in[0], o.getKernel(), o.getStride(), o.getPadding(), false); })
+      .Case([&](Im2colOp o) {
+        return im2col(in[0], o.getKernel(), o.getStride(), o.getPadding(), o.getDilation(),
+                      o.getPadValue().convertToDouble());
+      })
+      .Case([&](Col2imOp o) {
+        return col2im(in[0], o.getImageShape(), o.getKernel(), o.getStride(), o.getPadding(), o.getDilation());
       })
       .Default([&](Operation *) -> RefTensor { throwUnsupported(op); });
 }

@@ -17,6 +17,7 @@
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -192,6 +193,8 @@ private:
                                   StringRef reduction, bool bce);
   LogicalResult lowerConstant(ConstantOp op);
   LogicalResult lowerArgmax(ArgmaxOp op);
+  LogicalResult lowerIm2col(Im2colOp op);
+  LogicalResult lowerCol2im(Col2imOp op);
   LogicalResult lowerPad(PadOp op);
   LogicalResult lowerSoftmaxCrossEntropyGrad(SoftmaxCrossEntropyGradOp op);
   /// m[i] = max_j x[i, j] and s[i] = sum_j e^(x[i,j] - m[i]) for logits x.
@@ -632,6 +635,128 @@ LogicalResult GraphLowering::lowerArgmax(ArgmaxOp op) {
   return success();
 }
 
+LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
+  // out[r, q] with r = (c, u, v) and q = (n, i, j):
+  //   x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw], or pad_value outside.
+  Location loc = op.getLoc();
+  Value x = buffers[op.getInput()];
+  Value out = resultBuffer(op.getResult());
+  auto xs = cast<MemRefType>(x.getType()).getShape();
+  ArrayRef<int64_t> k = op.getKernel(), st = op.getStride(), pad = op.getPadding(), dil = op.getDilation();
+  int64_t oh = (xs[2] + pad[0] + pad[2] - dil[0] * (k[0] - 1) - 1) / st[0] + 1;
+  int64_t ow = (xs[3] + pad[1] + pad[3] - dil[1] * (k[1] - 1) - 1) / st[1] + 1;
+  double padValue = op.getPadValue().convertToDouble();
+  auto id = AffineMap::getMultiDimIdentityMap(2, ctx);
+  b.create<linalg::GenericOp>(
+      loc, ValueRange{}, ValueRange{out}, ArrayRef<AffineMap>{id},
+      SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
+      [&](OpBuilder &nb, Location l, ValueRange) {
+        auto c = [&](int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
+        auto div = [&](Value a, int64_t d) { return Value(nb.create<arith::DivUIOp>(l, a, c(d))); };
+        auto rem = [&](Value a, int64_t d) { return Value(nb.create<arith::RemUIOp>(l, a, c(d))); };
+        auto mul = [&](Value a, int64_t d) { return Value(nb.create<arith::MulIOp>(l, a, c(d))); };
+        auto add = [&](Value a, Value b2) { return Value(nb.create<arith::AddIOp>(l, a, b2)); };
+        Value r = nb.create<linalg::IndexOp>(l, 0), q = nb.create<linalg::IndexOp>(l, 1);
+        Value ch = div(r, k[0] * k[1]), u = rem(div(r, k[1]), k[0]), v = rem(r, k[1]);
+        Value n = div(q, oh * ow), i = rem(div(q, ow), oh), j = rem(q, ow);
+        // ih = i*sh + u*dh - pt, computed in signed arithmetic.
+        Value ih = nb.create<arith::SubIOp>(l, add(mul(i, st[0]), mul(u, dil[0])), c(pad[0]));
+        Value iw = nb.create<arith::SubIOp>(l, add(mul(j, st[1]), mul(v, dil[1])), c(pad[1]));
+        auto inRange = [&](Value a, int64_t hi) {
+          return Value(nb.create<arith::AndIOp>(
+              l, nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sge, a, c(0)),
+              nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::slt, a, c(hi))));
+        };
+        Value ok = nb.create<arith::AndIOp>(l, inRange(ih, xs[2]), inRange(iw, xs[3]));
+        Value sh = nb.create<arith::SelectOp>(l, ok, ih, c(0));
+        Value sw = nb.create<arith::SelectOp>(l, ok, iw, c(0));
+        Value val = nb.create<memref::LoadOp>(l, x, ValueRange{n, ch, sh, sw});
+        nb.create<linalg::YieldOp>(
+            l, Value(nb.create<arith::SelectOp>(l, ok, val, f32Const(nb, l, padValue))));
+      });
+  buffers[op.getResult()] = out;
+  return success();
+}
+
+LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
+  // The adjoint of im2col as a gather, so that every output element is
+  // written by one iteration (no races when parallel over (n, c)):
+  //   out[n, c, h, w] = sum_{u, v} cols[(c, u, v), (n, i, j)]
+  // over the (u, v) with h + pt - u*dh = i*sh and w + pl - v*dw = j*sw for
+  // in-range i, j.
+  Location loc = op.getLoc();
+  Value cols = buffers[op.getInput()];
+  Value out = resultBuffer(op.getResult());
+  ArrayRef<int64_t> img = op.getImageShape(), k = op.getKernel(), st = op.getStride(),
+                    pad = op.getPadding(), dil = op.getDilation();
+  int64_t oh = (img[2] + pad[0] + pad[2] - dil[0] * (k[0] - 1) - 1) / st[0] + 1;
+  int64_t ow = (img[3] + pad[1] + pad[3] - dil[1] * (k[1] - 1) - 1) / st[1] + 1;
+  auto c = [&](OpBuilder &nb, Location l, int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
+  Value zero = c(b, loc, 0), one = c(b, loc, 1);
+  auto body = [&](OpBuilder &nb, Location l, Value nc) {
+    Value n = nb.create<arith::DivUIOp>(l, nc, c(nb, l, img[1]));
+    Value ch = nb.create<arith::RemUIOp>(l, nc, c(nb, l, img[1]));
+    nb.create<scf::ForOp>(l, zero, c(nb, l, img[2]), one, ValueRange{},
+      [&](OpBuilder &hb, Location l, Value h, ValueRange) {
+        hb.create<scf::ForOp>(l, zero, c(hb, l, img[3]), one, ValueRange{},
+          [&](OpBuilder &wb, Location l, Value w, ValueRange) {
+            auto sum = wb.create<scf::ForOp>(l, zero, c(wb, l, k[0]), one, ValueRange{f32Const(wb, l, 0.0)},
+              [&](OpBuilder &ub, Location l, Value u, ValueRange accU) {
+                auto inner = ub.create<scf::ForOp>(l, zero, c(ub, l, k[1]), one, ValueRange{accU[0]},
+                  [&](OpBuilder &vb, Location l, Value v, ValueRange acc) {
+                    auto C = [&](int64_t x) { return c(vb, l, x); };
+                    Value ni = vb.create<arith::SubIOp>(l, vb.create<arith::AddIOp>(l, h, C(pad[0])),
+                                                        vb.create<arith::MulIOp>(l, u, C(dil[0])));
+                    Value nj = vb.create<arith::SubIOp>(l, vb.create<arith::AddIOp>(l, w, C(pad[1])),
+                                                        vb.create<arith::MulIOp>(l, v, C(dil[1])));
+                    auto valid = [&](Value a, int64_t s, int64_t limit) {
+                      Value nonneg = vb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sge, a, C(0));
+                      Value safe = vb.create<arith::SelectOp>(l, nonneg, a, C(0));
+                      Value exact = vb.create<arith::CmpIOp>(
+                          l, arith::CmpIPredicate::eq, vb.create<arith::RemUIOp>(l, safe, C(s)), C(0));
+                      Value idx = vb.create<arith::DivUIOp>(l, safe, C(s));
+                      Value below = vb.create<arith::CmpIOp>(l, arith::CmpIPredicate::slt, idx, C(limit));
+                      Value ok = vb.create<arith::AndIOp>(l, vb.create<arith::AndIOp>(l, nonneg, exact), below);
+                      return std::make_pair(ok, Value(vb.create<arith::SelectOp>(l, ok, idx, C(0))));
+                    };
+                    auto [okI, i] = valid(ni, st[0], oh);
+                    auto [okJ, j] = valid(nj, st[1], ow);
+                    Value ok = vb.create<arith::AndIOp>(l, okI, okJ);
+                    Value r = vb.create<arith::AddIOp>(
+                        l, vb.create<arith::MulIOp>(
+                               l, vb.create<arith::AddIOp>(l, vb.create<arith::MulIOp>(l, ch, C(k[0])), u), C(k[1])),
+                        v);
+                    Value q = vb.create<arith::AddIOp>(
+                        l, vb.create<arith::MulIOp>(
+                               l, vb.create<arith::AddIOp>(l, vb.create<arith::MulIOp>(l, n, C(oh)), i), C(ow)),
+                        j);
+                    Value val = vb.create<memref::LoadOp>(l, cols, ValueRange{r, q});
+                    Value term = vb.create<arith::SelectOp>(l, ok, val, f32Const(vb, l, 0.0));
+                    vb.create<scf::YieldOp>(l, Value(vb.create<arith::AddFOp>(l, acc[0], term)));
+                  });
+                ub.create<scf::YieldOp>(l, inner.getResults());
+              });
+            wb.create<memref::StoreOp>(l, sum.getResult(0), out, ValueRange{n, ch, h, w});
+            wb.create<scf::YieldOp>(l);
+          });
+        hb.create<scf::YieldOp>(l);
+      });
+  };
+  int64_t outer = img[0] * img[1];
+  if (outer * img[2] * img[3] >= 16384 && outer > 1) {
+    b.create<scf::ParallelOp>(loc, ValueRange{zero}, ValueRange{c(b, loc, outer)}, ValueRange{one},
+                              [&](OpBuilder &pb, Location l, ValueRange iv) { body(pb, l, iv[0]); });
+  } else {
+    b.create<scf::ForOp>(loc, zero, c(b, loc, outer), one, ValueRange{},
+                         [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
+                           body(fb, l, iv);
+                           fb.create<scf::YieldOp>(l);
+                         });
+  }
+  buffers[op.getResult()] = out;
+  return success();
+}
+
 LogicalResult GraphLowering::lowerPad(PadOp op) {
   Location loc = op.getLoc();
   Value out = resultBuffer(op.getResult());
@@ -756,6 +881,8 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
         return success();
       })
       .Case([&](ArgmaxOp a) { return lowerArgmax(a); })
+      .Case([&](Im2colOp o) { return lowerIm2col(o); })
+      .Case([&](Col2imOp o) { return lowerCol2im(o); })
       .Case([&](PadOp p) { return lowerPad(p); })
       .Case([&](SoftmaxCrossEntropyGradOp g) { return lowerSoftmaxCrossEntropyGrad(g); })
       .Case([&](SoftmaxOp s) {

@@ -18,4 +18,22 @@ struct DenseOptions {
 Tensor dense(const Tensor &x, int64_t units, const DenseOptions &options = {},
              Loc loc = Loc::current());
 
+struct Conv2dLayerOptions {
+  Ints stride = 1;
+  Ints padding = 0;
+  bool same = false;
+  Ints dilation = 1;
+  int64_t groups = 1;
+  bool bias = true;
+  Init weight_init = init::he_uniform();
+  Init bias_init = init::zeros();
+  /// Parameter name prefix; empty = "conv<k>".
+  std::string name;
+};
+
+/// A convolution layer: creates "<name>.weight" [out, in/groups, KH, KW]
+/// (fan_in = in/groups*KH*KW) and "<name>.bias" [out].
+Tensor conv2d(const Tensor &x, int64_t out_channels, Ints kernel,
+              const Conv2dLayerOptions &options = {}, Loc loc = Loc::current());
+
 } // namespace soma::nn

@@ -110,6 +110,44 @@ Tensor argmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());
 Tensor pad(const Tensor &x, const Shape &low, const Shape &high, const Shape &interior = {},
            double value = 0.0, Loc loc = Loc::current());
 
+// --- convolution and pooling (NCHW) ----------------------------------------------
+/// A window parameter: one value for every spatial dimension (`2`), one per
+/// dimension (`{2, 1}`), or for padding one per side ({top, left, bottom,
+/// right}).
+struct Ints {
+  std::vector<int64_t> values;
+  Ints() = default;
+  Ints(int64_t v) : values{v} {}
+  Ints(std::initializer_list<int64_t> v) : values(v) {}
+};
+
+struct Conv2dOptions {
+  Ints stride = 1;
+  /// Zero padding: 1, 2 ({h, w}, both sides) or 4 values; ignored if `same`.
+  Ints padding = 0;
+  /// "same" padding: the output has ceil(input / stride) positions, the
+  /// padding split evenly (the extra one at the bottom/right).
+  bool same = false;
+  Ints dilation = 1;
+  int64_t groups = 1;
+};
+/// Cross-correlation of x [N, C, H, W] with filter w [K, C/groups, KH, KW].
+Tensor conv2d(const Tensor &x, const Tensor &w, const Conv2dOptions &options = {},
+              Loc loc = Loc::current());
+
+struct Pool2dOptions {
+  /// Defaults to the kernel size (non-overlapping windows).
+  Ints stride;
+  Ints padding = 0;
+};
+Tensor max_pool2d(const Tensor &x, Ints kernel, const Pool2dOptions &options = {},
+                  Loc loc = Loc::current());
+/// Average pooling; padded positions count as zeros.
+Tensor avg_pool2d(const Tensor &x, Ints kernel, const Pool2dOptions &options = {},
+                  Loc loc = Loc::current());
+/// The mean over H and W: [N, C, H, W] -> [N, C].
+Tensor global_avg_pool2d(const Tensor &x, Loc loc = Loc::current());
+
 // --- softmax family and losses ------------------------------------------------------
 Tensor softmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());
 Tensor log_softmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());

@@ -21,6 +21,18 @@ def SomaAutodiff : Pass<"soma-autodiff", "mlir::ModuleOp"> {
   let dependentDialects = ["::soma::ir::SomaDialect"];
 }
 
+def SomaDecompose : Pass<"soma-decompose", "mlir::ModuleOp"> {
+  let summary = "Rewrite convolution and pooling as im2col with matmul or reductions";
+  let description = [{
+    conv2d becomes im2col + a (grouped, batched) matmul with the filter +
+    reshape/transpose back to NCHW; max_pool2d and avg_pool2d become im2col
+    (padding with -inf or 0) + reduce_max or reduce_mean over the window.
+    Runs after autodiff, so the graph and its gradients keep the readable
+    ops, and before lowering, which then needs only im2col and col2im.
+  }];
+  let dependentDialects = ["::soma::ir::SomaDialect"];
+}
+
 def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
   let summary = "Lower soma graphs to linalg/memref kernels in destination-passing style";
   let description = [{
@@ -34,7 +46,8 @@ def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
   let dependentDialects = [
     "mlir::linalg::LinalgDialect", "mlir::memref::MemRefDialect",
     "mlir::arith::ArithDialect", "mlir::math::MathDialect",
-    "mlir::func::FuncDialect", "mlir::bufferization::BufferizationDialect"
+    "mlir::func::FuncDialect", "mlir::bufferization::BufferizationDialect",
+    "mlir::scf::SCFDialect"
   ];
 }
 

@@ -28,4 +28,10 @@ inline constexpr const char *kStateInitAttr = "soma.state_init"; // arg: its ini
 inline constexpr const char *kUpdateAttr = "soma.update"; // result: new value of a param/state
 inline constexpr const char *kLossAttr = "soma.loss";     // result: the loss to differentiate
 
+/// Convolution and pooling rewritten as im2col + matmul or reductions (used
+/// by soma-decompose before lowering). Each returns the replacement value.
+mlir::Value decomposeConv2d(mlir::OpBuilder &b, Conv2dOp op);
+mlir::Value decomposeMaxPool2d(mlir::OpBuilder &b, MaxPool2dOp op);
+mlir::Value decomposeAvgPool2d(mlir::OpBuilder &b, AvgPool2dOp op);
+
 } // namespace soma::ir

@@ -298,4 +298,75 @@ def Soma_SoftmaxCrossEntropyGradOp : Soma_Op<"softmax_cross_entropy_grad"> {
   let assemblyFormat = "$logits `,` $labels `,` $grad attr-dict `:` functional-type(operands, results)";
 }
 
+//===----------------------------------------------------------------------===//
+// Convolution and pooling (NCHW)
+//===----------------------------------------------------------------------===//
+
+def Soma_Conv2dOp : Soma_DiffOp<"conv2d"> {
+  let summary = "2-D convolution (cross-correlation, as every framework computes it)";
+  let description = [{
+    input [N, C, H, W], filter [K, C / groups, KH, KW] -> [N, K, OH, OW] with
+    y[n, k, i, j] = sum_{c, u, v} x[n, g*C/groups + c, i*sh - pt + u*dh, j*sw - pl + v*dw] * w[k, c, u, v]
+    (g = k / (K / groups); positions outside the input read 0).
+    stride [sh, sw] >= 1, padding [top, left, bottom, right] >= 0,
+    dilation [dh, dw] >= 1, OH = (H + pt + pb - dh*(KH-1) - 1) / sh + 1.
+    The bias is a separate add.
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, Soma_F32Tensor:$filter,
+                       DenseI64ArrayAttr:$stride, DenseI64ArrayAttr:$padding,
+                       DenseI64ArrayAttr:$dilation,
+                       DefaultValuedAttr<I64Attr, "1">:$groups);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input `,` $filter attr-dict `:` functional-type(operands, results)";
+}
+
+def Soma_MaxPool2dOp : Soma_DiffOp<"max_pool2d"> {
+  let summary = "2-D max pooling over KH x KW windows (padding never wins)";
+  let description = [{
+    [N, C, H, W] -> [N, C, OH, OW], the window size, stride and padding as
+    for conv2d. The gradient goes to the window's maximum; when several
+    elements tie, it is split evenly among them.
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, DenseI64ArrayAttr:$kernel,
+                       DenseI64ArrayAttr:$stride, DenseI64ArrayAttr:$padding);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_AvgPool2dOp : Soma_DiffOp<"avg_pool2d"> {
+  let summary = "2-D average pooling over KH x KW windows (padding counts as zeros)";
+  let description = [{
+    [N, C, H, W] -> [N, C, OH, OW]; every window's sum is divided by KH*KW,
+    padded positions included (PyTorch's count_include_pad=True).
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, DenseI64ArrayAttr:$kernel,
+                       DenseI64ArrayAttr:$stride, DenseI64ArrayAttr:$padding);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_Im2colOp : Soma_Op<"im2col"> {
+  let summary = "unrolls convolution windows into columns: [N, C, H, W] -> [C*KH*KW, N*OH*OW]";
+  let description = [{
+    Row (c, u, v) (c-major), column (n, i, j): x[n, c, i*sh - pt + u*dh,
+    j*sw - pl + v*dw], or `pad_value` outside the input. A convolution is
+    then a matrix product with the filter reshaped to [K, C*KH*KW].
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, DenseI64ArrayAttr:$kernel,
+                       DenseI64ArrayAttr:$stride, DenseI64ArrayAttr:$padding,
+                       DenseI64ArrayAttr:$dilation,
+                       DefaultValuedAttr<F64Attr, "0.0">:$pad_value);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
+def Soma_Col2imOp : Soma_Op<"col2im"> {
+  let summary = "the adjoint of im2col: sums columns back into an image [N, C, H, W]";
+  let arguments = (ins Soma_F32Tensor:$input, DenseI64ArrayAttr:$image_shape,
+                       DenseI64ArrayAttr:$kernel, DenseI64ArrayAttr:$stride,
+                       DenseI64ArrayAttr:$padding, DenseI64ArrayAttr:$dilation);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+}
+
 #endif // SOMA_OPS_TD
