@@ -19,13 +19,15 @@ Graph mlp(int64_t batch, bool with_loss, uint64_t seed) {
   return g;
 }
 
-std::vector<std::string> names() { return {"mlp"}; }
+std::vector<std::string> names() { return {"mlp", "lenet5"}; }
 
 Graph build(const std::string &name, int64_t batch, bool with_loss, uint64_t seed) {
   if (batch <= 0)
     throw Error("batch size must be positive, got " + std::to_string(batch));
   if (name == "mlp")
     return mlp(batch, with_loss, seed);
+  if (name == "lenet5")
+    return lenet5(batch, with_loss, seed);
   std::string known;
   for (const std::string &n : names())
     known += (known.empty() ? "" : ", ") + n;

@@ -200,10 +200,23 @@ std::vector<EpochSummary> fit(TrainStep &step, const data::Loader &train, const 
     auto meta = step.load(o.resume);
     auto get = [&](const char *k) -> int64_t {
       auto it = meta.find(k);
-      return it == meta.end() ? 0 : std::stoll(it->second);
+      if (it == meta.end())
+        return 0;
+      try {
+        size_t used = 0;
+        int64_t v = std::stoll(it->second, &used);
+        if (used != it->second.size() || v < 0)
+          throw std::invalid_argument(it->second);
+        return v;
+      } catch (const std::logic_error &) {
+        throw Error(o.resume + ": bad '" + k + "' in its metadata: '" + it->second + "'");
+      }
     };
     startEpoch = get("soma.epoch");
     startBatch = get("soma.batch");
+    if (startBatch > train.batches_per_epoch())
+      throw Error(o.resume + ": resumes at batch " + std::to_string(startBatch) + ", but an epoch has " +
+                  std::to_string(train.batches_per_epoch()) + " batches (another batch size or data set?)");
     if (o.out)
       std::fprintf(o.out, "resumed from %s at epoch %lld, batch %lld (step %lld)\n", o.resume.c_str(),
                    static_cast<long long>(startEpoch + 1), static_cast<long long>(startBatch),
@@ -227,12 +240,16 @@ std::vector<EpochSummary> fit(TrainStep &step, const data::Loader &train, const 
     int64_t b = startBatch;
     for (const data::Batch &batch : train.epoch(epoch).skip(startBatch)) {
       StepResult r;
+      double lr = step.lr(); // the rate this step uses (for the log)
       try {
         r = step.run({{o.x, batch.x}, {o.y, batch.y}});
       } catch (const Error &e) {
         if (bar)
           bar->finish();
-        std::string keep = o.checkpoint.empty() ? "" : "; the last good checkpoint " + o.checkpoint + " is kept";
+        std::FILE *probe = o.checkpoint.empty() ? nullptr : std::fopen(o.checkpoint.c_str(), "rb");
+        std::string keep = probe ? "; the last good checkpoint " + o.checkpoint + " is kept" : "";
+        if (probe)
+          std::fclose(probe);
         throw Error(std::string(e.what()) + keep);
       }
       ++b;
@@ -247,7 +264,7 @@ std::vector<EpochSummary> fit(TrainStep &step, const data::Loader &train, const 
       if (bar)
         bar->update(b, lossSum / static_cast<double>(done), acc, examples);
       if (log)
-        log->row(epoch + 1, step.step(), r.loss, r.accuracy(), step.lr(),
+        log->row(epoch + 1, step.step(), r.loss, r.accuracy(), lr,
                  secs > 0 ? static_cast<double>(examples) / secs : 0.0);
       if (o.max_steps > 0 && step.step() >= o.max_steps) {
         stopped = true;

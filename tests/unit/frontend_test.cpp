@@ -74,6 +74,43 @@ TEST(Frontend, ErrorsOfEveryOpFamily) {
   EXPECT_SOMA_ERROR(nn::dense(x, 0), "dense: units must be positive");
 }
 
+TEST(Frontend, ConvolutionAndPoolingErrorsNameAttributesAndLine) {
+  Graph g("t");
+  Tensor x = g.input("x", {2, 3, 8, 8});
+  Tensor small = g.input("small", {1, 1, 3, 3});
+  int line = __LINE__ + 1;
+  EXPECT_SOMA_ERROR(nn::conv2d(small, 4, 5), at(line) + "conv2d: the 5x5 window (dilation [1,1]) does not fit the 3x3 input with padding [0,0,0,0]: the output would be empty");
+  EXPECT_SOMA_ERROR(nn::conv2d(x, 4, 3, {.stride = 0}), "conv2d: stride must be >= 1, got [0,0]");
+  EXPECT_SOMA_ERROR(nn::conv2d(x, 4, 3, {.dilation = {1, 0}}), "conv2d: dilation must be >= 1, got [1,0]");
+  EXPECT_SOMA_ERROR(nn::conv2d(x, 4, 3, {.groups = 2}), "conv2d: groups 2 must divide the input channels (3) and the output channels (4)");
+  EXPECT_SOMA_ERROR(conv2d(x, g.param("w", {4, 2, 3, 3}, init::zeros())),
+                    "conv2d: filter [4,2,3,3] expects 2 input channels (groups 1), the input [2,3,8,8] has 3");
+  EXPECT_SOMA_ERROR(nn::conv2d(x, 4, 3, {.padding = {1, 2, 3}}), "conv2d: padding takes 1, 2 or 4 values, got 3");
+  EXPECT_SOMA_ERROR(conv2d(x, g.param("v", {4, 3, 3, 3}, init::zeros()), {.padding = -1}), "conv2d: padding must be >= 0");
+  EXPECT_SOMA_ERROR(max_pool2d(small, 4), "max_pool2d: the 4x4 window (dilation [1,1]) does not fit the 3x3 input");
+  EXPECT_SOMA_ERROR(avg_pool2d(x, 2, {.stride = 0}), "avg_pool2d: stride must be >= 1, got [0,0]");
+  EXPECT_SOMA_ERROR(max_pool2d(g.input("flat", {2, 3}), 2), "max_pool2d: input must be [N, C, H, W], got [2,3]");
+  EXPECT_SOMA_ERROR(global_avg_pool2d(g.input("v3", {2, 3, 4})), "global_avg_pool2d: input must be [N, C, H, W]");
+  // The same checks guard hand-written IR.
+  EXPECT_SOMA_ERROR(parse(R"(module @g {
+  func.func @g(%x: tensor<1x1x3x3xf32> {soma.input = "x"}, %w: tensor<1x1x5x5xf32> {soma.input = "w"}) -> (tensor<1x1x1x1xf32> {soma.output = "y"}) {
+    %0 = soma.conv2d %x, %w {stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, dilation = array<i64: 1, 1>} : (tensor<1x1x3x3xf32>, tensor<1x1x5x5xf32>) -> tensor<1x1x1x1xf32>
+    return %0 : tensor<1x1x1x1xf32>
+  }
+})", "c.mlir"), "c.mlir:3:10:", "conv2d: the 5x5 window");
+}
+
+TEST(Frontend, LeNet5HasTheClassicParameterCount) {
+  Graph g = zoo::lenet5(8, true);
+  int64_t count = 0;
+  for (const ParamInfo &p : g.params())
+    count += numel(p.shape);
+  EXPECT_EQ(count, 61706);
+  EXPECT_EQ(g.outputs()[0].shape, (Shape{8, 10}));
+  EXPECT_EQ(g.params()[0].shape, (Shape{6, 1, 5, 5}));
+  EXPECT_EQ(g.params()[0].init.fan_in, 25);
+}
+
 TEST(Frontend, GraphMisuseIsAnError) {
   Graph g("t"), other("u");
   Tensor x = g.input("x", {2});
@@ -236,7 +273,7 @@ TEST(Frontend, DumpsEveryStageThroughTheEnvironment) {
   test::TempDir dir("dumpenv");
   ::setenv("SOMA_DUMP", "all", 1);
   ::setenv("SOMA_DUMP_DIR", dir.str().c_str(), 1);
-  Graph g = zoo::mlp(4);
+  Graph g = zoo::mlp(64); // big enough for OpenMP regions
   compile_inference(g);
   ::unsetenv("SOMA_DUMP");
   ::unsetenv("SOMA_DUMP_DIR");

@@ -118,7 +118,10 @@ struct StageTimer {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   explicit StageTimer(const char *stage) : stage(stage) {}
   ~StageTimer() {
-    static const bool enabled = std::getenv("SOMA_TIME") != nullptr;
+    static const bool enabled = [] {
+      const char *v = std::getenv("SOMA_TIME");
+      return v && *v && std::string(v) != "0";
+    }();
     if (!enabled)
       return;
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

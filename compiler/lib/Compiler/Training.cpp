@@ -253,12 +253,6 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
       Location l = ce.getLoc();
       Value pred = b.create<ArgmaxOp>(l, ce.getLogits(), b.getI64IntegerAttr(1));
       Value labels = ce.getLabels();
-      // argmax gives i32; accuracy is counted for i32 labels.
-      if (!cast<RankedTensorType>(labels.getType()).getElementType().isInteger(32))
-        throw Error("compile_training: labels must be i32 to count accuracy, got " +
-                    std::string(cast<RankedTensorType>(labels.getType()).getElementType().isInteger(64)
-                                    ? "i64"
-                                    : "another type"));
       Value hits = b.create<EqualOp>(l, pred, labels);
       Value correct = train ? Value(b.create<ReduceSumOp>(l, hits, b.getDenseI64ArrayAttr({0}),
                                                           b.getBoolAttr(false)))

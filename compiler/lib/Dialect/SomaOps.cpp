@@ -659,7 +659,10 @@ LogicalResult EqualOp::inferReturnTypes(MLIRContext *ctx, std::optional<Location
   auto b = tensorOf(loc, "equal", adaptor.getRhs(), "rhs");
   if (failed(b))
     return failure();
-  if (a->getElementType() != b->getElementType())
+  // Integers of different widths compare by value (argmax's i32 against
+  // i64 labels); floats only with floats.
+  bool ints = a->getElementType().isInteger() && b->getElementType().isInteger();
+  if (a->getElementType() != b->getElementType() && !ints)
     return fail(loc, "equal", "operands have different element types: " + typeStr(*a) +
                                   " and " + typeStr(*b));
   auto shape = broadcastShapes(a->getShape(), b->getShape());

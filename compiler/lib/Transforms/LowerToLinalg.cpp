@@ -120,9 +120,18 @@ Value emitElementwiseScalar(OpBuilder &b, Location loc, Operation *op,
         return b.create<arith::SelectOp>(loc, pos, f32Const(b, loc, 1.0), f32Const(b, loc, 0.0));
       })
       .Case([&](EqualOp) -> Value {
-        Value eq = isa<FloatType>(args[0].getType())
-                       ? Value(b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OEQ, args[0], args[1]))
-                       : Value(b.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, args[0], args[1]));
+        Value x = args[0], y = args[1];
+        if (isa<IntegerType>(x.getType()) && x.getType() != y.getType()) {
+          // Widen both to i64.
+          auto i64 = b.getI64Type();
+          if (x.getType() != i64)
+            x = b.create<arith::ExtSIOp>(loc, i64, x);
+          if (y.getType() != i64)
+            y = b.create<arith::ExtSIOp>(loc, i64, y);
+        }
+        Value eq = isa<FloatType>(x.getType())
+                       ? Value(b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OEQ, x, y))
+                       : Value(b.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, x, y));
         return b.create<arith::SelectOp>(loc, eq, f32Const(b, loc, 1.0), f32Const(b, loc, 0.0));
       })
       .Default([](Operation *) { return Value(); });
@@ -325,16 +334,47 @@ Value GraphLowering::reshapeView(Location loc, Value in, MemRefType to) {
   return b.create<memref::ExpandShapeOp>(loc, to, flat, all(to.getRank()));
 }
 
+/// A memref viewed as rank 3: [prod(batch dims), rows, cols].
+static Value asRank3(OpBuilder &b, Location loc, Value v) {
+  auto t = cast<MemRefType>(v.getType());
+  int64_t rank = t.getRank();
+  if (rank == 3)
+    return v;
+  if (rank == 2) {
+    SmallVector<ReassociationIndices> re{{0, 1}, {2}};
+    return b.create<memref::ExpandShapeOp>(
+        loc, MemRefType::get({1, t.getDimSize(0), t.getDimSize(1)}, t.getElementType()), v, re);
+  }
+  ReassociationIndices batch;
+  int64_t n = 1;
+  for (int64_t d = 0; d < rank - 2; ++d) {
+    batch.push_back(d);
+    n *= t.getDimSize(d);
+  }
+  SmallVector<ReassociationIndices> re{batch, {rank - 2}, {rank - 1}};
+  return b.create<memref::CollapseShapeOp>(
+      loc, MemRefType::get({n, t.getDimSize(rank - 2), t.getDimSize(rank - 1)}, t.getElementType()), v, re);
+}
+
 LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
-  // Loops (batch..., m, k, n) with n innermost: C[m, n] += A[m, k] * B[k, n]
-  // streams a row of B and a row of C per (m, k), which vectorises. For
-  // transpose_b, B is first transposed into a scratch buffer (O(KN) against
-  // the O(MNK) product); a transposed A is read at A[k, m], invariant in n.
+  // C[b, m, n] = sum_k A[b, m, k] * B[b, k, n] as a tiled loop nest:
+  //
+  //   parallel over units (b, column tile, row tile):
+  //     C tile = 0
+  //     for each block of kTile rows of B:
+  //       for m in the row tile: for k in the block:
+  //         a = A[b, m, k];  C[b, m, n0:n1] += a * B[b, k, n0:n1]
+  //
+  // The innermost loop streams one row of B and C (it vectorises); a block
+  // of B (kTile x nTile floats) stays in L2 across the rows of the tile and
+  // each C row in L1 across the block. Neighbouring units share the B tile.
+  // transpose_b first transposes B into scratch (O(KN) against O(MNK)); a
+  // transposed A is read at A[b, k, m], invariant in the innermost loop.
+  constexpr int64_t kTileN = 256, kTileM = 32, kTileK = 128;
   Location loc = op.getLoc();
   Value a = buffers[op.getLhs()], bm = buffers[op.getRhs()];
   Value out = resultBuffer(op.getResult());
   int64_t rank = cast<MemRefType>(out.getType()).getRank();
-  int64_t nb = rank - 2;
   auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
   if (op.getTransposeB()) {
     auto bt = cast<MemRefType>(bm.getType());
@@ -342,10 +382,10 @@ LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
     std::swap(shape[rank - 1], shape[rank - 2]);
     Value t = alloc(loc, MemRefType::get(shape, bt.getElementType()));
     SmallVector<AffineExpr> in;
-    for (int64_t i = 0; i < nb; ++i)
+    for (int64_t i = 0; i < rank - 2; ++i)
       in.push_back(d(i));
-    in.push_back(d(nb + 1));
-    in.push_back(d(nb));
+    in.push_back(d(rank - 1));
+    in.push_back(d(rank - 2));
     SmallVector<AffineMap> maps{AffineMap::get(rank, 0, in, ctx),
                                 AffineMap::getMultiDimIdentityMap(rank, ctx)};
     b.create<linalg::GenericOp>(loc, ValueRange{bm}, ValueRange{t}, maps,
@@ -355,36 +395,67 @@ LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
                                 });
     bm = t;
   }
-  SmallVector<AffineExpr> ea, eb, ec;
-  for (int64_t i = 0; i < nb; ++i) {
-    ea.push_back(d(i));
-    eb.push_back(d(i));
-    ec.push_back(d(i));
-  }
-  AffineExpr m = d(nb), k = d(nb + 1), n = d(nb + 2);
-  if (op.getTransposeA()) {
-    ea.push_back(k);
-    ea.push_back(m);
-  } else {
-    ea.push_back(m);
-    ea.push_back(k);
-  }
-  eb.push_back(k);
-  eb.push_back(n);
-  ec.push_back(m);
-  ec.push_back(n);
-  int64_t loops = rank + 1;
-  SmallVector<AffineMap> maps{AffineMap::get(loops, 0, ea, ctx), AffineMap::get(loops, 0, eb, ctx),
-                              AffineMap::get(loops, 0, ec, ctx)};
-  SmallVector<utils::IteratorType> iters(loops, utils::IteratorType::parallel);
-  iters[nb + 1] = utils::IteratorType::reduction;
-  fill(loc, out, 0.0);
-  b.create<linalg::GenericOp>(
-      loc, ValueRange{a, bm}, ValueRange{out}, maps, iters,
-      [&](OpBuilder &nb2, Location l, ValueRange args) {
-        Value prod = nb2.create<arith::MulFOp>(l, args[0], args[1]);
-        nb2.create<linalg::YieldOp>(l, Value(nb2.create<arith::AddFOp>(l, args[2], prod)));
+  Value A = asRank3(b, loc, a), B = asRank3(b, loc, bm), C = asRank3(b, loc, out);
+  auto cs = cast<MemRefType>(C.getType()).getShape();
+  int64_t batch = cs[0], M = cs[1], N = cs[2];
+  int64_t K = cast<MemRefType>(B.getType()).getDimSize(1);
+  bool ta = op.getTransposeA();
+  int64_t tileN = std::min(kTileN, N), tileM = std::min(kTileM, M), tileK = std::min(kTileK, K);
+  int64_t nt = (N + tileN - 1) / tileN, mt = (M + tileM - 1) / tileM;
+  int64_t units = batch * nt * mt;
+
+  auto C_ = [&](OpBuilder &nb, Location l, int64_t v) {
+    return Value(nb.create<arith::ConstantIndexOp>(l, v));
+  };
+  auto unit = [&](OpBuilder &nb, Location l, Value t) {
+    Value bIdx = nb.create<arith::DivUIOp>(l, t, C_(nb, l, nt * mt));
+    Value r = nb.create<arith::RemUIOp>(l, t, C_(nb, l, nt * mt));
+    Value n0 = nb.create<arith::MulIOp>(l, nb.create<arith::DivUIOp>(l, r, C_(nb, l, mt)), C_(nb, l, tileN));
+    Value m0 = nb.create<arith::MulIOp>(l, nb.create<arith::RemUIOp>(l, r, C_(nb, l, mt)), C_(nb, l, tileM));
+    Value n1 = nb.create<arith::MinSIOp>(l, nb.create<arith::AddIOp>(l, n0, C_(nb, l, tileN)), C_(nb, l, N));
+    Value m1 = nb.create<arith::MinSIOp>(l, nb.create<arith::AddIOp>(l, m0, C_(nb, l, tileM)), C_(nb, l, M));
+    Value one = C_(nb, l, 1);
+    Value zeroF = f32Const(nb, l, 0.0);
+    // C tile = 0
+    nb.create<scf::ForOp>(l, m0, m1, one, ValueRange{}, [&](OpBuilder &mb, Location l, Value m, ValueRange) {
+      mb.create<scf::ForOp>(l, n0, n1, one, ValueRange{}, [&](OpBuilder &xb, Location l, Value n, ValueRange) {
+        xb.create<memref::StoreOp>(l, zeroF, C, ValueRange{bIdx, m, n});
+        xb.create<scf::YieldOp>(l);
       });
+      mb.create<scf::YieldOp>(l);
+    });
+    nb.create<scf::ForOp>(l, C_(nb, l, 0), C_(nb, l, K), C_(nb, l, tileK), ValueRange{},
+      [&](OpBuilder &kb, Location l, Value k0, ValueRange) {
+        Value k1 = kb.create<arith::MinSIOp>(l, kb.create<arith::AddIOp>(l, k0, C_(kb, l, tileK)), C_(kb, l, K));
+        kb.create<scf::ForOp>(l, m0, m1, one, ValueRange{}, [&](OpBuilder &mb, Location l, Value m, ValueRange) {
+          mb.create<scf::ForOp>(l, k0, k1, one, ValueRange{}, [&](OpBuilder &ib, Location l, Value k, ValueRange) {
+            Value av = ib.create<memref::LoadOp>(l, A, ta ? ValueRange{bIdx, k, m} : ValueRange{bIdx, m, k});
+            ib.create<scf::ForOp>(l, n0, n1, one, ValueRange{}, [&](OpBuilder &jb, Location l, Value n, ValueRange) {
+              Value bv = jb.create<memref::LoadOp>(l, B, ValueRange{bIdx, k, n});
+              Value cv = jb.create<memref::LoadOp>(l, C, ValueRange{bIdx, m, n});
+              Value sum = jb.create<arith::AddFOp>(l, cv, jb.create<arith::MulFOp>(l, av, bv));
+              jb.create<memref::StoreOp>(l, sum, C, ValueRange{bIdx, m, n});
+              jb.create<scf::YieldOp>(l);
+            });
+            ib.create<scf::YieldOp>(l);
+          });
+          mb.create<scf::YieldOp>(l);
+        });
+        kb.create<scf::YieldOp>(l);
+      });
+  };
+  Value zero = C_(b, loc, 0), one = C_(b, loc, 1);
+  // Threads only when there are several units and enough work for them.
+  if (units > 1 && batch * M * N * K >= 65536) {
+    b.create<scf::ParallelOp>(loc, ValueRange{zero}, ValueRange{C_(b, loc, units)}, ValueRange{one},
+                              [&](OpBuilder &pb, Location l, ValueRange iv) { unit(pb, l, iv[0]); });
+  } else {
+    b.create<scf::ForOp>(loc, zero, C_(b, loc, units), one, ValueRange{},
+                         [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
+                           unit(fb, l, iv);
+                           fb.create<scf::YieldOp>(l);
+                         });
+  }
   buffers[op.getResult()] = out;
   return success();
 }
@@ -930,7 +1001,7 @@ LogicalResult GraphLowering::run() {
       states.push_back(i);
     else
       return graph.emitError("argument ") << i << " of graph '" << graph.getSymName()
-                                          << "' is marked neither soma.input nor soma.param";
+                                          << "' is marked neither soma.input, soma.param nor soma.state";
   }
   // Results are outputs (own ABI slot) or updates (written back into the
   // parameter or state argument of the same name).

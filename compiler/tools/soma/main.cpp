@@ -173,9 +173,10 @@ options:
                       initializers
   --output-dir DIR    where to write the outputs (created if missing)
   --interpret         use the reference interpreter instead of the JIT
-  --grad              also write the gradient of the first output (a scalar)
-                      with respect to every parameter and f32 input as
-                      DIR/grad_NAME.npy
+  --grad              also write the gradient of the loss (the first output,
+                      or --loss NAME; a scalar) with respect to every
+                      parameter and f32 input as DIR/grad_NAME.npy
+  --loss NAME         the output to differentiate with --grad
   --batch N, --seed S when MODEL is a zoo name
   --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
   --help              show this help
@@ -231,6 +232,7 @@ options:
                         llvm, asm, all (default all)
   --dump-dir DIR        where to write (created if missing)
   --print-ir-after-all  also print the IR after every pass to stderr
+  --optimizer NAME, --lr X   the update dumped with --train
   --train               dump the training step (forward, backward and the
                         update of --optimizer, default adam) instead of
                         inference; MODEL needs a loss output
@@ -366,7 +368,7 @@ int cmdRun(const Args &args) {
     throw soma::Error("cannot create output directory " + dir + ": " +
                       (ec ? ec.message() : std::string("not a directory")));
   std::map<std::string, soma::Array> outputs;
-  soma::GradientOptions grad{.loss = "", .inputs = true};
+  soma::GradientOptions grad{.loss = args.get("loss"), .inputs = true};
   if (args.has("grad")) {
     if (args.has("interpret")) {
       outputs = soma::interpret_gradients(g, inputs, &params, grad);
@@ -445,6 +447,9 @@ int cmdTrain(const Args &args) {
   uint64_t seed = static_cast<uint64_t>(args.integer("seed", 0));
   if (epochs < 1)
     throw UsageError("--epochs must be at least 1");
+  if (args.positionals.size() != 1)
+    throw UsageError(args.positionals.empty() ? "missing MODEL"
+                                              : "unexpected argument '" + args.positionals[1] + "'");
   const std::string &model = args.positionals[0];
   bool isFile = fs::exists(model) || model.find(".mlir") != std::string::npos ||
                 model.find('/') != std::string::npos;
@@ -571,7 +576,7 @@ int main(int argc, char **argv) {
       {"compile", {kCompileHelp, withCommon({{"emit", true}, {"params", true}, {"cpu", true}}),
                    cmdCompile}},
       {"run", {kRunHelp, withCommon({{"input", true}, {"params", true}, {"output-dir", true},
-                                     {"interpret", false}, {"grad", false}}),
+                                     {"interpret", false}, {"grad", false}, {"loss", true}}),
                cmdRun}},
       {"dump", {kDumpHelp, withCommon({{"stage", true}, {"train", false}, {"optimizer", true}, {"lr", true}}),
                 cmdDump}},

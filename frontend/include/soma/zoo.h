@@ -13,6 +13,10 @@ namespace soma::zoo {
 /// (softmax cross-entropy, mean).
 Graph mlp(int64_t batch = 64, bool with_loss = false, uint64_t seed = 0);
 
+/// LeNet-5 (ReLU, max pooling): input "x" [batch, 1, 28, 28], output
+/// "logits" [batch, 10]; 61,706 parameters. with_loss as for mlp.
+Graph lenet5(int64_t batch = 64, bool with_loss = false, uint64_t seed = 0);
+
 /// Names of the zoo's models ("mlp", ...).
 std::vector<std::string> names();
 /// Builds a zoo model by name with its defaults at `batch`; throws

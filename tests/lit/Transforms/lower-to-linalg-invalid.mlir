@@ -2,7 +2,7 @@
 
 // A graph function must say what each argument and result is.
 
-// expected-error @+1 {{argument 1 of graph 'g' is marked neither soma.input nor soma.param}}
+// expected-error @+1 {{argument 1 of graph 'g' is marked neither soma.input, soma.param nor soma.state}}
 func.func @g(%x: tensor<4xf32> {soma.input = "x"}, %b: tensor<4xf32>) -> (tensor<4xf32> {soma.output = "o"}) {
   %0 = soma.add %x, %b : tensor<4xf32>, tensor<4xf32>
   return %0 : tensor<4xf32>
@@ -11,7 +11,7 @@ func.func @g(%x: tensor<4xf32> {soma.input = "x"}, %b: tensor<4xf32>) -> (tensor
 // -----
 
 // Only soma.output names the kernel's output arguments.
-// expected-error @+1 {{argument 0 of graph 'g' is marked neither soma.input nor soma.param}}
+// expected-error @+1 {{argument 0 of graph 'g' is marked neither soma.input, soma.param nor soma.state}}
 func.func @g(%x: tensor<4xf32> {soma.output = "x"}) -> (tensor<4xf32> {soma.output = "o"}) {
   %0 = soma.exp %x : tensor<4xf32>
   return %0 : tensor<4xf32>

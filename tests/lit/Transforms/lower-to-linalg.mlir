@@ -18,8 +18,9 @@
 //  CHECK-SAME: %[[WS:[a-z0-9]+]]: memref<0xi8> {soma.workspace})
 //  CHECK-SAME: attributes {soma.kernel} {
 //   CHECK-NOT: soma.
-//       CHECK: linalg.generic
-//  CHECK-SAME: ins(%[[X]], %[[W]] : memref<4x3xf32>, memref<3x2xf32>)
+//       CHECK: memref.expand_shape %[[X]]
+//       CHECK: memref.expand_shape %[[W]]
+//       CHECK: scf.for
 //       CHECK: linalg.generic
 //  CHECK-SAME: outs(%[[P]] : memref<4x2xf32>)
 //       CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[L]] : memref<f32>)
@@ -150,18 +151,27 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 
 // -----
 
-// matmul: zero fill, then a generic over (m, k, n) with k a reduction in the
-// middle, so that the innermost loop streams rows of B and C.
+// matmul: a tiled loop nest over rank-3 views [batch, rows, cols]: units
+// of (batch, column tile, row tile), the C tile zeroed, then k blocks, rows,
+// k, and the innermost loop over n streaming a row of B and of C.
 // CHECK-LABEL: func.func @matmul(
 //  CHECK-SAME: %[[A:.*]]: memref<4x3xf32> {soma.input = "a"}, %[[B:.*]]: memref<3x2xf32> {soma.input = "b"}, %[[C:.*]]: memref<4x2xf32> {soma.output = "c"}
-//       CHECK: %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
-//       CHECK: linalg.fill ins(%[[ZERO]] : f32) outs(%[[C]] : memref<4x2xf32>)
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>], iterator_types = ["parallel", "reduction", "parallel"]}
-//  CHECK-SAME: ins(%[[A]], %[[B]] : memref<4x3xf32>, memref<3x2xf32>) outs(%[[C]] : memref<4x2xf32>)
-//       CHECK: ^bb0(%[[IA:.*]]: f32, %[[IB:.*]]: f32, %[[ACC:.*]]: f32):
-//       CHECK:   %[[PROD:.*]] = arith.mulf %[[IA]], %[[IB]] : f32
-//       CHECK:   %[[SUM:.*]] = arith.addf %[[ACC]], %[[PROD]] : f32
-//       CHECK:   linalg.yield %[[SUM]] : f32
+//       CHECK: %[[A3:.*]] = memref.expand_shape %[[A]] {{\[}}[0, 1], [2]] output_shape [1, 4, 3] : memref<4x3xf32> into memref<1x4x3xf32>
+//       CHECK: %[[B3:.*]] = memref.expand_shape %[[B]] {{\[}}[0, 1], [2]] output_shape [1, 3, 2] : memref<3x2xf32> into memref<1x3x2xf32>
+//       CHECK: %[[C3:.*]] = memref.expand_shape %[[C]] {{\[}}[0, 1], [2]] output_shape [1, 4, 2] : memref<4x2xf32> into memref<1x4x2xf32>
+//       CHECK: scf.for %[[U:.*]] =
+//       CHECK:   memref.store %{{.*}}, %[[C3]]
+//       CHECK:   scf.for %[[K0:.*]] =
+//       CHECK:     scf.for %[[M:.*]] =
+//       CHECK:       scf.for %[[K:.*]] = %[[K0]]
+//       CHECK:         %[[AV:.*]] = memref.load %[[A3]][%{{.*}}, %[[M]], %[[K]]] : memref<1x4x3xf32>
+//       CHECK:         scf.for %[[N:.*]] =
+//       CHECK:           %[[BV:.*]] = memref.load %[[B3]][%{{.*}}, %[[K]], %[[N]]] : memref<1x3x2xf32>
+//       CHECK:           %[[CV:.*]] = memref.load %[[C3]][%{{.*}}, %[[M]], %[[N]]] : memref<1x4x2xf32>
+//       CHECK:           %[[P:.*]] = arith.mulf %[[AV]], %[[BV]] : f32
+//       CHECK:           %[[S:.*]] = arith.addf %[[CV]], %[[P]] : f32
+//       CHECK:           memref.store %[[S]], %[[C3]][%{{.*}}, %[[M]], %[[N]]]
+//   CHECK-NOT: scf.parallel
 func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
   return %0 : tensor<4x2xf32>
@@ -169,19 +179,17 @@ func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {s
 
 // -----
 
-// transpose_a reads a[k, m] (invariant in the inner loop); transpose_b first
-// transposes b into a scratch [k, n] buffer, then multiplies as usual.
+// transpose_a reads a[b, k, m] (invariant in the inner loop); transpose_b
+// first transposes b into a scratch [k, n] buffer, then multiplies as usual.
 // CHECK-LABEL: func.func @matmul_transposed
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, d0)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>]
-//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<3x4xf32>, memref<3x2xf32>)
+//       CHECK: memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x3x4xf32>
 //       CHECK: %[[BT:.*]] = memref.alloc() {alignment = 64 : i64} : memref<3x2xf32>
 //       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
 //  CHECK-SAME: outs(%[[BT]] : memref<3x2xf32>)
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>]
-//  CHECK-SAME: ins(%{{.*}}, %[[BT]] : memref<4x3xf32>, memref<3x2xf32>)
+//       CHECK: memref.expand_shape %[[BT]]
+//       CHECK: %[[BT2:.*]] = memref.alloc() {alignment = 64 : i64} : memref<3x2xf32>
 //       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, d0)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>]
-//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<3x4xf32>, memref<3x2xf32>)
+//  CHECK-SAME: outs(%[[BT2]] : memref<3x2xf32>)
 func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tensor<3x2xf32> {soma.input = "b"},
                              %a: tensor<4x3xf32> {soma.input = "a"}, %bt: tensor<2x3xf32> {soma.input = "bt"})
     -> (tensor<4x2xf32> {soma.output = "ta"}, tensor<4x2xf32> {soma.output = "tb"}, tensor<4x2xf32> {soma.output = "tab"}) {
@@ -193,11 +201,12 @@ func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tenso
 
 // -----
 
-// Batched matmul: the batch dimension is the outermost parallel loop.
+// Batched matmul: rank 3 already, the batch index is part of each unit.
 // CHECK-LABEL: func.func @matmul_batched
-//       CHECK: linalg.fill
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>], iterator_types = ["parallel", "parallel", "reduction", "parallel"]}
-//  CHECK-SAME: ins(%{{.*}}, %{{.*}} : memref<5x4x3xf32>, memref<5x3x2xf32>) outs(%{{.*}} : memref<5x4x2xf32>)
+//   CHECK-NOT: memref.expand_shape
+//       CHECK: scf.for
+//       CHECK: memref.load %{{.*}} : memref<5x4x3xf32>
+//       CHECK: memref.load %{{.*}} : memref<5x3x2xf32>
 func.func @matmul_batched(%a: tensor<5x4x3xf32> {soma.input = "a"}, %b: tensor<5x3x2xf32> {soma.input = "b"}) -> (tensor<5x4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<5x4x3xf32>, tensor<5x3x2xf32>) -> tensor<5x4x2xf32>
   return %0 : tensor<5x4x2xf32>

@@ -15,8 +15,10 @@ def SomaAutodiff : Pass<"soma-autodiff", "mlir::ModuleOp"> {
     parameter (and per input marked `soma.requires_grad`) holding the
     gradient of the loss, marked `soma.grad = "<name>"`. Only ops on a path
     from a differentiated argument to the loss are differentiated; a
-    gradient that would flow through an op without a VJP (argmax, equal,
-    sign, step) is an error naming that op and its location.
+    gradient that would flow through an op without a VJP (equal, sign,
+    step; argmax's integer result never carries one) is an error naming
+    that op and its location. Gradients nobody uses (of inputs that were
+    not asked for) are removed.
   }];
   let dependentDialects = ["::soma::ir::SomaDialect"];
 }
@@ -37,9 +39,10 @@ def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
   let summary = "Lower soma graphs to linalg/memref kernels in destination-passing style";
   let description = [{
     Rewrites every graph function (tensor arguments marked soma.input /
-    soma.param, results marked soma.output) into a kernel function with the
-    ABI `(inputs..., params..., outputs..., workspace)`: all memrefs, no
-    results. Each soma op becomes linalg (and memref) ops writing into a
+    soma.param / soma.state, results marked soma.output or soma.update) into
+    a kernel function with the ABI `(inputs..., params..., states...,
+    outputs..., workspace)`: all memrefs, no results. An update result is
+    written into its parameter or state buffer (in place when safe). Each soma op becomes linalg (and memref) ops writing into a
     buffer: the output argument when the value is a graph output, otherwise
     a `memref.alloc` that soma-plan-memory later places in the workspace.
   }];
@@ -67,10 +70,11 @@ def SomaPlanMemory : Pass<"soma-plan-memory", "mlir::func::FuncOp"> {
 def SomaLinalgToLoops : Pass<"soma-linalg-to-loops", "mlir::func::FuncOp"> {
   let summary = "Lower linalg ops to loops; parallel loops only where the work pays for threads";
   let description = [{
-    A linalg op whose iteration space has at least `grain` points becomes an
-    scf.parallel over its parallel dimensions (later one OpenMP region);
-    smaller ones become sequential scf.for nests, so tiny kernels do not pay
-    for a fork/join they cannot use.
+    Every linalg op becomes a loop nest in the order of its iteration
+    dimensions. When the nest has at least `grain` points and its outermost
+    dimension is parallel, that outermost loop becomes an scf.parallel (later
+    one OpenMP region per kernel, never nested); smaller nests stay
+    sequential, so tiny kernels do not pay for a fork/join they cannot use.
   }];
   let options = [
     Option<"grain", "grain", "int64_t", /*default=*/"16384",
