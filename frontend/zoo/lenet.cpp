@@ -21,12 +21,7 @@ Graph lenet5(int64_t batch, bool with_loss, uint64_t seed) {
   h = max_pool2d(relu(nn::conv2d(h, 16, 5)), 2);                        // 16 x 5 x 5
   h = relu(nn::dense(flatten(h), 120, {.weight_init = init::he_uniform()}));
   h = relu(nn::dense(h, 84, {.weight_init = init::he_uniform()}));
-  Tensor logits = nn::dense(h, 10);
-  g.output("logits", logits);
-  if (with_loss) {
-    Tensor y = g.input("y", {batch}, DType::i32);
-    g.output("loss", softmax_cross_entropy(logits, y));
-  }
+  classification_outputs(g, nn::dense(h, 10), with_loss);
   return g;
 }
 

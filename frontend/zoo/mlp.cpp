@@ -10,13 +10,16 @@ Graph mlp(int64_t batch, bool with_loss, uint64_t seed) {
   Tensor x = g.input("x", {batch, 784});
   Tensor h = relu(nn::dense(x, 256, {.weight_init = init::he_uniform()}));
   h = relu(nn::dense(h, 128, {.weight_init = init::he_uniform()}));
-  Tensor logits = nn::dense(h, 10);
+  classification_outputs(g, nn::dense(h, 10), with_loss);
+  return g;
+}
+
+void classification_outputs(Graph &g, const Tensor &logits, bool with_loss) {
   g.output("logits", logits);
   if (with_loss) {
-    Tensor y = g.input("y", {batch}, DType::i32);
+    Tensor y = g.input("y", {logits.dim(0)}, DType::i32);
     g.output("loss", softmax_cross_entropy(logits, y));
   }
-  return g;
 }
 
 std::vector<std::string> names() { return {"mlp", "lenet5"}; }

@@ -706,6 +706,11 @@ LogicalResult GraphLowering::lowerArgmax(ArgmaxOp op) {
   return success();
 }
 
+/// Positions of a window sweep: (n + lo + hi - d*(k-1) - 1) / s + 1.
+static int64_t windowCount(int64_t n, int64_t k, int64_t s, int64_t lo, int64_t hi, int64_t d) {
+  return (n + lo + hi - d * (k - 1) - 1) / s + 1;
+}
+
 LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
   // out[r, q] with r = (c, u, v) and q = (n, i, j):
   //   x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw], or pad_value outside.
@@ -714,8 +719,8 @@ LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
   Value out = resultBuffer(op.getResult());
   auto xs = cast<MemRefType>(x.getType()).getShape();
   ArrayRef<int64_t> k = op.getKernel(), st = op.getStride(), pad = op.getPadding(), dil = op.getDilation();
-  int64_t oh = (xs[2] + pad[0] + pad[2] - dil[0] * (k[0] - 1) - 1) / st[0] + 1;
-  int64_t ow = (xs[3] + pad[1] + pad[3] - dil[1] * (k[1] - 1) - 1) / st[1] + 1;
+  int64_t oh = windowCount(xs[2], k[0], st[0], pad[0], pad[2], dil[0]);
+  int64_t ow = windowCount(xs[3], k[1], st[1], pad[1], pad[3], dil[1]);
   double padValue = op.getPadValue().convertToDouble();
   auto id = AffineMap::getMultiDimIdentityMap(2, ctx);
   b.create<linalg::GenericOp>(
@@ -760,8 +765,8 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
   Value out = resultBuffer(op.getResult());
   ArrayRef<int64_t> img = op.getImageShape(), k = op.getKernel(), st = op.getStride(),
                     pad = op.getPadding(), dil = op.getDilation();
-  int64_t oh = (img[2] + pad[0] + pad[2] - dil[0] * (k[0] - 1) - 1) / st[0] + 1;
-  int64_t ow = (img[3] + pad[1] + pad[3] - dil[1] * (k[1] - 1) - 1) / st[1] + 1;
+  int64_t oh = windowCount(img[2], k[0], st[0], pad[0], pad[2], dil[0]);
+  int64_t ow = windowCount(img[3], k[1], st[1], pad[1], pad[3], dil[1]);
   auto c = [&](OpBuilder &nb, Location l, int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
   Value zero = c(b, loc, 0), one = c(b, loc, 1);
   auto body = [&](OpBuilder &nb, Location l, Value nc) {

@@ -17,6 +17,11 @@ Graph mlp(int64_t batch = 64, bool with_loss = false, uint64_t seed = 0);
 /// "logits" [batch, 10]; 61,706 parameters. with_loss as for mlp.
 Graph lenet5(int64_t batch = 64, bool with_loss = false, uint64_t seed = 0);
 
+/// Marks `logits` as the output "logits" and, with `with_loss`, adds the
+/// labels input "y" [batch] i32 and the output "loss" (softmax
+/// cross-entropy, mean): the classification head every zoo model shares.
+void classification_outputs(Graph &g, const Tensor &logits, bool with_loss);
+
 /// Names of the zoo's models ("mlp", ...).
 std::vector<std::string> names();
 /// Builds a zoo model by name with its defaults at `batch`; throws
