@@ -351,6 +351,16 @@ Tensor Graph::param(const std::string &name, const Shape &shape, const Init &ini
   return g->tensor(g->func.getArgument(idx));
 }
 
+Tensor Graph::buffer(const std::string &name, const Shape &shape, const Init &init,
+                     std::source_location loc) {
+  Tensor t = param(name, shape, init, loc);
+  GraphImpl *g = impl_.get();
+  Value v = g->value(t);
+  g->func.setArgAttr(cast<BlockArgument>(v).getArgNumber(), "soma.trainable",
+                     BoolAttr::get(g->ctx.get(), false));
+  return t;
+}
+
 void Graph::output(const std::string &name, const Tensor &t, std::source_location loc) {
   GraphImpl *g = impl_.get();
   if (checkTensor(t, "output", loc) != g)
@@ -398,8 +408,10 @@ std::vector<ParamInfo> Graph::params() const {
   for (unsigned i = 0; i < fn.getNumArguments(); ++i)
     if (auto s = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr)) {
       TensorSpec spec = specOf(fn.getArgument(i).getType(), s.str());
+      auto trainable = fn.getArgAttrOfType<BoolAttr>(i, "soma.trainable");
       out.push_back({spec.name, spec.dtype, spec.shape,
-                     parseInitAttr(fn.getArgAttr(i, ir::kInitAttr), spec.name, spec.shape)});
+                     parseInitAttr(fn.getArgAttr(i, ir::kInitAttr), spec.name, spec.shape),
+                     !trainable || trainable.getValue()});
     }
   return out;
 }

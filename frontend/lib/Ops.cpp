@@ -462,6 +462,24 @@ Tensor conv2d(const Tensor &x, int64_t out_channels, Ints kernel, const Conv2dLa
   }
   return y;
 }
+Tensor batch_norm(const Tensor &x, const BatchNormOptions &o, Loc loc) {
+  GraphImpl *gi = graphOf({&x}, "batch_norm", loc);
+  if (x.rank() < 2)
+    throw Error(where(loc) + ": batch_norm: input must be [N, C, ...], got " + x.type_str());
+  Graph &g = x.graph();
+  std::string name = o.name.empty() ? g.unique_name("bn") : o.name;
+  int64_t c = x.dim(1);
+  Tensor gamma = g.param(name + ".weight", {c}, init::ones(), loc);
+  Tensor beta = g.param(name + ".bias", {c}, init::zeros(), loc);
+  Tensor mean = g.buffer(name + ".running_mean", {c}, init::zeros(), loc);
+  Tensor var = g.buffer(name + ".running_var", {c}, init::ones(), loc);
+  Builder b(gi->ctx.get());
+  return buildOp(gi, "soma.batch_norm",
+                 {gi->value(x), gi->value(gamma), gi->value(beta), gi->value(mean), gi->value(var)},
+                 {b.getNamedAttr("eps", b.getF64FloatAttr(o.eps)),
+                  b.getNamedAttr("momentum", b.getF64FloatAttr(o.momentum))},
+                 loc);
+}
 } // namespace nn
 
 } // namespace soma

@@ -18,8 +18,37 @@ using namespace mlir;
 
 namespace soma {
 
-OwningOpRef<ModuleOp> buildGradientModule(const Graph &g, const GradientOptions &grad) {
+/// A clone of the graph with mode-dependent ops in their training form
+/// (batch statistics) and without the running-statistic updates: the
+/// function whose gradients training uses.
+static OwningOpRef<ModuleOp> trainingForward(const Graph &g) {
   OwningOpRef<ModuleOp> m(cast<ModuleOp>(g.impl()->module->getOperation()->clone()));
+  PassManager pm(m->getContext());
+  SomaExpandModesOptions mode;
+  mode.training = true;
+  pm.addPass(createSomaExpandModes(mode));
+  DiagnosticCollector diags(m->getContext());
+  if (failed(pm.run(*m)))
+    throw Error(diags.message());
+  func::FuncOp fn = graphFunction(*m);
+  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+  SmallVector<Value> keep;
+  SmallVector<Type> types;
+  SmallVector<DictionaryAttr> attrs;
+  for (unsigned j = 0; j < fn.getNumResults(); ++j)
+    if (!fn.getResultAttr(j, ir::kUpdateAttr)) {
+      keep.push_back(ret.getOperand(j));
+      types.push_back(ret.getOperand(j).getType());
+      attrs.push_back(fn.getResultAttrDict(j));
+    }
+  ret->setOperands(keep);
+  fn.setFunctionType(FunctionType::get(m->getContext(), fn.getArgumentTypes(), types));
+  fn.setAllResultAttrs(attrs);
+  return m;
+}
+
+OwningOpRef<ModuleOp> buildGradientModule(const Graph &g, const GradientOptions &grad) {
+  OwningOpRef<ModuleOp> m = trainingForward(g);
   func::FuncOp fn = graphFunction(*m);
   if (fn.getNumResults() == 0)
     throw Error("graph '" + g.name() + "' has no outputs to differentiate");
@@ -148,8 +177,9 @@ GradientCheckReport check_gradients(const Graph &g, const GradientCheckOptions &
   std::map<std::string, RefTensor> args = refArgs(g, inputs, &params);
   std::map<std::string, RefTensor> ref = runRef(gradFn, args);
 
-  // The forward graph alone, for the finite differences.
-  func::FuncOp fwd = graphFunction(*g.impl()->module);
+  // The forward graph alone (training form), for the finite differences.
+  OwningOpRef<ModuleOp> forward = trainingForward(g);
+  func::FuncOp fwd = graphFunction(*forward);
   auto lossAt = [&](const std::map<std::string, RefTensor> &a) {
     return runRef(fwd, a).at(lossName).data.at(0);
   };

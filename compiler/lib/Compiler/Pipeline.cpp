@@ -198,6 +198,10 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump) {
   runPasses(m, dump, "lowering to linalg", [](PassManager &pm) {
     // Convolution and pooling as im2col + matmul / reductions; then
     // simplify: dead ops, duplicate ops and constants.
+    // Mode-dependent ops in their inference form (training steps were
+    // expanded for training before they got here), then convolution and
+    // pooling as im2col + matmul / reductions; then simplify.
+    pm.addPass(createSomaExpandModes());
     pm.addPass(createSomaDecompose());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());

@@ -261,6 +261,11 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
       attrs.push_back(b.getDictionaryAttr({b.getNamedAttr(kOutputAttr, b.getStringAttr("soma.correct"))}));
     }
     setResults(fn, results, attrs);
+    {
+      SomaExpandModesOptions mode;
+      mode.training = train;
+      runPass(*m, createSomaExpandModes(mode));
+    }
     if (!train) {
       out.eval = std::move(m);
       continue;

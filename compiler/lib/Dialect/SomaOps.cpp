@@ -1402,5 +1402,37 @@ LogicalResult AvgPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
   return success();
 }
 
+
+LogicalResult BatchNormOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                            Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  StringRef op = "batch_norm";
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(),
+                        {{"eps", AttrKind::Float, false}, {"momentum", AttrKind::Float, false}})))
+    return failure();
+  auto x = f32TensorOf(loc, op, adaptor.getInput(), "input");
+  if (failed(x))
+    return failure();
+  if (x->getRank() < 2)
+    return fail(loc, op, "input must be [N, C, ...], got " + shapeStr(x->getShape()));
+  int64_t c = x->getDimSize(1);
+  const char *names[] = {"scale", "shift", "running_mean", "running_var"};
+  Value vs[] = {adaptor.getScale(), adaptor.getShift(), adaptor.getRunningMean(), adaptor.getRunningVar()};
+  for (int i = 0; i < 4; ++i) {
+    auto t = f32TensorOf(loc, op, vs[i], names[i]);
+    if (failed(t))
+      return failure();
+    if (t->getRank() != 1 || t->getDimSize(0) != c)
+      return fail(loc, op, Twine(names[i]) + " must be [" + Twine(c) + "] for input " +
+                               shapeStr(x->getShape()) + ", got " + shapeStr(t->getShape()));
+  }
+  if (adaptor.getEps().convertToDouble() <= 0)
+    return fail(loc, op, "eps must be > 0");
+  double m = adaptor.getMomentum().convertToDouble();
+  if (m < 0 || m > 1)
+    return fail(loc, op, "momentum must be in [0, 1], got " + Twine(std::to_string(m)));
+  results.push_back(*x);
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "soma/Dialect/SomaOps.cpp.inc"

@@ -669,6 +669,20 @@ RefTensor evaluate(Operation *op, const Operands &in) {
       .Case([&](Col2imOp o) {
         return col2im(in[0], o.getImageShape(), o.getKernel(), o.getStride(), o.getPadding(), o.getDilation());
       })
+      .Case([&](BatchNormOp o) {
+        // The inference form: running statistics.
+        RefTensor y = zeros(DType::f32, in[0].shape);
+        int64_t c = in[0].shape[1], inner = 1;
+        for (size_t d = 2; d < in[0].shape.size(); ++d)
+          inner *= in[0].shape[d];
+        double eps = o.getEps().convertToDouble();
+        for (size_t i = 0; i < y.data.size(); ++i) {
+          int64_t ch = (static_cast<int64_t>(i) / inner) % c;
+          y.data[i] = (in[0].data[i] - in[3].data[ch]) / std::sqrt(in[4].data[ch] + eps) * in[1].data[ch] +
+                      in[2].data[ch];
+        }
+        return y;
+      })
       .Default([&](Operation *) -> RefTensor { throwUnsupported(op); });
 }
 

@@ -56,8 +56,13 @@ LogicalResult differentiate(func::FuncOp fn) {
   SmallVector<std::pair<BlockArgument, std::string>> wrt;
   for (BlockArgument arg : fn.getArguments()) {
     unsigned i = arg.getArgNumber();
-    if (auto p = fn.getArgAttrOfType<StringAttr>(i, kParamAttr))
-      wrt.push_back({arg, p.str()});
+    if (auto p = fn.getArgAttrOfType<StringAttr>(i, kParamAttr)) {
+      // Buffers such as running statistics are parameters the optimizer
+      // does not train.
+      auto trainable = fn.getArgAttrOfType<BoolAttr>(i, "soma.trainable");
+      if (!trainable || trainable.getValue())
+        wrt.push_back({arg, p.str()});
+    }
     else if (fn.getArgAttr(i, "soma.requires_grad")) {
       if (!isFloat(arg))
         return fn.emitError("input ") << fn.getArgAttr(i, kInputAttr)

@@ -85,6 +85,7 @@ struct ParamInfo {
   DType dtype = DType::f32;
   Shape shape;
   InitSpec init;
+  bool trainable = true;
 };
 
 /// A computation graph under construction (or loaded from a .mlir file).
@@ -106,6 +107,11 @@ public:
   /// A trainable parameter, initialised per `init` from the graph's seed.
   Tensor param(const std::string &name, const Shape &shape, const Init &init,
                std::source_location loc = std::source_location::current());
+  /// A parameter the optimizer does not train (running statistics, say):
+  /// initialised, checkpointed and read like a parameter, updated only by
+  /// the ops that own it.
+  Tensor buffer(const std::string &name, const Shape &shape, const Init &init,
+                std::source_location loc = std::source_location::current());
   /// Marks `t` as an output named `name`.
   void output(const std::string &name, const Tensor &t,
               std::source_location loc = std::source_location::current());

@@ -36,4 +36,18 @@ struct Conv2dLayerOptions {
 Tensor conv2d(const Tensor &x, int64_t out_channels, Ints kernel,
               const Conv2dLayerOptions &options = {}, Loc loc = Loc::current());
 
+struct BatchNormOptions {
+  double momentum = 0.1;
+  double eps = 1e-5;
+  /// Parameter name prefix; empty = "bn<k>".
+  std::string name;
+};
+
+/// Batch normalisation over every dimension but the channels (dimension 1)
+/// of x [N, C, ...]: creates "<name>.weight" (gamma, ones) and "<name>.bias"
+/// (beta, zeros), and the buffers "<name>.running_mean" (zeros) and
+/// "<name>.running_var" (ones). Training steps normalise with the batch's
+/// statistics and update the running ones; inference uses the running ones.
+Tensor batch_norm(const Tensor &x, const BatchNormOptions &options = {}, Loc loc = Loc::current());
+
 } // namespace soma::nn

@@ -23,6 +23,22 @@ def SomaAutodiff : Pass<"soma-autodiff", "mlir::ModuleOp"> {
   let dependentDialects = ["::soma::ir::SomaDialect"];
 }
 
+def SomaExpandModes : Pass<"soma-expand-modes", "mlir::ModuleOp"> {
+  let summary = "Rewrite mode-dependent ops (batch_norm) for training or for inference";
+  let description = [{
+    With training=false, batch_norm normalises with its running statistics.
+    With training=true it uses the batch's statistics and the function gets
+    one extra result per running statistic, marked soma.update with the
+    statistic's parameter name, holding its new value. Both forms are made
+    of primitive soma ops, so autodiff differentiates the training form
+    exactly. Running statistics must be function arguments.
+  }];
+  let options = [
+    Option<"training", "training", "bool", /*default=*/"false", "Expand for a training step">
+  ];
+  let dependentDialects = ["::soma::ir::SomaDialect"];
+}
+
 def SomaDecompose : Pass<"soma-decompose", "mlir::ModuleOp"> {
   let summary = "Rewrite convolution and pooling as im2col with matmul or reductions";
   let description = [{

@@ -369,4 +369,29 @@ def Soma_Col2imOp : Soma_Op<"col2im"> {
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
+//===----------------------------------------------------------------------===//
+// Normalisation
+//===----------------------------------------------------------------------===//
+
+def Soma_BatchNormOp : Soma_Op<"batch_norm"> {
+  let summary = "batch normalisation over all dimensions but the channel (dimension 1)";
+  let description = [{
+    input [N, C, ...], scale (gamma) [C], shift (beta) [C], running_mean [C],
+    running_var [C]. Its meaning depends on the mode it is compiled in
+    (soma-expand-modes rewrites it before anything else):
+      eval:  y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta
+      train: y = (x - mean_B) / sqrt(var_B + eps) * gamma + beta with the
+             batch's mean and biased variance over (N, H, W), and the step
+             updates running_mean = (1 - momentum) * running_mean + momentum * mean_B
+             and running_var the same with the unbiased batch variance.
+    The reference interpreter evaluates the eval form.
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, Soma_F32Tensor:$scale, Soma_F32Tensor:$shift,
+                       Soma_F32Tensor:$running_mean, Soma_F32Tensor:$running_var,
+                       DefaultValuedAttr<F64Attr, "1e-5">:$eps,
+                       DefaultValuedAttr<F64Attr, "0.1">:$momentum);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input `,` $scale `,` $shift `,` $running_mean `,` $running_var attr-dict `:` functional-type(operands, results)";
+}
+
 #endif // SOMA_OPS_TD

@@ -1,0 +1,112 @@
+//===- ExpandModes.cpp - Training and inference forms of batch_norm --------===//
+
+#include "soma/Dialect/Passes.h"
+#include "soma/Dialect/SomaDialect.h"
+
+namespace soma {
+#define GEN_PASS_DEF_SOMAEXPANDMODES
+#include "soma/Dialect/Passes.h.inc"
+} // namespace soma
+
+using namespace mlir;
+using namespace soma::ir;
+
+namespace soma {
+namespace {
+
+Value scalarOf(OpBuilder &b, Location l, double v) {
+  auto type = RankedTensorType::get({}, b.getF32Type());
+  return b.create<ConstantOp>(l, DenseElementsAttr::get(type, static_cast<float>(v)));
+}
+
+struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    for (auto fn : getOperation().getOps<func::FuncOp>()) {
+      if (fn.isDeclaration() || fn->hasAttr("soma.kernel"))
+        continue;
+      SmallVector<BatchNormOp> bns;
+      fn.walk([&](BatchNormOp op) { bns.push_back(op); });
+      SmallVector<std::pair<std::string, Value>> updates;
+      for (BatchNormOp op : bns)
+        if (failed(expand(op, updates)))
+          return signalPassFailure();
+      if (updates.empty())
+        continue;
+      // Append the new running statistics as soma.update results.
+      auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+      SmallVector<Value> values(ret.getOperands());
+      SmallVector<Type> types(fn.getResultTypes());
+      SmallVector<DictionaryAttr> attrs;
+      for (unsigned j = 0; j < fn.getNumResults(); ++j)
+        attrs.push_back(fn.getResultAttrDict(j));
+      Builder b(&getContext());
+      for (auto &[name, v] : updates) {
+        values.push_back(v);
+        types.push_back(v.getType());
+        attrs.push_back(b.getDictionaryAttr({b.getNamedAttr(kUpdateAttr, b.getStringAttr(name))}));
+      }
+      ret->setOperands(values);
+      fn.setFunctionType(FunctionType::get(&getContext(), fn.getArgumentTypes(), types));
+      fn.setAllResultAttrs(attrs);
+    }
+  }
+
+  LogicalResult expand(BatchNormOp op, SmallVectorImpl<std::pair<std::string, Value>> &updates) {
+    OpBuilder b(op);
+    Location l = op.getLoc();
+    auto xt = cast<RankedTensorType>(op.getInput().getType());
+    int64_t c = xt.getDimSize(1), rank = xt.getRank();
+    SmallVector<int64_t> bshape(rank, 1), axes;
+    bshape[1] = c;
+    int64_t count = 1;
+    for (int64_t d = 0; d < rank; ++d)
+      if (d != 1) {
+        axes.push_back(d);
+        count *= xt.getDimSize(d);
+      }
+    auto asChannels = [&](Value v) { return b.create<ReshapeOp>(l, v, b.getDenseI64ArrayAttr(bshape)); };
+    double eps = op.getEps().convertToDouble();
+    Value x = op.getInput();
+    Value gamma = asChannels(op.getScale()), beta = asChannels(op.getShift());
+    Value y;
+    if (!training) {
+      Value inv = b.create<DivOp>(
+          l, gamma, b.create<SqrtOp>(l, b.create<AddOp>(l, asChannels(op.getRunningVar()), scalarOf(b, l, eps))));
+      y = b.create<AddOp>(l, b.create<MulOp>(l, b.create<SubOp>(l, x, asChannels(op.getRunningMean())), inv),
+                          beta);
+    } else {
+      auto axesAttr = b.getDenseI64ArrayAttr(axes);
+      Value mean = b.create<ReduceMeanOp>(l, x, axesAttr, b.getBoolAttr(true));
+      Value xc = b.create<SubOp>(l, x, mean);
+      Value var = b.create<ReduceMeanOp>(l, b.create<MulOp>(l, xc, xc), axesAttr, b.getBoolAttr(true));
+      Value norm = b.create<DivOp>(l, xc, b.create<SqrtOp>(l, b.create<AddOp>(l, var, scalarOf(b, l, eps))));
+      y = b.create<AddOp>(l, b.create<MulOp>(l, norm, gamma), beta);
+      // Running statistics: momentum average of the batch mean and of the
+      // unbiased batch variance (n / (n - 1)), outside the gradient.
+      double m = op.getMomentum().convertToDouble();
+      double unbias = count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
+      auto flat = [&](Value v) {
+        return b.create<ReshapeOp>(l, b.create<StopGradientOp>(l, v), b.getDenseI64ArrayAttr({c}));
+      };
+      for (auto [stat, batch, scale] : {std::tuple<Value, Value, double>{op.getRunningMean(), mean, 1.0},
+                                        {op.getRunningVar(), var, unbias}}) {
+        auto arg = dyn_cast<BlockArgument>(stat);
+        auto fn = op->getParentOfType<func::FuncOp>();
+        StringAttr name = arg ? fn.getArgAttrOfType<StringAttr>(arg.getArgNumber(), kParamAttr) : StringAttr();
+        if (!name)
+          return op.emitOpError("running statistics must be parameters of the graph (made by nn::batch_norm)");
+        Value fresh = b.create<AddOp>(l, b.create<MulOp>(l, stat, scalarOf(b, l, 1.0 - m)),
+                                      b.create<MulOp>(l, flat(batch), scalarOf(b, l, m * scale)));
+        updates.push_back({name.str(), fresh});
+      }
+    }
+    op.getResult().replaceAllUsesWith(y);
+    op.erase();
+    return success();
+  }
+};
+
+} // namespace
+} // namespace soma

@@ -1,0 +1,35 @@
+// RUN: soma-opt %s -soma-decompose -split-input-file | FileCheck %s
+
+// conv2d -> im2col, a batched matmul with the filter as [groups, K/groups,
+// C/groups*KH*KW], and a transpose back to NCHW.
+// CHECK-LABEL: func.func @conv(
+//       CHECK: %[[COLS:.*]] = soma.im2col %arg0 {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 2, 2>} : tensor<2x4x8x8xf32> -> tensor<36x32xf32>
+//       CHECK: %[[C3:.*]] = soma.reshape %[[COLS]] {shape = array<i64: 2, 18, 32>}
+//       CHECK: %[[W3:.*]] = soma.reshape %arg1 {shape = array<i64: 2, 3, 18>}
+//       CHECK: %[[Y3:.*]] = soma.matmul %[[W3]], %[[C3]] {{.*}}: (tensor<2x3x18xf32>, tensor<2x18x32xf32>) -> tensor<2x3x32xf32>
+//       CHECK: %[[Y4:.*]] = soma.reshape %[[Y3]] {shape = array<i64: 6, 2, 4, 4>}
+//       CHECK: %[[Y:.*]] = soma.transpose %[[Y4]] {perm = array<i64: 1, 0, 2, 3>}
+//       CHECK: return %[[Y]]
+//   CHECK-NOT: soma.conv2d
+func.func @conv(%x: tensor<2x4x8x8xf32> {soma.input = "x"}, %w: tensor<6x2x3x3xf32> {soma.input = "w"}) -> (tensor<2x6x4x4xf32> {soma.output = "y"}) {
+  %0 = soma.conv2d %x, %w {stride = array<i64: 2, 2>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 2 : i64} : (tensor<2x4x8x8xf32>, tensor<6x2x3x3xf32>) -> tensor<2x6x4x4xf32>
+  return %0 : tensor<2x6x4x4xf32>
+}
+
+// -----
+
+// Pooling: im2col (max pads with -inf, average with 0), a reduction over the
+// window dimension, back to NCHW.
+// CHECK-LABEL: func.func @pools(
+//       CHECK: soma.im2col %arg0 {{.*}}pad_value = 0xFFF0000000000000 : f64
+//       CHECK: soma.reduce_max %{{.*}} {axes = array<i64: 1>} : tensor<3x4x8xf32> -> tensor<3x8xf32>
+// (a zero pad_value is the default and not printed)
+//       CHECK: soma.im2col %arg0 {dilation = array<i64: 1, 1>, kernel = array<i64: 2, 2>, padding
+//       CHECK: soma.reduce_mean %{{.*}} {axes = array<i64: 1>} : tensor<3x4x8xf32> -> tensor<3x8xf32>
+//   CHECK-NOT: soma.max_pool2d
+//   CHECK-NOT: soma.avg_pool2d
+func.func @pools(%x: tensor<2x3x4x4xf32> {soma.input = "x"}) -> (tensor<2x3x2x2xf32> {soma.output = "m"}, tensor<2x3x2x2xf32> {soma.output = "a"}) {
+  %0 = soma.max_pool2d %x {kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
+  %1 = soma.avg_pool2d %x {kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
+  return %0, %1 : tensor<2x3x2x2xf32>, tensor<2x3x2x2xf32>
+}
