@@ -103,7 +103,10 @@ std::vector<std::string> compile_aot(const Graph &g, const std::string &dir,
     write_file_atomic(path, bytes);
     written.push_back(path);
   };
-  NamedArrays values = matchParams(sig, params ? *params : g.init_params());
+  // Parameter values only when a file needs them (VGG-16 has 138M).
+  NamedArrays values;
+  if (aot.weights || aot.header)
+    values = matchParams(sig, params ? *params : g.init_params());
   std::map<std::string, std::string> meta{{"soma.model", sig.name}};
   std::string weightsFile = base + ".weights.safetensors";
   if (aot.weights) {
