@@ -111,6 +111,24 @@ Tensor tanh(const Tensor &x, Loc loc) { return unary("tanh", x, loc); }
 Tensor sigmoid(const Tensor &x, Loc loc) { return unary("sigmoid", x, loc); }
 Tensor relu(const Tensor &x, Loc loc) { return unary("relu", x, loc); }
 Tensor softplus(const Tensor &x, Loc loc) { return unary("softplus", x, loc); }
+Tensor elu(const Tensor &x, double alpha, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "elu", loc);
+  Builder b(g->ctx.get());
+  return unary("elu", x, loc, {b.getNamedAttr("alpha", b.getF64FloatAttr(alpha))});
+}
+Tensor silu(const Tensor &x, Loc loc) { return unary("silu", x, loc); }
+Tensor gelu(const Tensor &x, Loc loc) { return unary("gelu", x, loc); }
+Tensor swish(const Tensor &x, double beta, Loc loc) {
+  graphOf({&x}, "swish", loc);
+  return mul(x, sigmoid(mul(x, scalar(x.graph(), static_cast<float>(beta), loc), loc), loc), loc);
+}
+Tensor maxout(const Tensor &x, int64_t pieces, Loc loc) {
+  graphOf({&x}, "maxout", loc);
+  if (x.rank() != 2 || pieces < 1 || x.dim(1) % pieces != 0)
+    throw Error(where(loc) + ": maxout: input must be [N, C * pieces] with pieces >= 1, got " +
+                x.type_str() + " and pieces " + std::to_string(pieces));
+  return max(reshape(x, {x.dim(0), x.dim(1) / pieces, pieces}, loc), {2}, false, loc);
+}
 Tensor leaky_relu(const Tensor &x, double alpha, Loc loc) {
   GraphImpl *g = graphOf({&x}, "leaky_relu", loc);
   Builder b(g->ctx.get());
@@ -262,6 +280,12 @@ Tensor stop_gradient(const Tensor &x, Loc loc) {
 Tensor sign(const Tensor &x, Loc loc) { return unary("sign", x, loc); }
 Tensor step(const Tensor &x, Loc loc) { return unary("step", x, loc); }
 Tensor equal(const Tensor &a, const Tensor &b, Loc loc) { return binary("equal", a, b, loc); }
+Tensor one_hot(const Tensor &labels, int64_t classes, Loc loc) {
+  GraphImpl *g = graphOf({&labels}, "one_hot", loc);
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.one_hot", {g->value(labels)},
+                 {b.getNamedAttr("classes", b.getI64IntegerAttr(classes))}, loc);
+}
 Tensor argmax(const Tensor &x, int64_t axis, Loc loc) {
   GraphImpl *g = graphOf({&x}, "argmax", loc);
   int64_t a = normAxis(axis, x.rank(), "argmax", loc);
@@ -397,6 +421,77 @@ Tensor binary_cross_entropy(const Tensor &p, const Tensor &t, Reduction r, Loc l
   return loss("binary_cross_entropy", p, t, r, loc);
 }
 
+// --- composite losses ------------------------------------------------------------------
+namespace {
+/// mean (over all elements, or over the batch for `batch` true) or sum.
+Tensor reduceLossValue(const Tensor &perElement, Reduction r, const Loc &loc) {
+  return r == Reduction::sum ? sum(perElement, {}, false, loc) : mean(perElement, {}, false, loc);
+}
+Tensor scalarOf(const Tensor &like, double v, const Loc &loc) {
+  return scalar(like.graph(), static_cast<float>(v), loc);
+}
+} // namespace
+
+Tensor binary_cross_entropy_with_logits(const Tensor &x, const Tensor &t, Reduction r, Loc loc) {
+  graphOf({&x, &t}, "binary_cross_entropy_with_logits", loc);
+  if (x.shape() != t.shape())
+    throw Error(where(loc) + ": binary_cross_entropy_with_logits: logits and target shapes differ: " +
+                shape_str(x.shape()) + " vs " + shape_str(t.shape()));
+  Tensor per = add(sub(relu(x, loc), mul(x, t, loc), loc), softplus(neg(abs(x, loc), loc), loc), loc);
+  return reduceLossValue(per, r, loc);
+}
+
+Tensor nll_loss(const Tensor &logp, const Tensor &labels, Reduction r, Loc loc) {
+  graphOf({&logp, &labels}, "nll_loss", loc);
+  if (logp.rank() != 2)
+    throw Error(where(loc) + ": nll_loss: log_probs must be [N, C], got " + logp.type_str());
+  Tensor picked = sum(mul(logp, one_hot(labels, logp.dim(1), loc), loc), {1}, false, loc);
+  Tensor total = neg(sum(picked, {}, false, loc), loc);
+  return r == Reduction::sum ? total : div(total, scalarOf(logp, static_cast<double>(logp.dim(0)), loc), loc);
+}
+
+Tensor kl_divergence(const Tensor &logq, const Tensor &p, Reduction r, Loc loc) {
+  graphOf({&logq, &p}, "kl_divergence", loc);
+  if (logq.shape() != p.shape() || logq.rank() < 1)
+    throw Error(where(loc) + ": kl_divergence: log_q and p shapes differ: " + shape_str(logq.shape()) +
+                " vs " + shape_str(p.shape()));
+  // p log p with 0 log 0 = 0: log(p + [p == 0]).
+  Tensor safe = log(add(p, equal(stop_gradient(p, loc), scalarOf(p, 0.0, loc), loc), loc), loc);
+  Tensor total = sum(mul(p, sub(safe, logq, loc), loc), {}, false, loc);
+  return r == Reduction::sum ? total : div(total, scalarOf(p, static_cast<double>(p.dim(0)), loc), loc);
+}
+
+Tensor hinge_loss(const Tensor &s, const Tensor &y, double margin, Reduction r, Loc loc) {
+  graphOf({&s, &y}, "hinge_loss", loc);
+  return reduceLossValue(relu(sub(scalarOf(s, margin, loc), mul(y, s, loc), loc), loc), r, loc);
+}
+
+Tensor margin_ranking_loss(const Tensor &x1, const Tensor &x2, const Tensor &y, double margin,
+                           Reduction r, Loc loc) {
+  graphOf({&x1, &x2, &y}, "margin_ranking_loss", loc);
+  Tensor per = relu(add(neg(mul(y, sub(x1, x2, loc), loc), loc), scalarOf(x1, margin, loc), loc), loc);
+  return reduceLossValue(per, r, loc);
+}
+
+Tensor triplet_loss(const Tensor &a, const Tensor &p, const Tensor &n, double margin, Reduction r,
+                    Loc loc) {
+  graphOf({&a, &p, &n}, "triplet_loss", loc);
+  if (a.rank() != 2 || a.shape() != p.shape() || a.shape() != n.shape())
+    throw Error(where(loc) + ": triplet_loss: anchor, positive and negative must be the same [N, D], got " +
+                shape_str(a.shape()) + ", " + shape_str(p.shape()) + ", " + shape_str(n.shape()));
+  Tensor dp = sum(mul(sub(a, p, loc), sub(a, p, loc), loc), {1}, false, loc);
+  Tensor dn = sum(mul(sub(a, n, loc), sub(a, n, loc), loc), {1}, false, loc);
+  return reduceLossValue(relu(add(sub(dp, dn, loc), scalarOf(a, margin, loc), loc), loc), r, loc);
+}
+
+Tensor cosine_similarity(const Tensor &a, const Tensor &b, int64_t axis, double eps, Loc loc) {
+  graphOf({&a, &b}, "cosine_similarity", loc);
+  Tensor dot = sum(mul(a, b, loc), {axis}, false, loc);
+  Tensor na = sqrt(sum(mul(a, a, loc), {axis}, false, loc), loc);
+  Tensor nb = sqrt(sum(mul(b, b, loc), {axis}, false, loc), loc);
+  return div(dot, maximum(mul(na, nb, loc), scalarOf(a, eps, loc), loc), loc);
+}
+
 // --- layers ----------------------------------------------------------------------------
 namespace nn {
 Tensor dense(const Tensor &x, int64_t units, const DenseOptions &o, Loc loc) {
@@ -462,6 +557,19 @@ Tensor conv2d(const Tensor &x, int64_t out_channels, Ints kernel, const Conv2dLa
   }
   return y;
 }
+Tensor prelu(const Tensor &x, const std::string &name, Loc loc) {
+  graphOf({&x}, "prelu", loc);
+  Graph &g = x.graph();
+  int64_t c = x.rank() >= 2 ? x.dim(1) : 1;
+  Tensor alpha = g.param((name.empty() ? g.unique_name("prelu") : name) + ".alpha", {c},
+                         init::constant(0.25), loc);
+  Shape s(std::max<int64_t>(x.rank(), 1), 1);
+  if (x.rank() >= 2)
+    s[1] = c;
+  Tensor zero = scalar(g, 0.0f, loc);
+  return add(relu(x, loc), mul(reshape(alpha, s, loc), minimum(x, zero, loc), loc), loc);
+}
+
 Tensor batch_norm(const Tensor &x, const BatchNormOptions &o, Loc loc) {
   GraphImpl *gi = graphOf({&x}, "batch_norm", loc);
   if (x.rank() < 2)

@@ -60,6 +60,21 @@ std::vector<Case> allCases() {
                                 std::to_string(numel(s)),
                             s, u.fn, u.lo, u.hi));
   }
+  for (U u : {U{"silu", soma::silu, -6, 6}, U{"gelu", soma::gelu, -6, 6}})
+    for (Shape sh : {Shape{7}, Shape{3, 63}, Shape{129, 130}})
+      c.push_back(unaryCase(std::string(u.name) + "_" + std::to_string(numel(sh)), sh, u.fn, u.lo, u.hi));
+  c.push_back({"elu", {{{5, 7}, DType::f32, -3, 3}}, [](Graph &, Ts &x) { return Ts{elu(x[0]), elu(x[0], 0.5)}; }});
+  c.push_back({"one_hot", {{{6}, DType::i32, 0, 4}}, [](Graph &, Ts &x) { return Ts{one_hot(x[0], 4)}; }});
+  c.push_back({"one_hot_i64", {{{5}, DType::i64, 0, 3}}, [](Graph &, Ts &x) { return Ts{one_hot(x[0], 3)}; }});
+  c.push_back({"losses", {{{4, 5}}, {{4, 5}, DType::f32, 0, 1}, {{4}, DType::i32, 0, 5}},
+               [](Graph &g, Ts &x) {
+                 Array sign = Array::f32({4, 5}, {1, -1, 1, 1, -1, -1, 1, -1, 1, 1, 1, 1, -1, -1, 1, -1, 1, 1, -1, 1});
+                 Tensor y = constant(g, sign);
+                 return Ts{binary_cross_entropy_with_logits(x[0], x[1]), nll_loss(log_softmax(x[0]), x[2]),
+                           kl_divergence(log_softmax(x[0]), softmax(x[1])), hinge_loss(x[0], y),
+                           margin_ranking_loss(x[0], x[1], y, 0.1), triplet_loss(x[0], x[1], x[0] * 0.5f),
+                           cosine_similarity(x[0], x[1])};
+               }});
   c.push_back({"leaky_relu_default", {{{5, 7}}}, [](Graph &, Ts &x) { return Ts{leaky_relu(x[0])}; }});
   c.push_back({"leaky_relu_0_2", {{{129, 130}}}, [](Graph &, Ts &x) { return Ts{leaky_relu(x[0], 0.2)}; }});
   c.push_back(unaryCase("scalar_exp", {}, soma::exp));

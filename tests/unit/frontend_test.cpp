@@ -100,6 +100,25 @@ TEST(Frontend, ConvolutionAndPoolingErrorsNameAttributesAndLine) {
 })", "c.mlir"), "c.mlir:3:10:", "conv2d: the 5x5 window");
 }
 
+TEST(Frontend, LossesByHand) {
+  // cosine_similarity([1,0],[1,1]) = 1/sqrt 2; triplet with the course's
+  // squared distances: |a-p|^2 = 1, |a-n|^2 = 4, margin 2 -> max(1 - 4 + 2, 0) = 0, and 3 for margin 6.
+  Graph g("t");
+  Tensor a = constant(g, Array::f32({1, 2}, {1, 0}));
+  Tensor b = constant(g, Array::f32({1, 2}, {1, 1}));
+  Tensor p = constant(g, Array::f32({1, 2}, {1, 1}));
+  Tensor n = constant(g, Array::f32({1, 2}, {1, 2}));
+  g.output("cos", cosine_similarity(a, b));
+  g.output("t2", triplet_loss(a, p, n, 2.0));
+  g.output("t6", triplet_loss(a, p, n, 6.0));
+  g.output("hinge", hinge_loss(constant(g, Array::f32({2}, {0.5f, 2.0f})), constant(g, Array::f32({2}, {1, -1}))));
+  auto out = compile_inference(g).run({});
+  EXPECT_NEAR(out["cos"].data<float>()[0], 1 / std::sqrt(2.0), 1e-6);
+  EXPECT_FLOAT_EQ(out["t2"].data<float>()[0], 0.0f);
+  EXPECT_FLOAT_EQ(out["t6"].data<float>()[0], 3.0f);
+  EXPECT_FLOAT_EQ(out["hinge"].data<float>()[0], (0.5f + 3.0f) / 2); // max(0, 1 - 0.5), max(0, 1 + 2)
+}
+
 TEST(Frontend, LeNet5HasTheClassicParameterCount) {
   Graph g = zoo::lenet5(8, true);
   int64_t count = 0;

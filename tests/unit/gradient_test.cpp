@@ -47,6 +47,27 @@ std::vector<GradCase> gradCases() {
   un("relu", soma::relu, -1, 1);
   un("softplus", soma::softplus, -3, 3);
   c.push_back({"leaky_relu", {{{3, 4}}}, [](Graph &, Ts &x) { return leaky_relu(x[0], 0.2); }});
+  un("silu", soma::silu, -3, 3);
+  un("gelu", soma::gelu, -3, 3);
+  c.push_back({"elu", {{{3, 4}, -2, 2}}, [](Graph &, Ts &x) { return elu(x[0], 0.7); }});
+  c.push_back({"swish", {{{3, 4}, -2, 2}}, [](Graph &, Ts &x) { return swish(x[0], 1.702); }});
+  c.push_back({"maxout", {{{3, 6}}}, [](Graph &, Ts &x) { return maxout(x[0], 3); }});
+  c.push_back({"prelu", {{{2, 3, 2, 2}}}, [](Graph &, Ts &x) { return nn::prelu(x[0]); }});
+  c.push_back({"bce_with_logits", {{{3, 4}, -3, 3}, {{3, 4}, 0, 1}},
+               [](Graph &, Ts &x) { return binary_cross_entropy_with_logits(x[0], x[1]); }});
+  c.push_back({"nll_loss", {{{4, 5}, -2, 0}, {{4}, 0, 5, DType::i32}},
+               [](Graph &, Ts &x) { return nll_loss(x[0], x[1]); }});
+  c.push_back({"kl_divergence", {{{3, 4}}, {{3, 4}}},
+               [](Graph &, Ts &x) { return kl_divergence(log_softmax(x[0]), softmax(x[1])); }});
+  c.push_back({"hinge_loss", {{{6}, -2, 2}}, [](Graph &g, Ts &x) {
+                 return hinge_loss(x[0], constant(g, Array::f32({6}, {1, -1, 1, -1, 1, -1})), 1.0, Reduction::sum);
+               }});
+  c.push_back({"margin_ranking", {{{6}, -2, 2}, {{6}, -2, 2}}, [](Graph &g, Ts &x) {
+                 return margin_ranking_loss(x[0], x[1], constant(g, Array::f32({6}, {1, -1, 1, 1, -1, 1})), 0.2);
+               }});
+  c.push_back({"triplet_loss", {{{3, 4}}, {{3, 4}}, {{3, 4}}},
+               [](Graph &, Ts &x) { return triplet_loss(x[0], x[1], x[2], 2.0); }});
+  c.push_back({"cosine_similarity", {{{3, 4}}, {{3, 4}}}, [](Graph &, Ts &x) { return cosine_similarity(x[0], x[1]); }});
   auto bin = [&](const std::string &name, Tensor (*fn)(const Tensor &, const Tensor &, Loc), Shape a,
                  Shape b, float lo, float hi) {
     c.push_back({name, {{a, lo, hi}, {b, lo, hi}},

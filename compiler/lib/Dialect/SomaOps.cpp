@@ -286,7 +286,32 @@ SOMA_UNARY_INFER(TanhOp, "tanh")
 SOMA_UNARY_INFER(SigmoidOp, "sigmoid")
 SOMA_UNARY_INFER(ReluOp, "relu")
 SOMA_UNARY_INFER(SoftplusOp, "softplus")
+SOMA_UNARY_INFER(SiluOp, "silu")
+SOMA_UNARY_INFER(GeluOp, "gelu")
+SOMA_UNARY_INFER(GeluGradOp, "gelu_grad")
 #undef SOMA_UNARY_INFER
+
+LogicalResult EluOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
+                                      SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "elu", adaptor.getAttributes(), {{"alpha", AttrKind::Float, false}})))
+    return failure();
+  return inferUnary(loc, "elu", adaptor.getInput(), results);
+}
+
+LogicalResult OneHotOp::inferReturnTypes(MLIRContext *ctx, std::optional<Location> loc, Adaptor adaptor,
+                                         SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "one_hot", adaptor.getAttributes(), {{"classes", AttrKind::Int, true}})))
+    return failure();
+  auto t = tensorOf(loc, "one_hot", adaptor.getLabels(), "labels");
+  if (failed(t))
+    return failure();
+  if (t->getRank() != 1 || !t->getElementType().isInteger())
+    return fail(loc, "one_hot", "labels must be [N] i32 or i64, got " + typeStr(*t));
+  if (adaptor.getClasses() < 1)
+    return fail(loc, "one_hot", "classes must be >= 1, got " + Twine(adaptor.getClasses()));
+  results.push_back(RankedTensorType::get({t->getDimSize(0), adaptor.getClasses()}, Float32Type::get(ctx)));
+  return success();
+}
 
 LogicalResult LeakyReluOp::inferReturnTypes(MLIRContext *,
                                             std::optional<Location> loc,
@@ -835,6 +860,27 @@ SOMA_VJP(ReluOp) { // relu'(0) = 0
 }
 SOMA_VJP(SoftplusOp) {
   operandGrads.push_back(mul(b, getLoc(), resultGrads[0], b.create<SigmoidOp>(getLoc(), getInput())));
+  return success();
+}
+SOMA_VJP(SiluOp) { // s + x s (1 - s), s = sigmoid(x)
+  Location l = getLoc();
+  Value x = getInput(), s = b.create<SigmoidOp>(l, x);
+  Value d = add(b, l, s, mul(b, l, mul(b, l, x, s), sub(b, l, scalarConst(b, l, 1.0), s)));
+  operandGrads.push_back(mul(b, l, resultGrads[0], d));
+  return success();
+}
+SOMA_VJP(GeluOp) { // gelu'(x) = Phi(x) + x phi(x), from its own op (no 0/0 at x = 0)
+  Location l = getLoc();
+  operandGrads.push_back(mul(b, l, resultGrads[0], b.create<GeluGradOp>(l, getInput())));
+  return success();
+}
+SOMA_VJP(EluOp) { // 1 for x > 0, alpha e^x = y + alpha otherwise
+  Location l = getLoc();
+  double alpha = getAlpha().convertToDouble();
+  Value pos = b.create<StepOp>(l, getInput());
+  Value neg = add(b, l, getResult(), scalarConst(b, l, alpha));
+  Value d = add(b, l, pos, mul(b, l, sub(b, l, scalarConst(b, l, 1.0), pos), neg));
+  operandGrads.push_back(mul(b, l, resultGrads[0], d));
   return success();
 }
 SOMA_VJP(LeakyReluOp) { // g (alpha + (1 - alpha) step(x))

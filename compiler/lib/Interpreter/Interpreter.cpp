@@ -644,6 +644,28 @@ RefTensor evaluate(Operation *op, const Operands &in) {
         return binaryCrossEntropy(in[0], in[1], o.getReduction());
       })
       .Case([&](StopGradientOp) { return in[0]; })
+      .Case([&](SiluOp) { return un([](double x) { return x / (1.0 + std::exp(-x)); }); })
+      .Case([&](GeluOp) { return un([](double x) { return 0.5 * x * (1.0 + std::erf(x * M_SQRT1_2)); }); })
+      .Case([&](GeluGradOp) {
+        return un([](double x) {
+          return 0.5 * (1.0 + std::erf(x * M_SQRT1_2)) + x * std::exp(-0.5 * x * x) * 0.3989422804014327;
+        });
+      })
+      .Case([&](EluOp o) {
+        double alpha = o.getAlpha().convertToDouble();
+        RefTensor y = zeros(DType::f32, in[0].shape);
+        for (size_t i = 0; i < y.data.size(); ++i)
+          y.data[i] = in[0].data[i] > 0 ? in[0].data[i] : alpha * std::expm1(in[0].data[i]);
+        return y;
+      })
+      .Case([&](OneHotOp o) {
+        int64_t n = in[0].shape[0], c = o.getClasses();
+        RefTensor y = zeros(DType::f32, {n, c});
+        for (int64_t i = 0; i < n; ++i)
+          if (in[0].data[i] >= 0 && in[0].data[i] < static_cast<double>(c))
+            y.data[i * c + static_cast<int64_t>(in[0].data[i])] = 1.0;
+        return y;
+      })
       .Case([&](SignOp) {
         return un([](double x) { return std::isnan(x) ? x : (x > 0) - (x < 0) * 1.0; });
       })

@@ -106,6 +106,37 @@ Value emitElementwiseScalar(OpBuilder &b, Location loc, Operation *op,
       .Case([&](MinimumOp) {
         return b.create<arith::MinimumFOp>(loc, args[0], args[1]);
       })
+      .Case([&](SiluOp) -> Value {
+        Value x = args[0];
+        Value e = b.create<math::ExpOp>(loc, b.create<arith::NegFOp>(loc, x));
+        Value one = f32Const(b, loc, 1.0);
+        return b.create<arith::DivFOp>(loc, x, b.create<arith::AddFOp>(loc, one, e));
+      })
+      .Case([&](GeluOp) -> Value {
+        // 0.5 x (1 + erf(x / sqrt 2))
+        Value x = args[0];
+        Value erf = b.create<math::ErfOp>(loc, b.create<arith::MulFOp>(loc, x, f32Const(b, loc, M_SQRT1_2)));
+        return b.create<arith::MulFOp>(loc, b.create<arith::MulFOp>(loc, x, f32Const(b, loc, 0.5)),
+                                       b.create<arith::AddFOp>(loc, f32Const(b, loc, 1.0), erf));
+      })
+      .Case([&](GeluGradOp) -> Value {
+        // Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x e^(-x^2/2) / sqrt(2 pi)
+        Value x = args[0];
+        Value erf = b.create<math::ErfOp>(loc, b.create<arith::MulFOp>(loc, x, f32Const(b, loc, M_SQRT1_2)));
+        Value cdf = b.create<arith::MulFOp>(loc, f32Const(b, loc, 0.5),
+                                            b.create<arith::AddFOp>(loc, f32Const(b, loc, 1.0), erf));
+        Value e = b.create<math::ExpOp>(
+            loc, b.create<arith::MulFOp>(loc, b.create<arith::MulFOp>(loc, x, x), f32Const(b, loc, -0.5)));
+        Value pdf = b.create<arith::MulFOp>(loc, e, f32Const(b, loc, 0.3989422804014327));
+        return b.create<arith::AddFOp>(loc, cdf, b.create<arith::MulFOp>(loc, x, pdf));
+      })
+      .Case([&](EluOp o) -> Value {
+        Value x = args[0];
+        Value pos = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGT, x, f32Const(b, loc, 0.0));
+        Value em1 = b.create<math::ExpM1Op>(loc, x);
+        Value neg = b.create<arith::MulFOp>(loc, em1, f32Const(b, loc, o.getAlpha().convertToDouble()));
+        return b.create<arith::SelectOp>(loc, pos, x, neg);
+      })
       .Case([&](SignOp) -> Value {
         // -1, 0 or 1; NaN and -0/+0 pass through unchanged.
         Value x = args[0], zero = f32Const(b, loc, 0.0);
@@ -140,7 +171,7 @@ Value emitElementwiseScalar(OpBuilder &b, Location loc, Operation *op,
 bool isElementwise(Operation *op) {
   return isa<NegOp, ExpOp, LogOp, SqrtOp, AbsOp, TanhOp, SigmoidOp, ReluOp,
              SoftplusOp, LeakyReluOp, AddOp, SubOp, MulOp, DivOp, PowOp,
-             MaximumOp, MinimumOp, SignOp, StepOp, EqualOp>(op);
+             MaximumOp, MinimumOp, SignOp, StepOp, EqualOp, SiluOp, GeluOp, GeluGradOp, EluOp>(op);
 }
 
 //===----------------------------------------------------------------------===//
@@ -958,6 +989,23 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       })
       .Case([&](ArgmaxOp a) { return lowerArgmax(a); })
       .Case([&](Im2colOp o) { return lowerIm2col(o); })
+      .Case([&](OneHotOp o) {
+        // out[i, j] = (labels[i] == j)
+        Value out = resultBuffer(o.getResult());
+        auto d0 = getAffineDimExpr(0, ctx), d1 = getAffineDimExpr(1, ctx);
+        SmallVector<AffineMap> maps{AffineMap::get(2, 0, {d0}, ctx), AffineMap::get(2, 0, {d0, d1}, ctx)};
+        b.create<linalg::GenericOp>(
+            loc, ValueRange{buffers[o.getLabels()]}, ValueRange{out}, maps,
+            SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
+            [&](OpBuilder &nb, Location l, ValueRange a) {
+              Value j = nb.create<arith::IndexCastOp>(l, a[0].getType(), nb.create<linalg::IndexOp>(l, 1));
+              Value hit = nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::eq, a[0], j);
+              nb.create<linalg::YieldOp>(
+                  l, Value(nb.create<arith::SelectOp>(l, hit, f32Const(nb, l, 1.0), f32Const(nb, l, 0.0))));
+            });
+        buffers[o.getResult()] = out;
+        return success();
+      })
       .Case([&](Col2imOp o) { return lowerCol2im(o); })
       .Case([&](PadOp p) { return lowerPad(p); })
       .Case([&](SoftmaxCrossEntropyGradOp g) { return lowerSoftmaxCrossEntropyGrad(g); })

@@ -36,6 +36,10 @@ struct Conv2dLayerOptions {
 Tensor conv2d(const Tensor &x, int64_t out_channels, Ints kernel,
               const Conv2dLayerOptions &options = {}, Loc loc = Loc::current());
 
+/// max(x, 0) + alpha min(x, 0) with a learned slope per channel (dimension
+/// 1 of x; or one slope for rank 1), created as "<name>.alpha" (0.25).
+Tensor prelu(const Tensor &x, const std::string &name = "", Loc loc = Loc::current());
+
 struct BatchNormOptions {
   double momentum = 0.1;
   double eps = 1e-5;

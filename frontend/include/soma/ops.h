@@ -57,6 +57,17 @@ Tensor sigmoid(const Tensor &x, Loc loc = Loc::current());
 Tensor relu(const Tensor &x, Loc loc = Loc::current());
 Tensor leaky_relu(const Tensor &x, double alpha = 0.01, Loc loc = Loc::current());
 Tensor softplus(const Tensor &x, Loc loc = Loc::current());
+/// x if x > 0 else alpha (e^x - 1).
+Tensor elu(const Tensor &x, double alpha = 1.0, Loc loc = Loc::current());
+/// x * sigmoid(x).
+Tensor silu(const Tensor &x, Loc loc = Loc::current());
+/// x * sigmoid(beta x) (beta = 1 is silu; 1.702 approximates gelu).
+Tensor swish(const Tensor &x, double beta, Loc loc = Loc::current());
+/// x * Phi(x), the exact (erf) form.
+Tensor gelu(const Tensor &x, Loc loc = Loc::current());
+/// The maximum of each group of `pieces` consecutive features:
+/// [N, C * pieces] -> [N, C] (Goodfellow et al.'s maxout).
+Tensor maxout(const Tensor &x, int64_t pieces, Loc loc = Loc::current());
 
 // --- contraction --------------------------------------------------------------
 struct MatmulOptions {
@@ -103,6 +114,9 @@ Tensor sign(const Tensor &x, Loc loc = Loc::current());
 Tensor step(const Tensor &x, Loc loc = Loc::current());
 /// 1.0 where a == b, else 0.0, with broadcasting; any dtype (not differentiable).
 Tensor equal(const Tensor &a, const Tensor &b, Loc loc = Loc::current());
+/// [N] integer labels -> [N, classes] f32 rows with a single 1 (not
+/// differentiable; a label outside [0, classes) gives a row of zeros).
+Tensor one_hot(const Tensor &labels, int64_t classes, Loc loc = Loc::current());
 /// Index (i32) of the first maximum along `axis` (not differentiable).
 Tensor argmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());
 /// Pads with `value`: low/high before/after each dimension, interior
@@ -166,5 +180,34 @@ Tensor mse(const Tensor &prediction, const Tensor &target,
 Tensor binary_cross_entropy(const Tensor &probability, const Tensor &target,
                             Reduction reduction = Reduction::mean,
                             Loc loc = Loc::current());
+
+/// -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))) from logits, computed
+/// stably as max(x, 0) - x t + log(1 + e^-|x|); mean over all elements or sum.
+Tensor binary_cross_entropy_with_logits(const Tensor &logits, const Tensor &target,
+                                        Reduction reduction = Reduction::mean,
+                                        Loc loc = Loc::current());
+/// Negative log-likelihood of integer labels under log-probabilities
+/// [N, C] (e.g. log_softmax): -log_probs[i, label_i], mean over the batch or sum.
+Tensor nll_loss(const Tensor &log_probs, const Tensor &labels, Reduction reduction = Reduction::mean,
+                Loc loc = Loc::current());
+/// KL(p || q) = sum p (log p - log q) per row of [N, C], with q given as
+/// log-probabilities (as PyTorch's kl_div); 0 log 0 = 0; mean over the batch
+/// ("batchmean") or sum.
+Tensor kl_divergence(const Tensor &log_q, const Tensor &p, Reduction reduction = Reduction::mean,
+                     Loc loc = Loc::current());
+/// max(0, margin - y s) with y in {-1, +1}; mean or sum.
+Tensor hinge_loss(const Tensor &scores, const Tensor &y, double margin = 1.0,
+                  Reduction reduction = Reduction::mean, Loc loc = Loc::current());
+/// max(0, -y (x1 - x2) + margin) with y in {-1, +1}; mean or sum.
+Tensor margin_ranking_loss(const Tensor &x1, const Tensor &x2, const Tensor &y, double margin = 0.0,
+                           Reduction reduction = Reduction::mean, Loc loc = Loc::current());
+/// max(||a - p||^2 - ||a - n||^2 + margin, 0) per row of [N, D] (the
+/// course's squared distances); mean over the batch or sum.
+Tensor triplet_loss(const Tensor &anchor, const Tensor &positive, const Tensor &negative,
+                    double margin = 1.0, Reduction reduction = Reduction::mean,
+                    Loc loc = Loc::current());
+/// a . b / max(|a| |b|, eps) along `axis` (the axis is removed).
+Tensor cosine_similarity(const Tensor &a, const Tensor &b, int64_t axis = -1, double eps = 1e-8,
+                         Loc loc = Loc::current());
 
 } // namespace soma

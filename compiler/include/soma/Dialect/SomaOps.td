@@ -48,6 +48,23 @@ def Soma_TanhOp : Soma_UnaryOp<"tanh", "y = tanh(x)">;
 def Soma_SigmoidOp : Soma_UnaryOp<"sigmoid", "y = 1 / (1 + e^-x)">;
 def Soma_ReluOp : Soma_UnaryOp<"relu", "y = max(x, 0); relu'(0) = 0">;
 def Soma_SoftplusOp : Soma_UnaryOp<"softplus", "y = log(1 + e^x), computed stably">;
+def Soma_SiluOp : Soma_UnaryOp<"silu", "y = x * sigmoid(x) (swish with beta = 1)">;
+def Soma_GeluOp : Soma_UnaryOp<"gelu", "y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact form">;
+
+def Soma_GeluGradOp : Soma_Op<"gelu_grad"> {
+  let summary = "the derivative of gelu: Phi(x) + x * phi(x) (used by gelu's VJP; not differentiable)";
+  let arguments = (ins Soma_F32Tensor:$input);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Soma_EluOp : Soma_DiffOp<"elu"> {
+  let summary = "elementwise ELU: y = x if x > 0 else alpha * (e^x - 1)";
+  let arguments = (ins Soma_F32Tensor:$input,
+                       DefaultValuedAttr<F64Attr, "1.0">:$alpha);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
 
 def Soma_LeakyReluOp : Soma_DiffOp<"leaky_relu"> {
   let summary = "elementwise leaky ReLU: y = x if x > 0 else alpha * x";
@@ -260,6 +277,14 @@ def Soma_EqualOp : Soma_Op<"equal"> {
   let arguments = (ins Soma_AnyTensor:$lhs, Soma_AnyTensor:$rhs);
   let results = (outs Soma_F32Tensor:$output);
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)";
+}
+
+def Soma_OneHotOp : Soma_Op<"one_hot"> {
+  let summary = "one-hot rows: [N] integer labels -> [N, classes] f32 (not differentiable)";
+  let description = [{ Row i is 1.0 at column labels[i] and 0.0 elsewhere; a label outside [0, classes) gives a row of zeros. }];
+  let arguments = (ins Soma_LabelTensor:$labels, I64Attr:$classes);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$labels attr-dict `:` type($labels) `->` type($output)";
 }
 
 def Soma_ArgmaxOp : Soma_Op<"argmax"> {
