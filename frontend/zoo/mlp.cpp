@@ -22,7 +22,11 @@ void classification_outputs(Graph &g, const Tensor &logits, bool with_loss) {
   }
 }
 
-std::vector<std::string> names() { return {"mlp", "lenet5"}; }
+std::vector<std::string> names() {
+  return {"mlp",      "lenet5",   "alexnet",  "vgg16",     "resnet18",    "resnet34",
+          "resnet50", "resnet8",  "resnet20", "resnet56",  "googlenet",   "densenet121",
+          "conv_autoencoder"};
+}
 
 Graph build(const std::string &name, int64_t batch, bool with_loss, uint64_t seed) {
   if (batch <= 0)
@@ -31,6 +35,17 @@ Graph build(const std::string &name, int64_t batch, bool with_loss, uint64_t see
     return mlp(batch, with_loss, seed);
   if (name == "lenet5")
     return lenet5(batch, with_loss, seed);
+  using Builder = Graph (*)(int64_t, bool, uint64_t);
+  static const std::pair<const char *, Builder> models[] = {
+      {"alexnet", alexnet},   {"vgg16", vgg16},       {"resnet18", resnet18},
+      {"resnet34", resnet34}, {"resnet50", resnet50}, {"resnet8", resnet8},
+      {"resnet20", resnet20}, {"resnet56", resnet56}, {"densenet121", densenet121},
+      {"conv_autoencoder", conv_autoencoder}};
+  for (const auto &[n, builder] : models)
+    if (name == n)
+      return builder(batch, with_loss, seed);
+  if (name == "googlenet")
+    return googlenet(batch, with_loss, seed);
   std::string known;
   for (const std::string &n : names())
     known += (known.empty() ? "" : ", ") + n;
