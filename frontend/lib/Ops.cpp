@@ -244,6 +244,29 @@ Tensor concat(const std::vector<Tensor> &xs, int64_t axis, Loc loc) {
                  {b.getNamedAttr("axis", b.getI64IntegerAttr(a))}, loc);
 }
 
+std::vector<Tensor> split(const Tensor &x, const Shape &sizes, int64_t axis, Loc loc) {
+  graphOf({&x}, "split", loc);
+  int64_t a = normAxis(axis, x.rank(), "split", loc), total = 0;
+  for (int64_t s : sizes) {
+    if (s < 1)
+      throw Error(where(loc) + ": split: sizes must be >= 1, got " + shape_str(sizes));
+    total += s;
+  }
+  if (total != x.dim(a))
+    throw Error(where(loc) + ": split: sizes " + shape_str(sizes) + " add up to " + std::to_string(total) +
+                ", not to dimension " + std::to_string(a) + " of " + x.type_str());
+  std::vector<Tensor> out;
+  Shape starts(x.rank(), 0), limits = x.shape();
+  int64_t offset = 0;
+  for (int64_t s : sizes) {
+    starts[a] = offset;
+    limits[a] = offset + s;
+    out.push_back(slice(x, starts, limits, {}, loc));
+    offset += s;
+  }
+  return out;
+}
+
 Tensor constant(Graph &graph, const Array &value, Loc loc) {
   GraphImpl *g = graph.impl();
   if (value.empty())
@@ -381,6 +404,44 @@ Tensor max_pool2d(const Tensor &x, Ints kernel, const Pool2dOptions &o, Loc loc)
 Tensor avg_pool2d(const Tensor &x, Ints kernel, const Pool2dOptions &o, Loc loc) {
   return pool("avg_pool2d", x, kernel, o, loc);
 }
+/// The [out, in] matrix of 1-D linear interpolation with align_corners=False:
+/// output i samples input position (i + 0.5) / scale - 0.5, clamped at 0.
+static Array interpolationMatrix(int64_t in, int64_t scale) {
+  int64_t out = in * scale;
+  Array m(DType::f32, {out, in});
+  float *p = m.data<float>();
+  for (int64_t i = 0; i < out; ++i) {
+    double src = std::max((static_cast<double>(i) + 0.5) / static_cast<double>(scale) - 0.5, 0.0);
+    int64_t lo = std::min(static_cast<int64_t>(src), in - 1);
+    int64_t hi = std::min(lo + 1, in - 1);
+    double w = src - static_cast<double>(lo);
+    p[i * in + lo] += static_cast<float>(1.0 - w);
+    p[i * in + hi] += static_cast<float>(w);
+  }
+  return m;
+}
+
+Tensor upsample2d(const Tensor &x, Ints scale, Upsample mode, Loc loc) {
+  graphOf({&x}, "upsample2d", loc);
+  if (x.rank() != 4)
+    throw Error(where(loc) + ": upsample2d: input must be [N, C, H, W], got " + x.type_str());
+  SmallVector<int64_t> s = pair(scale, "scale", "upsample2d", loc);
+  if (s[0] < 1 || s[1] < 1)
+    throw Error(where(loc) + ": upsample2d: scale must be >= 1, got " + shape_str({s[0], s[1]}));
+  int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
+  if (mode == Upsample::nearest) {
+    Tensor six = reshape(x, {n, c, h, 1, w, 1}, loc);
+    return reshape(broadcast_to(six, {n, c, h, s[0], w, s[1]}, loc), {n, c, h * s[0], w * s[1]}, loc);
+  }
+  // Bilinear: Y = A_h X A_w^T per (n, c) image, as two batched matmuls.
+  Graph &g = x.graph();
+  Tensor ah = broadcast_to(constant(g, interpolationMatrix(h, s[0]), loc), {n * c, h * s[0], h}, loc);
+  Tensor aw = broadcast_to(constant(g, interpolationMatrix(w, s[1]), loc), {n * c, w * s[1], w}, loc);
+  Tensor rows = matmul(ah, reshape(x, {n * c, h, w}, loc), {}, loc);
+  Tensor both = matmul(rows, aw, {.transpose_b = true}, loc);
+  return reshape(both, {n, c, h * s[0], w * s[1]}, loc);
+}
+
 Tensor global_avg_pool2d(const Tensor &x, Loc loc) {
   graphOf({&x}, "global_avg_pool2d", loc);
   if (x.rank() != 4)

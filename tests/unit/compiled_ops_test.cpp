@@ -75,6 +75,10 @@ std::vector<Case> allCases() {
                            margin_ranking_loss(x[0], x[1], y, 0.1), triplet_loss(x[0], x[1], x[0] * 0.5f),
                            cosine_similarity(x[0], x[1])};
                }});
+  c.push_back({"split", {{{3, 7}}}, [](Graph &, Ts &x) { return split(x[0], {2, 4, 1}, 1); }});
+  c.push_back({"upsample_nearest", {{{2, 3, 4, 5}}}, [](Graph &, Ts &x) { return Ts{upsample2d(x[0], {2, 3})}; }});
+  c.push_back({"upsample_bilinear", {{{2, 3, 4, 5}}},
+               [](Graph &, Ts &x) { return Ts{upsample2d(x[0], 2, Upsample::bilinear)}; }});
   c.push_back({"leaky_relu_default", {{{5, 7}}}, [](Graph &, Ts &x) { return Ts{leaky_relu(x[0])}; }});
   c.push_back({"leaky_relu_0_2", {{{129, 130}}}, [](Graph &, Ts &x) { return Ts{leaky_relu(x[0], 0.2)}; }});
   c.push_back(unaryCase("scalar_exp", {}, soma::exp));

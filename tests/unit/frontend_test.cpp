@@ -119,6 +119,19 @@ TEST(Frontend, LossesByHand) {
   EXPECT_FLOAT_EQ(out["hinge"].data<float>()[0], (0.5f + 3.0f) / 2); // max(0, 1 - 0.5), max(0, 1 + 2)
 }
 
+TEST(Frontend, BilinearUpsamplingByHand) {
+  // PyTorch (align_corners=False) on [[1, 2], [3, 4]] with scale 2: the
+  // first row is 1, 1.25, 1.75, 2 and the second 1.5, 1.75, 2.25, 2.5.
+  Graph g("up");
+  Tensor x = constant(g, Array::f32({1, 1, 2, 2}, {1, 2, 3, 4}));
+  g.output("y", upsample2d(x, 2, Upsample::bilinear));
+  auto y = compile_inference(g).run({})["y"];
+  const float want[] = {1, 1.25f, 1.75f, 2, 1.5f, 1.75f, 2.25f, 2.5f};
+  for (int i = 0; i < 8; ++i)
+    EXPECT_FLOAT_EQ(y.data<float>()[i], want[i]) << i;
+  EXPECT_SOMA_ERROR(split(x, {1, 2}, 3), "split: sizes [1,2] add up to 3, not to dimension 3 of f32[1,1,2,2]");
+}
+
 TEST(Frontend, LeNet5HasTheClassicParameterCount) {
   Graph g = zoo::lenet5(8, true);
   int64_t count = 0;

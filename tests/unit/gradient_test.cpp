@@ -48,6 +48,13 @@ std::vector<GradCase> gradCases() {
   un("softplus", soma::softplus, -3, 3);
   c.push_back({"leaky_relu", {{{3, 4}}}, [](Graph &, Ts &x) { return leaky_relu(x[0], 0.2); }});
   un("silu", soma::silu, -3, 3);
+  c.push_back({"upsample_nearest", {{{1, 2, 3, 3}}}, [](Graph &, Ts &x) { return upsample2d(x[0], 2); }});
+  c.push_back({"upsample_bilinear", {{{1, 2, 3, 4}}},
+               [](Graph &, Ts &x) { return upsample2d(x[0], {2, 3}, Upsample::bilinear); }});
+  c.push_back({"split", {{{3, 5}}}, [](Graph &, Ts &x) {
+                 auto parts = split(x[0], {2, 3}, 1);
+                 return parts[0] * parts[0] + sum(parts[1], {1}, true);
+               }});
   un("gelu", soma::gelu, -3, 3);
   c.push_back({"elu", {{{3, 4}, -2, 2}}, [](Graph &, Ts &x) { return elu(x[0], 0.7); }});
   c.push_back({"swish", {{{3, 4}, -2, 2}}, [](Graph &, Ts &x) { return swish(x[0], 1.702); }});

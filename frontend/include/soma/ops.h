@@ -99,6 +99,9 @@ Tensor broadcast_to(const Tensor &x, const Shape &shape, Loc loc = Loc::current(
 Tensor slice(const Tensor &x, const Shape &starts, const Shape &limits,
              const Shape &strides = {}, Loc loc = Loc::current());
 Tensor concat(const std::vector<Tensor> &xs, int64_t axis, Loc loc = Loc::current());
+/// Cuts x along `axis` into pieces of the given sizes (which must add up to
+/// the dimension).
+std::vector<Tensor> split(const Tensor &x, const Shape &sizes, int64_t axis, Loc loc = Loc::current());
 
 /// A constant tensor holding a copy of `value`.
 Tensor constant(Graph &g, const Array &value, Loc loc = Loc::current());
@@ -158,6 +161,12 @@ Tensor max_pool2d(const Tensor &x, Ints kernel, const Pool2dOptions &options = {
                   Loc loc = Loc::current());
 /// Average pooling; padded positions count as zeros.
 Tensor avg_pool2d(const Tensor &x, Ints kernel, const Pool2dOptions &options = {},
+                  Loc loc = Loc::current());
+/// Upsampling of [N, C, H, W] by integer factors: "nearest" repeats each
+/// pixel; "bilinear" interpolates with PyTorch's align_corners=False
+/// convention (pixel centres, edges clamped).
+enum class Upsample { nearest, bilinear };
+Tensor upsample2d(const Tensor &x, Ints scale, Upsample mode = Upsample::nearest,
                   Loc loc = Loc::current());
 /// The mean over H and W: [N, C, H, W] -> [N, C].
 Tensor global_avg_pool2d(const Tensor &x, Loc loc = Loc::current());
