@@ -484,7 +484,7 @@ Tensor binary_cross_entropy(const Tensor &p, const Tensor &t, Reduction r, Loc l
 
 // --- composite losses ------------------------------------------------------------------
 namespace {
-/// mean (over all elements, or over the batch for `batch` true) or sum.
+/// The mean over all elements, or the sum.
 Tensor reduceLossValue(const Tensor &perElement, Reduction r, const Loc &loc) {
   return r == Reduction::sum ? sum(perElement, {}, false, loc) : mean(perElement, {}, false, loc);
 }
@@ -524,12 +524,18 @@ Tensor kl_divergence(const Tensor &logq, const Tensor &p, Reduction r, Loc loc) 
 
 Tensor hinge_loss(const Tensor &s, const Tensor &y, double margin, Reduction r, Loc loc) {
   graphOf({&s, &y}, "hinge_loss", loc);
+  if (s.shape() != y.shape())
+    throw Error(where(loc) + ": hinge_loss: scores and y shapes differ: " + shape_str(s.shape()) + " vs " +
+                shape_str(y.shape()));
   return reduceLossValue(relu(sub(scalarOf(s, margin, loc), mul(y, s, loc), loc), loc), r, loc);
 }
 
 Tensor margin_ranking_loss(const Tensor &x1, const Tensor &x2, const Tensor &y, double margin,
                            Reduction r, Loc loc) {
   graphOf({&x1, &x2, &y}, "margin_ranking_loss", loc);
+  if (x1.shape() != x2.shape() || x1.shape() != y.shape())
+    throw Error(where(loc) + ": margin_ranking_loss: x1, x2 and y must have the same shape, got " +
+                shape_str(x1.shape()) + ", " + shape_str(x2.shape()) + ", " + shape_str(y.shape()));
   Tensor per = relu(add(neg(mul(y, sub(x1, x2, loc), loc), loc), scalarOf(x1, margin, loc), loc), loc);
   return reduceLossValue(per, r, loc);
 }

@@ -196,8 +196,6 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump) {
   dump.write("built", printModule(m, true));
   std::optional<StageTimer> timer(std::in_place, "lower to linalg");
   runPasses(m, dump, "lowering to linalg", [](PassManager &pm) {
-    // Convolution and pooling as im2col + matmul / reductions; then
-    // simplify: dead ops, duplicate ops and constants.
     // Mode-dependent ops in their inference form (training steps were
     // expanded for training before they got here), then convolution and
     // pooling as im2col + matmul / reductions; then simplify.

@@ -97,6 +97,10 @@ struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
         StringAttr name = arg ? fn.getArgAttrOfType<StringAttr>(arg.getArgNumber(), kParamAttr) : StringAttr();
         if (!name)
           return op.emitOpError("running statistics must be parameters of the graph (made by nn::batch_norm)");
+        for (auto &[other, v] : updates)
+          if (other == name.str())
+            return op.emitOpError("running statistic '") << other
+                   << "' is updated twice (shared by two batch_norm ops, or used as mean and variance)";
         Value fresh = b.create<AddOp>(l, b.create<MulOp>(l, stat, scalarOf(b, l, 1.0 - m)),
                                       b.create<MulOp>(l, flat(batch), scalarOf(b, l, m * scale)));
         updates.push_back({name.str(), fresh});
