@@ -385,6 +385,77 @@ Tensor conv2d(const Tensor &x, const Tensor &w, const Conv2dOptions &o, Loc loc)
                  loc);
 }
 
+namespace {
+Tensor im2colOp(GraphImpl *g, const Tensor &x, ArrayRef<int64_t> k, ArrayRef<int64_t> st,
+                ArrayRef<int64_t> pd, ArrayRef<int64_t> dil, double padValue, const Loc &loc) {
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.im2col", {g->value(x)},
+                 {b.getNamedAttr("kernel", b.getDenseI64ArrayAttr(k)),
+                  b.getNamedAttr("stride", b.getDenseI64ArrayAttr(st)),
+                  b.getNamedAttr("padding", b.getDenseI64ArrayAttr(pd)),
+                  b.getNamedAttr("dilation", b.getDenseI64ArrayAttr(dil)),
+                  b.getNamedAttr("pad_value", b.getF64FloatAttr(padValue))},
+                 loc);
+}
+Tensor col2imOp(GraphImpl *g, const Tensor &cols, ArrayRef<int64_t> image, ArrayRef<int64_t> k,
+                ArrayRef<int64_t> st, ArrayRef<int64_t> pd, ArrayRef<int64_t> dil, const Loc &loc) {
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.col2im", {g->value(cols)},
+                 {b.getNamedAttr("image_shape", b.getDenseI64ArrayAttr(image)),
+                  b.getNamedAttr("kernel", b.getDenseI64ArrayAttr(k)),
+                  b.getNamedAttr("stride", b.getDenseI64ArrayAttr(st)),
+                  b.getNamedAttr("padding", b.getDenseI64ArrayAttr(pd)),
+                  b.getNamedAttr("dilation", b.getDenseI64ArrayAttr(dil))},
+                 loc);
+}
+} // namespace
+
+Tensor conv_transpose2d(const Tensor &x, const Tensor &w, const ConvTranspose2dOptions &o, Loc loc) {
+  // y = col2im(W^T x cols(x)): the input gradient of a conv2d whose output
+  // has x's shape. W [Cin, Cout, KH, KW] viewed as [Cin, Cout*KH*KW].
+  GraphImpl *g = graphOf({&x, &w}, "conv_transpose2d", loc);
+  if (x.rank() != 4 || w.rank() != 4 || w.dim(0) != x.dim(1))
+    throw Error(where(loc) + ": conv_transpose2d: needs x [N, Cin, H, W] and w [Cin, Cout, KH, KW] with the "
+                "same Cin, got " + x.type_str() + " and " + w.type_str());
+  SmallVector<int64_t> st = pair(o.stride, "stride", "conv_transpose2d", loc);
+  SmallVector<int64_t> pd = pair(o.padding, "padding", "conv_transpose2d", loc);
+  SmallVector<int64_t> op = pair(o.output_padding, "output_padding", "conv_transpose2d", loc);
+  for (int i = 0; i < 2; ++i)
+    if (st[i] < 1 || pd[i] < 0 || op[i] < 0 || op[i] >= st[i])
+      throw Error(where(loc) + ": conv_transpose2d: needs stride >= 1, padding >= 0 and 0 <= output_padding < "
+                  "stride, got stride " + shape_str({st[0], st[1]}) + ", padding " + shape_str({pd[0], pd[1]}) +
+                  ", output_padding " + shape_str({op[0], op[1]}));
+  int64_t n = x.dim(0), cin = x.dim(1), h = x.dim(2), wd = x.dim(3);
+  int64_t cout = w.dim(1), kh = w.dim(2), kw = w.dim(3);
+  int64_t oh = (h - 1) * st[0] - 2 * pd[0] + kh + op[0], ow = (wd - 1) * st[1] - 2 * pd[1] + kw + op[1];
+  if (oh < 1 || ow < 1)
+    throw Error(where(loc) + ": conv_transpose2d: the output would be empty (" + std::to_string(oh) + "x" +
+                std::to_string(ow) + ")");
+  // The windows of a conv2d over the output (padding p on every side) land
+  // exactly on the input's H x W pixels: the window count's floor absorbs
+  // output_padding, whose rows only receive what the kernel reaches.
+  int64_t pads[] = {pd[0], pd[1], pd[0], pd[1]};
+  int64_t one[] = {1, 1}, kernel[] = {kh, kw}, image[] = {n, cout, oh, ow};
+  Tensor xcols = reshape(transpose(x, {1, 0, 2, 3}, loc), {cin, n * h * wd}, loc);
+  Tensor wmat = reshape(w, {cin, cout * kh * kw}, loc);
+  Tensor cols = matmul(wmat, xcols, {.transpose_a = true}, loc); // [Cout*KH*KW, N*H*W]
+  return col2imOp(g, cols, image, kernel, st, pads, one, loc);
+}
+
+Tensor conv1d(const Tensor &x, const Tensor &w, const Conv1dOptions &o, Loc loc) {
+  graphOf({&x, &w}, "conv1d", loc);
+  if (x.rank() != 3 || w.rank() != 3)
+    throw Error(where(loc) + ": conv1d: needs x [N, C, L] and w [K, C/groups, KW], got " + x.type_str() +
+                " and " + w.type_str());
+  int64_t left = o.causal ? o.dilation * (w.dim(2) - 1) : o.padding, right = o.causal ? 0 : o.padding;
+  Tensor y = conv2d(reshape(x, {x.dim(0), x.dim(1), 1, x.dim(2)}, loc),
+                    reshape(w, {w.dim(0), w.dim(1), 1, w.dim(2)}, loc),
+                    {.stride = {1, o.stride}, .padding = {0, left, 0, right}, .dilation = {1, o.dilation},
+                     .groups = o.groups},
+                    loc);
+  return reshape(y, {y.dim(0), y.dim(1), y.dim(3)}, loc);
+}
+
 static Tensor pool(const char *op, const Tensor &x, const Ints &kernel, const Pool2dOptions &o,
                    const Loc &loc) {
   GraphImpl *g = graphOf({&x}, op, loc);
@@ -440,6 +511,29 @@ Tensor upsample2d(const Tensor &x, Ints scale, Upsample mode, Loc loc) {
   Tensor rows = matmul(ah, reshape(x, {n * c, h, w}, loc), {}, loc);
   Tensor both = matmul(rows, aw, {.transpose_b = true}, loc);
   return reshape(both, {n, c, h * s[0], w * s[1]}, loc);
+}
+
+Tensor max_unpool2d(const Tensor &pooled, const Tensor &ref, Ints kernel, const Pool2dOptions &o, Loc loc) {
+  GraphImpl *g = graphOf({&pooled, &ref}, "max_unpool2d", loc);
+  SmallVector<int64_t> k = pair(kernel, "kernel", "max_unpool2d", loc);
+  SmallVector<int64_t> st = o.stride.values.empty() ? k : pair(o.stride, "stride", "max_unpool2d", loc);
+  SmallVector<int64_t> pd = pads(o.padding, "max_unpool2d", loc);
+  // The pooled values must be what max_pool2d gives for `ref`.
+  Tensor check = max_pool2d(ref, kernel, o, loc);
+  if (check.shape() != pooled.shape())
+    throw Error(where(loc) + ": max_unpool2d: pooled " + pooled.type_str() + " is not the max_pool2d of " +
+                ref.type_str() + " with these options (that gives " + check.type_str() + ")");
+  int64_t n = ref.dim(0), c = ref.dim(1), kk = k[0] * k[1], p = n * pooled.dim(2) * pooled.dim(3);
+  int64_t one[] = {1, 1};
+  // The switches: where each window's maximum of ref is.
+  Tensor win = reshape(im2colOp(g, stop_gradient(ref, loc), k, st, pd, one,
+                                -std::numeric_limits<double>::infinity(), loc),
+                       {c, kk, p}, loc);
+  Tensor maxes = reshape(transpose(check, {1, 0, 2, 3}, loc), {c, 1, p}, loc);
+  Tensor mask = equal(win, stop_gradient(maxes, loc), loc);
+  Tensor vals = reshape(transpose(pooled, {1, 0, 2, 3}, loc), {c, 1, p}, loc);
+  Tensor cols = reshape(mul(mask, vals, loc), {c * kk, p}, loc);
+  return col2imOp(g, cols, ref.shape(), k, st, pd, one, loc);
 }
 
 Tensor global_avg_pool2d(const Tensor &x, Loc loc) {

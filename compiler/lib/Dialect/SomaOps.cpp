@@ -1410,6 +1410,24 @@ LogicalResult Conv2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
   return success();
 }
 
+LogicalResult Im2colOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
+                                 SmallVectorImpl<Value> &operandGrads) {
+  // im2col copies pixels into columns, so its adjoint sums them back. A
+  // padding value other than 0 is a constant and has no gradient.
+  operandGrads.push_back(b.create<Col2imOp>(getLoc(), resultGrads[0],
+                                            b.getDenseI64ArrayAttr(shapeOf(getInput())), getKernelAttr(),
+                                            getStrideAttr(), getPaddingAttr(), getDilationAttr()));
+  return success();
+}
+
+LogicalResult Col2imOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
+                                 SmallVectorImpl<Value> &operandGrads) {
+  // The adjoint of a sum into pixels is reading those pixels again.
+  operandGrads.push_back(b.create<Im2colOp>(getLoc(), resultGrads[0], getKernelAttr(), getStrideAttr(),
+                                            getPaddingAttr(), getDilationAttr(), b.getF64FloatAttr(0.0)));
+  return success();
+}
+
 LogicalResult MaxPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
                                     SmallVectorImpl<Value> &operandGrads) {
   // The gradient goes to the window's maxima (split evenly among ties):

@@ -152,6 +152,33 @@ struct Conv2dOptions {
 Tensor conv2d(const Tensor &x, const Tensor &w, const Conv2dOptions &options = {},
               Loc loc = Loc::current());
 
+/// Transposed convolution (the gradient of conv2d with respect to its input,
+/// as a layer): x [N, Cin, H, W], w [Cin, Cout, KH, KW] (PyTorch's layout) ->
+/// [N, Cout, OH, OW] with OH = (H - 1) * stride - 2 * padding + KH +
+/// output_padding. Equivalently (the course's rule): insert stride - 1 zeros
+/// between pixels, pad by KH - 1 - padding, and convolve with the flipped
+/// filter.
+struct ConvTranspose2dOptions {
+  Ints stride = 1;
+  Ints padding = 0;
+  Ints output_padding = 0;
+};
+Tensor conv_transpose2d(const Tensor &x, const Tensor &w, const ConvTranspose2dOptions &options = {},
+                        Loc loc = Loc::current());
+
+/// 1-D convolution: x [N, C, L], w [K, C/groups, KW] -> [N, K, OL]. With
+/// `causal`, the input is padded by dilation * (KW - 1) on the left only, so
+/// output t depends on inputs <= t (and OL = L for stride 1).
+struct Conv1dOptions {
+  int64_t stride = 1;
+  int64_t padding = 0;
+  int64_t dilation = 1;
+  int64_t groups = 1;
+  bool causal = false;
+};
+Tensor conv1d(const Tensor &x, const Tensor &w, const Conv1dOptions &options = {},
+              Loc loc = Loc::current());
+
 struct Pool2dOptions {
   /// Defaults to the kernel size (non-overlapping windows).
   Ints stride;
@@ -168,6 +195,12 @@ Tensor avg_pool2d(const Tensor &x, Ints kernel, const Pool2dOptions &options = {
 enum class Upsample { nearest, bilinear };
 Tensor upsample2d(const Tensor &x, Ints scale, Upsample mode = Upsample::nearest,
                   Loc loc = Loc::current());
+/// Max unpooling with switches: puts each value of `pooled` back where the
+/// maximum of its window was in `reference` (the input of the max_pool2d
+/// with the same kernel and options), zeros elsewhere. Where several
+/// elements tie for a window's maximum, each receives the value.
+Tensor max_unpool2d(const Tensor &pooled, const Tensor &reference, Ints kernel,
+                    const Pool2dOptions &options = {}, Loc loc = Loc::current());
 /// The mean over H and W: [N, C, H, W] -> [N, C].
 Tensor global_avg_pool2d(const Tensor &x, Loc loc = Loc::current());
 

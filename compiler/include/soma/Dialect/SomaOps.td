@@ -370,7 +370,7 @@ def Soma_AvgPool2dOp : Soma_DiffOp<"avg_pool2d"> {
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
-def Soma_Im2colOp : Soma_Op<"im2col"> {
+def Soma_Im2colOp : Soma_DiffOp<"im2col"> {
   let summary = "unrolls convolution windows into columns: [N, C, H, W] -> [C*KH*KW, N*OH*OW]";
   let description = [{
     Row (c, u, v) (c-major), column (n, i, j): x[n, c, i*sh - pt + u*dh,
@@ -385,7 +385,7 @@ def Soma_Im2colOp : Soma_Op<"im2col"> {
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
-def Soma_Col2imOp : Soma_Op<"col2im"> {
+def Soma_Col2imOp : Soma_DiffOp<"col2im"> {
   let summary = "the adjoint of im2col: sums columns back into an image [N, C, H, W]";
   let arguments = (ins Soma_F32Tensor:$input, DenseI64ArrayAttr:$image_shape,
                        DenseI64ArrayAttr:$kernel, DenseI64ArrayAttr:$stride,
