@@ -536,29 +536,7 @@ LogicalResult GraphLowering::lowerSoftmaxCrossEntropy(SoftmaxCrossEntropyOp op) 
   auto type = cast<MemRefType>(x.getType());
   int64_t n = type.getDimSize(0), c = type.getDimSize(1);
   auto rowType = MemRefType::get({n}, b.getF32Type());
-  int64_t axes[] = {1};
-  Value m = alloc(loc, rowType);
-  fill(loc, m, -std::numeric_limits<double>::infinity());
-  reduce(loc, x, m, axes, false, [](OpBuilder &nb, Location l, ValueRange a) -> Value {
-    return nb.create<arith::MaximumFOp>(l, a[0], a[1]);
-  });
-  // s[i] = sum_j e^(x[i,j] - m[i]); a generic over (i, j) with j reduced.
-  Value s = alloc(loc, rowType);
-  fill(loc, s, 0.0);
-  {
-    auto d0 = getAffineDimExpr(0, ctx), d1 = getAffineDimExpr(1, ctx);
-    SmallVector<AffineMap> maps{AffineMap::get(2, 0, {d0, d1}, ctx),
-                                AffineMap::get(2, 0, {d0}, ctx),
-                                AffineMap::get(2, 0, {d0}, ctx)};
-    b.create<linalg::GenericOp>(
-        loc, ValueRange{x, m}, ValueRange{s}, maps,
-        SmallVector<utils::IteratorType>{utils::IteratorType::parallel,
-                                         utils::IteratorType::reduction},
-        [&](OpBuilder &nb, Location l, ValueRange a) {
-          Value e = nb.create<math::ExpOp>(l, nb.create<arith::SubFOp>(l, a[0], a[1]));
-          nb.create<linalg::YieldOp>(l, Value(nb.create<arith::AddFOp>(l, a[2], e)));
-        });
-  }
+  auto [m, s] = rowMaxAndSumExp(loc, x);
   // row[i] = log s[i] + m[i] - x[i, label[i]]  (NaN if the label is out of range)
   Value row = alloc(loc, rowType);
   {
