@@ -17,6 +17,30 @@ static int findByName(const std::vector<TensorSpec> &specs, const std::string &n
 int Signature::find_input(const std::string &name) const { return findByName(inputs, name); }
 int Signature::find_param(const std::string &name) const { return findByName(params, name); }
 int Signature::find_state(const std::string &name) const { return findByName(states, name); }
+
+static std::string typeOf(DType dt, const Shape &s) { return std::string(dtype_name(dt)) + shape_str(s); }
+
+std::vector<std::pair<std::string, Array>>
+Signature::match_params(const std::vector<std::pair<std::string, Array>> &given) const {
+  std::vector<std::pair<std::string, Array>> out;
+  for (const TensorSpec &spec : params) {
+    const Array *found = nullptr;
+    for (const auto &[n, a] : given)
+      if (n == spec.name)
+        found = &a;
+    if (!found)
+      throw Error("parameter '" + spec.name + "' (" + typeOf(spec.dtype, spec.shape) + ") is missing");
+    if (found->empty() || found->dtype() != spec.dtype || found->shape() != spec.shape)
+      throw Error("parameter '" + spec.name + "': the model has " + typeOf(spec.dtype, spec.shape) +
+                  ", the given value is " +
+                  (found->empty() ? std::string("empty") : typeOf(found->dtype(), found->shape())));
+    out.emplace_back(spec.name, *found);
+  }
+  for (const auto &[n, a] : given)
+    if (find_param(n) < 0)
+      throw Error("parameter '" + n + "' is not a parameter of the model '" + name + "'");
+  return out;
+}
 int Signature::find_output(const std::string &name) const { return findByName(outputs, name); }
 
 Executable::Executable(Signature signature, PackedFn fn, std::shared_ptr<void> owner)

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 
 namespace soma {
 
@@ -21,16 +22,9 @@ TrainStep::TrainStep(Executable train, Executable eval, NamedArrays params,
     : train_(std::move(train)), eval_(std::move(eval)), opt_(opt), schedule_(schedule),
       model_(std::move(model)) {
   const Signature &sig = train_.signature();
-  for (const TensorSpec &spec : sig.params) {
-    const Array *found = nullptr;
-    for (const auto &[name, a] : params)
-      if (name == spec.name)
-        found = &a;
-    if (!found || found->dtype() != spec.dtype || found->shape() != spec.shape)
-      throw Error("parameter '" + spec.name + "' (" + typeString(spec) + ") is missing or has another shape");
-    params_.emplace_back(spec.name, *found);
-    paramArrays_.push_back(*found);
-  }
+  params_ = sig.match_params(params);
+  for (const auto &[name, a] : params_)
+    paramArrays_.push_back(a);
   lr_ = Array(DType::f32, {});
   trainOut_ = train_.make_outputs();
   evalOut_ = eval_.make_outputs();
@@ -246,10 +240,8 @@ std::vector<EpochSummary> fit(TrainStep &step, const data::Loader &train, const 
       } catch (const Error &e) {
         if (bar)
           bar->finish();
-        std::FILE *probe = o.checkpoint.empty() ? nullptr : std::fopen(o.checkpoint.c_str(), "rb");
-        std::string keep = probe ? "; the last good checkpoint " + o.checkpoint + " is kept" : "";
-        if (probe)
-          std::fclose(probe);
+        bool kept = !o.checkpoint.empty() && std::filesystem::exists(o.checkpoint);
+        std::string keep = kept ? "; the last good checkpoint " + o.checkpoint + " is kept" : "";
         throw Error(std::string(e.what()) + keep);
       }
       ++b;

@@ -313,7 +313,6 @@ TEST_F(Cli, RunWritesGradients) {
   ASSERT_EQ(soma("export mlp --batch 4 --with-loss -o " + model, *dir).code, 0);
   write_npy(path("x.npy"), test::randomF32({4, 784}, 0, 1, 1));
   write_npy(path("y.npy"), Array::i32({4}, {1, 2, 3, 4}));
-  std::ofstream(path("loss_first.mlir")) << "";
   // The first output of the zoo MLP is the logits (not a scalar): an error.
   expectError(soma("run " + model + " --grad --input x=" + path("x.npy") + " --input y=" + path("y.npy") +
                        " --output-dir " + path("g"),

@@ -13,37 +13,12 @@ namespace soma {
 // Inference
 //===----------------------------------------------------------------------===//
 
-/// Orders `given` like the signature's params, checking names, dtypes and
-/// shapes; the first problem throws with both shapes.
-static NamedArrays matchParams(const Signature &sig, const NamedArrays &given) {
-  NamedArrays out;
-  for (const TensorSpec &spec : sig.params) {
-    const Array *found = nullptr;
-    for (const auto &[name, a] : given)
-      if (name == spec.name)
-        found = &a;
-    if (!found)
-      throw Error("parameter '" + spec.name + "' (" + dtype_name(spec.dtype) +
-                  shape_str(spec.shape) + ") is missing");
-    if (found->dtype() != spec.dtype || found->shape() != spec.shape)
-      throw Error("parameter '" + spec.name + "': the model has " + dtype_name(spec.dtype) +
-                  shape_str(spec.shape) + ", the given value is " +
-                  dtype_name(found->dtype()) + shape_str(found->shape()));
-    out.emplace_back(spec.name, *found);
-  }
-  for (const auto &[name, a] : given)
-    if (sig.find_param(name) < 0)
-      throw Error("parameter '" + name + "' is not a parameter of the model '" +
-                  sig.name + "'");
-  return out;
-}
-
 Inference::Inference(Executable exe, NamedArrays params) : exe_(std::move(exe)) {
   set_params(params);
 }
 
 void Inference::set_params(const NamedArrays &params) {
-  params_ = matchParams(exe_.signature(), params);
+  params_ = exe_.signature().match_params(params);
 }
 
 std::map<std::string, Array> Inference::run(const std::map<std::string, Array> &inputs) {
@@ -59,10 +34,19 @@ std::map<std::string, Array> Inference::run(const std::map<std::string, Array> &
   for (const auto &[name, a] : inputs)
     if (sig.find_input(name) < 0)
       throw Error("'" + name + "' is not an input of the model '" + sig.name + "'");
-  // params_ may have been edited in place: re-check on every call.
+  // params() may have been edited in place: the names must still be the
+  // signature's, in order (a cheap check); Executable::call checks each
+  // array's dtype and shape.
+  if (params_.size() != sig.params.size())
+    throw Error("the model has " + std::to_string(sig.params.size()) + " parameters, params() holds " +
+                std::to_string(params_.size()) + "; use set_params to replace them");
   paramArrays_.clear();
-  for (auto &[name, a] : matchParams(sig, params_))
-    paramArrays_.push_back(a);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (params_[i].first != sig.params[i].name)
+      throw Error("params() holds '" + params_[i].first + "' where the model has '" + sig.params[i].name +
+                  "'; use set_params to replace parameters");
+    paramArrays_.push_back(params_[i].second);
+  }
   std::vector<Array> outs = exe_.make_outputs();
   exe_.call(ins, paramArrays_, outs);
   std::map<std::string, Array> result;
@@ -106,7 +90,7 @@ std::vector<std::string> compile_aot(const Graph &g, const std::string &dir,
   // Parameter values only when a file needs them (VGG-16 has 138M).
   NamedArrays values;
   if (aot.weights || aot.header)
-    values = matchParams(sig, params ? *params : g.init_params());
+    values = sig.match_params(params ? *params : g.init_params());
   std::map<std::string, std::string> meta{{"soma.model", sig.name}};
   std::string weightsFile = base + ".weights.safetensors";
   if (aot.weights) {

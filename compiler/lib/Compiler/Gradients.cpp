@@ -87,26 +87,6 @@ Inference compile_gradients(const Graph &g, const GradientOptions &grad,
   return Inference(jitCompile(*m, options), g.init_params());
 }
 
-/// Runs the interpreter on `fn` with inputs/params by name; outputs by name.
-static std::map<std::string, RefTensor>
-runRef(func::FuncOp fn, const std::map<std::string, RefTensor> &byName) {
-  std::vector<RefTensor> args;
-  for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
-    StringAttr name = fn.getArgAttrOfType<StringAttr>(i, ir::kInputAttr);
-    if (!name)
-      name = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr);
-    auto it = byName.find(name.str());
-    if (it == byName.end())
-      throw Error("input or parameter '" + name.str() + "' is missing");
-    args.push_back(it->second);
-  }
-  std::vector<RefTensor> results = interpretFunction(fn, args);
-  std::map<std::string, RefTensor> out;
-  for (unsigned j = 0; j < fn.getNumResults(); ++j)
-    out[fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr).str()] = results[j];
-  return out;
-}
-
 static std::map<std::string, RefTensor> refArgs(const Graph &g,
                                                 const std::map<std::string, Array> &inputs,
                                                 const NamedArrays *params) {
@@ -125,7 +105,7 @@ std::map<std::string, Array> interpret_gradients(const Graph &g,
                                                  const GradientOptions &grad) {
   OwningOpRef<ModuleOp> m = buildGradientModule(g, grad);
   std::map<std::string, Array> out;
-  for (auto &[name, t] : runRef(graphFunction(*m), refArgs(g, inputs, params)))
+  for (auto &[name, t] : interpretByName(graphFunction(*m), refArgs(g, inputs, params)))
     out[name] = fromRef(t);
   return out;
 }
@@ -175,13 +155,13 @@ GradientCheckReport check_gradients(const Graph &g, const GradientCheckOptions &
   Inference compiled(jitCompile(*gradModule, {}), params);
   std::map<std::string, Array> got = compiled.run(inputs);
   std::map<std::string, RefTensor> args = refArgs(g, inputs, &params);
-  std::map<std::string, RefTensor> ref = runRef(gradFn, args);
+  std::map<std::string, RefTensor> ref = interpretByName(gradFn, args);
 
   // The forward graph alone (training form), for the finite differences.
   OwningOpRef<ModuleOp> forward = trainingForward(g);
   func::FuncOp fwd = graphFunction(*forward);
   auto lossAt = [&](const std::map<std::string, RefTensor> &a) {
-    return runRef(fwd, a).at(lossName).data.at(0);
+    return interpretByName(fwd, a).at(lossName).data.at(0);
   };
 
   GradientCheckReport report;

@@ -1327,7 +1327,7 @@ Value decomposeConv2d(OpBuilder &b, Conv2dOp op) {
   // cols [G, R, P] with R = C/G*KH*KW, P = N*OH*OW; filter [G, K/G, R];
   // y = filter x cols -> [G, K/G, P] -> [K, N, OH, OW] -> [N, K, OH, OW].
   Location l = op.getLoc();
-  ArrayRef<int64_t> x = shapeOf(op.getInput()), w = shapeOf(op.getFilter()), y = shapeOf(op.getResult());
+  ArrayRef<int64_t> w = shapeOf(op.getFilter()), y = shapeOf(op.getResult());
   int64_t g = op.getGroups(), r = w[1] * w[2] * w[3], p = y[0] * y[2] * y[3];
   int64_t kernel[] = {w[2], w[3]};
   Value cols = b.create<Im2colOp>(l, op.getInput(), b.getDenseI64ArrayAttr(kernel), op.getStrideAttr(),
@@ -1336,7 +1336,6 @@ Value decomposeConv2d(OpBuilder &b, Conv2dOp op) {
   Value w3 = reshapeTo(b, l, op.getFilter(), {g, w[0] / g, r});
   Value y3 = b.create<MatmulOp>(l, w3, cols3, b.getBoolAttr(false), b.getBoolAttr(false));
   Value y4 = reshapeTo(b, l, y3, {y[1], y[0], y[2], y[3]});
-  (void)x;
   return transposeTo(b, l, y4, {1, 0, 2, 3});
 }
 

@@ -511,14 +511,17 @@ RefTensor pool2d(const RefTensor &x, ArrayRef<int64_t> k, ArrayRef<int64_t> st, 
   return y;
 }
 
-/// cols[(c,u,v), (n,i,j)] = x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw] or pad.
-RefTensor im2col(const RefTensor &x, ArrayRef<int64_t> k, ArrayRef<int64_t> st, ArrayRef<int64_t> pad,
-                 ArrayRef<int64_t> dil, double padValue) {
-  int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+/// Visits every (column entry, pixel) pair of im2col over an image of shape
+/// [N, C, H, W]: f(col, pixel) with col the flat index into the [C*KH*KW,
+/// N*OH*OW] columns and pixel the flat index into the image, or -1 where the
+/// window reads padding.
+template <class F>
+void forEachWindowTap(ArrayRef<int64_t> image, ArrayRef<int64_t> k, ArrayRef<int64_t> st,
+                      ArrayRef<int64_t> pad, ArrayRef<int64_t> dil, F f) {
+  int64_t N = image[0], C = image[1], H = image[2], W = image[3];
   int64_t OH = windowOut(H, k[0], st[0], pad[0], pad[2], dil[0]);
   int64_t OW = windowOut(W, k[1], st[1], pad[1], pad[3], dil[1]);
   int64_t P = N * OH * OW;
-  RefTensor cols = zeros(DType::f32, {C * k[0] * k[1], P});
   for (int64_t c = 0; c < C; ++c)
     for (int64_t u = 0; u < k[0]; ++u)
       for (int64_t v = 0; v < k[1]; ++v)
@@ -527,31 +530,31 @@ RefTensor im2col(const RefTensor &x, ArrayRef<int64_t> k, ArrayRef<int64_t> st, 
             for (int64_t j = 0; j < OW; ++j) {
               int64_t h = i * st[0] - pad[0] + u * dil[0], w = j * st[1] - pad[1] + v * dil[1];
               bool in = h >= 0 && h < H && w >= 0 && w < W;
-              cols.data[((c * k[0] + u) * k[1] + v) * P + (n * OH + i) * OW + j] =
-                  in ? x.data[((n * C + c) * H + h) * W + w] : padValue;
+              f(((c * k[0] + u) * k[1] + v) * P + (n * OH + i) * OW + j,
+                in ? ((n * C + c) * H + h) * W + w : int64_t(-1));
             }
+}
+
+/// cols[(c,u,v), (n,i,j)] = x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw] or pad.
+RefTensor im2col(const RefTensor &x, ArrayRef<int64_t> k, ArrayRef<int64_t> st, ArrayRef<int64_t> pad,
+                 ArrayRef<int64_t> dil, double padValue) {
+  int64_t OH = windowOut(x.shape[2], k[0], st[0], pad[0], pad[2], dil[0]);
+  int64_t OW = windowOut(x.shape[3], k[1], st[1], pad[1], pad[3], dil[1]);
+  RefTensor cols = zeros(DType::f32, {x.shape[1] * k[0] * k[1], x.shape[0] * OH * OW});
+  forEachWindowTap(x.shape, k, st, pad, dil, [&](int64_t col, int64_t pixel) {
+    cols.data[col] = pixel >= 0 ? x.data[pixel] : padValue;
+  });
   return cols;
 }
 
 /// The adjoint of im2col: every column entry is added back to its pixel.
 RefTensor col2im(const RefTensor &cols, ArrayRef<int64_t> image, ArrayRef<int64_t> k, ArrayRef<int64_t> st,
                  ArrayRef<int64_t> pad, ArrayRef<int64_t> dil) {
-  int64_t N = image[0], C = image[1], H = image[2], W = image[3];
-  int64_t OH = windowOut(H, k[0], st[0], pad[0], pad[2], dil[0]);
-  int64_t OW = windowOut(W, k[1], st[1], pad[1], pad[3], dil[1]);
-  int64_t P = N * OH * OW;
   RefTensor x = zeros(DType::f32, Shape(image.begin(), image.end()));
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t u = 0; u < k[0]; ++u)
-      for (int64_t v = 0; v < k[1]; ++v)
-        for (int64_t n = 0; n < N; ++n)
-          for (int64_t i = 0; i < OH; ++i)
-            for (int64_t j = 0; j < OW; ++j) {
-              int64_t h = i * st[0] - pad[0] + u * dil[0], w = j * st[1] - pad[1] + v * dil[1];
-              if (h >= 0 && h < H && w >= 0 && w < W)
-                x.data[((n * C + c) * H + h) * W + w] +=
-                    cols.data[((c * k[0] + u) * k[1] + v) * P + (n * OH + i) * OW + j];
-            }
+  forEachWindowTap(image, k, st, pad, dil, [&](int64_t col, int64_t pixel) {
+    if (pixel >= 0)
+      x.data[pixel] += cols.data[col];
+  });
   return x;
 }
 
@@ -816,6 +819,34 @@ std::vector<RefTensor> interpretFunction(func::FuncOp fn,
               "' has no return");
 }
 
+std::map<std::string, RefTensor>
+interpretByName(func::FuncOp fn, const std::map<std::string, RefTensor> &byName) {
+  std::vector<RefTensor> args;
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
+    auto [dtype, shape] = refTypeOf(fn.getArgument(i).getType());
+    const char *role = "input";
+    StringAttr name = fn.getArgAttrOfType<StringAttr>(i, ir::kInputAttr);
+    if (!name) {
+      role = "parameter";
+      name = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr);
+    }
+    if (!name)
+      throw Error("argument " + std::to_string(i) + " of graph '" + fn.getSymName().str() +
+                  "' is marked neither soma.input nor soma.param");
+    auto it = byName.find(name.str());
+    if (it == byName.end())
+      throw Error(std::string(role) + " '" + name.str() + "' (" + typeString(dtype, shape) + ") is missing");
+    args.push_back(it->second);
+  }
+  std::vector<RefTensor> results = interpretFunction(fn, args);
+  std::map<std::string, RefTensor> outputs;
+  for (unsigned j = 0; j < results.size(); ++j) {
+    auto name = fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr);
+    outputs.emplace(name ? name.str() : "output" + std::to_string(j), results[j]);
+  }
+  return outputs;
+}
+
 std::map<std::string, Array>
 interpret(const Graph &g, const std::map<std::string, Array> &inputs,
           const NamedArrays *params) {
@@ -825,45 +856,25 @@ interpret(const Graph &g, const std::map<std::string, Array> &inputs,
     defaults = g.init_params();
     params = &defaults;
   }
-  std::vector<RefTensor> args;
+  std::map<std::string, RefTensor> byName;
+  for (const auto &[name, a] : inputs)
+    byName[name] = toRef(a);
+  for (const auto &[name, a] : *params)
+    byName[name] = toRef(a);
   std::set<std::string> inputNames, paramNames;
-  for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
-    auto [dtype, shape] = refTypeOf(fn.getArgument(i).getType());
-    std::string expected = " (" + typeString(dtype, shape) + ") is missing";
-    if (auto name = fn.getArgAttrOfType<StringAttr>(i, ir::kInputAttr)) {
-      auto it = inputs.find(name.str());
-      if (it == inputs.end())
-        throw Error("input '" + name.str() + "'" + expected);
-      args.push_back(toRef(it->second));
-      inputNames.insert(name.str());
-    } else if (auto name = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr)) {
-      auto it =
-          std::find_if(params->begin(), params->end(),
-                       [&](const auto &p) { return p.first == name.str(); });
-      if (it == params->end())
-        throw Error("parameter '" + name.str() + "'" + expected);
-      args.push_back(toRef(it->second));
-      paramNames.insert(name.str());
-    } else {
-      throw Error("argument " + std::to_string(i) + " of graph '" + g.name() +
-                  "' is marked neither soma.input nor soma.param");
-    }
-  }
+  for (const TensorSpec &s : g.inputs())
+    inputNames.insert(s.name);
+  for (const ParamInfo &p : g.params())
+    paramNames.insert(p.name);
   for (const auto &given : inputs)
     if (!inputNames.count(given.first))
-      throw Error("'" + given.first + "' is not an input of the graph '" +
-                  g.name() + "'");
+      throw Error("'" + given.first + "' is not an input of the graph '" + g.name() + "'");
   for (const auto &given : *params)
     if (!paramNames.count(given.first))
-      throw Error("'" + given.first + "' is not a parameter of the graph '" +
-                  g.name() + "'");
-  std::vector<RefTensor> results = interpretFunction(fn, args);
+      throw Error("'" + given.first + "' is not a parameter of the graph '" + g.name() + "'");
   std::map<std::string, Array> outputs;
-  for (unsigned j = 0; j < results.size(); ++j) {
-    auto name = fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr);
-    outputs.emplace(name ? name.str() : "output" + std::to_string(j),
-                    fromRef(results[j]));
-  }
+  for (auto &[name, t] : interpretByName(fn, byName))
+    outputs.emplace(name, fromRef(t));
   return outputs;
 }
 

@@ -83,33 +83,33 @@ public:
     auto it = options.find(name);
     return it == options.end() ? std::vector<std::string>{} : it->second;
   }
-  int64_t integer(const std::string &name, int64_t def) const {
+  /// The value of --name parsed whole by `parse` (std::stoll, std::stod),
+  /// `def` when absent; anything else is a usage error.
+  template <class T, class Parse>
+  T parsed(const std::string &name, T def, Parse parse, const char *what) const {
     if (!has(name))
       return def;
     std::string v = get(name);
     try {
       size_t used = 0;
-      long long n = std::stoll(v, &used);
+      T x = parse(v, &used);
       if (used != v.size())
         throw std::invalid_argument(v);
-      return n;
+      if constexpr (std::is_floating_point_v<T>)
+        if (!std::isfinite(x))
+          throw std::invalid_argument(v);
+      return x;
     } catch (const std::exception &) {
-      throw UsageError("option '--" + name + "' expects an integer, got '" + v + "'");
+      throw UsageError("option '--" + name + "' expects " + what + ", got '" + v + "'");
     }
   }
+  int64_t integer(const std::string &name, int64_t def) const {
+    return parsed<int64_t>(name, def, [](const std::string &v, size_t *n) { return std::stoll(v, n); },
+                           "an integer");
+  }
   double number(const std::string &name, double def) const {
-    if (!has(name))
-      return def;
-    std::string v = get(name);
-    try {
-      size_t used = 0;
-      double d = std::stod(v, &used);
-      if (used != v.size() || !std::isfinite(d))
-        throw std::invalid_argument(v);
-      return d;
-    } catch (const std::exception &) {
-      throw UsageError("option '--" + name + "' expects a number, got '" + v + "'");
-    }
+    return parsed<double>(name, def, [](const std::string &v, size_t *n) { return std::stod(v, n); },
+                          "a number");
   }
   std::string command;
   std::vector<std::string> positionals;

@@ -32,6 +32,13 @@ struct Signature {
   int find_input(const std::string &name) const;
   int find_param(const std::string &name) const;
   int find_state(const std::string &name) const;
+
+  /// `given` ordered like `params`, after checking that every parameter is
+  /// there with its dtype and shape and that nothing else is; the first
+  /// problem throws soma::Error with both types, e.g. "parameter 'w': the
+  /// model has f32[784,256], the given value is f32[785,256]".
+  std::vector<std::pair<std::string, Array>> match_params(
+      const std::vector<std::pair<std::string, Array>> &given) const;
   int find_output(const std::string &name) const;
 };
 

@@ -11,6 +11,8 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
+#include <map>
+#include <string>
 #include <vector>
 
 namespace soma {
@@ -33,6 +35,13 @@ Array fromRef(const RefTensor &t);
 /// supported.
 std::vector<RefTensor> interpretFunction(mlir::func::FuncOp fn,
                                          const std::vector<RefTensor> &args);
+
+/// Evaluates `fn` with its inputs and parameters given by name (the
+/// soma.input / soma.param attributes) and returns the results by their
+/// soma.output names. A missing argument throws soma::Error naming it and its
+/// type; names `fn` does not have are ignored.
+std::map<std::string, RefTensor>
+interpretByName(mlir::func::FuncOp fn, const std::map<std::string, RefTensor> &args);
 
 /// Evaluates one soma op on operand values (used by the tests and by
 /// interpretFunction).
