@@ -1,5 +1,6 @@
 //===- LinalgToLoops.cpp - linalg to (parallel) loops with a grain size ---===//
 
+#include "soma/Compiler/Lowering.h"
 #include "soma/Dialect/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
@@ -43,6 +44,19 @@ struct SomaLinalgToLoopsPass
       if (points >= grain && !loops->empty() && !iters.empty() &&
           iters[0] == utils::IteratorType::parallel)
         parallelize(rewriter, cast<scf::ForOp>((*loops)[0]));
+    }
+    // Hand-written nests (matmul, col2im) marked by the lowering follow the
+    // same rule.
+    SmallVector<scf::ForOp> marked;
+    getOperation().walk([&](scf::ForOp loop) {
+      if (loop->hasAttr(kParallelWorkAttr))
+        marked.push_back(loop);
+    });
+    for (scf::ForOp loop : marked) {
+      auto work = loop->getAttrOfType<IntegerAttr>(kParallelWorkAttr).getInt();
+      loop->removeAttr(kParallelWorkAttr);
+      if (work >= grain)
+        parallelize(rewriter, loop);
     }
   }
 

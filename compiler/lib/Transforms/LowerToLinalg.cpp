@@ -365,6 +365,15 @@ Value GraphLowering::reshapeView(Location loc, Value in, MemRefType to) {
   return b.create<memref::ExpandShapeOp>(loc, to, flat, all(to.getRank()));
 }
 
+/// Marks the outer loop of a hand-written nest whose iterations are
+/// independent: soma-linalg-to-loops makes it parallel when the nest's
+/// `work` (its iteration points) reaches the grain, the one place that
+/// decides for every kernel.
+static void markParallel(scf::ForOp loop, int64_t trips, int64_t work) {
+  if (trips > 1)
+    loop->setAttr(kParallelWorkAttr, IntegerAttr::get(IntegerType::get(loop.getContext(), 64), work));
+}
+
 /// A memref viewed as rank 3: [prod(batch dims), rows, cols].
 static Value asRank3(OpBuilder &b, Location loc, Value v) {
   auto t = cast<MemRefType>(v.getType());
@@ -476,17 +485,12 @@ LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
       });
   };
   Value zero = C_(b, loc, 0), one = C_(b, loc, 1);
-  // Threads only when there are several units and enough work for them.
-  if (units > 1 && batch * M * N * K >= 65536) {
-    b.create<scf::ParallelOp>(loc, ValueRange{zero}, ValueRange{C_(b, loc, units)}, ValueRange{one},
-                              [&](OpBuilder &pb, Location l, ValueRange iv) { unit(pb, l, iv[0]); });
-  } else {
-    b.create<scf::ForOp>(loc, zero, C_(b, loc, units), one, ValueRange{},
-                         [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
-                           unit(fb, l, iv);
-                           fb.create<scf::YieldOp>(l);
-                         });
-  }
+  auto loop = b.create<scf::ForOp>(loc, zero, C_(b, loc, units), one, ValueRange{},
+                                   [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
+                                     unit(fb, l, iv);
+                                     fb.create<scf::YieldOp>(l);
+                                   });
+  markParallel(loop, units, batch * M * N * K);
   buffers[op.getResult()] = out;
   return success();
 }
@@ -828,16 +832,12 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
       });
   };
   int64_t outer = img[0] * img[1];
-  if (outer * img[2] * img[3] >= 16384 && outer > 1) {
-    b.create<scf::ParallelOp>(loc, ValueRange{zero}, ValueRange{c(b, loc, outer)}, ValueRange{one},
-                              [&](OpBuilder &pb, Location l, ValueRange iv) { body(pb, l, iv[0]); });
-  } else {
-    b.create<scf::ForOp>(loc, zero, c(b, loc, outer), one, ValueRange{},
-                         [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
-                           body(fb, l, iv);
-                           fb.create<scf::YieldOp>(l);
-                         });
-  }
+  auto loop = b.create<scf::ForOp>(loc, zero, c(b, loc, outer), one, ValueRange{},
+                                   [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
+                                     body(fb, l, iv);
+                                     fb.create<scf::YieldOp>(l);
+                                   });
+  markParallel(loop, outer, outer * img[2] * img[3] * k[0] * k[1]);
   buffers[op.getResult()] = out;
   return success();
 }

@@ -161,3 +161,29 @@ func.func @gather(%x: memref<4x3xf32>, %y: memref<4xi32>, %o: memref<4xf32>) {
   }
   return
 }
+
+// -----
+
+// A hand-written nest marked by the lowering (soma.parallel_work = the
+// points of the whole nest) follows the grain: 20000 >= 16384 becomes an
+// scf.parallel, 100 stays sequential; the mark is gone either way.
+// CHECK-LABEL: func.func @marked_loops
+//       CHECK: scf.parallel
+//       CHECK: scf.for
+//   CHECK-NOT: soma.parallel_work
+// G16-LABEL: func.func @marked_loops
+//       G16: scf.parallel
+//       G16: scf.parallel
+func.func @marked_loops(%a: memref<8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %i = %c0 to %c8 step %c1 {
+    memref.store %f, %a[%i] : memref<8xf32>
+  } {soma.parallel_work = 20000 : i64}
+  scf.for %i = %c0 to %c8 step %c1 {
+    memref.store %f, %a[%i] : memref<8xf32>
+  } {soma.parallel_work = 100 : i64}
+  return
+}

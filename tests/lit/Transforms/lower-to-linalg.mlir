@@ -171,7 +171,10 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 //       CHECK:           %[[P:.*]] = arith.mulf %[[AV]], %[[BV]] : f32
 //       CHECK:           %[[S:.*]] = arith.addf %[[CV]], %[[P]] : f32
 //       CHECK:           memref.store %[[S]], %[[C3]][%{{.*}}, %[[M]], %[[N]]]
+// The units loop is sequential here and marked with the nest's work
+// (1 unit x 4 x 2 x 3 would be 24, but a single unit is never marked).
 //   CHECK-NOT: scf.parallel
+//   CHECK-NOT: soma.parallel_work
 func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
   return %0 : tensor<4x2xf32>
@@ -201,12 +204,15 @@ func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tenso
 
 // -----
 
-// Batched matmul: rank 3 already, the batch index is part of each unit.
+// Batched matmul: rank 3 already, the batch index is part of each unit; the
+// units loop (5 units) carries the nest's work, 5 x 4 x 2 x 3 = 120, for
+// soma-linalg-to-loops to decide on.
 // CHECK-LABEL: func.func @matmul_batched
 //   CHECK-NOT: memref.expand_shape
 //       CHECK: scf.for
 //       CHECK: memref.load %{{.*}} : memref<5x4x3xf32>
 //       CHECK: memref.load %{{.*}} : memref<5x3x2xf32>
+//       CHECK: } {soma.parallel_work = 120 : i64}
 func.func @matmul_batched(%a: tensor<5x4x3xf32> {soma.input = "a"}, %b: tensor<5x3x2xf32> {soma.input = "b"}) -> (tensor<5x4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<5x4x3xf32>, tensor<5x3x2xf32>) -> tensor<5x4x2xf32>
   return %0 : tensor<5x4x2xf32>

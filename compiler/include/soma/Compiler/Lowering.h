@@ -6,6 +6,11 @@
 
 namespace soma {
 
+/// On an scf.for whose iterations are independent: the iteration points of
+/// its whole loop nest. soma-linalg-to-loops parallelises it when that
+/// reaches the grain.
+inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
+
 /// True for soma ops computed element by element (with broadcasting).
 bool isElementwise(mlir::Operation *op);
 

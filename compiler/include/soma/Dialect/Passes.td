@@ -91,6 +91,9 @@ def SomaLinalgToLoops : Pass<"soma-linalg-to-loops", "mlir::func::FuncOp"> {
     dimension is parallel, that outermost loop becomes an scf.parallel (later
     one OpenMP region per kernel, never nested); smaller nests stay
     sequential, so tiny kernels do not pay for a fork/join they cannot use.
+    Loop nests the lowering writes by hand (matmul, col2im) carry a
+    `soma.parallel_work` attribute on their outer loop (the points of the
+    whole nest) and follow the same rule.
   }];
   let options = [
     Option<"grain", "grain", "int64_t", /*default=*/"16384",
