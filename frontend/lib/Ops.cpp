@@ -309,6 +309,22 @@ Tensor one_hot(const Tensor &labels, int64_t classes, Loc loc) {
   return buildOp(g, "soma.one_hot", {g->value(labels)},
                  {b.getNamedAttr("classes", b.getI64IntegerAttr(classes))}, loc);
 }
+Tensor dropout(const Tensor &x, double rate, int64_t seed, Loc loc) {
+  GraphImpl *g = graphOf({&x}, "dropout", loc);
+  int k = g->counters["soma.dropout"]++;
+  if (seed < 0) {
+    // splitmix64 of (graph seed, k): distinct, well-spread seeds.
+    uint64_t z = g->seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(k + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    seed = static_cast<int64_t>((z ^ (z >> 31)) >> 1);
+  }
+  Builder b(g->ctx.get());
+  return buildOp(g, "soma.dropout", {g->value(x)},
+                 {b.getNamedAttr("rate", b.getF64FloatAttr(rate)),
+                  b.getNamedAttr("seed", b.getI64IntegerAttr(seed))},
+                 loc);
+}
 Tensor argmax(const Tensor &x, int64_t axis, Loc loc) {
   GraphImpl *g = graphOf({&x}, "argmax", loc);
   int64_t a = normAxis(axis, x.rank(), "argmax", loc);

@@ -26,9 +26,9 @@ Graph alexnet(int64_t batch, bool with_loss, uint64_t seed) {
   h = relu(nn::conv2d(h, 256, 3, {.padding = 1, .name = "features.10"}));
   h = max_pool2d(h, 3, {.stride = 2});                                            // 256 x 6 x 6
   h = flatten(h);
-  // Dropout (p = 0.5) here in the published architecture.
+  h = dropout(h, 0.5);
   h = relu(nn::dense(h, 4096, {.weight_init = init::he_uniform(), .name = "classifier.1"}));
-  // Dropout (p = 0.5) here in the published architecture.
+  h = dropout(h, 0.5);
   h = relu(nn::dense(h, 4096, {.weight_init = init::he_uniform(), .name = "classifier.4"}));
   classification_outputs(g, nn::dense(h, 1000, {.name = "classifier.6"}), with_loss);
   return g;

@@ -78,7 +78,7 @@ Graph googlenet(int64_t batch, bool with_loss, uint64_t seed,
       h = max_pool2d(h, 3, {.stride = 2, .padding = 1});                        // -> 14, -> 7
   }
   h = global_avg_pool2d(h);                                                     // 1024
-  // Dropout (p = 0.4) here in the published architecture.
+  h = dropout(h, 0.4);
   classification_outputs(g, nn::dense(h, 1000, {.name = "fc"}), with_loss);
   return g;
 }

@@ -25,9 +25,9 @@ Graph vgg16(int64_t batch, bool with_loss, uint64_t seed) {
   }
   h = flatten(h);                                                                 // 512 * 7 * 7
   h = relu(nn::dense(h, 4096, {.weight_init = init::he_uniform(), .name = "classifier.0"}));
-  // Dropout (p = 0.5) here in the published architecture.
+  h = dropout(h, 0.5);
   h = relu(nn::dense(h, 4096, {.weight_init = init::he_uniform(), .name = "classifier.3"}));
-  // Dropout (p = 0.5) here in the published architecture.
+  h = dropout(h, 0.5);
   classification_outputs(g, nn::dense(h, 1000, {.name = "classifier.6"}), with_loss);
   return g;
 }

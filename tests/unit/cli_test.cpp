@@ -350,3 +350,37 @@ TEST_F(Cli, UnwritableOutputDirectory) {
 }
 
 } // namespace
+
+namespace {
+
+TEST_F(Cli, RunInTrainOrEvalMode) {
+  Graph g("drop", 1);
+  Tensor x = g.input("x", {4, 50});
+  g.output("y", dropout(x, 0.5));
+  g.save(path("drop.mlir"));
+  Array ones(DType::f32, {4, 50});
+  for (int64_t i = 0; i < ones.numel(); ++i)
+    ones.data<float>()[i] = 1.0f;
+  write_npy(path("x.npy"), ones);
+  std::string args = "run " + path("drop.mlir") + " --input x=" + path("x.npy");
+  Result eval = soma(args + " --output-dir " + path("eval"), *dir);
+  ASSERT_EQ(eval.code, 0) << eval.err;
+  Result train = soma(args + " --mode train --output-dir " + path("train"), *dir);
+  ASSERT_EQ(train.code, 0) << train.err;
+  Array e = read_npy(path("eval/y.npy")), t = read_npy(path("train/y.npy"));
+  int zeros = 0, twos = 0;
+  for (int64_t i = 0; i < e.numel(); ++i) {
+    EXPECT_EQ(e.data<float>()[i], 1.0f);
+    zeros += t.data<float>()[i] == 0.0f;
+    twos += t.data<float>()[i] == 2.0f;
+  }
+  EXPECT_EQ(zeros + twos, 200);
+  EXPECT_GT(zeros, 50);
+  EXPECT_GT(twos, 50);
+  expectError(soma(args + " --mode test --output-dir " + path("o"), *dir), 2,
+              {"'--mode' expects eval or train, got 'test'"});
+  expectError(soma(args + " --mode train --interpret --output-dir " + path("o"), *dir), 2,
+              {"--mode train needs the JIT"});
+}
+
+} // namespace

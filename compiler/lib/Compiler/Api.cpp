@@ -15,6 +15,13 @@ namespace soma {
 
 Inference::Inference(Executable exe, NamedArrays params) : exe_(std::move(exe)) {
   set_params(params);
+  const Signature &sig = exe_.signature();
+  for (size_t i = 0; i < sig.states.size(); ++i) {
+    Array a(sig.states[i].dtype, sig.states[i].shape);
+    for (int64_t k = 0; k < a.numel(); ++k)
+      a.data<float>()[k] = static_cast<float>(sig.state_init[i]);
+    states_.push_back(a);
+  }
 }
 
 void Inference::set_params(const NamedArrays &params) {
@@ -48,7 +55,7 @@ std::map<std::string, Array> Inference::run(const std::map<std::string, Array> &
     paramArrays_.push_back(params_[i].second);
   }
   std::vector<Array> outs = exe_.make_outputs();
-  exe_.call(ins, paramArrays_, outs);
+  exe_.call(ins, paramArrays_, states_, outs);
   std::map<std::string, Array> result;
   for (size_t i = 0; i < outs.size(); ++i)
     result.emplace(sig.outputs[i].name, outs[i]);
@@ -68,13 +75,17 @@ std::vector<std::string> compile_aot(const Graph &g, const std::string &dir,
                                      const AotOptions &aot, const NamedArrays *params,
                                      const CompileOptions &options) {
   namespace fs = std::filesystem;
+  if (options.mode == Mode::train)
+    throw Error("compile_aot: only the eval form is compiled ahead of time (in Mode::train batch "
+                "norm updates its running statistics and dropout keeps a step count, which the C "
+                "ABI does not carry)");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))
     throw Error("cannot create output directory " + dir + ": " +
                 (ec ? ec.message() : std::string("not a directory")));
   DumpConfig dump = makeDumpConfig(options);
-  LoweredModule lowered = lowerToLLVMDialect(*g.impl()->module, dump);
+  LoweredModule lowered = lowerToLLVMDialect(*g.impl()->module, dump, options.mode);
   const Signature &sig = lowered.signature;
   auto tm = createTargetMachine(aot.cpu, options.opt_level);
   llvm::LLVMContext llctx;

@@ -44,6 +44,24 @@ static OwningOpRef<ModuleOp> trainingForward(const Graph &g) {
   ret->setOperands(keep);
   fn.setFunctionType(FunctionType::get(m->getContext(), fn.getArgumentTypes(), types));
   fn.setAllResultAttrs(attrs);
+  // States the training form introduced (dropout's step count) are fixed at
+  // their initial value: the function is a deterministic function of its
+  // inputs and parameters, as finite differences need.
+  OpBuilder b(m->getContext());
+  b.setInsertionPointToStart(&fn.getBody().front());
+  llvm::BitVector erase(fn.getNumArguments());
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
+    if (!fn.getArgAttr(i, ir::kStateAttr))
+      continue;
+    auto init = fn.getArgAttrOfType<FloatAttr>(i, ir::kStateInitAttr);
+    auto type = cast<RankedTensorType>(fn.getArgument(i).getType());
+    Value c = b.create<ir::ConstantOp>(
+        fn.getLoc(), DenseElementsAttr::get(type, static_cast<float>(init ? init.getValueAsDouble() : 0.0)));
+    fn.getArgument(i).replaceAllUsesWith(c);
+    erase.set(i);
+  }
+  if (erase.any())
+    (void)fn.eraseArguments(erase);
   return m;
 }
 

@@ -189,17 +189,19 @@ static Signature signatureOf(func::FuncOp kernel) {
   return sig;
 }
 
-LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump) {
+LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode) {
   LoweredModule out;
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
   dump.write("built", printModule(m, true));
   std::optional<StageTimer> timer(std::in_place, "lower to linalg");
-  runPasses(m, dump, "lowering to linalg", [](PassManager &pm) {
-    // Mode-dependent ops in their inference form (training steps were
+  runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
+    // Mode-dependent ops in the requested form (training steps were
     // expanded for training before they got here), then convolution and
     // pooling as im2col + matmul / reductions; then simplify.
-    pm.addPass(createSomaExpandModes());
+    SomaExpandModesOptions expand;
+    expand.training = mode == Mode::train;
+    pm.addPass(createSomaExpandModes(expand));
     pm.addPass(createSomaDecompose());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
@@ -333,13 +335,13 @@ std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
 //===----------------------------------------------------------------------===//
 
 Executable jitCompile(ModuleOp graphModule, const CompileOptions &options) {
-  return jitCompile(graphModule, makeDumpConfig(options), options.opt_level);
+  return jitCompile(graphModule, makeDumpConfig(options), options.opt_level, options.mode);
 }
 
-Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel) {
+Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel, Mode mode) {
   CompileOptions options;
   options.opt_level = optLevel;
-  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump);
+  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode);
   auto tm = createTargetMachine("host", options.opt_level);
   // The engine translates through our builder so that the dumped, optimised
   // module is exactly the code that runs.

@@ -676,6 +676,40 @@ LogicalResult StepOp::inferReturnTypes(MLIRContext *, std::optional<Location> lo
   return inferUnary(loc, "step", adaptor.getInput(), results);
 }
 
+LogicalResult RandomUniformOp::inferReturnTypes(MLIRContext *ctx, std::optional<Location> loc,
+                                                Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "random_uniform", adaptor.getAttributes(),
+                        {{"shape", AttrKind::I64Array, true}, {"seed", AttrKind::Int, true}})))
+    return failure();
+  auto c = f32TensorOf(loc, "random_uniform", adaptor.getCounter(), "counter");
+  if (failed(c))
+    return failure();
+  if (c->getRank() != 0)
+    return fail(loc, "random_uniform", "the counter must be a scalar (rank 0), got " + typeStr(*c));
+  ArrayRef<int64_t> shape = adaptor.getShape();
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d <= 0)
+      return fail(loc, "random_uniform", "shape " + shapeStr(shape) + " has a dimension < 1");
+    n *= d;
+    if (n >= (int64_t{1} << 32))
+      return fail(loc, "random_uniform", "shape " + shapeStr(shape) + " has 2^32 elements or more");
+  }
+  results.push_back(RankedTensorType::get(shape, Float32Type::get(ctx)));
+  return success();
+}
+
+LogicalResult DropoutOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                          Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "dropout", adaptor.getAttributes(),
+                        {{"rate", AttrKind::Float, true}, {"seed", AttrKind::Int, true}})))
+    return failure();
+  double rate = adaptor.getRate().convertToDouble();
+  if (!(rate >= 0.0 && rate < 1.0))
+    return fail(loc, "dropout", "rate " + std::to_string(rate) + " is not in [0, 1)");
+  return inferUnary(loc, "dropout", adaptor.getInput(), results);
+}
+
 LogicalResult EqualOp::inferReturnTypes(MLIRContext *ctx, std::optional<Location> loc,
                                         Adaptor adaptor, SmallVectorImpl<Type> &results) {
   auto a = tensorOf(loc, "equal", adaptor.getLhs(), "lhs");

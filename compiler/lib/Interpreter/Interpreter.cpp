@@ -13,6 +13,7 @@
 #include "soma/Dialect/SomaDialect.h"
 #include "soma/compile.h"
 #include "soma/error.h"
+#include "soma/random.h"
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -672,6 +673,20 @@ RefTensor evaluate(Operation *op, const Operands &in) {
       .Case([&](SignOp) {
         return un([](double x) { return std::isnan(x) ? x : (x > 0) - (x < 0) * 1.0; });
       })
+      .Case([&](RandomUniformOp o) {
+        RefTensor y = zeros(DType::f32, Shape(o.getShape().begin(), o.getShape().end()));
+        auto seed = static_cast<uint64_t>(o.getSeed());
+        const uint32_t key[2] = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
+        auto step = static_cast<uint32_t>(static_cast<float>(in[0].data[0]));
+        for (size_t i = 0; i < y.data.size(); ++i) {
+          const uint32_t counter[4] = {static_cast<uint32_t>(i), step, 0x736f6d61u, 0};
+          uint32_t w[4];
+          soma::detail::philox4x32_10(key, counter, w);
+          y.data[i] = static_cast<double>(w[0] >> 8) * 0x1p-24;
+        }
+        return y;
+      })
+      .Case([&](DropoutOp) { return in[0]; }) // the eval form: a no-op
       .Case([&](StepOp) { return un([](double x) { return x > 0 ? 1.0 : 0.0; }); })
       .Case([&](EqualOp) { return equal(in[0], in[1]); })
       .Case([&](ArgmaxOp o) { return argmax(in[0], static_cast<int64_t>(o.getAxis())); })

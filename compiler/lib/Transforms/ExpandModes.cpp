@@ -1,4 +1,11 @@
-//===- ExpandModes.cpp - Training and inference forms of batch_norm --------===//
+//===- ExpandModes.cpp - Training and inference forms of batch_norm, dropout ===//
+//
+// batch_norm: batch statistics and running-statistic updates (train) or the
+// running statistics (eval). dropout: a mask drawn by random_uniform from
+// the state "soma.dropout.step", which the step increments (train), or the
+// identity (eval).
+//
+//===----------------------------------------------------------------------===//
 
 #include "soma/Dialect/Passes.h"
 #include "soma/Dialect/SomaDialect.h"
@@ -13,6 +20,8 @@ using namespace soma::ir;
 
 namespace soma {
 namespace {
+
+constexpr const char *kDropoutStep = "soma.dropout.step";
 
 Value scalarOf(OpBuilder &b, Location l, double v) {
   auto type = RankedTensorType::get({}, b.getF32Type());
@@ -32,6 +41,10 @@ struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
       for (BatchNormOp op : bns)
         if (failed(expand(op, updates)))
           return signalPassFailure();
+      SmallVector<DropoutOp> dropouts;
+      fn.walk([&](DropoutOp op) { dropouts.push_back(op); });
+      if (!dropouts.empty())
+        expandDropouts(fn, dropouts, updates);
       if (updates.empty())
         continue;
       // Append the new running statistics as soma.update results.
@@ -50,6 +63,50 @@ struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
       ret->setOperands(values);
       fn.setFunctionType(FunctionType::get(&getContext(), fn.getArgumentTypes(), types));
       fn.setAllResultAttrs(attrs);
+    }
+  }
+
+  /// The state "soma.dropout.step" of `fn` (created with its update the
+  /// first time a training form needs it).
+  Value dropoutStep(func::FuncOp fn, SmallVectorImpl<std::pair<std::string, Value>> &updates) {
+    for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+      if (auto s = fn.getArgAttrOfType<StringAttr>(i, kStateAttr); s && s.getValue() == kDropoutStep)
+        return fn.getArgument(i);
+    OpBuilder b(fn.getContext());
+    auto scalar = RankedTensorType::get({}, b.getF32Type());
+    unsigned idx = fn.getNumArguments();
+    fn.insertArgument(idx, scalar,
+                      b.getDictionaryAttr({b.getNamedAttr(kStateAttr, b.getStringAttr(kDropoutStep)),
+                                           b.getNamedAttr(kStateInitAttr, b.getF64FloatAttr(0.0))}),
+                      fn.getLoc());
+    Value step = fn.getArgument(idx);
+    b.setInsertionPoint(fn.getBody().front().getTerminator());
+    updates.push_back({kDropoutStep, b.create<AddOp>(fn.getLoc(), step, scalarOf(b, fn.getLoc(), 1.0))});
+    return step;
+  }
+
+  void expandDropouts(func::FuncOp fn, ArrayRef<DropoutOp> ops,
+                      SmallVectorImpl<std::pair<std::string, Value>> &updates) {
+    Value step;
+    for (DropoutOp op : ops) {
+      double rate = op.getRate().convertToDouble();
+      if (!training || rate == 0.0) {
+        op.getResult().replaceAllUsesWith(op.getInput());
+        op.erase();
+        continue;
+      }
+      if (!step)
+        step = dropoutStep(fn, updates);
+      // y = x * step(u - rate) / (1 - rate): kept where u > rate.
+      OpBuilder b(op);
+      Location l = op.getLoc();
+      auto type = cast<RankedTensorType>(op.getType());
+      Value u = b.create<RandomUniformOp>(l, step, b.getDenseI64ArrayAttr(type.getShape()),
+                                          b.getI64IntegerAttr(op.getSeed()));
+      Value keep = b.create<StepOp>(l, b.create<SubOp>(l, u, scalarOf(b, l, rate)));
+      Value mask = b.create<MulOp>(l, keep, scalarOf(b, l, 1.0 / (1.0 - rate)));
+      op.getResult().replaceAllUsesWith(b.create<MulOp>(l, op.getInput(), mask).getResult());
+      op.erase();
     }
   }
 

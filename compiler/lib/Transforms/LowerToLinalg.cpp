@@ -236,6 +236,7 @@ private:
   LogicalResult lowerIm2col(Im2colOp op);
   LogicalResult lowerCol2im(Col2imOp op);
   LogicalResult lowerPad(PadOp op);
+  LogicalResult lowerRandomUniform(RandomUniformOp op);
   LogicalResult lowerSoftmaxCrossEntropyGrad(SoftmaxCrossEntropyGradOp op);
   /// m[i] = max_j x[i, j] and s[i] = sum_j e^(x[i,j] - m[i]) for logits x.
   std::pair<Value, Value> rowMaxAndSumExp(Location loc, Value x);
@@ -870,6 +871,57 @@ LogicalResult GraphLowering::lowerConstant(ConstantOp op) {
   return success();
 }
 
+/// out[i] = Philox4x32-10 word 0 of key {seed lo, seed hi} and counter
+/// {i, uint32(counter), "soma", 0}, as (w >> 8) * 2^-24: the same bits as
+/// the interpreter and the op's description. The key schedule is constant
+/// and unrolled here; each round is two 32x32->64 multiplications.
+LogicalResult GraphLowering::lowerRandomUniform(RandomUniformOp op) {
+  Location loc = op.getLoc();
+  Value out = resultBuffer(op.getResult());
+  auto shape = cast<RankedTensorType>(op.getType()).getShape();
+  int64_t rank = shape.size();
+  SmallVector<AffineMap> maps{AffineMap::get(rank, 0, {}, ctx), AffineMap::getMultiDimIdentityMap(rank, ctx)};
+  auto seed = static_cast<uint64_t>(op.getSeed());
+  b.create<linalg::GenericOp>(
+      loc, ValueRange{buffers[op.getCounter()]}, ValueRange{out}, maps,
+      SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        auto i32 = nb.getI32Type();
+        auto u32 = [&](uint32_t v) {
+          return Value(nb.create<arith::ConstantOp>(l, nb.getI32IntegerAttr(static_cast<int32_t>(v))));
+        };
+        // Row-major linear index.
+        Value linear = nb.create<arith::ConstantIndexOp>(l, 0);
+        for (int64_t d = 0; d < rank; ++d) {
+          Value scaled = nb.create<arith::MulIOp>(l, linear, nb.create<arith::ConstantIndexOp>(l, shape[d]));
+          linear = nb.create<arith::AddIOp>(l, scaled, nb.create<linalg::IndexOp>(l, d));
+        }
+        Value c0 = nb.create<arith::IndexCastUIOp>(l, i32, linear);
+        Value c1 = nb.create<arith::FPToUIOp>(l, i32, a[0]);
+        Value c2 = u32(0x736f6d61u), c3 = u32(0);
+        uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+        for (int round = 0; round < 10; ++round) {
+          if (round > 0) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+          }
+          auto p0 = nb.create<arith::MulUIExtendedOp>(l, u32(0xD2511F53u), c0);
+          auto p1 = nb.create<arith::MulUIExtendedOp>(l, u32(0xCD9E8D57u), c2);
+          Value n0 = nb.create<arith::XOrIOp>(l, nb.create<arith::XOrIOp>(l, p1.getHigh(), c1), u32(k0));
+          Value n2 = nb.create<arith::XOrIOp>(l, nb.create<arith::XOrIOp>(l, p0.getHigh(), c3), u32(k1));
+          c0 = n0;
+          c1 = p1.getLow();
+          c2 = n2;
+          c3 = p0.getLow();
+        }
+        Value top = nb.create<arith::ShRUIOp>(l, c0, u32(8));
+        Value f = nb.create<arith::UIToFPOp>(l, nb.getF32Type(), top);
+        nb.create<linalg::YieldOp>(l, Value(nb.create<arith::MulFOp>(l, f, f32Const(nb, l, 0x1p-24))));
+      });
+  buffers[op.getResult()] = out;
+  return success();
+}
+
 LogicalResult GraphLowering::lowerOp(Operation *op) {
   Location loc = op->getLoc();
   if (isElementwise(op)) {
@@ -986,6 +1038,7 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       })
       .Case([&](Col2imOp o) { return lowerCol2im(o); })
       .Case([&](PadOp p) { return lowerPad(p); })
+      .Case([&](RandomUniformOp r) { return lowerRandomUniform(r); })
       .Case([&](SoftmaxCrossEntropyGradOp g) { return lowerSoftmaxCrossEntropyGrad(g); })
       .Case([&](SoftmaxOp s) {
         return lowerSoftmax(op, s.getInput(), s.getAxis(), false);

@@ -177,6 +177,10 @@ options:
                       or --loss NAME; a scalar) with respect to every
                       parameter and f32 input as DIR/grad_NAME.npy
   --loss NAME         the output to differentiate with --grad
+  --mode MODE         eval (default): batch norm with its running statistics,
+                      dropout off; train: batch statistics, dropout on (the
+                      mask of step 0; not with --interpret). --grad always
+                      differentiates the training form.
   --batch N, --seed S when MODEL is a zoo name
   --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
   --help              show this help
@@ -278,6 +282,12 @@ soma::CompileOptions compileOptions(const Args &args) {
   o.dump = args.get("dump");
   o.dump_dir = args.get("dump-dir");
   o.print_ir_after_all = args.has("print-ir-after-all");
+  if (args.has("mode")) {
+    std::string m = args.get("mode");
+    if (m != "eval" && m != "train")
+      throw UsageError("option '--mode' expects eval or train, got '" + m + "'");
+    o.mode = m == "train" ? soma::Mode::train : soma::Mode::eval;
+  }
   return o;
 }
 
@@ -359,6 +369,9 @@ int cmdRun(const Args &args) {
       throw UsageError("input '" + name + "' given twice");
     inputs[name] = soma::read_npy(spec.substr(eq + 1));
   }
+  soma::CompileOptions options = compileOptions(args);
+  if (args.has("interpret") && options.mode == soma::Mode::train && !args.has("grad"))
+    throw UsageError("--interpret evaluates the eval form; --mode train needs the JIT");
   soma::Graph g = loadModel(args);
   soma::NamedArrays params = loadParams(g, args);
   std::string dir = args.get("output-dir");
@@ -373,14 +386,14 @@ int cmdRun(const Args &args) {
     if (args.has("interpret")) {
       outputs = soma::interpret_gradients(g, inputs, &params, grad);
     } else {
-      soma::Inference fn = soma::compile_gradients(g, grad, compileOptions(args));
+      soma::Inference fn = soma::compile_gradients(g, grad, options);
       fn.set_params(params);
       outputs = fn.run(inputs);
     }
   } else if (args.has("interpret")) {
     outputs = soma::interpret(g, inputs, &params);
   } else {
-    soma::Inference fn = soma::compile_inference(g, compileOptions(args));
+    soma::Inference fn = soma::compile_inference(g, options);
     fn.set_params(params);
     outputs = fn.run(inputs);
   }
@@ -576,7 +589,8 @@ int main(int argc, char **argv) {
       {"compile", {kCompileHelp, withCommon({{"emit", true}, {"params", true}, {"cpu", true}}),
                    cmdCompile}},
       {"run", {kRunHelp, withCommon({{"input", true}, {"params", true}, {"output-dir", true},
-                                     {"interpret", false}, {"grad", false}, {"loss", true}}),
+                                     {"interpret", false}, {"grad", false}, {"loss", true},
+                                     {"mode", true}}),
                cmdRun}},
       {"dump", {kDumpHelp, withCommon({{"stage", true}, {"train", false}, {"optimizer", true}, {"lr", true}}),
                 cmdDump}},

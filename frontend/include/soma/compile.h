@@ -18,6 +18,19 @@ struct DumpStage {
 /// The dumpable stages in pipeline order.
 const std::vector<DumpStage> &dump_stages();
 
+/// The form of the mode-dependent ops (batch_norm, dropout).
+enum class Mode {
+  /// Inference: batch_norm uses its running statistics, dropout is the
+  /// identity. The default of compile_inference and compile_aot, and the
+  /// form of a training step's evaluation function.
+  eval,
+  /// Training: batch_norm normalises with the batch's statistics and the
+  /// call updates the running statistics (like a PyTorch module in train()
+  /// mode); dropout draws a new mask on every call. A training step
+  /// (compile_training) always uses this form.
+  train,
+};
+
 /// Options of every compilation. By default the SOMA_DUMP and SOMA_DUMP_DIR
 /// environment variables fill `dump` and `dump_dir`.
 struct CompileOptions {
@@ -30,6 +43,8 @@ struct CompileOptions {
   bool print_ir_after_all = false;
   /// LLVM optimisation level 0-3.
   int opt_level = 3;
+  /// The form of batch_norm and dropout (compile_inference, compile_aot).
+  Mode mode = Mode::eval;
   /// Read SOMA_DUMP / SOMA_DUMP_DIR when dump / dump_dir are empty.
   bool use_environment = true;
 };
@@ -43,7 +58,9 @@ public:
   const Signature &signature() const { return exe_.signature(); }
 
   /// Runs on named inputs and returns the named outputs. A missing or extra
-  /// input, or one of the wrong dtype or shape, throws soma::Error.
+  /// input, or one of the wrong dtype or shape, throws soma::Error. Compiled
+  /// in Mode::train, a call also updates the batch norms' running
+  /// statistics in params() and advances the dropout step count.
   std::map<std::string, Array> run(const std::map<std::string, Array> &inputs);
 
   /// The parameters, in signature order; edit in place or replace.
@@ -56,6 +73,7 @@ private:
   Executable exe_;
   NamedArrays params_;
   std::vector<Array> paramArrays_;
+  std::vector<Array> states_; // Mode::train: the dropout step count
 };
 
 /// JIT-compiles `g` for inference; parameters start from g.init_params().

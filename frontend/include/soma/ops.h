@@ -127,6 +127,18 @@ Tensor argmax(const Tensor &x, int64_t axis = -1, Loc loc = Loc::current());
 Tensor pad(const Tensor &x, const Shape &low, const Shape &high, const Shape &interior = {},
            double value = 0.0, Loc loc = Loc::current());
 
+// --- mode-dependent ops ----------------------------------------------------------
+/// Inverted dropout. In a training step each element is zeroed with
+/// probability `rate` and the others are scaled by 1 / (1 - rate); in
+/// inference (and in the evaluation function of a training step) it is the
+/// identity, which has the same expectation (the notes' test-time weight
+/// scaling, done at training time instead). The mask is drawn in the
+/// compiled code from Philox4x32-10 keyed by `seed` and the step count, so
+/// it is new every step, independent of the thread count and the same in a
+/// resumed run. seed < 0 derives a seed from the graph's seed and the
+/// number of dropouts before this one. 0 <= rate < 1.
+Tensor dropout(const Tensor &x, double rate, int64_t seed = -1, Loc loc = Loc::current());
+
 // --- convolution and pooling (NCHW) ----------------------------------------------
 /// A window parameter: one value for every spatial dimension (`2`), one per
 /// dimension (`{2, 1}`), or for padding one per side ({top, left, bottom,

@@ -455,3 +455,41 @@ func.func @sce_wrong_result(%a: tensor<4x2xf32>, %y: tensor<4xi32>) {
   %0 = soma.softmax_cross_entropy %a, %y : (tensor<4x2xf32>, tensor<4xi32>) -> tensor<4xf32>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// dropout and random_uniform
+//===----------------------------------------------------------------------===//
+
+func.func @dropout_rate(%x: tensor<4xf32>) {
+  // expected-error @+1 {{dropout: rate 1.000000 is not in [0, 1)}}
+  %0 = soma.dropout %x {rate = 1.0, seed = 1 : i64} : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @dropout_seed(%x: tensor<4xf32>) {
+  // expected-error @+1 {{dropout: missing attribute 'seed'}}
+  %0 = soma.dropout %x {rate = 0.5} : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @random_counter(%c: tensor<2xf32>) {
+  // expected-error @+2 {{random_uniform: the counter must be a scalar (rank 0), got f32[2]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.random_uniform %c {shape = array<i64: 3>, seed = 1 : i64} : tensor<2xf32> -> tensor<3xf32>
+  return
+}
+
+// -----
+
+func.func @random_shape(%c: tensor<f32>) {
+  // expected-error @+2 {{random_uniform: shape [3,0] has a dimension < 1}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.random_uniform %c {shape = array<i64: 3, 0>, seed = 1 : i64} : tensor<f32> -> tensor<3x0xf32>
+  return
+}

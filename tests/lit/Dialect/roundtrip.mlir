@@ -234,3 +234,14 @@ module @g {
     return %1, %2 : tensor<4x2xf32>, tensor<f32>
   }
 }
+
+// -----
+
+// CHECK-LABEL: func.func @random_and_dropout
+//       CHECK: soma.random_uniform %{{.*}} {seed = 3 : i64, shape = array<i64: 2, 3>} : tensor<f32> -> tensor<2x3xf32>
+//       CHECK: soma.dropout %{{.*}} {rate = 5.000000e-01 : f64, seed = 4 : i64} : tensor<2x3xf32>
+func.func @random_and_dropout(%c: tensor<f32>) -> tensor<2x3xf32> {
+  %0 = soma.random_uniform %c {shape = array<i64: 2, 3>, seed = 3 : i64} : tensor<f32> -> tensor<2x3xf32>
+  %1 = soma.dropout %0 {rate = 0.5, seed = 4 : i64} : tensor<2x3xf32>
+  return %1 : tensor<2x3xf32>
+}

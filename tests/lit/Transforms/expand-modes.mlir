@@ -32,3 +32,33 @@ func.func @bn(%x: tensor<4x3x2x2xf32> {soma.input = "x"},
   %0 = soma.batch_norm %x, %g, %b, %m, %v : (tensor<4x3x2x2xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> tensor<4x3x2x2xf32>
   return %0 : tensor<4x3x2x2xf32>
 }
+
+// Dropout. Inference: the identity. Training: x * step(u - rate) / (1 - rate)
+// with u drawn from the state "soma.dropout.step" (one argument, created by
+// the first dropout and shared by the second), whose update is step + 1.
+// EVAL-LABEL: func.func @drop(
+//  EVAL-SAME: %arg0: tensor<2x5xf32> {soma.input = "x"}) -> (tensor<2x5xf32> {soma.output = "y"})
+//   EVAL-NOT: soma.random_uniform
+//       EVAL: %[[A:.*]] = soma.tanh %arg0
+//       EVAL: return %[[A]]
+// TRAIN-LABEL: func.func @drop(
+//  TRAIN-SAME: %arg0: tensor<2x5xf32> {soma.input = "x"}, %[[S:.*]]: tensor<f32> {soma.state = "soma.dropout.step", soma.state_init = 0.000000e+00 : f64})
+//  TRAIN-SAME: -> (tensor<2x5xf32> {soma.output = "y"}, tensor<f32> {soma.update = "soma.dropout.step"})
+//       TRAIN: %[[U:.*]] = soma.random_uniform %[[S]] {seed = 7 : i64, shape = array<i64: 2, 5>}
+//       TRAIN: %[[R:.*]] = soma.constant dense<2.500000e-01> : tensor<f32>
+//       TRAIN: %[[D:.*]] = soma.sub %[[U]], %[[R]]
+//       TRAIN: %[[K:.*]] = soma.step %[[D]]
+//       TRAIN: %[[SC:.*]] = soma.constant dense<1.33333337> : tensor<f32>
+//       TRAIN: %[[M:.*]] = soma.mul %[[K]], %[[SC]]
+//       TRAIN: %[[Y:.*]] = soma.mul %arg0, %[[M]]
+//       TRAIN: soma.random_uniform %[[S]] {seed = 8 : i64, shape = array<i64: 2, 5>}
+//       TRAIN: %[[ONE:.*]] = soma.constant dense<1.000000e+00> : tensor<f32>
+//       TRAIN: %[[NEXT:.*]] = soma.add %[[S]], %[[ONE]]
+//       TRAIN: return %{{.*}}, %[[NEXT]]
+//   TRAIN-NOT: soma.dropout
+func.func @drop(%x: tensor<2x5xf32> {soma.input = "x"}) -> (tensor<2x5xf32> {soma.output = "y"}) {
+  %0 = soma.dropout %x {rate = 0.25, seed = 7 : i64} : tensor<2x5xf32>
+  %1 = soma.tanh %0 : tensor<2x5xf32>
+  %2 = soma.dropout %1 {rate = 0.5, seed = 8 : i64} : tensor<2x5xf32>
+  return %2 : tensor<2x5xf32>
+}

@@ -612,3 +612,25 @@ func.func @second(%c: tensor<3xf32> {soma.param = "c"}) -> (tensor<3xf32> {soma.
   %0 = soma.log %c : tensor<3xf32>
   return %0 : tensor<3xf32>
 }
+
+// -----
+
+// random_uniform: one parallel linalg.generic reading the scalar counter;
+// the body linearises the indices, runs the ten Philox rounds (two
+// 32x32->64 multiplications each, the key schedule folded into constants)
+// and keeps the top 24 bits of word 0.
+// CHECK-LABEL: func.func @rng(
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> ()>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]} ins(%{{.*}} : memref<f32>) outs(%{{.*}} : memref<3x5xf32>)
+//       CHECK:   linalg.index 0
+//       CHECK:   linalg.index 1
+//       CHECK:   arith.index_castui %{{.*}} : index to i32
+//       CHECK:   arith.fptoui %{{.*}} : f32 to i32
+// CHECK-COUNT-20:   arith.mului_extended
+//       CHECK:   arith.shrui
+//       CHECK:   arith.uitofp
+//       CHECK:   arith.mulf %{{.*}}, %{{.*}} : f32
+//       CHECK:   linalg.yield
+func.func @rng(%c: tensor<f32> {soma.input = "c"}) -> (tensor<3x5xf32> {soma.output = "u"}) {
+  %0 = soma.random_uniform %c {shape = array<i64: 3, 5>, seed = 42 : i64} : tensor<f32> -> tensor<3x5xf32>
+  return %0 : tensor<3x5xf32>
+}

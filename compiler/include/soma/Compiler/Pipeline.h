@@ -34,9 +34,11 @@ struct LoweredModule {
   Signature signature;
 };
 
-/// Runs soma-lower-to-linalg, soma-plan-memory and the LLVM lowering on a
-/// clone of `graphModule`, dumping as configured. Errors throw soma::Error.
-LoweredModule lowerToLLVMDialect(mlir::ModuleOp graphModule, const DumpConfig &dump);
+/// Runs soma-expand-modes (in `mode`), soma-lower-to-linalg,
+/// soma-plan-memory and the LLVM lowering on a clone of `graphModule`,
+/// dumping as configured. Errors throw soma::Error.
+LoweredModule lowerToLLVMDialect(mlir::ModuleOp graphModule, const DumpConfig &dump,
+                                 Mode mode = Mode::eval);
 
 /// A TargetMachine for `cpu` ("host" = this machine, with its features).
 std::unique_ptr<llvm::TargetMachine> createTargetMachine(const std::string &cpu,
@@ -53,7 +55,8 @@ std::string emitMachineCode(llvm::Module &module, llvm::TargetMachine &tm, bool 
 
 /// JIT-compiles a graph module into an Executable.
 Executable jitCompile(mlir::ModuleOp graphModule, const CompileOptions &options);
-Executable jitCompile(mlir::ModuleOp graphModule, const DumpConfig &dump, int optLevel);
+Executable jitCompile(mlir::ModuleOp graphModule, const DumpConfig &dump, int optLevel,
+                      Mode mode = Mode::eval);
 
 /// A C identifier made of `name` (other characters become '_').
 std::string cIdentifier(const std::string &name);

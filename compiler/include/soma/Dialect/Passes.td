@@ -24,14 +24,17 @@ def SomaAutodiff : Pass<"soma-autodiff", "mlir::ModuleOp"> {
 }
 
 def SomaExpandModes : Pass<"soma-expand-modes", "mlir::ModuleOp"> {
-  let summary = "Rewrite mode-dependent ops (batch_norm) for training or for inference";
+  let summary = "Rewrite mode-dependent ops (batch_norm, dropout) for training or for inference";
   let description = [{
-    With training=false, batch_norm normalises with its running statistics.
-    With training=true it uses the batch's statistics and the function gets
-    one extra result per running statistic, marked soma.update with the
-    statistic's parameter name, holding its new value. Both forms are made
-    of primitive soma ops, so autodiff differentiates the training form
-    exactly. Running statistics must be function arguments.
+    With training=false, batch_norm normalises with its running statistics
+    and dropout is the identity. With training=true batch_norm uses the
+    batch's statistics and the function gets one extra result per running
+    statistic, marked soma.update with the statistic's parameter name,
+    holding its new value; dropout multiplies by a mask drawn with
+    soma.random_uniform from the state argument "soma.dropout.step"
+    (created, with its update step + 1, by the first dropout). Both forms
+    are made of primitive soma ops, so autodiff differentiates the training
+    form exactly. Running statistics must be function arguments.
   }];
   let options = [
     Option<"training", "training", "bool", /*default=*/"false", "Expand for a training step">

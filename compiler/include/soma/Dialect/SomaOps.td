@@ -269,6 +269,41 @@ def Soma_StepOp : Soma_Op<"step"> {
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
+def Soma_RandomUniformOp : Soma_Op<"random_uniform"> {
+  let summary = "counter-based uniform random numbers in [0, 1) (Philox4x32-10; not differentiable)";
+  let description = [{
+    A tensor of the given shape whose element at row-major position i is
+    (w >> 8) * 2^-24, where w is word 0 of Philox4x32-10 with
+      key     = {seed & 0xffffffff, seed >> 32}
+      counter = {i, uint32(counter), 0x736f6d61 ("soma"), 0}.
+    The values depend only on (seed, counter, i): never on the thread count
+    or the order of evaluation, and the reference interpreter computes the
+    same bits. `counter` is a scalar f32 (a step count, exact to 2^24) so
+    that a training step draws new numbers every step; shapes have fewer
+    than 2^32 elements.
+  }];
+  let arguments = (ins Soma_F32Tensor:$counter, DenseI64ArrayAttr:$shape, I64Attr:$seed);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$counter attr-dict `:` type($counter) `->` type($output)";
+}
+
+def Soma_DropoutOp : Soma_Op<"dropout"> {
+  let summary = "inverted dropout: zero each element with probability `rate`, scale the rest by 1 / (1 - rate)";
+  let description = [{
+    Mode-dependent (soma-expand-modes rewrites it before anything else):
+      eval:  y = x (a no-op: the scaling happens in training, so the
+             expectation is the same in both modes);
+      train: y = x * (u >= rate) / (1 - rate), u = random_uniform(step,
+             seed) of x's shape, where step is the state "soma.dropout.step"
+             that every training step increments, so each step draws a new
+             mask and a resumed run draws the same masks as an unbroken one.
+    0 <= rate < 1. The reference interpreter evaluates the eval form.
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, F64Attr:$rate, I64Attr:$seed);
+  let results = (outs Soma_F32Tensor:$output);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
 def Soma_EqualOp : Soma_Op<"equal"> {
   let summary = "elementwise comparison with broadcasting: 1.0 where a == b, else 0.0 (not differentiable)";
   let description = [{
