@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <limits>
 #include <mutex>
+#include <numbers>
+#include <vector>
 #include <string_view>
 
 namespace soma::data {
@@ -425,7 +427,79 @@ Batch Loader::batch(int64_t epoch, int64_t i) const {
   std::vector<int64_t> idx(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r)
     idx[r] = (*perm)[(start + r) % n]; // wraps only under pad_wrap
-  return {gather_rows(data_.x, idx), gather_rows(data_.y, idx), real, i};
+  Batch b{gather_rows(data_.x, idx), gather_rows(data_.y, idx), real, i};
+  if (augment_.any()) {
+    const Shape &s = b.x.shape();
+    int64_t h = s[s.size() - 2], w = s[s.size() - 1];
+    int64_t channels = numel(s) / (rows * h * w);
+    float *x = b.x.data<float>();
+    for (int64_t r = 0; r < rows; ++r)
+      augment_image(x + r * channels * h * w, channels, h, w, augment_, seed_, epoch, start + r);
+  }
+  return b;
+}
+
+void Loader::set_augment(const Augment &augment) {
+  if (augment.any()) {
+    const Shape &s = data_.x.shape();
+    if (data_.x.dtype() != DType::f32 || s.size() < 3)
+      throw Error(fmt::format("Loader: augmentation needs f32 images [N, ..., H, W]; x is {}{} "
+                              "(reshape it, e.g. to [N, 1, 28, 28])",
+                              dtype_name(data_.x.dtype()), shape_str(s)));
+  }
+  if (augment.shift < 0 || augment.rotate_degrees < 0 || augment.noise_std < 0)
+    throw Error(fmt::format("Loader: augmentation settings must be >= 0 (shift {}, rotate_degrees "
+                            "{}, noise_std {})",
+                            augment.shift, augment.rotate_degrees, augment.noise_std));
+  augment_ = augment;
+}
+
+void augment_image(float *image, int64_t channels, int64_t h, int64_t w, const Augment &a,
+                   uint64_t seed, int64_t epoch, int64_t position) {
+  // One Philox stream per epoch; 8 uniforms per example for the geometry,
+  // then one normal per pixel for the noise in a second stream.
+  Philox rng{seed, stream_id("soma.augment") + static_cast<uint64_t>(epoch)};
+  auto u = [&](int k) { return static_cast<double>(rng.uniform(static_cast<uint64_t>(position) * 8 + k)); };
+  bool flip = a.flip && u(0) < 0.5;
+  double angle = a.rotate_degrees * (2 * u(1) - 1) * std::numbers::pi / 180.0;
+  auto shiftOf = [&](int k) {
+    return a.shift > 0 ? std::min(a.shift, static_cast<int64_t>(u(k) * static_cast<double>(2 * a.shift + 1)) - a.shift)
+                       : int64_t{0};
+  };
+  int64_t dy = shiftOf(2), dx = shiftOf(3);
+  int64_t plane = h * w;
+  if (flip || angle != 0 || dy != 0 || dx != 0) {
+    // Output pixel (y, x) reads the source at the inverse transform:
+    // undo the shift, rotate back about the centre, then mirror.
+    double cy = static_cast<double>(h - 1) / 2, cx = static_cast<double>(w - 1) / 2;
+    double c = std::cos(angle), s = std::sin(angle);
+    std::vector<float> src(image, image + channels * plane);
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) {
+        double ty = static_cast<double>(y - dy) - cy, tx = static_cast<double>(x - dx) - cx;
+        double sy = c * ty + s * tx + cy, sx = -s * ty + c * tx + cx;
+        if (flip)
+          sx = static_cast<double>(w - 1) - sx;
+        double fy = std::floor(sy), fx = std::floor(sx);
+        double wy = sy - fy, wx = sx - fx;
+        auto iy = static_cast<int64_t>(fy), ix = static_cast<int64_t>(fx);
+        for (int64_t ch = 0; ch < channels; ++ch) {
+          const float *p = src.data() + ch * plane;
+          auto at = [&](int64_t yy, int64_t xx) -> double {
+            return yy < 0 || yy >= h || xx < 0 || xx >= w ? 0.0 : p[yy * w + xx];
+          };
+          double v = (1 - wy) * ((1 - wx) * at(iy, ix) + wx * at(iy, ix + 1)) +
+                     wy * ((1 - wx) * at(iy + 1, ix) + wx * at(iy + 1, ix + 1));
+          image[ch * plane + y * w + x] = static_cast<float>(v);
+        }
+      }
+  }
+  if (a.noise_std > 0) {
+    Philox noise{seed, stream_id("soma.augment.noise") + static_cast<uint64_t>(epoch)};
+    uint64_t base = static_cast<uint64_t>(position) * static_cast<uint64_t>(channels * plane);
+    for (int64_t k = 0; k < channels * plane; ++k)
+      image[k] += static_cast<float>(a.noise_std) * noise.normal(base + static_cast<uint64_t>(k));
+  }
 }
 
 Loader::Epoch Loader::epoch(int64_t e) const {

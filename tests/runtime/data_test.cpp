@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iterator>
 #include <numeric>
@@ -685,6 +686,124 @@ TEST(DataNpyPairTest, Errors) {
                     "does not fit in i32");
   EXPECT_SOMA_ERROR(read_npy_pair(dir.file("x.npy"), dir.file("no.npy")),
                     "no.npy");
+}
+
+
+/// n images [n, 1, h, w] whose pixel (y, x) of image i holds 1000 i + 10 y + x.
+Dataset coordinateImages(int64_t n, int64_t h, int64_t w) {
+  Dataset d;
+  d.x = Array(DType::f32, {n, 1, h, w});
+  d.y = Array(DType::i32, {n});
+  for (int64_t i = 0; i < n; ++i) {
+    d.y.data<int32_t>()[i] = static_cast<int32_t>(i);
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x)
+        d.x.data<float>()[(i * h + y) * w + x] = static_cast<float>(1000 * i + 10 * y + x);
+  }
+  return d;
+}
+
+TEST(AugmentTest, FlipMirrorsAboutHalfTheImagesExactly) {
+  Loader loader(coordinateImages(200, 4, 5), 200, false);
+  loader.set_augment({.flip = true});
+  Batch b = loader.batch(0, 0);
+  int flipped = 0;
+  for (int64_t i = 0; i < 200; ++i) {
+    const float *img = b.x.data<float>() + i * 20;
+    bool mirrored = img[0] == static_cast<float>(1000 * i + 4);
+    flipped += mirrored;
+    for (int64_t y = 0; y < 4; ++y)
+      for (int64_t x = 0; x < 5; ++x)
+        ASSERT_EQ(img[y * 5 + x], static_cast<float>(1000 * i + 10 * y + (mirrored ? 4 - x : x)));
+  }
+  EXPECT_GT(flipped, 70);
+  EXPECT_LT(flipped, 130);
+}
+
+TEST(AugmentTest, ShiftMovesByWholePixelsWithZeroFill) {
+  Loader loader(coordinateImages(100, 6, 6), 100, false);
+  loader.set_augment({.shift = 2});
+  Batch b = loader.batch(0, 0);
+  std::set<std::pair<int64_t, int64_t>> seen;
+  for (int64_t i = 0; i < 100; ++i) {
+    const float *img = b.x.data<float>() + i * 36;
+    // Find the shift from a pixel that stays inside: the centre.
+    bool matched = false;
+    for (int64_t dy = -2; dy <= 2 && !matched; ++dy)
+      for (int64_t dx = -2; dx <= 2 && !matched; ++dx) {
+        bool ok = true;
+        for (int64_t y = 0; y < 6 && ok; ++y)
+          for (int64_t x = 0; x < 6 && ok; ++x) {
+            int64_t sy = y - dy, sx = x - dx;
+            float want = sy < 0 || sy >= 6 || sx < 0 || sx >= 6 ? 0.0f
+                                                                : static_cast<float>(1000 * i + 10 * sy + sx);
+            ok = img[y * 6 + x] == want;
+          }
+        if (ok) {
+          matched = true;
+          seen.insert({dy, dx});
+        }
+      }
+    EXPECT_TRUE(matched) << "image " << i;
+  }
+  EXPECT_GT(seen.size(), 15u); // most of the 25 shifts occur
+}
+
+TEST(AugmentTest, RotationKeepsTheCentreAndNoiseHasItsStd) {
+  Dataset d;
+  d.x = Array(DType::f32, {1, 1, 9, 9});
+  d.y = Array(DType::i32, {1});
+  d.x.data<float>()[4 * 9 + 4] = 1.0f; // a single bright centre pixel
+  Loader rot(d, 1, false);
+  rot.set_augment({.rotate_degrees = 30});
+  for (int64_t e = 0; e < 5; ++e)
+    EXPECT_FLOAT_EQ(rot.batch(e, 0).x.data<float>()[4 * 9 + 4], 1.0f);
+  Dataset zeros;
+  zeros.x = Array(DType::f32, {4, 1, 50, 50});
+  zeros.y = Array(DType::i32, {4});
+  Loader noisy(zeros, 4, false);
+  noisy.set_augment({.noise_std = 0.5});
+  Batch b = noisy.batch(0, 0);
+  double sq = 0;
+  for (int64_t k = 0; k < b.x.numel(); ++k)
+    sq += static_cast<double>(b.x.data<float>()[k]) * b.x.data<float>()[k];
+  EXPECT_NEAR(std::sqrt(sq / static_cast<double>(b.x.numel())), 0.5, 0.02);
+}
+
+TEST(AugmentTest, ReproducibleAndNewEveryEpoch) {
+  Augment a{.flip = true, .shift = 2, .rotate_degrees = 10, .noise_std = 0.1};
+  Loader l1(coordinateImages(20, 8, 8), 5, true, 3), l2(coordinateImages(20, 8, 8), 5, true, 3);
+  l1.set_augment(a);
+  l2.set_augment(a);
+  auto same = [](const Array &p, const Array &q) {
+    return std::memcmp(p.raw(), q.raw(), static_cast<size_t>(p.numel()) * sizeof(float)) == 0;
+  };
+  EXPECT_TRUE(same(l1.batch(1, 2).x, l2.batch(1, 2).x)); // as after a resume
+  EXPECT_FALSE(same(l1.batch(0, 2).x, l1.batch(1, 2).x));
+  // The data set itself is untouched.
+  Dataset fresh = coordinateImages(20, 8, 8);
+  EXPECT_TRUE(same(l1.dataset().x, fresh.x));
+}
+
+TEST(AugmentTest, Errors) {
+  Dataset flat;
+  flat.x = Array(DType::f32, {3, 784});
+  flat.y = Array(DType::i32, {3});
+  Loader l(flat, 1, false);
+  EXPECT_THROW(
+      {
+        try {
+          l.set_augment({.flip = true});
+        } catch (const Error &e) {
+          EXPECT_THAT(e.what(), ::testing::HasSubstr("augmentation needs f32 images"));
+          EXPECT_THAT(e.what(), ::testing::HasSubstr("[3,784]"));
+          throw;
+        }
+      },
+      Error);
+  Loader images(coordinateImages(2, 3, 3), 1, false);
+  EXPECT_THROW(images.set_augment({.shift = -1}), Error);
+  images.set_augment({}); // nothing: allowed on any data
 }
 
 } // namespace

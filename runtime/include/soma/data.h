@@ -110,6 +110,29 @@ struct Batch {
   int64_t index = 0;
 };
 
+/// Random image augmentations a Loader applies to the examples it hands out
+/// (the notes' shift, flip, rotation and Gaussian noise). Examples must be
+/// f32 images [..., H, W] (e.g. a dataset x of [N, 1, 28, 28]); every
+/// channel of an example gets the same transform. The random numbers of an
+/// example depend only on (loader seed, epoch, its position in the epoch),
+/// so a resumed run sees the same augmented batches. Order of application:
+/// flip, rotation and shift (one bilinear resampling, zero outside the
+/// image), then noise.
+struct Augment {
+  /// Mirror left-right with probability 1/2.
+  bool flip = false;
+  /// Translate by a whole number of pixels drawn uniformly from
+  /// [-shift, shift], independently along H and W.
+  int64_t shift = 0;
+  /// Rotate about the image centre by an angle drawn uniformly from
+  /// [-rotate_degrees, rotate_degrees].
+  double rotate_degrees = 0;
+  /// Add N(0, noise_std^2) to every pixel (no clipping).
+  double noise_std = 0;
+
+  bool any() const { return flip || shift > 0 || rotate_degrees != 0 || noise_std > 0; }
+};
+
 /// Cuts a dataset into batches, optionally in a seeded random order per
 /// epoch. The order of epoch e depends only on (seed, e) -- a Philox-keyed
 /// Fisher-Yates shuffle -- so any batch of any epoch can be produced again
@@ -208,6 +231,11 @@ public:
   /// The batches of epoch `e` in order. The Loader must outlive the range.
   Epoch epoch(int64_t e) const;
 
+  /// Augments every batch from now on (see Augment). Throws soma::Error if
+  /// x is not an f32 array of rank >= 3, or a setting is negative.
+  void set_augment(const Augment &augment);
+  const Augment &augment() const { return augment_; }
+
 private:
   struct OrderCache;
   /// order(epoch), shared with the cache so that consecutive batch() calls
@@ -219,8 +247,14 @@ private:
   bool shuffle_;
   uint64_t seed_;
   LastBatch last_;
+  Augment augment_;
   std::shared_ptr<OrderCache> cache_;
 };
+
+/// Applies `augment` to example `position` of `epoch` in place: `image`
+/// holds channels * h * w floats. Exposed for tests; Loader::batch uses it.
+void augment_image(float *image, int64_t channels, int64_t h, int64_t w, const Augment &augment,
+                   uint64_t seed, int64_t epoch, int64_t position);
 
 /// A Loader over a Fashion-MNIST split (the package's files), so that
 /// `for (const Batch &b : fashion_mnist("train", 64).epoch(0))` works. The
