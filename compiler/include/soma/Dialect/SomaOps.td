@@ -293,7 +293,7 @@ def Soma_DropoutOp : Soma_Op<"dropout"> {
     Mode-dependent (soma-expand-modes rewrites it before anything else):
       eval:  y = x (a no-op: the scaling happens in training, so the
              expectation is the same in both modes);
-      train: y = x * (u >= rate) / (1 - rate), u = random_uniform(step,
+      train: y = x * (u > rate) / (1 - rate), u = random_uniform(step,
              seed) of x's shape, where step is the state "soma.dropout.step"
              that every training step increments, so each step draws a new
              mask and a resumed run draws the same masks as an unbroken one.
