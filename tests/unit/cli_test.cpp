@@ -384,3 +384,20 @@ TEST_F(Cli, RunInTrainOrEvalMode) {
 }
 
 } // namespace
+
+namespace {
+
+TEST_F(Cli, TrainWithAugmentation) {
+  writeTinyFashion(path("fm"), 128, 64);
+  std::string common = "train lenet5 --data-dir " + path("fm") + " --batch 32 --no-progress --epochs 1 ";
+  Result r = soma(common + "--augment flip,shift:2,rotate:10,noise:0.05", *dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("test accuracy:"));
+  expectError(soma(common + "--augment flop", *dir), 2, {"--augment: unknown item 'flop'"});
+  expectError(soma(common + "--augment shift:x", *dir), 2, {"'shift:x' needs a number >= 0"});
+  // The MLP's examples are rows of 784 values, not images.
+  expectError(soma("train mlp --data-dir " + path("fm") + " --batch 32 --no-progress --augment flip", *dir), 1,
+              {"augmentation needs f32 images", "[128,784]"});
+}
+
+} // namespace

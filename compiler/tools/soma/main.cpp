@@ -213,6 +213,9 @@ options:
   --resume FILE       continue from a checkpoint, exactly where it stopped
   --log FILE.csv      per-step metrics (epoch, step, loss, accuracy, lr, ex/s)
   --max-steps N       stop after N steps in total
+  --augment LIST      augment the training images, e.g. flip,shift:2,rotate:10,noise:0.1
+                      (mirror, translate by up to 2 pixels, rotate by up to
+                      10 degrees, add N(0, 0.1^2); models with image inputs)
   --no-progress       no progress bar (summary lines only)
   --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
   --help              show this help
@@ -452,6 +455,35 @@ soma::optim::Schedule parseSchedule(const std::string &text) {
   return s;
 }
 
+/// "flip,shift:2,rotate:10,noise:0.1" -> Augment.
+soma::data::Augment parseAugment(const std::string &spec) {
+  soma::data::Augment a;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t colon = item.find(':');
+    std::string key = item.substr(0, colon), value = colon == std::string::npos ? "" : item.substr(colon + 1);
+    auto num = [&]() {
+      char *end = nullptr;
+      double v = std::strtod(value.c_str(), &end);
+      if (value.empty() || *end != '\0' || v < 0)
+        throw UsageError("--augment: '" + item + "' needs a number >= 0 (e.g. " + key + ":2)");
+      return v;
+    };
+    if (key == "flip" && value.empty())
+      a.flip = true;
+    else if (key == "shift")
+      a.shift = static_cast<int64_t>(num());
+    else if (key == "rotate")
+      a.rotate_degrees = num();
+    else if (key == "noise")
+      a.noise_std = num();
+    else
+      throw UsageError("--augment: unknown item '" + item + "' (items: flip, shift:PIXELS, rotate:DEGREES, noise:STD)");
+  }
+  return a;
+}
+
 int cmdTrain(const Args &args) {
   std::string dataset = args.get("dataset", "fashion-mnist");
   if (dataset != "fashion-mnist")
@@ -513,6 +545,8 @@ int cmdTrain(const Args &args) {
   std::fflush(stdout);
   soma::TrainStep step = soma::compile_training(g, loss, opt, to);
   soma::data::Loader trainLoader(train, x.dim(0), true, seed);
+  if (args.has("augment"))
+    trainLoader.set_augment(parseAugment(args.get("augment")));
   soma::data::Loader testLoader(test, x.dim(0), false, 0, soma::data::LastBatch::pad_wrap);
   soma::FitOptions fo;
   fo.epochs = epochs;
@@ -598,7 +632,8 @@ int main(int argc, char **argv) {
                  withCommon({{"dataset", true}, {"data-dir", true}, {"epochs", true}, {"optimizer", true},
                              {"lr", true}, {"schedule", true}, {"clip-norm", true},
                              {"weight-decay", true}, {"checkpoint", true}, {"resume", true},
-                             {"log", true}, {"max-steps", true}, {"no-progress", false}}),
+                             {"log", true}, {"max-steps", true}, {"no-progress", false},
+                             {"augment", true}}),
                  cmdTrain}},
   };
   if (command.empty() || command == "--help" || command == "-h" || command == "help") {
