@@ -7,6 +7,7 @@
 #include "soma/Dialect/SomaDialect.h"
 #include "soma/io.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/Verifier.h"
@@ -193,7 +194,7 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
   LoweredModule out;
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
-  dump.write("built", printModule(m, true));
+  dump.write("built", [&] { return printModule(m, true); });
   std::optional<StageTimer> timer(std::in_place, "lower to linalg");
   runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
     // Mode-dependent ops in the requested form (training steps were
@@ -208,12 +209,12 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
     pm.addPass(createSomaLowerToLinalg());
     pm.addPass(createCanonicalizerPass());
   });
-  dump.write("lowered", printModule(m, false));
+  dump.write("lowered", [&] { return printModule(m, false); });
   timer.emplace("plan memory");
   runPasses(m, dump, "memory planning", [](PassManager &pm) {
     pm.addNestedPass<func::FuncOp>(createSomaPlanMemory());
   });
-  dump.write("planned", printModule(m, false));
+  dump.write("planned", [&] { return printModule(m, false); });
   func::FuncOp kernel;
   for (auto fn : m.getOps<func::FuncOp>())
     if (fn->hasAttr("soma.kernel"))
@@ -223,8 +224,21 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
   out.signature = signatureOf(kernel);
   timer.emplace("lower to LLVM dialect");
   runPasses(m, dump, "lowering to LLVM", [](PassManager &pm) { buildLowerToLLVMPipeline(pm); });
+  // The ABI is in `signature` now. The translation to LLVM IR warns about
+  // every argument attribute it does not know (soma.input, soma.param, ...),
+  // and each warning prints the whole function: quadratic, minutes for
+  // DenseNet-121. Keep only the LLVM dialect's own attributes.
+  m.walk([](LLVM::LLVMFuncOp fn) {
+    for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
+      SmallVector<NamedAttribute> keep;
+      for (NamedAttribute a : fn.getArgAttrDict(i) ? fn.getArgAttrDict(i).getValue() : ArrayRef<NamedAttribute>())
+        if (a.getName().getValue().starts_with("llvm."))
+          keep.push_back(a);
+      fn.setArgAttrs(i, keep);
+    }
+  });
   timer.reset();
-  dump.write("llvm-dialect", printModule(m, false));
+  dump.write("llvm-dialect", [&] { return printModule(m, false); });
   return out;
 }
 

@@ -308,8 +308,8 @@ TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Opti
     m.print(os, flags);
     return os.str();
   };
-  dump.write("built", print(*g.impl()->module));
-  dump.write("train", print(*modules.train));
+  dump.write("built", [&] { return print(*g.impl()->module); });
+  dump.write("train", [&] { return print(*modules.train); });
   DumpConfig trainDump = dump;
   trainDump.stages.erase("built");
   Executable train = jitCompile(*modules.train, trainDump, options.compile.opt_level);

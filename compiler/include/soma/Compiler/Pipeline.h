@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <set>
+#include <functional>
 #include <string>
 
 namespace soma {
@@ -25,6 +26,12 @@ struct DumpConfig {
   bool wants(const std::string &stage) const { return stages.count(stage) > 0; }
   /// Writes `text` to dir/file (creating dir); throws soma::Error on failure.
   void write(const std::string &stage, const std::string &text) const;
+  /// The same with the text made only when the stage is dumped (printing a
+  /// large module costs seconds).
+  void write(const std::string &stage, const std::function<std::string()> &make) const {
+    if (wants(stage))
+      write(stage, make());
+  }
 };
 DumpConfig makeDumpConfig(const CompileOptions &options);
 
