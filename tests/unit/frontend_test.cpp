@@ -323,7 +323,7 @@ TEST(Frontend, DumpsEveryStageThroughTheEnvironment) {
 TEST(Frontend, UnknownDumpStageIsAnError) {
   Graph g = zoo::mlp(4);
   EXPECT_SOMA_ERROR(compile_inference(g, {.dump = "built,frobs", .use_environment = false}),
-                    "unknown dump stage 'frobs'", "built, train, lowered");
+                    "unknown dump stage 'frobs'", "built, train, fused, lowered");
 }
 
 TEST(Frontend, InferenceChecksInputsAndParams) {

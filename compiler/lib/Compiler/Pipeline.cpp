@@ -41,7 +41,7 @@ namespace soma {
 const std::vector<DumpStage> &dump_stages() {
   static const std::vector<DumpStage> stages = {
       {"built", "00-built.mlir"},     {"train", "10-train.mlir"},
-      {"lowered", "30-lowered.mlir"},
+      {"fused", "20-fused.mlir"},     {"lowered", "30-lowered.mlir"},
       {"planned", "35-planned.mlir"}, {"llvm-dialect", "38-llvm-dialect.mlir"},
       {"llvm", "40-module.ll"},       {"asm", "50-module.s"},
   };
@@ -195,17 +195,23 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
   dump.write("built", [&] { return printModule(m, true); });
-  std::optional<StageTimer> timer(std::in_place, "lower to linalg");
-  runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
+  std::optional<StageTimer> timer(std::in_place, "fuse");
+  runPasses(m, dump, "fusion", [&](PassManager &pm) {
     // Mode-dependent ops in the requested form (training steps were
     // expanded for training before they got here), then convolution and
-    // pooling as im2col + matmul / reductions; then simplify.
+    // pooling as im2col + matmul / reductions; then simplify and group
+    // into kernels.
     SomaExpandModesOptions expand;
     expand.training = mode == Mode::train;
     pm.addPass(createSomaExpandModes(expand));
     pm.addPass(createSomaDecompose());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
+    pm.addNestedPass<func::FuncOp>(createSomaFuse());
+  });
+  dump.write("fused", [&] { return printModule(m, true); });
+  timer.emplace("lower to linalg");
+  runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
     pm.addPass(createSomaLowerToLinalg());
     pm.addPass(createCanonicalizerPass());
   });

@@ -1533,3 +1533,38 @@ LogicalResult BatchNormOp::inferReturnTypes(MLIRContext *, std::optional<Locatio
 
 #define GET_OP_CLASSES
 #include "soma/Dialect/SomaOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// Fusion
+//===----------------------------------------------------------------------===//
+
+LogicalResult FusionOp::verify() {
+  Block &body = getBody().front();
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError("has ") << getInputs().size() << " inputs but its body takes "
+                               << body.getNumArguments() << " arguments";
+  for (auto [v, arg] : llvm::zip(getInputs(), body.getArguments()))
+    if (v.getType() != arg.getType())
+      return emitOpError("input of type ") << v.getType() << " is bound to a body argument of type "
+                                           << arg.getType();
+  auto yield = cast<YieldOp>(body.getTerminator());
+  if (yield.getValues().getTypes() != getResultTypes())
+    return emitOpError("yields ") << yield.getValues().getTypes() << " but returns " << getResultTypes();
+  if (getKind() != "elementwise")
+    return emitOpError("has unknown kind '") << getKind() << "' (kinds: elementwise)";
+  if (getNumResults() == 0)
+    return emitOpError("has no results");
+  auto shape = cast<RankedTensorType>(getResult(0).getType()).getShape();
+  for (Operation &op : body.without_terminator()) {
+    bool splat = isa<ConstantOp>(op) && cast<ConstantOp>(op).getValue().isSplat();
+    if (!isElementwise(&op) && !splat)
+      return op.emitOpError("cannot be in an elementwise soma.fusion");
+    if (cast<RankedTensorType>(op.getResult(0).getType()).getShape() != shape && !splat)
+      return op.emitOpError("produces ") << op.getResult(0).getType()
+                                         << ", not the fusion's iteration shape";
+  }
+  for (Type t : getResultTypes())
+    if (cast<RankedTensorType>(t).getShape() != shape)
+      return emitOpError("results differ in shape: ") << getResultTypes();
+  return success();
+}

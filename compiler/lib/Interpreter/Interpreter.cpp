@@ -798,6 +798,23 @@ std::vector<RefTensor> interpretOp(Operation *op, const Operands &operands) {
   for (unsigned i = 0; i < operands.size(); ++i)
     checkMatches("interpreter: " + opName(op) + " operand " + std::to_string(i),
                  op->getOperand(i).getType(), operands[i]);
+  if (auto fusion = dyn_cast<ir::FusionOp>(op)) {
+    // The ops of the group, one after the other, as before fusion.
+    Block &body = fusion.getBody().front();
+    llvm::DenseMap<Value, RefTensor> values;
+    for (unsigned i = 0; i < operands.size(); ++i)
+      values[body.getArgument(i)] = operands[i];
+    for (Operation &inner : body) {
+      Operands ins;
+      for (Value v : inner.getOperands())
+        ins.push_back(values.at(v));
+      if (isa<ir::YieldOp>(inner))
+        return ins;
+      std::vector<RefTensor> results = interpretOp(&inner, ins);
+      values[inner.getResult(0)] = std::move(results[0]);
+    }
+    throw Error("interpreter: soma.fusion without soma.yield");
+  }
   RefTensor result = evaluate(op, operands);
   // The shape rule of SomaOps.cpp and the kernels here were written
   // separately; disagreeing is a bug in one of them.

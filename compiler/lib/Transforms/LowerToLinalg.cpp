@@ -168,11 +168,6 @@ Value emitElementwiseScalar(OpBuilder &b, Location loc, Operation *op,
       .Default([](Operation *) { return Value(); });
 }
 
-bool isElementwise(Operation *op) {
-  return isa<NegOp, ExpOp, LogOp, SqrtOp, AbsOp, TanhOp, SigmoidOp, ReluOp,
-             SoftplusOp, LeakyReluOp, AddOp, SubOp, MulOp, DivOp, PowOp,
-             MaximumOp, MinimumOp, SignOp, StepOp, EqualOp, SiluOp, GeluOp, GeluGradOp, EluOp>(op);
-}
 
 //===----------------------------------------------------------------------===//
 // The lowering of one graph function
@@ -237,6 +232,7 @@ private:
   LogicalResult lowerCol2im(Col2imOp op);
   LogicalResult lowerPad(PadOp op);
   LogicalResult lowerRandomUniform(RandomUniformOp op);
+  LogicalResult lowerFusion(FusionOp op);
   LogicalResult lowerSoftmaxCrossEntropyGrad(SoftmaxCrossEntropyGradOp op);
   /// m[i] = max_j x[i, j] and s[i] = sum_j e^(x[i,j] - m[i]) for logits x.
   std::pair<Value, Value> rowMaxAndSumExp(Location loc, Value x);
@@ -922,9 +918,61 @@ LogicalResult GraphLowering::lowerRandomUniform(RandomUniformOp op) {
   return success();
 }
 
+/// An elementwise soma.fusion: one linalg.generic over the results' shape
+/// that reads every input at its broadcast index, computes the body's ops
+/// as scalars and writes every result.
+LogicalResult GraphLowering::lowerFusion(FusionOp op) {
+  Location loc = op.getLoc();
+  auto shape = cast<RankedTensorType>(op.getResult(0).getType()).getShape();
+  int64_t rank = shape.size();
+  SmallVector<Value> ins, outs;
+  SmallVector<AffineMap> maps;
+  for (Value v : op.getInputs()) {
+    ins.push_back(buffers[v]);
+    maps.push_back(broadcastMap(cast<RankedTensorType>(v.getType()).getShape(), shape, ctx));
+  }
+  for (Value r : op.getResults()) {
+    outs.push_back(resultBuffer(r));
+    maps.push_back(AffineMap::getMultiDimIdentityMap(rank, ctx));
+  }
+  Block &body = op.getBody().front();
+  LogicalResult status = success();
+  b.create<linalg::GenericOp>(
+      loc, ValueRange(ins), ValueRange(outs), maps,
+      SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        DenseMap<Value, Value> scalar;
+        for (unsigned i = 0; i < body.getNumArguments(); ++i)
+          scalar[body.getArgument(i)] = args[i];
+        for (Operation &inner : body.without_terminator()) {
+          if (auto c = dyn_cast<ConstantOp>(inner)) {
+            auto splat = cast<DenseElementsAttr>(c.getValue()).getSplatValue<TypedAttr>();
+            scalar[c.getResult()] = nb.create<arith::ConstantOp>(l, splat);
+            continue;
+          }
+          SmallVector<Value> operands;
+          for (Value v : inner.getOperands())
+            operands.push_back(scalar.lookup(v));
+          Value v = emitElementwiseScalar(nb, l, &inner, operands);
+          if (!v) {
+            status = inner.emitOpError("has no scalar form for a fused kernel");
+            v = operands.front();
+          }
+          scalar[inner.getResult(0)] = v;
+        }
+        SmallVector<Value> yields;
+        for (Value v : body.getTerminator()->getOperands())
+          yields.push_back(scalar.lookup(v));
+        nb.create<linalg::YieldOp>(l, yields);
+      });
+  for (auto [r, o] : llvm::zip(op.getResults(), outs))
+    buffers[r] = o;
+  return status;
+}
+
 LogicalResult GraphLowering::lowerOp(Operation *op) {
   Location loc = op->getLoc();
-  if (isElementwise(op)) {
+  if (ir::isElementwise(op)) {
     SmallVector<Value> ins;
     for (Value v : op->getOperands())
       ins.push_back(buffers[v]);
@@ -1039,6 +1087,7 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       .Case([&](Col2imOp o) { return lowerCol2im(o); })
       .Case([&](PadOp p) { return lowerPad(p); })
       .Case([&](RandomUniformOp r) { return lowerRandomUniform(r); })
+      .Case([&](FusionOp f) { return lowerFusion(f); })
       .Case([&](SoftmaxCrossEntropyGradOp g) { return lowerSoftmaxCrossEntropyGrad(g); })
       .Case([&](SoftmaxOp s) {
         return lowerSoftmax(op, s.getInput(), s.getAxis(), false);
@@ -1063,7 +1112,11 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
 /// True if `op` computes each output element from the same element of every
 /// operand of the output's shape, so that it may write over such an operand.
 static bool writesElementwiseInPlace(Operation *op) {
-  if (!isElementwise(op))
+  // A fused kernel reads every input of the results' shape at the point it
+  // writes (broadcast inputs cannot be an update's target).
+  if (isa<FusionOp>(op))
+    return true;
+  if (!ir::isElementwise(op))
     return false;
   auto outType = cast<RankedTensorType>(op->getResult(0).getType());
   return llvm::all_of(op->getOperandTypes(), [&](Type t) {

@@ -228,6 +228,7 @@ Runs the compilation pipeline and writes the IR of each stage to DIR
 
   00-built.mlir        the graph as built (soma dialect, with source locations)
   10-train.mlir        the training step: forward, backward, update (--train)
+  20-fused.mlir        elementwise chains grouped into soma.fusion kernels
   30-lowered.mlir      linalg/memref kernels in destination-passing style
   35-planned.mlir      every temporary placed in the workspace
   38-llvm-dialect.mlir the LLVM dialect (loops, OpenMP)
@@ -235,7 +236,7 @@ Runs the compilation pipeline and writes the IR of each stage to DIR
   50-module.s          assembly for this machine
 
 options:
-  --stage=STAGES        comma-separated: built, train, lowered, planned, llvm-dialect,
+  --stage=STAGES        comma-separated: built, train, fused, lowered, planned, llvm-dialect,
                         llvm, asm, all (default all)
   --dump-dir DIR        where to write (created if missing)
   --print-ir-after-all  also print the IR after every pass to stderr

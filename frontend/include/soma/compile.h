@@ -34,7 +34,7 @@ enum class Mode {
 /// Options of every compilation. By default the SOMA_DUMP and SOMA_DUMP_DIR
 /// environment variables fill `dump` and `dump_dir`.
 struct CompileOptions {
-  /// Comma-separated stages to dump: built, lowered, planned, llvm-dialect,
+  /// Comma-separated stages to dump: built, fused, lowered, planned, llvm-dialect,
   /// llvm, asm, or all.
   std::string dump;
   /// Where dumps go (created if missing); default "soma-dump".

@@ -493,3 +493,40 @@ func.func @random_shape(%c: tensor<f32>) {
   %0 = soma.random_uniform %c {shape = array<i64: 3, 0>, seed = 1 : i64} : tensor<f32> -> tensor<3x0xf32>
   return
 }
+
+// -----
+
+func.func @fusion_not_elementwise(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
+  %0 = soma.fusion "elementwise"(%a) : (tensor<2x2xf32>) -> tensor<2x2xf32> {
+  ^bb0(%x: tensor<2x2xf32>):
+    // expected-error @+1 {{'soma.matmul' op cannot be in an elementwise soma.fusion}}
+    %1 = soma.matmul %x, %x : (tensor<2x2xf32>, tensor<2x2xf32>) -> tensor<2x2xf32>
+    soma.yield %1 : tensor<2x2xf32>
+  }
+  return %0 : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @fusion_yield(%a: tensor<2xf32>) -> tensor<2xf32> {
+  // expected-error @+1 {{'soma.fusion' op yields}}
+  %0 = soma.fusion "elementwise"(%a) : (tensor<2xf32>) -> tensor<2xf32> {
+  ^bb0(%x: tensor<2xf32>):
+    %1 = soma.exp %x : tensor<2xf32>
+    %2 = soma.reduce_sum %1 {axes = array<i64: 0>} : tensor<2xf32> -> tensor<f32>
+    soma.yield %2 : tensor<f32>
+  }
+  return %0 : tensor<2xf32>
+}
+
+// -----
+
+func.func @fusion_kind(%a: tensor<2xf32>) -> tensor<2xf32> {
+  // expected-error @+1 {{'soma.fusion' op has unknown kind 'loop' (kinds: elementwise)}}
+  %0 = soma.fusion "loop"(%a) : (tensor<2xf32>) -> tensor<2xf32> {
+  ^bb0(%x: tensor<2xf32>):
+    %1 = soma.exp %x : tensor<2xf32>
+    soma.yield %1 : tensor<2xf32>
+  }
+  return %0 : tensor<2xf32>
+}

@@ -634,3 +634,31 @@ func.func @rng(%c: tensor<f32> {soma.input = "c"}) -> (tensor<3x5xf32> {soma.out
   %0 = soma.random_uniform %c {shape = array<i64: 3, 5>, seed = 42 : i64} : tensor<f32> -> tensor<3x5xf32>
   return %0 : tensor<3x5xf32>
 }
+
+// -----
+
+// An elementwise soma.fusion is one linalg.generic: the broadcast input is
+// read through its broadcast map, each result written through the
+// identity; the body is the scalar form of each op in order, and the splat
+// constant becomes an arith.constant.
+// CHECK-LABEL: func.func @fused(
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]} ins(%{{.*}}, %{{.*}} : memref<4x3xf32>, memref<3xf32>) outs(%{{.*}}, %{{.*}} : memref<4x3xf32>, memref<4x3xf32>)
+//  CHECK-NEXT: ^bb0(%[[X:.*]]: f32, %[[B:.*]]: f32, %{{.*}}: f32, %{{.*}}: f32):
+//  CHECK-NEXT:   %[[C:.*]] = arith.constant 2.000000e+00 : f32
+//  CHECK-NEXT:   %[[A:.*]] = arith.addf %[[X]], %[[B]] : f32
+//       CHECK:   %[[R:.*]] = arith.maximumf %[[A]], %{{.*}} : f32
+//       CHECK:   %[[M:.*]] = arith.mulf %[[R]], %[[C]] : f32
+//  CHECK-NEXT:   linalg.yield %[[A]], %[[M]] : f32, f32
+//   CHECK-NOT: linalg.generic
+func.func @fused(%x: tensor<4x3xf32> {soma.input = "x"}, %b: tensor<3xf32> {soma.input = "b"})
+    -> (tensor<4x3xf32> {soma.output = "pre"}, tensor<4x3xf32> {soma.output = "y"}) {
+  %0:2 = soma.fusion "elementwise"(%x, %b) : (tensor<4x3xf32>, tensor<3xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>) {
+  ^bb0(%a0: tensor<4x3xf32>, %a1: tensor<3xf32>):
+    %c = soma.constant dense<2.0> : tensor<f32>
+    %1 = soma.add %a0, %a1 : tensor<4x3xf32>, tensor<3xf32>
+    %2 = soma.relu %1 : tensor<4x3xf32>
+    %3 = soma.mul %2, %c : tensor<4x3xf32>, tensor<f32>
+    soma.yield %1, %3 : tensor<4x3xf32>, tensor<4x3xf32>
+  }
+  return %0#0, %0#1 : tensor<4x3xf32>, tensor<4x3xf32>
+}

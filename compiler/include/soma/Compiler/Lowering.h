@@ -11,9 +11,6 @@ namespace soma {
 /// reaches the grain.
 inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 
-/// True for soma ops computed element by element (with broadcasting).
-bool isElementwise(mlir::Operation *op);
-
 /// Emits the scalar computation of an elementwise soma op on `args` (one f32
 /// per operand) and returns the f32 result.
 mlir::Value emitElementwiseScalar(mlir::OpBuilder &b, mlir::Location loc,

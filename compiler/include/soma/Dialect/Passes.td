@@ -54,6 +54,23 @@ def SomaDecompose : Pass<"soma-decompose", "mlir::ModuleOp"> {
   let dependentDialects = ["::soma::ir::SomaDialect"];
 }
 
+def SomaFuse : Pass<"soma-fuse", "mlir::func::FuncOp"> {
+  let summary = "Group chains of elementwise ops into soma.fusion kernels";
+  let description = [{
+    Walks a graph function in order and puts an op with the Soma_Elementwise
+    trait into the group of one of its operands' producers when both produce
+    the same shape and no op outside the group, placed before it, reads a
+    value of that group (so the group can be computed at the position of
+    its last op). Each group of two or more ops becomes one soma.fusion
+    (kind "elementwise") at the position of its last op: its inputs are the
+    values it reads from outside (splat constants are copied in), its
+    results the values used after it. Forward chains (bias, activation,
+    residual add), their backward chains, and each parameter's optimizer
+    update (penalty, moments, step) each become one loop nest.
+  }];
+  let dependentDialects = ["::soma::ir::SomaDialect"];
+}
+
 def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
   let summary = "Lower soma graphs to linalg/memref kernels in destination-passing style";
   let description = [{

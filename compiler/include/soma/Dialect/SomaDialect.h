@@ -9,6 +9,15 @@
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+namespace soma::ir {
+/// The trait of elementwise ops (Soma_Elementwise in SomaOps.td).
+template <typename ConcreteType>
+class SomaElementwise : public mlir::OpTrait::TraitBase<ConcreteType, SomaElementwise> {};
+/// True for ops with the Soma_Elementwise trait.
+inline bool isElementwise(mlir::Operation *op) { return op->hasTrait<SomaElementwise>(); }
+
+} // namespace soma::ir
+
 #include "soma/Dialect/SomaOpsDialect.h.inc"
 #include "soma/Dialect/SomaInterfaces.h.inc"
 

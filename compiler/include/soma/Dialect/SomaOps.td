@@ -21,6 +21,13 @@ class Soma_DiffOp<string mnemonic, list<Trait> traits = []>
     : Soma_Op<mnemonic, !listconcat(traits,
                                     [DeclareOpInterfaceMethods<Soma_VJPOpInterface>])>;
 
+// Elementwise with numpy broadcasting: each output element is a function of
+// the operands' elements at the broadcast index. soma-fuse groups chains of
+// such ops into one loop nest; the lowering emits their scalar body.
+def Soma_Elementwise : NativeOpTrait<"SomaElementwise"> {
+  let cppNamespace = "::soma::ir";
+}
+
 def Soma_F32Tensor : RankedTensorOf<[F32]>;
 def Soma_LabelTensor : RankedTensorOf<[I32, I64]>;
 def Soma_AnyTensor : RankedTensorOf<[F32, I32, I64]>;
@@ -32,7 +39,7 @@ def Soma_AnyTensor : RankedTensorOf<[F32, I32, I64]>;
 //===----------------------------------------------------------------------===//
 
 class Soma_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
-    : Soma_DiffOp<mnemonic, traits> {
+    : Soma_DiffOp<mnemonic, !listconcat(traits, [Soma_Elementwise])> {
   let summary = "elementwise " # mnemonic # ": " # formula;
   let arguments = (ins Soma_F32Tensor:$input);
   let results = (outs Soma_F32Tensor:$output);
@@ -51,14 +58,14 @@ def Soma_SoftplusOp : Soma_UnaryOp<"softplus", "y = log(1 + e^x), computed stabl
 def Soma_SiluOp : Soma_UnaryOp<"silu", "y = x * sigmoid(x) (swish with beta = 1)">;
 def Soma_GeluOp : Soma_UnaryOp<"gelu", "y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact form">;
 
-def Soma_GeluGradOp : Soma_Op<"gelu_grad"> {
+def Soma_GeluGradOp : Soma_Op<"gelu_grad", [Soma_Elementwise]> {
   let summary = "the derivative of gelu: Phi(x) + x * phi(x) (used by gelu's VJP; not differentiable)";
   let arguments = (ins Soma_F32Tensor:$input);
   let results = (outs Soma_F32Tensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def Soma_EluOp : Soma_DiffOp<"elu"> {
+def Soma_EluOp : Soma_DiffOp<"elu", [Soma_Elementwise]> {
   let summary = "elementwise ELU: y = x if x > 0 else alpha * (e^x - 1)";
   let arguments = (ins Soma_F32Tensor:$input,
                        DefaultValuedAttr<F64Attr, "1.0">:$alpha);
@@ -66,7 +73,7 @@ def Soma_EluOp : Soma_DiffOp<"elu"> {
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def Soma_LeakyReluOp : Soma_DiffOp<"leaky_relu"> {
+def Soma_LeakyReluOp : Soma_DiffOp<"leaky_relu", [Soma_Elementwise]> {
   let summary = "elementwise leaky ReLU: y = x if x > 0 else alpha * x";
   let arguments = (ins Soma_F32Tensor:$input,
                        DefaultValuedAttr<F64Attr, "0.01">:$alpha);
@@ -78,7 +85,7 @@ def Soma_LeakyReluOp : Soma_DiffOp<"leaky_relu"> {
 // Elementwise binary ops with numpy broadcasting (f32)
 //===----------------------------------------------------------------------===//
 
-class Soma_BinaryOp<string mnemonic, string formula> : Soma_DiffOp<mnemonic> {
+class Soma_BinaryOp<string mnemonic, string formula> : Soma_DiffOp<mnemonic, [Soma_Elementwise]> {
   let summary = "elementwise " # mnemonic # " with numpy broadcasting: " # formula;
   let description = [{
     Shapes are aligned at their last dimension; each pair of dimensions must
@@ -255,14 +262,14 @@ def Soma_StopGradientOp : Soma_DiffOp<"stop_gradient"> {
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def Soma_SignOp : Soma_Op<"sign"> {
+def Soma_SignOp : Soma_Op<"sign", [Soma_Elementwise]> {
   let summary = "elementwise sign: -1, 0 or 1 (not differentiable)";
   let arguments = (ins Soma_F32Tensor:$input);
   let results = (outs Soma_F32Tensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def Soma_StepOp : Soma_Op<"step"> {
+def Soma_StepOp : Soma_Op<"step", [Soma_Elementwise]> {
   let summary = "elementwise Heaviside step: 1 if x > 0 else 0 (not differentiable)";
   let arguments = (ins Soma_F32Tensor:$input);
   let results = (outs Soma_F32Tensor:$output);
@@ -304,7 +311,7 @@ def Soma_DropoutOp : Soma_Op<"dropout"> {
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def Soma_EqualOp : Soma_Op<"equal"> {
+def Soma_EqualOp : Soma_Op<"equal", [Soma_Elementwise]> {
   let summary = "elementwise comparison with broadcasting: 1.0 where a == b, else 0.0 (not differentiable)";
   let description = [{
     Operands have the same element type (f32, i32 or i64); the result is f32.
@@ -452,6 +459,36 @@ def Soma_BatchNormOp : Soma_Op<"batch_norm"> {
                        DefaultValuedAttr<F64Attr, "0.1">:$momentum);
   let results = (outs Soma_F32Tensor:$output);
   let assemblyFormat = "$input `,` $scale `,` $shift `,` $running_mean `,` $running_var attr-dict `:` functional-type(operands, results)";
+}
+
+//===----------------------------------------------------------------------===//
+// Fusion
+//===----------------------------------------------------------------------===//
+
+def Soma_FusionOp : Op<Soma_Dialect, "fusion",
+    [Pure, IsolatedFromAbove, SingleBlock]> {
+  let summary = "a group of ops computed as one kernel (made by soma-fuse)";
+  let description = [{
+    The body computes the results from the block arguments, which are the
+    operands. kind = "elementwise": every op of the body is elementwise
+    (numpy broadcasting) or a splat constant, every result has the same
+    shape (the kernel's iteration space) and every op of the body produces
+    that shape, so the group is one loop nest over it: operands are read at
+    their broadcast index and each result is written once per point.
+    Results are the group's values that are used after it (several when
+    intermediate values are needed elsewhere, e.g. by the backward pass).
+  }];
+  let arguments = (ins Variadic<Soma_AnyTensor>:$inputs, StrAttr:$kind);
+  let results = (outs Variadic<Soma_AnyTensor>:$outputs);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = "$kind `(` $inputs `)` attr-dict `:` functional-type($inputs, results) $body";
+  let hasVerifier = 1;
+}
+
+def Soma_YieldOp : Op<Soma_Dialect, "yield", [Pure, Terminator, HasParent<"FusionOp">]> {
+  let summary = "the results of a soma.fusion body";
+  let arguments = (ins Variadic<Soma_AnyTensor>:$values);
+  let assemblyFormat = "$values attr-dict `:` type($values)";
 }
 
 #endif // SOMA_OPS_TD

@@ -1,0 +1,161 @@
+//===- Fuse.cpp - Elementwise fusion into soma.fusion kernels --------------===//
+//
+// A greedy producer-consumer grouping in program order (see the pass
+// description in Passes.td). The rule of what may join a group is the
+// Soma_Elementwise trait on the ops; the policy is "join the producer's
+// group when the shapes agree and the group can still be placed at its
+// last op".
+//
+//===----------------------------------------------------------------------===//
+
+#include "soma/Dialect/Passes.h"
+#include "soma/Dialect/SomaDialect.h"
+
+#include "mlir/IR/IRMapping.h"
+
+#include <memory>
+
+namespace soma {
+#define GEN_PASS_DEF_SOMAFUSE
+#include "soma/Dialect/Passes.h.inc"
+} // namespace soma
+
+using namespace mlir;
+using namespace soma::ir;
+
+namespace soma {
+namespace {
+
+struct Group {
+  SmallVector<Operation *> ops;
+  llvm::SmallPtrSet<Operation *, 16> members;
+  ArrayRef<int64_t> shape;
+};
+
+ArrayRef<int64_t> shapeOf(Value v) { return cast<RankedTensorType>(v.getType()).getShape(); }
+
+bool isSplatConstant(Operation *op) {
+  auto c = dyn_cast_or_null<ConstantOp>(op);
+  return c && isa<DenseElementsAttr>(c.getValue()) && cast<DenseElementsAttr>(c.getValue()).isSplat();
+}
+
+/// `op` may join the union of `groups` if nothing outside it that runs
+/// before op reads one of its values: the fused kernel is placed where its
+/// last op was.
+bool canJoin(ArrayRef<Group *> groups, Operation *op) {
+  auto inside = [&](Operation *u) {
+    return llvm::any_of(groups, [&](Group *g) { return g->members.contains(u); });
+  };
+  for (Group *g : groups)
+    for (Operation *m : g->ops)
+      for (Operation *user : m->getResult(0).getUsers())
+        if (user != op && !inside(user) && user->isBeforeInBlock(op))
+          return false;
+  return true;
+}
+
+void buildFusion(Group &g) {
+  Operation *last = g.ops.back();
+  OpBuilder b(last);
+  SmallVector<Value> inputs;
+  llvm::SmallDenseMap<Value, unsigned> inputIndex;
+  SmallVector<Operation *> constants;
+  llvm::SmallPtrSet<Operation *, 4> constantSet;
+  for (Operation *m : g.ops)
+    for (Value v : m->getOperands()) {
+      Operation *def = v.getDefiningOp();
+      if (def && g.members.contains(def))
+        continue;
+      if (isSplatConstant(def)) {
+        if (constantSet.insert(def).second)
+          constants.push_back(def);
+        continue;
+      }
+      if (inputIndex.try_emplace(v, inputs.size()).second)
+        inputs.push_back(v);
+    }
+  SmallVector<Value> outputs;
+  for (Operation *m : g.ops)
+    if (llvm::any_of(m->getResult(0).getUsers(), [&](Operation *u) { return !g.members.contains(u); }))
+      outputs.push_back(m->getResult(0));
+
+  SmallVector<Type> resultTypes;
+  for (Value v : outputs)
+    resultTypes.push_back(v.getType());
+  auto fusion = b.create<FusionOp>(last->getLoc(), resultTypes, inputs, b.getStringAttr("elementwise"));
+  Block *body = b.createBlock(&fusion.getBody());
+  IRMapping map;
+  for (Value v : inputs)
+    map.map(v, body->addArgument(v.getType(), v.getLoc()));
+  OpBuilder inner = OpBuilder::atBlockEnd(body);
+  for (Operation *c : constants)
+    inner.clone(*c, map);
+  for (Operation *m : g.ops)
+    inner.clone(*m, map);
+  SmallVector<Value> yields;
+  for (Value v : outputs)
+    yields.push_back(map.lookup(v));
+  inner.create<YieldOp>(last->getLoc(), yields);
+  for (auto [v, r] : llvm::zip(outputs, fusion.getResults()))
+    v.replaceUsesWithIf(r, [&](OpOperand &use) { return !g.members.contains(use.getOwner()); });
+  for (Operation *m : llvm::reverse(g.ops))
+    m->erase();
+  for (Operation *c : constants)
+    if (c->use_empty())
+      c->erase();
+}
+
+struct SomaFusePass : impl::SomaFuseBase<SomaFusePass> {
+  void runOnOperation() override {
+    func::FuncOp fn = getOperation();
+    if (fn.isDeclaration() || fn->hasAttr("soma.kernel"))
+      return;
+    std::vector<std::unique_ptr<Group>> groups;
+    DenseMap<Operation *, Group *> groupOf;
+    for (Operation &op : fn.getBody().front().without_terminator()) {
+      if (!isElementwise(&op))
+        continue;
+      ArrayRef<int64_t> shape = shapeOf(op.getResult(0));
+      // The groups of same-shape producers that op can join together
+      // (several: a consumer of two chains, such as an optimizer update
+      // reading both moments, merges them into one kernel).
+      SmallVector<Group *> chosen;
+      for (Value v : op.getOperands()) {
+        auto it = groupOf.find(v.getDefiningOp());
+        if (it == groupOf.end() || it->second->shape != shape || llvm::is_contained(chosen, it->second))
+          continue;
+        SmallVector<Group *> tentative(chosen);
+        tentative.push_back(it->second);
+        if (canJoin(tentative, &op))
+          chosen = std::move(tentative);
+      }
+      Group *target = chosen.empty() ? nullptr : chosen.front();
+      for (size_t k = 1; k < chosen.size(); ++k) {
+        Group *other = chosen[k];
+        for (Operation *m : other->ops) {
+          target->ops.push_back(m);
+          target->members.insert(m);
+          groupOf[m] = target;
+        }
+        other->ops.clear();
+        other->members.clear();
+      }
+      if (chosen.size() > 1)
+        llvm::sort(target->ops, [](Operation *a, Operation *b) { return a->isBeforeInBlock(b); });
+      if (!target) {
+        groups.push_back(std::make_unique<Group>());
+        target = groups.back().get();
+        target->shape = shape;
+      }
+      target->ops.push_back(&op);
+      target->members.insert(&op);
+      groupOf[&op] = target;
+    }
+    for (auto &g : groups)
+      if (g->ops.size() >= 2)
+        buildFusion(*g);
+  }
+};
+
+} // namespace
+} // namespace soma

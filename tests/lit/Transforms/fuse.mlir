@@ -1,0 +1,110 @@
+// RUN: soma-opt %s -split-input-file -soma-fuse | FileCheck %s
+
+// A chain: bias add (broadcast input), ReLU, scale by a splat constant.
+// One kernel; the constant is copied in; only the last value leaves it.
+// CHECK-LABEL: func.func @chain(
+//  CHECK-NEXT: %[[F:.*]] = soma.fusion "elementwise"(%arg0, %arg1) : (tensor<4x3xf32>, tensor<3xf32>) -> tensor<4x3xf32> {
+//  CHECK-NEXT: ^bb0(%[[X:.*]]: tensor<4x3xf32>, %[[B:.*]]: tensor<3xf32>):
+//  CHECK-NEXT:   %[[C:.*]] = soma.constant dense<2.000000e+00> : tensor<f32>
+//  CHECK-NEXT:   %[[A:.*]] = soma.add %[[X]], %[[B]]
+//  CHECK-NEXT:   %[[R:.*]] = soma.relu %[[A]]
+//  CHECK-NEXT:   %[[M:.*]] = soma.mul %[[R]], %[[C]]
+//  CHECK-NEXT:   soma.yield %[[M]] : tensor<4x3xf32>
+//  CHECK-NEXT: }
+//  CHECK-NEXT: return %[[F]]
+func.func @chain(%x: tensor<4x3xf32>, %b: tensor<3xf32>) -> tensor<4x3xf32> {
+  %c = soma.constant dense<2.0> : tensor<f32>
+  %0 = soma.add %x, %b : tensor<4x3xf32>, tensor<3xf32>
+  %1 = soma.relu %0 : tensor<4x3xf32>
+  %2 = soma.mul %1, %c : tensor<4x3xf32>, tensor<f32>
+  return %2 : tensor<4x3xf32>
+}
+
+// -----
+
+// An intermediate value used after the group (as the backward pass uses
+// the pre-activation) becomes a second result.
+// CHECK-LABEL: func.func @multi_output(
+//       CHECK: %[[F:.*]]:2 = soma.fusion "elementwise"(%arg0, %arg1) : (tensor<8xf32>, tensor<8xf32>) -> (tensor<8xf32>, tensor<8xf32>)
+//       CHECK:   soma.yield %{{.*}}, %{{.*}} : tensor<8xf32>, tensor<8xf32>
+//       CHECK: %[[S:.*]] = soma.reduce_sum %[[F]]#0
+//       CHECK: return %[[F]]#1, %[[S]]
+func.func @multi_output(%x: tensor<8xf32>, %y: tensor<8xf32>) -> (tensor<8xf32>, tensor<f32>) {
+  %0 = soma.add %x, %y : tensor<8xf32>, tensor<8xf32>
+  %1 = soma.tanh %0 : tensor<8xf32>
+  %2 = soma.reduce_sum %0 {axes = array<i64: 0>} : tensor<8xf32> -> tensor<f32>
+  return %1, %2 : tensor<8xf32>, tensor<f32>
+}
+
+// -----
+
+// Not fusable: the reduction reads exp(x) before the multiplication that
+// needs the reduction's result (softmax's shape), so no single position
+// can compute both elementwise ops.
+// CHECK-LABEL: func.func @blocked(
+//   CHECK-NOT: soma.fusion
+//       CHECK: soma.exp
+//       CHECK: soma.reduce_sum
+//       CHECK: soma.div
+func.func @blocked(%x: tensor<8xf32>) -> tensor<8xf32> {
+  %0 = soma.exp %x : tensor<8xf32>
+  %1 = soma.reduce_sum %0 {axes = array<i64: 0>} : tensor<8xf32> -> tensor<f32>
+  %2 = soma.div %0, %1 : tensor<8xf32>, tensor<f32>
+  return %2 : tensor<8xf32>
+}
+
+// -----
+
+// Different shapes are different kernels: the [4] chain and the [] chain
+// each become one fusion; the [4, 2] op reads the [4] result.
+// CHECK-LABEL: func.func @shapes(
+//       CHECK: %[[V:.*]] = soma.fusion "elementwise"(%arg0) : (tensor<4xf32>) -> tensor<4xf32>
+//       CHECK: %[[S:.*]] = soma.fusion "elementwise"(%arg1) : (tensor<f32>) -> tensor<f32>
+//       CHECK: soma.reshape %[[V]]
+//       CHECK: soma.mul
+//   CHECK-NOT: soma.fusion
+func.func @shapes(%v: tensor<4xf32>, %s: tensor<f32>, %m: tensor<4x2xf32>) -> (tensor<4x2xf32>, tensor<f32>) {
+  %0 = soma.exp %v : tensor<4xf32>
+  %1 = soma.neg %0 : tensor<4xf32>
+  %2 = soma.sqrt %s : tensor<f32>
+  %3 = soma.log %2 : tensor<f32>
+  %4 = soma.reshape %1 {shape = array<i64: 4, 1>} : tensor<4xf32> -> tensor<4x1xf32>
+  %5 = soma.mul %m, %4 : tensor<4x2xf32>, tensor<4x1xf32>
+  return %5, %3 : tensor<4x2xf32>, tensor<f32>
+}
+
+// -----
+
+// Two chains that meet (an Adam-like update: both moments, then the step)
+// merge into one kernel with the three new values as results.
+// CHECK-LABEL: func.func @update(
+//       CHECK: %[[F:.*]]:3 = soma.fusion "elementwise"(%arg1, %arg0, %arg2, %arg3) : (tensor<16xf32>, tensor<16xf32>, tensor<16xf32>, tensor<16xf32>) -> (tensor<16xf32>, tensor<16xf32>, tensor<16xf32>)
+//   CHECK-NOT: soma.fusion
+//       CHECK: return %[[F]]#0, %[[F]]#1, %[[F]]#2
+func.func @update(%g: tensor<16xf32>, %m: tensor<16xf32>, %v: tensor<16xf32>, %w: tensor<16xf32>)
+    -> (tensor<16xf32>, tensor<16xf32>, tensor<16xf32>) {
+  %b1 = soma.constant dense<0.9> : tensor<f32>
+  %b2 = soma.constant dense<0.999> : tensor<f32>
+  %0 = soma.mul %b1, %m : tensor<f32>, tensor<16xf32>
+  %1 = soma.add %0, %g : tensor<16xf32>, tensor<16xf32>
+  %2 = soma.mul %g, %g : tensor<16xf32>, tensor<16xf32>
+  %3 = soma.mul %b2, %v : tensor<f32>, tensor<16xf32>
+  %4 = soma.add %3, %2 : tensor<16xf32>, tensor<16xf32>
+  %5 = soma.sqrt %4 : tensor<16xf32>
+  %6 = soma.div %1, %5 : tensor<16xf32>, tensor<16xf32>
+  %7 = soma.sub %w, %6 : tensor<16xf32>, tensor<16xf32>
+  return %1, %4, %7 : tensor<16xf32>, tensor<16xf32>, tensor<16xf32>
+}
+
+// -----
+
+// Ops that are not elementwise are never in a group; a lone elementwise op
+// stays as it is.
+// CHECK-LABEL: func.func @lonely(
+//   CHECK-NOT: soma.fusion
+func.func @lonely(%a: tensor<2x3xf32>, %b: tensor<3x4xf32>) -> tensor<2x4xf32> {
+  %0 = soma.matmul %a, %b : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
+  %1 = soma.relu %0 : tensor<2x4xf32>
+  %2 = soma.matmul %1, %b {transpose_b = true} : (tensor<2x4xf32>, tensor<3x4xf32>) -> tensor<2x3xf32>
+  return %1 : tensor<2x4xf32>
+}
