@@ -401,3 +401,16 @@ TEST_F(Cli, TrainWithAugmentation) {
 }
 
 } // namespace
+
+namespace {
+
+TEST_F(Cli, CompileReport) {
+  Result r = soma("compile mlp --batch 8 --emit obj -o " + path("o") + " --report", *dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("function mlp: 8 ops before fusion, 6 kernels after"));
+  EXPECT_THAT(r.out, HasSubstr("fusion(add,relu)"));
+  EXPECT_THAT(r.out, HasSubstr("memory: arena"));
+  EXPECT_THAT(r.out, HasSubstr("compile time:"));
+}
+
+} // namespace

@@ -103,3 +103,34 @@ TEST(Fusion, TrainingStepsWithFusedUpdatesMatchUnfusedArithmetic) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(CompileReportTest, CountsKernelsBytesAndMemory) {
+  Graph g = zoo::mlp(64);
+  CompileReport report;
+  compile_inference(g, {.report = &report, .use_environment = false});
+  ASSERT_EQ(report.functions.size(), 1u);
+  const CompileReport::Function &f = report.functions[0];
+  EXPECT_EQ(f.name, "mlp");
+  // matmul, add, relu three times over, minus the last relu: 8 ops; the
+  // two hidden bias + ReLU pairs fuse, leaving 6 kernels.
+  EXPECT_EQ(f.ops_before_fusion, 8);
+  ASSERT_EQ(f.kernels.size(), 6u);
+  EXPECT_EQ(f.kernels[0].name, "matmul");
+  EXPECT_EQ(f.kernels[0].bytes_read, (64 * 784 + 784 * 256) * 4);
+  EXPECT_EQ(f.kernels[0].bytes_written, 64 * 256 * 4);
+  EXPECT_EQ(f.kernels[1].name, "fusion(add,relu)");
+  EXPECT_EQ(f.kernels[1].bytes_read, (64 * 256 + 256) * 4);
+  EXPECT_EQ(f.kernels[1].bytes_written, 64 * 256 * 4);
+  EXPECT_GE(f.arena_bytes, f.lower_bound_bytes);
+  EXPECT_GE(f.no_reuse_bytes, f.arena_bytes);
+  EXPECT_GT(f.lower_bound_bytes, 0);
+  EXPECT_FALSE(report.stage_seconds.empty());
+  std::string text = report.str();
+  EXPECT_THAT(text, ::testing::HasSubstr("function mlp: 8 ops before fusion, 6 kernels after"));
+  EXPECT_THAT(text, ::testing::HasSubstr("lower bound"));
+  EXPECT_THAT(text, ::testing::HasSubstr("optimize LLVM IR"));
+}
+
+} // namespace

@@ -13,6 +13,47 @@ namespace soma {
 // Inference
 //===----------------------------------------------------------------------===//
 
+std::string CompileReport::str() const {
+  auto kb = [](int64_t b) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024.0);
+    return std::string(buf);
+  };
+  std::string out;
+  char line[512];
+  for (const Function &f : functions) {
+    std::snprintf(line, sizeof line, "function %s: %lld ops before fusion, %zu kernels after\n", f.name.c_str(),
+                  static_cast<long long>(f.ops_before_fusion), f.kernels.size());
+    out += line;
+    std::snprintf(line, sizeof line, "  %-44s %12s %12s\n", "kernel", "reads", "writes");
+    out += line;
+    int64_t reads = 0, writes = 0;
+    for (const Kernel &k : f.kernels) {
+      std::snprintf(line, sizeof line, "  %-44s %12s %12s\n", k.name.c_str(), kb(k.bytes_read).c_str(),
+                    kb(k.bytes_written).c_str());
+      out += line;
+      reads += k.bytes_read;
+      writes += k.bytes_written;
+    }
+    std::snprintf(line, sizeof line, "  %-44s %12s %12s\n", "total", kb(reads).c_str(), kb(writes).c_str());
+    out += line;
+    double ratio = f.lower_bound_bytes > 0 ? static_cast<double>(f.arena_bytes) / static_cast<double>(f.lower_bound_bytes) : 1.0;
+    std::snprintf(line, sizeof line,
+                  "  memory: arena %s for %lld temporaries; lower bound %s (arena / bound %.3f); without reuse %s\n",
+                  kb(f.arena_bytes).c_str(), static_cast<long long>(f.buffers), kb(f.lower_bound_bytes).c_str(), ratio,
+                  kb(f.no_reuse_bytes).c_str());
+    out += line;
+  }
+  if (!stage_seconds.empty()) {
+    out += "compile time:\n";
+    for (const auto &[stage, sec] : stage_seconds) {
+      std::snprintf(line, sizeof line, "  %-24s %9.1f ms\n", stage.c_str(), sec * 1000.0);
+      out += line;
+    }
+  }
+  return out;
+}
+
 Inference::Inference(Executable exe, NamedArrays params) : exe_(std::move(exe)) {
   set_params(params);
   const Signature &sig = exe_.signature();

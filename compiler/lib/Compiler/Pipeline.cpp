@@ -61,6 +61,7 @@ DumpConfig makeDumpConfig(const CompileOptions &options) {
   }
   cfg.dir = dir.empty() ? "soma-dump" : dir;
   cfg.printIrAfterAll = options.print_ir_after_all;
+  cfg.report = options.report;
   std::stringstream ss(list);
   std::string item;
   while (std::getline(ss, item, ',')) {
@@ -113,22 +114,115 @@ static std::string printModule(ModuleOp m, bool debugInfo) {
 
 namespace {
 /// Prints the time of each compilation stage to stderr when SOMA_TIME is
-/// set (SOMA_TIME=1).
+/// set (SOMA_TIME=1), and records it in the report if there is one.
 struct StageTimer {
   const char *stage;
+  CompileReport *report;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-  explicit StageTimer(const char *stage) : stage(stage) {}
+  StageTimer(const char *stage, CompileReport *report) : stage(stage), report(report) {}
   ~StageTimer() {
     static const bool enabled = [] {
       const char *v = std::getenv("SOMA_TIME");
       return v && *v && std::string(v) != "0";
     }();
-    if (!enabled)
-      return;
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "soma: %-22s %8.1f ms\n", stage, ms);
+    if (report)
+      report->stage_seconds.push_back({stage, ms / 1000.0});
+    if (enabled)
+      std::fprintf(stderr, "soma: %-22s %8.1f ms\n", stage, ms);
   }
 };
+
+int64_t tensorBytes(Type t) {
+  auto rt = cast<RankedTensorType>(t);
+  return rt.getNumElements() * ((rt.getElementTypeBitWidth() + 7) / 8);
+}
+
+/// Top-level soma ops of each graph function, for the report.
+void countOps(ModuleOp m, CompileReport *report) {
+  for (auto fn : m.getOps<func::FuncOp>()) {
+    if (fn.isDeclaration() || fn->hasAttr("soma.kernel"))
+      continue;
+    CompileReport::Function f;
+    f.name = fn.getSymName().str();
+    for (Operation &op : fn.getBody().front().without_terminator())
+      if (!isa<ir::ConstantOp>(op))
+        ++f.ops_before_fusion;
+    report->functions.push_back(f);
+  }
+}
+
+/// The kernels of each graph function after fusion: every op that computes
+/// (views and constants do not).
+void listKernels(ModuleOp m, CompileReport *report) {
+  for (auto fn : m.getOps<func::FuncOp>()) {
+    if (fn.isDeclaration() || fn->hasAttr("soma.kernel"))
+      continue;
+    CompileReport::Function *f = nullptr;
+    for (auto &g : report->functions)
+      if (g.name == fn.getSymName())
+        f = &g;
+    if (!f)
+      continue;
+    for (Operation &op : fn.getBody().front().without_terminator()) {
+      if (isa<ir::ConstantOp, ir::ReshapeOp, ir::StopGradientOp>(op))
+        continue;
+      CompileReport::Kernel k;
+      k.name = op.getName().stripDialect().str();
+      if (auto fusion = dyn_cast<ir::FusionOp>(op)) {
+        std::vector<std::string> names;
+        for (Operation &inner : fusion.getBody().front().without_terminator())
+          if (!isa<ir::ConstantOp>(inner))
+            names.push_back(inner.getName().stripDialect().str());
+        k.name = "fusion(";
+        if (names.size() > 6) {
+          k.name += std::to_string(names.size()) + " ops: " + names[0] + ", ..., " + names.back();
+        } else {
+          for (size_t i = 0; i < names.size(); ++i)
+            k.name += (i ? "," : "") + names[i];
+        }
+        k.name += ")";
+      }
+      llvm::SmallPtrSet<Value, 8> seen;
+      for (Value v : op.getOperands())
+        if (seen.insert(v).second)
+          k.bytes_read += tensorBytes(v.getType());
+      for (Type t : op.getResultTypes())
+        k.bytes_written += tensorBytes(t);
+      f->kernels.push_back(k);
+    }
+  }
+}
+
+/// Arena, lower bound and no-reuse total from a planned kernel's
+/// soma.memory_plan ([offset, bytes, first, last] per buffer).
+void memoryNumbers(func::FuncOp kernel, CompileReport *report) {
+  std::string graph = kernel.getSymName().str();
+  CompileReport::Function *f = nullptr;
+  for (auto &g : report->functions)
+    if (g.name == graph)
+      f = &g;
+  if (!f)
+    return;
+  if (auto ws = kernel->getAttrOfType<IntegerAttr>("soma.workspace_bytes"))
+    f->arena_bytes = ws.getInt();
+  auto plan = kernel->getAttrOfType<ArrayAttr>("soma.memory_plan");
+  if (!plan)
+    return;
+  std::map<int64_t, int64_t> delta; // position -> change of live bytes
+  for (Attribute a : plan) {
+    auto v = cast<DenseI64ArrayAttr>(a).asArrayRef();
+    f->no_reuse_bytes += (v[1] + 63) / 64 * 64;
+    delta[v[2]] += v[1];
+    delta[v[3] + 1] -= v[1];
+    ++f->buffers;
+  }
+  int64_t live = 0;
+  for (auto [pos, d] : delta) {
+    live += d;
+    f->lower_bound_bytes = std::max(f->lower_bound_bytes, live);
+  }
+}
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -195,8 +289,8 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
   dump.write("built", [&] { return printModule(m, true); });
-  std::optional<StageTimer> timer(std::in_place, "fuse");
-  runPasses(m, dump, "fusion", [&](PassManager &pm) {
+  std::optional<StageTimer> timer(std::in_place, "simplify and fuse", dump.report);
+  runPasses(m, dump, "simplification", [&](PassManager &pm) {
     // Mode-dependent ops in the requested form (training steps were
     // expanded for training before they got here), then convolution and
     // pooling as im2col + matmul / reductions; then simplify and group
@@ -207,16 +301,20 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
     pm.addPass(createSomaDecompose());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
-    pm.addNestedPass<func::FuncOp>(createSomaFuse());
   });
+  if (dump.report)
+    countOps(m, dump.report);
+  runPasses(m, dump, "fusion", [&](PassManager &pm) { pm.addNestedPass<func::FuncOp>(createSomaFuse()); });
+  if (dump.report)
+    listKernels(m, dump.report);
   dump.write("fused", [&] { return printModule(m, true); });
-  timer.emplace("lower to linalg");
+  timer.emplace("lower to linalg", dump.report);
   runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
     pm.addPass(createSomaLowerToLinalg());
     pm.addPass(createCanonicalizerPass());
   });
   dump.write("lowered", [&] { return printModule(m, false); });
-  timer.emplace("plan memory");
+  timer.emplace("plan memory", dump.report);
   runPasses(m, dump, "memory planning", [](PassManager &pm) {
     pm.addNestedPass<func::FuncOp>(createSomaPlanMemory());
   });
@@ -228,7 +326,9 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
   if (!kernel)
     throw Error("lowering produced no kernel function");
   out.signature = signatureOf(kernel);
-  timer.emplace("lower to LLVM dialect");
+  if (dump.report)
+    memoryNumbers(kernel, dump.report);
+  timer.emplace("lower to LLVM dialect", dump.report);
   runPasses(m, dump, "lowering to LLVM", [](PassManager &pm) { buildLowerToLLVMPipeline(pm); });
   // The ABI is in `signature` now. The translation to LLVM IR warns about
   // every argument attribute it does not know (soma.input, soma.param, ...),
@@ -325,7 +425,7 @@ std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
                                                    llvm::TargetMachine &tm, int optLevel,
                                                    const DumpConfig &dump) {
   std::unique_ptr<llvm::Module> module;
-  std::optional<StageTimer> timer(std::in_place, "translate to LLVM IR");
+  std::optional<StageTimer> timer(std::in_place, "translate to LLVM IR", dump.report);
   {
     DiagnosticCollector diags(llvmDialect.getContext());
     module = translateModuleToLLVMIR(llvmDialect, ctx);
@@ -334,7 +434,7 @@ std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
   }
   module->setTargetTriple(tm.getTargetTriple().str());
   module->setDataLayout(tm.createDataLayout());
-  timer.emplace("optimize LLVM IR");
+  timer.emplace("optimize LLVM IR", dump.report);
   auto optimize = makeOptimizingTransformer(optLevel, 0, &tm);
   if (llvm::Error err = optimize(module.get()))
     throw Error("LLVM optimisation failed: " + llvm::toString(std::move(err)));
@@ -375,7 +475,7 @@ Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel
   eo.jitCodeGenOptLevel = codeGenLevel(options.opt_level);
   llvm::SmallVector<llvm::StringRef, 1> libs{SOMA_OMP_LIB};
   eo.sharedLibPaths = libs;
-  StageTimer codegen("JIT (incl. LLVM IR)");
+  StageTimer codegen("JIT (incl. LLVM IR)", dump.report);
   auto engine = ExecutionEngine::create(*lowered.module, eo);
   if (!engine)
     throw Error("JIT compilation failed: " + llvm::toString(engine.takeError()));

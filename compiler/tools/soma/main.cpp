@@ -157,6 +157,9 @@ options:
   --cpu CPU           target CPU: host (default) or an LLVM name (x86-64-v3)
   --batch N, --seed S when MODEL is a zoo name
   --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
+  --report            print what the compilation did: per function the ops
+                      before fusion, the kernels after (bytes each reads and
+                      writes), the memory plan and the time of each stage
   --help              show this help
 
 The object exports void NAME(inputs..., params..., outputs..., workspace);
@@ -183,6 +186,9 @@ options:
                       differentiates the training form.
   --batch N, --seed S when MODEL is a zoo name
   --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
+  --report            print what the compilation did: per function the ops
+                      before fusion, the kernels after (bytes each reads and
+                      writes), the memory plan and the time of each stage
   --help              show this help
 )";
 
@@ -218,6 +224,9 @@ options:
                       10 degrees, add N(0, 0.1^2); models with image inputs)
   --no-progress       no progress bar (summary lines only)
   --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
+  --report            print what the compilation did: per function the ops
+                      before fusion, the kernels after (bytes each reads and
+                      writes), the memory plan and the time of each stage
   --help              show this help
 )";
 
@@ -281,8 +290,13 @@ soma::Graph loadTrainable(const Args &args) {
                                    static_cast<uint64_t>(args.integer("seed", 0)));
 }
 
+/// Filled by every compilation of a command run with --report.
+soma::CompileReport gReport;
+
 soma::CompileOptions compileOptions(const Args &args) {
   soma::CompileOptions o;
+  if (args.has("report"))
+    o.report = &gReport;
   o.dump = args.get("dump");
   o.dump_dir = args.get("dump-dir");
   o.print_ir_after_all = args.has("print-ir-after-all");
@@ -308,6 +322,7 @@ std::map<std::string, bool> withCommon(std::map<std::string, bool> m) {
   m["dump"] = true;
   m["dump-dir"] = true;
   m["print-ir-after-all"] = false;
+  m["report"] = false;
   return m;
 }
 
@@ -657,7 +672,10 @@ int main(int argc, char **argv) {
       std::fputs(it->second.help, stdout);
       return 0;
     }
-    return it->second.run(args);
+    int code = it->second.run(args);
+    if (args.has("report") && code == 0)
+      std::fputs(gReport.str().c_str(), stdout);
+    return code;
   } catch (const UsageError &e) {
     std::fprintf(stderr, "soma %s: error: %s (see 'soma %s --help')\n", command.c_str(), e.what(),
                  command.c_str());

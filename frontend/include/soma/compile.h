@@ -31,6 +31,33 @@ enum class Mode {
   train,
 };
 
+/// What a compilation did, for `soma compile --report` and tests: per graph
+/// function the ops before fusion and the kernels after (with the bytes
+/// each reads and writes), the memory plan, and the time of each stage.
+struct CompileReport {
+  struct Kernel {
+    std::string name;     // "matmul", "fusion(add,relu)", ...
+    int64_t bytes_read = 0;
+    int64_t bytes_written = 0;
+  };
+  struct Function {
+    std::string name;
+    int64_t ops_before_fusion = 0;
+    std::vector<Kernel> kernels;
+    /// The workspace arena, the largest set of simultaneously live
+    /// temporaries (a lower bound for any plan), and the sum of all
+    /// temporaries (no reuse at all).
+    int64_t arena_bytes = 0, lower_bound_bytes = 0, no_reuse_bytes = 0;
+    int64_t buffers = 0;
+  };
+  std::vector<Function> functions;
+  /// Stage name and seconds, in order (a training step lists its stages
+  /// and then those of its evaluation function).
+  std::vector<std::pair<std::string, double>> stage_seconds;
+  /// Everything above as text.
+  std::string str() const;
+};
+
 /// Options of every compilation. By default the SOMA_DUMP and SOMA_DUMP_DIR
 /// environment variables fill `dump` and `dump_dir`.
 struct CompileOptions {
@@ -45,6 +72,8 @@ struct CompileOptions {
   int opt_level = 3;
   /// The form of batch_norm and dropout (compile_inference, compile_aot).
   Mode mode = Mode::eval;
+  /// Filled with what the compilation did when not null (appended to).
+  CompileReport *report = nullptr;
   /// Read SOMA_DUMP / SOMA_DUMP_DIR when dump / dump_dir are empty.
   bool use_environment = true;
 };

@@ -23,6 +23,8 @@ struct DumpConfig {
   std::set<std::string> stages;
   std::string dir;
   bool printIrAfterAll = false;
+  /// Receives the report of the compilation when not null.
+  CompileReport *report = nullptr;
   bool wants(const std::string &stage) const { return stages.count(stage) > 0; }
   /// Writes `text` to dir/file (creating dir); throws soma::Error on failure.
   void write(const std::string &stage, const std::string &text) const;
