@@ -187,6 +187,12 @@ TEST_F(Cli, DumpWritesEveryStage) {
   EXPECT_THAT(slurp(path("ir/30-lowered.mlir")), HasSubstr("linalg.generic"));
   EXPECT_THAT(slurp(path("ir/35-planned.mlir")), HasSubstr("memref.view"));
   EXPECT_THAT(slurp(path("ir/50-module.s")), HasSubstr("mlp:"));
+  EXPECT_THAT(slurp(path("ir/20-fused.mlir")), HasSubstr("soma.fusion \"elementwise\""));
+  std::string plan = slurp(path("tir/memory-plan.txt"));
+  EXPECT_THAT(plan, HasSubstr("lower bound (largest live set):"));
+  EXPECT_THAT(plan, HasSubstr("made at"));
+  EXPECT_THAT(plan, HasSubstr("mlp.cpp:")); // buffers name the zoo's source lines
+  EXPECT_THAT(slurp(path("tir/memory-plan.svg")), HasSubstr("<svg"));
   Result some = soma("dump mlp --stage=built,asm --dump-dir " + path("two"), *dir);
   ASSERT_EQ(some.code, 0);
   // Only the files written by this run are reported, even over old dumps.

@@ -8,6 +8,7 @@
 #include "soma/io.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/Verifier.h"
@@ -42,7 +43,8 @@ const std::vector<DumpStage> &dump_stages() {
   static const std::vector<DumpStage> stages = {
       {"built", "00-built.mlir"},     {"train", "10-train.mlir"},
       {"fused", "20-fused.mlir"},     {"lowered", "30-lowered.mlir"},
-      {"planned", "35-planned.mlir"}, {"llvm-dialect", "38-llvm-dialect.mlir"},
+      {"planned", "35-planned.mlir"}, {"memory-plan", "memory-plan.txt"},
+      {"memory-picture", "memory-plan.svg"}, {"llvm-dialect", "38-llvm-dialect.mlir"},
       {"llvm", "40-module.ll"},       {"asm", "50-module.s"},
   };
   return stages;
@@ -194,6 +196,99 @@ void listKernels(ModuleOp m, CompileReport *report) {
   }
 }
 
+void memoryNumbers(func::FuncOp kernel, CompileReport *report);
+
+/// One planned buffer: [offset, bytes, first, last] and where it came from.
+struct PlannedBuffer {
+  int64_t offset, bytes, first, last;
+  std::string origin;
+};
+
+std::vector<PlannedBuffer> plannedBuffers(func::FuncOp kernel) {
+  std::vector<PlannedBuffer> out;
+  auto plan = kernel->getAttrOfType<ArrayAttr>("soma.memory_plan");
+  if (!plan)
+    return out;
+  // soma-plan-memory replaced the allocations, in order, by views of the
+  // workspace that keep their locations (the soma op's source line).
+  BlockArgument ws = kernel.getArgument(kernel.getNumArguments() - 1);
+  SmallVector<Location> locs;
+  for (Operation &op : kernel.getBody().front())
+    if (auto view = dyn_cast<memref::ViewOp>(op); view && view.getSource() == ws)
+      locs.push_back(view.getLoc());
+  for (auto [i, a] : llvm::enumerate(plan)) {
+    auto v = cast<DenseI64ArrayAttr>(a).asArrayRef();
+    out.push_back({v[0], v[1], v[2], v[3], i < locs.size() ? locationString(locs[i], true) : std::string()});
+  }
+  return out;
+}
+
+/// memory-plan.txt: the numbers, then every buffer.
+std::string memoryPlanText(func::FuncOp kernel) {
+  std::vector<PlannedBuffer> bufs = plannedBuffers(kernel);
+  CompileReport r;
+  r.functions.push_back({kernel.getSymName().str()});
+  memoryNumbers(kernel, &r);
+  const CompileReport::Function &f = r.functions[0];
+  std::ostringstream os;
+  os << "kernel " << f.name << "\n"
+     << "arena (workspace) bytes:        " << f.arena_bytes << "\n"
+     << "lower bound (largest live set): " << f.lower_bound_bytes << "\n"
+     << "without reuse (sum, aligned):   " << f.no_reuse_bytes << "\n"
+     << "buffers:                        " << f.buffers << "\n"
+     << "arena / lower bound:            "
+     << (f.lower_bound_bytes ? static_cast<double>(f.arena_bytes) / static_cast<double>(f.lower_bound_bytes) : 1.0)
+     << "\n\n"
+     << "live range = [first, last] positions in the kernel's op schedule\n"
+     << "buffer       offset        bytes   first    last  made at\n";
+  for (auto [i, b] : llvm::enumerate(bufs)) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%6zu %12lld %12lld %7lld %7lld  ", i, static_cast<long long>(b.offset),
+                  static_cast<long long>(b.bytes), static_cast<long long>(b.first), static_cast<long long>(b.last));
+    os << line << b.origin << "\n";
+  }
+  return os.str();
+}
+
+/// memory-plan.svg: each buffer a rectangle, schedule position across and
+/// offset in the arena down; hover for its size, range and origin.
+std::string memoryPlanSvg(func::FuncOp kernel) {
+  std::vector<PlannedBuffer> bufs = plannedBuffers(kernel);
+  int64_t arena = 1, steps = 1;
+  for (const PlannedBuffer &b : bufs) {
+    arena = std::max(arena, b.offset + b.bytes);
+    steps = std::max(steps, b.last + 1);
+  }
+  const double left = 90, top = 40, width = 1000, height = 560;
+  std::ostringstream os;
+  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << left + width + 20 << "\" height=\""
+     << top + height + 50 << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+     << "<text x=\"" << left << "\" y=\"20\" font-size=\"14\">" << kernel.getSymName().str() << ": "
+     << bufs.size() << " buffers in an arena of " << arena << " bytes (live ranges across, offsets down)</text>\n"
+     << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << width << "\" height=\"" << height
+     << "\" fill=\"#f8f8f8\" stroke=\"#888\"/>\n";
+  for (auto [i, b] : llvm::enumerate(bufs)) {
+    double x = left + width * static_cast<double>(b.first) / static_cast<double>(steps);
+    double w = std::max(1.0, width * static_cast<double>(b.last + 1 - b.first) / static_cast<double>(steps));
+    double y = top + height * static_cast<double>(b.offset) / static_cast<double>(arena);
+    double h = std::max(1.0, height * static_cast<double>(b.bytes) / static_cast<double>(arena));
+    int hue = static_cast<int>((i * 47) % 360);
+    os << "<rect x=\"" << x << "\" y=\"" << y << "\" width=\"" << w << "\" height=\"" << h
+       << "\" fill=\"hsl(" << hue << ",60%,65%)\" stroke=\"#333\" stroke-width=\"0.5\"><title>buffer " << i
+       << ": " << b.bytes << " bytes at offset " << b.offset << ", live [" << b.first << ", " << b.last << "] "
+       << b.origin << "</title></rect>\n";
+  }
+  os << "<text x=\"" << left << "\" y=\"" << top + height + 20 << "\">0</text>\n"
+     << "<text x=\"" << left + width - 60 << "\" y=\"" << top + height + 20 << "\">" << steps
+     << " ops</text>\n"
+     << "<text x=\"" << left + width / 2 - 60 << "\" y=\"" << top + height + 40
+     << "\">schedule position</text>\n"
+     << "<text x=\"5\" y=\"" << top + 12 << "\">offset 0</text>\n"
+     << "<text x=\"5\" y=\"" << top + height << "\">" << arena << " B</text>\n"
+     << "</svg>\n";
+  return os.str();
+}
+
 /// Arena, lower bound and no-reuse total from a planned kernel's
 /// soma.memory_plan ([offset, bytes, first, last] per buffer).
 void memoryNumbers(func::FuncOp kernel, CompileReport *report) {
@@ -328,6 +423,8 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
   out.signature = signatureOf(kernel);
   if (dump.report)
     memoryNumbers(kernel, dump.report);
+  dump.write("memory-plan", [&] { return memoryPlanText(kernel); });
+  dump.write("memory-picture", [&] { return memoryPlanSvg(kernel); });
   timer.emplace("lower to LLVM dialect", dump.report);
   runPasses(m, dump, "lowering to LLVM", [](PassManager &pm) { buildLowerToLLVMPipeline(pm); });
   // The ABI is in `signature` now. The translation to LLVM IR warns about

@@ -240,12 +240,15 @@ Runs the compilation pipeline and writes the IR of each stage to DIR
   20-fused.mlir        elementwise chains grouped into soma.fusion kernels
   30-lowered.mlir      linalg/memref kernels in destination-passing style
   35-planned.mlir      every temporary placed in the workspace
+  memory-plan.txt      arena, lower bound, each buffer's offset, size, live range
+  memory-plan.svg      a picture of the live ranges in the arena
   38-llvm-dialect.mlir the LLVM dialect (loops, OpenMP)
   40-module.ll         optimised LLVM IR
   50-module.s          assembly for this machine
 
 options:
-  --stage=STAGES        comma-separated: built, train, fused, lowered, planned, llvm-dialect,
+  --stage=STAGES        comma-separated: built, train, fused, lowered, planned,
+                        memory-plan, memory-picture, llvm-dialect,
                         llvm, asm, all (default all)
   --dump-dir DIR        where to write (created if missing)
   --print-ir-after-all  also print the IR after every pass to stderr
