@@ -84,8 +84,8 @@ void Executable::call(std::span<const Array> inputs, std::span<const Array> para
   check("parameter", sig_.params, params);
   check("state", sig_.states, states);
   check("output", sig_.outputs, std::span<const Array>(outputs.data(), outputs.size()));
-  std::vector<void *> ptrs;
-  ptrs.reserve(inputs.size() + params.size() + states.size() + outputs.size() + 1);
+  std::vector<void *> &ptrs = ptrs_, &args = args_;
+  ptrs.clear();
   for (const Array &a : inputs)
     ptrs.push_back(const_cast<void *>(a.raw()));
   for (const Array &a : params)
@@ -95,7 +95,7 @@ void Executable::call(std::span<const Array> inputs, std::span<const Array> para
   for (Array &a : outputs)
     ptrs.push_back(a.raw());
   ptrs.push_back(workspace_.get());
-  std::vector<void *> args(ptrs.size());
+  args.resize(ptrs.size());
   for (size_t i = 0; i < ptrs.size(); ++i)
     args[i] = &ptrs[i];
   fn_(args.data());

@@ -42,30 +42,32 @@ double TrainStep::lr() const { return schedule_.lr(optim::common(opt_).lr, step_
 
 bool TrainStep::classification() const { return train_.signature().find_output("soma.correct") >= 0; }
 
-std::vector<Array> TrainStep::dataInputs(const std::map<std::string, Array> &batch,
-                                         const Signature &sig, bool withLr) const {
-  std::vector<Array> in;
-  for (const TensorSpec &spec : sig.inputs) {
+void TrainStep::dataInputs(const std::map<std::string, Array> &batch, const Signature &sig,
+                           bool withLr, std::vector<Array> &in) const {
+  // Assigning over the previous call's arrays reuses their shape vectors:
+  // no allocation once the sizes are known.
+  in.resize(sig.inputs.size());
+  for (size_t k = 0; k < sig.inputs.size(); ++k) {
+    const TensorSpec &spec = sig.inputs[k];
     if (spec.name == "soma.lr") {
       if (!withLr)
         throw Error("internal: an eval function takes no learning rate");
       lr_.data<float>()[0] = static_cast<float>(lr());
-      in.push_back(lr_);
+      in[k] = lr_;
       continue;
     }
     auto it = batch.find(spec.name);
     if (it == batch.end())
       throw Error("input '" + spec.name + "' (" + typeString(spec) + ") is missing from the batch");
-    in.push_back(it->second);
+    in[k] = it->second;
   }
-  return in;
 }
 
 StepResult TrainStep::run(const std::map<std::string, Array> &batch) {
   const Signature &sig = train_.signature();
-  std::vector<Array> in = dataInputs(batch, sig, true);
+  dataInputs(batch, sig, true, trainIn_);
   std::vector<Array> &out = trainOut_;
-  train_.call(in, paramArrays_, stateArrays_, out);
+  train_.call(trainIn_, paramArrays_, stateArrays_, out);
   StepResult r;
   r.loss = out[sig.find_output("loss")].data<float>()[0];
   int c = sig.find_output("soma.correct");
@@ -88,9 +90,9 @@ StepResult TrainStep::run(const std::map<std::string, Array> &batch) {
 
 StepResult TrainStep::evaluate(const std::map<std::string, Array> &batch, int64_t real) {
   const Signature &sig = eval_.signature();
-  std::vector<Array> in = dataInputs(batch, sig, false);
+  dataInputs(batch, sig, false, evalIn_);
   std::vector<Array> &out = evalOut_;
-  eval_.call(in, paramArrays_, out);
+  eval_.call(evalIn_, paramArrays_, out);
   StepResult r;
   r.loss = out[sig.find_output("loss")].data<float>()[0];
   int c = sig.find_output("soma.correct");

@@ -74,6 +74,7 @@ private:
   PackedFn fn_ = nullptr;
   std::shared_ptr<void> owner_;
   std::shared_ptr<std::byte> workspace_;
+  std::vector<void *> ptrs_, args_; // reused by every call: no allocation
 };
 
 } // namespace soma

@@ -71,14 +71,17 @@ public:
   std::map<std::string, std::string> load(const std::string &path);
 
 private:
-  std::vector<Array> dataInputs(const std::map<std::string, Array> &batch, const Signature &sig,
-                                bool withLr) const;
+  /// Fills `in` (reusing its capacity: a steady-state step allocates
+  /// nothing) with the data inputs of `sig` from `batch`.
+  void dataInputs(const std::map<std::string, Array> &batch, const Signature &sig, bool withLr,
+                  std::vector<Array> &in) const;
 
   Executable train_, eval_;
   // Buffers reused by every call, so that steady-state steps allocate no
   // tensors: the learning-rate scalar and the outputs.
   mutable Array lr_;
   std::vector<Array> trainOut_, evalOut_;
+  std::vector<Array> trainIn_, evalIn_; // the inputs of the last call of each
   NamedArrays params_, states_;
   std::vector<Array> paramArrays_, stateArrays_;
   optim::Optimizer opt_;
