@@ -210,6 +210,8 @@ private:
   Value alloc(Location loc, MemRefType type);
   /// The buffer to write `result` into: its output argument or a new alloc.
   Value resultBuffer(Value result);
+  /// A dying operand's buffer `result` may be computed in place of.
+  Value reusableOperandBuffer(Value result);
   void fill(Location loc, Value buffer, double value);
   /// out[i] = body(ins[j][broadcast(i)]...)
   void elementwise(Location loc, ArrayRef<Value> ins, Value out, BodyFn body);
@@ -243,6 +245,8 @@ private:
   OpBuilder b;
   DenseMap<Value, Value> buffers;      // soma value -> memref
   DenseMap<Value, Value> destinations; // soma value -> output argument
+  DenseMap<Operation *, unsigned> position; // top-level op -> schedule index
+  llvm::SmallPtrSet<Value, 8> taken;         // operand buffers the current op writes over
   unsigned numGlobals = 0;
   std::string kernelName;
 };
@@ -255,7 +259,39 @@ Value GraphLowering::resultBuffer(Value result) {
   auto it = destinations.find(result);
   if (it != destinations.end())
     return it->second;
+  if (Value reused = reusableOperandBuffer(result))
+    return reused;
   return alloc(result.getLoc(), memrefOf(result.getType()));
+}
+
+/// An elementwise op (or fused kernel) reads each operand of the result's
+/// shape at the point it writes, so it may write over an operand that dies
+/// there: a temporary of the same type that no later op reads, that is not
+/// aliased by a view, and that no earlier result of the same op took.
+Value GraphLowering::reusableOperandBuffer(Value result) {
+  Operation *op = result.getDefiningOp();
+  if (!op || !(ir::isElementwise(op) || isa<FusionOp>(op)))
+    return Value();
+  for (Value v : op->getOperands()) {
+    if (v.getType() != result.getType())
+      continue;
+    Operation *def = v.getDefiningOp();
+    if (!def || isa<ReshapeOp, StopGradientOp, ConstantOp>(def) || destinations.count(v))
+      continue;
+    auto buf = buffers.lookup(v);
+    if (!buf || !buf.getDefiningOp<memref::AllocOp>() || taken.contains(buf))
+      continue;
+    bool dies = llvm::all_of(v.getUsers(), [&](Operation *user) {
+      return !isa<ReshapeOp, StopGradientOp, func::ReturnOp>(user) && position.lookup(user) <= position.lookup(op);
+    });
+    if (!dies)
+      continue;
+    // Each buffer once per op: a multi-output kernel must not write two
+    // results into one buffer.
+    taken.insert(buf);
+    return buf;
+  }
+  return Value();
 }
 
 void GraphLowering::fill(Location loc, Value buffer, double value) {
@@ -972,6 +1008,7 @@ LogicalResult GraphLowering::lowerFusion(FusionOp op) {
 
 LogicalResult GraphLowering::lowerOp(Operation *op) {
   Location loc = op->getLoc();
+  taken.clear();
   if (ir::isElementwise(op)) {
     SmallVector<Value> ins;
     for (Value v : op->getOperands())
@@ -1208,7 +1245,7 @@ LogicalResult GraphLowering::run() {
   unsigned firstOutput = abi;
 
   auto ret = cast<func::ReturnOp>(graph.getBody().front().getTerminator());
-  DenseMap<Operation *, unsigned> position;
+
   unsigned pos = 0;
   for (Operation &op : graph.getBody().front())
     position[&op] = pos++;

@@ -75,6 +75,7 @@ func.func @unary(%x: tensor<4x3xf32> {soma.input = "x"}) -> (tensor<4x3xf32> {so
 
 // Broadcasting: operands are aligned at the right, missing leading dims are
 // dropped from the map and size-1 dims are read at the constant index 0.
+// (Run without soma-fuse, so each op is its own generic.)
 // CHECK-LABEL: func.func @broadcast(
 //  CHECK-SAME: %[[A:[a-z0-9]+]]: memref<2x3x4xf32>
 //  CHECK-SAME: %[[B:[a-z0-9]+]]: memref<4xf32>
@@ -85,12 +86,14 @@ func.func @unary(%x: tensor<4x3xf32> {soma.input = "x"}) -> (tensor<4x3xf32> {so
 //       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d2)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel"]}
 //  CHECK-SAME: ins(%[[A]], %[[B]] : memref<2x3x4xf32>, memref<4xf32>) outs(%[[T0]] : memref<2x3x4xf32>)
 //       CHECK:   arith.addf
-//       CHECK: %[[T1:.*]] = memref.alloc() {alignment = 64 : i64} : memref<2x3x4xf32>
+// The sum dies at the product, which is computed in place over it (an
+// elementwise op reads each point before writing it): no second buffer.
+//   CHECK-NOT: memref.alloc
 //       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1, 0)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
-//  CHECK-SAME: ins(%[[C]], %[[T0]] : memref<3x1xf32>, memref<2x3x4xf32>) outs(%[[T1]] : memref<2x3x4xf32>)
+//  CHECK-SAME: ins(%[[C]], %[[T0]] : memref<3x1xf32>, memref<2x3x4xf32>) outs(%[[T0]] : memref<2x3x4xf32>)
 //       CHECK:   arith.mulf
 //       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> ()>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
-//  CHECK-SAME: ins(%[[T1]], %[[S]] : memref<2x3x4xf32>, memref<f32>) outs(%[[O]] : memref<2x3x4xf32>)
+//  CHECK-SAME: ins(%[[T0]], %[[S]] : memref<2x3x4xf32>, memref<f32>) outs(%[[O]] : memref<2x3x4xf32>)
 //       CHECK:   arith.subf
 func.func @broadcast(%a: tensor<2x3x4xf32> {soma.input = "a"}, %b: tensor<4xf32> {soma.input = "b"},
                      %c: tensor<3x1xf32> {soma.input = "c"}, %s: tensor<f32> {soma.input = "s"})
@@ -661,4 +664,24 @@ func.func @fused(%x: tensor<4x3xf32> {soma.input = "x"}, %b: tensor<3xf32> {soma
     soma.yield %1, %3 : tensor<4x3xf32>, tensor<4x3xf32>
   }
   return %0#0, %0#1 : tensor<4x3xf32>, tensor<4x3xf32>
+}
+
+// -----
+
+// In place only where the operand dies: %0 is read again after the tanh,
+// so the tanh gets its own buffer; the final add may write over the tanh's
+// result (it dies there) but not over %0's buffer twice.
+// CHECK-LABEL: func.func @in_place(
+//       CHECK: %[[E:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8xf32>
+//       CHECK: outs(%[[E]] : memref<8xf32>)
+//       CHECK: %[[T:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8xf32>
+//       CHECK: ins(%[[E]] : memref<8xf32>) outs(%[[T]] : memref<8xf32>)
+//       CHECK: ins(%[[T]], %[[E]] : memref<8xf32>, memref<8xf32>) outs(%[[T]] : memref<8xf32>)
+//   CHECK-NOT: memref.alloc
+func.func @in_place(%x: tensor<8xf32> {soma.input = "x"}) -> (tensor<f32> {soma.output = "s"}) {
+  %0 = soma.exp %x : tensor<8xf32>
+  %1 = soma.tanh %0 : tensor<8xf32>
+  %2 = soma.add %1, %0 : tensor<8xf32>, tensor<8xf32>
+  %3 = soma.reduce_sum %2 {axes = array<i64: 0>} : tensor<8xf32> -> tensor<f32>
+  return %3 : tensor<f32>
 }
