@@ -252,6 +252,7 @@ options:
                         llvm, asm, all (default all)
   --dump-dir DIR        where to write (created if missing)
   --print-ir-after-all  also print the IR after every pass to stderr
+  --report              print what the compilation did (see 'soma compile --help')
   --optimizer NAME, --lr X   the update dumped with --train
   --train               dump the training step (forward, backward and the
                         update of --optimizer, default adam) instead of

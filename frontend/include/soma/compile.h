@@ -61,8 +61,8 @@ struct CompileReport {
 /// Options of every compilation. By default the SOMA_DUMP and SOMA_DUMP_DIR
 /// environment variables fill `dump` and `dump_dir`.
 struct CompileOptions {
-  /// Comma-separated stages to dump: built, fused, lowered, planned, llvm-dialect,
-  /// llvm, asm, or all.
+  /// Comma-separated stages to dump: built, train, fused, lowered, planned,
+  /// memory-plan, memory-picture, llvm-dialect, llvm, asm, or all.
   std::string dump;
   /// Where dumps go (created if missing); default "soma-dump".
   std::string dump_dir;
