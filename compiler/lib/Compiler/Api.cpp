@@ -43,6 +43,13 @@ std::string CompileReport::str() const {
                   kb(f.arena_bytes).c_str(), static_cast<long long>(f.buffers), kb(f.lower_bound_bytes).c_str(), ratio,
                   kb(f.no_reuse_bytes).c_str());
     out += line;
+    if (f.recomputed_values > 0) {
+      std::snprintf(line, sizeof line,
+                    "  checkpointing: %lld values recomputed in the backward pass (%s not kept), %lld extra FLOPs\n",
+                    static_cast<long long>(f.recomputed_values), kb(f.recomputed_bytes).c_str(),
+                    static_cast<long long>(f.recompute_flops));
+      out += line;
+    }
   }
   if (!stage_seconds.empty()) {
     out += "compile time:\n";

@@ -150,6 +150,11 @@ void countOps(ModuleOp m, CompileReport *report) {
     for (Operation &op : fn.getBody().front().without_terminator())
       if (!isa<ir::ConstantOp>(op))
         ++f.ops_before_fusion;
+    if (auto r = fn->getAttrOfType<DenseI64ArrayAttr>("soma.recompute"); r && r.size() == 3) {
+      f.recomputed_values = r[0];
+      f.recomputed_bytes = r[1];
+      f.recompute_flops = r[2];
+    }
     report->functions.push_back(f);
   }
 }

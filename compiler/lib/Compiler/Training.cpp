@@ -230,7 +230,8 @@ void runPass(ModuleOp m, std::unique_ptr<Pass> pass) {
 } // namespace
 
 TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
-                                     const optim::Optimizer &opt) {
+                                     const optim::Optimizer &opt,
+                                     const Checkpointing &checkpointing) {
   if (!loss.valid() || loss.impl() != g.impl())
     throw Error("compile_training: the loss is not a tensor of graph '" + g.name() + "'");
   if (loss.rank() != 0 || loss.dtype() != DType::f32)
@@ -271,6 +272,15 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
       continue;
     }
     runPass(*m, createSomaAutodiff());
+    if (checkpointing.enabled) {
+      SomaRecomputeOptions ro;
+      ro.budget = checkpointing.budget_bytes;
+      PassManager pm(m->getContext());
+      pm.addNestedPass<func::FuncOp>(createSomaRecompute(ro));
+      DiagnosticCollector diags(m->getContext());
+      if (failed(pm.run(*m)))
+        throw Error(diags.message());
+    }
     std::vector<std::pair<std::string, Value>> grads;
     SmallVector<Value> keep;
     SmallVector<DictionaryAttr> keepAttrs;
@@ -296,7 +306,7 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
 
 TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Optimizer &opt,
                            const TrainOptions &options) {
-  TrainingModules modules = buildTrainingModules(g, loss, opt);
+  TrainingModules modules = buildTrainingModules(g, loss, opt, options.checkpointing);
   // The dumps show the graph as built, the training function after
   // autodiff and the optimizer, and then the lowering of the training step.
   DumpConfig dump = makeDumpConfig(options.compile);

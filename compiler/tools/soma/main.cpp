@@ -219,6 +219,10 @@ options:
   --resume FILE       continue from a checkpoint, exactly where it stopped
   --log FILE.csv      per-step metrics (epoch, step, loss, accuracy, lr, ex/s)
   --max-steps N       stop after N steps in total
+  --recompute         activation checkpointing: recompute cheap forward values
+                      (activations, batch-norm normalisation) in the backward
+                      pass instead of keeping them (see --report)
+  --recompute-budget B  ... only until those kept fit in B bytes
   --augment LIST      augment the training images, e.g. flip,shift:2,rotate:10,noise:0.1
                       (mirror, translate by up to 2 pixels, rotate by up to
                       10 degrees, add N(0, 0.1^2); models with image inputs)
@@ -254,6 +258,7 @@ options:
   --print-ir-after-all  also print the IR after every pass to stderr
   --report              print what the compilation did (see 'soma compile --help')
   --optimizer NAME, --lr X   the update dumped with --train
+  --recompute, --recompute-budget B   activation checkpointing (see 'soma train --help')
   --train               dump the training step (forward, backward and the
                         update of --optimizer, default adam) instead of
                         inference; MODEL needs a loss output
@@ -475,6 +480,15 @@ soma::optim::Schedule parseSchedule(const std::string &text) {
   return s;
 }
 
+soma::Checkpointing checkpointingOptions(const Args &args) {
+  soma::Checkpointing c;
+  c.enabled = args.has("recompute") || args.has("recompute-budget");
+  c.budget_bytes = args.integer("recompute-budget", 0);
+  if (c.budget_bytes < 0)
+    throw UsageError("--recompute-budget must be >= 0 bytes");
+  return c;
+}
+
 /// "flip,shift:2,rotate:10,noise:0.1" -> Augment.
 soma::data::Augment parseAugment(const std::string &spec) {
   soma::data::Augment a;
@@ -540,6 +554,7 @@ int cmdTrain(const Args &args) {
   soma::TrainOptions to;
   to.schedule = parseSchedule(args.get("schedule", "constant"));
   to.compile = compileOptions(args);
+  to.checkpointing = checkpointingOptions(args);
 
   std::string dir = args.get("data-dir");
   soma::data::Dataset train = soma::data::fashion_mnist("train", dir);
@@ -610,6 +625,7 @@ int cmdDump(const Args &args) {
   if (train) {
     soma::TrainOptions to;
     to.compile = o;
+    to.checkpointing = checkpointingOptions(args);
     soma::compile_training(g, g.output_tensor("loss"),
                            soma::optim::by_name(args.get("optimizer", "adam"), args.number("lr", 0.0)), to);
   }
@@ -646,14 +662,15 @@ int main(int argc, char **argv) {
                                      {"interpret", false}, {"grad", false}, {"loss", true},
                                      {"mode", true}}),
                cmdRun}},
-      {"dump", {kDumpHelp, withCommon({{"stage", true}, {"train", false}, {"optimizer", true}, {"lr", true}}),
+      {"dump", {kDumpHelp, withCommon({{"stage", true}, {"train", false}, {"optimizer", true}, {"lr", true},
+                                       {"recompute", false}, {"recompute-budget", true}}),
                 cmdDump}},
       {"train", {kTrainHelp,
                  withCommon({{"dataset", true}, {"data-dir", true}, {"epochs", true}, {"optimizer", true},
                              {"lr", true}, {"schedule", true}, {"clip-norm", true},
                              {"weight-decay", true}, {"checkpoint", true}, {"resume", true},
                              {"log", true}, {"max-steps", true}, {"no-progress", false},
-                             {"augment", true}}),
+                             {"augment", true}, {"recompute", false}, {"recompute-budget", true}}),
                  cmdTrain}},
   };
   if (command.empty() || command == "--help" || command == "-h" || command == "help") {

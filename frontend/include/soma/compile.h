@@ -49,6 +49,10 @@ struct CompileReport {
     /// temporaries (no reuse at all).
     int64_t arena_bytes = 0, lower_bound_bytes = 0, no_reuse_bytes = 0;
     int64_t buffers = 0;
+    /// Activation checkpointing (training steps compiled with it): values
+    /// recomputed, their bytes (no longer kept from the forward pass), and
+    /// the extra elementwise FLOPs.
+    int64_t recomputed_values = 0, recomputed_bytes = 0, recompute_flops = 0;
   };
   std::vector<Function> functions;
   /// Stage name and seconds, in order (a training step lists its stages

@@ -9,10 +9,26 @@
 namespace soma {
 
 /// Options of compile_training.
+/// Activation checkpointing: instead of keeping every forward value the
+/// backward pass needs, recompute the cheap ones (elementwise ops:
+/// activations, the batch-norm normalisation, bias adds, ...) just before
+/// the backward pass reads them. Matmuls, convolutions and reductions are
+/// never redone, so the extra work is a few elementwise passes; the
+/// compile report shows the values recomputed, the bytes no longer kept and
+/// the extra FLOPs.
+struct Checkpointing {
+  bool enabled = false;
+  /// Bytes of such values that may stay alive across the forward/backward
+  /// boundary; the largest are recomputed first until the rest fit.
+  /// 0 recomputes all of them.
+  int64_t budget_bytes = 0;
+};
+
 struct TrainOptions {
   /// The learning rate of each step, from the optimizer's lr.
   optim::Schedule schedule;
   CompileOptions compile;
+  Checkpointing checkpointing;
 };
 
 /// Compiles the training step of `g` for `loss` (a scalar f32 tensor of g):

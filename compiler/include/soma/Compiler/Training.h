@@ -3,6 +3,7 @@
 
 #include "soma/graph.h"
 #include "soma/optim.h"
+#include "soma/training.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
@@ -17,6 +18,7 @@ struct TrainingModules {
 };
 
 TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
-                                     const optim::Optimizer &opt);
+                                     const optim::Optimizer &opt,
+                                     const Checkpointing &checkpointing = {});
 
 } // namespace soma

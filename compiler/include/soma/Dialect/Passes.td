@@ -71,6 +71,29 @@ def SomaFuse : Pass<"soma-fuse", "mlir::func::FuncOp"> {
   let dependentDialects = ["::soma::ir::SomaDialect"];
 }
 
+def SomaRecompute : Pass<"soma-recompute", "mlir::func::FuncOp"> {
+  let summary = "Activation checkpointing: recompute cheap forward values in the backward pass";
+  let description = [{
+    On a differentiated function (results marked soma.grad): the forward
+    ops are those the other results depend on; a forward value made by an
+    elementwise op (or a view of one) that a backward op reads is a
+    candidate. Each chosen candidate is recomputed by a copy of its op (and
+    of the chosen candidates it reads) placed just before its first
+    backward reader, which then reads the copy, so the original dies with
+    its last forward reader. Copies carry soma.recomputed so that CSE does
+    not merge them back. With budget = 0 every candidate is recomputed;
+    otherwise the largest candidates first until the candidates kept alive
+    across the forward/backward boundary fit the budget (bytes). The
+    function gets soma.recompute = [values, bytes no longer kept, extra
+    elementwise FLOPs].
+  }];
+  let options = [
+    Option<"budget", "budget", "int64_t", /*default=*/"0",
+           "Bytes of candidate activations that may stay alive (0: recompute all)">
+  ];
+  let dependentDialects = ["::soma::ir::SomaDialect"];
+}
+
 def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
   let summary = "Lower soma graphs to linalg/memref kernels in destination-passing style";
   let description = [{
