@@ -120,6 +120,8 @@ TEST(CompileReportTest, CountsKernelsBytesAndMemory) {
   EXPECT_EQ(f.kernels[0].name, "matmul");
   EXPECT_EQ(f.kernels[0].bytes_read, (64 * 784 + 784 * 256) * 4);
   EXPECT_EQ(f.kernels[0].bytes_written, 64 * 256 * 4);
+  EXPECT_EQ(f.kernels[0].flops, 2 * 64 * 256 * 784);
+  EXPECT_EQ(f.kernels[1].flops, 2 * 64 * 256); // add and relu per element
   EXPECT_EQ(f.kernels[1].name, "fusion(add,relu)");
   EXPECT_EQ(f.kernels[1].bytes_read, (64 * 256 + 256) * 4);
   EXPECT_EQ(f.kernels[1].bytes_written, 64 * 256 * 4);
@@ -130,6 +132,7 @@ TEST(CompileReportTest, CountsKernelsBytesAndMemory) {
   std::string text = report.str();
   EXPECT_THAT(text, ::testing::HasSubstr("function mlp: 8 ops before fusion, 6 kernels after"));
   EXPECT_THAT(text, ::testing::HasSubstr("lower bound"));
+  EXPECT_THAT(text, ::testing::HasSubstr("floating-point operations:"));
   EXPECT_THAT(text, ::testing::HasSubstr("optimize LLVM IR"));
 }
 

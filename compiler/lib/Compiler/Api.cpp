@@ -37,6 +37,12 @@ std::string CompileReport::str() const {
     }
     std::snprintf(line, sizeof line, "  %-44s %12s %12s\n", "total", kb(reads).c_str(), kb(writes).c_str());
     out += line;
+    int64_t flops = 0;
+    for (const Kernel &k : f.kernels)
+      flops += k.flops;
+    std::snprintf(line, sizeof line, "  floating-point operations: %.4g (matmuls 2mnk, other ops one per element)\n",
+                  static_cast<double>(flops));
+    out += line;
     double ratio = f.lower_bound_bytes > 0 ? static_cast<double>(f.arena_bytes) / static_cast<double>(f.lower_bound_bytes) : 1.0;
     std::snprintf(line, sizeof line,
                   "  memory: arena %s for %lld temporaries; lower bound %s (arena / bound %.3f); without reuse %s\n",
@@ -45,9 +51,11 @@ std::string CompileReport::str() const {
     out += line;
     if (f.recomputed_values > 0) {
       std::snprintf(line, sizeof line,
-                    "  checkpointing: %lld values recomputed in the backward pass (%s not kept), %lld extra FLOPs\n",
+                    "  checkpointing: %lld values recomputed in the backward pass (%s not kept), %lld extra FLOPs "
+                    "(%.2f%% of the step)\n",
                     static_cast<long long>(f.recomputed_values), kb(f.recomputed_bytes).c_str(),
-                    static_cast<long long>(f.recompute_flops));
+                    static_cast<long long>(f.recompute_flops),
+                    flops > 0 ? 100.0 * static_cast<double>(f.recompute_flops) / static_cast<double>(flops) : 0.0);
       out += line;
     }
   }

@@ -196,6 +196,21 @@ void listKernels(ModuleOp m, CompileReport *report) {
           k.bytes_read += tensorBytes(v.getType());
       for (Type t : op.getResultTypes())
         k.bytes_written += tensorBytes(t);
+      auto numel = [](Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); };
+      if (auto mm = dyn_cast<ir::MatmulOp>(op)) {
+        auto a = cast<RankedTensorType>(mm.getLhs().getType()).getShape();
+        int64_t kdim = mm.getTransposeA() ? a[a.size() - 2] : a.back();
+        k.flops = 2 * numel(mm.getResult()) * kdim;
+      } else if (auto fusion = dyn_cast<ir::FusionOp>(op)) {
+        for (Operation &inner : fusion.getBody().front().without_terminator())
+          if (!isa<ir::ConstantOp>(inner))
+            k.flops += numel(inner.getResult(0));
+      } else if (op.getNumResults() == 1 && !isa<ir::Im2colOp, ir::TransposeOp, ir::PadOp, ir::SliceOp,
+                                                   ir::ConcatOp, ir::BroadcastToOp>(op)) {
+        // Elementwise ops and reductions: one operation per element read.
+        for (Value v : op.getOperands())
+          k.flops = std::max(k.flops, numel(v));
+      }
       f->kernels.push_back(k);
     }
   }

@@ -39,6 +39,9 @@ struct CompileReport {
     std::string name;     // "matmul", "fusion(add,relu)", ...
     int64_t bytes_read = 0;
     int64_t bytes_written = 0;
+    /// Floating-point operations: 2 m n k for a matmul, one per element
+    /// and op otherwise (an estimate for transcendental ops).
+    int64_t flops = 0;
   };
   struct Function {
     std::string name;
