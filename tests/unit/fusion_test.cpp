@@ -137,3 +137,35 @@ TEST(CompileReportTest, CountsKernelsBytesAndMemory) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(Fusion, ReductionsTakeInTheirElementwiseProducers) {
+  Graph g("red", 3);
+  Tensor x = g.input("x", {5, 7, 9});
+  Tensor b = g.input("b", {9});
+  Tensor m = mean(x, {0, 2}, true);
+  Tensor xc = x - m;
+  g.output("var", mean(xc * xc, {0, 2}, true));          // batch-norm variance
+  g.output("norm", xc / sqrt(mean(xc * xc, {0, 2}, true) + 1e-5f));
+  g.output("lse", sum(exp(x + b), {2}));                 // a chain with a broadcast input
+  g.output("mx", max(tanh(x) * 3.0f, {1}));              // max of a chain
+  g.output("all", sum(abs(x - 0.5f)));                   // every axis, rank-0 result
+  std::map<std::string, Array> in{{"x", test::randomF32({5, 7, 9}, -2, 2, 11)},
+                                  {"b", test::randomF32({9}, -1, 1, 12)}};
+  test::TempDir dir("fusion-red");
+  Inference fn = compile_inference(g, {.dump = "fused", .dump_dir = dir.str(), .use_environment = false});
+  auto got = fn.run(in);
+  auto want = interpret(g, in);
+  for (auto &[k, v] : want)
+    EXPECT_TRUE(test::allClose(got[k], v, 1e-5)) << k;
+  std::ifstream f(dir / "20-fused.mlir");
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  int n = 0;
+  for (size_t p = text.find("soma.fusion \"reduction\""); p != std::string::npos;
+       p = text.find("soma.fusion \"reduction\"", p + 1))
+    ++n;
+  EXPECT_GE(n, 4) << text;
+}
+
+} // namespace

@@ -1550,12 +1550,25 @@ LogicalResult FusionOp::verify() {
   auto yield = cast<YieldOp>(body.getTerminator());
   if (yield.getValues().getTypes() != getResultTypes())
     return emitOpError("yields ") << yield.getValues().getTypes() << " but returns " << getResultTypes();
-  if (getKind() != "elementwise")
-    return emitOpError("has unknown kind '") << getKind() << "' (kinds: elementwise)";
+  bool reduction = getKind() == "reduction";
+  if (getKind() != "elementwise" && !reduction)
+    return emitOpError("has unknown kind '") << getKind() << "' (kinds: elementwise, reduction)";
   if (getNumResults() == 0)
     return emitOpError("has no results");
-  auto shape = cast<RankedTensorType>(getResult(0).getType()).getShape();
+  // The iteration shape: the results' (elementwise) or the reduced
+  // operand's (reduction).
+  Operation *last = yield->getPrevNode();
+  if (reduction) {
+    if (getNumResults() != 1 || !last || !isa<ReduceSumOp, ReduceMeanOp, ReduceMaxOp>(last) ||
+        yield.getValues()[0] != last->getResult(0))
+      return emitOpError("of kind reduction must end with one reduce_sum, reduce_mean or reduce_max "
+                         "whose result it yields");
+  }
+  Value shaped = reduction ? last->getOperand(0) : getResult(0);
+  auto shape = cast<RankedTensorType>(shaped.getType()).getShape();
   for (Operation &op : body.without_terminator()) {
+    if (reduction && &op == last)
+      continue;
     bool splat = isa<ConstantOp>(op) && cast<ConstantOp>(op).getValue().isSplat();
     if (!isElementwise(&op) && !splat)
       return op.emitOpError("cannot be in an elementwise soma.fusion");
@@ -1563,8 +1576,9 @@ LogicalResult FusionOp::verify() {
       return op.emitOpError("produces ") << op.getResult(0).getType()
                                          << ", not the fusion's iteration shape";
   }
-  for (Type t : getResultTypes())
-    if (cast<RankedTensorType>(t).getShape() != shape)
-      return emitOpError("results differ in shape: ") << getResultTypes();
+  if (!reduction)
+    for (Type t : getResultTypes())
+      if (cast<RankedTensorType>(t).getShape() != shape)
+        return emitOpError("results differ in shape: ") << getResultTypes();
   return success();
 }

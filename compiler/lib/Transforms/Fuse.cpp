@@ -105,6 +105,65 @@ void buildFusion(Group &g) {
       c->erase();
 }
 
+/// A reduction whose operand is made by an elementwise op or kernel that
+/// nothing else reads takes that producer in: one loop nest computes each
+/// point and accumulates it.
+void fuseIntoReduction(Operation *reduce) {
+  Value in = reduce->getOperand(0);
+  Operation *producer = in.getDefiningOp();
+  if (!producer || !in.hasOneUse())
+    return;
+  auto fusion = dyn_cast<FusionOp>(producer);
+  if (fusion ? (fusion.getKind() != "elementwise" || fusion.getNumResults() != 1) : !isElementwise(producer))
+    return;
+  // The loop nest takes its bounds from an input of the full shape.
+  auto full = [&](Value v) { return v.getType() == in.getType() && !isSplatConstant(v.getDefiningOp()); };
+  if (fusion ? llvm::none_of(fusion.getInputs(), full) : llvm::none_of(producer->getOperands(), full))
+    return;
+  OpBuilder b(reduce);
+  SmallVector<Value> inputs;
+  SmallVector<Operation *> constants;
+  if (fusion) {
+    inputs.assign(fusion.getInputs().begin(), fusion.getInputs().end());
+  } else {
+    for (Value v : producer->getOperands()) {
+      if (isSplatConstant(v.getDefiningOp())) {
+        if (!llvm::is_contained(constants, v.getDefiningOp()))
+          constants.push_back(v.getDefiningOp());
+      } else if (!llvm::is_contained(inputs, v)) {
+        inputs.push_back(v);
+      }
+    }
+  }
+  auto result = b.create<FusionOp>(reduce->getLoc(), reduce->getResultTypes(), inputs,
+                                   b.getStringAttr("reduction"));
+  Block *body = b.createBlock(&result.getBody());
+  IRMapping map;
+  for (Value v : inputs)
+    map.map(v, body->addArgument(v.getType(), v.getLoc()));
+  OpBuilder inner = OpBuilder::atBlockEnd(body);
+  if (fusion) {
+    Block &old = fusion.getBody().front();
+    for (auto [a, n] : llvm::zip(old.getArguments(), body->getArguments()))
+      map.map(a, n);
+    for (Operation &op : old.without_terminator())
+      inner.clone(op, map);
+    map.map(in, map.lookup(old.getTerminator()->getOperand(0)));
+  } else {
+    for (Operation *c : constants)
+      inner.clone(*c, map);
+    inner.clone(*producer, map);
+  }
+  Operation *r = inner.clone(*reduce, map);
+  inner.create<YieldOp>(reduce->getLoc(), r->getResult(0));
+  reduce->getResult(0).replaceAllUsesWith(result.getResult(0));
+  reduce->erase();
+  producer->erase();
+  for (Operation *c : constants)
+    if (c->use_empty())
+      c->erase();
+}
+
 struct SomaFusePass : impl::SomaFuseBase<SomaFusePass> {
   void runOnOperation() override {
     func::FuncOp fn = getOperation();
@@ -119,10 +178,23 @@ struct SomaFusePass : impl::SomaFuseBase<SomaFusePass> {
       // The groups of same-shape producers that op can join together
       // (several: a consumer of two chains, such as an optimizer update
       // reading both moments, merges them into one kernel).
+      // An op read only by a reduction will be computed inside that
+      // reduction's loop (fuseIntoReduction), which needs a kernel with one
+      // result: it joins a group only if nothing else reads that group.
+      Value res = op.getResult(0);
+      bool feedsReduction = res.hasOneUse() && isa<ReduceSumOp, ReduceMeanOp, ReduceMaxOp>(*res.getUsers().begin());
+      auto onlyFeedsOp = [&](Group *g) {
+        return llvm::all_of(g->ops, [&](Operation *m) {
+          return llvm::all_of(m->getResult(0).getUsers(),
+                              [&](Operation *u) { return u == &op || g->members.contains(u); });
+        });
+      };
       SmallVector<Group *> chosen;
       for (Value v : op.getOperands()) {
         auto it = groupOf.find(v.getDefiningOp());
         if (it == groupOf.end() || it->second->shape != shape || llvm::is_contained(chosen, it->second))
+          continue;
+        if (feedsReduction && !onlyFeedsOp(it->second))
           continue;
         SmallVector<Group *> tentative(chosen);
         tentative.push_back(it->second);
@@ -154,6 +226,12 @@ struct SomaFusePass : impl::SomaFuseBase<SomaFusePass> {
     for (auto &g : groups)
       if (g->ops.size() >= 2)
         buildFusion(*g);
+    SmallVector<Operation *> reductions;
+    for (Operation &op : fn.getBody().front().without_terminator())
+      if (isa<ReduceSumOp, ReduceMeanOp, ReduceMaxOp>(op))
+        reductions.push_back(&op);
+    for (Operation *r : reductions)
+      fuseIntoReduction(r);
   }
 };
 

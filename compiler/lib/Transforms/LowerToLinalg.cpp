@@ -235,6 +235,7 @@ private:
   LogicalResult lowerPad(PadOp op);
   LogicalResult lowerRandomUniform(RandomUniformOp op);
   LogicalResult lowerFusion(FusionOp op);
+  LogicalResult lowerReductionFusion(FusionOp op);
   LogicalResult lowerSoftmaxCrossEntropyGrad(SoftmaxCrossEntropyGradOp op);
   /// m[i] = max_j x[i, j] and s[i] = sum_j e^(x[i,j] - m[i]) for logits x.
   std::pair<Value, Value> rowMaxAndSumExp(Location loc, Value x);
@@ -270,7 +271,8 @@ Value GraphLowering::resultBuffer(Value result) {
 /// aliased by a view, and that no earlier result of the same op took.
 Value GraphLowering::reusableOperandBuffer(Value result) {
   Operation *op = result.getDefiningOp();
-  if (!op || !(ir::isElementwise(op) || isa<FusionOp>(op)))
+  auto fusion = dyn_cast_or_null<FusionOp>(op);
+  if (!op || !(ir::isElementwise(op) || (fusion && fusion.getKind() == "elementwise")))
     return Value();
   for (Value v : op->getOperands()) {
     if (v.getType() != result.getType())
@@ -954,10 +956,97 @@ LogicalResult GraphLowering::lowerRandomUniform(RandomUniformOp op) {
   return success();
 }
 
+/// A reduction soma.fusion: one linalg.generic over the reduced operand's
+/// shape (kept dimensions parallel and outermost, reduced ones innermost)
+/// whose body computes the elementwise ops at each point and accumulates
+/// the last of them into the output; a mean is scaled afterwards.
+LogicalResult GraphLowering::lowerReductionFusion(FusionOp op) {
+  Location loc = op.getLoc();
+  Block &body = op.getBody().front();
+  Operation *reduce = body.getTerminator()->getPrevNode();
+  auto axes = reduce->getAttrOfType<DenseI64ArrayAttr>("axes").asArrayRef();
+  bool keepdims = false;
+  if (auto k = reduce->getAttrOfType<BoolAttr>("keepdims"))
+    keepdims = k.getValue();
+  auto shape = cast<RankedTensorType>(reduce->getOperand(0).getType()).getShape();
+  int64_t rank = shape.size();
+  SmallVector<int64_t> loopOfDim(rank);
+  int64_t next = 0;
+  for (int64_t d = 0; d < rank; ++d)
+    if (!llvm::is_contained(axes, d))
+      loopOfDim[d] = next++;
+  int64_t numParallel = next;
+  for (int64_t d = 0; d < rank; ++d)
+    if (llvm::is_contained(axes, d))
+      loopOfDim[d] = next++;
+  // loops -> point of the iteration shape
+  SmallVector<AffineExpr> pointExprs, outExprs;
+  for (int64_t d = 0; d < rank; ++d) {
+    pointExprs.push_back(getAffineDimExpr(loopOfDim[d], ctx));
+    if (!llvm::is_contained(axes, d))
+      outExprs.push_back(getAffineDimExpr(loopOfDim[d], ctx));
+    else if (keepdims)
+      outExprs.push_back(getAffineConstantExpr(0, ctx));
+  }
+  AffineMap point = AffineMap::get(rank, 0, pointExprs, ctx);
+  SmallVector<Value> ins;
+  SmallVector<AffineMap> maps;
+  for (Value v : op.getInputs()) {
+    ins.push_back(buffers[v]);
+    maps.push_back(broadcastMap(cast<RankedTensorType>(v.getType()).getShape(), shape, ctx).compose(point));
+  }
+  maps.push_back(AffineMap::get(rank, 0, outExprs, ctx));
+  Value out = resultBuffer(op.getResult(0));
+  bool isMax = isa<ReduceMaxOp>(reduce);
+  fill(loc, out, isMax ? -std::numeric_limits<double>::infinity() : 0.0);
+  SmallVector<utils::IteratorType> iters;
+  for (int64_t l = 0; l < rank; ++l)
+    iters.push_back(l < numParallel ? utils::IteratorType::parallel : utils::IteratorType::reduction);
+  LogicalResult status = success();
+  b.create<linalg::GenericOp>(
+      loc, ValueRange(ins), ValueRange{out}, maps, iters,
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        DenseMap<Value, Value> scalar;
+        for (unsigned i = 0; i < body.getNumArguments(); ++i)
+          scalar[body.getArgument(i)] = args[i];
+        for (Operation &inner : body.without_terminator()) {
+          if (&inner == reduce)
+            break;
+          if (auto c = dyn_cast<ConstantOp>(inner)) {
+            auto splat = cast<DenseElementsAttr>(c.getValue()).getSplatValue<TypedAttr>();
+            scalar[c.getResult()] = nb.create<arith::ConstantOp>(l, splat);
+            continue;
+          }
+          SmallVector<Value> operands;
+          for (Value v : inner.getOperands())
+            operands.push_back(scalar.lookup(v));
+          Value v = emitElementwiseScalar(nb, l, &inner, operands);
+          if (!v) {
+            status = inner.emitOpError("has no scalar form for a fused kernel");
+            v = operands.front();
+          }
+          scalar[inner.getResult(0)] = v;
+        }
+        Value x = scalar.lookup(reduce->getOperand(0)), acc = args.back();
+        Value r = isMax ? Value(nb.create<arith::MaximumFOp>(l, acc, x)) : Value(nb.create<arith::AddFOp>(l, acc, x));
+        nb.create<linalg::YieldOp>(l, r);
+      });
+  if (isa<ReduceMeanOp>(reduce)) {
+    int64_t count = 1;
+    for (int64_t a : axes)
+      count *= shape[a];
+    scaleInPlace(loc, out, 1.0 / static_cast<double>(count));
+  }
+  buffers[op.getResult(0)] = out;
+  return status;
+}
+
 /// An elementwise soma.fusion: one linalg.generic over the results' shape
 /// that reads every input at its broadcast index, computes the body's ops
 /// as scalars and writes every result.
 LogicalResult GraphLowering::lowerFusion(FusionOp op) {
+  if (op.getKind() == "reduction")
+    return lowerReductionFusion(op);
   Location loc = op.getLoc();
   auto shape = cast<RankedTensorType>(op.getResult(0).getType()).getShape();
   int64_t rank = shape.size();
@@ -1151,8 +1240,8 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
 static bool writesElementwiseInPlace(Operation *op) {
   // A fused kernel reads every input of the results' shape at the point it
   // writes (broadcast inputs cannot be an update's target).
-  if (isa<FusionOp>(op))
-    return true;
+  if (auto f = dyn_cast<FusionOp>(op))
+    return f.getKind() == "elementwise";
   if (!ir::isElementwise(op))
     return false;
   auto outType = cast<RankedTensorType>(op->getResult(0).getType());

@@ -522,11 +522,23 @@ func.func @fusion_yield(%a: tensor<2xf32>) -> tensor<2xf32> {
 // -----
 
 func.func @fusion_kind(%a: tensor<2xf32>) -> tensor<2xf32> {
-  // expected-error @+1 {{'soma.fusion' op has unknown kind 'loop' (kinds: elementwise)}}
+  // expected-error @+1 {{'soma.fusion' op has unknown kind 'loop' (kinds: elementwise, reduction)}}
   %0 = soma.fusion "loop"(%a) : (tensor<2xf32>) -> tensor<2xf32> {
   ^bb0(%x: tensor<2xf32>):
     %1 = soma.exp %x : tensor<2xf32>
     soma.yield %1 : tensor<2xf32>
   }
   return %0 : tensor<2xf32>
+}
+
+// -----
+
+func.func @fusion_reduction_end(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
+  // expected-error @+1 {{'soma.fusion' op of kind reduction must end with one reduce_sum, reduce_mean or reduce_max whose result it yields}}
+  %0 = soma.fusion "reduction"(%a) : (tensor<2x2xf32>) -> tensor<2x2xf32> {
+  ^bb0(%x: tensor<2x2xf32>):
+    %1 = soma.exp %x : tensor<2x2xf32>
+    soma.yield %1 : tensor<2x2xf32>
+  }
+  return %0 : tensor<2x2xf32>
 }

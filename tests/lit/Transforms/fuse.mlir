@@ -108,3 +108,45 @@ func.func @lonely(%a: tensor<2x3xf32>, %b: tensor<3x4xf32>) -> tensor<2x4xf32> {
   %2 = soma.matmul %1, %b {transpose_b = true} : (tensor<2x4xf32>, tensor<3x4xf32>) -> tensor<2x3xf32>
   return %1 : tensor<2x4xf32>
 }
+
+// -----
+
+// A reduction takes in the elementwise kernel that only it reads (the
+// variance of batch norm: mean of the squared centred values): one loop
+// nest, the squares are never stored. The centred values are also read by
+// the normalisation, so that kernel stays separate.
+// CHECK-LABEL: func.func @variance(
+//       CHECK: %[[XC:.*]] = soma.sub %arg0, %arg1
+//       CHECK: %[[V:.*]] = soma.fusion "reduction"(%[[XC]]) : (tensor<4x3xf32>) -> tensor<1x3xf32> {
+//  CHECK-NEXT: ^bb0(%[[A:.*]]: tensor<4x3xf32>):
+//  CHECK-NEXT:   %[[SQ:.*]] = soma.mul %[[A]], %[[A]]
+//  CHECK-NEXT:   %[[M:.*]] = soma.reduce_mean %[[SQ]] {axes = array<i64: 0>, keepdims = true}
+//  CHECK-NEXT:   soma.yield %[[M]] : tensor<1x3xf32>
+//       CHECK: soma.div %[[XC]], %[[V]]
+func.func @variance(%x: tensor<4x3xf32>, %mean: tensor<1x3xf32>) -> tensor<4x3xf32> {
+  %0 = soma.sub %x, %mean : tensor<4x3xf32>, tensor<1x3xf32>
+  %1 = soma.mul %0, %0 : tensor<4x3xf32>, tensor<4x3xf32>
+  %2 = soma.reduce_mean %1 {axes = array<i64: 0>, keepdims = true} : tensor<4x3xf32> -> tensor<1x3xf32>
+  %3 = soma.div %0, %2 : tensor<4x3xf32>, tensor<1x3xf32>
+  return %3 : tensor<4x3xf32>
+}
+
+// -----
+
+// A fused chain read only by a reduction joins it too; a chain whose value
+// is also used elsewhere does not.
+// CHECK-LABEL: func.func @chain_into_sum(
+//       CHECK: soma.fusion "reduction"(%arg0, %arg1) : (tensor<8x5xf32>, tensor<5xf32>) -> tensor<8xf32>
+//       CHECK:   soma.add
+//       CHECK:   soma.exp
+//       CHECK:   soma.reduce_sum
+//       CHECK: %[[E:.*]] = soma.exp %arg0
+//       CHECK: soma.reduce_max %[[E]]
+func.func @chain_into_sum(%x: tensor<8x5xf32>, %b: tensor<5xf32>) -> (tensor<8xf32>, tensor<8xf32>, tensor<8x5xf32>) {
+  %0 = soma.add %x, %b : tensor<8x5xf32>, tensor<5xf32>
+  %1 = soma.exp %0 : tensor<8x5xf32>
+  %2 = soma.reduce_sum %1 {axes = array<i64: 1>} : tensor<8x5xf32> -> tensor<8xf32>
+  %3 = soma.exp %x : tensor<8x5xf32>
+  %4 = soma.reduce_max %3 {axes = array<i64: 1>} : tensor<8x5xf32> -> tensor<8xf32>
+  return %2, %4, %3 : tensor<8xf32>, tensor<8xf32>, tensor<8x5xf32>
+}

@@ -685,3 +685,26 @@ func.func @in_place(%x: tensor<8xf32> {soma.input = "x"}) -> (tensor<f32> {soma.
   %3 = soma.reduce_sum %2 {axes = array<i64: 0>} : tensor<8xf32> -> tensor<f32>
   return %3 : tensor<f32>
 }
+
+// -----
+
+// A reduction fusion is one linalg.generic with the kept dimension parallel
+// and outermost and the reduced one innermost; the body computes the square
+// and accumulates it; the mean is scaled afterwards.
+// CHECK-LABEL: func.func @fused_reduction(
+//       CHECK: linalg.fill
+//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (0, d0)>], iterator_types = ["parallel", "reduction"]} ins(%{{.*}} : memref<4x3xf32>) outs(%{{.*}} : memref<1x3xf32>)
+//  CHECK-NEXT: ^bb0(%[[X:.*]]: f32, %[[ACC:.*]]: f32):
+//  CHECK-NEXT:   %[[SQ:.*]] = arith.mulf %[[X]], %[[X]] : f32
+//  CHECK-NEXT:   %[[S:.*]] = arith.addf %[[ACC]], %[[SQ]] : f32
+//  CHECK-NEXT:   linalg.yield %[[S]] : f32
+//       CHECK: arith.mulf %{{.*}}, %{{.*}} : f32
+func.func @fused_reduction(%x: tensor<4x3xf32> {soma.input = "x"}) -> (tensor<1x3xf32> {soma.output = "v"}) {
+  %0 = soma.fusion "reduction"(%x) : (tensor<4x3xf32>) -> tensor<1x3xf32> {
+  ^bb0(%a: tensor<4x3xf32>):
+    %1 = soma.mul %a, %a : tensor<4x3xf32>, tensor<4x3xf32>
+    %2 = soma.reduce_mean %1 {axes = array<i64: 0>, keepdims = true} : tensor<4x3xf32> -> tensor<1x3xf32>
+    soma.yield %2 : tensor<1x3xf32>
+  }
+  return %0 : tensor<1x3xf32>
+}

@@ -477,6 +477,10 @@ def Soma_FusionOp : Op<Soma_Dialect, "fusion",
     their broadcast index and each result is written once per point.
     Results are the group's values that are used after it (several when
     intermediate values are needed elsewhere, e.g. by the backward pass).
+    kind = "reduction": elementwise ops over the shape of a reduction's
+    operand, then one reduce_sum, reduce_mean or reduce_max of the last of
+    them, whose result is the only result: one loop nest that computes each
+    point and accumulates it, so the reduced operand is never stored.
   }];
   let arguments = (ins Variadic<Soma_AnyTensor>:$inputs, StrAttr:$kind);
   let results = (outs Variadic<Soma_AnyTensor>:$outputs);
