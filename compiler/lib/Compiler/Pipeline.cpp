@@ -203,7 +203,9 @@ void listKernels(ModuleOp m, CompileReport *report) {
         k.flops = 2 * numel(mm.getResult()) * kdim;
       } else if (auto fusion = dyn_cast<ir::FusionOp>(op)) {
         for (Operation &inner : fusion.getBody().front().without_terminator())
-          if (!isa<ir::ConstantOp>(inner))
+          if (isa<ir::ReduceSumOp, ir::ReduceMeanOp, ir::ReduceMaxOp>(inner))
+            k.flops += numel(inner.getOperand(0)); // one per element reduced
+          else if (!isa<ir::ConstantOp>(inner))
             k.flops += numel(inner.getResult(0));
       } else if (op.getNumResults() == 1 && !isa<ir::Im2colOp, ir::TransposeOp, ir::PadOp, ir::SliceOp,
                                                    ir::ConcatOp, ir::BroadcastToOp>(op)) {
