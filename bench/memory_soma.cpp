@@ -1,0 +1,64 @@
+// memory_soma: resident memory of soma training steps.
+//
+//   memory_soma MODEL BATCH [recompute]   (MODEL: mlp, lenet5, resnet8;
+//                                          recompute: activation checkpointing)
+//
+// Prints one line "base_kib compiled_kib peak_kib arena params states":
+// the resident size before the model is built (after the library is
+// loaded), after compiling (the graph dropped and freed memory returned to
+// the system by malloc_trim), the peak during 10 training steps (after 2
+// warm-up steps), then soma's own accounting in bytes.
+#include "memory_common.h"
+
+#include <soma/soma.h>
+
+#include <malloc.h>
+
+int main(int argc, char **argv) {
+  if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "recompute")) {
+    std::fprintf(stderr, "usage: memory_soma MODEL BATCH [recompute]\n");
+    return 2;
+  }
+  std::string model = argv[1];
+  int64_t batch = std::atoll(argv[2]);
+  long base = bench::statusKiB("VmRSS");
+  soma::CompileReport report;
+  soma::TrainStep step;
+  soma::Shape xs;
+  {
+    // The graph (and its MLIR context) is only needed to compile.
+    soma::Graph g = soma::zoo::build(model, batch, /*with_loss=*/true, 1);
+    soma::TrainOptions to;
+    to.compile.report = &report;
+    to.checkpointing.enabled = argc == 4;
+    step = soma::compile_training(g, g.output_tensor("loss"), soma::optim::Adam{}, to);
+    xs = g.inputs()[0].shape;
+  }
+  malloc_trim(0);
+  long compiled = bench::statusKiB("VmRSS");
+  soma::Array x(soma::DType::f32, xs), y(soma::DType::i32, {batch});
+  for (int64_t i = 0; i < x.numel(); ++i)
+    x.data<float>()[i] = static_cast<float>(i % 97) / 97.0f;
+  for (int64_t i = 0; i < batch; ++i)
+    y.data<int32_t>()[i] = static_cast<int32_t>(i % 10);
+  std::map<std::string, soma::Array> b{{"x", x}, {"y", y}};
+  for (int i = 0; i < 2; ++i)
+    step.run(b);
+  malloc_trim(0);
+  if (!bench::resetPeak()) {
+    std::fprintf(stderr, "memory_soma: cannot reset the peak RSS (/proc/self/clear_refs)\n");
+    return 1;
+  }
+  for (int i = 0; i < 10; ++i)
+    step.run(b);
+  long peak = bench::statusKiB("VmHWM");
+  int64_t params = 0, states = 0;
+  for (auto &[n, a] : step.params())
+    params += a.numel() * 4;
+  for (auto &[n, a] : step.states())
+    states += a.numel() * 4;
+  std::printf("%ld %ld %ld %lld %lld %lld\n", base, compiled, peak,
+              static_cast<long long>(report.functions.empty() ? 0 : report.functions[0].arena_bytes),
+              static_cast<long long>(params), static_cast<long long>(states));
+  return 0;
+}
