@@ -15,7 +15,7 @@ set -euo pipefail
 build=${1:?usage: run_memory.sh BUILD_DIR [THREADS]}
 threads=${2:-2}
 export OMP_NUM_THREADS=$threads
-printf '%-10s %5s | %-31s | %9s | %-25s\n' "" "" "process (peak - base), MiB" "" "step, MiB"
+printf '%-10s %5s | %-31s | %9s | %s\n' "" "" "process (peak - base), MiB" "" "step, MiB"
 printf '%-10s %5s | %9s %10s %9s | %9s | %9s %9s %6s\n' model batch soma "(compiler)" ratio libtorch soma libtorch ratio
 for spec in "mlp 64" "mlp 256" "lenet5 64" "lenet5 64 recompute" "resnet8 32" "resnet8 32 recompute"; do
   set -- $spec
