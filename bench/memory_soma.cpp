@@ -54,9 +54,9 @@ int main(int argc, char **argv) {
   long peak = bench::statusKiB("VmHWM");
   int64_t params = 0, states = 0;
   for (auto &[n, a] : step.params())
-    params += a.numel() * 4;
+    params += static_cast<int64_t>(a.nbytes());
   for (auto &[n, a] : step.states())
-    states += a.numel() * 4;
+    states += static_cast<int64_t>(a.nbytes());
   std::printf("%ld %ld %ld %lld %lld %lld\n", base, compiled, peak,
               static_cast<long long>(report.functions.empty() ? 0 : report.functions[0].arena_bytes),
               static_cast<long long>(params), static_cast<long long>(states));

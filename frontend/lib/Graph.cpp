@@ -356,7 +356,7 @@ Tensor Graph::buffer(const std::string &name, const Shape &shape, const Init &in
   Tensor t = param(name, shape, init, loc);
   GraphImpl *g = impl_.get();
   Value v = g->value(t);
-  g->func.setArgAttr(cast<BlockArgument>(v).getArgNumber(), "soma.trainable",
+  g->func.setArgAttr(cast<BlockArgument>(v).getArgNumber(), ir::kTrainableAttr,
                      BoolAttr::get(g->ctx.get(), false));
   return t;
 }
@@ -408,7 +408,7 @@ std::vector<ParamInfo> Graph::params() const {
   for (unsigned i = 0; i < fn.getNumArguments(); ++i)
     if (auto s = fn.getArgAttrOfType<StringAttr>(i, ir::kParamAttr)) {
       TensorSpec spec = specOf(fn.getArgument(i).getType(), s.str());
-      auto trainable = fn.getArgAttrOfType<BoolAttr>(i, "soma.trainable");
+      auto trainable = fn.getArgAttrOfType<BoolAttr>(i, ir::kTrainableAttr);
       out.push_back({spec.name, spec.dtype, spec.shape,
                      parseInitAttr(fn.getArgAttr(i, ir::kInitAttr), spec.name, spec.shape),
                      !trainable || trainable.getValue()});

@@ -10,6 +10,7 @@
 #include "soma/Dialect/SomaDialect.h"
 #include "soma/nn.h"
 #include "soma/ops.h"
+#include "soma/random.h"
 
 #include "mlir/IR/BuiltinAttributes.h"
 
@@ -313,11 +314,11 @@ Tensor dropout(const Tensor &x, double rate, int64_t seed, Loc loc) {
   GraphImpl *g = graphOf({&x}, "dropout", loc);
   int k = g->counters["soma.dropout"]++;
   if (seed < 0) {
-    // splitmix64 of (graph seed, k): distinct, well-spread seeds.
-    uint64_t z = g->seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(k + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    seed = static_cast<int64_t>((z ^ (z >> 31)) >> 1);
+    // Block k of the graph's Philox stream "soma.dropout", as parameters
+    // draw their initial values: distinct, well-spread seeds.
+    uint32_t w[4];
+    Philox{g->seed, stream_id("soma.dropout")}.block(static_cast<uint64_t>(k), w);
+    seed = static_cast<int64_t>((static_cast<uint64_t>(w[1]) << 32 | w[0]) >> 1);
   }
   Builder b(g->ctx.get());
   return buildOp(g, "soma.dropout", {g->value(x)},
@@ -617,8 +618,7 @@ Tensor nll_loss(const Tensor &logp, const Tensor &labels, Reduction r, Loc loc) 
   if (logp.rank() != 2)
     throw Error(where(loc) + ": nll_loss: log_probs must be [N, C], got " + logp.type_str());
   Tensor picked = sum(mul(logp, one_hot(labels, logp.dim(1), loc), loc), {1}, false, loc);
-  Tensor total = neg(sum(picked, {}, false, loc), loc);
-  return r == Reduction::sum ? total : div(total, scalarOf(logp, static_cast<double>(logp.dim(0)), loc), loc);
+  return reduceLossValue(neg(picked, loc), r, loc);
 }
 
 Tensor kl_divergence(const Tensor &logq, const Tensor &p, Reduction r, Loc loc) {

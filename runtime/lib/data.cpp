@@ -315,6 +315,10 @@ namespace {
 /// The Philox stream of the shuffle of epoch e is kShuffleStream + e: a
 /// stream no parameter initializer uses (theirs are stream_id(name)).
 const uint64_t kShuffleStream = stream_id("soma.data.Loader.shuffle");
+/// The streams of augmentation in epoch e: kAugmentStream + e for the
+/// geometry of each example, kNoiseStream + e for its noise.
+const uint64_t kAugmentStream = stream_id("soma.augment");
+const uint64_t kNoiseStream = stream_id("soma.augment.noise");
 
 } // namespace
 
@@ -458,7 +462,7 @@ void augment_image(float *image, int64_t channels, int64_t h, int64_t w, const A
                    uint64_t seed, int64_t epoch, int64_t position) {
   // One Philox stream per epoch; 8 uniforms per example for the geometry,
   // then one normal per pixel for the noise in a second stream.
-  Philox rng{seed, stream_id("soma.augment") + static_cast<uint64_t>(epoch)};
+  Philox rng{seed, kAugmentStream + static_cast<uint64_t>(epoch)};
   auto u = [&](int k) { return static_cast<double>(rng.uniform(static_cast<uint64_t>(position) * 8 + k)); };
   bool flip = a.flip && u(0) < 0.5;
   double angle = a.rotate_degrees * (2 * u(1) - 1) * std::numbers::pi / 180.0;
@@ -495,7 +499,7 @@ void augment_image(float *image, int64_t channels, int64_t h, int64_t w, const A
       }
   }
   if (a.noise_std > 0) {
-    Philox noise{seed, stream_id("soma.augment.noise") + static_cast<uint64_t>(epoch)};
+    Philox noise{seed, kNoiseStream + static_cast<uint64_t>(epoch)};
     uint64_t base = static_cast<uint64_t>(position) * static_cast<uint64_t>(channels * plane);
     for (int64_t k = 0; k < channels * plane; ++k)
       image[k] += static_cast<float>(a.noise_std) * noise.normal(base + static_cast<uint64_t>(k));

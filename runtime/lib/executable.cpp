@@ -101,6 +101,18 @@ void Executable::call(std::span<const Array> inputs, std::span<const Array> para
   fn_(args.data());
 }
 
+std::vector<Array> Executable::make_states() const {
+  std::vector<Array> out;
+  for (size_t i = 0; i < sig_.states.size(); ++i) {
+    Array a(sig_.states[i].dtype, sig_.states[i].shape);
+    float init = static_cast<float>(sig_.state_init[i]);
+    for (int64_t k = 0; k < a.numel(); ++k)
+      a.data<float>()[k] = init;
+    out.push_back(a);
+  }
+  return out;
+}
+
 std::vector<Array> Executable::make_outputs() const {
   std::vector<Array> out;
   for (const TensorSpec &s : sig_.outputs)

@@ -15,9 +15,7 @@ namespace soma {
 
 namespace {
 
-// Philox4x32 constants (Salmon et al., Random123).
-constexpr uint32_t kM0 = 0xD2511F53, kM1 = 0xCD9E8D57;
-constexpr uint32_t kW0 = 0x9E3779B9, kW1 = 0xBB67AE85;
+using detail::kPhiloxM0, detail::kPhiloxM1, detail::kPhiloxW0, detail::kPhiloxW1;
 /// 2^64 / golden ratio; spreads consecutive stream ids over the key space.
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
 
@@ -46,11 +44,11 @@ void detail::philox4x32_10(const uint32_t key[2], const uint32_t counter[4],
   uint32_t c0 = counter[0], c1 = counter[1], c2 = counter[2], c3 = counter[3];
   for (int round = 0; round < 10; ++round) {
     if (round > 0) {
-      k0 += kW0;
-      k1 += kW1;
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
     }
-    uint64_t p0 = static_cast<uint64_t>(kM0) * c0;
-    uint64_t p1 = static_cast<uint64_t>(kM1) * c2;
+    uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c0;
+    uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * c2;
     uint32_t hi0 = static_cast<uint32_t>(p0 >> 32),
              lo0 = static_cast<uint32_t>(p0);
     uint32_t hi1 = static_cast<uint32_t>(p1 >> 32),

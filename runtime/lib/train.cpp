@@ -28,19 +28,28 @@ TrainStep::TrainStep(Executable train, Executable eval, NamedArrays params,
   lr_ = Array(DType::f32, {});
   trainOut_ = train_.make_outputs();
   evalOut_ = eval_.make_outputs();
-  for (size_t i = 0; i < sig.states.size(); ++i) {
-    Array a(sig.states[i].dtype, sig.states[i].shape);
-    float init = static_cast<float>(sig.state_init[i]);
-    for (int64_t k = 0; k < a.numel(); ++k)
-      a.data<float>()[k] = init;
-    states_.emplace_back(sig.states[i].name, a);
-    stateArrays_.push_back(a);
-  }
+  stateArrays_ = train_.make_states();
+  for (size_t i = 0; i < sig.states.size(); ++i)
+    states_.emplace_back(sig.states[i].name, stateArrays_[i]);
+  // What run() and evaluate() read from their outputs, found once.
+  trainLoss_ = sig.find_output("loss");
+  trainCorrect_ = sig.find_output("soma.correct");
+  trainExamples_ = 1;
+  for (const TensorSpec &s : sig.inputs)
+    if (s.name != "soma.lr" && !s.shape.empty()) {
+      trainExamples_ = s.shape[0];
+      break;
+    }
+  const Signature &es = eval_.signature();
+  evalLoss_ = es.find_output("loss");
+  evalCorrect_ = es.find_output("soma.correct");
+  const Shape &perExample = es.outputs[evalCorrect_ >= 0 ? evalCorrect_ : 0].shape;
+  evalExamples_ = perExample.empty() ? 1 : perExample[0];
 }
 
 double TrainStep::lr() const { return schedule_.lr(optim::common(opt_).lr, step_); }
 
-bool TrainStep::classification() const { return train_.signature().find_output("soma.correct") >= 0; }
+bool TrainStep::classification() const { return trainCorrect_ >= 0; }
 
 void TrainStep::dataInputs(const std::map<std::string, Array> &batch, const Signature &sig,
                            bool withLr, std::vector<Array> &in) const {
@@ -69,16 +78,10 @@ StepResult TrainStep::run(const std::map<std::string, Array> &batch) {
   std::vector<Array> &out = trainOut_;
   train_.call(trainIn_, paramArrays_, stateArrays_, out);
   StepResult r;
-  r.loss = out[sig.find_output("loss")].data<float>()[0];
-  int c = sig.find_output("soma.correct");
-  if (c >= 0)
-    r.correct = static_cast<int64_t>(out[c].data<float>()[0]);
-  r.examples = sig.inputs.empty() || sig.inputs[0].shape.empty() ? 1 : sig.inputs[0].shape[0];
-  for (const TensorSpec &s : sig.inputs)
-    if (s.name != "soma.lr" && !s.shape.empty()) {
-      r.examples = s.shape[0];
-      break;
-    }
+  r.loss = out[trainLoss_].data<float>()[0];
+  if (trainCorrect_ >= 0)
+    r.correct = static_cast<int64_t>(out[trainCorrect_].data<float>()[0]);
+  r.examples = trainExamples_;
   ++step_;
   if (!std::isfinite(r.loss))
     throw Error(std::string("the loss is ") + (std::isnan(r.loss) ? "NaN" : "infinite") +
@@ -94,12 +97,11 @@ StepResult TrainStep::evaluate(const std::map<std::string, Array> &batch, int64_
   std::vector<Array> &out = evalOut_;
   eval_.call(evalIn_, paramArrays_, out);
   StepResult r;
-  r.loss = out[sig.find_output("loss")].data<float>()[0];
-  int c = sig.find_output("soma.correct");
-  int64_t n = sig.outputs[c >= 0 ? c : 0].shape.empty() ? 1 : sig.outputs[c >= 0 ? c : 0].shape[0];
+  r.loss = out[evalLoss_].data<float>()[0];
+  int64_t n = evalExamples_;
   r.examples = real < 0 ? n : real;
-  if (c >= 0) {
-    const float *hits = out[c].data<float>();
+  if (evalCorrect_ >= 0) {
+    const float *hits = out[evalCorrect_].data<float>();
     r.correct = 0;
     for (int64_t i = 0; i < r.examples && i < n; ++i)
       r.correct += hits[i] > 0.5f ? 1 : 0;

@@ -31,14 +31,12 @@ int main(int argc, char **argv) {
     soma::Tensor loss = soma::softmax_cross_entropy(logits, y);
 
     // Adam with the learning rate halved every two epochs.
-    soma::data::Dataset train = soma::data::fashion_mnist("train");
-    soma::data::Loader trainLoader(train, batch, /*shuffle=*/true, /*seed=*/1);
+    soma::data::Loader trainLoader = soma::data::fashion_mnist("train", batch, /*shuffle=*/true, /*seed=*/1);
     int64_t perEpoch = trainLoader.batches_per_epoch();
     soma::TrainStep step = soma::compile_training(
         g, loss, soma::optim::Adam{{.lr = 1e-3}},
         {.schedule = soma::optim::Schedule::step_decay(2 * perEpoch, 0.5)});
-    soma::data::Loader testLoader(soma::data::fashion_mnist("test"), batch, false, 0,
-                                  soma::data::LastBatch::pad_wrap);
+    soma::data::Loader testLoader = soma::data::fashion_mnist("test", batch); // in order, padded
 
     soma::FitOptions fo;
     fo.epochs = epochs;

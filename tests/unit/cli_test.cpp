@@ -297,6 +297,8 @@ TEST_F(Cli, TrainErrors) {
   expectError(soma("train mlp --no-progress --data-dir " + path("fm"), *dir), 1, {"train-images-idx3-ubyte.gz"});
   expectError(soma("train mlp --optimizer adamm", *dir), 1, {"adamm", "adam"});
   expectError(soma("train mlp --schedule wobbly", *dir), 2, {"unknown --schedule 'wobbly'"});
+  expectError(soma("train mlp --schedule step:10x:0.5", *dir), 2, {"'10x' is not a number"});
+  expectError(soma("train mlp --schedule step:10:0.5+warmup:5s", *dir), 2, {"bad warmup '5s'"});
   std::ofstream(path("noloss.mlir")) << R"(module @g {
   func.func @g(%x: tensor<2x784xf32> {soma.input = "x"}) -> (tensor<2x784xf32> {soma.output = "y"}) {
     %0 = soma.relu %x : tensor<2x784xf32>

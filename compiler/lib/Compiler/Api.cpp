@@ -51,7 +51,7 @@ std::string CompileReport::str() const {
     out += line;
     if (f.recomputed_values > 0) {
       std::snprintf(line, sizeof line,
-                    "  checkpointing: %lld values recomputed in the backward pass (%s not kept), %lld extra FLOPs "
+                    "  checkpointing: %lld values recomputed in the backward pass (%s of values), %lld extra FLOPs "
                     "(%.2f%% of the step)\n",
                     static_cast<long long>(f.recomputed_values), kb(f.recomputed_bytes).c_str(),
                     static_cast<long long>(f.recompute_flops),
@@ -71,13 +71,7 @@ std::string CompileReport::str() const {
 
 Inference::Inference(Executable exe, NamedArrays params) : exe_(std::move(exe)) {
   set_params(params);
-  const Signature &sig = exe_.signature();
-  for (size_t i = 0; i < sig.states.size(); ++i) {
-    Array a(sig.states[i].dtype, sig.states[i].shape);
-    for (int64_t k = 0; k < a.numel(); ++k)
-      a.data<float>()[k] = static_cast<float>(sig.state_init[i]);
-    states_.push_back(a);
-  }
+  states_ = exe_.make_states();
 }
 
 void Inference::set_params(const NamedArrays &params) {

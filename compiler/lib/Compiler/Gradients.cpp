@@ -23,27 +23,21 @@ namespace soma {
 /// function whose gradients training uses.
 static OwningOpRef<ModuleOp> trainingForward(const Graph &g) {
   OwningOpRef<ModuleOp> m(cast<ModuleOp>(g.impl()->module->getOperation()->clone()));
-  PassManager pm(m->getContext());
-  SomaExpandModesOptions mode;
-  mode.training = true;
-  pm.addPass(createSomaExpandModes(mode));
-  DiagnosticCollector diags(m->getContext());
-  if (failed(pm.run(*m)))
-    throw Error(diags.message());
+  runPasses(*m, DumpConfig{}, nullptr, [](PassManager &pm) {
+    SomaExpandModesOptions mode;
+    mode.training = true;
+    pm.addPass(createSomaExpandModes(mode));
+  });
   func::FuncOp fn = graphFunction(*m);
   auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
   SmallVector<Value> keep;
-  SmallVector<Type> types;
   SmallVector<DictionaryAttr> attrs;
   for (unsigned j = 0; j < fn.getNumResults(); ++j)
     if (!fn.getResultAttr(j, ir::kUpdateAttr)) {
       keep.push_back(ret.getOperand(j));
-      types.push_back(ret.getOperand(j).getType());
       attrs.push_back(fn.getResultAttrDict(j));
     }
-  ret->setOperands(keep);
-  fn.setFunctionType(FunctionType::get(m->getContext(), fn.getArgumentTypes(), types));
-  fn.setAllResultAttrs(attrs);
+  ir::setGraphResults(fn, keep, attrs);
   // States the training form introduced (dropout's step count) are fixed at
   // their initial value: the function is a deterministic function of its
   // inputs and parameters, as finite differences need.
@@ -87,11 +81,7 @@ OwningOpRef<ModuleOp> buildGradientModule(const Graph &g, const GradientOptions 
       if (fn.getArgAttr(i, ir::kInputAttr) &&
           cast<RankedTensorType>(fn.getArgument(i).getType()).getElementType().isF32())
         fn.setArgAttr(i, "soma.requires_grad", b.getUnitAttr());
-  PassManager pm(m->getContext());
-  pm.addPass(createSomaAutodiff());
-  DiagnosticCollector diags(m->getContext());
-  if (failed(pm.run(*m)))
-    throw Error(diags.message());
+  runPasses(*m, DumpConfig{}, nullptr, [](PassManager &pm) { pm.addPass(createSomaAutodiff()); });
   // Name the gradients as outputs.
   for (unsigned j = 0; j < fn.getNumResults(); ++j)
     if (auto name = fn.getResultAttrOfType<StringAttr>(j, "soma.grad"))

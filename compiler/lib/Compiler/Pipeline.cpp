@@ -100,7 +100,7 @@ void DumpConfig::write(const std::string &stage, const std::string &text) const 
       write_file_atomic((std::filesystem::path(dir) / s.file).string(), text);
 }
 
-static std::string printModule(ModuleOp m, bool debugInfo) {
+std::string printModule(ModuleOp m, bool debugInfo) {
   std::string s;
   llvm::raw_string_ostream os(s);
   OpPrintingFlags flags;
@@ -159,16 +159,23 @@ void countOps(ModuleOp m, CompileReport *report) {
   }
 }
 
+/// The report's entry for graph function `name` of the current compilation
+/// (entries from `first` on; a training step and its eval function share
+/// the graph's name).
+CompileReport::Function *reportEntry(CompileReport *report, size_t first, StringRef name) {
+  for (size_t i = first; i < report->functions.size(); ++i)
+    if (report->functions[i].name == name)
+      return &report->functions[i];
+  return nullptr;
+}
+
 /// The kernels of each graph function after fusion: every op that computes
 /// (views and constants do not).
-void listKernels(ModuleOp m, CompileReport *report) {
+void listKernels(ModuleOp m, CompileReport *report, size_t first) {
   for (auto fn : m.getOps<func::FuncOp>()) {
     if (fn.isDeclaration() || fn->hasAttr("soma.kernel"))
       continue;
-    CompileReport::Function *f = nullptr;
-    for (auto &g : report->functions)
-      if (g.name == fn.getSymName())
-        f = &g;
+    CompileReport::Function *f = reportEntry(report, first, fn.getSymName());
     if (!f)
       continue;
     for (Operation &op : fn.getBody().front().without_terminator()) {
@@ -218,7 +225,7 @@ void listKernels(ModuleOp m, CompileReport *report) {
   }
 }
 
-void memoryNumbers(func::FuncOp kernel, CompileReport *report);
+void memoryNumbers(func::FuncOp kernel, CompileReport::Function &f);
 
 /// One planned buffer: [offset, bytes, first, last] and where it came from.
 struct PlannedBuffer {
@@ -248,10 +255,9 @@ std::vector<PlannedBuffer> plannedBuffers(func::FuncOp kernel) {
 /// memory-plan.txt: the numbers, then every buffer.
 std::string memoryPlanText(func::FuncOp kernel) {
   std::vector<PlannedBuffer> bufs = plannedBuffers(kernel);
-  CompileReport r;
-  r.functions.push_back({kernel.getSymName().str()});
-  memoryNumbers(kernel, &r);
-  const CompileReport::Function &f = r.functions[0];
+  CompileReport::Function f;
+  f.name = kernel.getSymName().str();
+  memoryNumbers(kernel, f);
   std::ostringstream os;
   os << "kernel " << f.name << "\n"
      << "arena (workspace) bytes:        " << f.arena_bytes << "\n"
@@ -313,31 +319,24 @@ std::string memoryPlanSvg(func::FuncOp kernel) {
 
 /// Arena, lower bound and no-reuse total from a planned kernel's
 /// soma.memory_plan ([offset, bytes, first, last] per buffer).
-void memoryNumbers(func::FuncOp kernel, CompileReport *report) {
-  std::string graph = kernel.getSymName().str();
-  CompileReport::Function *f = nullptr;
-  for (auto &g : report->functions)
-    if (g.name == graph)
-      f = &g;
-  if (!f)
-    return;
+void memoryNumbers(func::FuncOp kernel, CompileReport::Function &f) {
   if (auto ws = kernel->getAttrOfType<IntegerAttr>("soma.workspace_bytes"))
-    f->arena_bytes = ws.getInt();
+    f.arena_bytes = ws.getInt();
   auto plan = kernel->getAttrOfType<ArrayAttr>("soma.memory_plan");
   if (!plan)
     return;
   std::map<int64_t, int64_t> delta; // position -> change of live bytes
   for (Attribute a : plan) {
     auto v = cast<DenseI64ArrayAttr>(a).asArrayRef();
-    f->no_reuse_bytes += (v[1] + 63) / 64 * 64;
+    f.no_reuse_bytes += (v[1] + 63) / 64 * 64;
     delta[v[2]] += v[1];
     delta[v[3] + 1] -= v[1];
-    ++f->buffers;
+    ++f.buffers;
   }
   int64_t live = 0;
   for (auto [pos, d] : delta) {
     live += d;
-    f->lower_bound_bytes = std::max(f->lower_bound_bytes, live);
+    f.lower_bound_bytes = std::max(f.lower_bound_bytes, live);
   }
 }
 } // namespace
@@ -346,8 +345,8 @@ void memoryNumbers(func::FuncOp kernel, CompileReport *report) {
 // Lowering
 //===----------------------------------------------------------------------===//
 
-static void runPasses(ModuleOp m, const DumpConfig &dump, const char *what,
-                      llvm::function_ref<void(PassManager &)> build) {
+void runPasses(ModuleOp m, const DumpConfig &dump, const char *what,
+               llvm::function_ref<void(PassManager &)> build) {
   MLIRContext *ctx = m.getContext();
   PassManager pm(ctx);
   if (dump.printIrAfterAll) {
@@ -358,9 +357,10 @@ static void runPasses(ModuleOp m, const DumpConfig &dump, const char *what,
   }
   build(pm);
   DiagnosticCollector diags(ctx);
-  if (failed(pm.run(m)))
-    throw Error(std::string(what) + " failed:\n" +
-                (diags.empty() ? std::string("(no diagnostic)") : diags.message()));
+  if (failed(pm.run(m))) {
+    std::string message = diags.empty() ? std::string("(no diagnostic)") : diags.message();
+    throw Error(what ? std::string(what) + " failed:\n" + message : message);
+  }
 }
 
 static DType dtypeOfElement(Type t) {
@@ -419,11 +419,12 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
   });
+  size_t firstEntry = dump.report ? dump.report->functions.size() : 0;
   if (dump.report)
     countOps(m, dump.report);
   runPasses(m, dump, "fusion", [&](PassManager &pm) { pm.addNestedPass<func::FuncOp>(createSomaFuse()); });
   if (dump.report)
-    listKernels(m, dump.report);
+    listKernels(m, dump.report, firstEntry);
   dump.write("fused", [&] { return printModule(m, true); });
   timer.emplace("lower to linalg", dump.report);
   runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
@@ -444,7 +445,8 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
     throw Error("lowering produced no kernel function");
   out.signature = signatureOf(kernel);
   if (dump.report)
-    memoryNumbers(kernel, dump.report);
+    if (CompileReport::Function *f = reportEntry(dump.report, firstEntry, kernel.getSymName()))
+      memoryNumbers(kernel, *f);
   dump.write("memory-plan", [&] { return memoryPlanText(kernel); });
   dump.write("memory-picture", [&] { return memoryPlanSvg(kernel); });
   timer.emplace("lower to LLVM dialect", dump.report);
@@ -578,20 +580,17 @@ Executable jitCompile(ModuleOp graphModule, const CompileOptions &options) {
 }
 
 Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel, Mode mode) {
-  CompileOptions options;
-  options.opt_level = optLevel;
   LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode);
-  auto tm = createTargetMachine("host", options.opt_level);
+  auto tm = createTargetMachine("host", optLevel);
   // The engine translates through our builder so that the dumped, optimised
   // module is exactly the code that runs.
-  std::unique_ptr<llvm::Module> prepared;
   auto builder = [&](Operation *, llvm::LLVMContext &ctx) -> std::unique_ptr<llvm::Module> {
-    return translateAndOptimize(*lowered.module, ctx, *tm, options.opt_level, dump);
+    return translateAndOptimize(*lowered.module, ctx, *tm, optLevel, dump);
   };
   ExecutionEngineOptions eo;
   eo.llvmModuleBuilder = builder;
   eo.transformer = {};
-  eo.jitCodeGenOptLevel = codeGenLevel(options.opt_level);
+  eo.jitCodeGenOptLevel = codeGenLevel(optLevel);
   llvm::SmallVector<llvm::StringRef, 1> libs{SOMA_OMP_LIB};
   eo.sharedLibPaths = libs;
   StageTimer codegen("JIT (incl. LLVM IR)", dump.report);

@@ -208,23 +208,8 @@ std::vector<Update> emitOptimizer(func::FuncOp fn, const optim::Optimizer &opt,
   return updates;
 }
 
-/// Replaces the function's results.
-void setResults(func::FuncOp fn, ArrayRef<Value> values, ArrayRef<DictionaryAttr> attrs) {
-  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
-  ret->setOperands(values);
-  SmallVector<Type> types;
-  for (Value v : values)
-    types.push_back(v.getType());
-  fn.setFunctionType(FunctionType::get(fn.getContext(), fn.getArgumentTypes(), types));
-  fn.setAllResultAttrs(attrs);
-}
-
 void runPass(ModuleOp m, std::unique_ptr<Pass> pass) {
-  PassManager pm(m.getContext());
-  pm.addPass(std::move(pass));
-  DiagnosticCollector diags(m.getContext());
-  if (failed(pm.run(m)))
-    throw Error(diags.message());
+  runPasses(m, DumpConfig{}, nullptr, [&](PassManager &pm) { pm.addPass(std::move(pass)); });
 }
 
 } // namespace
@@ -261,7 +246,7 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
       results.push_back(correct);
       attrs.push_back(b.getDictionaryAttr({b.getNamedAttr(kOutputAttr, b.getStringAttr("soma.correct"))}));
     }
-    setResults(fn, results, attrs);
+    setGraphResults(fn, results, attrs);
     {
       SomaExpandModesOptions mode;
       mode.training = train;
@@ -272,15 +257,12 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
       continue;
     }
     runPass(*m, createSomaAutodiff());
-    if (checkpointing.enabled) {
-      SomaRecomputeOptions ro;
-      ro.budget = checkpointing.budget_bytes;
-      PassManager pm(m->getContext());
-      pm.addNestedPass<func::FuncOp>(createSomaRecompute(ro));
-      DiagnosticCollector diags(m->getContext());
-      if (failed(pm.run(*m)))
-        throw Error(diags.message());
-    }
+    if (checkpointing.enabled)
+      runPasses(*m, DumpConfig{}, nullptr, [&](PassManager &pm) {
+        SomaRecomputeOptions ro;
+        ro.budget = checkpointing.budget_bytes;
+        pm.addNestedPass<func::FuncOp>(createSomaRecompute(ro));
+      });
     std::vector<std::pair<std::string, Value>> grads;
     SmallVector<Value> keep;
     SmallVector<DictionaryAttr> keepAttrs;
@@ -298,7 +280,7 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
       keep.push_back(u.value);
       keepAttrs.push_back(b.getDictionaryAttr({b.getNamedAttr(kUpdateAttr, b.getStringAttr(u.name))}));
     }
-    setResults(fn, keep, keepAttrs);
+    setGraphResults(fn, keep, keepAttrs);
     out.train = std::move(m);
   }
   return out;
@@ -310,21 +292,12 @@ TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Opti
   // The dumps show the graph as built, the training function after
   // autodiff and the optimizer, and then the lowering of the training step.
   DumpConfig dump = makeDumpConfig(options.compile);
-  auto print = [](ModuleOp m) {
-    std::string s;
-    llvm::raw_string_ostream os(s);
-    OpPrintingFlags flags;
-    flags.enableDebugInfo(true, false);
-    m.print(os, flags);
-    return os.str();
-  };
-  dump.write("built", [&] { return print(*g.impl()->module); });
-  dump.write("train", [&] { return print(*modules.train); });
+  dump.write("built", [&] { return printModule(*g.impl()->module, true); });
+  dump.write("train", [&] { return printModule(*modules.train, true); });
   DumpConfig trainDump = dump;
   trainDump.stages.erase("built");
   Executable train = jitCompile(*modules.train, trainDump, options.compile.opt_level);
   DumpConfig none;
-  none.printIrAfterAll = false;
   none.report = dump.report;
   Executable eval = jitCompile(*modules.eval, none, options.compile.opt_level);
   return TrainStep(std::move(train), std::move(eval), g.init_params(), opt, options.schedule,

@@ -1582,3 +1582,13 @@ LogicalResult FusionOp::verify() {
         return emitOpError("results differ in shape: ") << getResultTypes();
   return success();
 }
+
+void soma::ir::setGraphResults(func::FuncOp fn, ArrayRef<Value> values, ArrayRef<DictionaryAttr> attrs) {
+  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+  ret->setOperands(values);
+  SmallVector<Type> types;
+  for (Value v : values)
+    types.push_back(v.getType());
+  fn.setFunctionType(FunctionType::get(fn.getContext(), fn.getArgumentTypes(), types));
+  fn.setAllResultAttrs(attrs);
+}

@@ -679,7 +679,7 @@ RefTensor evaluate(Operation *op, const Operands &in) {
         const uint32_t key[2] = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
         auto step = static_cast<uint32_t>(static_cast<float>(in[0].data[0]));
         for (size_t i = 0; i < y.data.size(); ++i) {
-          const uint32_t counter[4] = {static_cast<uint32_t>(i), step, 0x736f6d61u, 0};
+          const uint32_t counter[4] = {static_cast<uint32_t>(i), step, ir::kRandomUniformTag, 0};
           uint32_t w[4];
           soma::detail::philox4x32_10(key, counter, w);
           y.data[i] = static_cast<double>(w[0] >> 8) * 0x1p-24;

@@ -59,7 +59,7 @@ LogicalResult differentiate(func::FuncOp fn) {
     if (auto p = fn.getArgAttrOfType<StringAttr>(i, kParamAttr)) {
       // Buffers such as running statistics are parameters the optimizer
       // does not train.
-      auto trainable = fn.getArgAttrOfType<BoolAttr>(i, "soma.trainable");
+      auto trainable = fn.getArgAttrOfType<BoolAttr>(i, kTrainableAttr);
       if (!trainable || trainable.getValue())
         wrt.push_back({arg, p.str()});
     }

@@ -50,19 +50,15 @@ struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
       // Append the new running statistics as soma.update results.
       auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
       SmallVector<Value> values(ret.getOperands());
-      SmallVector<Type> types(fn.getResultTypes());
       SmallVector<DictionaryAttr> attrs;
       for (unsigned j = 0; j < fn.getNumResults(); ++j)
         attrs.push_back(fn.getResultAttrDict(j));
       Builder b(&getContext());
       for (auto &[name, v] : updates) {
         values.push_back(v);
-        types.push_back(v.getType());
         attrs.push_back(b.getDictionaryAttr({b.getNamedAttr(kUpdateAttr, b.getStringAttr(name))}));
       }
-      ret->setOperands(values);
-      fn.setFunctionType(FunctionType::get(&getContext(), fn.getArgumentTypes(), types));
-      fn.setAllResultAttrs(attrs);
+      setGraphResults(fn, values, attrs);
     }
   }
 

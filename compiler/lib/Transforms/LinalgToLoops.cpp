@@ -27,9 +27,17 @@ struct SomaLinalgToLoopsPass
     getOperation().walk([&](linalg::LinalgOp op) { ops.push_back(op); });
     IRRewriter rewriter(&getContext());
     for (linalg::LinalgOp op : ops) {
+      SmallVector<int64_t> ranges = op.getStaticLoopRanges();
       int64_t points = 1;
-      for (int64_t r : op.getStaticLoopRanges())
+      for (int64_t r : ranges)
         points *= r;
+      // The loop to parallelise: the outermost one with more than one
+      // iteration (loops of one iteration outside it run once, so it is
+      // still the only parallel region of the kernel; a batch of 1 must not
+      // make a [1, C, H, W] kernel sequential).
+      size_t outer = 0;
+      while (outer < ranges.size() && ranges[outer] == 1)
+        ++outer;
       SmallVector<utils::IteratorType> iters = op.getIteratorTypesArray();
       rewriter.setInsertionPoint(op);
       auto loops = linalg::linalgOpToLoops(rewriter, op);
@@ -38,12 +46,12 @@ struct SomaLinalgToLoopsPass
         return signalPassFailure();
       }
       rewriter.eraseOp(op);
-      // One parallel loop per kernel, the outermost, and only when it is a
+      // One parallel loop per kernel, that one, and only when it is a
       // parallel dimension and the whole nest has enough work: one OpenMP
       // region per kernel, never nested, and none for tiny kernels.
-      if (points >= grain && !loops->empty() && !iters.empty() &&
-          iters[0] == utils::IteratorType::parallel)
-        parallelize(rewriter, cast<scf::ForOp>((*loops)[0]));
+      if (points >= grain && outer < loops->size() && outer < iters.size() &&
+          iters[outer] == utils::IteratorType::parallel)
+        parallelize(rewriter, cast<scf::ForOp>((*loops)[outer]));
     }
     // Hand-written nests (matmul, col2im) marked by the lowering follow the
     // same rule.

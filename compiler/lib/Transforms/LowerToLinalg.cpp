@@ -12,6 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "soma/Compiler/Lowering.h"
+#include "soma/random.h"
 #include "soma/Dialect/Passes.h"
 #include "soma/Dialect/SomaDialect.h"
 
@@ -212,12 +213,23 @@ private:
   Value resultBuffer(Value result);
   /// A dying operand's buffer `result` may be computed in place of.
   Value reusableOperandBuffer(Value result);
+  /// No op after `op` reads v's buffer (directly, through a view, or as an
+  /// output copied at the end).
+  bool lastReadAt(Value v, Operation *op);
   void fill(Location loc, Value buffer, double value);
   /// out[i] = body(ins[j][broadcast(i)]...)
   void elementwise(Location loc, ArrayRef<Value> ins, Value out, BodyFn body);
-  /// out[kept] = combine(out[kept], in[i]) over `axes` (out pre-filled).
+  /// out[kept] = combine(in[i], out[kept]) over `axes` (out pre-filled).
   void reduce(Location loc, Value in, Value out, ArrayRef<int64_t> axes,
               bool keepdims, BodyFn combine);
+  /// The same over the points of `shape` with several inputs, each read at
+  /// its broadcast index; combine gets their scalars and the accumulator.
+  void reduce(Location loc, ValueRange ins, ArrayRef<int64_t> shape, Value out,
+              ArrayRef<int64_t> axes, bool keepdims, BodyFn combine);
+  /// The scalars of a fused kernel's body ops (up to `stop`, exclusive)
+  /// computed from the block arguments' scalars `args`.
+  LogicalResult emitFusedScalars(OpBuilder &nb, Location l, Block &body, ValueRange args,
+                                 Operation *stop, DenseMap<Value, Value> &scalar);
   /// out = in scaled by `factor`, in place.
   void scaleInPlace(Location loc, Value buffer, double factor);
   void copy(Location loc, Value from, Value to);
@@ -256,6 +268,17 @@ Value GraphLowering::alloc(Location loc, MemRefType type) {
   return b.create<memref::AllocOp>(loc, type, b.getI64IntegerAttr(64));
 }
 
+/// Elementwise ops and elementwise fusions read each operand of their
+/// result's shape at the point they write (an operand of another shape is
+/// a different tensor, read through its broadcast map), so a result may be
+/// written over such an operand: a dying temporary, or a parameter updated
+/// in place.
+static bool readsAtWritePoint(Operation *op) {
+  if (auto f = dyn_cast<FusionOp>(op))
+    return f.getKind() == "elementwise";
+  return ir::isElementwise(op);
+}
+
 Value GraphLowering::resultBuffer(Value result) {
   auto it = destinations.find(result);
   if (it != destinations.end())
@@ -265,14 +288,37 @@ Value GraphLowering::resultBuffer(Value result) {
   return alloc(result.getLoc(), memrefOf(result.getType()));
 }
 
+/// True if `op` is the last reader of v's buffer: every op that reads v,
+/// directly or through a view of it (reshape, stop_gradient), runs at or
+/// before `op`, and neither v nor a view of it is an output (outputs are
+/// copied at the end).
+bool GraphLowering::lastReadAt(Value v, Operation *op) {
+  Block &body = graph.getBody().front();
+  SmallVector<Value> work{v};
+  while (!work.empty()) {
+    Value x = work.pop_back_val();
+    for (Operation *user : x.getUsers()) {
+      Operation *top = body.findAncestorOpInBlock(*user);
+      if (!top || isa<func::ReturnOp>(top))
+        return false;
+      if (isa<ReshapeOp, StopGradientOp>(user)) {
+        work.push_back(user->getResult(0));
+        continue;
+      }
+      if (position.lookup(top) > position.lookup(op))
+        return false;
+    }
+  }
+  return true;
+}
+
 /// An elementwise op (or fused kernel) reads each operand of the result's
 /// shape at the point it writes, so it may write over an operand that dies
-/// there: a temporary of the same type that no later op reads, that is not
-/// aliased by a view, and that no earlier result of the same op took.
+/// there: a temporary of the same type that no later op reads (see
+/// lastReadAt) and that no earlier result of the same op took.
 Value GraphLowering::reusableOperandBuffer(Value result) {
   Operation *op = result.getDefiningOp();
-  auto fusion = dyn_cast_or_null<FusionOp>(op);
-  if (!op || !(ir::isElementwise(op) || (fusion && fusion.getKind() == "elementwise")))
+  if (!op || !readsAtWritePoint(op))
     return Value();
   for (Value v : op->getOperands()) {
     if (v.getType() != result.getType())
@@ -283,10 +329,7 @@ Value GraphLowering::reusableOperandBuffer(Value result) {
     auto buf = buffers.lookup(v);
     if (!buf || !buf.getDefiningOp<memref::AllocOp>() || taken.contains(buf))
       continue;
-    bool dies = llvm::all_of(v.getUsers(), [&](Operation *user) {
-      return !isa<ReshapeOp, StopGradientOp, func::ReturnOp>(user) && position.lookup(user) <= position.lookup(op);
-    });
-    if (!dies)
+    if (!lastReadAt(v, op))
       continue;
     // Each buffer once per op: a multi-output kernel must not write two
     // results into one buffer.
@@ -323,8 +366,12 @@ void GraphLowering::elementwise(Location loc, ArrayRef<Value> ins, Value out,
 void GraphLowering::reduce(Location loc, Value in, Value out,
                            ArrayRef<int64_t> axes, bool keepdims,
                            BodyFn combine) {
-  auto inType = cast<MemRefType>(in.getType());
-  int64_t rank = inType.getRank();
+  reduce(loc, ValueRange{in}, cast<MemRefType>(in.getType()).getShape(), out, axes, keepdims, combine);
+}
+
+void GraphLowering::reduce(Location loc, ValueRange ins, ArrayRef<int64_t> shape, Value out,
+                           ArrayRef<int64_t> axes, bool keepdims, BodyFn combine) {
+  int64_t rank = shape.size();
   // Loop order: kept (parallel) dimensions first, then reduced ones.
   SmallVector<int64_t> loopOfDim(rank);
   int64_t next = 0;
@@ -335,22 +382,26 @@ void GraphLowering::reduce(Location loc, Value in, Value out,
   for (int64_t d = 0; d < rank; ++d)
     if (llvm::is_contained(axes, d))
       loopOfDim[d] = next++;
-  SmallVector<AffineExpr> inExprs, outExprs;
+  // loops -> point of `shape`; each input is read at its broadcast index.
+  SmallVector<AffineExpr> pointExprs, outExprs;
   for (int64_t d = 0; d < rank; ++d) {
-    inExprs.push_back(getAffineDimExpr(loopOfDim[d], ctx));
+    pointExprs.push_back(getAffineDimExpr(loopOfDim[d], ctx));
     if (!llvm::is_contained(axes, d))
       outExprs.push_back(getAffineDimExpr(loopOfDim[d], ctx));
     else if (keepdims)
       outExprs.push_back(getAffineConstantExpr(0, ctx));
   }
-  SmallVector<AffineMap> maps{AffineMap::get(rank, 0, inExprs, ctx),
-                              AffineMap::get(rank, 0, outExprs, ctx)};
+  AffineMap point = AffineMap::get(rank, 0, pointExprs, ctx);
+  SmallVector<AffineMap> maps;
+  for (Value in : ins)
+    maps.push_back(broadcastMap(cast<MemRefType>(in.getType()).getShape(), shape, ctx).compose(point));
+  maps.push_back(AffineMap::get(rank, 0, outExprs, ctx));
   SmallVector<utils::IteratorType> iters;
   for (int64_t l = 0; l < rank; ++l)
     iters.push_back(l < numParallel ? utils::IteratorType::parallel
                                     : utils::IteratorType::reduction);
   b.create<linalg::GenericOp>(
-      loc, ValueRange{in}, ValueRange{out}, maps, iters,
+      loc, ins, ValueRange{out}, maps, iters,
       [&](OpBuilder &nb, Location l, ValueRange args) {
         nb.create<linalg::YieldOp>(l, combine(nb, l, args));
       });
@@ -932,15 +983,15 @@ LogicalResult GraphLowering::lowerRandomUniform(RandomUniformOp op) {
         }
         Value c0 = nb.create<arith::IndexCastUIOp>(l, i32, linear);
         Value c1 = nb.create<arith::FPToUIOp>(l, i32, a[0]);
-        Value c2 = u32(0x736f6d61u), c3 = u32(0);
+        Value c2 = u32(kRandomUniformTag), c3 = u32(0);
         uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
         for (int round = 0; round < 10; ++round) {
           if (round > 0) {
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
+            k0 += detail::kPhiloxW0;
+            k1 += detail::kPhiloxW1;
           }
-          auto p0 = nb.create<arith::MulUIExtendedOp>(l, u32(0xD2511F53u), c0);
-          auto p1 = nb.create<arith::MulUIExtendedOp>(l, u32(0xCD9E8D57u), c2);
+          auto p0 = nb.create<arith::MulUIExtendedOp>(l, u32(detail::kPhiloxM0), c0);
+          auto p1 = nb.create<arith::MulUIExtendedOp>(l, u32(detail::kPhiloxM1), c2);
           Value n0 = nb.create<arith::XOrIOp>(l, nb.create<arith::XOrIOp>(l, p1.getHigh(), c1), u32(k0));
           Value n2 = nb.create<arith::XOrIOp>(l, nb.create<arith::XOrIOp>(l, p0.getHigh(), c3), u32(k1));
           c0 = n0;
@@ -956,10 +1007,35 @@ LogicalResult GraphLowering::lowerRandomUniform(RandomUniformOp op) {
   return success();
 }
 
-/// A reduction soma.fusion: one linalg.generic over the reduced operand's
-/// shape (kept dimensions parallel and outermost, reduced ones innermost)
-/// whose body computes the elementwise ops at each point and accumulates
-/// the last of them into the output; a mean is scaled afterwards.
+LogicalResult GraphLowering::emitFusedScalars(OpBuilder &nb, Location l, Block &body, ValueRange args,
+                                              Operation *stop, DenseMap<Value, Value> &scalar) {
+  LogicalResult status = success();
+  for (unsigned i = 0; i < body.getNumArguments(); ++i)
+    scalar[body.getArgument(i)] = args[i];
+  for (Operation &inner : body.without_terminator()) {
+    if (&inner == stop)
+      break;
+    if (auto c = dyn_cast<ConstantOp>(inner)) {
+      auto splat = cast<DenseElementsAttr>(c.getValue()).getSplatValue<TypedAttr>();
+      scalar[c.getResult()] = nb.create<arith::ConstantOp>(l, splat);
+      continue;
+    }
+    SmallVector<Value> operands;
+    for (Value v : inner.getOperands())
+      operands.push_back(scalar.lookup(v));
+    Value v = emitElementwiseScalar(nb, l, &inner, operands);
+    if (!v) {
+      status = inner.emitOpError("has no scalar form for a fused kernel");
+      v = operands.front();
+    }
+    scalar[inner.getResult(0)] = v;
+  }
+  return status;
+}
+
+/// A reduction soma.fusion: reduce() over the reduced operand's shape whose
+/// body computes the elementwise ops at each point and accumulates the last
+/// of them into the output; a mean is scaled afterwards.
 LogicalResult GraphLowering::lowerReductionFusion(FusionOp op) {
   Location loc = op.getLoc();
   Block &body = op.getBody().front();
@@ -969,68 +1045,20 @@ LogicalResult GraphLowering::lowerReductionFusion(FusionOp op) {
   if (auto k = reduce->getAttrOfType<BoolAttr>("keepdims"))
     keepdims = k.getValue();
   auto shape = cast<RankedTensorType>(reduce->getOperand(0).getType()).getShape();
-  int64_t rank = shape.size();
-  SmallVector<int64_t> loopOfDim(rank);
-  int64_t next = 0;
-  for (int64_t d = 0; d < rank; ++d)
-    if (!llvm::is_contained(axes, d))
-      loopOfDim[d] = next++;
-  int64_t numParallel = next;
-  for (int64_t d = 0; d < rank; ++d)
-    if (llvm::is_contained(axes, d))
-      loopOfDim[d] = next++;
-  // loops -> point of the iteration shape
-  SmallVector<AffineExpr> pointExprs, outExprs;
-  for (int64_t d = 0; d < rank; ++d) {
-    pointExprs.push_back(getAffineDimExpr(loopOfDim[d], ctx));
-    if (!llvm::is_contained(axes, d))
-      outExprs.push_back(getAffineDimExpr(loopOfDim[d], ctx));
-    else if (keepdims)
-      outExprs.push_back(getAffineConstantExpr(0, ctx));
-  }
-  AffineMap point = AffineMap::get(rank, 0, pointExprs, ctx);
   SmallVector<Value> ins;
-  SmallVector<AffineMap> maps;
-  for (Value v : op.getInputs()) {
+  for (Value v : op.getInputs())
     ins.push_back(buffers[v]);
-    maps.push_back(broadcastMap(cast<RankedTensorType>(v.getType()).getShape(), shape, ctx).compose(point));
-  }
-  maps.push_back(AffineMap::get(rank, 0, outExprs, ctx));
   Value out = resultBuffer(op.getResult(0));
   bool isMax = isa<ReduceMaxOp>(reduce);
   fill(loc, out, isMax ? -std::numeric_limits<double>::infinity() : 0.0);
-  SmallVector<utils::IteratorType> iters;
-  for (int64_t l = 0; l < rank; ++l)
-    iters.push_back(l < numParallel ? utils::IteratorType::parallel : utils::IteratorType::reduction);
   LogicalResult status = success();
-  b.create<linalg::GenericOp>(
-      loc, ValueRange(ins), ValueRange{out}, maps, iters,
-      [&](OpBuilder &nb, Location l, ValueRange args) {
-        DenseMap<Value, Value> scalar;
-        for (unsigned i = 0; i < body.getNumArguments(); ++i)
-          scalar[body.getArgument(i)] = args[i];
-        for (Operation &inner : body.without_terminator()) {
-          if (&inner == reduce)
-            break;
-          if (auto c = dyn_cast<ConstantOp>(inner)) {
-            auto splat = cast<DenseElementsAttr>(c.getValue()).getSplatValue<TypedAttr>();
-            scalar[c.getResult()] = nb.create<arith::ConstantOp>(l, splat);
-            continue;
-          }
-          SmallVector<Value> operands;
-          for (Value v : inner.getOperands())
-            operands.push_back(scalar.lookup(v));
-          Value v = emitElementwiseScalar(nb, l, &inner, operands);
-          if (!v) {
-            status = inner.emitOpError("has no scalar form for a fused kernel");
-            v = operands.front();
-          }
-          scalar[inner.getResult(0)] = v;
-        }
-        Value x = scalar.lookup(reduce->getOperand(0)), acc = args.back();
-        Value r = isMax ? Value(nb.create<arith::MaximumFOp>(l, acc, x)) : Value(nb.create<arith::AddFOp>(l, acc, x));
-        nb.create<linalg::YieldOp>(l, r);
-      });
+  this->reduce(loc, ins, shape, out, axes, keepdims, [&](OpBuilder &nb, Location l, ValueRange args) -> Value {
+    DenseMap<Value, Value> scalar;
+    if (failed(emitFusedScalars(nb, l, body, args.drop_back(), reduce, scalar)))
+      status = failure();
+    Value x = scalar.lookup(reduce->getOperand(0)), acc = args.back();
+    return isMax ? Value(nb.create<arith::MaximumFOp>(l, acc, x)) : Value(nb.create<arith::AddFOp>(l, acc, x));
+  });
   if (isa<ReduceMeanOp>(reduce)) {
     int64_t count = 1;
     for (int64_t a : axes)
@@ -1067,24 +1095,8 @@ LogicalResult GraphLowering::lowerFusion(FusionOp op) {
       SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
       [&](OpBuilder &nb, Location l, ValueRange args) {
         DenseMap<Value, Value> scalar;
-        for (unsigned i = 0; i < body.getNumArguments(); ++i)
-          scalar[body.getArgument(i)] = args[i];
-        for (Operation &inner : body.without_terminator()) {
-          if (auto c = dyn_cast<ConstantOp>(inner)) {
-            auto splat = cast<DenseElementsAttr>(c.getValue()).getSplatValue<TypedAttr>();
-            scalar[c.getResult()] = nb.create<arith::ConstantOp>(l, splat);
-            continue;
-          }
-          SmallVector<Value> operands;
-          for (Value v : inner.getOperands())
-            operands.push_back(scalar.lookup(v));
-          Value v = emitElementwiseScalar(nb, l, &inner, operands);
-          if (!v) {
-            status = inner.emitOpError("has no scalar form for a fused kernel");
-            v = operands.front();
-          }
-          scalar[inner.getResult(0)] = v;
-        }
+        if (failed(emitFusedScalars(nb, l, body, args.take_front(body.getNumArguments()), nullptr, scalar)))
+          status = failure();
         SmallVector<Value> yields;
         for (Value v : body.getTerminator()->getOperands())
           yields.push_back(scalar.lookup(v));
@@ -1235,22 +1247,6 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       });
 }
 
-/// True if `op` computes each output element from the same element of every
-/// operand of the output's shape, so that it may write over such an operand.
-static bool writesElementwiseInPlace(Operation *op) {
-  // A fused kernel reads every input of the results' shape at the point it
-  // writes (broadcast inputs cannot be an update's target).
-  if (auto f = dyn_cast<FusionOp>(op))
-    return f.getKind() == "elementwise";
-  if (!ir::isElementwise(op))
-    return false;
-  auto outType = cast<RankedTensorType>(op->getResult(0).getType());
-  return llvm::all_of(op->getOperandTypes(), [&](Type t) {
-    auto rt = cast<RankedTensorType>(t);
-    return rt.getShape() == outType.getShape() || rt.getRank() == 0;
-  });
-}
-
 LogicalResult GraphLowering::run() {
   Location loc = graph.getLoc();
   auto fnType = graph.getFunctionType();
@@ -1353,13 +1349,9 @@ LogicalResult GraphLowering::run() {
     Value v = ret.getOperand(j);
     Operation *def = v.getDefiningOp();
     BlockArgument old = graph.getArgument(i);
-    if (!def || destinations.count(v) || !writesElementwiseInPlace(def))
+    if (!def || destinations.count(v) || !readsAtWritePoint(def))
       continue;
-    bool lastReader = llvm::all_of(old.getUsers(), [&](Operation *user) {
-      Operation *top = graph.getBody().front().findAncestorOpInBlock(*user);
-      return isa<func::ReturnOp>(top) || position[top] <= position[def];
-    });
-    if (lastReader)
+    if (lastReadAt(old, def))
       destinations[v] = argBuffer[i];
   }
 

@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -33,6 +34,29 @@ namespace {
 struct UsageError : soma::Error {
   using soma::Error::Error;
 };
+
+/// `text` parsed whole by `parse` (std::stoll, std::stod) into a finite
+/// value, or nothing: "10x", "" and "inf" are not numbers.
+template <class T, class Parse> std::optional<T> parseWhole(const std::string &text, Parse parse) {
+  try {
+    size_t used = 0;
+    T x = parse(text, &used);
+    if (used != text.size())
+      return std::nullopt;
+    if constexpr (std::is_floating_point_v<T>)
+      if (!std::isfinite(x))
+        return std::nullopt;
+    return x;
+  } catch (const std::exception &) {
+    return std::nullopt;
+  }
+}
+std::optional<double> parseNumber(const std::string &text) {
+  return parseWhole<double>(text, [](const std::string &v, size_t *n) { return std::stod(v, n); });
+}
+std::optional<int64_t> parseInteger(const std::string &text) {
+  return parseWhole<int64_t>(text, [](const std::string &v, size_t *n) { return std::stoll(v, n); });
+}
 
 /// Command-line arguments: positionals and --name[=value] options.
 class Args {
@@ -90,18 +114,9 @@ public:
     if (!has(name))
       return def;
     std::string v = get(name);
-    try {
-      size_t used = 0;
-      T x = parse(v, &used);
-      if (used != v.size())
-        throw std::invalid_argument(v);
-      if constexpr (std::is_floating_point_v<T>)
-        if (!std::isfinite(x))
-          throw std::invalid_argument(v);
-      return x;
-    } catch (const std::exception &) {
-      throw UsageError("option '--" + name + "' expects " + what + ", got '" + v + "'");
-    }
+    if (std::optional<T> x = parseWhole<T>(v, parse))
+      return *x;
+    throw UsageError("option '--" + name + "' expects " + what + ", got '" + v + "'");
   }
   int64_t integer(const std::string &name, int64_t def) const {
     return parsed<int64_t>(name, def, [](const std::string &v, size_t *n) { return std::stoll(v, n); },
@@ -269,14 +284,24 @@ Programs using the library get the same with SOMA_DUMP=STAGES and
 SOMA_DUMP_DIR=DIR in the environment.
 )";
 
-soma::Graph loadModel(const Args &args) {
+/// MODEL, the one positional argument of the commands that take a model.
+const std::string &modelArgument(const Args &args) {
   if (args.positionals.empty())
     throw UsageError("missing MODEL (a .mlir file or a zoo model name)");
   if (args.positionals.size() > 1)
     throw UsageError("unexpected argument '" + args.positionals[1] + "'");
-  const std::string &model = args.positionals[0];
-  if (fs::exists(model) || model.find('/') != std::string::npos ||
-      model.find(".mlir") != std::string::npos)
+  return args.positionals[0];
+}
+
+/// MODEL names a .mlir file (rather than a zoo model).
+bool isModelFile(const std::string &model) {
+  return fs::exists(model) || model.find('/') != std::string::npos ||
+         model.find(".mlir") != std::string::npos;
+}
+
+soma::Graph loadModel(const Args &args) {
+  const std::string &model = modelArgument(args);
+  if (isModelFile(model))
     return soma::load(model);
   for (const std::string &name : soma::zoo::names())
     if (name == model)
@@ -288,13 +313,8 @@ soma::Graph loadModel(const Args &args) {
 /// A model with a loss: a zoo model built with its loss, or a .mlir file
 /// with an output named "loss".
 soma::Graph loadTrainable(const Args &args) {
-  if (args.positionals.size() != 1)
-    throw UsageError(args.positionals.empty() ? "missing MODEL"
-                                              : "unexpected argument '" + args.positionals[1] + "'");
-  const std::string &model = args.positionals[0];
-  bool isFile = fs::exists(model) || model.find(".mlir") != std::string::npos ||
-                model.find('/') != std::string::npos;
-  return isFile ? soma::load(model)
+  const std::string &model = modelArgument(args);
+  return isModelFile(model) ? soma::load(model)
                 : soma::zoo::build(model, args.integer("batch", 64), true,
                                    static_cast<uint64_t>(args.integer("seed", 0)));
 }
@@ -451,11 +471,9 @@ soma::optim::Schedule parseSchedule(const std::string &text) {
   auto num = [&](size_t i) {
     if (i >= f.size())
       throw UsageError("--schedule '" + text + "' is missing a number");
-    try {
-      return std::stod(f[i]);
-    } catch (const std::exception &) {
-      throw UsageError("--schedule '" + text + "': '" + f[i] + "' is not a number");
-    }
+    if (std::optional<double> x = parseNumber(f[i]))
+      return *x;
+    throw UsageError("--schedule '" + text + "': '" + f[i] + "' is not a number");
   };
   Schedule s;
   if (f.empty() || f[0] == "constant")
@@ -471,8 +489,11 @@ soma::optim::Schedule parseSchedule(const std::string &text) {
   else
     throw UsageError("unknown --schedule '" + f[0] + "' (constant, step, exp, inv, cosine)");
   if (!warm.empty()) {
+    std::optional<int64_t> steps = parseInteger(warm);
+    if (!steps)
+      throw UsageError("--schedule '" + text + "': bad warmup '" + warm + "'");
     try {
-      s = s.with_warmup(std::stoll(warm));
+      s = s.with_warmup(*steps);
     } catch (const std::logic_error &) {
       throw UsageError("--schedule '" + text + "': bad warmup '" + warm + "'");
     }
@@ -498,11 +519,10 @@ soma::data::Augment parseAugment(const std::string &spec) {
     size_t colon = item.find(':');
     std::string key = item.substr(0, colon), value = colon == std::string::npos ? "" : item.substr(colon + 1);
     auto num = [&]() {
-      char *end = nullptr;
-      double v = std::strtod(value.c_str(), &end);
-      if (value.empty() || *end != '\0' || v < 0)
+      std::optional<double> v = parseNumber(value);
+      if (!v || *v < 0)
         throw UsageError("--augment: '" + item + "' needs a number >= 0 (e.g. " + key + ":2)");
-      return v;
+      return *v;
     };
     if (key == "flip" && value.empty())
       a.flip = true;
@@ -526,12 +546,8 @@ int cmdTrain(const Args &args) {
   uint64_t seed = static_cast<uint64_t>(args.integer("seed", 0));
   if (epochs < 1)
     throw UsageError("--epochs must be at least 1");
-  if (args.positionals.size() != 1)
-    throw UsageError(args.positionals.empty() ? "missing MODEL"
-                                              : "unexpected argument '" + args.positionals[1] + "'");
-  const std::string &model = args.positionals[0];
-  bool isFile = fs::exists(model) || model.find(".mlir") != std::string::npos ||
-                model.find('/') != std::string::npos;
+  const std::string &model = modelArgument(args);
+  bool isFile = isModelFile(model);
   soma::Graph g = loadTrainable(args);
   soma::Tensor loss = g.output_tensor("loss");
   soma::Tensor x = g.find("x");

@@ -53,7 +53,8 @@ struct CompileReport {
     int64_t arena_bytes = 0, lower_bound_bytes = 0, no_reuse_bytes = 0;
     int64_t buffers = 0;
     /// Activation checkpointing (training steps compiled with it): values
-    /// recomputed, their bytes (no longer kept from the forward pass), and
+    /// recomputed, their bytes (not the saving: a recomputation keeps its
+    /// operands alive longer; the arena shows the effect), and
     /// the extra elementwise FLOPs.
     int64_t recomputed_values = 0, recomputed_bytes = 0, recompute_flops = 0;
   };

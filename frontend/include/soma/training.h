@@ -14,7 +14,7 @@ namespace soma {
 /// activations, the batch-norm normalisation, bias adds, ...) just before
 /// the backward pass reads them. Matmuls, convolutions and reductions are
 /// never redone, so the extra work is a few elementwise passes; the
-/// compile report shows the values recomputed, the bytes no longer kept and
+/// compile report shows the values recomputed, their bytes and
 /// the extra FLOPs.
 struct Checkpointing {
   bool enabled = false;

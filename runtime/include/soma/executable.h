@@ -68,6 +68,9 @@ public:
 
   /// Freshly allocated output arrays with the signature's shapes.
   std::vector<Array> make_outputs() const;
+  /// Freshly allocated state buffers holding their initial values
+  /// (`state_init`), in signature order.
+  std::vector<Array> make_states() const;
 
 private:
   Signature sig_;

@@ -57,6 +57,11 @@ InitSpec::Kind parse_init_kind(std::string_view name);
 void initialize(Array &array, const InitSpec &spec, uint64_t seed, uint64_t stream);
 
 namespace detail {
+/// Philox4x32 constants (Salmon et al., Random123): the round multipliers
+/// and the key schedule's increments. The compiler emits the same rounds
+/// in generated code (soma.random_uniform).
+inline constexpr uint32_t kPhiloxM0 = 0xD2511F53, kPhiloxM1 = 0xCD9E8D57;
+inline constexpr uint32_t kPhiloxW0 = 0x9E3779B9, kPhiloxW1 = 0xBB67AE85;
 /// The bare Philox4x32-10 bijection of a key and a counter; Philox::block
 /// derives both from (seed, stream, block). Exposed for known-answer tests.
 void philox4x32_10(const uint32_t key[2], const uint32_t counter[4],

@@ -29,8 +29,9 @@ struct StepResult {
 };
 
 /// A compiled training step with the parameters and optimizer state it
-/// updates (see soma::compile_training). Steady-state steps allocate
-/// nothing but the small output arrays.
+/// updates (see soma::compile_training). Steady-state steps and
+/// evaluations allocate nothing: inputs, outputs and the workspace are
+/// reused from call to call.
 class TrainStep {
 public:
   TrainStep() = default;
@@ -82,6 +83,8 @@ private:
   mutable Array lr_;
   std::vector<Array> trainOut_, evalOut_;
   std::vector<Array> trainIn_, evalIn_; // the inputs of the last call of each
+  int trainLoss_ = -1, trainCorrect_ = -1, evalLoss_ = -1, evalCorrect_ = -1; // output indices
+  int64_t trainExamples_ = 1, evalExamples_ = 1; // rows per batch
   NamedArrays params_, states_;
   std::vector<Array> paramArrays_, stateArrays_;
   optim::Optimizer opt_;

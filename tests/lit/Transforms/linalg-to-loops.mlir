@@ -70,6 +70,25 @@ func.func @large_elementwise(%a: memref<256x128xf32>, %b: memref<256x128xf32>) {
 
 // -----
 
+// A leading dimension of 1 (batch-1 inference): its loop runs once, so the
+// next loop, 256 iterations, is the parallel one.
+// CHECK-LABEL: func.func @batch_one
+//       CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} {
+//  CHECK-NEXT:   scf.parallel (%{{.*}}) = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
+//  CHECK-NEXT:     scf.for
+//   CHECK-NOT: scf.parallel
+func.func @batch_one(%a: memref<1x256x128xf32>, %b: memref<1x256x128xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%a : memref<1x256x128xf32>) outs(%b : memref<1x256x128xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %0 = math.exp %in : f32
+    linalg.yield %0 : f32
+  }
+  return
+}
+
+// -----
+
 // A large reduction with kept dimensions: the parallel row loop becomes the
 // scf.parallel, the reduced column loop an scf.for inside it.
 // CHECK-LABEL: func.func @large_row_sum

@@ -708,3 +708,23 @@ func.func @fused_reduction(%x: tensor<4x3xf32> {soma.input = "x"}) -> (tensor<1x
   }
   return %0 : tensor<1x3xf32>
 }
+
+// -----
+
+// A parameter update is not written in place when a view of the old value
+// is still read afterwards (here: an output, copied at the end): the new
+// value goes to a temporary, the old one is copied out first, then the
+// update is copied back.
+// CHECK-LABEL: func.func @update_aliased_by_output(
+//  CHECK-SAME: %[[X:[a-z0-9]+]]: memref<4xf32> {soma.input = "x"}, %[[W:[a-z0-9]+]]: memref<4xf32> {soma.param = "w"}, %[[OLD:[a-z0-9]+]]: memref<2x2xf32> {soma.output = "old"}
+//       CHECK: %[[V:.*]] = memref.expand_shape %[[W]]
+//       CHECK: %[[T:.*]] = memref.alloc()
+//       CHECK: linalg.generic {{.*}} ins(%[[W]], %[[X]] : memref<4xf32>, memref<4xf32>) outs(%[[T]] : memref<4xf32>)
+//       CHECK: linalg.copy ins(%[[V]] : memref<2x2xf32>) outs(%[[OLD]] : memref<2x2xf32>)
+//  CHECK-NEXT: linalg.copy ins(%[[T]] : memref<4xf32>) outs(%[[W]] : memref<4xf32>)
+func.func @update_aliased_by_output(%w: tensor<4xf32> {soma.param = "w"}, %x: tensor<4xf32> {soma.input = "x"})
+    -> (tensor<2x2xf32> {soma.output = "old"}, tensor<4xf32> {soma.update = "w"}) {
+  %0 = soma.reshape %w {shape = array<i64: 2, 2>} : tensor<4xf32> -> tensor<2x2xf32>
+  %1 = soma.mul %w, %x : tensor<4xf32>, tensor<4xf32>
+  return %0, %1 : tensor<2x2xf32>, tensor<4xf32>
+}

@@ -6,6 +6,7 @@
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
+#include "mlir/Pass/PassManager.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
 #include "llvm/Target/TargetMachine.h"
@@ -36,6 +37,16 @@ struct DumpConfig {
   }
 };
 DumpConfig makeDumpConfig(const CompileOptions &options);
+
+/// The module as text, with source locations when `debugInfo`.
+std::string printModule(mlir::ModuleOp m, bool debugInfo);
+
+/// Runs the passes `build` adds on `m`, printing the IR after each with
+/// dump.printIrAfterAll. A failure throws soma::Error with the diagnostics,
+/// after "WHAT failed:" when `what` is not null (errors the user caused,
+/// such as a non-differentiable op, are reported as they are).
+void runPasses(mlir::ModuleOp m, const DumpConfig &dump, const char *what,
+               llvm::function_ref<void(mlir::PassManager &)> build);
 
 /// A graph lowered to the LLVM dialect, and the ABI of its kernel.
 struct LoweredModule {

@@ -84,7 +84,7 @@ def SomaRecompute : Pass<"soma-recompute", "mlir::func::FuncOp"> {
     not merge them back. With budget = 0 every candidate is recomputed;
     otherwise the largest candidates first until the candidates kept alive
     across the forward/backward boundary fit the budget (bytes). The
-    function gets soma.recompute = [values, bytes no longer kept, extra
+    function gets soma.recompute = [values, bytes of the recomputed values, extra
     elementwise FLOPs].
   }];
   let options = [

@@ -13,6 +13,11 @@ namespace soma::ir {
 /// The trait of elementwise ops (Soma_Elementwise in SomaOps.td).
 template <typename ConcreteType>
 class SomaElementwise : public mlir::OpTrait::TraitBase<ConcreteType, SomaElementwise> {};
+/// Makes `values` the results of graph function `fn` (its func.return
+/// operands and result types), with `attrs` as their attributes.
+void setGraphResults(mlir::func::FuncOp fn, mlir::ArrayRef<mlir::Value> values,
+                     mlir::ArrayRef<mlir::DictionaryAttr> attrs);
+
 /// True for ops with the Soma_Elementwise trait.
 inline bool isElementwise(mlir::Operation *op) { return op->hasTrait<SomaElementwise>(); }
 
@@ -30,12 +35,15 @@ namespace soma::ir {
 inline constexpr const char *kInputAttr = "soma.input";   // arg: input name
 inline constexpr const char *kParamAttr = "soma.param";   // arg: parameter name
 inline constexpr const char *kInitAttr = "soma.init";     // arg: initializer dict
+inline constexpr const char *kTrainableAttr = "soma.trainable"; // arg: false for buffers
 inline constexpr const char *kOutputAttr = "soma.output"; // result: output name
 inline constexpr const char *kSeedAttr = "soma.seed";     // module: RNG seed
 inline constexpr const char *kStateAttr = "soma.state";   // arg: optimizer state name
 inline constexpr const char *kStateInitAttr = "soma.state_init"; // arg: its initial value
 inline constexpr const char *kUpdateAttr = "soma.update"; // result: new value of a param/state
 inline constexpr const char *kLossAttr = "soma.loss";     // result: the loss to differentiate
+/// Word 2 of the Philox counter of soma.random_uniform ("soma").
+inline constexpr uint32_t kRandomUniformTag = 0x736f6d61;
 
 /// Convolution and pooling rewritten as im2col + matmul or reductions (used
 /// by soma-decompose before lowering). Each returns the replacement value.
