@@ -9,6 +9,7 @@
 // the system by malloc_trim), the peak during 10 training steps (after 2
 // warm-up steps), then soma's own accounting in bytes.
 #include "memory_common.h"
+#include "soma_models.h"
 
 #include <soma/soma.h>
 
@@ -23,25 +24,14 @@ int main(int argc, char **argv) {
   int64_t batch = std::atoll(argv[2]);
   long base = bench::statusKiB("VmRSS");
   soma::CompileReport report;
-  soma::TrainStep step;
   soma::Shape xs;
-  {
-    // The graph (and its MLIR context) is only needed to compile.
-    soma::Graph g = soma::zoo::build(model, batch, /*with_loss=*/true, 1);
-    soma::TrainOptions to;
-    to.compile.report = &report;
-    to.checkpointing.enabled = argc == 4;
-    step = soma::compile_training(g, g.output_tensor("loss"), soma::optim::Adam{}, to);
-    xs = g.inputs()[0].shape;
-  }
+  soma::TrainOptions to;
+  to.compile.report = &report;
+  to.checkpointing.enabled = argc == 4;
+  soma::TrainStep step = bench::somaTrainStep(model, batch, &xs, to);
   malloc_trim(0);
   long compiled = bench::statusKiB("VmRSS");
-  soma::Array x(soma::DType::f32, xs), y(soma::DType::i32, {batch});
-  for (int64_t i = 0; i < x.numel(); ++i)
-    x.data<float>()[i] = static_cast<float>(i % 97) / 97.0f;
-  for (int64_t i = 0; i < batch; ++i)
-    y.data<int32_t>()[i] = static_cast<int32_t>(i % 10);
-  std::map<std::string, soma::Array> b{{"x", x}, {"y", y}};
+  std::map<std::string, soma::Array> b = bench::somaBatch(xs);
   for (int i = 0; i < 2; ++i)
     step.run(b);
   malloc_trim(0);

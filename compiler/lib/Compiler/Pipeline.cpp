@@ -9,13 +9,15 @@
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ExecutionEngine/Orc/ExecutionUtils.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/ExecutionEngine/Orc/LLJIT.h"
+#include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
@@ -64,6 +66,7 @@ DumpConfig makeDumpConfig(const CompileOptions &options) {
   cfg.dir = dir.empty() ? "soma-dump" : dir;
   cfg.printIrAfterAll = options.print_ir_after_all;
   cfg.report = options.report;
+  cfg.cache = options.cache;
   std::stringstream ss(list);
   std::string item;
   while (std::getline(ss, item, ',')) {
@@ -495,6 +498,20 @@ static llvm::CodeGenOptLevel codeGenLevel(int optLevel) {
   }
 }
 
+CacheTarget hostTarget() {
+  CacheTarget t;
+  t.triple = llvm::sys::getProcessTriple();
+  t.cpu = llvm::sys::getHostCPUName().str();
+  // Sorted: the feature map's order is not meant to be stable, the key is.
+  std::vector<std::string> features;
+  for (auto &feature : llvm::sys::getHostCPUFeatures())
+    features.push_back((feature.second ? "+" : "-") + feature.first().str());
+  std::sort(features.begin(), features.end());
+  for (size_t i = 0; i < features.size(); ++i)
+    t.features += (i ? "," : "") + features[i];
+  return t;
+}
+
 std::unique_ptr<llvm::TargetMachine> createTargetMachine(const std::string &cpu,
                                                          int optLevel) {
   initLLVM();
@@ -505,11 +522,9 @@ std::unique_ptr<llvm::TargetMachine> createTargetMachine(const std::string &cpu,
     throw Error("no LLVM target for " + triple + ": " + error);
   std::string cpuName = cpu, features;
   if (cpu == "host" || cpu.empty()) {
-    cpuName = llvm::sys::getHostCPUName().str();
-    llvm::SubtargetFeatures f;
-    for (auto &feature : llvm::sys::getHostCPUFeatures())
-      f.AddFeature(feature.first(), feature.second);
-    features = f.getString();
+    CacheTarget host = hostTarget();
+    cpuName = host.cpu;
+    features = host.features;
   }
   {
     // An unknown CPU name makes LLVM abort later; refuse it here.
@@ -528,8 +543,8 @@ std::unique_ptr<llvm::TargetMachine> createTargetMachine(const std::string &cpu,
   return tm;
 }
 
-std::string emitMachineCode(llvm::Module &module, llvm::TargetMachine &tm, bool assembly) {
-  std::unique_ptr<llvm::Module> clone = llvm::CloneModule(module);
+/// Runs the code generator on `module` (which it changes).
+static std::string emitInPlace(llvm::Module &module, llvm::TargetMachine &tm, bool assembly) {
   llvm::SmallString<0> buffer;
   llvm::raw_svector_ostream os(buffer);
   llvm::legacy::PassManager pm;
@@ -537,8 +552,13 @@ std::string emitMachineCode(llvm::Module &module, llvm::TargetMachine &tm, bool 
                              assembly ? llvm::CodeGenFileType::AssemblyFile
                                       : llvm::CodeGenFileType::ObjectFile))
     throw Error("the target cannot emit this file type");
-  pm.run(*clone);
+  pm.run(module);
   return std::string(buffer.begin(), buffer.end());
+}
+
+std::string emitMachineCode(llvm::Module &module, llvm::TargetMachine &tm, bool assembly) {
+  std::unique_ptr<llvm::Module> clone = llvm::CloneModule(module);
+  return emitInPlace(*clone, tm, assembly);
 }
 
 std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
@@ -579,31 +599,108 @@ Executable jitCompile(ModuleOp graphModule, const CompileOptions &options) {
   return jitCompile(graphModule, makeDumpConfig(options), options.opt_level, options.mode);
 }
 
+/// The packed entry point `void _mlir_NAME(void **args)` that calls NAME
+/// with *args[i] as its i-th argument (and stores a result to *args[n]),
+/// the wrapper MLIR's ExecutionEngine makes; Executable calls it.
+static void addPackedEntry(llvm::Module &module, const std::string &name) {
+  llvm::Function *fn = module.getFunction(name);
+  if (!fn || fn->isDeclaration())
+    throw Error("JIT: kernel '" + name + "' not found in the LLVM module");
+  llvm::LLVMContext &ctx = module.getContext();
+  llvm::IRBuilder<> b(ctx);
+  auto *type = llvm::FunctionType::get(b.getVoidTy(), b.getPtrTy(), false);
+  auto *packed = llvm::Function::Create(type, llvm::GlobalValue::ExternalLinkage, "_mlir_" + name, module);
+  b.SetInsertPoint(llvm::BasicBlock::Create(ctx, "entry", packed));
+  llvm::Value *argList = packed->getArg(0);
+  auto slot = [&](unsigned i) {
+    llvm::Value *p = b.CreateGEP(b.getPtrTy(), argList, b.getInt64(i));
+    return b.CreateLoad(b.getPtrTy(), p);
+  };
+  llvm::SmallVector<llvm::Value *, 16> args;
+  for (llvm::Argument &a : fn->args())
+    args.push_back(b.CreateLoad(a.getType(), slot(a.getArgNo())));
+  llvm::Value *result = b.CreateCall(fn, args);
+  if (!fn->getReturnType()->isVoidTy())
+    b.CreateStore(result, slot(fn->arg_size()));
+  b.CreateRetVoid();
+}
+
+/// Links `object` (relocatable machine code for this machine) into a new
+/// LLJIT, with libomp's and the process's symbols resolvable, and returns
+/// the Executable of its packed entry point. Errors throw soma::Error.
+static Executable loadObject(const std::string &object, const Signature &signature) {
+  initLLVM();
+  auto jtmb = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!jtmb)
+    throw Error("JIT: " + llvm::toString(jtmb.takeError()));
+  auto jit = llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(*jtmb)).create();
+  if (!jit)
+    throw Error("JIT: " + llvm::toString(jit.takeError()));
+  llvm::orc::JITDylib &main = (*jit)->getMainJITDylib();
+  char prefix = (*jit)->getDataLayout().getGlobalPrefix();
+  auto omp = llvm::orc::DynamicLibrarySearchGenerator::Load(SOMA_OMP_LIB, prefix);
+  if (!omp)
+    throw Error("JIT: cannot load " SOMA_OMP_LIB ": " + llvm::toString(omp.takeError()));
+  main.addGenerator(std::move(*omp));
+  auto process = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(prefix);
+  if (!process)
+    throw Error("JIT: " + llvm::toString(process.takeError()));
+  main.addGenerator(std::move(*process));
+  if (llvm::Error err = (*jit)->addObjectFile(
+          llvm::MemoryBuffer::getMemBufferCopy(object, signature.name + ".o")))
+    throw Error("JIT: " + llvm::toString(std::move(err)));
+  auto fn = (*jit)->lookup("_mlir_" + signature.name);
+  if (!fn)
+    throw Error("JIT: kernel '" + signature.name + "' not found: " + llvm::toString(fn.takeError()));
+  std::shared_ptr<llvm::orc::LLJIT> owner(std::move(*jit));
+  return Executable(signature, fn->toPtr<Executable::PackedFn>(), std::static_pointer_cast<void>(owner));
+}
+
 Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel, Mode mode) {
+  ObjectCacheStats &stats = objectCacheStats();
+  ObjectCache cache = dump.cache ? ObjectCache::fromEnvironment() : ObjectCache();
+  std::string key;
+  if (cache.enabled()) {
+    // Dumps and reports need the stages to run: then the cache is only
+    // written (the report says so, with the time of computing the key).
+    bool serve = !dump.wantsAnything();
+    StageTimer lookup(serve ? "cache lookup: miss" : "cache: not used (dumps/report)", dump.report);
+    key = objectCacheKey(graphModule, mode, optLevel, hostTarget());
+    if (serve) {
+      if (std::optional<CachedObject> entry = cache.load(key)) {
+        try {
+          Executable exe = loadObject(entry->object, entry->signature);
+          lookup.stage = "cache lookup: hit";
+          ++stats.hits;
+          return exe;
+        } catch (const Error &e) {
+          std::fprintf(stderr, "soma: warning: cannot load the compile cache entry %s (%s); recompiling\n",
+                       cache.path(key).c_str(), e.what());
+          cache.remove(key);
+          ++stats.rejected;
+        }
+      }
+      ++stats.misses;
+    }
+  }
+  ++stats.compiles;
   LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode);
   auto tm = createTargetMachine("host", optLevel);
-  // The engine translates through our builder so that the dumped, optimised
-  // module is exactly the code that runs.
-  auto builder = [&](Operation *, llvm::LLVMContext &ctx) -> std::unique_ptr<llvm::Module> {
-    return translateAndOptimize(*lowered.module, ctx, *tm, optLevel, dump);
-  };
-  ExecutionEngineOptions eo;
-  eo.llvmModuleBuilder = builder;
-  eo.transformer = {};
-  eo.jitCodeGenOptLevel = codeGenLevel(optLevel);
-  llvm::SmallVector<llvm::StringRef, 1> libs{SOMA_OMP_LIB};
-  eo.sharedLibPaths = libs;
-  StageTimer codegen("JIT (incl. LLVM IR)", dump.report);
-  auto engine = ExecutionEngine::create(*lowered.module, eo);
-  if (!engine)
-    throw Error("JIT compilation failed: " + llvm::toString(engine.takeError()));
-  std::shared_ptr<ExecutionEngine> owner(std::move(*engine));
-  auto fn = owner->lookupPacked(lowered.signature.name);
-  if (!fn)
-    throw Error("JIT: kernel '" + lowered.signature.name +
-                "' not found: " + llvm::toString(fn.takeError()));
-  return Executable(lowered.signature, reinterpret_cast<Executable::PackedFn>(*fn),
-                    std::static_pointer_cast<void>(owner));
+  std::string object;
+  {
+    StageTimer jit("JIT (incl. LLVM IR)", dump.report);
+    llvm::LLVMContext ctx;
+    std::unique_ptr<llvm::Module> module = translateAndOptimize(*lowered.module, ctx, *tm, optLevel, dump);
+    addPackedEntry(*module, lowered.signature.name);
+    StageTimer codegen("code generation", dump.report);
+    object = emitInPlace(*module, *tm, false);
+  }
+  if (cache.enabled()) {
+    StageTimer store("cache store", dump.report);
+    cache.store(key, {lowered.signature, object});
+  }
+  StageTimer link("JIT link", dump.report);
+  return loadObject(object, lowered.signature);
 }
 
 //===----------------------------------------------------------------------===//

@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Side-by-side speed of soma and its peers (see bench/README.md).
+
+Runs the workers speed_soma, speed_peers (OpenBLAS, oneDNN) and speed_torch
+(libtorch) in alternating processes (A B C A B C ... with the order rotated
+every round), each with the same thread settings, and prints medians,
+spreads and ratios (peer time / soma time: > 1 means soma is faster).
+
+  bench/run_speed.py [--build build-bench] [--only gemm,conv,models,compile]
+                     [--threads 1,2] [--reps N] [--rounds R] [--budget S] [--csv FILE]
+"""
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+PEAK_GFLOPS = {1: 99.0, 2: 198.0}  # FP32 FMA peak of this machine kind (PERF.md)
+SECTIONS = ["gemm", "conv", "models", "compile"]
+COMPILE_MODELS = [("mlp", 64), ("lenet5", 64), ("resnet8", 32)]
+
+
+def quantile(xs, q):
+    xs = sorted(xs)
+    pos = (len(xs) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+class Results:
+    def __init__(self):
+        self.times = {}   # (section, item, who, threads) -> [ms]
+        self.flops = {}   # (section, item) -> flops
+        self.errs = {}    # (section, item, who, threads) -> max relative error
+        self.values = {}  # (section, item, who, threads) -> [float]
+
+    def parse(self, text):
+        for line in text.splitlines():
+            f = line.split()
+            if len(f) < 6 or f[0] not in ("time", "err", "value"):
+                continue
+            key = (f[1], f[2], f[3], int(f[4]))
+            if f[0] == "time":
+                self.flops[(f[1], f[2])] = float(f[5])
+                self.times.setdefault(key, []).extend(float(v) for v in f[6].split(","))
+            elif f[0] == "err":
+                self.errs[key] = max(self.errs.get(key, 0.0), float(f[5]))
+            else:
+                self.values.setdefault(key, [float(v) for v in f[5].split(",")])
+
+    def stats(self, section, item, who, threads):
+        xs = self.times.get((section, item, who, threads))
+        if not xs:
+            return None
+        return {"n": len(xs), "median": statistics.median(xs), "min": min(xs), "max": max(xs),
+                "q1": quantile(xs, 0.25), "q3": quantile(xs, 0.75)}
+
+    def median(self, section, item, who, threads):
+        s = self.stats(section, item, who, threads)
+        return s["median"] if s else None
+
+
+def env_for(threads, extra=None):
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+                "OMP_PROC_BIND": "close", "KMP_BLOCKTIME": "0", "OMP_WAIT_POLICY": "passive"})
+    env.update(extra or {})
+    return env
+
+
+def run(cmd, env, results):
+    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        sys.stderr.write("run_speed: %s failed (%d):\n%s" % (" ".join(cmd), p.returncode, p.stderr))
+        sys.exit(1)
+    results.parse(p.stdout)
+
+
+def progress(msg=""):
+    """A status line on stderr, overwritten by the next one; empty clears it."""
+    sys.stderr.write("\r%-78s\r%s" % ("", msg[:78]))
+    sys.stderr.flush()
+
+
+def alternate(workers, threads, args, results, label):
+    """Runs each worker once per round, the order rotated every round."""
+    reps = max(1, math.ceil(args.reps / args.rounds))
+    for r in range(args.rounds):
+        order = workers[r % len(workers):] + workers[:r % len(workers)]
+        for w in order:
+            progress("%s, %d thread(s): round %d/%d, %s" % (label, threads, r + 1, args.rounds, os.path.basename(w[0])))
+            run([w[0], w[1], str(threads), str(reps), str(args.budget)] + w[2:], env_for(threads), results)
+    progress()
+
+
+def fmt_ms(s):
+    """median and half the inter-quartile range as a share of it."""
+    if not s:
+        return "%18s" % "-"
+    half = (s["q3"] - s["q1"]) / 2 / s["median"] * 100 if s["median"] > 0 else 0
+    return "%10.4g ±%3.0f%%  " % (s["median"], half)
+
+
+def ratio(peer, soma):
+    return "%6.2f" % (peer / soma) if peer and soma else "%6s" % "-"
+
+
+def rel_diff(a, b):
+    if not a or not b or len(a) != len(b):
+        return None
+    scale = max(max(abs(x) for x in a), 1e-30)
+    return max(abs(x - y) for x, y in zip(a, b)) / scale
+
+
+class Csv:
+    def __init__(self, path):
+        self.f = open(path, "w") if path else None
+        if self.f:
+            self.f.write("section,item,contender,threads,samples,median_ms,q1_ms,q3_ms,min_ms,max_ms,gflops,max_rel_error\n")
+
+    def row(self, res, section, item, who, threads, median=None):
+        if not self.f:
+            return
+        s = res.stats(section, item, who, threads)
+        fl = res.flops.get((section, item), 0)
+        if s:
+            median = s["median"]
+            cols = [s["n"], s["median"], s["q1"], s["q3"], s["min"], s["max"]]
+        elif median is not None:  # a sum of medians
+            cols = ["", median, "", "", "", ""]
+        else:
+            return
+        gf = fl / median / 1e6 if fl and median else ""
+        err = res.errs.get((section, item, who, threads), "")
+        self.f.write(",".join(str(c) for c in [section, item, who, threads] + cols + [gf, err]) + "\n")
+
+
+def gemm(args, res, csv):
+    soma = os.path.join(args.build, "bench", "speed_soma")
+    peers = os.path.join(args.build, "bench", "speed_peers")
+    names = []
+    for t in args.threads:
+        alternate([[soma, "gemm"], [peers, "gemm", "openblas"], [peers, "gemm", "onednn"]], t, args, res, "gemm")
+    for (sec, item, who, t) in res.times:
+        if sec == "gemm" and item not in names:
+            names.append(item)
+    print("\n== SGEMM, row-major f32 (M x N x K; _At/_Bt: A/B transposed): median ms ±IQR/2, GFLOP/s, % of FMA peak ==")
+    print("ratio = peer time / soma time (> 1: soma faster); err = max relative error vs a double-precision reference (sampled)")
+    for t in args.threads:
+        peak = PEAK_GFLOPS.get(t, 99.0 * t)
+        print("\n%d thread(s), peak %.0f GFLOP/s" % (t, peak))
+        print("%-17s | %-18s %6s %4s | %-18s %6s | %-18s %6s | %6s %6s | %s" % (
+            "shape", "soma ms", "GF/s", "%pk", "OpenBLAS ms", "GF/s", "oneDNN ms", "GF/s", "OB/s", "DNNL/s", "err soma/OB/DNNL"))
+        for item in names:
+            fl = res.flops.get(("gemm", item), 0)
+            st = {w: res.stats("gemm", item, w, t) for w in ("soma", "openblas", "onednn")}
+            gf = {w: (fl / st[w]["median"] / 1e6 if st[w] else 0) for w in st}
+            errs = "/".join("%.0e" % res.errs.get(("gemm", item, w, t), float("nan")) for w in st)
+            print("%-17s | %s %6.1f %3.0f%% | %s %6.1f | %s %6.1f | %s %s | %s" % (
+                item, fmt_ms(st["soma"]), gf["soma"], gf["soma"] / peak * 100, fmt_ms(st["openblas"]), gf["openblas"],
+                fmt_ms(st["onednn"]), gf["onednn"], ratio(st["openblas"] and st["openblas"]["median"], st["soma"] and st["soma"]["median"]),
+                ratio(st["onednn"] and st["onednn"]["median"], st["soma"] and st["soma"]["median"]), errs))
+            for w in st:
+                csv.row(res, "gemm", item, w, t)
+
+
+CONV_ROWS = [  # (label, soma item suffix, oneDNN passes summed)
+    ("fwd", "fwd", ["fwd"]),
+    ("fwd+bwd_data", "fwd+bwd_data", ["fwd", "bwd_data"]),
+    ("fwd+bwd_weights", "fwd+bwd_weights", ["fwd", "bwd_weights"]),
+    ("fwd+both bwd", "fwd+bwd_data+bwd_weights", ["fwd", "bwd_data", "bwd_weights"]),
+]
+
+
+def conv(args, res, csv):
+    soma = os.path.join(args.build, "bench", "speed_soma")
+    peers = os.path.join(args.build, "bench", "speed_peers")
+    for t in args.threads:
+        alternate([[soma, "conv"], [peers, "conv"]], t, args, res, "conv")
+    layers = []
+    for (sec, item, who, t) in res.times:
+        layer = item.split(":")[0]
+        if sec == "conv" and layer not in layers:
+            layers.append(layer)
+    print("\n== Convolution, NCHW f32: soma vs oneDNN (blocked: format_tag::any; nchw: plain layouts) ==")
+    print("soma computes a gradient only together with the forward pass and the loss sum(y*dy), so its backward")
+    print("rows are compared with the sum of oneDNN's medians of the same passes; '~bwd_*' rows estimate soma's")
+    print("backward pass alone as soma[fwd+bwd_*] - soma[fwd]. median ms ±IQR/2, GFLOP/s; ratio = oneDNN / soma")
+    for t in args.threads:
+        print("\n%d thread(s), peak %.0f GFLOP/s" % (t, PEAK_GFLOPS.get(t, 99.0 * t)))
+        print("%-12s %-16s | %-18s %6s | %-11s %6s | %-11s %6s | %6s %6s | %s" % (
+            "layer", "pass", "soma ms", "GF/s", "DNNL blk ms", "GF/s", "DNNL nchw", "GF/s", "blk/s", "nchw/s", "err soma (dx/dw)"))
+        for layer in layers:
+            fwd_soma = res.median("conv", layer + ":fwd", "soma", t)
+            rows = list(CONV_ROWS) + [("~bwd_data", None, ["bwd_data"]), ("~bwd_weights", None, ["bwd_weights"])]
+            for label, suffix, passes in rows:
+                if suffix:
+                    st = res.stats("conv", layer + ":" + suffix, "soma", t)
+                    s_ms = st["median"] if st else None
+                    shown = fmt_ms(st)
+                else:  # estimated from the difference of two medians
+                    full = res.median("conv", layer + ":fwd+" + passes[0], "soma", t)
+                    s_ms = full - fwd_soma if full and fwd_soma else None
+                    shown = "%10.4g   (est.)" % s_ms if s_ms else "%18s" % "-"
+                fl = sum(res.flops.get(("conv", layer + ":" + p), 0) for p in passes)
+                peer = {}
+                for who in ("onednn", "onednn_nchw"):
+                    ms = [res.median("conv", layer + ":" + p, who, t) for p in passes]
+                    peer[who] = sum(ms) if all(ms) else None
+                errs = "/".join("%.0e" % e for e in [
+                    res.errs.get(("conv", layer + ":" + suffix + s, "soma", t)) for s in ("", "(dx)", "(dw)")] if e is not None) if suffix else ""
+                gf = lambda ms: fl / ms / 1e6 if ms and fl else 0.0
+                print("%-12s %-16s | %s %6.1f | %11.4g %6.1f | %11.4g %6.1f | %s %s | %s" % (
+                    layer, label, shown, gf(s_ms), peer["onednn"] or 0, gf(peer["onednn"]), peer["onednn_nchw"] or 0,
+                    gf(peer["onednn_nchw"]), ratio(peer["onednn"], s_ms), ratio(peer["onednn_nchw"], s_ms), errs))
+        for (sec, item, who, th) in res.times:
+            if sec == "conv" and th == t:
+                csv.row(res, sec, item, who, t)
+
+
+def models(args, res, csv):
+    soma = os.path.join(args.build, "bench", "speed_soma")
+    torch = os.path.join(args.build, "bench", "speed_torch")
+    with tempfile.TemporaryDirectory(prefix="soma-bench-") as d:
+        for t in args.threads:
+            # soma first: it writes the initial parameters that libtorch loads.
+            alternate([[soma, "models", d], [torch, "models", d]], t, args, res, "models")
+    items = []
+    for (sec, item, who, t) in res.times:
+        if sec == "models" and item not in items:
+            items.append(item)
+    print("\n== Whole models (Adam training step: forward + backward + update; inference: forward, eval mode) ==")
+    print("median ms ±IQR/2; ratio = libtorch / soma (> 1: soma faster); best = each at its best thread count;")
+    print("check = max relative difference of the first 3 training losses / the first 30 logits (same parameters)")
+    print("%-18s | %-7s | %-18s %-18s %6s | %s" % ("model", "threads", "soma ms", "libtorch ms", "ratio", "check"))
+    for item in items:
+        best = {}
+        for t in args.threads:
+            s = res.stats("models", item, "soma", t)
+            p = res.stats("models", item, "libtorch", t)
+            d = rel_diff(res.values.get(("models", item, "soma", t)), res.values.get(("models", item, "libtorch", t)))
+            print("%-18s | %-7d | %s %s %s | %s" % (item, t, fmt_ms(s), fmt_ms(p),
+                                                    ratio(p and p["median"], s and s["median"]),
+                                                    "%.1e" % d if d is not None else "-"))
+            for who, st in (("soma", s), ("libtorch", p)):
+                if st and (who not in best or st["median"] < best[who][0]):
+                    best[who] = (st["median"], t)
+            csv.row(res, "models", item, "soma", t)
+            csv.row(res, "models", item, "libtorch", t)
+        if len(best) == 2:
+            print("%-18s | %-7s | %10.4g (%dT)     %10.4g (%dT)     %s |" % (
+                item, "best", best["soma"][0], best["soma"][1], best["libtorch"][0], best["libtorch"][1],
+                ratio(best["libtorch"][0], best["soma"][0])))
+
+
+def compile_times(args, res, csv):
+    soma = os.path.join(args.build, "bench", "speed_soma")
+    t = args.threads[0]
+    runs = max(1, args.rounds)
+    print("\n== JIT compile time (ms; compile_training with Adam / compile_inference, each in a fresh process) ==")
+    print("cold: SOMA_CACHE=0; cached: SOMA_CACHE_DIR=<fresh dir> filled by one process, then %d more processes." % runs)
+    print("%-18s | %-24s | %-24s | %s" % ("model", "cold median (min-max)", "cached median (min-max)", "cache files"))
+    with tempfile.TemporaryDirectory(prefix="soma-cache-") as cache:
+        for model, batch in COMPILE_MODELS:
+            for kind in ("train", "infer"):
+                item = "%s_b%d_%s" % (model, batch, kind)
+                progress("compile " + item)
+                cmd = [soma, "compile", str(t), "1", "0", model, str(batch), kind]
+                cold, warm = Results(), Results()
+                for _ in range(runs):
+                    run(cmd, env_for(t, {"SOMA_CACHE": "0"}), cold)
+                run(cmd, env_for(t, {"SOMA_CACHE_DIR": cache}), Results())
+                for _ in range(runs):
+                    run(cmd, env_for(t, {"SOMA_CACHE_DIR": cache}), warm)
+                files = sum(len(fs) for _, _, fs in os.walk(cache))
+                cells = []
+                for r, who in ((cold, "soma_cold"), (warm, "soma_cached")):
+                    s = r.stats("compile", item, "soma", t)
+                    cells.append("%8.1f (%.1f-%.1f)" % (s["median"], s["min"], s["max"]))
+                    res.times[("compile", item, who, t)] = r.times[("compile", item, "soma", t)]
+                    csv.row(res, "compile", item, who, t)
+                progress()
+                print("%-18s | %-24s | %-24s | %d" % (item, cells[0], cells[1], files))
+    progress()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build-bench", help="build directory with bench/ (default build-bench)")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ",".join(SECTIONS))
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    ap.add_argument("--reps", type=int, default=30, help="timed samples per item and contender (default 30)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating process rounds (default 3)")
+    ap.add_argument("--budget", type=float, default=1.0,
+                    help="seconds of samples per item per process, at least 3 samples (default 1)")
+    ap.add_argument("--csv", help="also write every median and spread to this CSV file")
+    args = ap.parse_args()
+    args.threads = [int(x) for x in args.threads.split(",") if x]
+    only = [s for s in args.only.split(",") if s]
+    for s in only:
+        if s not in SECTIONS:
+            ap.error("unknown section '%s' (%s)" % (s, ", ".join(SECTIONS)))
+    load = os.getloadavg()[0]
+    print("soma speed benchmark: threads %s, up to %d samples per item in %d alternating rounds; load average %.2f on %d CPUs"
+          % (",".join(map(str, args.threads)), args.reps, args.rounds, load, os.cpu_count()))
+    print("every contender: OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=T, torch::set_num_threads(T), OMP_PROC_BIND=close, "
+          "KMP_BLOCKTIME=0, OMP_WAIT_POLICY=passive")
+    res = Results()
+    csv = Csv(args.csv)
+    for s in SECTIONS:
+        if s in only:
+            {"gemm": gemm, "conv": conv, "models": models, "compile": compile_times}[s](args, res, csv)
+            sys.stdout.flush()
+    print("\nload average at the end: %.2f (a second busy process halves every 2-thread number)" % os.getloadavg()[0])
+
+
+if __name__ == "__main__":
+    main()
