@@ -12,3 +12,5 @@ config.excludes = ["lit.cfg.py", "lit.site.cfg.py.in", "Inputs"]
 config.environment["PATH"] = os.pathsep.join(
     [config.soma_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])
 config.environment["KMP_BLOCKTIME"] = "0"
+# The JIT's compiled-object cache in the build tree, not in the home.
+config.environment["SOMA_CACHE_DIR"] = os.path.join(config.soma_obj_root, "test-cache")

@@ -299,6 +299,7 @@ TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Opti
   Executable train = jitCompile(*modules.train, trainDump, options.compile.opt_level);
   DumpConfig none;
   none.report = dump.report;
+  none.cache = dump.cache;
   Executable eval = jitCompile(*modules.eval, none, options.compile.opt_level);
   return TrainStep(std::move(train), std::move(eval), g.init_params(), opt, options.schedule,
                    g.name());

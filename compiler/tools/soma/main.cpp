@@ -199,6 +199,8 @@ options:
                       dropout off; train: batch statistics, dropout on (the
                       mask of step 0; not with --interpret). --grad always
                       differentiates the training form.
+  --no-cache          compile even if the compiled-object cache has the
+                      code, and do not store it (SOMA_CACHE=0 does the same)
   --batch N, --seed S when MODEL is a zoo name
   --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
   --report            print what the compilation did: per function the ops
@@ -242,6 +244,8 @@ options:
                       (mirror, translate by up to 2 pixels, rotate by up to
                       10 degrees, add N(0, 0.1^2); models with image inputs)
   --no-progress       no progress bar (summary lines only)
+  --no-cache          compile even if the compiled-object cache has the
+                      code, and do not store it (SOMA_CACHE=0 does the same)
   --dump=STAGES, --dump-dir=DIR, --print-ir-after-all   see 'soma dump'
   --report            print what the compilation did: per function the ops
                       before fusion, the kernels after (bytes each reads and
@@ -329,6 +333,7 @@ soma::CompileOptions compileOptions(const Args &args) {
   o.dump = args.get("dump");
   o.dump_dir = args.get("dump-dir");
   o.print_ir_after_all = args.has("print-ir-after-all");
+  o.cache = !args.has("no-cache");
   if (args.has("mode")) {
     std::string m = args.get("mode");
     if (m != "eval" && m != "train")
@@ -676,7 +681,7 @@ int main(int argc, char **argv) {
                    cmdCompile}},
       {"run", {kRunHelp, withCommon({{"input", true}, {"params", true}, {"output-dir", true},
                                      {"interpret", false}, {"grad", false}, {"loss", true},
-                                     {"mode", true}}),
+                                     {"mode", true}, {"no-cache", false}}),
                cmdRun}},
       {"dump", {kDumpHelp, withCommon({{"stage", true}, {"train", false}, {"optimizer", true}, {"lr", true},
                                        {"recompute", false}, {"recompute-budget", true}}),
@@ -686,7 +691,8 @@ int main(int argc, char **argv) {
                              {"lr", true}, {"schedule", true}, {"clip-norm", true},
                              {"weight-decay", true}, {"checkpoint", true}, {"resume", true},
                              {"log", true}, {"max-steps", true}, {"no-progress", false},
-                             {"augment", true}, {"recompute", false}, {"recompute-budget", true}}),
+                             {"augment", true}, {"recompute", false}, {"recompute-budget", true},
+                             {"no-cache", false}}),
                  cmdTrain}},
   };
   if (command.empty() || command == "--help" || command == "-h" || command == "help") {

@@ -84,6 +84,11 @@ struct CompileOptions {
   CompileReport *report = nullptr;
   /// Read SOMA_DUMP / SOMA_DUMP_DIR when dump / dump_dir are empty.
   bool use_environment = true;
+  /// Use the compiled-object cache of the JIT (on disk: $SOMA_CACHE_DIR,
+  /// else $XDG_CACHE_HOME/soma, else ~/.cache/soma; SOMA_CACHE=0 turns it
+  /// off for the whole process). A compilation that dumps stages or fills
+  /// a report always compiles, and only writes the cache.
+  bool cache = true;
 };
 
 /// A JIT-compiled inference function with its own parameter values.

@@ -1,6 +1,7 @@
 //===- Pipeline.h - From a soma graph module to machine code -------*- C++ -*-===//
 #pragma once
 
+#include "soma/Compiler/ObjectCache.h"
 #include "soma/compile.h"
 #include "soma/executable.h"
 
@@ -26,6 +27,11 @@ struct DumpConfig {
   bool printIrAfterAll = false;
   /// Receives the report of the compilation when not null.
   CompileReport *report = nullptr;
+  /// May the JIT use the compiled-object cache (CompileOptions::cache)?
+  /// It serves from it only when nothing is dumped or reported.
+  bool cache = true;
+  /// Something to dump or report: the stages must really run.
+  bool wantsAnything() const { return !stages.empty() || printIrAfterAll || report; }
   bool wants(const std::string &stage) const { return stages.count(stage) > 0; }
   /// Writes `text` to dir/file (creating dir); throws soma::Error on failure.
   void write(const std::string &stage, const std::string &text) const;
@@ -60,6 +66,9 @@ struct LoweredModule {
 LoweredModule lowerToLLVMDialect(mlir::ModuleOp graphModule, const DumpConfig &dump,
                                  Mode mode = Mode::eval);
 
+/// This machine: triple, CPU name and its features (sorted, "+avx2,...").
+CacheTarget hostTarget();
+
 /// A TargetMachine for `cpu` ("host" = this machine, with its features).
 std::unique_ptr<llvm::TargetMachine> createTargetMachine(const std::string &cpu,
                                                          int optLevel);
@@ -73,7 +82,10 @@ std::unique_ptr<llvm::Module> translateAndOptimize(mlir::ModuleOp llvmDialect,
 /// Emits an object or assembly file for `module` (which is not modified).
 std::string emitMachineCode(llvm::Module &module, llvm::TargetMachine &tm, bool assembly);
 
-/// JIT-compiles a graph module into an Executable.
+/// JIT-compiles a graph module into an Executable. With dump.cache and the
+/// cache enabled (ObjectCache::fromEnvironment) the object code is looked up
+/// in and stored to the compiled-object cache; it is served from there only
+/// when nothing is to be dumped or reported.
 Executable jitCompile(mlir::ModuleOp graphModule, const CompileOptions &options);
 Executable jitCompile(mlir::ModuleOp graphModule, const DumpConfig &dump, int optLevel,
                       Mode mode = Mode::eval);
