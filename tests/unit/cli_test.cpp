@@ -422,3 +422,38 @@ TEST_F(Cli, CompileReport) {
 }
 
 } // namespace
+
+namespace {
+
+TEST_F(Cli, CompiledObjectCache) {
+  std::string model = path("mlp.mlir"), x = path("x.npy"), cache = path("cache");
+  ASSERT_EQ(soma("export mlp --batch 2 -o " + model, *dir).code, 0);
+  write_npy(x, test::randomF32({2, 784}, 0, 1, 3));
+  auto run = [&](const std::string &out, const std::string &flags) {
+    return sh("SOMA_TIME=1 SOMA_CACHE_DIR=" + cache + " " + SOMA_CLI + " run " + model + " --input x=" + x +
+                  " --output-dir " + path(out) + flags,
+              *dir);
+  };
+  Result cold = run("cold", "");
+  ASSERT_EQ(cold.code, 0) << cold.err;
+  EXPECT_THAT(cold.err, HasSubstr("cache lookup: miss"));
+  EXPECT_THAT(cold.err, HasSubstr("optimize LLVM IR"));
+  Result warm = run("warm", "");
+  ASSERT_EQ(warm.code, 0) << warm.err;
+  EXPECT_THAT(warm.err, HasSubstr("cache lookup: hit"));
+  EXPECT_THAT(warm.err, ::testing::Not(HasSubstr("lower to linalg")));
+  EXPECT_EQ(slurp(path("cold/logits.npy")), slurp(path("warm/logits.npy")));
+  Result off = run("off", " --no-cache");
+  ASSERT_EQ(off.code, 0) << off.err;
+  EXPECT_THAT(off.err, ::testing::Not(HasSubstr("cache")));
+  EXPECT_THAT(off.err, HasSubstr("lower to linalg"));
+  EXPECT_EQ(slurp(path("cold/logits.npy")), slurp(path("off/logits.npy")));
+  size_t n = 0;
+  for (const auto &e : std::filesystem::directory_iterator(cache))
+    n += e.path().extension() == ".somaobj";
+  EXPECT_EQ(n, 1u);
+  for (const char *cmd : {"run", "train"})
+    EXPECT_THAT(soma(std::string(cmd) + " --help", *dir).out, HasSubstr("--no-cache"));
+}
+
+} // namespace

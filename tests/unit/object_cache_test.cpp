@@ -1,0 +1,283 @@
+//===- object_cache_test.cpp - The JIT's compiled-object cache -------------===//
+//
+// A miss compiles and stores, a hit loads the stored object without running
+// the lowering and computes the same bytes; corrupt entries are detected
+// and recompiled; the key separates modules, modes, opt levels and targets;
+// an unwritable directory costs one warning and nothing else.
+//
+//===----------------------------------------------------------------------===//
+
+#include "test_util.h"
+
+#include "soma/Compiler/GraphImpl.h"
+#include "soma/Compiler/ObjectCache.h"
+#include "soma/Compiler/Pipeline.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+
+using namespace soma;
+using ::testing::HasSubstr;
+
+namespace {
+
+/// Sets (or unsets, with nullptr) an environment variable for a scope.
+class ScopedEnv {
+public:
+  ScopedEnv(const char *name, const char *value) : name_(name) {
+    if (const char *old = std::getenv(name))
+      old_ = old;
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+
+private:
+  const char *name_;
+  std::optional<std::string> old_;
+};
+
+/// A small graph with a matmul, a fused chain and a reduction.
+Graph smallGraph(int64_t units = 5) {
+  Graph g("cached", 3);
+  Tensor x = g.input("x", {4, 3});
+  Tensor h = tanh(nn::dense(x, units));
+  g.output("y", softmax(nn::dense(h, 2)));
+  g.output("s", sum(h, {1}));
+  return g;
+}
+
+std::vector<std::string> entries(const std::string &dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto &e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().extension() == ".somaobj")
+      files.push_back(e.path().string());
+  return files;
+}
+
+bool sameBytes(const Array &a, const Array &b) {
+  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
+         std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+class ObjectCacheTest : public ::testing::Test {
+protected:
+  ObjectCacheTest()
+      : dir(::testing::UnitTest::GetInstance()->current_test_info()->name()),
+        cacheDir(dir / "cache"), env("SOMA_CACHE_DIR", cacheDir.c_str()), on("SOMA_CACHE", nullptr) {}
+
+  std::map<std::string, Array> run(const Graph &g, const CompileOptions &o = {}) {
+    Inference fn = compile_inference(g, o);
+    return fn.run({{"x", test::randomF32({4, 3}, -1, 1, 5)}});
+  }
+  std::string key(const Graph &g, Mode mode = Mode::eval, int opt = 3) {
+    return objectCacheKey(*g.impl()->module, mode, opt, hostTarget());
+  }
+  ObjectCacheStats &stats = objectCacheStats();
+  test::TempDir dir;
+  std::string cacheDir;
+  ScopedEnv env, on;
+};
+
+TEST_F(ObjectCacheTest, MissThenHitGivesTheSameBytesWithoutLowering) {
+  Graph g = smallGraph();
+  uint64_t compiles = stats.compiles, hits = stats.hits, stores = stats.stores;
+  auto first = run(g);
+  EXPECT_EQ(stats.compiles.load(), compiles + 1);
+  EXPECT_EQ(stats.stores.load(), stores + 1);
+  ASSERT_EQ(entries(cacheDir).size(), 1u);
+
+  auto second = run(g);
+  EXPECT_EQ(stats.compiles.load(), compiles + 1) << "a hit must not run the lowering";
+  EXPECT_EQ(stats.hits.load(), hits + 1);
+  for (const char *name : {"y", "s"})
+    EXPECT_TRUE(sameBytes(first[name], second[name])) << name;
+  auto ref = interpret(g, {{"x", test::randomF32({4, 3}, -1, 1, 5)}});
+  EXPECT_TRUE(test::allClose(second["y"], ref["y"]));
+  EXPECT_TRUE(test::allClose(second["s"], ref["s"]));
+}
+
+TEST_F(ObjectCacheTest, TrainingStepFromTheCacheTrainsBitForBit) {
+  auto train = [&] {
+    Graph g("tiny_train", 1);
+    Tensor x = g.input("x", {8, 4});
+    Tensor y = g.input("y", {8}, DType::i32);
+    Tensor loss = softmax_cross_entropy(nn::dense(relu(nn::dense(x, 6)), 3), y);
+    TrainStep step = compile_training(g, loss, optim::Adam{{.lr = 0.05}});
+    std::map<std::string, Array> batch{{"x", test::randomF32({8, 4}, -1, 1, 2)},
+                                       {"y", test::randomLabels({8}, 3, DType::i32, 3)}};
+    std::vector<double> losses;
+    for (int s = 0; s < 3; ++s)
+      losses.push_back(step.run(batch).loss);
+    return std::make_pair(losses, step.params());
+  };
+  uint64_t compiles = stats.compiles, hits = stats.hits;
+  auto cold = train();
+  EXPECT_EQ(stats.compiles.load(), compiles + 2); // the step and its eval function
+  auto warm = train();
+  EXPECT_EQ(stats.compiles.load(), compiles + 2);
+  EXPECT_EQ(stats.hits.load(), hits + 2);
+  EXPECT_EQ(cold.first, warm.first);
+  ASSERT_EQ(cold.second.size(), warm.second.size());
+  for (size_t i = 0; i < cold.second.size(); ++i)
+    EXPECT_TRUE(sameBytes(cold.second[i].second, warm.second[i].second)) << cold.second[i].first;
+}
+
+TEST_F(ObjectCacheTest, CorruptEntriesAreDetectedAndRecompiled) {
+  Graph g = smallGraph();
+  auto expected = run(g);
+  std::vector<std::string> files = entries(cacheDir);
+  ASSERT_EQ(files.size(), 1u);
+  std::string good = read_file(files[0]);
+  std::string flipped = good;
+  flipped[good.size() / 2] ^= 0x5a;
+  std::string badHeader = good;
+  badHeader[0] = 'X';
+  struct Case {
+    const char *what;
+    std::string bytes;
+    const char *reason;
+  };
+  for (const Case &c : {Case{"truncated", good.substr(0, good.size() / 3), "truncated"},
+                        Case{"header only", good.substr(0, 20), "truncated header"},
+                        Case{"byte flipped", flipped, "checksum mismatch"},
+                        Case{"not an entry", badHeader, "not a soma cache entry"},
+                        Case{"empty", std::string(), "truncated header"}}) {
+    SCOPED_TRACE(c.what);
+    write_file_atomic(files[0], c.bytes);
+    uint64_t compiles = stats.compiles;
+    ::testing::internal::CaptureStderr();
+    auto got = run(g);
+    std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(stats.compiles.load(), compiles + 1);
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_THAT(err, HasSubstr("soma: warning: ignoring the compile cache entry"));
+    EXPECT_THAT(err, HasSubstr(c.reason));
+    EXPECT_TRUE(sameBytes(got["y"], expected["y"]));
+    // Rewritten: the next compilation is a hit again.
+    EXPECT_EQ(read_file(files[0]), good);
+  }
+  // A sound entry whose object does not link is rejected the same way.
+  std::string key = std::filesystem::path(files[0]).stem().string();
+  write_file_atomic(files[0], serializeCachedObject(key, {parseCachedObject(key, good).signature, "not ELF"}));
+  uint64_t compiles = stats.compiles;
+  ::testing::internal::CaptureStderr();
+  auto got = run(g);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(stats.compiles.load(), compiles + 1);
+  EXPECT_THAT(err, HasSubstr("soma: warning: cannot load the compile cache entry"));
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_TRUE(sameBytes(got["y"], expected["y"]));
+  EXPECT_EQ(read_file(files[0]), good);
+}
+
+TEST_F(ObjectCacheTest, TheKeySeparatesWhatChangesTheCode) {
+  Graph g = smallGraph();
+  std::string k = key(g);
+  EXPECT_EQ(k.size(), 64u);
+  EXPECT_EQ(k, key(g));             // deterministic
+  EXPECT_EQ(k, key(smallGraph()));  // the same graph built again
+  EXPECT_NE(k, key(smallGraph(6))); // another shape
+  EXPECT_NE(k, key(g, Mode::train));
+  EXPECT_NE(k, key(g, Mode::eval, 2));
+  CacheTarget other = hostTarget();
+  other.cpu = "x86-64-v2";
+  EXPECT_NE(k, objectCacheKey(*g.impl()->module, Mode::eval, 3, other));
+  other = hostTarget();
+  other.features += ",-avx2";
+  EXPECT_NE(k, objectCacheKey(*g.impl()->module, Mode::eval, 3, other));
+
+  // And so does the cache: two opt levels, two modes, two entries each.
+  uint64_t compiles = stats.compiles;
+  run(g, {.opt_level = 2});
+  run(g, {.opt_level = 3});
+  run(g, {.opt_level = 2, .mode = Mode::train});
+  EXPECT_EQ(stats.compiles.load(), compiles + 3);
+  EXPECT_EQ(entries(cacheDir).size(), 3u);
+}
+
+TEST_F(ObjectCacheTest, EntriesRoundTripTheSignature) {
+  CachedObject e;
+  e.signature.name = "k";
+  e.signature.inputs = {{"x", DType::f32, {2, 3}}, {"y", DType::i32, {2}}};
+  e.signature.params = {{"w", DType::f32, {3, 4}}};
+  e.signature.states = {{"soma.step", DType::f32, {}}};
+  e.signature.state_init = {0.25};
+  e.signature.outputs = {{"o", DType::i64, {1, 2, 3}}};
+  e.signature.workspace_bytes = 4096;
+  e.object = std::string("\x7f" "ELF\0 object bytes", 17);
+  std::string key(64, 'a');
+  CachedObject back = parseCachedObject(key, serializeCachedObject(key, e));
+  EXPECT_EQ(back.object, e.object);
+  const Signature &s = back.signature;
+  EXPECT_EQ(s.name, "k");
+  ASSERT_EQ(s.inputs.size(), 2u);
+  EXPECT_EQ(s.inputs[1].name, "y");
+  EXPECT_EQ(s.inputs[1].dtype, DType::i32);
+  EXPECT_EQ(s.inputs[0].shape, (Shape{2, 3}));
+  EXPECT_EQ(s.params[0].name, "w");
+  EXPECT_EQ(s.states[0].shape, Shape{});
+  EXPECT_EQ(s.state_init, std::vector<double>{0.25});
+  EXPECT_EQ(s.outputs[0].dtype, DType::i64);
+  EXPECT_EQ(s.workspace_bytes, 4096);
+  EXPECT_SOMA_ERROR(parseCachedObject(std::string(64, 'b'), serializeCachedObject(key, e)), "another key");
+}
+
+TEST_F(ObjectCacheTest, AnUnwritableDirectoryWarnsOnceAndChangesNothing) {
+  // A directory below a regular file cannot be created (not even by root).
+  std::string file = dir / "a-file";
+  write_file_atomic(file, "x");
+  ScopedEnv bad("SOMA_CACHE_DIR", (file + "/cache").c_str());
+  Graph g = smallGraph();
+  uint64_t compiles = stats.compiles;
+  ::testing::internal::CaptureStderr();
+  auto a = run(g);
+  auto b = run(g);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(stats.compiles.load(), compiles + 2);
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_THAT(err, HasSubstr("not writing to the compile cache"));
+  EXPECT_TRUE(sameBytes(a["y"], b["y"]));
+}
+
+TEST_F(ObjectCacheTest, OffWithTheOptionOrTheEnvironment) {
+  Graph g = smallGraph();
+  uint64_t compiles = stats.compiles;
+  run(g, {.cache = false});
+  EXPECT_TRUE(entries(cacheDir).empty());
+  {
+    ScopedEnv off("SOMA_CACHE", "0");
+    run(g);
+    EXPECT_TRUE(entries(cacheDir).empty());
+  }
+  run(g);                    // stores
+  run(g, {.cache = false});  // does not read
+  EXPECT_EQ(stats.compiles.load(), compiles + 4);
+  EXPECT_EQ(entries(cacheDir).size(), 1u);
+}
+
+TEST_F(ObjectCacheTest, DumpsAndReportsAlwaysCompile) {
+  Graph g = smallGraph();
+  run(g); // stored
+  uint64_t compiles = stats.compiles;
+  CompileReport report;
+  run(g, {.report = &report});
+  run(g, {.dump = "lowered", .dump_dir = dir / "ir"});
+  EXPECT_EQ(stats.compiles.load(), compiles + 2);
+  EXPECT_TRUE(std::filesystem::exists(dir / "ir/30-lowered.mlir"));
+  bool said = false;
+  for (const auto &[stage, seconds] : report.stage_seconds)
+    said |= stage.find("cache: not used") != std::string::npos;
+  EXPECT_TRUE(said) << report.str();
+}
+
+} // namespace
