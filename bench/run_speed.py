@@ -17,7 +17,8 @@ import subprocess
 import sys
 import tempfile
 
-PEAK_GFLOPS = {1: 99.0, 2: 198.0}  # FP32 FMA peak of this machine kind (PERF.md)
+# FP32 FMA peak per thread count of PERF.md's machine (Zen3, AVX2); --peak overrides it.
+PEAK_GFLOPS = {1: 99.0, 2: 198.0}
 SECTIONS = ["gemm", "conv", "models", "compile"]
 COMPILE_MODELS = [("mlp", 64), ("lenet5", 64), ("resnet8", 32)]
 
@@ -295,9 +296,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating process rounds (default 3)")
     ap.add_argument("--budget", type=float, default=1.0,
                     help="seconds of samples per item per process, at least 3 samples (default 1)")
+    ap.add_argument("--peak", type=float, help="FP32 peak GFLOP/s of one core (default 99: PERF.md's Zen3)")
     ap.add_argument("--csv", help="also write every median and spread to this CSV file")
     args = ap.parse_args()
     args.threads = [int(x) for x in args.threads.split(",") if x]
+    if args.peak:
+        PEAK_GFLOPS.clear()
+        PEAK_GFLOPS.update({t: args.peak * t for t in args.threads})
     only = [s for s in args.only.split(",") if s]
     for s in only:
         if s not in SECTIONS:
@@ -307,6 +312,12 @@ def main():
           % (",".join(map(str, args.threads)), args.reps, args.rounds, load, os.cpu_count()))
     print("every contender: OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=T, torch::set_num_threads(T), OMP_PROC_BIND=close, "
           "KMP_BLOCKTIME=0, OMP_WAIT_POLICY=passive")
+    try:
+        avx512 = " avx512f" in open("/proc/cpuinfo").read()
+    except OSError:
+        avx512 = False
+    if avx512 and not args.peak:
+        print("note: this CPU has AVX-512; the %%-of-peak columns use PERF.md's AVX2 peak (99 GFLOP/s a core): pass --peak")
     res = Results()
     csv = Csv(args.csv)
     for s in SECTIONS:

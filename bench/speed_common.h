@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <functional>
 #include <string>
 #include <vector>
@@ -81,6 +82,16 @@ inline std::vector<double> measure(const std::function<void()> &fn, const Args &
     ms.push_back((seconds() - s) * 1e3 / inner);
   }
   return ms;
+}
+
+/// Runs a worker's body; an exception becomes "WORKER: message" and exit 1.
+inline int guarded(const char *worker, const std::function<int()> &body) {
+  try {
+    return body();
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "%s: %s\n", worker, e.what());
+    return 1;
+  }
 }
 
 inline void emitTime(const Args &a, const std::string &item, const char *who, double flops,

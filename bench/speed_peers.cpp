@@ -146,7 +146,7 @@ void conv(const Args &a) {
 int main(int argc, char **argv) {
   Args a = bench::parseArgs(argc, argv, "[gemm openblas|onednn | conv]");
   openblas_set_num_threads(a.threads);
-  try {
+  return bench::guarded("speed_peers", [&] {
     if (a.section == "gemm" && a.rest.size() == 1)
       gemm(a, a.rest[0]);
     else if (a.section == "conv")
@@ -155,9 +155,6 @@ int main(int argc, char **argv) {
       std::fprintf(stderr, "speed_peers: unknown section '%s' or missing library\n", a.section.c_str());
       return 2;
     }
-  } catch (const std::exception &e) {
-    std::fprintf(stderr, "speed_peers: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -86,11 +86,8 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "speed_torch: only the section 'models'\n");
     return 2;
   }
-  try {
+  return bench::guarded("speed_torch", [&] {
     models(a);
-  } catch (const std::exception &e) {
-    std::fprintf(stderr, "speed_torch: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }
