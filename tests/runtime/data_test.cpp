@@ -3,6 +3,7 @@
 #include "soma/data.h"
 #include "soma/io.h"
 
+#include "scoped_env.h"
 #include "test_util.h"
 
 #include <zlib.h>
@@ -22,6 +23,7 @@ namespace soma::data {
 namespace {
 
 using namespace std::string_literals;
+using soma::test::ScopedEnv;
 using soma::test::TempDir;
 using soma::test::write_raw;
 
@@ -274,26 +276,6 @@ TEST(FashionMnistTest, RealTrainAndTest) {
   EXPECT_EQ(test.y.data<int32_t>()[0], 9);
   EXPECT_NEAR(mean(test.x), 0.2868, 0.001);
 }
-
-/// Sets an environment variable for the duration of a scope.
-class ScopedEnv {
-public:
-  ScopedEnv(const char *name, const std::string &value) : name_(name) {
-    if (const char *old = std::getenv(name))
-      old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-
-private:
-  const char *name_;
-  std::optional<std::string> old_;
-};
 
 TEST(FashionMnistTest, MissingDatasetSaysHowToInstall) {
   TempDir dir;

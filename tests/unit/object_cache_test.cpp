@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "test_util.h"
+#include "../runtime/scoped_env.h"
 
 #include "soma/Compiler/GraphImpl.h"
 #include "soma/Compiler/ObjectCache.h"
@@ -18,32 +19,10 @@
 #include <optional>
 
 using namespace soma;
+using soma::test::ScopedEnv;
 using ::testing::HasSubstr;
 
 namespace {
-
-/// Sets (or unsets, with nullptr) an environment variable for a scope.
-class ScopedEnv {
-public:
-  ScopedEnv(const char *name, const char *value) : name_(name) {
-    if (const char *old = std::getenv(name))
-      old_ = old;
-    if (value)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-
-private:
-  const char *name_;
-  std::optional<std::string> old_;
-};
 
 /// A small graph with a matmul, a fused chain and a reduction.
 Graph smallGraph(int64_t units = 5) {
