@@ -404,7 +404,17 @@ static Signature signatureOf(func::FuncOp kernel) {
   return sig;
 }
 
-LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode) {
+int64_t vectorWidthOf(const llvm::TargetMachine &tm) {
+  const llvm::MCSubtargetInfo *sti = tm.getMCSubtargetInfo();
+  if (sti->checkFeatures("+avx512f"))
+    return 16;
+  if (sti->checkFeatures("+avx"))
+    return 8;
+  return 4;
+}
+
+LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode,
+                                 int64_t vectorWidth) {
   LoweredModule out;
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
@@ -431,7 +441,9 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
   dump.write("fused", [&] { return printModule(m, true); });
   timer.emplace("lower to linalg", dump.report);
   runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
-    pm.addPass(createSomaLowerToLinalg());
+    SomaLowerToLinalgOptions lowering;
+    lowering.vectorWidth = vectorWidth;
+    pm.addPass(createSomaLowerToLinalg(lowering));
     pm.addPass(createCanonicalizerPass());
   });
   dump.write("lowered", [&] { return printModule(m, false); });
@@ -664,7 +676,7 @@ Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel
     // Dumps and reports need the stages to run: then the cache is only
     // written (the report says so, with the time of computing the key).
     bool serve = !dump.wantsAnything();
-    StageTimer lookup(serve ? "cache lookup: miss" : "cache: not used (dumps/report)", dump.report);
+    StageTimer lookup(serve ? "cache lookup: miss" : "cache: not used", dump.report);
     key = objectCacheKey(graphModule, mode, optLevel, hostTarget());
     if (serve) {
       if (std::optional<CachedObject> entry = cache.load(key)) {
@@ -684,8 +696,8 @@ Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel
     }
   }
   ++stats.compiles;
-  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode);
   auto tm = createTargetMachine("host", optLevel);
+  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode, vectorWidthOf(*tm));
   std::string object;
   {
     StageTimer jit("JIT (incl. LLVM IR)", dump.report);
