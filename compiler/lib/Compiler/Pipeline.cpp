@@ -404,17 +404,7 @@ static Signature signatureOf(func::FuncOp kernel) {
   return sig;
 }
 
-int64_t vectorWidthOf(const llvm::TargetMachine &tm) {
-  const llvm::MCSubtargetInfo *sti = tm.getMCSubtargetInfo();
-  if (sti->checkFeatures("+avx512f"))
-    return 16;
-  if (sti->checkFeatures("+avx"))
-    return 8;
-  return 4;
-}
-
-LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode,
-                                 int64_t vectorWidth) {
+LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode) {
   LoweredModule out;
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
@@ -441,9 +431,7 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
   dump.write("fused", [&] { return printModule(m, true); });
   timer.emplace("lower to linalg", dump.report);
   runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
-    SomaLowerToLinalgOptions lowering;
-    lowering.vectorWidth = vectorWidth;
-    pm.addPass(createSomaLowerToLinalg(lowering));
+    pm.addPass(createSomaLowerToLinalg());
     pm.addPass(createCanonicalizerPass());
   });
   dump.write("lowered", [&] { return printModule(m, false); });
@@ -696,8 +684,8 @@ Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel
     }
   }
   ++stats.compiles;
+  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode);
   auto tm = createTargetMachine("host", optLevel);
-  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode, vectorWidthOf(*tm));
   std::string object;
   {
     StageTimer jit("JIT (incl. LLVM IR)", dump.report);
