@@ -184,10 +184,12 @@ TEST_F(Cli, DumpWritesEveryStage) {
   for (const DumpStage &s : dump_stages())
     EXPECT_TRUE(std::filesystem::exists(path("tir/") + s.file)) << s.file;
   EXPECT_THAT(slurp(path("tir/10-train.mlir")), HasSubstr("soma.state = \"v/dense0.weight\""));
-  EXPECT_THAT(slurp(path("ir/30-lowered.mlir")), HasSubstr("linalg.generic"));
+  EXPECT_THAT(slurp(path("ir/30-lowered.mlir")), HasSubstr("vector.fma"));   // the packed GEMM
+  EXPECT_THAT(slurp(path("tir/30-lowered.mlir")), HasSubstr("linalg.generic")); // elementwise kernels
   EXPECT_THAT(slurp(path("ir/35-planned.mlir")), HasSubstr("memref.view"));
   EXPECT_THAT(slurp(path("ir/50-module.s")), HasSubstr("mlp:"));
-  EXPECT_THAT(slurp(path("ir/20-fused.mlir")), HasSubstr("soma.fusion \"elementwise\""));
+  EXPECT_THAT(slurp(path("ir/20-fused.mlir")), HasSubstr("soma.fusion \"contraction\""));
+  EXPECT_THAT(slurp(path("tir/20-fused.mlir")), HasSubstr("soma.fusion \"elementwise\""));
   std::string plan = slurp(path("tir/memory-plan.txt"));
   EXPECT_THAT(plan, HasSubstr("lower bound (largest live set):"));
   EXPECT_THAT(plan, HasSubstr("made at"));
@@ -415,8 +417,8 @@ namespace {
 TEST_F(Cli, CompileReport) {
   Result r = soma("compile mlp --batch 8 --emit obj -o " + path("o") + " --report", *dir);
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("function mlp: 8 ops before fusion, 6 kernels after"));
-  EXPECT_THAT(r.out, HasSubstr("fusion(add,relu)"));
+  EXPECT_THAT(r.out, HasSubstr("function mlp: 8 ops before fusion, 3 kernels after"));
+  EXPECT_THAT(r.out, HasSubstr("fusion(matmul,add,relu)"));
   EXPECT_THAT(r.out, HasSubstr("memory: arena"));
   EXPECT_THAT(r.out, HasSubstr("compile time:"));
 }

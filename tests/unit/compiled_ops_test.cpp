@@ -101,11 +101,15 @@ std::vector<Case> allCases() {
     c.push_back(binaryCase(n + "_big", {129, 130}, {130}, bop.fn, bop.lo, bop.hi));
   }
 
-  // Matmul: every transpose combination, odd sizes, batched.
+  // Matmul: every transpose combination, odd sizes, batched. The packed
+  // GEMM's shape classes: edge tiles in rows and columns (not multiples of
+  // its 6 x 16 register tile), several blocks of K (> 256), of rows (> 72)
+  // and of columns (> 256), and sizes big enough to run in parallel.
   for (bool ta : {false, true})
     for (bool tb : {false, true})
       for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 63, 65},
-                             {64, 129, 10}, {33, 17, 129}}) {
+                             {64, 129, 10}, {33, 17, 129}, {129, 300, 65}, {65, 513, 257},
+                             {1, 1000, 7}, {200, 7, 300}}) {
         Shape a = ta ? Shape{k, m} : Shape{m, k};
         Shape b = tb ? Shape{n, k} : Shape{k, n};
         std::string name = "matmul_" + std::string(ta ? "T" : "N") + (tb ? "T" : "N") + "_" +
@@ -119,6 +123,29 @@ std::vector<Case> allCases() {
   c.push_back({"matmul_batched_TT", {{{2, 7, 5}}, {{2, 4, 7}}}, [](Graph &, Ts &x) {
                  return Ts{matmul(x[0], x[1], {.transpose_a = true, .transpose_b = true})};
                }});
+  c.push_back({"matmul_batched_parallel", {{{3, 65, 130}}, {{3, 130, 70}}},
+               [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1])}; }});
+  // GEMM epilogues (soma.fusion "contraction"): bias and activation, a
+  // residual of the product's shape, a backward ReLU mask, a second result
+  // (the pre-activation), batch dimensions (the epilogue's index is rebuilt
+  // from the flat batch), at sizes with edge tiles and parallel units.
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 63, 65}, {129, 300, 65}}) {
+    std::string s = std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
+    c.push_back({"epilogue_bias_relu_" + s, {{{m, k}}, {{k, n}}, {{n}}},
+                 [](Graph &, Ts &x) { return Ts{relu(matmul(x[0], x[1]) + x[2])}; }});
+    // (Inputs in [-0.5, 0.5]: tanh passes the f32 rounding of a 300-term
+    // sum on unchanged, and the tolerance is relative to tanh's value.)
+    c.push_back({"epilogue_two_results_" + s, {{{m, k}, DType::f32, -0.5f, 0.5f}, {{k, n}}, {{n}}}, [](Graph &, Ts &x) {
+                   Tensor z = matmul(x[0], x[1]) + x[2];
+                   return Ts{z, tanh(z)};
+                 }});
+    c.push_back({"epilogue_residual_" + s, {{{m, k}}, {{n, k}}, {{m, n}}},
+                 [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1], {.transpose_b = true}) + x[2] * 0.5f}; }});
+    c.push_back({"epilogue_mask_" + s, {{{k, m}}, {{k, n}}, {{m, n}, DType::f32, -1, 1}},
+                 [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1], {.transpose_a = true}) * step(x[2])}; }});
+  }
+  c.push_back({"epilogue_batched", {{{2, 3, 9, 17}}, {{2, 3, 17, 33}}, {{3, 1, 33}}},
+               [](Graph &, Ts &x) { return Ts{sigmoid(matmul(x[0], x[1]) - x[2])}; }});
 
   // Reductions.
   struct R {

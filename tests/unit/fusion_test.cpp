@@ -113,24 +113,23 @@ TEST(CompileReportTest, CountsKernelsBytesAndMemory) {
   ASSERT_EQ(report.functions.size(), 1u);
   const CompileReport::Function &f = report.functions[0];
   EXPECT_EQ(f.name, "mlp");
-  // matmul, add, relu three times over, minus the last relu: 8 ops; the
-  // two hidden bias + ReLU pairs fuse, leaving 6 kernels.
+  // matmul, add, relu three times over, minus the last relu: 8 ops; each
+  // matmul takes its bias add (and ReLU) as its epilogue: 3 kernels.
   EXPECT_EQ(f.ops_before_fusion, 8);
-  ASSERT_EQ(f.kernels.size(), 6u);
-  EXPECT_EQ(f.kernels[0].name, "matmul");
-  EXPECT_EQ(f.kernels[0].bytes_read, (64 * 784 + 784 * 256) * 4);
+  ASSERT_EQ(f.kernels.size(), 3u);
+  EXPECT_EQ(f.kernels[0].name, "fusion(matmul,add,relu)");
+  EXPECT_EQ(f.kernels[0].bytes_read, (64 * 784 + 784 * 256 + 256) * 4);
   EXPECT_EQ(f.kernels[0].bytes_written, 64 * 256 * 4);
-  EXPECT_EQ(f.kernels[0].flops, 2 * 64 * 256 * 784);
-  EXPECT_EQ(f.kernels[1].flops, 2 * 64 * 256); // add and relu per element
-  EXPECT_EQ(f.kernels[1].name, "fusion(add,relu)");
-  EXPECT_EQ(f.kernels[1].bytes_read, (64 * 256 + 256) * 4);
-  EXPECT_EQ(f.kernels[1].bytes_written, 64 * 256 * 4);
+  EXPECT_EQ(f.kernels[0].flops, 2 * 64 * 256 * 784 + 2 * 64 * 256); // 2mnk, then add and relu per element
+  EXPECT_EQ(f.kernels[2].name, "fusion(matmul,add)");
+  EXPECT_EQ(f.kernels[2].bytes_read, (64 * 128 + 128 * 10 + 10) * 4);
+  EXPECT_EQ(f.kernels[2].bytes_written, 64 * 10 * 4);
   EXPECT_GE(f.arena_bytes, f.lower_bound_bytes);
   EXPECT_GE(f.no_reuse_bytes, f.arena_bytes);
   EXPECT_GT(f.lower_bound_bytes, 0);
   EXPECT_FALSE(report.stage_seconds.empty());
   std::string text = report.str();
-  EXPECT_THAT(text, ::testing::HasSubstr("function mlp: 8 ops before fusion, 6 kernels after"));
+  EXPECT_THAT(text, ::testing::HasSubstr("function mlp: 8 ops before fusion, 3 kernels after"));
   EXPECT_THAT(text, ::testing::HasSubstr("lower bound"));
   EXPECT_THAT(text, ::testing::HasSubstr("floating-point operations:"));
   EXPECT_THAT(text, ::testing::HasSubstr("optimize LLVM IR"));

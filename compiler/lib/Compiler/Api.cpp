@@ -135,9 +135,9 @@ std::vector<std::string> compile_aot(const Graph &g, const std::string &dir,
     throw Error("cannot create output directory " + dir + ": " +
                 (ec ? ec.message() : std::string("not a directory")));
   DumpConfig dump = makeDumpConfig(options);
-  LoweredModule lowered = lowerToLLVMDialect(*g.impl()->module, dump, options.mode);
-  const Signature &sig = lowered.signature;
   auto tm = createTargetMachine(aot.cpu, options.opt_level);
+  LoweredModule lowered = lowerToLLVMDialect(*g.impl()->module, dump, options.mode, vectorWidthOf(*tm));
+  const Signature &sig = lowered.signature;
   llvm::LLVMContext llctx;
   auto module = translateAndOptimize(*lowered.module, llctx, *tm, options.opt_level, dump);
 

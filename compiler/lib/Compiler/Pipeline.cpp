@@ -207,13 +207,18 @@ void listKernels(ModuleOp m, CompileReport *report, size_t first) {
       for (Type t : op.getResultTypes())
         k.bytes_written += tensorBytes(t);
       auto numel = [](Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); };
-      if (auto mm = dyn_cast<ir::MatmulOp>(op)) {
+      auto matmulFlops = [&](ir::MatmulOp mm) {
         auto a = cast<RankedTensorType>(mm.getLhs().getType()).getShape();
         int64_t kdim = mm.getTransposeA() ? a[a.size() - 2] : a.back();
-        k.flops = 2 * numel(mm.getResult()) * kdim;
+        return 2 * numel(mm.getResult()) * kdim;
+      };
+      if (auto mm = dyn_cast<ir::MatmulOp>(op)) {
+        k.flops = matmulFlops(mm);
       } else if (auto fusion = dyn_cast<ir::FusionOp>(op)) {
         for (Operation &inner : fusion.getBody().front().without_terminator())
-          if (isa<ir::ReduceSumOp, ir::ReduceMeanOp, ir::ReduceMaxOp>(inner))
+          if (auto mm = dyn_cast<ir::MatmulOp>(inner))
+            k.flops += matmulFlops(mm);
+          else if (ir::isReduction(&inner))
             k.flops += numel(inner.getOperand(0)); // one per element reduced
           else if (!isa<ir::ConstantOp>(inner))
             k.flops += numel(inner.getResult(0));
@@ -404,7 +409,17 @@ static Signature signatureOf(func::FuncOp kernel) {
   return sig;
 }
 
-LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode) {
+int64_t vectorWidthOf(const llvm::TargetMachine &tm) {
+  const llvm::MCSubtargetInfo *sti = tm.getMCSubtargetInfo();
+  if (sti->checkFeatures("+avx512f"))
+    return 16;
+  if (sti->checkFeatures("+avx"))
+    return 8;
+  return 4;
+}
+
+LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode,
+                                 int64_t vectorWidth) {
   LoweredModule out;
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
@@ -431,7 +446,9 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
   dump.write("fused", [&] { return printModule(m, true); });
   timer.emplace("lower to linalg", dump.report);
   runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
-    pm.addPass(createSomaLowerToLinalg());
+    SomaLowerToLinalgOptions lowering;
+    lowering.vectorWidth = vectorWidth;
+    pm.addPass(createSomaLowerToLinalg(lowering));
     pm.addPass(createCanonicalizerPass());
   });
   dump.write("lowered", [&] { return printModule(m, false); });
@@ -684,8 +701,8 @@ Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel
     }
   }
   ++stats.compiles;
-  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode);
   auto tm = createTargetMachine("host", optLevel);
+  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode, vectorWidthOf(*tm));
   std::string object;
   {
     StageTimer jit("JIT (incl. LLVM IR)", dump.report);

@@ -15,6 +15,7 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectImplementation.h"
 #include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/SmallPtrSet.h"
 
 #include <set>
 #include <sstream>
@@ -1550,26 +1551,52 @@ LogicalResult FusionOp::verify() {
   auto yield = cast<YieldOp>(body.getTerminator());
   if (yield.getValues().getTypes() != getResultTypes())
     return emitOpError("yields ") << yield.getValues().getTypes() << " but returns " << getResultTypes();
-  bool reduction = getKind() == "reduction";
-  if (getKind() != "elementwise" && !reduction)
-    return emitOpError("has unknown kind '") << getKind() << "' (kinds: elementwise, reduction)";
+  bool reduction = getKind() == "reduction", contraction = getKind() == "contraction";
+  if (getKind() != "elementwise" && !reduction && !contraction)
+    return emitOpError("has unknown kind '") << getKind() << "' (kinds: elementwise, reduction, contraction)";
   if (getNumResults() == 0)
     return emitOpError("has no results");
-  // The iteration shape: the results' (elementwise) or the reduced
-  // operand's (reduction).
+  // The iteration shape: the results' (elementwise), the reduced operand's
+  // (reduction) or the product's (contraction).
   Operation *last = yield->getPrevNode();
+  Operation *product = nullptr;
   if (reduction) {
-    if (getNumResults() != 1 || !last || !isa<ReduceSumOp, ReduceMeanOp, ReduceMaxOp>(last) ||
-        yield.getValues()[0] != last->getResult(0))
+    if (getNumResults() != 1 || !last || !isReduction(last) || yield.getValues()[0] != last->getResult(0))
       return emitOpError("of kind reduction must end with one reduce_sum, reduce_mean or reduce_max "
                          "whose result it yields");
   }
-  Value shaped = reduction ? last->getOperand(0) : getResult(0);
+  auto isSplat = [](Operation &op) { return isa<ConstantOp>(op) && cast<ConstantOp>(op).getValue().isSplat(); };
+  // A contraction: gathers of its operands (im2col and its view), one
+  // matmul of inputs or gathers, then the epilogue.
+  llvm::SmallPtrSet<Operation *, 4> gathers;
+  if (contraction) {
+    for (Operation &op : body.without_terminator()) {
+      if (isSplat(op))
+        continue;
+      if (isa<Im2colOp, ReshapeOp>(op)) {
+        gathers.insert(&op);
+        continue;
+      }
+      product = &op;
+      break;
+    }
+    if (!product || !isContraction(product))
+      return emitOpError("of kind contraction must start with a contraction (matmul), after any im2col "
+                         "gathers of its operands");
+    for (Value v : product->getOperands())
+      if (!isa<BlockArgument>(v) && !gathers.contains(v.getDefiningOp()))
+        return emitOpError("of kind contraction must compute its product from its inputs or their im2col");
+    for (Operation *g : gathers)
+      for (Operation *user : g->getResult(0).getUsers())
+        if (user != product && !gathers.contains(user))
+          return g->emitOpError("in a contraction soma.fusion may only feed its matmul");
+  }
+  Value shaped = reduction ? last->getOperand(0) : contraction ? product->getResult(0) : getResult(0);
   auto shape = cast<RankedTensorType>(shaped.getType()).getShape();
   for (Operation &op : body.without_terminator()) {
-    if (reduction && &op == last)
+    if ((reduction && &op == last) || &op == product || gathers.contains(&op))
       continue;
-    bool splat = isa<ConstantOp>(op) && cast<ConstantOp>(op).getValue().isSplat();
+    bool splat = isSplat(op);
     if (!isElementwise(&op) && !splat)
       return op.emitOpError("cannot be in an elementwise soma.fusion");
     if (cast<RankedTensorType>(op.getResult(0).getType()).getShape() != shape && !splat)

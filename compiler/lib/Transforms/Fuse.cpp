@@ -164,6 +164,156 @@ void fuseIntoReduction(Operation *reduce) {
       c->erase();
 }
 
+/// A convolution's columns as a matmul reads them: im2col viewed as
+/// [G, R, P] (P, the windows, unchanged as the last dimension).
+bool isColumnsView(Value v) {
+  auto view = v.getDefiningOp<ReshapeOp>();
+  if (!view)
+    return false;
+  auto cols = view.getInput().getDefiningOp<Im2colOp>();
+  if (!cols)
+    return false;
+  ArrayRef<int64_t> s = shapeOf(v);
+  return s.size() == 3 && s[2] == shapeOf(cols.getResult())[1];
+}
+
+/// A matmul that reads a convolution's columns gathers them from the image
+/// while it packs its panels (implicit im2col): the im2col and its view
+/// move into a contraction fusion (a copy per matmul that reads them: the
+/// forward product and the filter gradient), whose input is the image, and
+/// the columns are never stored. The fusion yields the product.
+void absorbGathers(MatmulOp mm) {
+  if (!isColumnsView(mm.getLhs()) && !isColumnsView(mm.getRhs()))
+    return;
+  SmallVector<Value> inputs;
+  auto outer = [&](Value v) {
+    return isColumnsView(v) ? v.getDefiningOp<ReshapeOp>().getInput().getDefiningOp<Im2colOp>().getInput() : v;
+  };
+  for (Value v : {mm.getLhs(), mm.getRhs()})
+    if (!llvm::is_contained(inputs, outer(v)))
+      inputs.push_back(outer(v));
+  OpBuilder b(mm);
+  auto result = b.create<FusionOp>(mm.getLoc(), mm->getResultTypes(), inputs, b.getStringAttr("contraction"));
+  Block *body = b.createBlock(&result.getBody());
+  IRMapping map;
+  for (Value v : inputs)
+    map.map(v, body->addArgument(v.getType(), v.getLoc()));
+  OpBuilder inner = OpBuilder::atBlockEnd(body);
+  SmallVector<Operation *> gathers;
+  for (Value v : {mm.getLhs(), mm.getRhs()})
+    if (isColumnsView(v) && !map.contains(v)) {
+      auto view = v.getDefiningOp<ReshapeOp>();
+      Operation *cols = view.getInput().getDefiningOp();
+      if (!map.contains(cols->getResult(0)))
+        inner.clone(*cols, map);
+      inner.clone(*view, map);
+      for (Operation *g : {view.getOperation(), cols})
+        if (!llvm::is_contained(gathers, g))
+          gathers.push_back(g);
+    }
+  Operation *product = inner.clone(*mm, map);
+  inner.create<YieldOp>(mm.getLoc(), product->getResult(0));
+  mm.getResult().replaceAllUsesWith(result.getResult(0));
+  mm->erase();
+  for (Operation *g : gathers)
+    if (g->use_empty())
+      g->erase();
+}
+
+/// A contraction: a matmul, or a contraction fusion whose only result is
+/// its product (a matmul with its gathers).
+bool isBareContraction(Operation *op) {
+  if (isContraction(op))
+    return true;
+  auto f = dyn_cast<FusionOp>(op);
+  if (!f || f.getKind() != "contraction" || f.getNumResults() != 1)
+    return false;
+  Value y = f.getBody().front().getTerminator()->getOperand(0);
+  return y.getDefiningOp() && isContraction(y.getDefiningOp());
+}
+
+/// A contraction whose result only an elementwise op or kernel of the same
+/// shape reads takes that consumer in as its epilogue: the kernel computes
+/// each block of the product and applies the consumer's ops to it while it
+/// is in cache, so the product is not written and read back.
+void fuseEpilogue(Operation *contraction) {
+  Value product = contraction->getResult(0);
+  if (!product.hasOneUse())
+    return;
+  Operation *consumer = *product.getUsers().begin();
+  auto fusion = dyn_cast<FusionOp>(consumer);
+  if (fusion ? fusion.getKind() != "elementwise" : !isElementwise(consumer))
+    return;
+  if (consumer->getResult(0).getType() != product.getType())
+    return;
+  // The cost policy: a kernel that makes the new value of a parameter or
+  // state (an optimizer update) stays apart, so that it can update it in
+  // place in one vectorised pass; as an epilogue it would write new
+  // buffers that are then copied back.
+  auto fn = consumer->getParentOfType<func::FuncOp>();
+  for (Value r : consumer->getResults())
+    for (OpOperand &use : r.getUses())
+      if (isa<func::ReturnOp>(use.getOwner()) && fn.getResultAttr(use.getOperandNumber(), kUpdateAttr))
+        return;
+  // Inputs: the contraction's, then what the consumer reads besides the
+  // product (splat constants of a lone op are copied in).
+  SmallVector<Value> inputs(contraction->getOperands());
+  SmallVector<Operation *> constants;
+  auto addInput = [&](Value v) {
+    if (v == product || llvm::is_contained(inputs, v))
+      return;
+    inputs.push_back(v);
+  };
+  if (fusion) {
+    for (Value v : fusion.getInputs())
+      addInput(v);
+  } else {
+    for (Value v : consumer->getOperands()) {
+      if (isSplatConstant(v.getDefiningOp())) {
+        if (!llvm::is_contained(constants, v.getDefiningOp()))
+          constants.push_back(v.getDefiningOp());
+      } else {
+        addInput(v);
+      }
+    }
+  }
+  OpBuilder b(consumer);
+  auto result = b.create<FusionOp>(consumer->getLoc(), consumer->getResultTypes(), inputs,
+                                   b.getStringAttr("contraction"));
+  Block *body = b.createBlock(&result.getBody());
+  IRMapping map;
+  for (Value v : inputs)
+    map.map(v, body->addArgument(v.getType(), v.getLoc()));
+  OpBuilder inner = OpBuilder::atBlockEnd(body);
+  // The product: the matmul, or the contraction fusion's body.
+  auto inlineBody = [&](FusionOp f) {
+    Block &old = f.getBody().front();
+    for (auto [a, v] : llvm::zip(old.getArguments(), f.getInputs()))
+      map.map(a, map.lookup(v));
+    for (Operation &op : old.without_terminator())
+      inner.clone(op, map);
+    return old.getTerminator();
+  };
+  if (auto c = dyn_cast<FusionOp>(contraction))
+    map.map(product, map.lookup(inlineBody(c)->getOperand(0)));
+  else
+    map.map(product, inner.clone(*contraction, map)->getResult(0));
+  if (fusion) {
+    inner.clone(*inlineBody(fusion), map);
+  } else {
+    for (Operation *c : constants)
+      inner.clone(*c, map);
+    Operation *op = inner.clone(*consumer, map);
+    inner.create<YieldOp>(consumer->getLoc(), op->getResult(0));
+  }
+  consumer->replaceAllUsesWith(result.getResults());
+  consumer->erase();
+  contraction->erase();
+  for (Operation *c : constants)
+    if (c->use_empty())
+      c->erase();
+}
+
 struct SomaFusePass : impl::SomaFuseBase<SomaFusePass> {
   void runOnOperation() override {
     func::FuncOp fn = getOperation();
@@ -182,7 +332,7 @@ struct SomaFusePass : impl::SomaFuseBase<SomaFusePass> {
       // reduction's loop (fuseIntoReduction), which needs a kernel with one
       // result: it joins a group only if nothing else reads that group.
       Value res = op.getResult(0);
-      bool feedsReduction = res.hasOneUse() && isa<ReduceSumOp, ReduceMeanOp, ReduceMaxOp>(*res.getUsers().begin());
+      bool feedsReduction = res.hasOneUse() && isReduction(*res.getUsers().begin());
       auto onlyFeedsOp = [&](Group *g) {
         return llvm::all_of(g->ops, [&](Operation *m) {
           return llvm::all_of(m->getResult(0).getUsers(),
@@ -228,10 +378,22 @@ struct SomaFusePass : impl::SomaFuseBase<SomaFusePass> {
         buildFusion(*g);
     SmallVector<Operation *> reductions;
     for (Operation &op : fn.getBody().front().without_terminator())
-      if (isa<ReduceSumOp, ReduceMeanOp, ReduceMaxOp>(op))
+      if (isReduction(&op))
         reductions.push_back(&op);
     for (Operation *r : reductions)
       fuseIntoReduction(r);
+    SmallVector<MatmulOp> matmuls;
+    for (Operation &op : fn.getBody().front().without_terminator())
+      if (auto mm = dyn_cast<MatmulOp>(op))
+        matmuls.push_back(mm);
+    for (MatmulOp mm : matmuls)
+      absorbGathers(mm);
+    SmallVector<Operation *> contractions;
+    for (Operation &op : fn.getBody().front().without_terminator())
+      if (isBareContraction(&op))
+        contractions.push_back(&op);
+    for (Operation *c : contractions)
+      fuseEpilogue(c);
   }
 };
 

@@ -22,6 +22,7 @@
 #include "mlir/IR/AffineMap.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/SmallBitVector.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 #include <cmath>
@@ -199,8 +200,9 @@ AffineMap broadcastMap(ArrayRef<int64_t> in, ArrayRef<int64_t> out,
 
 class GraphLowering {
 public:
-  GraphLowering(ModuleOp module, func::FuncOp graph)
-      : module(module), graph(graph), ctx(module.getContext()), b(ctx) {}
+  GraphLowering(ModuleOp module, func::FuncOp graph, int64_t vectorWidth)
+      : module(module), graph(graph), ctx(module.getContext()), b(ctx),
+        gemmConfig(GemmConfig::forVectorWidth(vectorWidth)) {}
 
   LogicalResult run();
 
@@ -248,6 +250,7 @@ private:
   LogicalResult lowerRandomUniform(RandomUniformOp op);
   LogicalResult lowerFusion(FusionOp op);
   LogicalResult lowerReductionFusion(FusionOp op);
+  LogicalResult lowerContractionFusion(FusionOp op);
   LogicalResult lowerSoftmaxCrossEntropyGrad(SoftmaxCrossEntropyGradOp op);
   /// m[i] = max_j x[i, j] and s[i] = sum_j e^(x[i,j] - m[i]) for logits x.
   std::pair<Value, Value> rowMaxAndSumExp(Location loc, Value x);
@@ -262,6 +265,7 @@ private:
   llvm::SmallPtrSet<Value, 8> taken;         // operand buffers the current op writes over
   unsigned numGlobals = 0;
   std::string kernelName;
+  GemmConfig gemmConfig;
 };
 
 Value GraphLowering::alloc(Location loc, MemRefType type) {
@@ -483,100 +487,11 @@ static Value asRank3(OpBuilder &b, Location loc, Value v) {
 }
 
 LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
-  // C[b, m, n] = sum_k A[b, m, k] * B[b, k, n] as a tiled loop nest:
-  //
-  //   parallel over units (b, column tile, row tile):
-  //     C tile = 0
-  //     for each block of kTile rows of B:
-  //       for m in the row tile: for k in the block:
-  //         a = A[b, m, k];  C[b, m, n0:n1] += a * B[b, k, n0:n1]
-  //
-  // The innermost loop streams one row of B and C (it vectorises); a block
-  // of B (kTile x nTile floats) stays in L2 across the rows of the tile and
-  // each C row in L1 across the block. Neighbouring units share the B tile.
-  // transpose_b first transposes B into scratch (O(KN) against O(MNK)); a
-  // transposed A is read at A[b, k, m], invariant in the innermost loop.
-  constexpr int64_t kTileN = 256, kTileM = 32, kTileK = 128;
   Location loc = op.getLoc();
-  Value a = buffers[op.getLhs()], bm = buffers[op.getRhs()];
   Value out = resultBuffer(op.getResult());
-  int64_t rank = cast<MemRefType>(out.getType()).getRank();
-  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
-  if (op.getTransposeB()) {
-    auto bt = cast<MemRefType>(bm.getType());
-    SmallVector<int64_t> shape(bt.getShape());
-    std::swap(shape[rank - 1], shape[rank - 2]);
-    Value t = alloc(loc, MemRefType::get(shape, bt.getElementType()));
-    SmallVector<AffineExpr> in;
-    for (int64_t i = 0; i < rank - 2; ++i)
-      in.push_back(d(i));
-    in.push_back(d(rank - 1));
-    in.push_back(d(rank - 2));
-    SmallVector<AffineMap> maps{AffineMap::get(rank, 0, in, ctx),
-                                AffineMap::getMultiDimIdentityMap(rank, ctx)};
-    b.create<linalg::GenericOp>(loc, ValueRange{bm}, ValueRange{t}, maps,
-                                SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
-                                [&](OpBuilder &nb2, Location l, ValueRange args) {
-                                  nb2.create<linalg::YieldOp>(l, args[0]);
-                                });
-    bm = t;
-  }
-  Value A = asRank3(b, loc, a), B = asRank3(b, loc, bm), C = asRank3(b, loc, out);
-  auto cs = cast<MemRefType>(C.getType()).getShape();
-  int64_t batch = cs[0], M = cs[1], N = cs[2];
-  int64_t K = cast<MemRefType>(B.getType()).getDimSize(1);
-  bool ta = op.getTransposeA();
-  int64_t tileN = std::min(kTileN, N), tileM = std::min(kTileM, M), tileK = std::min(kTileK, K);
-  int64_t nt = (N + tileN - 1) / tileN, mt = (M + tileM - 1) / tileM;
-  int64_t units = batch * nt * mt;
-
-  auto C_ = [&](OpBuilder &nb, Location l, int64_t v) {
-    return Value(nb.create<arith::ConstantIndexOp>(l, v));
-  };
-  auto unit = [&](OpBuilder &nb, Location l, Value t) {
-    Value bIdx = nb.create<arith::DivUIOp>(l, t, C_(nb, l, nt * mt));
-    Value r = nb.create<arith::RemUIOp>(l, t, C_(nb, l, nt * mt));
-    Value n0 = nb.create<arith::MulIOp>(l, nb.create<arith::DivUIOp>(l, r, C_(nb, l, mt)), C_(nb, l, tileN));
-    Value m0 = nb.create<arith::MulIOp>(l, nb.create<arith::RemUIOp>(l, r, C_(nb, l, mt)), C_(nb, l, tileM));
-    Value n1 = nb.create<arith::MinSIOp>(l, nb.create<arith::AddIOp>(l, n0, C_(nb, l, tileN)), C_(nb, l, N));
-    Value m1 = nb.create<arith::MinSIOp>(l, nb.create<arith::AddIOp>(l, m0, C_(nb, l, tileM)), C_(nb, l, M));
-    Value one = C_(nb, l, 1);
-    Value zeroF = f32Const(nb, l, 0.0);
-    // C tile = 0
-    nb.create<scf::ForOp>(l, m0, m1, one, ValueRange{}, [&](OpBuilder &mb, Location l, Value m, ValueRange) {
-      mb.create<scf::ForOp>(l, n0, n1, one, ValueRange{}, [&](OpBuilder &xb, Location l, Value n, ValueRange) {
-        xb.create<memref::StoreOp>(l, zeroF, C, ValueRange{bIdx, m, n});
-        xb.create<scf::YieldOp>(l);
-      });
-      mb.create<scf::YieldOp>(l);
-    });
-    nb.create<scf::ForOp>(l, C_(nb, l, 0), C_(nb, l, K), C_(nb, l, tileK), ValueRange{},
-      [&](OpBuilder &kb, Location l, Value k0, ValueRange) {
-        Value k1 = kb.create<arith::MinSIOp>(l, kb.create<arith::AddIOp>(l, k0, C_(kb, l, tileK)), C_(kb, l, K));
-        kb.create<scf::ForOp>(l, m0, m1, one, ValueRange{}, [&](OpBuilder &mb, Location l, Value m, ValueRange) {
-          mb.create<scf::ForOp>(l, k0, k1, one, ValueRange{}, [&](OpBuilder &ib, Location l, Value k, ValueRange) {
-            Value av = ib.create<memref::LoadOp>(l, A, ta ? ValueRange{bIdx, k, m} : ValueRange{bIdx, m, k});
-            ib.create<scf::ForOp>(l, n0, n1, one, ValueRange{}, [&](OpBuilder &jb, Location l, Value n, ValueRange) {
-              Value bv = jb.create<memref::LoadOp>(l, B, ValueRange{bIdx, k, n});
-              Value cv = jb.create<memref::LoadOp>(l, C, ValueRange{bIdx, m, n});
-              Value sum = jb.create<arith::AddFOp>(l, cv, jb.create<arith::MulFOp>(l, av, bv));
-              jb.create<memref::StoreOp>(l, sum, C, ValueRange{bIdx, m, n});
-              jb.create<scf::YieldOp>(l);
-            });
-            ib.create<scf::YieldOp>(l);
-          });
-          mb.create<scf::YieldOp>(l);
-        });
-        kb.create<scf::YieldOp>(l);
-      });
-  };
-  Value zero = C_(b, loc, 0), one = C_(b, loc, 1);
-  auto loop = b.create<scf::ForOp>(loc, zero, C_(b, loc, units), one, ValueRange{},
-                                   [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
-                                     unit(fb, l, iv);
-                                     fb.create<scf::YieldOp>(l);
-                                   });
-  markParallel(loop, units, batch * M * N * K);
+  Value A = asRank3(b, loc, buffers[op.getLhs()]), B = asRank3(b, loc, buffers[op.getRhs()]);
+  emitGemm(b, loc, GemmOperand::of(A, op.getTransposeA()), GemmOperand::of(B, op.getTransposeB()),
+           asRank3(b, loc, out), gemmConfig);
   buffers[op.getResult()] = out;
   return success();
 }
@@ -810,44 +725,45 @@ static int64_t windowCount(int64_t n, int64_t k, int64_t s, int64_t lo, int64_t 
   return (n + lo + hi - d * (k - 1) - 1) / s + 1;
 }
 
-LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
-  // out[r, q] with r = (c, u, v) and q = (n, i, j):
-  //   x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw], or pad_value outside.
-  Location loc = op.getLoc();
-  Value x = buffers[op.getInput()];
-  Value out = resultBuffer(op.getResult());
+/// Element [r, q] of im2col(x) with r = (c, u, v) and q = (n, i, j):
+///   x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw], or pad_value outside.
+static Value im2colElement(OpBuilder &nb, Location l, Im2colOp op, Value x, Value r, Value q) {
   auto xs = cast<MemRefType>(x.getType()).getShape();
   ArrayRef<int64_t> k = op.getKernel(), st = op.getStride(), pad = op.getPadding(), dil = op.getDilation();
   int64_t oh = windowCount(xs[2], k[0], st[0], pad[0], pad[2], dil[0]);
   int64_t ow = windowCount(xs[3], k[1], st[1], pad[1], pad[3], dil[1]);
-  double padValue = op.getPadValue().convertToDouble();
+  auto c = [&](int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
+  auto div = [&](Value a, int64_t d) { return Value(nb.create<arith::DivUIOp>(l, a, c(d))); };
+  auto rem = [&](Value a, int64_t d) { return Value(nb.create<arith::RemUIOp>(l, a, c(d))); };
+  auto mul = [&](Value a, int64_t d) { return Value(nb.create<arith::MulIOp>(l, a, c(d))); };
+  auto add = [&](Value a, Value b2) { return Value(nb.create<arith::AddIOp>(l, a, b2)); };
+  Value ch = div(r, k[0] * k[1]), u = rem(div(r, k[1]), k[0]), v = rem(r, k[1]);
+  Value n = div(q, oh * ow), i = rem(div(q, ow), oh), j = rem(q, ow);
+  // ih = i*sh + u*dh - pt, computed in signed arithmetic.
+  Value ih = nb.create<arith::SubIOp>(l, add(mul(i, st[0]), mul(u, dil[0])), c(pad[0]));
+  Value iw = nb.create<arith::SubIOp>(l, add(mul(j, st[1]), mul(v, dil[1])), c(pad[1]));
+  auto inRange = [&](Value a, int64_t hi) {
+    return Value(nb.create<arith::AndIOp>(l, nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sge, a, c(0)),
+                                          nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::slt, a, c(hi))));
+  };
+  Value ok = nb.create<arith::AndIOp>(l, inRange(ih, xs[2]), inRange(iw, xs[3]));
+  Value sh = nb.create<arith::SelectOp>(l, ok, ih, c(0));
+  Value sw = nb.create<arith::SelectOp>(l, ok, iw, c(0));
+  Value val = nb.create<memref::LoadOp>(l, x, ValueRange{n, ch, sh, sw});
+  return nb.create<arith::SelectOp>(l, ok, val, f32Const(nb, l, op.getPadValue().convertToDouble()));
+}
+
+LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
+  Location loc = op.getLoc();
+  Value x = buffers[op.getInput()];
+  Value out = resultBuffer(op.getResult());
   auto id = AffineMap::getMultiDimIdentityMap(2, ctx);
   b.create<linalg::GenericOp>(
       loc, ValueRange{}, ValueRange{out}, ArrayRef<AffineMap>{id},
       SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
       [&](OpBuilder &nb, Location l, ValueRange) {
-        auto c = [&](int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
-        auto div = [&](Value a, int64_t d) { return Value(nb.create<arith::DivUIOp>(l, a, c(d))); };
-        auto rem = [&](Value a, int64_t d) { return Value(nb.create<arith::RemUIOp>(l, a, c(d))); };
-        auto mul = [&](Value a, int64_t d) { return Value(nb.create<arith::MulIOp>(l, a, c(d))); };
-        auto add = [&](Value a, Value b2) { return Value(nb.create<arith::AddIOp>(l, a, b2)); };
         Value r = nb.create<linalg::IndexOp>(l, 0), q = nb.create<linalg::IndexOp>(l, 1);
-        Value ch = div(r, k[0] * k[1]), u = rem(div(r, k[1]), k[0]), v = rem(r, k[1]);
-        Value n = div(q, oh * ow), i = rem(div(q, ow), oh), j = rem(q, ow);
-        // ih = i*sh + u*dh - pt, computed in signed arithmetic.
-        Value ih = nb.create<arith::SubIOp>(l, add(mul(i, st[0]), mul(u, dil[0])), c(pad[0]));
-        Value iw = nb.create<arith::SubIOp>(l, add(mul(j, st[1]), mul(v, dil[1])), c(pad[1]));
-        auto inRange = [&](Value a, int64_t hi) {
-          return Value(nb.create<arith::AndIOp>(
-              l, nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sge, a, c(0)),
-              nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::slt, a, c(hi))));
-        };
-        Value ok = nb.create<arith::AndIOp>(l, inRange(ih, xs[2]), inRange(iw, xs[3]));
-        Value sh = nb.create<arith::SelectOp>(l, ok, ih, c(0));
-        Value sw = nb.create<arith::SelectOp>(l, ok, iw, c(0));
-        Value val = nb.create<memref::LoadOp>(l, x, ValueRange{n, ch, sh, sw});
-        nb.create<linalg::YieldOp>(
-            l, Value(nb.create<arith::SelectOp>(l, ok, val, f32Const(nb, l, padValue))));
+        nb.create<linalg::YieldOp>(l, im2colElement(nb, l, op, x, r, q));
       });
   buffers[op.getResult()] = out;
   return success();
@@ -1015,6 +931,8 @@ LogicalResult GraphLowering::emitFusedScalars(OpBuilder &nb, Location l, Block &
   for (Operation &inner : body.without_terminator()) {
     if (&inner == stop)
       break;
+    if (scalar.count(inner.getResult(0)))
+      continue; // given by the caller (a contraction's product)
     if (auto c = dyn_cast<ConstantOp>(inner)) {
       auto splat = cast<DenseElementsAttr>(c.getValue()).getSplatValue<TypedAttr>();
       scalar[c.getResult()] = nb.create<arith::ConstantOp>(l, splat);
@@ -1069,12 +987,127 @@ LogicalResult GraphLowering::lowerReductionFusion(FusionOp op) {
   return status;
 }
 
+/// A contraction soma.fusion: the packed GEMM computes the product into the
+/// first result's buffer; on each finished block the epilogue reads every
+/// point of it (and the other inputs at their broadcast index), computes
+/// the body's elementwise ops and writes every result at that point (a
+/// point is read before it is written, so the first result may overwrite
+/// the product). The product is rounded exactly as an unfused matmul's.
+LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
+  Location loc = op.getLoc();
+  Block &body = op.getBody().front();
+  MatmulOp mm;
+  for (Operation &inner : body.without_terminator())
+    if ((mm = dyn_cast<MatmulOp>(inner)))
+      break;
+  auto bufferOf = [&](Value arg) { return buffers[op.getInputs()[cast<BlockArgument>(arg).getArgNumber()]]; };
+  auto shape = cast<RankedTensorType>(mm.getResult().getType()).getShape();
+  int64_t rank = shape.size();
+  SmallVector<Value> outs;
+  for (Value r : op.getResults())
+    outs.push_back(resultBuffer(r));
+  // An operand is an input, or an im2col of an input viewed as [G, R, P]
+  // (a convolution's columns): gathered from the image by the packing.
+  auto operand = [&](Value v, bool transposed) {
+    if (isa<BlockArgument>(v))
+      return GemmOperand::of(asRank3(b, loc, bufferOf(v)), transposed);
+    auto view = v.getDefiningOp<ReshapeOp>();
+    auto cols = view.getInput().getDefiningOp<Im2colOp>();
+    Value image = bufferOf(cols.getInput());
+    GemmOperand op;
+    op.transposed = transposed;
+    auto shape = cast<RankedTensorType>(v.getType()).getShape();
+    op.shape = {shape[0], shape[1], shape[2]};
+    int64_t rows = shape[1];
+    op.element = [cols, image, rows](OpBuilder &nb, Location l, Value g, Value i, Value j) {
+      Value r = nb.create<arith::AddIOp>(
+          l, nb.create<arith::MulIOp>(l, g, nb.create<arith::ConstantIndexOp>(l, rows)), i);
+      return im2colElement(nb, l, cols, image, r, j);
+    };
+    return op;
+  };
+  GemmOperand A = operand(mm.getLhs(), mm.getTransposeA()), B = operand(mm.getRhs(), mm.getTransposeB());
+  // The product goes into the result that yields it, else the first one.
+  unsigned productResult = 0;
+  for (auto [i, v] : llvm::enumerate(body.getTerminator()->getOperands()))
+    if (v == mm.getResult())
+      productResult = i;
+  Value C = asRank3(b, loc, outs[productResult]);
+  // The body arguments the epilogue reads (not only the product's operands).
+  llvm::SmallBitVector read(body.getNumArguments());
+  for (Operation &inner : body.without_terminator())
+    if (mm->isBeforeInBlock(&inner))
+      for (Value v : inner.getOperands())
+        if (auto arg = dyn_cast<BlockArgument>(v))
+          read.set(arg.getArgNumber());
+  LogicalResult status = success();
+  GemmEpilogue epilogue = [&](OpBuilder &nb, Location l, Value bIdx, Value m0, Value m1, Value n0, Value n1) {
+    Value one = nb.create<arith::ConstantIndexOp>(l, 1);
+    auto forLoop = [&](OpBuilder &ob, Value lo, Value hi, function_ref<void(OpBuilder &, Value)> fn) {
+      ob.create<scf::ForOp>(l, lo, hi, one, ValueRange{}, [&](OpBuilder &ib, Location, Value i, ValueRange) {
+        fn(ib, i);
+        ib.create<scf::YieldOp>(l);
+      });
+    };
+    forLoop(nb, m0, m1, [&](OpBuilder &mb, Value m) {
+      forLoop(mb, n0, n1, [&](OpBuilder &xb, Value n) {
+        // The point's index in the product's shape: the batch dimensions
+        // from the flat batch index, then row and column.
+        SmallVector<Value> index(rank);
+        Value rest = bIdx;
+        for (int64_t d = rank - 3; d >= 0; --d) {
+          Value size = xb.create<arith::ConstantIndexOp>(l, shape[d]);
+          index[d] = d == 0 ? rest : Value(xb.create<arith::RemUIOp>(l, rest, size));
+          if (d > 0)
+            rest = xb.create<arith::DivUIOp>(l, rest, size);
+        }
+        index[rank - 2] = m;
+        index[rank - 1] = n;
+        SmallVector<Value> args(body.getNumArguments());
+        for (unsigned i = 0; i < body.getNumArguments(); ++i) {
+          if (!read.test(i))
+            continue;
+          auto in = cast<RankedTensorType>(body.getArgument(i).getType()).getShape();
+          SmallVector<Value> at;
+          size_t off = rank - in.size();
+          for (size_t d = 0; d < in.size(); ++d)
+            at.push_back(in[d] == 1 && shape[d + off] != 1 ? Value(xb.create<arith::ConstantIndexOp>(l, 0))
+                                                            : index[d + off]);
+          args[i] = xb.create<memref::LoadOp>(l, bufferOf(body.getArgument(i)), at);
+        }
+        DenseMap<Value, Value> scalar;
+        // The ops up to the product (its operands' gathers) are not part of
+        // the epilogue: marked as done.
+        for (Operation &inner : body.without_terminator()) {
+          if (&inner == mm.getOperation())
+            break;
+          if (!isa<ConstantOp>(inner))
+            scalar[inner.getResult(0)] = Value();
+        }
+        scalar[mm.getResult()] = xb.create<memref::LoadOp>(l, C, ValueRange{bIdx, m, n});
+        if (failed(emitFusedScalars(xb, l, body, args, nullptr, scalar)))
+          status = failure();
+        for (auto [v, o] : llvm::zip(body.getTerminator()->getOperands(), outs))
+          if (v != mm.getResult())
+            xb.create<memref::StoreOp>(l, scalar.lookup(v), o, index);
+      });
+    });
+  };
+  bool anyEpilogue = llvm::any_of(body.getTerminator()->getOperands(), [&](Value v) { return v != mm.getResult(); });
+  emitGemm(b, loc, A, B, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
+  for (auto [r, o] : llvm::zip(op.getResults(), outs))
+    buffers[r] = o;
+  return status;
+}
+
 /// An elementwise soma.fusion: one linalg.generic over the results' shape
 /// that reads every input at its broadcast index, computes the body's ops
 /// as scalars and writes every result.
 LogicalResult GraphLowering::lowerFusion(FusionOp op) {
   if (op.getKind() == "reduction")
     return lowerReductionFusion(op);
+  if (op.getKind() == "contraction")
+    return lowerContractionFusion(op);
   Location loc = op.getLoc();
   auto shape = cast<RankedTensorType>(op.getResult(0).getType()).getShape();
   int64_t rank = shape.size();
@@ -1380,13 +1413,14 @@ LogicalResult GraphLowering::run() {
 
 struct SomaLowerToLinalgPass
     : impl::SomaLowerToLinalgBase<SomaLowerToLinalgPass> {
+  using Base::Base;
   void runOnOperation() override {
     SmallVector<func::FuncOp> graphs;
     for (auto fn : getOperation().getOps<func::FuncOp>())
       if (!fn->hasAttr("soma.kernel") && !fn.isDeclaration())
         graphs.push_back(fn);
     for (auto fn : graphs)
-      if (failed(GraphLowering(getOperation(), fn).run()))
+      if (failed(GraphLowering(getOperation(), fn, vectorWidth).run()))
         return signalPassFailure();
   }
 };

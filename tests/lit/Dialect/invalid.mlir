@@ -522,7 +522,7 @@ func.func @fusion_yield(%a: tensor<2xf32>) -> tensor<2xf32> {
 // -----
 
 func.func @fusion_kind(%a: tensor<2xf32>) -> tensor<2xf32> {
-  // expected-error @+1 {{'soma.fusion' op has unknown kind 'loop' (kinds: elementwise, reduction)}}
+  // expected-error @+1 {{'soma.fusion' op has unknown kind 'loop' (kinds: elementwise, reduction, contraction)}}
   %0 = soma.fusion "loop"(%a) : (tensor<2xf32>) -> tensor<2xf32> {
   ^bb0(%x: tensor<2xf32>):
     %1 = soma.exp %x : tensor<2xf32>
@@ -541,4 +541,43 @@ func.func @fusion_reduction_end(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
     soma.yield %1 : tensor<2x2xf32>
   }
   return %0 : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @fusion_contraction_start(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
+  // expected-error @+1 {{'soma.fusion' op of kind contraction must start with a contraction (matmul), after any im2col gathers of its operands}}
+  %0 = soma.fusion "contraction"(%a) : (tensor<2x2xf32>) -> tensor<2x2xf32> {
+  ^bb0(%x: tensor<2x2xf32>):
+    %1 = soma.exp %x : tensor<2x2xf32>
+    soma.yield %1 : tensor<2x2xf32>
+  }
+  return %0 : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @fusion_contraction_operands(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
+  // expected-error @+1 {{'soma.fusion' op of kind contraction must compute its product from its inputs or their im2col}}
+  %0 = soma.fusion "contraction"(%a) : (tensor<2x2xf32>) -> tensor<2x2xf32> {
+  ^bb0(%x: tensor<2x2xf32>):
+    %c = soma.constant dense<1.0> : tensor<2x2xf32>
+    %1 = soma.matmul %x, %c : (tensor<2x2xf32>, tensor<2x2xf32>) -> tensor<2x2xf32>
+    %2 = soma.relu %1 : tensor<2x2xf32>
+    soma.yield %2 : tensor<2x2xf32>
+  }
+  return %0 : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @fusion_contraction_epilogue_shape(%a: tensor<2x2xf32>, %b: tensor<3x2x2xf32>) -> tensor<3x2x2xf32> {
+  %0 = soma.fusion "contraction"(%a, %b) : (tensor<2x2xf32>, tensor<3x2x2xf32>) -> tensor<3x2x2xf32> {
+  ^bb0(%x: tensor<2x2xf32>, %y: tensor<3x2x2xf32>):
+    %1 = soma.matmul %x, %x : (tensor<2x2xf32>, tensor<2x2xf32>) -> tensor<2x2xf32>
+    // expected-error @+1 {{'soma.add' op produces 'tensor<3x2x2xf32>', not the fusion's iteration shape}}
+    %2 = soma.add %1, %y : tensor<2x2xf32>, tensor<3x2x2xf32>
+    soma.yield %2 : tensor<3x2x2xf32>
+  }
+  return %0 : tensor<3x2x2xf32>
 }

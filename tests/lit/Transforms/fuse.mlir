@@ -102,11 +102,12 @@ func.func @update(%g: tensor<16xf32>, %m: tensor<16xf32>, %v: tensor<16xf32>, %w
 // stays as it is.
 // CHECK-LABEL: func.func @lonely(
 //   CHECK-NOT: soma.fusion
-func.func @lonely(%a: tensor<2x3xf32>, %b: tensor<3x4xf32>) -> tensor<2x4xf32> {
-  %0 = soma.matmul %a, %b : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
-  %1 = soma.relu %0 : tensor<2x4xf32>
-  %2 = soma.matmul %1, %b {transpose_b = true} : (tensor<2x4xf32>, tensor<3x4xf32>) -> tensor<2x3xf32>
-  return %1 : tensor<2x4xf32>
+func.func @lonely(%a: tensor<2x3xf32>, %b: tensor<3x4xf32>) -> tensor<3x2xf32> {
+  %0 = soma.transpose %a {perm = array<i64: 1, 0>} : tensor<2x3xf32> -> tensor<3x2xf32>
+  %1 = soma.relu %0 : tensor<3x2xf32>
+  %2 = soma.matmul %1, %a : (tensor<3x2xf32>, tensor<2x3xf32>) -> tensor<3x3xf32>
+  %3 = soma.reduce_sum %2 {axes = array<i64: 1>} : tensor<3x3xf32> -> tensor<3xf32>
+  return %1 : tensor<3x2xf32>
 }
 
 // -----
@@ -149,4 +150,82 @@ func.func @chain_into_sum(%x: tensor<8x5xf32>, %b: tensor<5xf32>) -> (tensor<8xf
   %3 = soma.exp %x : tensor<8x5xf32>
   %4 = soma.reduce_max %3 {axes = array<i64: 1>} : tensor<8x5xf32> -> tensor<8xf32>
   return %2, %4, %3 : tensor<8xf32>, tensor<8xf32>, tensor<8x5xf32>
+}
+
+// -----
+
+// Epilogue: a matmul whose product only an elementwise kernel of its shape
+// reads (bias add and ReLU) takes that kernel in: the contraction's
+// operands come first, then the kernel's other inputs; the product is not
+// a result.
+// CHECK-LABEL: func.func @epilogue(
+//       CHECK: %[[F:.*]] = soma.fusion "contraction"(%arg0, %arg1, %arg2) : (tensor<4x3xf32>, tensor<3x5xf32>, tensor<5xf32>) -> tensor<4x5xf32> {
+//  CHECK-NEXT: ^bb0(%[[X:.*]]: tensor<4x3xf32>, %[[W:.*]]: tensor<3x5xf32>, %[[B:.*]]: tensor<5xf32>):
+//  CHECK-NEXT:   %[[P:.*]] = soma.matmul %[[X]], %[[W]]
+//  CHECK-NEXT:   %[[A:.*]] = soma.add %[[P]], %[[B]]
+//  CHECK-NEXT:   %[[R:.*]] = soma.relu %[[A]]
+//  CHECK-NEXT:   soma.yield %[[R]] : tensor<4x5xf32>
+//  CHECK-NEXT: }
+//  CHECK-NEXT: return %[[F]]
+func.func @epilogue(%x: tensor<4x3xf32>, %w: tensor<3x5xf32>, %b: tensor<5xf32>) -> tensor<4x5xf32> {
+  %0 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x5xf32>) -> tensor<4x5xf32>
+  %1 = soma.add %0, %b : tensor<4x5xf32>, tensor<5xf32>
+  %2 = soma.relu %1 : tensor<4x5xf32>
+  return %2 : tensor<4x5xf32>
+}
+
+// -----
+
+// A lone elementwise consumer (the last layer's bias) is an epilogue too,
+// and a value the epilogue computes that is used after it (the
+// pre-activation, for the backward pass) is a second result.
+// CHECK-LABEL: func.func @epilogue_results(
+//       CHECK: %[[L:.*]] = soma.fusion "contraction"(%arg0, %arg1, %arg2) : (tensor<4x3xf32>, tensor<3x5xf32>, tensor<5xf32>) -> tensor<4x5xf32>
+//       CHECK:   soma.matmul
+//  CHECK-NEXT:   soma.add
+//  CHECK-NEXT:   soma.yield
+//       CHECK: %[[F:.*]]:2 = soma.fusion "contraction"(%arg0, %arg1, %arg2) : (tensor<4x3xf32>, tensor<3x5xf32>, tensor<5xf32>) -> (tensor<4x5xf32>, tensor<4x5xf32>)
+//       CHECK:   soma.yield %{{.*}}, %{{.*}} : tensor<4x5xf32>, tensor<4x5xf32>
+//       CHECK: return %[[L]], %[[F]]#1, %[[F]]#0
+func.func @epilogue_results(%x: tensor<4x3xf32>, %w: tensor<3x5xf32>, %b: tensor<5xf32>)
+    -> (tensor<4x5xf32>, tensor<4x5xf32>, tensor<4x5xf32>) {
+  %0 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x5xf32>) -> tensor<4x5xf32>
+  %1 = soma.add %0, %b : tensor<4x5xf32>, tensor<5xf32>
+  %2 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x5xf32>) -> tensor<4x5xf32>
+  %3 = soma.add %2, %b : tensor<4x5xf32>, tensor<5xf32>
+  %4 = soma.tanh %3 : tensor<4x5xf32>
+  return %1, %4, %3 : tensor<4x5xf32>, tensor<4x5xf32>, tensor<4x5xf32>
+}
+
+// -----
+
+// No epilogue when the product is read twice (it must be stored), or when
+// its consumer broadcasts it to a bigger shape (another iteration space).
+// CHECK-LABEL: func.func @no_epilogue(
+//   CHECK-NOT: "contraction"
+//       CHECK: return
+func.func @no_epilogue(%x: tensor<4x3xf32>, %w: tensor<3x5xf32>, %y: tensor<2x4x5xf32>)
+    -> (tensor<4x5xf32>, tensor<4x5xf32>, tensor<2x4x5xf32>) {
+  %0 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x5xf32>) -> tensor<4x5xf32>
+  %1 = soma.relu %0 : tensor<4x5xf32>
+  %2 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x5xf32>) -> tensor<4x5xf32>
+  %3 = soma.add %2, %y : tensor<4x5xf32>, tensor<2x4x5xf32>
+  return %0, %1, %3 : tensor<4x5xf32>, tensor<4x5xf32>, tensor<2x4x5xf32>
+}
+
+// -----
+
+// A backward epilogue: the ReLU mask applied to the propagated gradient
+// (dX = dY W^T, then * step(h)) in the same loop nest.
+// CHECK-LABEL: func.func @backward_mask(
+//       CHECK: soma.fusion "contraction"(%arg0, %arg1, %arg2)
+//  CHECK-NEXT: ^bb0
+//  CHECK-NEXT:   soma.matmul %{{.*}}, %{{.*}} {transpose_b = true}
+//  CHECK-NEXT:   soma.step
+//  CHECK-NEXT:   soma.mul
+func.func @backward_mask(%dy: tensor<4x5xf32>, %w: tensor<3x5xf32>, %h: tensor<4x3xf32>) -> tensor<4x3xf32> {
+  %0 = soma.matmul %dy, %w {transpose_b = true} : (tensor<4x5xf32>, tensor<3x5xf32>) -> tensor<4x3xf32>
+  %1 = soma.step %h : tensor<4x3xf32>
+  %2 = soma.mul %0, %1 : tensor<4x3xf32>, tensor<4x3xf32>
+  return %2 : tensor<4x3xf32>
 }

@@ -154,28 +154,37 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 
 // -----
 
-// matmul: a tiled loop nest over rank-3 views [batch, rows, cols]: units
-// of (batch, column tile, row tile), the C tile zeroed, then k blocks, rows,
-// k, and the innermost loop over n streaming a row of B and of C.
+// matmul: the packed GEMM (Gemm.cpp) over rank-3 views [batch, rows, cols].
+// A loop over units (batch, row block, column block); per unit, stack
+// scratch for the packed panels (A: 6 rows x 3 k = 18 floats, B: 3 k x 16
+// columns = 48, zero-padded); per block of K, B packed (whole 16-column
+// panels as vectors, edge panels element by element) and A packed; then
+// the 6 x 16 register tile: a k loop carrying 12 vectors of 8 floats,
+// updated by vector.fma with a broadcast element of A, and stored to C:
+// plain vector stores for full tiles, masked stores at the edges.
 // CHECK-LABEL: func.func @matmul(
 //  CHECK-SAME: %[[A:.*]]: memref<4x3xf32> {soma.input = "a"}, %[[B:.*]]: memref<3x2xf32> {soma.input = "b"}, %[[C:.*]]: memref<4x2xf32> {soma.output = "c"}
 //       CHECK: %[[A3:.*]] = memref.expand_shape %[[A]] {{\[}}[0, 1], [2]] output_shape [1, 4, 3] : memref<4x3xf32> into memref<1x4x3xf32>
 //       CHECK: %[[B3:.*]] = memref.expand_shape %[[B]] {{\[}}[0, 1], [2]] output_shape [1, 3, 2] : memref<3x2xf32> into memref<1x3x2xf32>
 //       CHECK: %[[C3:.*]] = memref.expand_shape %[[C]] {{\[}}[0, 1], [2]] output_shape [1, 4, 2] : memref<4x2xf32> into memref<1x4x2xf32>
-//       CHECK: scf.for %[[U:.*]] =
-//       CHECK:   memref.store %{{.*}}, %[[C3]]
-//       CHECK:   scf.for %[[K0:.*]] =
-//       CHECK:     scf.for %[[M:.*]] =
-//       CHECK:       scf.for %[[K:.*]] = %[[K0]]
-//       CHECK:         %[[AV:.*]] = memref.load %[[A3]][%{{.*}}, %[[M]], %[[K]]] : memref<1x4x3xf32>
-//       CHECK:         scf.for %[[N:.*]] =
-//       CHECK:           %[[BV:.*]] = memref.load %[[B3]][%{{.*}}, %[[K]], %[[N]]] : memref<1x3x2xf32>
-//       CHECK:           %[[CV:.*]] = memref.load %[[C3]][%{{.*}}, %[[M]], %[[N]]] : memref<1x4x2xf32>
-//       CHECK:           %[[P:.*]] = arith.mulf %[[AV]], %[[BV]] : f32
-//       CHECK:           %[[S:.*]] = arith.addf %[[CV]], %[[P]] : f32
-//       CHECK:           memref.store %[[S]], %[[C3]][%{{.*}}, %[[M]], %[[N]]]
-// The units loop is sequential here and marked with the nest's work
-// (1 unit x 4 x 2 x 3 would be 24, but a single unit is never marked).
+//       CHECK: scf.for
+//       CHECK:   memref.alloca_scope
+//       CHECK:     %[[AP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<18xf32>
+//       CHECK:     %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<48xf32>
+//       CHECK:     vector.load %[[B3]]{{.*}} : memref<1x3x2xf32>, vector<8xf32>
+//       CHECK:     vector.store %{{.*}}, %[[BP]]
+//       CHECK:     memref.load %[[B3]]
+//       CHECK:     memref.store %{{.*}}, %[[BP]]
+//       CHECK:     memref.load %[[A3]]
+//       CHECK:     memref.store %{{.*}}, %[[AP]]
+//       CHECK:     scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+//       CHECK:       vector.load %[[BP]]
+//       CHECK:       memref.load %[[AP]]
+//       CHECK:       vector.broadcast
+//       CHECK:       vector.fma
+//       CHECK:     vector.store %{{.*}}, %[[C3]]
+//       CHECK:     vector.maskedstore %[[C3]]
+// One unit: the loop is sequential and not marked for soma-linalg-to-loops.
 //   CHECK-NOT: scf.parallel
 //   CHECK-NOT: soma.parallel_work
 func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
@@ -185,17 +194,15 @@ func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {s
 
 // -----
 
-// transpose_a reads a[b, k, m] (invariant in the inner loop); transpose_b
-// first transposes b into a scratch [k, n] buffer, then multiplies as usual.
+// Transposed operands are read transposed by the packing (a^T at
+// [b, k, m], b^T at [b, n, k]): no copies, no buffers besides the panels.
 // CHECK-LABEL: func.func @matmul_transposed
+//   CHECK-NOT: memref.alloc()
 //       CHECK: memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x3x4xf32>
-//       CHECK: %[[BT:.*]] = memref.alloc() {alignment = 64 : i64} : memref<3x2xf32>
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
-//  CHECK-SAME: outs(%[[BT]] : memref<3x2xf32>)
-//       CHECK: memref.expand_shape %[[BT]]
-//       CHECK: %[[BT2:.*]] = memref.alloc() {alignment = 64 : i64} : memref<3x2xf32>
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
-//  CHECK-SAME: outs(%[[BT2]] : memref<3x2xf32>)
+//   CHECK-NOT: memref.alloc()
+//       CHECK: memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x2x3xf32>
+//   CHECK-NOT: memref.alloc()
+//       CHECK: return
 func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tensor<3x2xf32> {soma.input = "b"},
                              %a: tensor<4x3xf32> {soma.input = "a"}, %bt: tensor<2x3xf32> {soma.input = "bt"})
     -> (tensor<4x2xf32> {soma.output = "ta"}, tensor<4x2xf32> {soma.output = "tb"}, tensor<4x2xf32> {soma.output = "tab"}) {
@@ -208,14 +215,15 @@ func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tenso
 // -----
 
 // Batched matmul: rank 3 already, the batch index is part of each unit; the
-// units loop (5 units) carries the nest's work, 5 x 4 x 2 x 3 = 120, for
-// soma-linalg-to-loops to decide on.
+// units loop (5 units) carries the nest's work for soma-linalg-to-loops to
+// decide on: 5 x 4 x 2 x 3 = 120 multiply-adds at 32 per point of the
+// grain, 3.
 // CHECK-LABEL: func.func @matmul_batched
 //   CHECK-NOT: memref.expand_shape
 //       CHECK: scf.for
-//       CHECK: memref.load %{{.*}} : memref<5x4x3xf32>
 //       CHECK: memref.load %{{.*}} : memref<5x3x2xf32>
-//       CHECK: } {soma.parallel_work = 120 : i64}
+//       CHECK: memref.load %{{.*}} : memref<5x4x3xf32>
+//       CHECK: } {soma.parallel_work = 3 : i64}
 func.func @matmul_batched(%a: tensor<5x4x3xf32> {soma.input = "a"}, %b: tensor<5x3x2xf32> {soma.input = "b"}) -> (tensor<5x4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<5x4x3xf32>, tensor<5x3x2xf32>) -> tensor<5x4x2xf32>
   return %0 : tensor<5x4x2xf32>
@@ -727,4 +735,38 @@ func.func @update_aliased_by_output(%w: tensor<4xf32> {soma.param = "w"}, %x: te
   %0 = soma.reshape %w {shape = array<i64: 2, 2>} : tensor<4xf32> -> tensor<2x2xf32>
   %1 = soma.mul %w, %x : tensor<4xf32>, tensor<4xf32>
   return %0, %1 : tensor<2x2xf32>, tensor<4xf32>
+}
+
+// -----
+
+// A contraction fusion: the packed GEMM writes the product into the
+// result's buffer; after the unit's last block of K, the epilogue loops
+// over the unit's rows and columns, reads the product and the bias (at its
+// broadcast index [n]), computes add and relu, and writes the result at
+// the same point.
+// CHECK-LABEL: func.func @epilogue(
+//  CHECK-SAME: %[[X:.*]]: memref<4x3xf32> {soma.input = "x"}, %[[W:.*]]: memref<3x5xf32> {soma.input = "w"}, %[[BIAS:.*]]: memref<5xf32> {soma.input = "b"}, %[[Y:.*]]: memref<4x5xf32> {soma.output = "y"}
+//       CHECK: %[[Y3:.*]] = memref.expand_shape %[[Y]]
+//       CHECK: memref.alloca_scope
+//       CHECK:   vector.fma
+//       CHECK:   vector.maskedstore %[[Y3]]
+//       CHECK:   scf.for %[[M:.*]] =
+//       CHECK:     scf.for %[[N:.*]] =
+//       CHECK:       %[[BV:.*]] = memref.load %[[BIAS]][%[[N]]] : memref<5xf32>
+//       CHECK:       %[[P:.*]] = memref.load %[[Y3]][%{{.*}}, %[[M]], %[[N]]] : memref<1x4x5xf32>
+//       CHECK:       %[[S:.*]] = arith.addf %[[P]], %[[BV]] : f32
+//       CHECK:       %[[R:.*]] = arith.maximumf %[[S]], %{{.*}} : f32
+//       CHECK:       memref.store %[[R]], %[[Y]][%[[M]], %[[N]]] : memref<4x5xf32>
+//   CHECK-NOT: memref.alloc()
+//       CHECK: return
+func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> {soma.input = "w"},
+                    %b: tensor<5xf32> {soma.input = "b"}) -> (tensor<4x5xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%x, %w, %b) : (tensor<4x3xf32>, tensor<3x5xf32>, tensor<5xf32>) -> tensor<4x5xf32> {
+  ^bb0(%a: tensor<4x3xf32>, %c: tensor<3x5xf32>, %d: tensor<5xf32>):
+    %1 = soma.matmul %a, %c : (tensor<4x3xf32>, tensor<3x5xf32>) -> tensor<4x5xf32>
+    %2 = soma.add %1, %d : tensor<4x5xf32>, tensor<5xf32>
+    %3 = soma.relu %2 : tensor<4x5xf32>
+    soma.yield %3 : tensor<4x5xf32>
+  }
+  return %0 : tensor<4x5xf32>
 }

@@ -7,9 +7,9 @@
 // The whole chain: graph -> linalg kernel -> planned workspace -> loops ->
 // OpenMP -> LLVM dialect. The kernel keeps its name and ABI order, every
 // argument is a bare pointer (attributes kept), and nothing of memref,
-// linalg, scf, affine, arith, math, cf or func survives (anywhere in the
+// linalg, scf, affine, arith, math, cf, func or vector survives (anywhere in the
 // output: the NONE lines scan all of it).
-// NONE-NOT: {{(memref|linalg|scf|affine|arith|math|cf|func|bufferization)\.}}
+// NONE-NOT: {{(memref|linalg|scf|affine|arith|math|cf|func|bufferization|vector)\.}}
 // NONE-NOT: unrealized_conversion_cast
 
 // A 256x128 graph: the elementwise ops (32768 points, above the default
@@ -48,18 +48,25 @@ module @g {
 
 // -----
 
-// A small graph stays sequential: branches, no OpenMP. tanh has no LLVM
-// intrinsic and becomes a call to libm's tanhf.
+// A small graph stays sequential: branches, no OpenMP. The matmul's packed
+// panels are stack scratch (saved and restored around the unit), its
+// register tile is vectors of fused multiply-adds, and this 4x2 product is
+// all edge: masked stores. tanh has no LLVM intrinsic and becomes a call to
+// libm's tanhf.
 // CHECK-LABEL: module @s {
 //       CHECK: llvm.func @tanhf(f32) -> f32
 //       CHECK: llvm.func @s(%arg0: !llvm.ptr {soma.input = "x"}, %arg1: !llvm.ptr {soma.param = "w"}, %arg2: !llvm.ptr {soma.output = "p"}, %arg3: !llvm.ptr {soma.workspace})
 //  CHECK-SAME: soma.workspace_bytes = 64 : i64
 //   CHECK-NOT: omp.
+//       CHECK: llvm.intr.stacksave
+//   CHECK-NOT: omp.
 //       CHECK: llvm.cond_br
 //   CHECK-NOT: omp.
-//       CHECK: llvm.fmul
+//       CHECK: llvm.intr.fmuladd
 //   CHECK-NOT: omp.
-//       CHECK: llvm.fadd
+//       CHECK: llvm.intr.masked.store
+//   CHECK-NOT: omp.
+//       CHECK: llvm.intr.stackrestore
 //   CHECK-NOT: omp.
 //       CHECK: llvm.call @tanhf(%{{.*}}) : (f32) -> f32
 //   CHECK-NOT: omp.

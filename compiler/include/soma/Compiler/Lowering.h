@@ -4,6 +4,9 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Operation.h"
 
+#include <array>
+#include <functional>
+
 namespace soma {
 
 /// On an scf.for whose iterations are independent: the iteration points of
@@ -15,5 +18,48 @@ inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 /// per operand) and returns the f32 result.
 mlir::Value emitElementwiseScalar(mlir::OpBuilder &b, mlir::Location loc,
                                   mlir::Operation *op, mlir::ValueRange args);
+
+/// Blocking of the packed GEMM (see Gemm.cpp). The micro-kernel keeps
+/// mr x nr results in registers as mr * nr / vl vectors of vl floats; the
+/// defaults suit AVX2/FMA (16 registers of 8 floats: 12 accumulators, 2 B
+/// vectors, 1 broadcast).
+struct GemmConfig {
+  int64_t vl = 8, mr = 6, nr = 16;
+  int64_t mc = 72, nc = 256, kc = 256; // A block in L2, B panel in L1
+  int64_t grain = 16384;               // soma-linalg-to-loops' default grain
+  int64_t macs_per_point = 32;         // multiply-adds per point of the grain
+  int64_t min_units = 8;               // units for the threads to share
+  /// The blocking for vector registers of `vectorWidth` floats: 4 (SSE,
+  /// NEON: 16 registers), 8 (AVX2: 16 registers), 16 (AVX-512: 32).
+  static GemmConfig forVectorWidth(int64_t vectorWidth);
+};
+
+/// Called once per finished block of C (rank-3 indices: batch b, rows
+/// [m0, m1), columns [n0, n1)) while it is still in cache, inside the
+/// parallel unit that computed it.
+using GemmEpilogue = std::function<void(mlir::OpBuilder &, mlir::Location, mlir::Value b,
+                                        mlir::Value m0, mlir::Value m1, mlir::Value n0,
+                                        mlir::Value n1)>;
+
+/// An operand of the GEMM as stored: a rank-3 memref [batch, rows, cols]
+/// read with memref loads, or (when `element` is set) a virtual one whose
+/// element (b, i, j) is computed where the packing needs it, such as a
+/// window of an image for a convolution (implicit im2col): no buffer holds
+/// it.
+struct GemmOperand {
+  mlir::Value memref;
+  bool transposed = false;
+  std::array<int64_t, 3> shape{};
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value b, mlir::Value i,
+                            mlir::Value j)>
+      element;
+  /// A stored rank-3 memref operand.
+  static GemmOperand of(mlir::Value memref, bool transposed);
+};
+
+/// C[b] = op(A[b]) x op(B[b]) (op transposes the last two dimensions of a
+/// transposed operand) into the rank-3 memref C, then `epilogue` per block.
+void emitGemm(mlir::OpBuilder &b, mlir::Location loc, const GemmOperand &A, const GemmOperand &B,
+              mlir::Value C, const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
 
 } // namespace soma

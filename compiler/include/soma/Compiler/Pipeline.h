@@ -60,11 +60,16 @@ struct LoweredModule {
   Signature signature;
 };
 
-/// Runs soma-expand-modes (in `mode`), soma-lower-to-linalg,
-/// soma-plan-memory and the LLVM lowering on a clone of `graphModule`,
-/// dumping as configured. Errors throw soma::Error.
+/// Runs soma-expand-modes (in `mode`), soma-lower-to-linalg (GEMMs for
+/// vector registers of `vectorWidth` floats), soma-plan-memory and the LLVM
+/// lowering on a clone of `graphModule`, dumping as configured. Errors
+/// throw soma::Error.
 LoweredModule lowerToLLVMDialect(mlir::ModuleOp graphModule, const DumpConfig &dump,
-                                 Mode mode = Mode::eval);
+                                 Mode mode = Mode::eval, int64_t vectorWidth = 8);
+
+/// Floats per vector register of the target: 16 with AVX-512, 8 with AVX,
+/// else 4.
+int64_t vectorWidthOf(const llvm::TargetMachine &tm);
 
 /// This machine: triple, CPU name and its features (sorted, "+avx2,...").
 CacheTarget hostTarget();

@@ -67,6 +67,11 @@ def SomaFuse : Pass<"soma-fuse", "mlir::func::FuncOp"> {
     results the values used after it. Forward chains (bias, activation,
     residual add), their backward chains, and each parameter's optimizer
     update (penalty, moments, step) each become one loop nest.
+    Then a reduction (Soma_Reduction) whose operand only it reads takes in
+    the elementwise op or kernel that makes it (kind "reduction"), and a
+    contraction (Soma_Contraction: matmul) whose product only one
+    elementwise op or kernel of the product's shape reads takes that
+    consumer in as its epilogue (kind "contraction").
   }];
   let dependentDialects = ["::soma::ir::SomaDialect"];
 }
@@ -104,12 +109,20 @@ def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
     written into its parameter or state buffer (in place when safe). Each soma op becomes linalg (and memref) ops writing into a
     buffer: the output argument when the value is a graph output, otherwise
     a `memref.alloc` that soma-plan-memory later places in the workspace.
+    Matmuls (and contraction fusions) become the packed GEMM loop nest whose
+    register tile is sized for `vector-width` floats per vector register
+    (8: AVX2, 16: AVX-512, 4: SSE or NEON); the pipeline sets it from the
+    target's features.
   }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
+           "Floats per vector register of the target (4, 8 or 16)">
+  ];
   let dependentDialects = [
     "mlir::linalg::LinalgDialect", "mlir::memref::MemRefDialect",
     "mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::func::FuncDialect", "mlir::bufferization::BufferizationDialect",
-    "mlir::scf::SCFDialect"
+    "mlir::scf::SCFDialect", "mlir::vector::VectorDialect"
   ];
 }
 

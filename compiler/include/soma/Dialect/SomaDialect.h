@@ -13,6 +13,12 @@ namespace soma::ir {
 /// The trait of elementwise ops (Soma_Elementwise in SomaOps.td).
 template <typename ConcreteType>
 class SomaElementwise : public mlir::OpTrait::TraitBase<ConcreteType, SomaElementwise> {};
+/// The trait of contractions (Soma_Contraction): matmul.
+template <typename ConcreteType>
+class SomaContraction : public mlir::OpTrait::TraitBase<ConcreteType, SomaContraction> {};
+/// The trait of reductions (Soma_Reduction): reduce_sum, reduce_mean, reduce_max.
+template <typename ConcreteType>
+class SomaReduction : public mlir::OpTrait::TraitBase<ConcreteType, SomaReduction> {};
 /// Makes `values` the results of graph function `fn` (its func.return
 /// operands and result types), with `attrs` as their attributes.
 void setGraphResults(mlir::func::FuncOp fn, mlir::ArrayRef<mlir::Value> values,
@@ -20,6 +26,10 @@ void setGraphResults(mlir::func::FuncOp fn, mlir::ArrayRef<mlir::Value> values,
 
 /// True for ops with the Soma_Elementwise trait.
 inline bool isElementwise(mlir::Operation *op) { return op->hasTrait<SomaElementwise>(); }
+/// True for ops with the Soma_Contraction trait.
+inline bool isContraction(mlir::Operation *op) { return op->hasTrait<SomaContraction>(); }
+/// True for ops with the Soma_Reduction trait.
+inline bool isReduction(mlir::Operation *op) { return op->hasTrait<SomaReduction>(); }
 
 } // namespace soma::ir
 

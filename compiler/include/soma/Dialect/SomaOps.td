@@ -28,6 +28,19 @@ def Soma_Elementwise : NativeOpTrait<"SomaElementwise"> {
   let cppNamespace = "::soma::ir";
 }
 
+// A contraction (a matrix product): soma-fuse computes the elementwise
+// consumers of its result in the contraction's loop nest, on each block of
+// the result while it is in cache (the epilogue).
+def Soma_Contraction : NativeOpTrait<"SomaContraction"> {
+  let cppNamespace = "::soma::ir";
+}
+
+// A reduction of one operand over some axes: soma-fuse computes the
+// elementwise op that produces its operand inside the reduction's loop.
+def Soma_Reduction : NativeOpTrait<"SomaReduction"> {
+  let cppNamespace = "::soma::ir";
+}
+
 def Soma_F32Tensor : RankedTensorOf<[F32]>;
 def Soma_LabelTensor : RankedTensorOf<[I32, I64]>;
 def Soma_AnyTensor : RankedTensorOf<[F32, I32, I64]>;
@@ -108,7 +121,7 @@ def Soma_MinimumOp : Soma_BinaryOp<"minimum", "y = min(a, b), NaN-propagating">;
 // Contraction
 //===----------------------------------------------------------------------===//
 
-def Soma_MatmulOp : Soma_DiffOp<"matmul"> {
+def Soma_MatmulOp : Soma_DiffOp<"matmul", [Soma_Contraction]> {
   let summary = "matrix product, optionally transposing either operand";
   let description = [{
     `C = op(A) x op(B)` where op transposes the last two dimensions when the
@@ -126,7 +139,7 @@ def Soma_MatmulOp : Soma_DiffOp<"matmul"> {
 // Reductions
 //===----------------------------------------------------------------------===//
 
-class Soma_ReduceOp<string mnemonic, string what> : Soma_DiffOp<mnemonic> {
+class Soma_ReduceOp<string mnemonic, string what> : Soma_DiffOp<mnemonic, [Soma_Reduction]> {
   let summary = what # " over the given axes";
   let description = [{
     `axes` lists distinct dimensions in [0, rank). With `keepdims` the reduced
@@ -481,6 +494,13 @@ def Soma_FusionOp : Op<Soma_Dialect, "fusion",
     operand, then one reduce_sum, reduce_mean or reduce_max of the last of
     them, whose result is the only result: one loop nest that computes each
     point and accumulates it, so the reduced operand is never stored.
+    kind = "contraction": one matmul of two inputs (after any splat
+    constants), then elementwise ops over the product's shape that read it
+    (the epilogue: bias, activation, residual add, scale/shift, gradient
+    masks); the results are epilogue values of that shape. The product is
+    computed block by block and each block goes through the epilogue while
+    it is in cache, so the product itself is never stored apart from the
+    results.
   }];
   let arguments = (ins Variadic<Soma_AnyTensor>:$inputs, StrAttr:$kind);
   let results = (outs Variadic<Soma_AnyTensor>:$outputs);

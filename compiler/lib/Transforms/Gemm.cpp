@@ -1,0 +1,400 @@
+//===- Gemm.cpp - The packed, register-blocked GEMM loop nest -------------===//
+//
+// C[b] = op(A[b]) x op(B[b]) as the loop nest of BLIS / GotoBLAS, written
+// directly in scf + vector ops:
+//
+//   parallel over units (b, row block ic of mc rows, column block jc of nc):
+//     for pc in K step kc:                        (kc x nc block of B in L2)
+//       pack B[pc:pc+kc, jc:jc+nc] into panels of NR columns, k-major
+//       pack A[ic:ic+mc, pc:pc+kc] into panels of MR rows, k-major
+//       for each column panel q:                  (kc x NR panel in L1)
+//         for each row panel p:
+//           MR x NR accumulators in registers (MR x NR/VL vectors)
+//           for k < kc: acc[i] += broadcast(Ap[k][i]) * Bp[k][0:NR]
+//           C tile = acc (first block) or C tile + acc; masked at edges
+//     epilogue(tile)                              (fused elementwise consumers)
+//
+// Transposed operands cost nothing: only the packing reads them another way.
+// Packing pads the edges with zeros, so the micro-kernel always runs the full
+// MR x NR tile; only the stores of edge tiles are masked. Each unit packs its
+// own panels into stack scratch, so units are independent and the result
+// does not depend on the number of threads (the summation order is fixed:
+// k within a block, then blocks in order).
+//
+//===----------------------------------------------------------------------===//
+
+#include "soma/Compiler/Lowering.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+using namespace mlir;
+
+namespace soma {
+
+namespace {
+
+struct GemmEmitter {
+  OpBuilder &b;
+  Location loc;
+  const GemmOperand &A, &B;
+  Value C; // rank 3
+  bool ta, tb;
+  GemmConfig cfg;
+  int64_t batch, M, N, K;
+  int64_t MC, NC, KC, units, mt, nt;
+  VectorType vec;
+
+  Value idx(OpBuilder &nb, int64_t v) { return nb.create<arith::ConstantIndexOp>(loc, v); }
+  Value add(OpBuilder &nb, Value x, Value y) { return nb.create<arith::AddIOp>(loc, x, y); }
+  Value mul(OpBuilder &nb, Value x, Value y) { return nb.create<arith::MulIOp>(loc, x, y); }
+  Value sub(OpBuilder &nb, Value x, Value y) { return nb.create<arith::SubIOp>(loc, x, y); }
+  Value min(OpBuilder &nb, Value x, Value y) { return nb.create<arith::MinSIOp>(loc, x, y); }
+  Value max(OpBuilder &nb, Value x, Value y) { return nb.create<arith::MaxSIOp>(loc, x, y); }
+  Value lt(OpBuilder &nb, Value x, Value y) {
+    return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, x, y);
+  }
+  Value eq(OpBuilder &nb, Value x, Value y) {
+    return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, x, y);
+  }
+  Value zeroF(OpBuilder &nb) { return nb.create<arith::ConstantOp>(loc, nb.getF32FloatAttr(0.0f)); }
+
+  /// for (i = lo; i < hi; i += step) body(i)
+  void loop(OpBuilder &nb, Value lo, Value hi, int64_t step, function_ref<void(OpBuilder &, Value)> body) {
+    nb.create<scf::ForOp>(loc, lo, hi, idx(nb, step), ValueRange{},
+                          [&](OpBuilder &lb, Location, Value i, ValueRange) {
+                            body(lb, i);
+                            lb.create<scf::YieldOp>(loc);
+                          });
+  }
+  void ifThen(OpBuilder &nb, Value cond, function_ref<void(OpBuilder &)> then,
+              function_ref<void(OpBuilder &)> otherwise = nullptr) {
+    if (otherwise)
+      nb.create<scf::IfOp>(
+          loc, cond,
+          [&](OpBuilder &tb, Location) {
+            then(tb);
+            tb.create<scf::YieldOp>(loc);
+          },
+          [&](OpBuilder &eb, Location) {
+            otherwise(eb);
+            eb.create<scf::YieldOp>(loc);
+          });
+    else
+      nb.create<scf::IfOp>(loc, cond, [&](OpBuilder &tb, Location) {
+        then(tb);
+        tb.create<scf::YieldOp>(loc);
+      });
+  }
+
+  /// The GEMM's work in the units of the parallel grain (one point of an
+  /// elementwise loop): a vectorised multiply-add costs a small fraction of
+  /// such a point, so a GEMM goes parallel only when it has enough of them
+  /// to pay for waking the threads.
+  int64_t work() const { return batch * M * N * K / cfg.macs_per_point; }
+
+  /// Element (b, i, j) of a stored operand.
+  Value load(OpBuilder &nb, const GemmOperand &op, Value bIdx, Value i, Value j) {
+    if (op.element)
+      return op.element(nb, loc, bIdx, i, j);
+    return nb.create<memref::LoadOp>(loc, op.memref, ValueRange{bIdx, i, j});
+  }
+
+  void chooseBlocks() {
+    const int64_t MR = cfg.mr, NR = cfg.nr;
+    auto roundUp = [](int64_t v, int64_t m) { return (v + m - 1) / m * m; };
+    KC = std::min<int64_t>(cfg.kc, K);
+    MC = std::min(cfg.mc, roundUp(M, MR));
+    NC = std::min(cfg.nc, roundUp(N, NR));
+    auto count = [&] {
+      mt = (M + MC - 1) / MC;
+      nt = (N + NC - 1) / NC;
+      units = batch * mt * nt;
+    };
+    count();
+    // Enough units for the threads to share (and balance) when the GEMM is
+    // big enough to be parallel at all; narrower column blocks first (they
+    // only repack A more often), then shorter row blocks.
+    if (work() >= cfg.grain) {
+      while (units < cfg.min_units && NC > 4 * NR) {
+        NC = roundUp(NC / 2, NR);
+        count();
+      }
+      while (units < cfg.min_units && MC > 4 * MR) {
+        MC = roundUp(MC / 2, MR);
+        count();
+      }
+    }
+  }
+
+  /// Bp[(q * KC + k) * NR + j] = op(B)[pc + k, n0 + q * NR + j], zero beyond N.
+  void packB(OpBuilder &nb, Value Bp, Value bIdx, Value pc, Value kc, Value n0, Value n1) {
+    const int64_t NR = cfg.nr, VL = cfg.vl;
+    Value zero = idx(nb, 0);
+    loop(nb, zero, sub(nb, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
+      // qn = q * NR
+      Value n = add(qb, n0, qn);
+      Value valid = min(qb, idx(qb, NR), sub(qb, n1, n));
+      Value base = mul(qb, qn, idx(qb, KC)); // q * KC * NR
+      auto dst = [&](OpBuilder &xb, Value k, Value j) {
+        return add(xb, add(xb, base, mul(xb, k, idx(xb, NR))), j);
+      };
+      if (!tb && !B.element) {
+        ifThen(
+            qb, eq(qb, valid, idx(qb, NR)),
+            [&](OpBuilder &fb) {
+              loop(fb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+                Value row = add(kb, pc, k);
+                for (int64_t v = 0; v < NR; v += VL) {
+                  Value x = kb.create<vector::LoadOp>(loc, vec, B.memref, ValueRange{bIdx, row, add(kb, n, idx(kb, v))});
+                  kb.create<vector::StoreOp>(loc, x, Bp, ValueRange{dst(kb, k, idx(kb, v))});
+                }
+              });
+            },
+            [&](OpBuilder &eb) {
+              loop(eb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+                Value row = add(kb, pc, k);
+                loop(kb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
+                  Value x = load(jb, B, bIdx, row, add(jb, n, j));
+                  jb.create<memref::StoreOp>(loc, x, Bp, ValueRange{dst(jb, k, j)});
+                });
+                loop(kb, valid, idx(kb, NR), 1, [&](OpBuilder &jb, Value j) {
+                  jb.create<memref::StoreOp>(loc, zeroF(jb), Bp, ValueRange{dst(jb, k, j)});
+                });
+              });
+            });
+      } else if (!tb) {
+        // A computed B: element by element, k-major like the stored case.
+        loop(qb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+          Value row = add(kb, pc, k);
+          loop(kb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
+            Value x = load(jb, B, bIdx, row, add(jb, n, j));
+            jb.create<memref::StoreOp>(loc, x, Bp, ValueRange{dst(jb, k, j)});
+          });
+          loop(kb, valid, idx(kb, NR), 1, [&](OpBuilder &jb, Value j) {
+            jb.create<memref::StoreOp>(loc, zeroF(jb), Bp, ValueRange{dst(jb, k, j)});
+          });
+        });
+      } else {
+        // B stored [N, K]: read along k (contiguous), write with stride NR.
+        loop(qb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
+          Value col = add(jb, n, j);
+          loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+            Value x = load(kb, B, bIdx, col, add(kb, pc, k));
+            kb.create<memref::StoreOp>(loc, x, Bp, ValueRange{dst(kb, k, j)});
+          });
+        });
+        loop(qb, valid, idx(qb, NR), 1, [&](OpBuilder &jb, Value j) {
+          loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+            kb.create<memref::StoreOp>(loc, zeroF(kb), Bp, ValueRange{dst(kb, k, j)});
+          });
+        });
+      }
+    });
+  }
+
+  /// Ap[(p * KC + k) * MR + i] = op(A)[m0 + p * MR + i, pc + k], zero beyond M.
+  void packA(OpBuilder &nb, Value Ap, Value bIdx, Value pc, Value kc, Value m0, Value m1) {
+    const int64_t MR = cfg.mr;
+    Value zero = idx(nb, 0);
+    loop(nb, zero, sub(nb, m1, m0), MR, [&](OpBuilder &pb, Value pm) {
+      Value m = add(pb, m0, pm);
+      Value valid = min(pb, idx(pb, MR), sub(pb, m1, m));
+      Value base = mul(pb, pm, idx(pb, KC)); // p * KC * MR
+      auto dst = [&](OpBuilder &xb, Value k, Value i) {
+        return add(xb, add(xb, base, mul(xb, k, idx(xb, MR))), i);
+      };
+      if (!ta) {
+        // A stored [M, K]: each row is contiguous in k.
+        loop(pb, zero, valid, 1, [&](OpBuilder &ib, Value i) {
+          Value row = add(ib, m, i);
+          loop(ib, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+            Value x = load(kb, A, bIdx, row, add(kb, pc, k));
+            kb.create<memref::StoreOp>(loc, x, Ap, ValueRange{dst(kb, k, i)});
+          });
+        });
+      } else {
+        // A stored [K, M]: MR neighbouring rows of op(A) are contiguous.
+        loop(pb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+          Value row = add(kb, pc, k);
+          loop(kb, zero, valid, 1, [&](OpBuilder &ib, Value i) {
+            Value x = load(ib, A, bIdx, row, add(ib, m, i));
+            ib.create<memref::StoreOp>(loc, x, Ap, ValueRange{dst(ib, k, i)});
+          });
+        });
+      }
+      loop(pb, valid, idx(pb, MR), 1, [&](OpBuilder &ib, Value i) {
+        loop(ib, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+          kb.create<memref::StoreOp>(loc, zeroF(kb), Ap, ValueRange{dst(kb, k, i)});
+        });
+      });
+    });
+  }
+
+  /// The MR x NR tile at (m, n) from panels (aBase, bBase) over kc; written
+  /// to C (first block) or added to it.
+  void microKernel(OpBuilder &nb, Value Ap, Value Bp, Value aBase, Value bBase, Value kc, Value bIdx,
+                   Value m, Value n, Value first) {
+    const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
+    Value zeroVec = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
+    SmallVector<Value> init(MR * NV, zeroVec);
+    auto kloop = nb.create<scf::ForOp>(
+        loc, idx(nb, 0), kc, idx(nb, 1), init, [&](OpBuilder &kb, Location, Value k, ValueRange acc) {
+          Value bk = add(kb, bBase, mul(kb, k, idx(kb, NR)));
+          Value ak = add(kb, aBase, mul(kb, k, idx(kb, MR)));
+          SmallVector<Value> bv;
+          for (int64_t v = 0; v < NV; ++v)
+            bv.push_back(kb.create<vector::LoadOp>(loc, vec, Bp, ValueRange{add(kb, bk, idx(kb, v * VL))}));
+          SmallVector<Value> next;
+          for (int64_t i = 0; i < MR; ++i) {
+            Value a = kb.create<memref::LoadOp>(loc, Ap, ValueRange{add(kb, ak, idx(kb, i))});
+            Value av = kb.create<vector::BroadcastOp>(loc, vec, a);
+            for (int64_t v = 0; v < NV; ++v)
+              next.push_back(kb.create<vector::FMAOp>(loc, av, bv[v], acc[i * NV + v]));
+          }
+          kb.create<scf::YieldOp>(loc, next);
+        });
+    ValueRange acc = kloop.getResults();
+    // Full tile: plain vector stores; edge tile: rows guarded, columns masked.
+    Value full = nb.create<arith::AndIOp>(loc, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sle,
+                                                                        add(nb, m, idx(nb, MR)), idx(nb, M)),
+                                          nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sle,
+                                                                   add(nb, n, idx(nb, NR)), idx(nb, N)));
+    auto storeAll = [&](OpBuilder &sb, bool accumulate) {
+      for (int64_t i = 0; i < MR; ++i)
+        for (int64_t v = 0; v < NV; ++v) {
+          SmallVector<Value, 3> at{bIdx, add(sb, m, idx(sb, i)), add(sb, n, idx(sb, v * VL))};
+          Value x = acc[i * NV + v];
+          if (accumulate)
+            x = sb.create<arith::AddFOp>(loc, sb.create<vector::LoadOp>(loc, vec, C, at), x);
+          sb.create<vector::StoreOp>(loc, x, C, at);
+        }
+    };
+    auto storeMasked = [&](OpBuilder &sb) {
+      Value zv = sb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, sb.getF32FloatAttr(0.0f)));
+      VectorType maskType = VectorType::get({VL}, sb.getI1Type());
+      for (int64_t i = 0; i < MR; ++i) {
+        Value row = add(sb, m, idx(sb, i));
+        ifThen(sb, lt(sb, row, idx(sb, M)), [&](OpBuilder &rb) {
+          for (int64_t v = 0; v < NV; ++v) {
+            Value col = add(rb, n, idx(rb, v * VL));
+            ifThen(rb, lt(rb, col, idx(rb, N)), [&](OpBuilder &cb) {
+              Value count = min(cb, idx(cb, VL), sub(cb, idx(cb, N), col));
+              Value mask = cb.create<vector::CreateMaskOp>(loc, maskType, ValueRange{count});
+              SmallVector<Value, 3> at{bIdx, row, col};
+              Value x = acc[i * NV + v];
+              Value old = cb.create<vector::MaskedLoadOp>(loc, vec, C, at, mask, zv);
+              // The first block must not add what C held before.
+              Value base = cb.create<arith::SelectOp>(loc, first, zv, old);
+              cb.create<vector::MaskedStoreOp>(loc, C, at, mask, cb.create<arith::AddFOp>(loc, base, x));
+            });
+          }
+        });
+      }
+    };
+    ifThen(
+        nb, full,
+        [&](OpBuilder &fb) {
+          ifThen(
+              fb, first, [&](OpBuilder &sb) { storeAll(sb, false); },
+              [&](OpBuilder &sb) { storeAll(sb, true); });
+        },
+        [&](OpBuilder &eb) { storeMasked(eb); });
+  }
+
+  void unit(OpBuilder &nb, Value t, const GemmEpilogue &epilogue) {
+    const int64_t MR = cfg.mr, NR = cfg.nr;
+    Value bIdx = nb.create<arith::DivUIOp>(loc, t, idx(nb, mt * nt));
+    Value r = nb.create<arith::RemUIOp>(loc, t, idx(nb, mt * nt));
+    Value n0 = mul(nb, nb.create<arith::DivUIOp>(loc, r, idx(nb, mt)), idx(nb, NC));
+    Value m0 = mul(nb, nb.create<arith::RemUIOp>(loc, r, idx(nb, mt)), idx(nb, MC));
+    Value n1 = min(nb, add(nb, n0, idx(nb, NC)), idx(nb, N));
+    Value m1 = min(nb, add(nb, m0, idx(nb, MC)), idx(nb, M));
+    auto f32 = nb.getF32Type();
+    // The scratch lives for one unit: stack memory of the running thread.
+    auto scope = nb.create<memref::AllocaScopeOp>(loc, TypeRange{});
+    {
+      OpBuilder sb = OpBuilder::atBlockBegin(&scope.getBodyRegion().emplaceBlock());
+      Value Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({MC * KC}, f32), sb.getI64IntegerAttr(64));
+      Value Bp = sb.create<memref::AllocaOp>(loc, MemRefType::get({KC * NC}, f32), sb.getI64IntegerAttr(64));
+      loop(sb, idx(sb, 0), idx(sb, K), KC, [&](OpBuilder &kb, Value pc) {
+        Value kc = min(kb, idx(kb, KC), sub(kb, idx(kb, K), pc));
+        Value first = eq(kb, pc, idx(kb, 0));
+        packB(kb, Bp, bIdx, pc, kc, n0, n1);
+        packA(kb, Ap, bIdx, pc, kc, m0, m1);
+        loop(kb, idx(kb, 0), sub(kb, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
+          Value bBase = mul(qb, qn, idx(qb, KC));
+          loop(qb, idx(qb, 0), sub(qb, m1, m0), MR, [&](OpBuilder &pb, Value pm) {
+            Value aBase = mul(pb, pm, idx(pb, KC));
+            microKernel(pb, Ap, Bp, aBase, bBase, kc, bIdx, add(pb, m0, pm), add(pb, n0, qn), first);
+          });
+        });
+      });
+      if (epilogue)
+        epilogue(sb, loc, bIdx, m0, m1, n0, n1);
+      sb.create<memref::AllocaScopeReturnOp>(loc);
+    }
+  }
+};
+
+} // namespace
+
+GemmConfig GemmConfig::forVectorWidth(int64_t vectorWidth) {
+  GemmConfig c;
+  if (vectorWidth >= 16) {
+    // 32 registers: 12 x 32 accumulators in 24, two B vectors, a broadcast.
+    c.vl = 16, c.mr = 12, c.nr = 32, c.mc = 96, c.nc = 256, c.kc = 256;
+  } else if (vectorWidth <= 4) {
+    // 16 registers of 4: 6 x 8 in 12.
+    c.vl = 4, c.mr = 6, c.nr = 8, c.mc = 72, c.nc = 256, c.kc = 256;
+  }
+  if (const char *env = std::getenv("SOMA_GEMM")) // tuning experiments
+    std::sscanf(env, "%ld,%ld,%ld,%ld,%ld,%ld", &c.vl, &c.mr, &c.nr, &c.mc, &c.nc, &c.kc);
+  return c;
+}
+
+GemmOperand GemmOperand::of(Value memref, bool transposed) {
+  GemmOperand op;
+  op.memref = memref;
+  op.transposed = transposed;
+  auto shape = cast<MemRefType>(memref.getType()).getShape();
+  op.shape = {shape[0], shape[1], shape[2]};
+  return op;
+}
+
+void emitGemm(OpBuilder &b, Location loc, const GemmOperand &A, const GemmOperand &B, Value C,
+              const GemmConfig &cfg, const GemmEpilogue &epilogue) {
+  auto cs = cast<MemRefType>(C.getType()).getShape();
+  int64_t K = A.transposed ? A.shape[1] : A.shape[2];
+  GemmEmitter e{b, loc, A, B, C, A.transposed, B.transposed, cfg, cs[0], cs[1], cs[2], K};
+  e.vec = VectorType::get({cfg.vl}, b.getF32Type());
+  if (K == 0) {
+    // An empty sum: C = 0 (then the epilogue over all of C).
+    Value zero = e.zeroF(b);
+    e.loop(b, e.idx(b, 0), e.idx(b, e.batch), 1, [&](OpBuilder &bb, Value bi) {
+      e.loop(bb, e.idx(bb, 0), e.idx(bb, e.M), 1, [&](OpBuilder &mb, Value m) {
+        e.loop(mb, e.idx(mb, 0), e.idx(mb, e.N), 1, [&](OpBuilder &xb, Value n) {
+          xb.create<memref::StoreOp>(loc, zero, C, ValueRange{bi, m, n});
+        });
+      });
+      if (epilogue)
+        epilogue(bb, loc, bi, e.idx(bb, 0), e.idx(bb, e.M), e.idx(bb, 0), e.idx(bb, e.N));
+    });
+    return;
+  }
+  e.chooseBlocks();
+  auto outer = b.create<scf::ForOp>(loc, e.idx(b, 0), e.idx(b, e.units), e.idx(b, 1), ValueRange{},
+                                    [&](OpBuilder &fb, Location, Value t, ValueRange) {
+                                      e.unit(fb, t, epilogue);
+                                      fb.create<scf::YieldOp>(loc);
+                                    });
+  if (e.units > 1)
+    outer->setAttr(kParallelWorkAttr, b.getI64IntegerAttr(e.work()));
+}
+
+} // namespace soma
