@@ -220,7 +220,7 @@ void listKernels(ModuleOp m, CompileReport *report, size_t first) {
             k.flops += matmulFlops(mm);
           else if (ir::isReduction(&inner))
             k.flops += numel(inner.getOperand(0)); // one per element reduced
-          else if (!isa<ir::ConstantOp>(inner))
+          else if (!isa<ir::ConstantOp, ir::Im2colOp, ir::ReshapeOp>(inner)) // gathers move data
             k.flops += numel(inner.getResult(0));
       } else if (op.getNumResults() == 1 && !isa<ir::Im2colOp, ir::TransposeOp, ir::PadOp, ir::SliceOp,
                                                    ir::ConcatOp, ir::BroadcastToOp>(op)) {

@@ -17,7 +17,8 @@
 // Transposed operands cost nothing: only the packing reads them another way.
 // Packing pads the edges with zeros, so the micro-kernel always runs the full
 // MR x NR tile; only the stores of edge tiles are masked. Each unit packs its
-// own panels into stack scratch, so units are independent and the result
+// own panels into stack scratch (llvm.intr.stacksave / stackrestore around
+// it), so units are independent and the result
 // does not depend on the number of threads (the summation order is fixed:
 // k within a block, then blocks in order).
 //
@@ -26,9 +27,12 @@
 #include "soma/Compiler/Lowering.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/BuiltinOps.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -40,6 +44,7 @@ namespace soma {
 namespace {
 
 struct GemmEmitter {
+  ModuleOp module; // where the shared tile function goes
   OpBuilder &b;
   Location loc;
   const GemmOperand &A, &B;
@@ -102,7 +107,41 @@ struct GemmEmitter {
   Value load(OpBuilder &nb, const GemmOperand &op, Value bIdx, Value i, Value j) {
     if (op.element)
       return op.element(nb, loc, bIdx, i, j);
+    if (op.parts)
+      return op.combine(nb, loc, op.rowPart(nb, loc, bIdx, i), op.colPart(nb, loc, bIdx, j));
     return nb.create<memref::LoadOp>(loc, op.memref, ValueRange{bIdx, i, j});
+  }
+
+  /// B given in parts: per block of K, the parts of its k index (rows of B,
+  /// or columns when transposed) into scratch S once; per panel column
+  /// the other index's parts once; then each element combines them.
+  void packPartsB(OpBuilder &qb, Value Bp, Value S, Value bIdx, Value pc, Value kc, Value n, Value valid,
+                  function_ref<Value(OpBuilder &, Value, Value)> dst) {
+    const int64_t NR = cfg.nr, P = B.parts;
+    Value zero = idx(qb, 0);
+    loop(qb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
+      SmallVector<Value, 4> other = tb ? B.rowPart(jb, loc, bIdx, add(jb, n, j)) : B.colPart(jb, loc, bIdx, add(jb, n, j));
+      loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+        SmallVector<Value, 4> mine;
+        for (int64_t t = 0; t < P; ++t)
+          mine.push_back(kb.create<memref::LoadOp>(loc, S, ValueRange{add(kb, idx(kb, t * cfg.kc), k)}));
+        Value x = tb ? B.combine(kb, loc, other, mine) : B.combine(kb, loc, mine, other);
+        kb.create<memref::StoreOp>(loc, x, Bp, ValueRange{dst(kb, k, j)});
+      });
+    });
+    loop(qb, valid, idx(qb, NR), 1, [&](OpBuilder &jb, Value j) {
+      loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+        kb.create<memref::StoreOp>(loc, zeroF(kb), Bp, ValueRange{dst(kb, k, j)});
+      });
+    });
+  }
+
+  void fillParts(OpBuilder &nb, Value S, Value bIdx, Value pc, Value kc) {
+    loop(nb, idx(nb, 0), kc, 1, [&](OpBuilder &kb, Value k) {
+      SmallVector<Value, 4> v = tb ? B.colPart(kb, loc, bIdx, add(kb, pc, k)) : B.rowPart(kb, loc, bIdx, add(kb, pc, k));
+      for (int64_t t = 0; t < B.parts; ++t)
+        kb.create<memref::StoreOp>(loc, v[t], S, ValueRange{add(kb, idx(kb, t * cfg.kc), k)});
+    });
   }
 
   void chooseBlocks() {
@@ -133,9 +172,11 @@ struct GemmEmitter {
   }
 
   /// Bp[(q * KC + k) * NR + j] = op(B)[pc + k, n0 + q * NR + j], zero beyond N.
-  void packB(OpBuilder &nb, Value Bp, Value bIdx, Value pc, Value kc, Value n0, Value n1) {
+  void packB(OpBuilder &nb, Value Bp, Value S, Value bIdx, Value pc, Value kc, Value n0, Value n1) {
     const int64_t NR = cfg.nr, VL = cfg.vl;
     Value zero = idx(nb, 0);
+    if (B.parts)
+      fillParts(nb, S, bIdx, pc, kc);
     loop(nb, zero, sub(nb, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
       // qn = q * NR
       Value n = add(qb, n0, qn);
@@ -144,7 +185,9 @@ struct GemmEmitter {
       auto dst = [&](OpBuilder &xb, Value k, Value j) {
         return add(xb, add(xb, base, mul(xb, k, idx(xb, NR))), j);
       };
-      if (!tb && !B.element) {
+      if (B.parts) {
+        packPartsB(qb, Bp, S, bIdx, pc, kc, n, valid, dst);
+      } else if (!tb && !B.computed()) {
         ifThen(
             qb, eq(qb, valid, idx(qb, NR)),
             [&](OpBuilder &fb) {
@@ -236,11 +279,28 @@ struct GemmEmitter {
     });
   }
 
-  /// The MR x NR tile at (m, n) from panels (aBase, bBase) over kc; written
-  /// to C (first block) or added to it.
-  void microKernel(OpBuilder &nb, Value Ap, Value Bp, Value aBase, Value bBase, Value kc, Value bIdx,
-                   Value m, Value n, Value first) {
+  /// The register tile as a function shared by every GEMM of the module
+  /// with this blocking (compiled once): T[MR x NR] = the panels' product
+  /// over kc, with Ap and Bp at their full scratch sizes.
+  func::FuncOp tileFunction() {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
+    std::string name = "soma_gemm_tile_" + std::to_string(MR) + "x" + std::to_string(NR) + "_v" +
+                       std::to_string(VL) + "_a" + std::to_string(cfg.mc * cfg.kc) + "_b" +
+                       std::to_string(cfg.kc * cfg.nc);
+    if (auto fn = module.lookupSymbol<func::FuncOp>(name))
+      return fn;
+    Type f32 = b.getF32Type(), index = b.getIndexType();
+    SmallVector<Type> args{MemRefType::get({cfg.mc * cfg.kc}, f32), MemRefType::get({cfg.kc * cfg.nc}, f32),
+                           index, index, index, MemRefType::get({MR * NR}, f32)};
+    OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+    auto fn = mb.create<func::FuncOp>(loc, name, mb.getFunctionType(args, {}));
+    fn.setPrivate();
+    // Kept out of line: one copy of the tile's code however many GEMMs.
+    fn->setAttr("passthrough", mb.getArrayAttr({mb.getStringAttr("noinline")}));
+    Block *entry = fn.addEntryBlock();
+    OpBuilder nb = OpBuilder::atBlockEnd(entry);
+    Value Ap = entry->getArgument(0), Bp = entry->getArgument(1), aBase = entry->getArgument(2),
+          bBase = entry->getArgument(3), kc = entry->getArgument(4), T = entry->getArgument(5);
     Value zeroVec = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
     SmallVector<Value> init(MR * NV, zeroVec);
     auto kloop = nb.create<scf::ForOp>(
@@ -259,52 +319,39 @@ struct GemmEmitter {
           }
           kb.create<scf::YieldOp>(loc, next);
         });
-    ValueRange acc = kloop.getResults();
-    // Full tile: plain vector stores; edge tile: rows guarded, columns masked.
-    Value full = nb.create<arith::AndIOp>(loc, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sle,
-                                                                        add(nb, m, idx(nb, MR)), idx(nb, M)),
-                                          nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sle,
-                                                                   add(nb, n, idx(nb, NR)), idx(nb, N)));
-    auto storeAll = [&](OpBuilder &sb, bool accumulate) {
-      for (int64_t i = 0; i < MR; ++i)
-        for (int64_t v = 0; v < NV; ++v) {
-          SmallVector<Value, 3> at{bIdx, add(sb, m, idx(sb, i)), add(sb, n, idx(sb, v * VL))};
-          Value x = acc[i * NV + v];
-          if (accumulate)
-            x = sb.create<arith::AddFOp>(loc, sb.create<vector::LoadOp>(loc, vec, C, at), x);
-          sb.create<vector::StoreOp>(loc, x, C, at);
-        }
-    };
-    auto storeMasked = [&](OpBuilder &sb) {
-      Value zv = sb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, sb.getF32FloatAttr(0.0f)));
-      VectorType maskType = VectorType::get({VL}, sb.getI1Type());
-      for (int64_t i = 0; i < MR; ++i) {
-        Value row = add(sb, m, idx(sb, i));
-        ifThen(sb, lt(sb, row, idx(sb, M)), [&](OpBuilder &rb) {
-          for (int64_t v = 0; v < NV; ++v) {
-            Value col = add(rb, n, idx(rb, v * VL));
-            ifThen(rb, lt(rb, col, idx(rb, N)), [&](OpBuilder &cb) {
-              Value count = min(cb, idx(cb, VL), sub(cb, idx(cb, N), col));
-              Value mask = cb.create<vector::CreateMaskOp>(loc, maskType, ValueRange{count});
-              SmallVector<Value, 3> at{bIdx, row, col};
-              Value x = acc[i * NV + v];
-              Value old = cb.create<vector::MaskedLoadOp>(loc, vec, C, at, mask, zv);
-              // The first block must not add what C held before.
-              Value base = cb.create<arith::SelectOp>(loc, first, zv, old);
-              cb.create<vector::MaskedStoreOp>(loc, C, at, mask, cb.create<arith::AddFOp>(loc, base, x));
-            });
-          }
+    for (int64_t i = 0; i < MR; ++i)
+      for (int64_t v = 0; v < NV; ++v)
+        nb.create<vector::StoreOp>(loc, kloop.getResult(i * NV + v), T, ValueRange{idx(nb, i * NR + v * VL)});
+    nb.create<func::ReturnOp>(loc);
+    return fn;
+  }
+
+  /// The MR x NR tile at (m, n) from panels (aBase, bBase) over kc, through
+  /// the tile buffer T; written to C (first block) or added to it, with
+  /// masks at the edges (rows beyond M skipped, columns beyond N masked).
+  void microKernel(OpBuilder &nb, Value Ap, Value Bp, Value T, Value aBase, Value bBase, Value kc,
+                   Value bIdx, Value m, Value n, Value first) {
+    const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
+    nb.create<func::CallOp>(loc, tileFunction(), ValueRange{Ap, Bp, aBase, bBase, kc, T});
+    Value zv = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
+    VectorType maskType = VectorType::get({VL}, nb.getI1Type());
+    Value rows = min(nb, idx(nb, MR), sub(nb, idx(nb, M), m));
+    loop(nb, idx(nb, 0), rows, 1, [&](OpBuilder &rb, Value i) {
+      Value row = add(rb, m, i);
+      for (int64_t v = 0; v < NV; ++v) {
+        Value col = add(rb, n, idx(rb, v * VL));
+        ifThen(rb, lt(rb, col, idx(rb, N)), [&](OpBuilder &cb) {
+          Value count = min(cb, idx(cb, VL), sub(cb, idx(cb, N), col));
+          Value mask = cb.create<vector::CreateMaskOp>(loc, maskType, ValueRange{count});
+          SmallVector<Value, 3> at{bIdx, row, col};
+          Value x = cb.create<vector::LoadOp>(loc, vec, T, ValueRange{add(cb, mul(cb, i, idx(cb, NR)), idx(cb, v * VL))});
+          Value old = cb.create<vector::MaskedLoadOp>(loc, vec, C, at, mask, zv);
+          // The first block must not add what C held before.
+          Value base = cb.create<arith::SelectOp>(loc, first, zv, old);
+          cb.create<vector::MaskedStoreOp>(loc, C, at, mask, cb.create<arith::AddFOp>(loc, base, x));
         });
       }
-    };
-    ifThen(
-        nb, full,
-        [&](OpBuilder &fb) {
-          ifThen(
-              fb, first, [&](OpBuilder &sb) { storeAll(sb, false); },
-              [&](OpBuilder &sb) { storeAll(sb, true); });
-        },
-        [&](OpBuilder &eb) { storeMasked(eb); });
+    });
   }
 
   void unit(OpBuilder &nb, Value t, const GemmEpilogue &epilogue) {
@@ -316,28 +363,37 @@ struct GemmEmitter {
     Value n1 = min(nb, add(nb, n0, idx(nb, NC)), idx(nb, N));
     Value m1 = min(nb, add(nb, m0, idx(nb, MC)), idx(nb, M));
     auto f32 = nb.getF32Type();
-    // The scratch lives for one unit: stack memory of the running thread.
-    auto scope = nb.create<memref::AllocaScopeOp>(loc, TypeRange{});
+    // The scratch lives for one unit: stack memory of the running thread,
+    // released after the unit by restoring the stack pointer. (Not a
+    // memref.alloca_scope: the canonicalizer hoists a scope's allocas into
+    // the enclosing loop body, and a sequential loop then grows the stack
+    // by the scratch on every unit.)
     {
-      OpBuilder sb = OpBuilder::atBlockBegin(&scope.getBodyRegion().emplaceBlock());
-      Value Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({MC * KC}, f32), sb.getI64IntegerAttr(64));
-      Value Bp = sb.create<memref::AllocaOp>(loc, MemRefType::get({KC * NC}, f32), sb.getI64IntegerAttr(64));
+      OpBuilder &sb = nb;
+      Value stack = sb.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(sb.getContext()));
+      // Full-size scratch, the tile function's types (the blocks may be smaller).
+      Value Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32), sb.getI64IntegerAttr(64));
+      Value Bp = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.kc * cfg.nc}, f32), sb.getI64IntegerAttr(64));
+      Value T = sb.create<memref::AllocaOp>(loc, MemRefType::get({MR * NR}, f32), sb.getI64IntegerAttr(64));
+      Value S = B.parts ? Value(sb.create<memref::AllocaOp>(
+                              loc, MemRefType::get({B.parts * cfg.kc}, sb.getIndexType()), sb.getI64IntegerAttr(64)))
+                        : Value();
       loop(sb, idx(sb, 0), idx(sb, K), KC, [&](OpBuilder &kb, Value pc) {
         Value kc = min(kb, idx(kb, KC), sub(kb, idx(kb, K), pc));
         Value first = eq(kb, pc, idx(kb, 0));
-        packB(kb, Bp, bIdx, pc, kc, n0, n1);
+        packB(kb, Bp, S, bIdx, pc, kc, n0, n1);
         packA(kb, Ap, bIdx, pc, kc, m0, m1);
         loop(kb, idx(kb, 0), sub(kb, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
           Value bBase = mul(qb, qn, idx(qb, KC));
           loop(qb, idx(qb, 0), sub(qb, m1, m0), MR, [&](OpBuilder &pb, Value pm) {
             Value aBase = mul(pb, pm, idx(pb, KC));
-            microKernel(pb, Ap, Bp, aBase, bBase, kc, bIdx, add(pb, m0, pm), add(pb, n0, qn), first);
+            microKernel(pb, Ap, Bp, T, aBase, bBase, kc, bIdx, add(pb, m0, pm), add(pb, n0, qn), first);
           });
         });
       });
+      sb.create<LLVM::StackRestoreOp>(loc, stack);
       if (epilogue)
         epilogue(sb, loc, bIdx, m0, m1, n0, n1);
-      sb.create<memref::AllocaScopeReturnOp>(loc);
     }
   }
 };
@@ -367,11 +423,11 @@ GemmOperand GemmOperand::of(Value memref, bool transposed) {
   return op;
 }
 
-void emitGemm(OpBuilder &b, Location loc, const GemmOperand &A, const GemmOperand &B, Value C,
-              const GemmConfig &cfg, const GemmEpilogue &epilogue) {
+void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A, const GemmOperand &B,
+              Value C, const GemmConfig &cfg, const GemmEpilogue &epilogue) {
   auto cs = cast<MemRefType>(C.getType()).getShape();
   int64_t K = A.transposed ? A.shape[1] : A.shape[2];
-  GemmEmitter e{b, loc, A, B, C, A.transposed, B.transposed, cfg, cs[0], cs[1], cs[2], K};
+  GemmEmitter e{module, b, loc, A, B, C, A.transposed, B.transposed, cfg, cs[0], cs[1], cs[2], K};
   e.vec = VectorType::get({cfg.vl}, b.getF32Type());
   if (K == 0) {
     // An empty sum: C = 0 (then the epilogue over all of C).

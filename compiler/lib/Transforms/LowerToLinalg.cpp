@@ -26,6 +26,7 @@
 #include "llvm/ADT/TypeSwitch.h"
 
 #include <cmath>
+#include <memory>
 #include <limits>
 
 namespace soma {
@@ -490,7 +491,7 @@ LogicalResult GraphLowering::lowerMatmul(MatmulOp op) {
   Location loc = op.getLoc();
   Value out = resultBuffer(op.getResult());
   Value A = asRank3(b, loc, buffers[op.getLhs()]), B = asRank3(b, loc, buffers[op.getRhs()]);
-  emitGemm(b, loc, GemmOperand::of(A, op.getTransposeA()), GemmOperand::of(B, op.getTransposeB()),
+  emitGemm(module, b, loc, GemmOperand::of(A, op.getTransposeA()), GemmOperand::of(B, op.getTransposeB()),
            asRank3(b, loc, out), gemmConfig);
   buffers[op.getResult()] = out;
   return success();
@@ -725,33 +726,52 @@ static int64_t windowCount(int64_t n, int64_t k, int64_t s, int64_t lo, int64_t 
   return (n + lo + hi - d * (k - 1) - 1) / s + 1;
 }
 
-/// Element [r, q] of im2col(x) with r = (c, u, v) and q = (n, i, j):
-///   x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw], or pad_value outside.
-static Value im2colElement(OpBuilder &nb, Location l, Im2colOp op, Value x, Value r, Value q) {
-  auto xs = cast<MemRefType>(x.getType()).getShape();
-  ArrayRef<int64_t> k = op.getKernel(), st = op.getStride(), pad = op.getPadding(), dil = op.getDilation();
-  int64_t oh = windowCount(xs[2], k[0], st[0], pad[0], pad[2], dil[0]);
-  int64_t ow = windowCount(xs[3], k[1], st[1], pad[1], pad[3], dil[1]);
-  auto c = [&](int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
-  auto div = [&](Value a, int64_t d) { return Value(nb.create<arith::DivUIOp>(l, a, c(d))); };
-  auto rem = [&](Value a, int64_t d) { return Value(nb.create<arith::RemUIOp>(l, a, c(d))); };
-  auto mul = [&](Value a, int64_t d) { return Value(nb.create<arith::MulIOp>(l, a, c(d))); };
-  auto add = [&](Value a, Value b2) { return Value(nb.create<arith::AddIOp>(l, a, b2)); };
-  Value ch = div(r, k[0] * k[1]), u = rem(div(r, k[1]), k[0]), v = rem(r, k[1]);
-  Value n = div(q, oh * ow), i = rem(div(q, ow), oh), j = rem(q, ow);
-  // ih = i*sh + u*dh - pt, computed in signed arithmetic.
-  Value ih = nb.create<arith::SubIOp>(l, add(mul(i, st[0]), mul(u, dil[0])), c(pad[0]));
-  Value iw = nb.create<arith::SubIOp>(l, add(mul(j, st[1]), mul(v, dil[1])), c(pad[1]));
-  auto inRange = [&](Value a, int64_t hi) {
-    return Value(nb.create<arith::AndIOp>(l, nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sge, a, c(0)),
-                                          nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::slt, a, c(hi))));
-  };
-  Value ok = nb.create<arith::AndIOp>(l, inRange(ih, xs[2]), inRange(iw, xs[3]));
-  Value sh = nb.create<arith::SelectOp>(l, ok, ih, c(0));
-  Value sw = nb.create<arith::SelectOp>(l, ok, iw, c(0));
-  Value val = nb.create<memref::LoadOp>(l, x, ValueRange{n, ch, sh, sw});
-  return nb.create<arith::SelectOp>(l, ok, val, f32Const(nb, l, op.getPadValue().convertToDouble()));
-}
+/// The elements of im2col(x): [r, q] with r = (c, u, v) and q = (n, i, j) is
+///   x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw], or pad_value outside,
+/// computed from a part that depends on the row only, {c, u*dh, v*dw}, and
+/// one that depends on the column only, {n, i*sh - pt, j*sw - pl}.
+struct Im2colParts {
+  mutable Im2colOp op; // (the generated accessors are not const)
+  Value x;
+  int64_t oh, ow;
+  Im2colParts(Im2colOp op, Value x) : op(op), x(x) {
+    auto xs = cast<MemRefType>(x.getType()).getShape();
+    ArrayRef<int64_t> k = op.getKernel(), st = op.getStride(), pad = op.getPadding(), dil = op.getDilation();
+    oh = windowCount(xs[2], k[0], st[0], pad[0], pad[2], dil[0]);
+    ow = windowCount(xs[3], k[1], st[1], pad[1], pad[3], dil[1]);
+  }
+  static Value c(OpBuilder &nb, Location l, int64_t v) { return nb.create<arith::ConstantIndexOp>(l, v); }
+  SmallVector<Value, 4> row(OpBuilder &nb, Location l, Value r) const {
+    ArrayRef<int64_t> k = op.getKernel(), dil = op.getDilation();
+    Value ch = nb.create<arith::DivUIOp>(l, r, c(nb, l, k[0] * k[1]));
+    Value u = nb.create<arith::RemUIOp>(l, nb.create<arith::DivUIOp>(l, r, c(nb, l, k[1])), c(nb, l, k[0]));
+    Value v = nb.create<arith::RemUIOp>(l, r, c(nb, l, k[1]));
+    return {ch, nb.create<arith::MulIOp>(l, u, c(nb, l, dil[0])), nb.create<arith::MulIOp>(l, v, c(nb, l, dil[1]))};
+  }
+  SmallVector<Value, 4> col(OpBuilder &nb, Location l, Value q) const {
+    ArrayRef<int64_t> st = op.getStride(), pad = op.getPadding();
+    Value n = nb.create<arith::DivUIOp>(l, q, c(nb, l, oh * ow));
+    Value i = nb.create<arith::RemUIOp>(l, nb.create<arith::DivUIOp>(l, q, c(nb, l, ow)), c(nb, l, oh));
+    Value j = nb.create<arith::RemUIOp>(l, q, c(nb, l, ow));
+    // Signed: the window's origin is negative in the padding.
+    return {n, nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, i, c(nb, l, st[0])), c(nb, l, pad[0])),
+            nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, j, c(nb, l, st[1])), c(nb, l, pad[1]))};
+  }
+  Value combine(OpBuilder &nb, Location l, ValueRange rowPart, ValueRange colPart) const {
+    auto xs = cast<MemRefType>(x.getType()).getShape();
+    Value ih = nb.create<arith::AddIOp>(l, colPart[1], rowPart[1]);
+    Value iw = nb.create<arith::AddIOp>(l, colPart[2], rowPart[2]);
+    // 0 <= a < hi as one unsigned comparison.
+    auto inRange = [&](Value a, int64_t hi) {
+      return nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::ult, a, c(nb, l, hi));
+    };
+    Value ok = nb.create<arith::AndIOp>(l, inRange(ih, xs[2]), inRange(iw, xs[3]));
+    Value sh = nb.create<arith::SelectOp>(l, ok, ih, c(nb, l, 0));
+    Value sw = nb.create<arith::SelectOp>(l, ok, iw, c(nb, l, 0));
+    Value val = nb.create<memref::LoadOp>(l, x, ValueRange{colPart[0], rowPart[0], sh, sw});
+    return nb.create<arith::SelectOp>(l, ok, val, f32Const(nb, l, op.getPadValue().convertToDouble()));
+  }
+};
 
 LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
   Location loc = op.getLoc();
@@ -763,7 +783,8 @@ LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
       SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
       [&](OpBuilder &nb, Location l, ValueRange) {
         Value r = nb.create<linalg::IndexOp>(l, 0), q = nb.create<linalg::IndexOp>(l, 1);
-        nb.create<linalg::YieldOp>(l, im2colElement(nb, l, op, x, r, q));
+        Im2colParts parts(op, x);
+        nb.create<linalg::YieldOp>(l, parts.combine(nb, l, parts.row(nb, l, r), parts.col(nb, l, q)));
       });
   buffers[op.getResult()] = out;
   return success();
@@ -1018,11 +1039,18 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     op.transposed = transposed;
     auto shape = cast<RankedTensorType>(v.getType()).getShape();
     op.shape = {shape[0], shape[1], shape[2]};
+    // Row i of group g is row g * R + i of the columns.
     int64_t rows = shape[1];
-    op.element = [cols, image, rows](OpBuilder &nb, Location l, Value g, Value i, Value j) {
+    auto parts = std::make_shared<Im2colParts>(cols, image);
+    op.parts = 3;
+    op.rowPart = [parts, rows](OpBuilder &nb, Location l, Value g, Value i) {
       Value r = nb.create<arith::AddIOp>(
           l, nb.create<arith::MulIOp>(l, g, nb.create<arith::ConstantIndexOp>(l, rows)), i);
-      return im2colElement(nb, l, cols, image, r, j);
+      return parts->row(nb, l, r);
+    };
+    op.colPart = [parts](OpBuilder &nb, Location l, Value, Value j) { return parts->col(nb, l, j); };
+    op.combine = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col) {
+      return parts->combine(nb, l, row, col);
     };
     return op;
   };
@@ -1094,7 +1122,7 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     });
   };
   bool anyEpilogue = llvm::any_of(body.getTerminator()->getOperands(), [&](Value v) { return v != mm.getResult(); });
-  emitGemm(b, loc, A, B, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
+  emitGemm(module, b, loc, A, B, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
   for (auto [r, o] : llvm::zip(op.getResults(), outs))
     buffers[r] = o;
   return status;

@@ -1,9 +1,10 @@
-// RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops))' | FileCheck %s
+// RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=16384}))' | FileCheck %s
 // RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=16}))' | FileCheck %s --check-prefix=G16
 // RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=17}))' | FileCheck %s --check-prefix=G17
 
 // soma-linalg-to-loops: a linalg op with at least `grain` iteration points
-// (default 16384) and at least one parallel dimension becomes an
+// (default 131072; the CHECK lines run with 16384) and at least one
+// parallel dimension becomes an
 // scf.parallel over its parallel dimensions (reductions stay scf.for inside);
 // anything else becomes a sequential scf.for nest.
 

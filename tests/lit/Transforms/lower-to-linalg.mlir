@@ -26,6 +26,9 @@
 //       CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[L]] : memref<f32>)
 //       CHECK: return{{$}}
 //   CHECK-NOT: soma.
+// The only other function: the GEMM's register tile.
+//       CHECK: func.func private @soma_gemm_tile_
+//   CHECK-NOT: soma.
 //   CHECK-NOT: func.func
 func.func @abi(%w: tensor<3x2xf32> {soma.param = "w", soma.init = {kind = "zeros"}}, %x: tensor<4x3xf32> {soma.input = "x"},
                %b: tensor<2xf32> {soma.param = "b"}, %y: tensor<4xi32> {soma.input = "y"})
@@ -156,37 +159,45 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 
 // matmul: the packed GEMM (Gemm.cpp) over rank-3 views [batch, rows, cols].
 // A loop over units (batch, row block, column block); per unit, stack
-// scratch for the packed panels (A: 6 rows x 3 k = 18 floats, B: 3 k x 16
-// columns = 48, zero-padded); per block of K, B packed (whole 16-column
-// panels as vectors, edge panels element by element) and A packed; then
-// the 6 x 16 register tile: a k loop carrying 12 vectors of 8 floats,
-// updated by vector.fma with a broadcast element of A, and stored to C:
-// plain vector stores for full tiles, masked stores at the edges.
+// scratch at the blocking's full size (A panels 72 x 256 = 18432 floats,
+// B panels 256 x 256 = 65536, the 6 x 16 tile T = 96); per block of K, B
+// packed into panels of 16 columns (whole panels as vectors, edge panels
+// element by element, zero padded) and A into panels of 6 rows; then per
+// tile a call of the register tile, a private function shared by every
+// GEMM of the module: a k loop carrying 12 vectors of 8 floats updated by
+// vector.fma with a broadcast element of A, stored into T. The caller adds
+// T into C row by row (rows beyond M skipped, columns beyond N masked).
 // CHECK-LABEL: func.func @matmul(
 //  CHECK-SAME: %[[A:.*]]: memref<4x3xf32> {soma.input = "a"}, %[[B:.*]]: memref<3x2xf32> {soma.input = "b"}, %[[C:.*]]: memref<4x2xf32> {soma.output = "c"}
 //       CHECK: %[[A3:.*]] = memref.expand_shape %[[A]] {{\[}}[0, 1], [2]] output_shape [1, 4, 3] : memref<4x3xf32> into memref<1x4x3xf32>
 //       CHECK: %[[B3:.*]] = memref.expand_shape %[[B]] {{\[}}[0, 1], [2]] output_shape [1, 3, 2] : memref<3x2xf32> into memref<1x3x2xf32>
 //       CHECK: %[[C3:.*]] = memref.expand_shape %[[C]] {{\[}}[0, 1], [2]] output_shape [1, 4, 2] : memref<4x2xf32> into memref<1x4x2xf32>
 //       CHECK: scf.for
-//       CHECK:   memref.alloca_scope
-//       CHECK:     %[[AP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<18xf32>
-//       CHECK:     %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<48xf32>
+//       CHECK:   %[[SP:.*]] = llvm.intr.stacksave : !llvm.ptr
+//       CHECK:     %[[AP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<18432xf32>
+//       CHECK:     %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<65536xf32>
+//       CHECK:     %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<96xf32>
 //       CHECK:     vector.load %[[B3]]{{.*}} : memref<1x3x2xf32>, vector<8xf32>
 //       CHECK:     vector.store %{{.*}}, %[[BP]]
 //       CHECK:     memref.load %[[B3]]
 //       CHECK:     memref.store %{{.*}}, %[[BP]]
 //       CHECK:     memref.load %[[A3]]
 //       CHECK:     memref.store %{{.*}}, %[[AP]]
-//       CHECK:     scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
-//       CHECK:       vector.load %[[BP]]
-//       CHECK:       memref.load %[[AP]]
-//       CHECK:       vector.broadcast
-//       CHECK:       vector.fma
-//       CHECK:     vector.store %{{.*}}, %[[C3]]
+//       CHECK:     call @[[TILE:soma_gemm_tile_6x16_v8_a18432_b65536]](%[[AP]], %[[BP]], %{{.*}}, %{{.*}}, %{{.*}}, %[[T]])
+//       CHECK:     vector.load %[[T]]
+//       CHECK:     vector.maskedload %[[C3]]
 //       CHECK:     vector.maskedstore %[[C3]]
+//       CHECK:   llvm.intr.stackrestore %[[SP]] : !llvm.ptr
 // One unit: the loop is sequential and not marked for soma-linalg-to-loops.
 //   CHECK-NOT: scf.parallel
 //   CHECK-NOT: soma.parallel_work
+//       CHECK: func.func private @[[TILE]](%{{.*}}: memref<18432xf32>, %{{.*}}: memref<65536xf32>, %{{.*}}: index, %{{.*}}: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<96xf32>) attributes {passthrough = ["noinline"]}
+//       CHECK:   scf.for %{{.*}} = %{{.*}} to %[[KC]] step %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+//       CHECK:     vector.load
+//       CHECK:     memref.load
+//       CHECK:     vector.broadcast
+//       CHECK:     vector.fma
+//       CHECK:   vector.store %{{.*}}, %[[TT]]
 func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
   return %0 : tensor<4x2xf32>
@@ -747,8 +758,8 @@ func.func @update_aliased_by_output(%w: tensor<4xf32> {soma.param = "w"}, %x: te
 // CHECK-LABEL: func.func @epilogue(
 //  CHECK-SAME: %[[X:.*]]: memref<4x3xf32> {soma.input = "x"}, %[[W:.*]]: memref<3x5xf32> {soma.input = "w"}, %[[BIAS:.*]]: memref<5xf32> {soma.input = "b"}, %[[Y:.*]]: memref<4x5xf32> {soma.output = "y"}
 //       CHECK: %[[Y3:.*]] = memref.expand_shape %[[Y]]
-//       CHECK: memref.alloca_scope
-//       CHECK:   vector.fma
+//       CHECK: llvm.intr.stacksave
+//       CHECK:   call @soma_gemm_tile_
 //       CHECK:   vector.maskedstore %[[Y3]]
 //       CHECK:   scf.for %[[M:.*]] =
 //       CHECK:     scf.for %[[N:.*]] =

@@ -12,7 +12,7 @@
 // NONE-NOT: {{(memref|linalg|scf|affine|arith|math|cf|func|bufferization|vector)\.}}
 // NONE-NOT: unrealized_conversion_cast
 
-// A 256x128 graph: the elementwise ops (32768 points, above the default
+// A 1024x128 graph: the elementwise ops (131072 points, the default
 // grain) run in omp.parallel worksharing loops; the constant becomes an
 // llvm.mlir.global; the temporaries live in the workspace pointer.
 // CHECK-LABEL: module @g {
@@ -35,14 +35,14 @@
 //       CHECK: llvm.return
 //       CHECK: llvm.mlir.global private constant @[[CONST]](2.000000e+00 : f32) {{.*}}alignment = 64 : i64} : f32
 module @g {
-  func.func @g(%x: tensor<256x128xf32> {soma.input = "x"}, %b: tensor<128xf32> {soma.param = "b"}, %y: tensor<256xi32> {soma.input = "y"})
-      -> (tensor<256x128xf32> {soma.output = "h"}, tensor<f32> {soma.output = "loss"}) {
+  func.func @g(%x: tensor<1024x128xf32> {soma.input = "x"}, %b: tensor<128xf32> {soma.param = "b"}, %y: tensor<1024xi32> {soma.input = "y"})
+      -> (tensor<1024x128xf32> {soma.output = "h"}, tensor<f32> {soma.output = "loss"}) {
     %k = soma.constant dense<2.0> : tensor<f32>
-    %0 = soma.add %x, %b : tensor<256x128xf32>, tensor<128xf32>
-    %1 = soma.relu %0 : tensor<256x128xf32>
-    %2 = soma.mul %1, %k : tensor<256x128xf32>, tensor<f32>
-    %3 = soma.softmax_cross_entropy %2, %y : (tensor<256x128xf32>, tensor<256xi32>) -> tensor<f32>
-    return %2, %3 : tensor<256x128xf32>, tensor<f32>
+    %0 = soma.add %x, %b : tensor<1024x128xf32>, tensor<128xf32>
+    %1 = soma.relu %0 : tensor<1024x128xf32>
+    %2 = soma.mul %1, %k : tensor<1024x128xf32>, tensor<f32>
+    %3 = soma.softmax_cross_entropy %2, %y : (tensor<1024x128xf32>, tensor<1024xi32>) -> tensor<f32>
+    return %2, %3 : tensor<1024x128xf32>, tensor<f32>
   }
 }
 
@@ -50,9 +50,9 @@ module @g {
 
 // A small graph stays sequential: branches, no OpenMP. The matmul's packed
 // panels are stack scratch (saved and restored around the unit), its
-// register tile is vectors of fused multiply-adds, and this 4x2 product is
-// all edge: masked stores. tanh has no LLVM intrinsic and becomes a call to
-// libm's tanhf.
+// register tile is a private function of vector fused multiply-adds that
+// is never inlined, and this 4x2 product is all edge: masked stores. tanh
+// has no LLVM intrinsic and becomes a call to libm's tanhf.
 // CHECK-LABEL: module @s {
 //       CHECK: llvm.func @tanhf(f32) -> f32
 //       CHECK: llvm.func @s(%arg0: !llvm.ptr {soma.input = "x"}, %arg1: !llvm.ptr {soma.param = "w"}, %arg2: !llvm.ptr {soma.output = "p"}, %arg3: !llvm.ptr {soma.workspace})
@@ -60,9 +60,7 @@ module @g {
 //   CHECK-NOT: omp.
 //       CHECK: llvm.intr.stacksave
 //   CHECK-NOT: omp.
-//       CHECK: llvm.cond_br
-//   CHECK-NOT: omp.
-//       CHECK: llvm.intr.fmuladd
+//       CHECK: llvm.call @soma_gemm_tile_6x16_v8_a18432_b65536
 //   CHECK-NOT: omp.
 //       CHECK: llvm.intr.masked.store
 //   CHECK-NOT: omp.
@@ -71,6 +69,9 @@ module @g {
 //       CHECK: llvm.call @tanhf(%{{.*}}) : (f32) -> f32
 //   CHECK-NOT: omp.
 //       CHECK: llvm.return
+//       CHECK: llvm.func @soma_gemm_tile_6x16_v8_a18432_b65536(
+//  CHECK-SAME: passthrough = ["noinline"]
+//       CHECK: llvm.intr.fmuladd
 module @s {
   func.func @s(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x2xf32> {soma.param = "w"}) -> (tensor<4x2xf32> {soma.output = "p"}) {
     %0 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>

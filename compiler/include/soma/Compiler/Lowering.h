@@ -2,6 +2,7 @@
 #pragma once
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Operation.h"
 
 #include <array>
@@ -26,7 +27,7 @@ mlir::Value emitElementwiseScalar(mlir::OpBuilder &b, mlir::Location loc,
 struct GemmConfig {
   int64_t vl = 8, mr = 6, nr = 16;
   int64_t mc = 72, nc = 256, kc = 256; // A block in L2, B panel in L1
-  int64_t grain = 16384;               // soma-linalg-to-loops' default grain
+  int64_t grain = 131072;              // soma-linalg-to-loops' default grain
   int64_t macs_per_point = 32;         // multiply-adds per point of the grain
   int64_t min_units = 8;               // units for the threads to share
   /// The blocking for vector registers of `vectorWidth` floats: 4 (SSE,
@@ -53,13 +54,29 @@ struct GemmOperand {
   std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value b, mlir::Value i,
                             mlir::Value j)>
       element;
+  /// A computed operand may instead give its element (b, i, j) in two
+  /// parts, `parts` values that depend only on the row (rowPart) and on the
+  /// column (colPart), and their combination: the packing then computes
+  /// each part once per row and per column of a block, not per element
+  /// (for an im2col: the channel and kernel offsets of a row, the image
+  /// and window origin of a column).
+  using Part = std::function<llvm::SmallVector<mlir::Value, 4>(mlir::OpBuilder &, mlir::Location,
+                                                                mlir::Value b, mlir::Value index)>;
+  Part rowPart, colPart;
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::ValueRange row,
+                            mlir::ValueRange col)>
+      combine;
+  int64_t parts = 0;
+  bool computed() const { return element || parts; }
   /// A stored rank-3 memref operand.
   static GemmOperand of(mlir::Value memref, bool transposed);
 };
 
 /// C[b] = op(A[b]) x op(B[b]) (op transposes the last two dimensions of a
 /// transposed operand) into the rank-3 memref C, then `epilogue` per block.
-void emitGemm(mlir::OpBuilder &b, mlir::Location loc, const GemmOperand &A, const GemmOperand &B,
-              mlir::Value C, const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
+/// The register tile is a function in `module`, shared by its GEMMs.
+void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, const GemmOperand &A,
+              const GemmOperand &B, mlir::Value C, const GemmConfig &cfg,
+              const GemmEpilogue &epilogue = {});
 
 } // namespace soma

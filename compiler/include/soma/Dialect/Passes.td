@@ -122,7 +122,7 @@ def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
     "mlir::linalg::LinalgDialect", "mlir::memref::MemRefDialect",
     "mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::func::FuncDialect", "mlir::bufferization::BufferizationDialect",
-    "mlir::scf::SCFDialect", "mlir::vector::VectorDialect"
+    "mlir::scf::SCFDialect", "mlir::vector::VectorDialect", "mlir::LLVM::LLVMDialect"
   ];
 }
 
@@ -152,7 +152,7 @@ def SomaLinalgToLoops : Pass<"soma-linalg-to-loops", "mlir::func::FuncOp"> {
     whole nest) and follow the same rule.
   }];
   let options = [
-    Option<"grain", "grain", "int64_t", /*default=*/"16384",
+    Option<"grain", "grain", "int64_t", /*default=*/"131072",
            "Minimum iteration-space size for a parallel loop">
   ];
   let dependentDialects = ["mlir::scf::SCFDialect", "mlir::affine::AffineDialect",
