@@ -449,6 +449,7 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
     SomaLowerToLinalgOptions lowering;
     lowering.vectorWidth = vectorWidth;
     pm.addPass(createSomaLowerToLinalg(lowering));
+    pm.addPass(createSomaOutlineLoops());
     pm.addPass(createCanonicalizerPass());
   });
   dump.write("lowered", [&] { return printModule(m, false); });

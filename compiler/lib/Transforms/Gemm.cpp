@@ -444,13 +444,19 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
     return;
   }
   e.chooseBlocks();
-  auto outer = b.create<scf::ForOp>(loc, e.idx(b, 0), e.idx(b, e.units), e.idx(b, 1), ValueRange{},
-                                    [&](OpBuilder &fb, Location, Value t, ValueRange) {
-                                      e.unit(fb, t, epilogue);
-                                      fb.create<scf::YieldOp>(loc);
-                                    });
+  // The whole GEMM in a region that soma-outline-loops makes a function of
+  // its own (the code generator's time grows faster than the function).
+  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
+  region->setAttr(kOutlineAttr, b.getStringAttr("gemm"));
+  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  auto outer = rb.create<scf::ForOp>(loc, e.idx(rb, 0), e.idx(rb, e.units), e.idx(rb, 1), ValueRange{},
+                                     [&](OpBuilder &fb, Location, Value t, ValueRange) {
+                                       e.unit(fb, t, epilogue);
+                                       fb.create<scf::YieldOp>(loc);
+                                     });
   if (e.units > 1)
-    outer->setAttr(kParallelWorkAttr, b.getI64IntegerAttr(e.work()));
+    outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(e.work()));
+  rb.create<scf::YieldOp>(loc);
 }
 
 } // namespace soma

@@ -6,11 +6,14 @@
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/Utils/Utils.h"
+#include "mlir/Transforms/RegionUtils.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/Passes.h"
 
 namespace soma {
 #define GEN_PASS_DEF_SOMALINALGTOLOOPS
+#define GEN_PASS_DEF_SOMAOUTLINELOOPS
 #include "soma/Dialect/Passes.h.inc"
 } // namespace soma
 
@@ -83,10 +86,79 @@ struct SomaLinalgToLoopsPass
   }
 };
 
+/// True if `v` can be an argument of an outlined function under the bare
+/// pointer calling convention: a scalar, or a memref of static shape and
+/// identity layout.
+static bool passable(Value v) {
+  if (auto m = dyn_cast<MemRefType>(v.getType()))
+    return m.hasStaticShape() && m.getLayout().isIdentity();
+  return v.getType().isIntOrIndexOrFloat();
+}
+
+struct SomaOutlineLoopsPass : impl::SomaOutlineLoopsBase<SomaOutlineLoopsPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<func::FuncOp> kernels;
+    for (auto fn : module.getOps<func::FuncOp>())
+      if (fn->hasAttr("soma.kernel"))
+        kernels.push_back(fn);
+    IRRewriter rewriter(&getContext());
+    for (func::FuncOp fn : kernels) {
+      unsigned n = 0;
+      auto outline = [&](scf::ExecuteRegionOp region, StringRef what) -> LogicalResult {
+        llvm::SetVector<Value> captured;
+        getUsedValuesDefinedAbove(region->getRegions(), captured);
+        if (!llvm::all_of(captured, passable)) {
+          // Not a function argument: left inline.
+          rewriter.setInsertionPoint(region);
+          return success();
+        }
+        func::CallOp call;
+        std::string name;
+        do
+          name = (fn.getSymName() + "_" + what + Twine(n++)).str();
+        while (module.lookupSymbol(name));
+        auto outlined = outlineSingleBlockRegion(rewriter, region.getLoc(), region.getRegion(), name, &call);
+        if (failed(outlined))
+          return failure();
+        (*outlined)->setAttr("passthrough", rewriter.getArrayAttr({rewriter.getStringAttr("noinline")}));
+        return success();
+      };
+      // Regions the lowering marked (whole GEMMs).
+      SmallVector<scf::ExecuteRegionOp> marked;
+      fn.walk([&](scf::ExecuteRegionOp r) {
+        if (r->hasAttr(kOutlineAttr))
+          marked.push_back(r);
+      });
+      for (scf::ExecuteRegionOp r : marked) {
+        std::string what = r->getAttrOfType<StringAttr>(kOutlineAttr).str();
+        r->removeAttr(kOutlineAttr);
+        if (failed(outline(r, what)))
+          return signalPassFailure();
+      }
+      // Top-level loop nests, each in a region of its own first.
+      SmallVector<scf::ForOp> loops(fn.getBody().front().getOps<scf::ForOp>());
+      for (scf::ForOp loop : loops) {
+        if (loop.getNumResults() != 0 || !llvm::all_of(loop->getOperands(), passable))
+          continue;
+        rewriter.setInsertionPoint(loop);
+        auto region = rewriter.create<scf::ExecuteRegionOp>(loop.getLoc(), TypeRange{});
+        Block *block = rewriter.createBlock(&region.getRegion());
+        rewriter.setInsertionPointToEnd(block);
+        auto yield = rewriter.create<scf::YieldOp>(loop.getLoc());
+        loop->moveBefore(yield);
+        if (failed(outline(region, "loop")))
+          return signalPassFailure();
+      }
+    }
+  }
+};
+
 } // namespace
 
 void buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createSomaLinalgToLoops());
+  pm.addPass(createSomaOutlineLoops());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createConvertSCFToOpenMPPass());
   pm.addPass(createLowerAffinePass());

@@ -12,10 +12,16 @@
 // NONE-NOT: {{(memref|linalg|scf|affine|arith|math|cf|func|bufferization|vector)\.}}
 // NONE-NOT: unrealized_conversion_cast
 
-// A 1024x128 graph: the elementwise ops (131072 points, the default
-// grain) run in omp.parallel worksharing loops; the constant becomes an
-// llvm.mlir.global; the temporaries live in the workspace pointer.
+// A 1024x128 graph: the elementwise ops (131072 points, above the
+// default grain) run in omp.parallel worksharing loops; the constant
+// becomes an llvm.mlir.global; the temporaries live in the workspace
+// pointer. The sequential loop nests (here the cross-entropy's small
+// per-row loops) are functions of their own (soma-outline-loops), called
+// in order, never inlined.
 // CHECK-LABEL: module @g {
+//       CHECK: llvm.func @g_loop{{[0-9]+}}(
+//  CHECK-SAME: passthrough = ["noinline"]
+//       CHECK: llvm.intr.log
 //       CHECK: llvm.func @g(%arg0: !llvm.ptr {soma.input = "x"}, %arg1: !llvm.ptr {soma.input = "y"}, %arg2: !llvm.ptr {soma.param = "b"},
 //  CHECK-SAME: %arg3: !llvm.ptr {soma.output = "h"}, %arg4: !llvm.ptr {soma.output = "loss"}, %arg5: !llvm.ptr {soma.workspace})
 //  CHECK-SAME: attributes {soma.kernel, soma.memory_plan = [{{.*}}], soma.workspace_bytes = {{[0-9]+}} : i64}
@@ -31,7 +37,7 @@
 //       CHECK:       omp.yield
 //       CHECK: omp.parallel {
 //       CHECK:   llvm.intr.maximum
-//       CHECK: llvm.intr.log
+//       CHECK: llvm.call @g_loop{{[0-9]+}}(
 //       CHECK: llvm.return
 //       CHECK: llvm.mlir.global private constant @[[CONST]](2.000000e+00 : f32) {{.*}}alignment = 64 : i64} : f32
 module @g {
@@ -48,15 +54,16 @@ module @g {
 
 // -----
 
-// A small graph stays sequential: branches, no OpenMP. The matmul's packed
-// panels are stack scratch (saved and restored around the unit), its
-// register tile is a private function of vector fused multiply-adds that
-// is never inlined, and this 4x2 product is all edge: masked stores. tanh
-// has no LLVM intrinsic and becomes a call to libm's tanhf.
+// A small graph stays sequential: no OpenMP. The matmul is a function of
+// its own (the whole packed GEMM, soma-outline-loops): its panels are stack
+// scratch saved and restored around the unit, its register tile another
+// function of vector fused multiply-adds, and this 4x2 product is all
+// edge: masked stores. The tanh loop is a function too; tanh has no LLVM
+// intrinsic and becomes a call to libm's tanhf.
 // CHECK-LABEL: module @s {
 //       CHECK: llvm.func @tanhf(f32) -> f32
-//       CHECK: llvm.func @s(%arg0: !llvm.ptr {soma.input = "x"}, %arg1: !llvm.ptr {soma.param = "w"}, %arg2: !llvm.ptr {soma.output = "p"}, %arg3: !llvm.ptr {soma.workspace})
-//  CHECK-SAME: soma.workspace_bytes = 64 : i64
+//       CHECK: llvm.func @[[GEMM:s_gemm[0-9]+]](
+//  CHECK-SAME: passthrough = ["noinline"]
 //   CHECK-NOT: omp.
 //       CHECK: llvm.intr.stacksave
 //   CHECK-NOT: omp.
@@ -65,10 +72,15 @@ module @g {
 //       CHECK: llvm.intr.masked.store
 //   CHECK-NOT: omp.
 //       CHECK: llvm.intr.stackrestore
-//   CHECK-NOT: omp.
+//       CHECK: llvm.func @[[LOOP:s_loop[0-9]+]](
 //       CHECK: llvm.call @tanhf(%{{.*}}) : (f32) -> f32
+//       CHECK: llvm.func @s(%arg0: !llvm.ptr {soma.input = "x"}, %arg1: !llvm.ptr {soma.param = "w"}, %arg2: !llvm.ptr {soma.output = "p"}, %arg3: !llvm.ptr {soma.workspace})
+//  CHECK-SAME: soma.workspace_bytes = 64 : i64
+//  CHECK-NEXT:   llvm.mlir.constant
 //   CHECK-NOT: omp.
-//       CHECK: llvm.return
+//       CHECK:   llvm.call @[[GEMM]](
+//  CHECK-NEXT:   llvm.call @[[LOOP]](
+//  CHECK-NEXT:   llvm.return
 //       CHECK: llvm.func @soma_gemm_tile_6x16_v8_a18432_b65536(
 //  CHECK-SAME: passthrough = ["noinline"]
 //       CHECK: llvm.intr.fmuladd

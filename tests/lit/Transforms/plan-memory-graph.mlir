@@ -4,15 +4,15 @@
 // (output loss). Temporaries: the matmul result %mm (4x2 f32, 32 B) and the
 // cross-entropy's row max %m, row sum %s and per-row loss %row (4 f32,
 // 16 B each). Positions are those of the lowered kernel's top-level ops
-// (%mm is allocated at 0 and read by relu at 8 -- the matmul is a few
-// top-level ops: constants, the tiled loop nest; %m and %s are read by the
-// gather at 18; %row by the final sum at 21):
+// (%mm is allocated at 0 and read by relu at 5 -- the matmul is a few
+// top-level ops: its views and the packed GEMM in one region; %m and %s
+// are read by the gather at 15; %row by the final sum at 18):
 //
-//   pos:  0       8 9       13      17 18     21
-//   %mm   [=======]                                  32 B
-//   %m              [=====================]          16 B
-//   %s                      [=============]          16 B
-//   %row                            [=============]  16 B
+//   pos:  0    5 6      10      14 15     18
+//   %mm   [====]                                     32 B
+//   %m         [=====================]               16 B
+//   %s                  [=============]              16 B
+//   %row                         [=============]     16 B
 //
 //    144                                +-----------+
 //        |                              |   %row    |
@@ -32,7 +32,7 @@
 // CHECK-LABEL: func.func @g(
 //  CHECK-SAME: %[[WS:[a-z0-9]+]]: memref<192xi8> {soma.workspace})
 //  CHECK-SAME: soma.kernel
-//  CHECK-SAME: soma.memory_plan = [array<i64: 0, 32, 0, 8>, array<i64: 0, 16, 9, 18>, array<i64: 64, 16, 13, 18>, array<i64: 128, 16, 17, 21>]
+//  CHECK-SAME: soma.memory_plan = [array<i64: 0, 32, 0, 5>, array<i64: 0, 16, 6, 15>, array<i64: 64, 16, 10, 15>, array<i64: 128, 16, 14, 18>]
 //  CHECK-SAME: soma.workspace_bytes = 192 : i64
 //   CHECK-NOT: memref.alloc
 //       CHECK: memref.view %[[WS]][%{{.*}}][] : memref<192xi8> to memref<4x2xf32>

@@ -152,11 +152,26 @@ def SomaLinalgToLoops : Pass<"soma-linalg-to-loops", "mlir::func::FuncOp"> {
     whole nest) and follow the same rule.
   }];
   let options = [
-    Option<"grain", "grain", "int64_t", /*default=*/"131072",
+    Option<"grain", "grain", "int64_t", /*default=*/"16384",
            "Minimum iteration-space size for a parallel loop">
   ];
   let dependentDialects = ["mlir::scf::SCFDialect", "mlir::affine::AffineDialect",
                            "mlir::memref::MemRefDialect"];
+}
+
+def SomaOutlineLoops : Pass<"soma-outline-loops", "mlir::ModuleOp"> {
+  let summary = "Move each sequential top-level loop nest of a kernel into its own function";
+  let description = [{
+    Runs after soma-linalg-to-loops. Every top-level `scf.for` of a kernel
+    function (`soma.kernel`) whose captured values are scalars or memrefs of
+    static shape and identity layout becomes a call of a private, noinline
+    function holding the nest (the parallel loops are outlined by the OpenMP
+    lowering already). LLVM's code generation is superlinear in the size of
+    a function: one kernel of a whole training step with its sequential
+    loops inline took 14 s to compile for an MLP; one function per nest
+    keeps it linear.
+  }];
+  let dependentDialects = ["mlir::func::FuncDialect", "mlir::scf::SCFDialect"];
 }
 
 #endif // SOMA_PASSES_TD
