@@ -112,38 +112,6 @@ struct GemmEmitter {
     return nb.create<memref::LoadOp>(loc, op.memref, ValueRange{bIdx, i, j});
   }
 
-  /// B given in parts: per block of K, the parts of its k index (rows of B,
-  /// or columns when transposed) into scratch S once; per panel column
-  /// the other index's parts once; then each element combines them.
-  void packPartsB(OpBuilder &qb, Value Bp, Value S, Value bIdx, Value pc, Value kc, Value n, Value valid,
-                  function_ref<Value(OpBuilder &, Value, Value)> dst) {
-    const int64_t NR = cfg.nr, P = B.parts;
-    Value zero = idx(qb, 0);
-    loop(qb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
-      SmallVector<Value, 4> other = tb ? B.rowPart(jb, loc, bIdx, add(jb, n, j)) : B.colPart(jb, loc, bIdx, add(jb, n, j));
-      loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-        SmallVector<Value, 4> mine;
-        for (int64_t t = 0; t < P; ++t)
-          mine.push_back(kb.create<memref::LoadOp>(loc, S, ValueRange{add(kb, idx(kb, t * cfg.kc), k)}));
-        Value x = tb ? B.combine(kb, loc, other, mine) : B.combine(kb, loc, mine, other);
-        kb.create<memref::StoreOp>(loc, x, Bp, ValueRange{dst(kb, k, j)});
-      });
-    });
-    loop(qb, valid, idx(qb, NR), 1, [&](OpBuilder &jb, Value j) {
-      loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-        kb.create<memref::StoreOp>(loc, zeroF(kb), Bp, ValueRange{dst(kb, k, j)});
-      });
-    });
-  }
-
-  void fillParts(OpBuilder &nb, Value S, Value bIdx, Value pc, Value kc) {
-    loop(nb, idx(nb, 0), kc, 1, [&](OpBuilder &kb, Value k) {
-      SmallVector<Value, 4> v = tb ? B.colPart(kb, loc, bIdx, add(kb, pc, k)) : B.rowPart(kb, loc, bIdx, add(kb, pc, k));
-      for (int64_t t = 0; t < B.parts; ++t)
-        kb.create<memref::StoreOp>(loc, v[t], S, ValueRange{add(kb, idx(kb, t * cfg.kc), k)});
-    });
-  }
-
   void chooseBlocks() {
     const int64_t MR = cfg.mr, NR = cfg.nr;
     auto roundUp = [](int64_t v, int64_t m) { return (v + m - 1) / m * m; };
@@ -171,109 +139,81 @@ struct GemmEmitter {
     }
   }
 
-  /// Bp[(q * KC + k) * NR + j] = op(B)[pc + k, n0 + q * NR + j], zero beyond N.
-  void packB(OpBuilder &nb, Value Bp, Value S, Value bIdx, Value pc, Value kc, Value n0, Value n1) {
-    const int64_t NR = cfg.nr, VL = cfg.vl;
+  /// Packs the panels of one operand for a block of K: P[(q * KC + k) * W +
+  /// j] = element (k, lo + q * W + j) of the operand seen as K x (rows or
+  /// columns of C), zero beyond `hi`. B is [K, N] as op(B); A is packed as
+  /// op(A) transposed, [K, M]. `kRows` says whether the stored operand has
+  /// k as its row index (B not transposed, A transposed), so that reads
+  /// run along its contiguous dimension.
+  void pack(OpBuilder &nb, const GemmOperand &X, bool kRows, int64_t W, Value P, Value S, Value bIdx, Value pc,
+            Value kc, Value lo, Value hi) {
+    const int64_t VL = cfg.vl;
     Value zero = idx(nb, 0);
-    if (B.parts)
-      fillParts(nb, S, bIdx, pc, kc);
-    loop(nb, zero, sub(nb, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
-      // qn = q * NR
-      Value n = add(qb, n0, qn);
-      Value valid = min(qb, idx(qb, NR), sub(qb, n1, n));
-      Value base = mul(qb, qn, idx(qb, KC)); // q * KC * NR
-      auto dst = [&](OpBuilder &xb, Value k, Value j) {
-        return add(xb, add(xb, base, mul(xb, k, idx(xb, NR))), j);
+    auto at = [&](OpBuilder &xb, Value k, Value j) {
+      return kRows ? std::pair{add(xb, pc, k), j} : std::pair{j, add(xb, pc, k)};
+    };
+    // A computed operand's parts of each k, once per block.
+    if (X.parts)
+      loop(nb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+        SmallVector<Value, 4> v = kRows ? X.rowPart(kb, loc, bIdx, add(kb, pc, k)) : X.colPart(kb, loc, bIdx, add(kb, pc, k));
+        for (int64_t t = 0; t < X.parts; ++t)
+          kb.create<memref::StoreOp>(loc, v[t], S, ValueRange{add(kb, idx(kb, t * cfg.kc), k)});
+      });
+    loop(nb, zero, sub(nb, hi, lo), W, [&](OpBuilder &qb, Value qw) {
+      Value first = add(qb, lo, qw);
+      Value valid = min(qb, idx(qb, W), sub(qb, hi, first));
+      Value base = mul(qb, qw, idx(qb, KC)); // q * KC * W
+      auto dst = [&](OpBuilder &xb, Value k, Value j) { return add(xb, add(xb, base, mul(xb, k, idx(xb, W))), j); };
+      auto copy = [&](OpBuilder &xb, Value k, Value j) {
+        auto [r, c] = at(xb, k, add(xb, first, j));
+        xb.create<memref::StoreOp>(loc, load(xb, X, bIdx, r, c), P, ValueRange{dst(xb, k, j)});
       };
-      if (B.parts) {
-        packPartsB(qb, Bp, S, bIdx, pc, kc, n, valid, dst);
-      } else if (!tb && !B.computed()) {
-        ifThen(
-            qb, eq(qb, valid, idx(qb, NR)),
-            [&](OpBuilder &fb) {
-              loop(fb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-                Value row = add(kb, pc, k);
-                for (int64_t v = 0; v < NR; v += VL) {
-                  Value x = kb.create<vector::LoadOp>(loc, vec, B.memref, ValueRange{bIdx, row, add(kb, n, idx(kb, v))});
-                  kb.create<vector::StoreOp>(loc, x, Bp, ValueRange{dst(kb, k, idx(kb, v))});
-                }
-              });
-            },
-            [&](OpBuilder &eb) {
-              loop(eb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-                Value row = add(kb, pc, k);
-                loop(kb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
-                  Value x = load(jb, B, bIdx, row, add(jb, n, j));
-                  jb.create<memref::StoreOp>(loc, x, Bp, ValueRange{dst(jb, k, j)});
-                });
-                loop(kb, valid, idx(kb, NR), 1, [&](OpBuilder &jb, Value j) {
-                  jb.create<memref::StoreOp>(loc, zeroF(jb), Bp, ValueRange{dst(jb, k, j)});
-                });
-              });
-            });
-      } else if (!tb) {
-        // A computed B: element by element, k-major like the stored case.
-        loop(qb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-          Value row = add(kb, pc, k);
-          loop(kb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
-            Value x = load(jb, B, bIdx, row, add(jb, n, j));
-            jb.create<memref::StoreOp>(loc, x, Bp, ValueRange{dst(jb, k, j)});
-          });
-          loop(kb, valid, idx(kb, NR), 1, [&](OpBuilder &jb, Value j) {
-            jb.create<memref::StoreOp>(loc, zeroF(jb), Bp, ValueRange{dst(jb, k, j)});
-          });
-        });
-      } else {
-        // B stored [N, K]: read along k (contiguous), write with stride NR.
+      if (X.parts) {
+        // The other index's parts once per panel column, then each element.
         loop(qb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
-          Value col = add(jb, n, j);
+          Value other = add(jb, first, j);
+          SmallVector<Value, 4> o = kRows ? X.colPart(jb, loc, bIdx, other) : X.rowPart(jb, loc, bIdx, other);
           loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-            Value x = load(kb, B, bIdx, col, add(kb, pc, k));
-            kb.create<memref::StoreOp>(loc, x, Bp, ValueRange{dst(kb, k, j)});
+            SmallVector<Value, 4> mine;
+            for (int64_t t = 0; t < X.parts; ++t)
+              mine.push_back(kb.create<memref::LoadOp>(loc, S, ValueRange{add(kb, idx(kb, t * cfg.kc), k)}));
+            Value x = kRows ? X.combine(kb, loc, mine, o) : X.combine(kb, loc, o, mine);
+            kb.create<memref::StoreOp>(loc, x, P, ValueRange{dst(kb, k, j)});
           });
         });
-        loop(qb, valid, idx(qb, NR), 1, [&](OpBuilder &jb, Value j) {
-          loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-            kb.create<memref::StoreOp>(loc, zeroF(kb), Bp, ValueRange{dst(kb, k, j)});
+      } else if (kRows) {
+        // Rows of the stored operand are contiguous along j: whole panels as
+        // vectors when they are full and stored.
+        auto elementwise = [&](OpBuilder &eb) {
+          loop(eb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+            loop(kb, zero, valid, 1, [&](OpBuilder &jb, Value j) { copy(jb, k, j); });
           });
-        });
-      }
-    });
-  }
-
-  /// Ap[(p * KC + k) * MR + i] = op(A)[m0 + p * MR + i, pc + k], zero beyond M.
-  void packA(OpBuilder &nb, Value Ap, Value bIdx, Value pc, Value kc, Value m0, Value m1) {
-    const int64_t MR = cfg.mr;
-    Value zero = idx(nb, 0);
-    loop(nb, zero, sub(nb, m1, m0), MR, [&](OpBuilder &pb, Value pm) {
-      Value m = add(pb, m0, pm);
-      Value valid = min(pb, idx(pb, MR), sub(pb, m1, m));
-      Value base = mul(pb, pm, idx(pb, KC)); // p * KC * MR
-      auto dst = [&](OpBuilder &xb, Value k, Value i) {
-        return add(xb, add(xb, base, mul(xb, k, idx(xb, MR))), i);
-      };
-      if (!ta) {
-        // A stored [M, K]: each row is contiguous in k.
-        loop(pb, zero, valid, 1, [&](OpBuilder &ib, Value i) {
-          Value row = add(ib, m, i);
-          loop(ib, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-            Value x = load(kb, A, bIdx, row, add(kb, pc, k));
-            kb.create<memref::StoreOp>(loc, x, Ap, ValueRange{dst(kb, k, i)});
-          });
-        });
+        };
+        if (X.computed() || W % VL != 0) {
+          elementwise(qb);
+        } else {
+          ifThen(
+              qb, eq(qb, valid, idx(qb, W)),
+              [&](OpBuilder &fb) {
+                loop(fb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+                  for (int64_t v = 0; v < W; v += VL) {
+                    auto [r, c] = at(kb, k, add(kb, first, idx(kb, v)));
+                    Value x = kb.create<vector::LoadOp>(loc, vec, X.memref, ValueRange{bIdx, r, c});
+                    kb.create<vector::StoreOp>(loc, x, P, ValueRange{dst(kb, k, idx(kb, v))});
+                  }
+                });
+              },
+              elementwise);
+        }
       } else {
-        // A stored [K, M]: MR neighbouring rows of op(A) are contiguous.
-        loop(pb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-          Value row = add(kb, pc, k);
-          loop(kb, zero, valid, 1, [&](OpBuilder &ib, Value i) {
-            Value x = load(ib, A, bIdx, row, add(ib, m, i));
-            ib.create<memref::StoreOp>(loc, x, Ap, ValueRange{dst(ib, k, i)});
-          });
+        // Stored with k along its rows' contiguous dimension: read along k.
+        loop(qb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
+          loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) { copy(kb, k, j); });
         });
       }
-      loop(pb, valid, idx(pb, MR), 1, [&](OpBuilder &ib, Value i) {
-        loop(ib, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-          kb.create<memref::StoreOp>(loc, zeroF(kb), Ap, ValueRange{dst(kb, k, i)});
+      loop(qb, valid, idx(qb, W), 1, [&](OpBuilder &jb, Value j) {
+        loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+          kb.create<memref::StoreOp>(loc, zeroF(kb), P, ValueRange{dst(kb, k, j)});
         });
       });
     });
@@ -375,14 +315,15 @@ struct GemmEmitter {
       Value Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32), sb.getI64IntegerAttr(64));
       Value Bp = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.kc * cfg.nc}, f32), sb.getI64IntegerAttr(64));
       Value T = sb.create<memref::AllocaOp>(loc, MemRefType::get({MR * NR}, f32), sb.getI64IntegerAttr(64));
-      Value S = B.parts ? Value(sb.create<memref::AllocaOp>(
-                              loc, MemRefType::get({B.parts * cfg.kc}, sb.getIndexType()), sb.getI64IntegerAttr(64)))
-                        : Value();
+      int64_t parts = std::max(A.parts, B.parts);
+      Value S = parts ? Value(sb.create<memref::AllocaOp>(
+                            loc, MemRefType::get({parts * cfg.kc}, sb.getIndexType()), sb.getI64IntegerAttr(64)))
+                      : Value();
       loop(sb, idx(sb, 0), idx(sb, K), KC, [&](OpBuilder &kb, Value pc) {
         Value kc = min(kb, idx(kb, KC), sub(kb, idx(kb, K), pc));
         Value first = eq(kb, pc, idx(kb, 0));
-        packB(kb, Bp, S, bIdx, pc, kc, n0, n1);
-        packA(kb, Ap, bIdx, pc, kc, m0, m1);
+        pack(kb, B, /*kRows=*/!tb, cfg.nr, Bp, S, bIdx, pc, kc, n0, n1);
+        pack(kb, A, /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, m0, m1);
         loop(kb, idx(kb, 0), sub(kb, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
           Value bBase = mul(qb, qn, idx(qb, KC));
           loop(qb, idx(qb, 0), sub(qb, m1, m0), MR, [&](OpBuilder &pb, Value pm) {
