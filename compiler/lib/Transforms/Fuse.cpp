@@ -54,6 +54,45 @@ bool canJoin(ArrayRef<Group *> groups, Operation *op) {
   return true;
 }
 
+/// A new soma.fusion of `kind` at b's insertion point, with a body block
+/// whose arguments stand for `inputs` (recorded in `map`); returns it and a
+/// builder at the end of its body.
+std::pair<FusionOp, OpBuilder> newFusion(OpBuilder &b, Location loc, TypeRange results, ArrayRef<Value> inputs,
+                                         StringRef kind, IRMapping &map) {
+  auto fusion = b.create<FusionOp>(loc, results, inputs, b.getStringAttr(kind));
+  Block *body = b.createBlock(&fusion.getBody());
+  for (Value v : inputs)
+    map.map(v, body->addArgument(v.getType(), v.getLoc()));
+  b.setInsertionPointAfter(fusion);
+  return {fusion, OpBuilder::atBlockEnd(body)};
+}
+
+/// Clones f's body (without its yield) where `inner` builds, its arguments
+/// standing for what f's inputs map to; returns f's yield.
+Operation *inlineBody(FusionOp f, OpBuilder &inner, IRMapping &map) {
+  Block &old = f.getBody().front();
+  for (auto [a, v] : llvm::zip(old.getArguments(), f.getInputs()))
+    map.map(a, map.lookup(v));
+  for (Operation &op : old.without_terminator())
+    inner.clone(op, map);
+  return old.getTerminator();
+}
+
+/// Sorts a lone op's operands (other than `skip`) into the inputs of a
+/// fusion, each once, and the splat constants it copies in.
+void addOperands(Operation *op, Value skip, SmallVectorImpl<Value> &inputs, SmallVectorImpl<Operation *> &constants) {
+  for (Value v : op->getOperands()) {
+    if (v == skip)
+      continue;
+    if (isSplatConstant(v.getDefiningOp())) {
+      if (!llvm::is_contained(constants, v.getDefiningOp()))
+        constants.push_back(v.getDefiningOp());
+    } else if (!llvm::is_contained(inputs, v)) {
+      inputs.push_back(v);
+    }
+  }
+}
+
 void buildFusion(Group &g) {
   Operation *last = g.ops.back();
   OpBuilder b(last);
@@ -82,12 +121,8 @@ void buildFusion(Group &g) {
   SmallVector<Type> resultTypes;
   for (Value v : outputs)
     resultTypes.push_back(v.getType());
-  auto fusion = b.create<FusionOp>(last->getLoc(), resultTypes, inputs, b.getStringAttr("elementwise"));
-  Block *body = b.createBlock(&fusion.getBody());
   IRMapping map;
-  for (Value v : inputs)
-    map.map(v, body->addArgument(v.getType(), v.getLoc()));
-  OpBuilder inner = OpBuilder::atBlockEnd(body);
+  auto [fusion, inner] = newFusion(b, last->getLoc(), resultTypes, inputs, "elementwise", map);
   for (Operation *c : constants)
     inner.clone(*c, map);
   for (Operation *m : g.ops)
@@ -123,32 +158,14 @@ void fuseIntoReduction(Operation *reduce) {
   OpBuilder b(reduce);
   SmallVector<Value> inputs;
   SmallVector<Operation *> constants;
-  if (fusion) {
+  if (fusion)
     inputs.assign(fusion.getInputs().begin(), fusion.getInputs().end());
-  } else {
-    for (Value v : producer->getOperands()) {
-      if (isSplatConstant(v.getDefiningOp())) {
-        if (!llvm::is_contained(constants, v.getDefiningOp()))
-          constants.push_back(v.getDefiningOp());
-      } else if (!llvm::is_contained(inputs, v)) {
-        inputs.push_back(v);
-      }
-    }
-  }
-  auto result = b.create<FusionOp>(reduce->getLoc(), reduce->getResultTypes(), inputs,
-                                   b.getStringAttr("reduction"));
-  Block *body = b.createBlock(&result.getBody());
+  else
+    addOperands(producer, Value(), inputs, constants);
   IRMapping map;
-  for (Value v : inputs)
-    map.map(v, body->addArgument(v.getType(), v.getLoc()));
-  OpBuilder inner = OpBuilder::atBlockEnd(body);
+  auto [result, inner] = newFusion(b, reduce->getLoc(), reduce->getResultTypes(), inputs, "reduction", map);
   if (fusion) {
-    Block &old = fusion.getBody().front();
-    for (auto [a, n] : llvm::zip(old.getArguments(), body->getArguments()))
-      map.map(a, n);
-    for (Operation &op : old.without_terminator())
-      inner.clone(op, map);
-    map.map(in, map.lookup(old.getTerminator()->getOperand(0)));
+    map.map(in, map.lookup(inlineBody(fusion, inner, map)->getOperand(0)));
   } else {
     for (Operation *c : constants)
       inner.clone(*c, map);
@@ -193,12 +210,8 @@ void absorbGathers(MatmulOp mm) {
     if (!llvm::is_contained(inputs, outer(v)))
       inputs.push_back(outer(v));
   OpBuilder b(mm);
-  auto result = b.create<FusionOp>(mm.getLoc(), mm->getResultTypes(), inputs, b.getStringAttr("contraction"));
-  Block *body = b.createBlock(&result.getBody());
   IRMapping map;
-  for (Value v : inputs)
-    map.map(v, body->addArgument(v.getType(), v.getLoc()));
-  OpBuilder inner = OpBuilder::atBlockEnd(body);
+  auto [result, inner] = newFusion(b, mm.getLoc(), mm->getResultTypes(), inputs, "contraction", map);
   SmallVector<Operation *> gathers;
   for (Value v : {mm.getLhs(), mm.getRhs()})
     if (isColumnsView(v) && !map.contains(v)) {
@@ -259,47 +272,23 @@ void fuseEpilogue(Operation *contraction) {
   // product (splat constants of a lone op are copied in).
   SmallVector<Value> inputs(contraction->getOperands());
   SmallVector<Operation *> constants;
-  auto addInput = [&](Value v) {
-    if (v == product || llvm::is_contained(inputs, v))
-      return;
-    inputs.push_back(v);
-  };
   if (fusion) {
     for (Value v : fusion.getInputs())
-      addInput(v);
+      if (v != product && !llvm::is_contained(inputs, v))
+        inputs.push_back(v);
   } else {
-    for (Value v : consumer->getOperands()) {
-      if (isSplatConstant(v.getDefiningOp())) {
-        if (!llvm::is_contained(constants, v.getDefiningOp()))
-          constants.push_back(v.getDefiningOp());
-      } else {
-        addInput(v);
-      }
-    }
+    addOperands(consumer, product, inputs, constants);
   }
   OpBuilder b(consumer);
-  auto result = b.create<FusionOp>(consumer->getLoc(), consumer->getResultTypes(), inputs,
-                                   b.getStringAttr("contraction"));
-  Block *body = b.createBlock(&result.getBody());
   IRMapping map;
-  for (Value v : inputs)
-    map.map(v, body->addArgument(v.getType(), v.getLoc()));
-  OpBuilder inner = OpBuilder::atBlockEnd(body);
+  auto [result, inner] = newFusion(b, consumer->getLoc(), consumer->getResultTypes(), inputs, "contraction", map);
   // The product: the matmul, or the contraction fusion's body.
-  auto inlineBody = [&](FusionOp f) {
-    Block &old = f.getBody().front();
-    for (auto [a, v] : llvm::zip(old.getArguments(), f.getInputs()))
-      map.map(a, map.lookup(v));
-    for (Operation &op : old.without_terminator())
-      inner.clone(op, map);
-    return old.getTerminator();
-  };
   if (auto c = dyn_cast<FusionOp>(contraction))
-    map.map(product, map.lookup(inlineBody(c)->getOperand(0)));
+    map.map(product, map.lookup(inlineBody(c, inner, map)->getOperand(0)));
   else
     map.map(product, inner.clone(*contraction, map)->getResult(0));
   if (fusion) {
-    inner.clone(*inlineBody(fusion), map);
+    inner.clone(*inlineBody(fusion, inner, map), map);
   } else {
     for (Operation *c : constants)
       inner.clone(*c, map);

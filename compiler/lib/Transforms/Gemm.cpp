@@ -34,8 +34,6 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/BuiltinOps.h"
 
-#include <cstdio>
-#include <cstdlib>
 
 using namespace mlir;
 
@@ -105,8 +103,6 @@ struct GemmEmitter {
 
   /// Element (b, i, j) of a stored operand.
   Value load(OpBuilder &nb, const GemmOperand &op, Value bIdx, Value i, Value j) {
-    if (op.element)
-      return op.element(nb, loc, bIdx, i, j);
     if (op.parts)
       return op.combine(nb, loc, op.rowPart(nb, loc, bIdx, i), op.colPart(nb, loc, bIdx, j));
     return nb.create<memref::LoadOp>(loc, op.memref, ValueRange{bIdx, i, j});
@@ -350,8 +346,6 @@ GemmConfig GemmConfig::forVectorWidth(int64_t vectorWidth) {
     // 16 registers of 4: 6 x 8 in 12.
     c.vl = 4, c.mr = 6, c.nr = 8, c.mc = 72, c.nc = 256, c.kc = 256;
   }
-  if (const char *env = std::getenv("SOMA_GEMM")) // tuning experiments
-    std::sscanf(env, "%ld,%ld,%ld,%ld,%ld,%ld", &c.vl, &c.mr, &c.nr, &c.mc, &c.nc, &c.kc);
   return c;
 }
 

@@ -47,18 +47,14 @@ using GemmEpilogue = std::function<void(mlir::OpBuilder &, mlir::Location, mlir:
                                         mlir::Value n1)>;
 
 /// An operand of the GEMM as stored: a rank-3 memref [batch, rows, cols]
-/// read with memref loads, or (when `element` is set) a virtual one whose
-/// element (b, i, j) is computed where the packing needs it, such as a
-/// window of an image for a convolution (implicit im2col): no buffer holds
-/// it.
+/// read with memref loads, or (when `parts` is set) a virtual one whose
+/// elements are computed where the packing needs them, such as the windows
+/// of an image for a convolution (implicit im2col): no buffer holds it.
 struct GemmOperand {
   mlir::Value memref;
   bool transposed = false;
   std::array<int64_t, 3> shape{};
-  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value b, mlir::Value i,
-                            mlir::Value j)>
-      element;
-  /// A computed operand may instead give its element (b, i, j) in two
+  /// A computed operand gives its element (b, i, j) in two
   /// parts, `parts` values that depend only on the row (rowPart) and on the
   /// column (colPart), and their combination: the packing then computes
   /// each part once per row and per column of a block, not per element
@@ -71,7 +67,7 @@ struct GemmOperand {
                             mlir::ValueRange col)>
       combine;
   int64_t parts = 0;
-  bool computed() const { return element || parts; }
+  bool computed() const { return parts != 0; }
   /// A stored rank-3 memref operand.
   static GemmOperand of(mlir::Value memref, bool transposed);
 };
