@@ -15,6 +15,10 @@ namespace soma {
 /// reaches the grain.
 inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 
+/// soma-linalg-to-loops' default grain: the iteration points a loop nest
+/// needs to run on several threads (16384 points of an elementwise loop).
+inline constexpr int64_t kDefaultGrain = 16384;
+
 /// On an scf.execute_region: soma-outline-loops makes a function of it
 /// (named after the kernel and the attribute's string).
 inline constexpr const char *kOutlineAttr = "soma.outline";
@@ -31,7 +35,7 @@ mlir::Value emitElementwiseScalar(mlir::OpBuilder &b, mlir::Location loc,
 struct GemmConfig {
   int64_t vl = 8, mr = 6, nr = 16;
   int64_t mc = 72, nc = 256, kc = 256; // A block in L2, B panel in L1
-  int64_t grain = 16384;               // soma-linalg-to-loops' default grain
+  int64_t grain = kDefaultGrain;       // soma-linalg-to-loops' grain
   int64_t macs_per_point = 32;         // multiply-adds per point of the grain
   int64_t min_units = 8;               // units for the threads to share
   /// The blocking for vector registers of `vectorWidth` floats: 4 (SSE,

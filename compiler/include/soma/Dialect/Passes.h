@@ -1,6 +1,8 @@
 //===- Passes.h - soma's passes -----------------------------------*- C++ -*-===//
 #pragma once
 
+#include "soma/Compiler/Lowering.h"
+
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"

@@ -152,7 +152,7 @@ def SomaLinalgToLoops : Pass<"soma-linalg-to-loops", "mlir::func::FuncOp"> {
     whole nest) and follow the same rule.
   }];
   let options = [
-    Option<"grain", "grain", "int64_t", /*default=*/"16384",
+    Option<"grain", "grain", "int64_t", /*default=*/"::soma::kDefaultGrain",
            "Minimum iteration-space size for a parallel loop">
   ];
   let dependentDialects = ["mlir::scf::SCFDialect", "mlir::affine::AffineDialect",
