@@ -16,7 +16,9 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/ExecutionEngine/Orc/ExecutionUtils.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/ExecutionEngine/JITLink/JITLink.h"
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
+#include "llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h"
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/MC/MCSubtargetInfo.h"
@@ -25,6 +27,7 @@
 #include "llvm/TargetParser/Host.h"
 #include "llvm/Transforms/Utils/Cloning.h"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <cstdio>
@@ -32,6 +35,7 @@
 #include <filesystem>
 #include <mutex>
 #include <sstream>
+#include <unistd.h>
 
 using namespace mlir;
 
@@ -643,6 +647,64 @@ static void addPackedEntry(llvm::Module &module, const std::string &name) {
   b.CreateRetVoid();
 }
 
+/// With SOMA_PERF_MAP=1, every function the JIT links (the kernels, the
+/// outlined GEMMs and loops, the private register tiles included) is
+/// appended to /tmp/perf-<pid>.map, the file `perf report` reads to name
+/// addresses in anonymous executable memory.
+namespace {
+class PerfMapPlugin : public llvm::orc::ObjectLinkingLayer::Plugin {
+public:
+  void modifyPassConfig(llvm::orc::MaterializationResponsibility &, llvm::jitlink::LinkGraph &,
+                        llvm::jitlink::PassConfiguration &config) override {
+    config.PostFixupPasses.push_back([](llvm::jitlink::LinkGraph &g) -> llvm::Error {
+      static std::mutex mutex;
+      std::lock_guard<std::mutex> lock(mutex);
+      std::string path = "/tmp/perf-" + std::to_string(::getpid()) + ".map";
+      if (FILE *f = std::fopen(path.c_str(), "a")) {
+        // Private functions (OpenMP's outlined loop bodies) have no
+        // symbol: the code between a function's end and the next symbol
+        // is named after that function, with ".outlined".
+        struct Range { uint64_t begin, end; std::string name; };
+        std::vector<Range> ranges;
+        for (llvm::jitlink::Symbol *sym : g.defined_symbols()) {
+          if (!sym->hasName() || (sym->getBlock().getSection().getMemProt() & llvm::orc::MemProt::Exec) ==
+                                     llvm::orc::MemProt::None)
+            continue;
+          uint64_t begin = sym->getAddress().getValue();
+          uint64_t blockEnd = sym->getBlock().getAddress().getValue() + sym->getBlock().getSize();
+          ranges.push_back({begin, sym->getSize() ? begin + sym->getSize() : blockEnd, sym->getName().str()});
+          ranges.push_back({ranges.back().end, blockEnd, sym->getName().str() + ".outlined"});
+        }
+        std::sort(ranges.begin(), ranges.end(), [](const Range &x, const Range &y) { return x.begin < y.begin; });
+        for (size_t i = 0; i < ranges.size(); ++i) {
+          uint64_t end = ranges[i].end;
+          if (i + 1 < ranges.size() && ranges[i + 1].begin < end)
+            end = ranges[i + 1].begin;
+          if (end > ranges[i].begin)
+            std::fprintf(f, "%llx %llx %s\n", (unsigned long long)ranges[i].begin,
+                         (unsigned long long)(end - ranges[i].begin), ranges[i].name.c_str());
+        }
+        std::fclose(f);
+      }
+      return llvm::Error::success();
+    });
+  }
+  llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility &) override {
+    return llvm::Error::success();
+  }
+  llvm::Error notifyRemovingResources(llvm::orc::JITDylib &, llvm::orc::ResourceKey) override {
+    return llvm::Error::success();
+  }
+  void notifyTransferringResources(llvm::orc::JITDylib &, llvm::orc::ResourceKey,
+                                   llvm::orc::ResourceKey) override {}
+};
+
+bool perfMapWanted() {
+  const char *e = std::getenv("SOMA_PERF_MAP");
+  return e && *e && std::string(e) != "0";
+}
+} // namespace
+
 /// Links `object` (relocatable machine code for this machine) into a new
 /// LLJIT, with libomp's and the process's symbols resolvable, and returns
 /// the Executable of its packed entry point. Errors throw soma::Error.
@@ -651,7 +713,16 @@ static Executable loadObject(const std::string &object, const Signature &signatu
   auto jtmb = llvm::orc::JITTargetMachineBuilder::detectHost();
   if (!jtmb)
     throw Error("JIT: " + llvm::toString(jtmb.takeError()));
-  auto jit = llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(*jtmb)).create();
+  llvm::orc::LLJITBuilder builder;
+  builder.setJITTargetMachineBuilder(std::move(*jtmb));
+  if (perfMapWanted())
+    builder.setObjectLinkingLayerCreator([](llvm::orc::ExecutionSession &es, const llvm::Triple &)
+                                             -> llvm::Expected<std::unique_ptr<llvm::orc::ObjectLayer>> {
+      auto layer = std::make_unique<llvm::orc::ObjectLinkingLayer>(es);
+      layer->addPlugin(std::make_unique<PerfMapPlugin>());
+      return std::move(layer);
+    });
+  auto jit = builder.create();
   if (!jit)
     throw Error("JIT: " + llvm::toString(jit.takeError()));
   llvm::orc::JITDylib &main = (*jit)->getMainJITDylib();

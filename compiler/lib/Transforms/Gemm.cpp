@@ -51,6 +51,8 @@ struct GemmEmitter {
   GemmConfig cfg;
   int64_t batch, M, N, K;
   int64_t MC, NC, KC, units, mt, nt;
+  int64_t splits = 1, KS = 0; // split K: `splits` parts of KS (a multiple of KC)
+  Value partial;              // [splits * batch, M, N] partial products when split
   VectorType vec;
 
   Value idx(OpBuilder &nb, int64_t v) { return nb.create<arith::ConstantIndexOp>(loc, v); }
@@ -68,12 +70,18 @@ struct GemmEmitter {
   Value zeroF(OpBuilder &nb) { return nb.create<arith::ConstantOp>(loc, nb.getF32FloatAttr(0.0f)); }
 
   /// for (i = lo; i < hi; i += step) body(i)
-  void loop(OpBuilder &nb, Value lo, Value hi, int64_t step, function_ref<void(OpBuilder &, Value)> body) {
-    nb.create<scf::ForOp>(loc, lo, hi, idx(nb, step), ValueRange{},
-                          [&](OpBuilder &lb, Location, Value i, ValueRange) {
-                            body(lb, i);
-                            lb.create<scf::YieldOp>(loc);
-                          });
+  scf::ForOp loop(OpBuilder &nb, Value lo, Value hi, int64_t step, function_ref<void(OpBuilder &, Value)> body) {
+    return nb.create<scf::ForOp>(loc, lo, hi, idx(nb, step), ValueRange{},
+                                 [&](OpBuilder &lb, Location, Value i, ValueRange) {
+                                   body(lb, i);
+                                   lb.create<scf::YieldOp>(loc);
+                                 });
+  }
+  /// A blocking loop: a big body, run as written (see soma-scf-to-cf).
+  scf::ForOp blockLoop(OpBuilder &nb, Value lo, Value hi, int64_t step, function_ref<void(OpBuilder &, Value)> body) {
+    scf::ForOp l = loop(nb, lo, hi, step, body);
+    l->setAttr(kNoUnrollAttr, nb.getUnitAttr());
+    return l;
   }
   void ifThen(OpBuilder &nb, Value cond, function_ref<void(OpBuilder &)> then,
               function_ref<void(OpBuilder &)> otherwise = nullptr) {
@@ -123,6 +131,7 @@ struct GemmEmitter {
     // Enough units for the threads to share (and balance) when the GEMM is
     // big enough to be parallel at all; narrower column blocks first (they
     // only repack A more often), then shorter row blocks.
+    KS = K;
     if (work() >= cfg.grain) {
       while (units < cfg.min_units && NC > 4 * NR) {
         NC = roundUp(NC / 2, NR);
@@ -131,6 +140,14 @@ struct GemmEmitter {
       while (units < cfg.min_units && MC > 4 * MR) {
         MC = roundUp(MC / 2, MR);
         count();
+      }
+      // Still too few units (a small product over a long K, such as a
+      // filter gradient): split K into parts of whole K blocks, each unit
+      // a part; the parts' products are summed afterwards, in order.
+      if (units < cfg.min_units && K >= 2 * KC) {
+        int64_t want = std::min((cfg.min_units + units - 1) / units, (K + KC - 1) / KC);
+        KS = roundUp((K + want - 1) / want, KC);
+        splits = (K + KS - 1) / KS;
       }
     }
   }
@@ -155,11 +172,46 @@ struct GemmEmitter {
         for (int64_t t = 0; t < X.parts; ++t)
           kb.create<memref::StoreOp>(loc, v[t], S, ValueRange{add(kb, idx(kb, t * cfg.kc), k)});
       });
-    loop(nb, zero, sub(nb, hi, lo), W, [&](OpBuilder &qb, Value qw) {
+    // Vector path of a computed operand: the panel's W parts of the other
+    // index as i32 in scratch, then per k the W elements as W / VL
+    // vector combinations (gathers), zero beyond the last valid lane.
+    Value SV;
+    Type i32 = nb.getI32Type();
+    VectorType ivec = VectorType::get({VL}, i32), mvec = VectorType::get({VL}, nb.getI1Type());
+    if (X.parts && X.combineVector && W % VL == 0)
+      SV = nb.create<memref::AllocaOp>(loc, MemRefType::get({X.parts * W}, i32), nb.getI64IntegerAttr(64));
+    blockLoop(nb, zero, sub(nb, hi, lo), W, [&](OpBuilder &qb, Value qw) {
       Value first = add(qb, lo, qw);
       Value valid = min(qb, idx(qb, W), sub(qb, hi, first));
       Value base = mul(qb, qw, idx(qb, KC)); // q * KC * W
       auto dst = [&](OpBuilder &xb, Value k, Value j) { return add(xb, add(xb, base, mul(xb, k, idx(xb, W))), j); };
+      if (SV) {
+        // Lanes beyond `valid` compute the parts of indices past the end;
+        // their elements are never loaded.
+        loop(qb, zero, idx(qb, W), 1, [&](OpBuilder &jb, Value j) {
+          Value other = add(jb, first, j);
+          SmallVector<Value, 4> o = kRows ? X.colPart(jb, loc, bIdx, other) : X.rowPart(jb, loc, bIdx, other);
+          for (int64_t t = 0; t < X.parts; ++t)
+            jb.create<memref::StoreOp>(loc, jb.create<arith::IndexCastOp>(loc, i32, o[t]), SV,
+                                       ValueRange{add(jb, idx(jb, t * W), j)});
+        });
+        loop(qb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+          SmallVector<Value, 4> mine;
+          for (int64_t t = 0; t < X.parts; ++t) {
+            Value s = kb.create<memref::LoadOp>(loc, S, ValueRange{add(kb, idx(kb, t * cfg.kc), k)});
+            mine.push_back(kb.create<vector::BroadcastOp>(loc, ivec, kb.create<arith::IndexCastOp>(loc, i32, s)));
+          }
+          for (int64_t v = 0; v < W; v += VL) {
+            SmallVector<Value, 4> o;
+            for (int64_t t = 0; t < X.parts; ++t)
+              o.push_back(kb.create<vector::LoadOp>(loc, ivec, SV, ValueRange{idx(kb, t * W + v)}));
+            Value lanes = kb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{sub(kb, valid, idx(kb, v))});
+            Value x = kRows ? X.combineVector(kb, loc, mine, o, lanes) : X.combineVector(kb, loc, o, mine, lanes);
+            kb.create<vector::StoreOp>(loc, x, P, ValueRange{dst(kb, k, idx(kb, v))});
+          }
+        });
+        return;
+      }
       auto copy = [&](OpBuilder &xb, Value k, Value j) {
         auto [r, c] = at(xb, k, add(xb, first, j));
         xb.create<memref::StoreOp>(loc, load(xb, X, bIdx, r, c), P, ValueRange{dst(xb, k, j)});
@@ -207,9 +259,11 @@ struct GemmEmitter {
           loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) { copy(kb, k, j); });
         });
       }
-      loop(qb, valid, idx(qb, W), 1, [&](OpBuilder &jb, Value j) {
-        loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
-          kb.create<memref::StoreOp>(loc, zeroF(kb), P, ValueRange{dst(kb, k, j)});
+      ifThen(qb, lt(qb, valid, idx(qb, W)), [&](OpBuilder &zb) {
+        loop(zb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
+          loop(kb, valid, idx(kb, W), 1, [&](OpBuilder &jb, Value j) {
+            jb.create<memref::StoreOp>(loc, zeroF(jb), P, ValueRange{dst(jb, k, j)});
+          });
         });
       });
     });
@@ -266,7 +320,7 @@ struct GemmEmitter {
   /// the tile buffer T; written to C (first block) or added to it, with
   /// masks at the edges (rows beyond M skipped, columns beyond N masked).
   void microKernel(OpBuilder &nb, Value Ap, Value Bp, Value T, Value aBase, Value bBase, Value kc,
-                   Value bIdx, Value m, Value n, Value first) {
+                   Value C, Value bIdx, Value m, Value n, Value first) {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
     nb.create<func::CallOp>(loc, tileFunction(), ValueRange{Ap, Bp, aBase, bBase, kc, T});
     Value zv = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
@@ -292,7 +346,15 @@ struct GemmEmitter {
 
   void unit(OpBuilder &nb, Value t, const GemmEpilogue &epilogue) {
     const int64_t MR = cfg.mr, NR = cfg.nr;
+    // Unit t: part t / units of K, block t % units of C.
+    Value part = nb.create<arith::DivUIOp>(loc, t, idx(nb, units));
+    t = nb.create<arith::RemUIOp>(loc, t, idx(nb, units));
+    Value kStart = mul(nb, part, idx(nb, KS));
+    Value kEnd = min(nb, add(nb, kStart, idx(nb, KS)), idx(nb, K));
     Value bIdx = nb.create<arith::DivUIOp>(loc, t, idx(nb, mt * nt));
+    // A split GEMM writes its part's product into `partial`.
+    Value target = splits > 1 ? partial : C;
+    Value tIdx = splits > 1 ? add(nb, mul(nb, part, idx(nb, batch)), bIdx) : bIdx;
     Value r = nb.create<arith::RemUIOp>(loc, t, idx(nb, mt * nt));
     Value n0 = mul(nb, nb.create<arith::DivUIOp>(loc, r, idx(nb, mt)), idx(nb, NC));
     Value m0 = mul(nb, nb.create<arith::RemUIOp>(loc, r, idx(nb, mt)), idx(nb, MC));
@@ -315,21 +377,21 @@ struct GemmEmitter {
       Value S = parts ? Value(sb.create<memref::AllocaOp>(
                             loc, MemRefType::get({parts * cfg.kc}, sb.getIndexType()), sb.getI64IntegerAttr(64)))
                       : Value();
-      loop(sb, idx(sb, 0), idx(sb, K), KC, [&](OpBuilder &kb, Value pc) {
-        Value kc = min(kb, idx(kb, KC), sub(kb, idx(kb, K), pc));
-        Value first = eq(kb, pc, idx(kb, 0));
+      blockLoop(sb, kStart, kEnd, KC, [&](OpBuilder &kb, Value pc) {
+        Value kc = min(kb, idx(kb, KC), sub(kb, kEnd, pc));
+        Value first = eq(kb, pc, kStart);
         pack(kb, B, /*kRows=*/!tb, cfg.nr, Bp, S, bIdx, pc, kc, n0, n1);
         pack(kb, A, /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, m0, m1);
-        loop(kb, idx(kb, 0), sub(kb, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
+        blockLoop(kb, idx(kb, 0), sub(kb, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
           Value bBase = mul(qb, qn, idx(qb, KC));
-          loop(qb, idx(qb, 0), sub(qb, m1, m0), MR, [&](OpBuilder &pb, Value pm) {
+          blockLoop(qb, idx(qb, 0), sub(qb, m1, m0), MR, [&](OpBuilder &pb, Value pm) {
             Value aBase = mul(pb, pm, idx(pb, KC));
-            microKernel(pb, Ap, Bp, T, aBase, bBase, kc, bIdx, add(pb, m0, pm), add(pb, n0, qn), first);
+            microKernel(pb, Ap, Bp, T, aBase, bBase, kc, target, tIdx, add(pb, m0, pm), add(pb, n0, qn), first);
           });
         });
       });
       sb.create<LLVM::StackRestoreOp>(loc, stack);
-      if (epilogue)
+      if (epilogue && splits == 1)
         epilogue(sb, loc, bIdx, m0, m1, n0, n1);
     }
   }
@@ -379,18 +441,46 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
     return;
   }
   e.chooseBlocks();
+  if (e.splits > 1)
+    e.partial = b.create<memref::AllocOp>(
+        loc, MemRefType::get({e.splits * e.batch, e.M, e.N}, b.getF32Type()), b.getI64IntegerAttr(64));
   // The whole GEMM in a region that soma-outline-loops makes a function of
   // its own (the code generator's time grows faster than the function).
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("gemm"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
-  auto outer = rb.create<scf::ForOp>(loc, e.idx(rb, 0), e.idx(rb, e.units), e.idx(rb, 1), ValueRange{},
+  auto outer = rb.create<scf::ForOp>(loc, e.idx(rb, 0), e.idx(rb, e.units * e.splits), e.idx(rb, 1), ValueRange{},
                                      [&](OpBuilder &fb, Location, Value t, ValueRange) {
                                        e.unit(fb, t, epilogue);
                                        fb.create<scf::YieldOp>(loc);
                                      });
-  if (e.units > 1)
+  if (e.units * e.splits > 1)
     outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(e.work()));
+  if (e.splits > 1) {
+    // C = the parts' sum, in order (the same for any number of threads),
+    // then the epilogue over each batch's whole product.
+    auto sum = rb.create<scf::ForOp>(
+        loc, e.idx(rb, 0), e.idx(rb, e.batch), e.idx(rb, 1), ValueRange{},
+        [&](OpBuilder &bb, Location, Value bi, ValueRange) {
+          e.loop(bb, e.idx(bb, 0), e.idx(bb, e.splits), 1, [&](OpBuilder &sb, Value part) {
+            Value pb = e.add(sb, e.mul(sb, part, e.idx(sb, e.batch)), bi);
+            Value first = e.eq(sb, part, e.idx(sb, 0));
+            e.loop(sb, e.idx(sb, 0), e.idx(sb, e.M), 1, [&](OpBuilder &mb, Value m) {
+              e.loop(mb, e.idx(mb, 0), e.idx(mb, e.N), 1, [&](OpBuilder &nb, Value n) {
+                Value x = nb.create<memref::LoadOp>(loc, e.partial, ValueRange{pb, m, n});
+                Value old = nb.create<memref::LoadOp>(loc, C, ValueRange{bi, m, n});
+                Value acc = nb.create<arith::SelectOp>(loc, first, e.zeroF(nb), old);
+                nb.create<memref::StoreOp>(loc, nb.create<arith::AddFOp>(loc, acc, x), C, ValueRange{bi, m, n});
+              });
+            });
+          });
+          if (epilogue)
+            epilogue(bb, loc, bi, e.idx(bb, 0), e.idx(bb, e.M), e.idx(bb, 0), e.idx(bb, e.N));
+          bb.create<scf::YieldOp>(loc);
+        });
+    if (e.batch > 1)
+      sum->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(e.batch * e.M * e.N * e.splits));
+  }
   rb.create<scf::YieldOp>(loc);
 }
 

@@ -4,6 +4,10 @@
 #include "soma/Dialect/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
+#include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
+#include "mlir/Transforms/DialectConversion.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Dialect/SCF/Utils/Utils.h"
@@ -14,6 +18,7 @@
 namespace soma {
 #define GEN_PASS_DEF_SOMALINALGTOLOOPS
 #define GEN_PASS_DEF_SOMAOUTLINELOOPS
+#define GEN_PASS_DEF_SOMASCFTOCF
 #include "soma/Dialect/Passes.h.inc"
 } // namespace soma
 
@@ -66,8 +71,15 @@ struct SomaLinalgToLoopsPass
     for (scf::ForOp loop : marked) {
       auto work = loop->getAttrOfType<IntegerAttr>(kParallelWorkAttr).getInt();
       loop->removeAttr(kParallelWorkAttr);
-      if (work >= grain)
+      if (work >= grain) {
         parallelize(rewriter, loop);
+      } else {
+        // A sequential hand-written nest (a GEMM's units, col2im's planes)
+        // has a big body and often a small constant trip count: unrolling it
+        // gains nothing and multiplies LLVM's code generation time
+        // (soma-outline-loops marks its back edge).
+        loop->setAttr(kNoUnrollAttr, rewriter.getUnitAttr());
+      }
     }
   }
 
@@ -136,21 +148,78 @@ struct SomaOutlineLoopsPass : impl::SomaOutlineLoopsBase<SomaOutlineLoopsPass> {
         if (failed(outline(r, what)))
           return signalPassFailure();
       }
-      // Top-level loop nests, each in a region of its own first.
-      SmallVector<scf::ForOp> loops(fn.getBody().front().getOps<scf::ForOp>());
-      for (scf::ForOp loop : loops) {
-        if (loop.getNumResults() != 0 || !llvm::all_of(loop->getOperands(), passable))
+      // Top-level loop nests, sequential ("loop") or parallel ("par"),
+      // each in a region of its own first.
+      SmallVector<Operation *> loops;
+      for (Operation &op : fn.getBody().front())
+        if (isa<scf::ForOp, scf::ParallelOp>(op))
+          loops.push_back(&op);
+      for (Operation *loop : loops) {
+        if (loop->getNumResults() != 0 || !llvm::all_of(loop->getOperands(), passable))
           continue;
         rewriter.setInsertionPoint(loop);
-        auto region = rewriter.create<scf::ExecuteRegionOp>(loop.getLoc(), TypeRange{});
+        auto region = rewriter.create<scf::ExecuteRegionOp>(loop->getLoc(), TypeRange{});
         Block *block = rewriter.createBlock(&region.getRegion());
         rewriter.setInsertionPointToEnd(block);
-        auto yield = rewriter.create<scf::YieldOp>(loop.getLoc());
+        auto yield = rewriter.create<scf::YieldOp>(loop->getLoc());
         loop->moveBefore(yield);
-        if (failed(outline(region, "loop")))
+        if (failed(outline(region, isa<scf::ParallelOp>(loop) ? "par" : "loop")))
           return signalPassFailure();
       }
     }
+  }
+};
+
+/// scf.for marked soma.no_unroll as blocks, as SCF-to-ControlFlow lowers
+/// it, with `llvm.loop.unroll.disable` on the back edge (MLIR 19's lowering
+/// does not carry loop annotations over from scf.for).
+struct ForWithoutUnrolling : OpRewritePattern<scf::ForOp> {
+  ForWithoutUnrolling(MLIRContext *ctx) : OpRewritePattern(ctx, /*benefit=*/2) {}
+  LogicalResult matchAndRewrite(scf::ForOp loop, PatternRewriter &rewriter) const override {
+    if (!loop->hasAttr(kNoUnrollAttr))
+      return failure();
+    Location loc = loop.getLoc();
+    MLIRContext *ctx = loop.getContext();
+    Block *init = rewriter.getInsertionBlock();
+    Block *end = rewriter.splitBlock(init, rewriter.getInsertionPoint());
+    Block *cond = &loop.getRegion().front();
+    Block *body = rewriter.splitBlock(cond, cond->begin());
+    Block *last = &loop.getRegion().back();
+    rewriter.inlineRegionBefore(loop.getRegion(), end);
+    Value iv = cond->getArgument(0);
+    Operation *yield = last->getTerminator();
+    rewriter.setInsertionPointToEnd(last);
+    SmallVector<Value> carried{rewriter.create<arith::AddIOp>(loc, iv, loop.getStep())};
+    carried.append(yield->operand_begin(), yield->operand_end());
+    auto back = rewriter.create<cf::BranchOp>(loc, cond, carried);
+    auto unroll = LLVM::LoopUnrollAttr::get(ctx, rewriter.getBoolAttr(true), {}, {}, {}, {}, {}, {});
+    back->setAttr("loop_annotation", LLVM::LoopAnnotationAttr::get(ctx, {}, {}, {}, unroll, {}, {}, {}, {}, {}, {},
+                                                                   {}, {}, {}, {}, {}));
+    rewriter.eraseOp(yield);
+    rewriter.setInsertionPointToEnd(init);
+    SmallVector<Value> start{loop.getLowerBound()};
+    llvm::append_range(start, loop.getInitArgs());
+    rewriter.create<cf::BranchOp>(loc, cond, start);
+    rewriter.setInsertionPointToEnd(cond);
+    Value more = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, iv, loop.getUpperBound());
+    rewriter.create<cf::CondBranchOp>(loc, more, body, ValueRange{}, end, ValueRange{});
+    rewriter.replaceOp(loop, cond->getArguments().drop_front());
+    return success();
+  }
+};
+
+struct SomaSCFToCFPass : impl::SomaSCFToCFBase<SomaSCFToCFPass> {
+  void runOnOperation() override {
+    MLIRContext *ctx = &getContext();
+    RewritePatternSet patterns(ctx);
+    populateSCFToControlFlowConversionPatterns(patterns);
+    patterns.add<ForWithoutUnrolling>(ctx);
+    ConversionTarget target(*ctx);
+    target.addIllegalOp<scf::ForallOp, scf::ForOp, scf::IfOp, scf::IndexSwitchOp, scf::ParallelOp, scf::WhileOp,
+                        scf::ExecuteRegionOp>();
+    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+    if (failed(applyPartialConversion(getOperation(), target, std::move(patterns))))
+      signalPassFailure();
   }
 };
 
@@ -166,7 +235,7 @@ void buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createLowerAffinePass());
   pm.addPass(createConvertVectorToLLVMPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
-  pm.addPass(createConvertSCFToCFPass());
+  pm.addPass(createSomaSCFToCF());
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());
   pm.addPass(createArithToLLVMConversionPass());

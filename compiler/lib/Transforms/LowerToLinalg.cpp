@@ -19,6 +19,7 @@
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -730,72 +731,189 @@ static int64_t windowCount(int64_t n, int64_t k, int64_t s, int64_t lo, int64_t 
 ///   x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw], or pad_value outside,
 /// computed from a part that depends on the row only, {c, u*dh, v*dw}, and
 /// one that depends on the column only, {n, i*sh - pt, j*sw - pl}.
+/// The element (r, q) of an im2col's columns as parts (see GemmOperand):
+/// the row r = (channel, u, v) gives {its offset in an image, u * dh,
+/// v * dw}, the column q = (n, i, j) gives {the offset of its window's
+/// origin, that origin's row and column}; the element is the image's
+/// element at the sum of the offsets when the window point is inside the
+/// image, else the padding value. The image is read flat.
 struct Im2colParts {
   mutable Im2colOp op; // (the generated accessors are not const)
-  Value x;
-  int64_t oh, ow;
-  Im2colParts(Im2colOp op, Value x) : op(op), x(x) {
-    auto xs = cast<MemRefType>(x.getType()).getShape();
+  Value flat;          // the image as one dimension
+  int64_t n, ch, h, w, oh, ow;
+  Im2colParts(Im2colOp op, Value x, OpBuilder &b, Location loc) : op(op) {
+    auto type = cast<MemRefType>(x.getType());
+    auto xs = type.getShape();
+    n = xs[0], ch = xs[1], h = xs[2], w = xs[3];
     ArrayRef<int64_t> k = op.getKernel(), st = op.getStride(), pad = op.getPadding(), dil = op.getDilation();
-    oh = windowCount(xs[2], k[0], st[0], pad[0], pad[2], dil[0]);
-    ow = windowCount(xs[3], k[1], st[1], pad[1], pad[3], dil[1]);
+    oh = windowCount(h, k[0], st[0], pad[0], pad[2], dil[0]);
+    ow = windowCount(w, k[1], st[1], pad[1], pad[3], dil[1]);
+    flat = b.create<memref::CollapseShapeOp>(loc, x, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}});
   }
+  /// Whether every offset fits the 32-bit lanes of the vector path.
+  bool fits32() const { return n * ch * h * w + h * w < (int64_t(1) << 31); }
   static Value c(OpBuilder &nb, Location l, int64_t v) { return nb.create<arith::ConstantIndexOp>(l, v); }
   SmallVector<Value, 4> row(OpBuilder &nb, Location l, Value r) const {
     ArrayRef<int64_t> k = op.getKernel(), dil = op.getDilation();
-    Value ch = nb.create<arith::DivUIOp>(l, r, c(nb, l, k[0] * k[1]));
+    Value chan = nb.create<arith::DivUIOp>(l, r, c(nb, l, k[0] * k[1]));
     Value u = nb.create<arith::RemUIOp>(l, nb.create<arith::DivUIOp>(l, r, c(nb, l, k[1])), c(nb, l, k[0]));
     Value v = nb.create<arith::RemUIOp>(l, r, c(nb, l, k[1]));
-    return {ch, nb.create<arith::MulIOp>(l, u, c(nb, l, dil[0])), nb.create<arith::MulIOp>(l, v, c(nb, l, dil[1]))};
+    Value du = nb.create<arith::MulIOp>(l, u, c(nb, l, dil[0]));
+    Value dv = nb.create<arith::MulIOp>(l, v, c(nb, l, dil[1]));
+    Value off = nb.create<arith::AddIOp>(
+        l, nb.create<arith::AddIOp>(l, nb.create<arith::MulIOp>(l, chan, c(nb, l, h * w)),
+                                    nb.create<arith::MulIOp>(l, du, c(nb, l, w))),
+        dv);
+    return {off, du, dv};
   }
   SmallVector<Value, 4> col(OpBuilder &nb, Location l, Value q) const {
     ArrayRef<int64_t> st = op.getStride(), pad = op.getPadding();
-    Value n = nb.create<arith::DivUIOp>(l, q, c(nb, l, oh * ow));
+    Value img = nb.create<arith::DivUIOp>(l, q, c(nb, l, oh * ow));
     Value i = nb.create<arith::RemUIOp>(l, nb.create<arith::DivUIOp>(l, q, c(nb, l, ow)), c(nb, l, oh));
     Value j = nb.create<arith::RemUIOp>(l, q, c(nb, l, ow));
     // Signed: the window's origin is negative in the padding.
-    return {n, nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, i, c(nb, l, st[0])), c(nb, l, pad[0])),
-            nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, j, c(nb, l, st[1])), c(nb, l, pad[1]))};
+    Value ih = nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, i, c(nb, l, st[0])), c(nb, l, pad[0]));
+    Value iw = nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, j, c(nb, l, st[1])), c(nb, l, pad[1]));
+    Value off = nb.create<arith::AddIOp>(
+        l, nb.create<arith::AddIOp>(l, nb.create<arith::MulIOp>(l, img, c(nb, l, ch * h * w)),
+                                    nb.create<arith::MulIOp>(l, ih, c(nb, l, w))),
+        iw);
+    return {off, ih, iw};
   }
   Value combine(OpBuilder &nb, Location l, ValueRange rowPart, ValueRange colPart) const {
-    auto xs = cast<MemRefType>(x.getType()).getShape();
     Value ih = nb.create<arith::AddIOp>(l, colPart[1], rowPart[1]);
     Value iw = nb.create<arith::AddIOp>(l, colPart[2], rowPart[2]);
     // 0 <= a < hi as one unsigned comparison.
     auto inRange = [&](Value a, int64_t hi) {
       return nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::ult, a, c(nb, l, hi));
     };
-    Value ok = nb.create<arith::AndIOp>(l, inRange(ih, xs[2]), inRange(iw, xs[3]));
-    Value sh = nb.create<arith::SelectOp>(l, ok, ih, c(nb, l, 0));
-    Value sw = nb.create<arith::SelectOp>(l, ok, iw, c(nb, l, 0));
-    Value val = nb.create<memref::LoadOp>(l, x, ValueRange{colPart[0], rowPart[0], sh, sw});
+    Value ok = nb.create<arith::AndIOp>(l, inRange(ih, h), inRange(iw, w));
+    Value at = nb.create<arith::SelectOp>(l, ok, nb.create<arith::AddIOp>(l, colPart[0], rowPart[0]), c(nb, l, 0));
+    Value val = nb.create<memref::LoadOp>(l, flat, ValueRange{at});
     return nb.create<arith::SelectOp>(l, ok, val, f32Const(nb, l, op.getPadValue().convertToDouble()));
+  }
+  /// combine for vector<VL x i32> parts: one masked gather.
+  Value combineVector(OpBuilder &nb, Location l, ValueRange rowPart, ValueRange colPart, Value lanes) const {
+    auto ivec = cast<VectorType>(rowPart[0].getType());
+    VectorType fvec = VectorType::get(ivec.getShape(), nb.getF32Type());
+    auto splatI = [&](int64_t v) {
+      return nb.create<arith::ConstantOp>(l, DenseElementsAttr::get(ivec, nb.getI32IntegerAttr(v)));
+    };
+    auto splatF = [&](double v) {
+      return nb.create<arith::ConstantOp>(l, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(v)));
+    };
+    Value ih = nb.create<arith::AddIOp>(l, colPart[1], rowPart[1]);
+    Value iw = nb.create<arith::AddIOp>(l, colPart[2], rowPart[2]);
+    Value ok = nb.create<arith::AndIOp>(
+        l, nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::ult, ih, splatI(h)),
+        nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::ult, iw, splatI(w)));
+    Value at = nb.create<arith::AddIOp>(l, colPart[0], rowPart[0]);
+    Value mask = nb.create<arith::AndIOp>(l, ok, lanes);
+    Value val = nb.create<vector::GatherOp>(l, fvec, flat, ValueRange{c(nb, l, 0)}, at, mask,
+                                            splatF(op.getPadValue().convertToDouble()));
+    return nb.create<arith::SelectOp>(l, lanes, val, splatF(0.0));
   }
 };
 
+/// The window indices t in [0, count) with 0 <= t*s + a < size (a = the
+/// kernel point's offset minus the padding):
+/// [max(0, ceil(-a / s)), min(count, floor((size - 1 - a) / s) + 1)), empty
+/// as [lo, lo). Divisions of non-negative values only (unsigned ones lower
+/// directly to LLVM).
+static std::pair<Value, Value> windowRange(OpBuilder &nb, Location l, Value a, int64_t s, int64_t size,
+                                           int64_t count) {
+  auto c = [&](int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
+  Value zero = c(0);
+  Value neg = nb.create<arith::SubIOp>(l, zero, a);
+  Value lo = nb.create<arith::SelectOp>(l, nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sgt, neg, zero),
+                                        nb.create<arith::DivUIOp>(l, nb.create<arith::AddIOp>(l, neg, c(s - 1)), c(s)),
+                                        zero);
+  Value last = nb.create<arith::SubIOp>(l, c(size - 1), a);
+  Value hi = nb.create<arith::SelectOp>(l, nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sge, last, zero),
+                                        nb.create<arith::AddIOp>(l, nb.create<arith::DivUIOp>(l, last, c(s)), c(1)),
+                                        zero);
+  hi = nb.create<arith::MaxSIOp>(l, lo, nb.create<arith::MinSIOp>(l, hi, c(count)));
+  return {lo, hi};
+}
+
 LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
+  // cols[(c, u, v), (n, i, j)] = x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw]
+  // (the pad value outside the image), one column row (c, u, v) per
+  // iteration of the outer loop: per image row of windows, the padding
+  // before and after the run of in-range j, and between them a plain
+  // strided copy along j that LLVM vectorises.
   Location loc = op.getLoc();
   Value x = buffers[op.getInput()];
   Value out = resultBuffer(op.getResult());
-  auto id = AffineMap::getMultiDimIdentityMap(2, ctx);
-  b.create<linalg::GenericOp>(
-      loc, ValueRange{}, ValueRange{out}, ArrayRef<AffineMap>{id},
-      SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
-      [&](OpBuilder &nb, Location l, ValueRange) {
-        Value r = nb.create<linalg::IndexOp>(l, 0), q = nb.create<linalg::IndexOp>(l, 1);
-        Im2colParts parts(op, x);
-        nb.create<linalg::YieldOp>(l, parts.combine(nb, l, parts.row(nb, l, r), parts.col(nb, l, q)));
+  auto xs = cast<MemRefType>(x.getType()).getShape();
+  ArrayRef<int64_t> k = op.getKernel(), st = op.getStride(), pad = op.getPadding(), dil = op.getDilation();
+  int64_t oh = windowCount(xs[2], k[0], st[0], pad[0], pad[2], dil[0]);
+  int64_t ow = windowCount(xs[3], k[1], st[1], pad[1], pad[3], dil[1]);
+  auto c = [&](OpBuilder &nb, Location l, int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
+  Value zero = c(b, loc, 0), one = c(b, loc, 1);
+  auto forLoop = [&](OpBuilder &nb, Location l, Value lo, Value hi, function_ref<void(OpBuilder &, Value)> fn) {
+    nb.create<scf::ForOp>(l, lo, hi, one, ValueRange{}, [&](OpBuilder &ib, Location, Value i, ValueRange) {
+      fn(ib, i);
+      ib.create<scf::YieldOp>(l);
+    });
+  };
+  Value padValue = f32Const(b, loc, op.getPadValue().convertToDouble());
+  int64_t rows = xs[1] * k[0] * k[1];
+  auto body = [&](OpBuilder &nb, Location l, Value r) {
+    Value ch = nb.create<arith::DivUIOp>(l, r, c(nb, l, k[0] * k[1]));
+    Value u = nb.create<arith::RemUIOp>(l, nb.create<arith::DivUIOp>(l, r, c(nb, l, k[1])), c(nb, l, k[0]));
+    Value v = nb.create<arith::RemUIOp>(l, r, c(nb, l, k[1]));
+    Value ah = nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, u, c(nb, l, dil[0])), c(nb, l, pad[0]));
+    Value aw = nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, v, c(nb, l, dil[1])), c(nb, l, pad[1]));
+    auto [jlo, jhi] = windowRange(nb, l, aw, st[1], xs[3], ow);
+    forLoop(nb, l, zero, c(nb, l, xs[0]), [&](OpBuilder &mb, Value n) {
+      forLoop(mb, l, zero, c(mb, l, oh), [&](OpBuilder &ib, Value i) {
+        Value h = ib.create<arith::AddIOp>(l, ib.create<arith::MulIOp>(l, i, c(ib, l, st[0])), ah);
+        Value q0 = ib.create<arith::MulIOp>(
+            l, ib.create<arith::AddIOp>(l, ib.create<arith::MulIOp>(l, n, c(ib, l, oh)), i), c(ib, l, ow));
+        auto fillPad = [&](OpBuilder &fb, Value lo, Value hi) {
+          forLoop(fb, l, lo, hi, [&](OpBuilder &jb, Value j) {
+            jb.create<memref::StoreOp>(l, padValue, out, ValueRange{r, jb.create<arith::AddIOp>(l, q0, j)});
+          });
+        };
+        Value inside = ib.create<arith::CmpIOp>(l, arith::CmpIPredicate::ult, h, c(ib, l, xs[2]));
+        ib.create<scf::IfOp>(
+            l, inside,
+            [&](OpBuilder &tb, Location) {
+              fillPad(tb, zero, jlo);
+              forLoop(tb, l, jlo, jhi, [&](OpBuilder &jb, Value j) {
+                Value w = jb.create<arith::AddIOp>(l, jb.create<arith::MulIOp>(l, j, c(jb, l, st[1])), aw);
+                Value val = jb.create<memref::LoadOp>(l, x, ValueRange{n, ch, h, w});
+                jb.create<memref::StoreOp>(l, val, out, ValueRange{r, jb.create<arith::AddIOp>(l, q0, j)});
+              });
+              fillPad(tb, jhi, c(tb, l, ow));
+              tb.create<scf::YieldOp>(l);
+            },
+            [&](OpBuilder &eb, Location) {
+              fillPad(eb, zero, c(eb, l, ow));
+              eb.create<scf::YieldOp>(l);
+            });
       });
+    });
+  };
+  auto loop = b.create<scf::ForOp>(loc, zero, c(b, loc, rows), one, ValueRange{},
+                                   [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
+                                     body(fb, l, iv);
+                                     fb.create<scf::YieldOp>(l);
+                                   });
+  markParallel(loop, rows, rows * xs[0] * oh * ow);
   buffers[op.getResult()] = out;
   return success();
 }
 
 LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
-  // The adjoint of im2col as a gather, so that every output element is
-  // written by one iteration (no races when parallel over (n, c)):
-  //   out[n, c, h, w] = sum_{u, v} cols[(c, u, v), (n, i, j)]
-  // over the (u, v) with h + pt - u*dh = i*sh and w + pl - v*dw = j*sw for
-  // in-range i, j.
+  // The adjoint of im2col, one (n, c) plane per iteration of the parallel
+  // loop (no races): the plane is zeroed, then each kernel point (u, v)
+  // adds its row of the columns into the image points it covered:
+  //   out[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw] += cols[(c, u, v), (n, i, j)]
+  // over the i, j whose point is inside the image (ranges computed once, so
+  // the innermost loop is a plain, vectorisable run along j). Every point
+  // sums its terms in (u, v) order, as the gather formulation did.
   Location loc = op.getLoc();
   Value cols = buffers[op.getInput()];
   Value out = resultBuffer(op.getResult());
@@ -805,54 +923,43 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
   int64_t ow = windowCount(img[3], k[1], st[1], pad[1], pad[3], dil[1]);
   auto c = [&](OpBuilder &nb, Location l, int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
   Value zero = c(b, loc, 0), one = c(b, loc, 1);
+  auto forLoop = [&](OpBuilder &nb, Location l, Value lo, Value hi, function_ref<void(OpBuilder &, Value)> fn) {
+    nb.create<scf::ForOp>(l, lo, hi, one, ValueRange{}, [&](OpBuilder &ib, Location, Value i, ValueRange) {
+      fn(ib, i);
+      ib.create<scf::YieldOp>(l);
+    });
+  };
   auto body = [&](OpBuilder &nb, Location l, Value nc) {
     Value n = nb.create<arith::DivUIOp>(l, nc, c(nb, l, img[1]));
     Value ch = nb.create<arith::RemUIOp>(l, nc, c(nb, l, img[1]));
-    nb.create<scf::ForOp>(l, zero, c(nb, l, img[2]), one, ValueRange{},
-      [&](OpBuilder &hb, Location l, Value h, ValueRange) {
-        hb.create<scf::ForOp>(l, zero, c(hb, l, img[3]), one, ValueRange{},
-          [&](OpBuilder &wb, Location l, Value w, ValueRange) {
-            auto sum = wb.create<scf::ForOp>(l, zero, c(wb, l, k[0]), one, ValueRange{f32Const(wb, l, 0.0)},
-              [&](OpBuilder &ub, Location l, Value u, ValueRange accU) {
-                auto inner = ub.create<scf::ForOp>(l, zero, c(ub, l, k[1]), one, ValueRange{accU[0]},
-                  [&](OpBuilder &vb, Location l, Value v, ValueRange acc) {
-                    auto C = [&](int64_t x) { return c(vb, l, x); };
-                    Value ni = vb.create<arith::SubIOp>(l, vb.create<arith::AddIOp>(l, h, C(pad[0])),
-                                                        vb.create<arith::MulIOp>(l, u, C(dil[0])));
-                    Value nj = vb.create<arith::SubIOp>(l, vb.create<arith::AddIOp>(l, w, C(pad[1])),
-                                                        vb.create<arith::MulIOp>(l, v, C(dil[1])));
-                    auto valid = [&](Value a, int64_t s, int64_t limit) {
-                      Value nonneg = vb.create<arith::CmpIOp>(l, arith::CmpIPredicate::sge, a, C(0));
-                      Value safe = vb.create<arith::SelectOp>(l, nonneg, a, C(0));
-                      Value exact = vb.create<arith::CmpIOp>(
-                          l, arith::CmpIPredicate::eq, vb.create<arith::RemUIOp>(l, safe, C(s)), C(0));
-                      Value idx = vb.create<arith::DivUIOp>(l, safe, C(s));
-                      Value below = vb.create<arith::CmpIOp>(l, arith::CmpIPredicate::slt, idx, C(limit));
-                      Value ok = vb.create<arith::AndIOp>(l, vb.create<arith::AndIOp>(l, nonneg, exact), below);
-                      return std::make_pair(ok, Value(vb.create<arith::SelectOp>(l, ok, idx, C(0))));
-                    };
-                    auto [okI, i] = valid(ni, st[0], oh);
-                    auto [okJ, j] = valid(nj, st[1], ow);
-                    Value ok = vb.create<arith::AndIOp>(l, okI, okJ);
-                    Value r = vb.create<arith::AddIOp>(
-                        l, vb.create<arith::MulIOp>(
-                               l, vb.create<arith::AddIOp>(l, vb.create<arith::MulIOp>(l, ch, C(k[0])), u), C(k[1])),
-                        v);
-                    Value q = vb.create<arith::AddIOp>(
-                        l, vb.create<arith::MulIOp>(
-                               l, vb.create<arith::AddIOp>(l, vb.create<arith::MulIOp>(l, n, C(oh)), i), C(ow)),
-                        j);
-                    Value val = vb.create<memref::LoadOp>(l, cols, ValueRange{r, q});
-                    Value term = vb.create<arith::SelectOp>(l, ok, val, f32Const(vb, l, 0.0));
-                    vb.create<scf::YieldOp>(l, Value(vb.create<arith::AddFOp>(l, acc[0], term)));
-                  });
-                ub.create<scf::YieldOp>(l, inner.getResults());
-              });
-            wb.create<memref::StoreOp>(l, sum.getResult(0), out, ValueRange{n, ch, h, w});
-            wb.create<scf::YieldOp>(l);
-          });
-        hb.create<scf::YieldOp>(l);
+    forLoop(nb, l, zero, c(nb, l, img[2]), [&](OpBuilder &hb, Value h) {
+      forLoop(hb, l, zero, c(hb, l, img[3]), [&](OpBuilder &wb, Value w) {
+        wb.create<memref::StoreOp>(l, f32Const(wb, l, 0.0), out, ValueRange{n, ch, h, w});
       });
+    });
+    forLoop(nb, l, zero, c(nb, l, k[0]), [&](OpBuilder &ub, Value u) {
+      Value ah = ub.create<arith::SubIOp>(l, ub.create<arith::MulIOp>(l, u, c(ub, l, dil[0])), c(ub, l, pad[0]));
+      auto [ilo, ihi] = windowRange(ub, l, ah, st[0], img[2], oh);
+      forLoop(ub, l, zero, c(ub, l, k[1]), [&](OpBuilder &vb, Value v) {
+        Value aw = vb.create<arith::SubIOp>(l, vb.create<arith::MulIOp>(l, v, c(vb, l, dil[1])), c(vb, l, pad[1]));
+        auto [jlo, jhi] = windowRange(vb, l, aw, st[1], img[3], ow);
+        Value r = vb.create<arith::AddIOp>(
+            l, vb.create<arith::MulIOp>(
+                   l, vb.create<arith::AddIOp>(l, vb.create<arith::MulIOp>(l, ch, c(vb, l, k[0])), u), c(vb, l, k[1])),
+            v);
+        forLoop(vb, l, ilo, ihi, [&](OpBuilder &ib, Value i) {
+          Value h = ib.create<arith::AddIOp>(l, ib.create<arith::MulIOp>(l, i, c(ib, l, st[0])), ah);
+          Value row = ib.create<arith::MulIOp>(
+              l, ib.create<arith::AddIOp>(l, ib.create<arith::MulIOp>(l, n, c(ib, l, oh)), i), c(ib, l, ow));
+          forLoop(ib, l, jlo, jhi, [&](OpBuilder &jb, Value j) {
+            Value w = jb.create<arith::AddIOp>(l, jb.create<arith::MulIOp>(l, j, c(jb, l, st[1])), aw);
+            Value term = jb.create<memref::LoadOp>(l, cols, ValueRange{r, jb.create<arith::AddIOp>(l, row, j)});
+            Value old = jb.create<memref::LoadOp>(l, out, ValueRange{n, ch, h, w});
+            jb.create<memref::StoreOp>(l, jb.create<arith::AddFOp>(l, old, term), out, ValueRange{n, ch, h, w});
+          });
+        });
+      });
+    });
   };
   int64_t outer = img[0] * img[1];
   auto loop = b.create<scf::ForOp>(loc, zero, c(b, loc, outer), one, ValueRange{},
@@ -1041,7 +1148,7 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     op.shape = {shape[0], shape[1], shape[2]};
     // Row i of group g is row g * R + i of the columns.
     int64_t rows = shape[1];
-    auto parts = std::make_shared<Im2colParts>(cols, image);
+    auto parts = std::make_shared<Im2colParts>(cols, image, b, loc);
     op.parts = 3;
     op.rowPart = [parts, rows](OpBuilder &nb, Location l, Value g, Value i) {
       Value r = nb.create<arith::AddIOp>(
@@ -1052,6 +1159,10 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     op.combine = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col) {
       return parts->combine(nb, l, row, col);
     };
+    if (parts->fits32())
+      op.combineVector = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col, Value lanes) {
+        return parts->combineVector(nb, l, row, col, lanes);
+      };
     return op;
   };
   GemmOperand A = operand(mm.getLhs(), mm.getTransposeA()), B = operand(mm.getRhs(), mm.getTransposeB());

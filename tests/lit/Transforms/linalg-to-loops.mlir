@@ -3,7 +3,7 @@
 // RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=17}))' | FileCheck %s --check-prefix=G17
 
 // soma-linalg-to-loops: a linalg op with at least `grain` iteration points
-// (default 16384, given explicitly on the first RUN line) and at least one
+// (default 131072; 16384 given explicitly on the first RUN line) and at least one
 // parallel dimension becomes an
 // scf.parallel over its parallel dimensions (reductions stay scf.for inside);
 // anything else becomes a sequential scf.for nest.
@@ -186,10 +186,13 @@ func.func @gather(%x: memref<4x3xf32>, %y: memref<4xi32>, %o: memref<4xf32>) {
 
 // A hand-written nest marked by the lowering (soma.parallel_work = the
 // points of the whole nest) follows the grain: 20000 >= 16384 becomes an
-// scf.parallel, 100 stays sequential; the mark is gone either way.
+// scf.parallel, 100 stays sequential; the mark is gone either way. A
+// marked loop that stays sequential is marked soma.no_unroll instead (its
+// back edge gets llvm.loop.unroll.disable in soma-scf-to-cf).
 // CHECK-LABEL: func.func @marked_loops
 //       CHECK: scf.parallel
 //       CHECK: scf.for
+//       CHECK: } {soma.no_unroll}
 //   CHECK-NOT: soma.parallel_work
 // G16-LABEL: func.func @marked_loops
 //       G16: scf.parallel

@@ -781,3 +781,34 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
   }
   return %0 : tensor<4x5xf32>
 }
+
+// -----
+
+// A small product over a long K (7 x 33 over K = 20000: above the grain,
+// but a single block of C, fewer units than the threads need) splits K:
+// eight parts of 2560 (whole blocks of K), each unit one part, writing its
+// product into a temporary [8, 7, 33] (placed in the workspace by
+// soma-plan-memory); then C is the sum of the parts in order, the same for
+// any number of threads.
+// CHECK-LABEL: func.func @split_k(
+//       CHECK: %[[P:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8x7x33xf32>
+//       CHECK: scf.execute_region {
+//       CHECK:   scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
+//       CHECK:     arith.divui %[[T]]
+//       CHECK:     arith.remui %[[T]]
+//       CHECK:   } {soma.parallel_work = 144375 : i64}
+//       CHECK:   scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step
+//       CHECK:     scf.for %[[S:.*]] = %{{.*}} to %{{.*}} step
+//       CHECK:       %[[FIRST:.*]] = arith.cmpi eq, %[[S]]
+//       CHECK:           %[[X:.*]] = memref.load %[[P]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<8x7x33xf32>
+//       CHECK:           %[[OLD:.*]] = memref.load %{{.*}}[%[[B]], %{{.*}}, %{{.*}}] : memref<1x7x33xf32>
+//       CHECK:           %[[ACC:.*]] = arith.select %[[FIRST]], %{{.*}}, %[[OLD]] : f32
+//       CHECK:           arith.addf %[[ACC]], %[[X]] : f32
+//       CHECK:           memref.store
+//       CHECK: } {soma.outline = "gemm"}
+module @split_k {
+  func.func @split_k(%a: tensor<7x20000xf32> {soma.input = "a"}, %b: tensor<20000x33xf32> {soma.input = "b"}) -> (tensor<7x33xf32> {soma.output = "c"}) {
+    %0 = soma.matmul %a, %b : (tensor<7x20000xf32>, tensor<20000x33xf32>) -> tensor<7x33xf32>
+    return %0 : tensor<7x33xf32>
+  }
+}

@@ -12,32 +12,41 @@
 // NONE-NOT: {{(memref|linalg|scf|affine|arith|math|cf|func|bufferization|vector)\.}}
 // NONE-NOT: unrealized_conversion_cast
 
-// A 1024x128 graph: the elementwise ops (131072 points, above the
-// default grain) run in omp.parallel worksharing loops; the constant
-// becomes an llvm.mlir.global; the temporaries live in the workspace
-// pointer. The sequential loop nests (here the cross-entropy's small
-// per-row loops) are functions of their own (soma-outline-loops), called
-// in order, never inlined.
+// A 1024x128 graph: the elementwise ops (131072 points, at the default
+// grain) run in omp.parallel worksharing loops; the constant becomes an
+// llvm.mlir.global; the temporaries live in the workspace pointer. Every
+// top-level loop nest is a function of its own (soma-outline-loops):
+// `g_parN` for the parallel ones, `g_loopN` for the sequential ones (here
+// the cross-entropy's small per-row loops), called in order, never inlined.
 // CHECK-LABEL: module @g {
+//       CHECK: llvm.func @[[ADD:g_par[0-9]+]](
+//  CHECK-SAME: passthrough = ["noinline"]
+//       CHECK: omp.parallel {
+//  CHECK-NEXT:   omp.wsloop {
+//  CHECK-NEXT:     omp.loop_nest (%{{.*}}) : i64 = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
+//       CHECK:       llvm.getelementptr %arg0[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
+//       CHECK:       llvm.getelementptr %arg1[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
+//       CHECK:       llvm.fadd
+//       CHECK:       llvm.getelementptr %arg2[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
+//       CHECK:       llvm.store
+//       CHECK:       omp.yield
+//       CHECK: llvm.func @[[RELU:g_par[0-9]+]](
+//       CHECK: omp.parallel {
+//       CHECK:   llvm.intr.maximum
 //       CHECK: llvm.func @g_loop{{[0-9]+}}(
 //  CHECK-SAME: passthrough = ["noinline"]
 //       CHECK: llvm.intr.log
 //       CHECK: llvm.func @g(%arg0: !llvm.ptr {soma.input = "x"}, %arg1: !llvm.ptr {soma.input = "y"}, %arg2: !llvm.ptr {soma.param = "b"},
 //  CHECK-SAME: %arg3: !llvm.ptr {soma.output = "h"}, %arg4: !llvm.ptr {soma.output = "loss"}, %arg5: !llvm.ptr {soma.workspace})
 //  CHECK-SAME: attributes {soma.kernel, soma.memory_plan = [{{.*}}], soma.workspace_bytes = {{[0-9]+}} : i64}
+//   CHECK-NOT: omp.
 //       CHECK: llvm.mlir.addressof @[[CONST:.*]] : !llvm.ptr
-//       CHECK: omp.parallel {
-//  CHECK-NEXT:   omp.wsloop {
-//  CHECK-NEXT:     omp.loop_nest (%{{.*}}) : i64 = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
-//       CHECK:       llvm.getelementptr %arg0[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
-//       CHECK:       llvm.getelementptr %arg2[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
-//       CHECK:       llvm.fadd
-//       CHECK:       llvm.getelementptr %arg5[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
-//       CHECK:       llvm.store
-//       CHECK:       omp.yield
-//       CHECK: omp.parallel {
-//       CHECK:   llvm.intr.maximum
+//   CHECK-NOT: omp.
+//       CHECK: llvm.call @[[ADD]](%arg0, %arg2, %arg5,
+//  CHECK-NEXT: llvm.call @[[RELU]](%arg5,
+//   CHECK-NOT: omp.
 //       CHECK: llvm.call @g_loop{{[0-9]+}}(
+//   CHECK-NOT: omp.
 //       CHECK: llvm.return
 //       CHECK: llvm.mlir.global private constant @[[CONST]](2.000000e+00 : f32) {{.*}}alignment = 64 : i64} : f32
 module @g {

@@ -17,11 +17,13 @@ inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 
 /// soma-linalg-to-loops' default grain: the iteration points a loop nest
 /// needs to run on several threads (16384 points of an elementwise loop).
-inline constexpr int64_t kDefaultGrain = 16384;
+inline constexpr int64_t kDefaultGrain = 131072;
 
 /// On an scf.execute_region: soma-outline-loops makes a function of it
 /// (named after the kernel and the attribute's string).
 inline constexpr const char *kOutlineAttr = "soma.outline";
+/// On a sequential scf.for: its back edge gets llvm.loop.unroll.disable.
+inline constexpr const char *kNoUnrollAttr = "soma.no_unroll";
 
 /// Emits the scalar computation of an elementwise soma op on `args` (one f32
 /// per operand) and returns the f32 result.
@@ -71,6 +73,13 @@ struct GemmOperand {
                             mlir::ValueRange col)>
       combine;
   int64_t parts = 0;
+  /// Optional: the combination of VL elements at once, for the packing's
+  /// vector path: the parts as vector<VL x i32> (a scalar part is
+  /// broadcast), lanes outside `lanes` (vector<VL x i1>) zero. Set only
+  /// when every element offset fits in 32 bits.
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::ValueRange row,
+                            mlir::ValueRange col, mlir::Value lanes)>
+      combineVector;
   bool computed() const { return parts != 0; }
   /// A stored rank-3 memref operand.
   static GemmOperand of(mlir::Value memref, bool transposed);

@@ -160,18 +160,34 @@ def SomaLinalgToLoops : Pass<"soma-linalg-to-loops", "mlir::func::FuncOp"> {
 }
 
 def SomaOutlineLoops : Pass<"soma-outline-loops", "mlir::ModuleOp"> {
-  let summary = "Move each sequential top-level loop nest of a kernel into its own function";
+  let summary = "Move each top-level loop nest of a kernel into its own function";
   let description = [{
-    Runs after soma-linalg-to-loops. Every top-level `scf.for` of a kernel
-    function (`soma.kernel`) whose captured values are scalars or memrefs of
-    static shape and identity layout becomes a call of a private, noinline
-    function holding the nest (the parallel loops are outlined by the OpenMP
-    lowering already). LLVM's code generation is superlinear in the size of
-    a function: one kernel of a whole training step with its sequential
-    loops inline took 14 s to compile for an MLP; one function per nest
-    keeps it linear.
+    Runs after soma-linalg-to-loops. Every region the lowering marked
+    (`soma.outline`, each GEMM) and every top-level `scf.for` or
+    `scf.parallel` of a kernel function (`soma.kernel`) whose captured values
+    are scalars or memrefs of static shape and identity layout becomes a call
+    of a private, noinline function `<kernel>_gemmN`, `<kernel>_loopN`
+    (sequential) or `<kernel>_parN` (parallel). LLVM's code generation is
+    superlinear in the size of a function: one kernel of a whole training
+    step with its sequential loops inline took 14 s to compile for an MLP;
+    one function per nest keeps it linear. The names also make each loop
+    nest a symbol of its own in a profile (`SOMA_PERF_MAP=1`).
   }];
   let dependentDialects = ["mlir::func::FuncDialect", "mlir::scf::SCFDialect"];
+}
+
+def SomaSCFToCF : Pass<"soma-scf-to-cf", "mlir::ModuleOp"> {
+  let summary = "SCF to ControlFlow, keeping the no-unroll mark of sequential loops";
+  let description = [{
+    MLIR's SCF-to-ControlFlow conversion, except that an `scf.for` marked
+    `soma.no_unroll` (the sequential unit, K-block and panel loops of a GEMM,
+    col2im's planes) gets `llvm.loop.unroll.disable` on its back edge. Those
+    loops have big bodies and often small constant trip counts: LLVM would
+    unroll them completely, gaining nothing and multiplying its code
+    generation time (a LeNet-5 training step: 2.3 s -> 14-20 s).
+  }];
+  let dependentDialects = ["mlir::cf::ControlFlowDialect", "mlir::LLVM::LLVMDialect",
+                           "mlir::arith::ArithDialect"];
 }
 
 #endif // SOMA_PASSES_TD
