@@ -51,6 +51,9 @@ struct GemmEmitter {
   GemmConfig cfg;
   int64_t batch, M, N, K;
   int64_t MC, NC, KC, units, mt, nt;
+  // A unit covers rpu row blocks (mg groups of them) of one column block:
+  // B's block is packed once per unit and K block, for all its row blocks.
+  int64_t rpu = INT64_MAX, mg = 1;
   int64_t splits = 1, KS = 0; // split K: `splits` parts of KS (a multiple of KC)
   Value partial;              // [splits * batch, M, N] partial products when split
   VectorType vec;
@@ -122,23 +125,33 @@ struct GemmEmitter {
     KC = std::min<int64_t>(cfg.kc, K);
     MC = std::min(cfg.mc, roundUp(M, MR));
     NC = std::min(cfg.nc, roundUp(N, NR));
+    int64_t perUnit = INT64_MAX; // row blocks a unit may take
     auto count = [&] {
       mt = (M + MC - 1) / MC;
       nt = (N + NC - 1) / NC;
-      units = batch * mt * nt;
+      rpu = std::min(perUnit, mt);
+      mg = (mt + rpu - 1) / rpu;
+      units = batch * mg * nt;
     };
     count();
     // Enough units for the threads to share (and balance) when the GEMM is
-    // big enough to be parallel at all; narrower column blocks first (they
-    // only repack A more often), then shorter row blocks.
+    // big enough to be parallel at all: narrower column blocks first (they
+    // only repack A more often), then groups of row blocks (each group
+    // packs B again), then shorter row blocks.
     KS = K;
     if (work() >= cfg.grain) {
       while (units < cfg.min_units && NC > 4 * NR) {
         NC = roundUp(NC / 2, NR);
         count();
       }
+      if (units < cfg.min_units) {
+        int64_t want = (cfg.min_units + batch * nt - 1) / (batch * nt);
+        perUnit = std::max<int64_t>(1, mt / want);
+        count();
+      }
       while (units < cfg.min_units && MC > 4 * MR) {
         MC = roundUp(MC / 2, MR);
+        perUnit = 1;
         count();
       }
       // Still too few units (a small product over a long K, such as a
@@ -351,15 +364,15 @@ struct GemmEmitter {
     t = nb.create<arith::RemUIOp>(loc, t, idx(nb, units));
     Value kStart = mul(nb, part, idx(nb, KS));
     Value kEnd = min(nb, add(nb, kStart, idx(nb, KS)), idx(nb, K));
-    Value bIdx = nb.create<arith::DivUIOp>(loc, t, idx(nb, mt * nt));
+    Value bIdx = nb.create<arith::DivUIOp>(loc, t, idx(nb, mg * nt));
     // A split GEMM writes its part's product into `partial`.
     Value target = splits > 1 ? partial : C;
     Value tIdx = splits > 1 ? add(nb, mul(nb, part, idx(nb, batch)), bIdx) : bIdx;
-    Value r = nb.create<arith::RemUIOp>(loc, t, idx(nb, mt * nt));
-    Value n0 = mul(nb, nb.create<arith::DivUIOp>(loc, r, idx(nb, mt)), idx(nb, NC));
-    Value m0 = mul(nb, nb.create<arith::RemUIOp>(loc, r, idx(nb, mt)), idx(nb, MC));
+    Value r = nb.create<arith::RemUIOp>(loc, t, idx(nb, mg * nt));
+    Value n0 = mul(nb, nb.create<arith::DivUIOp>(loc, r, idx(nb, mg)), idx(nb, NC));
+    Value m0 = mul(nb, nb.create<arith::RemUIOp>(loc, r, idx(nb, mg)), idx(nb, rpu * MC));
     Value n1 = min(nb, add(nb, n0, idx(nb, NC)), idx(nb, N));
-    Value m1 = min(nb, add(nb, m0, idx(nb, MC)), idx(nb, M));
+    Value m1 = min(nb, add(nb, m0, idx(nb, rpu * MC)), idx(nb, M));
     auto f32 = nb.getF32Type();
     // The scratch lives for one unit: stack memory of the running thread,
     // released after the unit by restoring the stack pointer. (Not a
@@ -381,14 +394,22 @@ struct GemmEmitter {
         Value kc = min(kb, idx(kb, KC), sub(kb, kEnd, pc));
         Value first = eq(kb, pc, kStart);
         pack(kb, B, /*kRows=*/!tb, cfg.nr, Bp, S, bIdx, pc, kc, n0, n1);
-        pack(kb, A, /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, m0, m1);
-        blockLoop(kb, idx(kb, 0), sub(kb, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
-          Value bBase = mul(qb, qn, idx(qb, KC));
-          blockLoop(qb, idx(qb, 0), sub(qb, m1, m0), MR, [&](OpBuilder &pb, Value pm) {
-            Value aBase = mul(pb, pm, idx(pb, KC));
-            microKernel(pb, Ap, Bp, T, aBase, bBase, kc, target, tIdx, add(pb, m0, pm), add(pb, n0, qn), first);
+        // (B's parts in S are no longer needed: A's may overwrite them.)
+        auto rowBlock = [&](OpBuilder &ib, Value i0) {
+          Value i1 = min(ib, add(ib, i0, idx(ib, MC)), m1);
+          pack(ib, A, /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
+          blockLoop(ib, idx(ib, 0), sub(ib, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
+            Value bBase = mul(qb, qn, idx(qb, KC));
+            blockLoop(qb, idx(qb, 0), sub(qb, i1, i0), MR, [&](OpBuilder &pb, Value pm) {
+              Value aBase = mul(pb, pm, idx(pb, KC));
+              microKernel(pb, Ap, Bp, T, aBase, bBase, kc, target, tIdx, add(pb, i0, pm), add(pb, n0, qn), first);
+            });
           });
-        });
+        };
+        if (rpu == 1)
+          rowBlock(kb, m0);
+        else
+          blockLoop(kb, m0, m1, MC, rowBlock);
       });
       sb.create<LLVM::StackRestoreOp>(loc, stack);
       if (epilogue && splits == 1)
@@ -462,10 +483,10 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
     auto sum = rb.create<scf::ForOp>(
         loc, e.idx(rb, 0), e.idx(rb, e.batch), e.idx(rb, 1), ValueRange{},
         [&](OpBuilder &bb, Location, Value bi, ValueRange) {
-          e.loop(bb, e.idx(bb, 0), e.idx(bb, e.splits), 1, [&](OpBuilder &sb, Value part) {
+          e.blockLoop(bb, e.idx(bb, 0), e.idx(bb, e.splits), 1, [&](OpBuilder &sb, Value part) {
             Value pb = e.add(sb, e.mul(sb, part, e.idx(sb, e.batch)), bi);
             Value first = e.eq(sb, part, e.idx(sb, 0));
-            e.loop(sb, e.idx(sb, 0), e.idx(sb, e.M), 1, [&](OpBuilder &mb, Value m) {
+            e.blockLoop(sb, e.idx(sb, 0), e.idx(sb, e.M), 1, [&](OpBuilder &mb, Value m) {
               e.loop(mb, e.idx(mb, 0), e.idx(mb, e.N), 1, [&](OpBuilder &nb, Value n) {
                 Value x = nb.create<memref::LoadOp>(loc, e.partial, ValueRange{pb, m, n});
                 Value old = nb.create<memref::LoadOp>(loc, C, ValueRange{bi, m, n});

@@ -54,6 +54,14 @@ struct SomaLinalgToLoopsPass
         return signalPassFailure();
       }
       rewriter.eraseOp(op);
+      // Loops around the innermost one run as written: LLVM vectorises the
+      // innermost loop and would then unroll the constant-trip loops around
+      // it completely, copying the vector loop, its runtime checks and its
+      // remainder each time (a [16, 1600] division became 3,500 lines of
+      // LLVM IR), which costs code generation time for nothing.
+      for (size_t i = 0; i + 1 < loops->size(); ++i)
+        if (auto f = dyn_cast<scf::ForOp>((*loops)[i]))
+          f->setAttr(kNoUnrollAttr, rewriter.getUnitAttr());
       // One parallel loop per kernel, that one, and only when it is a
       // parallel dimension and the whole nest has enough work: one OpenMP
       // region per kernel, never nested, and none for tiny kernels.
