@@ -9,13 +9,18 @@
 // anything else becomes a sequential scf.for nest.
 
 // 4x4 = 16 points: sequential by default; parallel with grain=16 (the bound
-// is inclusive), sequential again with grain=17.
+// is inclusive), sequential again with grain=17. The loops around the
+// innermost one are marked soma.no_unroll (LLVM vectorises the innermost
+// loop and would otherwise unroll the ones around it, copying the vector
+// loop each time); the innermost is not.
 // CHECK-LABEL: func.func @small_elementwise
 //   CHECK-NOT: scf.parallel
 //       CHECK: scf.for %[[I:.*]] = %{{.*}} to %{{.*}} step
 //       CHECK:   scf.for %[[J:.*]] = %{{.*}} to %{{.*}} step
 //       CHECK:     math.exp
 //       CHECK:     memref.store
+//  CHECK-NEXT:   }{{$}}
+//  CHECK-NEXT: } {soma.no_unroll}
 //   CHECK-NOT: scf.parallel
 //   CHECK-NOT: linalg.
 //       CHECK: return
