@@ -124,6 +124,14 @@ std::vector<GradCase> gradCases() {
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.stride = {2, 1}, .padding = {1, 0, 2, 1}}); }});
   c.push_back({"conv2d_dilation", {{{1, 2, 7, 7}}, {{2, 2, 2, 2}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.dilation = 2}); }});
+  // Stride 1, one group and at least 16 input channels: the input gradient
+  // is the transposed convolution (padding (k - 1) * d - pad per side),
+  // here with unequal paddings, a non-square kernel and dilation; with a
+  // padding beyond the kernel's reach it falls back to col2im.
+  c.push_back({"conv2d_transposed_grad", {{{2, 16, 6, 7}}, {{3, 16, 3, 2}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = {2, 0, 1, 1}, .dilation = {1, 2}}); }});
+  c.push_back({"conv2d_wide_padding", {{{1, 16, 4, 4}}, {{2, 16, 2, 2}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = 2}); }});
   c.push_back({"conv2d_groups", {{{2, 4, 5, 5}}, {{4, 2, 3, 3}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = 1, .groups = 2}); }});
   c.push_back({"conv2d_depthwise", {{{1, 3, 5, 5}}, {{3, 1, 3, 3}}},

@@ -86,3 +86,27 @@ func.func @inference(%w: tensor<2xf32> {soma.param = "w", soma.init = {kind = "z
   %0 = soma.relu %w : tensor<2xf32>
   return %0 : tensor<2xf32>
 }
+
+// -----
+
+// The input gradient of a stride-1 convolution with at least 16 input
+// channels is itself a convolution: dY padded by (k - 1) - pad per side
+// ([1, 0, 0, 1] -> [1, 2, 2, 1]) with the filter flipped in both kernel
+// axes (a product with the 9 x 9 exchange matrix) and its channel axes
+// swapped; no col2im. The filter gradient stays dY x im2col(x)^T.
+// CHECK-LABEL: func.func @conv_dx(
+//       CHECK: %[[DY:.*]] = soma.broadcast_to
+//       CHECK: %[[J:.*]] = soma.constant dense<{{\[\[}}0.000000e+00, {{.*}}1.000000e+00], {{.*}}> : tensor<9x9xf32>
+//       CHECK: %[[W2:.*]] = soma.reshape %arg1 {shape = array<i64: 64, 9>}
+//       CHECK: %[[FLIP:.*]] = soma.matmul %[[W2]], %[[J]] : (tensor<64x9xf32>, tensor<9x9xf32>) -> tensor<64x9xf32>
+//       CHECK: %[[W4:.*]] = soma.reshape %[[FLIP]] {shape = array<i64: 4, 16, 3, 3>}
+//       CHECK: %[[WT:.*]] = soma.transpose %[[W4]] {perm = array<i64: 1, 0, 2, 3>} : tensor<4x16x3x3xf32> -> tensor<16x4x3x3xf32>
+//       CHECK: %[[DX:.*]] = soma.conv2d %[[DY]], %[[WT]] {dilation = array<i64: 1, 1>, padding = array<i64: 1, 2, 2, 1>, stride = array<i64: 1, 1>} : (tensor<2x4x5x5xf32>, tensor<16x4x3x3xf32>) -> tensor<2x16x6x6xf32>
+//   CHECK-NOT: soma.col2im
+//       CHECK: return %{{.*}}, %[[DX]], %{{.*}}
+func.func @conv_dx(%x: tensor<2x16x6x6xf32> {soma.input = "x", soma.requires_grad}, %w: tensor<4x16x3x3xf32> {soma.param = "w", soma.init = {kind = "zeros"}})
+    -> (tensor<f32> {soma.output = "l", soma.loss}) {
+  %0 = soma.conv2d %x, %w {dilation = array<i64: 1, 1>, padding = array<i64: 1, 0, 0, 1>, stride = array<i64: 1, 1>} : (tensor<2x16x6x6xf32>, tensor<4x16x3x3xf32>) -> tensor<2x4x5x5xf32>
+  %1 = soma.reduce_sum %0 {axes = array<i64: 0, 1, 2, 3>} : tensor<2x4x5x5xf32> -> tensor<f32>
+  return %1 : tensor<f32>
+}
