@@ -105,14 +105,14 @@ std::vector<Case> allCases() {
   // GEMM's shape classes: edge tiles in rows and columns (not multiples of
   // its register tile: 6 x 16 with AVX2, 12 x 32 with AVX-512), several
   // blocks of K (> 256), of rows (> 96) and of columns (> 256), sizes big
-  // enough to run in parallel (65x513x257: batch * M * N * K / 32 above the
-  // grain of 131072), and a small product over a long K that splits K
-  // (7x20000x33: one block of C, eight parts of K summed afterwards).
+  // enough to run in parallel (130x513x257: batch * M * N * K / 32 above
+  // the grain of 524288), and a small product over a long K that splits K
+  // (7x80000x33: one block of C, eight parts of K summed afterwards).
   for (bool ta : {false, true})
     for (bool tb : {false, true})
       for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 63, 65},
                              {64, 129, 10}, {33, 17, 129}, {129, 300, 65}, {65, 513, 257},
-                             {1, 1000, 7}, {200, 7, 300}, {7, 20000, 33}}) {
+                             {130, 513, 257}, {1, 1000, 7}, {200, 7, 300}, {7, 80000, 33}}) {
         Shape a = ta ? Shape{k, m} : Shape{m, k};
         Shape b = tb ? Shape{n, k} : Shape{k, n};
         std::string name = "matmul_" + std::string(ta ? "T" : "N") + (tb ? "T" : "N") + "_" +
@@ -126,16 +126,16 @@ std::vector<Case> allCases() {
   c.push_back({"matmul_batched_TT", {{{2, 7, 5}}, {{2, 4, 7}}}, [](Graph &, Ts &x) {
                  return Ts{matmul(x[0], x[1], {.transpose_a = true, .transpose_b = true})};
                }});
-  c.push_back({"matmul_batched_parallel", {{{3, 130, 260}}, {{3, 260, 140}}},
+  c.push_back({"matmul_batched_parallel", {{{3, 130, 520}}, {{3, 520, 140}}},
                [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1])}; }});
-  c.push_back({"matmul_batched_split_k", {{{2, 6, 20000}}, {{2, 20000, 30}}},
+  c.push_back({"matmul_batched_split_k", {{{2, 6, 50000}}, {{2, 50000, 30}}},
                [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1])}; }});
   // GEMM epilogues (soma.fusion "contraction"): bias and activation, a
   // residual of the product's shape, a backward ReLU mask, a second result
   // (the pre-activation), batch dimensions (the epilogue's index is rebuilt
   // from the flat batch), at sizes with edge tiles, parallel units and a
   // split K (the epilogue then runs after the parts are summed).
-  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 63, 65}, {129, 600, 130}, {6, 20000, 25}}) {
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 63, 65}, {257, 600, 130}, {6, 120000, 25}}) {
     std::string s = std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
     c.push_back({"epilogue_bias_relu_" + s, {{{m, k}}, {{k, n}}, {{n}}},
                  [](Graph &, Ts &x) { return Ts{relu(matmul(x[0], x[1]) + x[2])}; }});

@@ -305,7 +305,7 @@ TEST(Frontend, DumpsEveryStageThroughTheEnvironment) {
   test::TempDir dir("dumpenv");
   ::setenv("SOMA_DUMP", "all", 1);
   ::setenv("SOMA_DUMP_DIR", dir.str().c_str(), 1);
-  Graph g = zoo::mlp(64); // big enough for OpenMP regions
+  Graph g = zoo::mlp(256); // big enough for OpenMP regions (784x256 over 256 rows: above the grain)
   compile_inference(g);
   ::unsetenv("SOMA_DUMP");
   ::unsetenv("SOMA_DUMP_DIR");

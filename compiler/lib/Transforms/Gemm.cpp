@@ -432,6 +432,21 @@ GemmConfig GemmConfig::forVectorWidth(int64_t vectorWidth) {
   return c;
 }
 
+GemmConfig GemmConfig::forRows(int64_t M) const {
+  // Rows of edge tiles are computed and thrown away: a product with few
+  // rows (a filter gradient has one per output channel: 6, 16, 32) takes a
+  // shorter tile when the full one would waste more than an eighth of its
+  // rows (16 rows: 8 x 32 instead of two 12 x 32 tiles, a third wasted).
+  auto padded = [&](int64_t mr) { return (M + mr - 1) / mr * mr; };
+  GemmConfig c = *this;
+  if (M <= 0 || (padded(mr) - M) * 8 <= M)
+    return c;
+  for (int64_t r = mr - 1; r >= mr / 3 && r >= 1; --r)
+    if (c.mc % r == 0 && padded(r) < padded(c.mr))
+      c.mr = r;
+  return c;
+}
+
 GemmOperand GemmOperand::of(Value memref, bool transposed) {
   GemmOperand op;
   op.memref = memref;
@@ -445,7 +460,7 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
               Value C, const GemmConfig &cfg, const GemmEpilogue &epilogue) {
   auto cs = cast<MemRefType>(C.getType()).getShape();
   int64_t K = A.transposed ? A.shape[1] : A.shape[2];
-  GemmEmitter e{module, b, loc, A, B, C, A.transposed, B.transposed, cfg, cs[0], cs[1], cs[2], K};
+  GemmEmitter e{module, b, loc, A, B, C, A.transposed, B.transposed, cfg.forRows(cs[1]), cs[0], cs[1], cs[2], K};
   e.vec = VectorType::get({cfg.vl}, b.getF32Type());
   if (K == 0) {
     // An empty sum: C = 0 (then the epilogue over all of C).

@@ -160,11 +160,13 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 // matmul: the packed GEMM (Gemm.cpp) over rank-3 views [batch, rows, cols].
 // A loop over units (batch, row block, column block); per unit, stack
 // scratch at the blocking's full size (A panels 72 x 256 = 18432 floats,
-// B panels 256 x 256 = 65536, the 6 x 16 tile T = 96); per block of K, B
-// packed into panels of 16 columns (whole panels as vectors, edge panels
-// element by element, zero padded) and A into panels of 6 rows; then per
-// tile a call of the register tile, a private function shared by every
-// GEMM of the module: a k loop carrying 12 vectors of 8 floats updated by
+// B panels 256 x 256 = 65536, the tile T); per block of K, B packed into
+// panels of 16 columns (whole panels as vectors, edge panels element by
+// element, zero padded) and A into panels of tile rows; then per tile a
+// call of the register tile, a private function shared by every GEMM of
+// the module with that tile. With 4 rows the 6 x 16 tile of AVX2 would
+// waste a third of its rows, so this product takes a 4 x 16 tile (T = 64
+// floats): a k loop carrying 8 vectors of 8 floats updated by
 // vector.fma with a broadcast element of A, stored into T. The caller adds
 // T into C row by row (rows beyond M skipped, columns beyond N masked).
 // CHECK-LABEL: func.func @matmul(
@@ -176,14 +178,14 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 //       CHECK:   %[[SP:.*]] = llvm.intr.stacksave : !llvm.ptr
 //       CHECK:     %[[AP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<18432xf32>
 //       CHECK:     %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<65536xf32>
-//       CHECK:     %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<96xf32>
+//       CHECK:     %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
 //       CHECK:     vector.load %[[B3]]{{.*}} : memref<1x3x2xf32>, vector<8xf32>
 //       CHECK:     vector.store %{{.*}}, %[[BP]]
 //       CHECK:     memref.load %[[B3]]
 //       CHECK:     memref.store %{{.*}}, %[[BP]]
 //       CHECK:     memref.load %[[A3]]
 //       CHECK:     memref.store %{{.*}}, %[[AP]]
-//       CHECK:     call @[[TILE:soma_gemm_tile_6x16_v8_a18432_b65536]](%[[AP]], %[[BP]], %{{.*}}, %{{.*}}, %{{.*}}, %[[T]])
+//       CHECK:     call @[[TILE:soma_gemm_tile_4x16_v8_a18432_b65536]](%[[AP]], %[[BP]], %{{.*}}, %{{.*}}, %{{.*}}, %[[T]])
 //       CHECK:     vector.load %[[T]]
 //       CHECK:     vector.maskedload %[[C3]]
 //       CHECK:     vector.maskedstore %[[C3]]
@@ -191,8 +193,8 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 // One unit: the loop is sequential and not marked for soma-linalg-to-loops.
 //   CHECK-NOT: scf.parallel
 //   CHECK-NOT: soma.parallel_work
-//       CHECK: func.func private @[[TILE]](%{{.*}}: memref<18432xf32>, %{{.*}}: memref<65536xf32>, %{{.*}}: index, %{{.*}}: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<96xf32>) attributes {passthrough = ["noinline"]}
-//       CHECK:   scf.for %{{.*}} = %{{.*}} to %[[KC]] step %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+//       CHECK: func.func private @[[TILE]](%{{.*}}: memref<18432xf32>, %{{.*}}: memref<65536xf32>, %{{.*}}: index, %{{.*}}: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<64xf32>) attributes {passthrough = ["noinline"]}
+//       CHECK:   scf.for %{{.*}} = %{{.*}} to %[[KC]] step %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
 //       CHECK:     vector.load
 //       CHECK:     memref.load
 //       CHECK:     vector.broadcast
@@ -784,9 +786,9 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 
 // -----
 
-// A small product over a long K (7 x 33 over K = 20000: above the grain,
+// A small product over a long K (7 x 33 over K = 80000: above the grain,
 // but a single block of C, fewer units than the threads need) splits K:
-// eight parts of 2560 (whole blocks of K), each unit one part, writing its
+// eight parts of 10240 (whole blocks of K), each unit one part, writing its
 // product into a temporary [8, 7, 33] (placed in the workspace by
 // soma-plan-memory); then C is the sum of the parts in order, the same for
 // any number of threads.
@@ -796,7 +798,7 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 //       CHECK:   scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
 //       CHECK:     arith.divui %[[T]]
 //       CHECK:     arith.remui %[[T]]
-//       CHECK:   } {soma.parallel_work = 144375 : i64}
+//       CHECK:   } {soma.parallel_work = 577500 : i64}
 //       CHECK:   scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step
 //       CHECK:     scf.for %[[S:.*]] = %{{.*}} to %{{.*}} step
 //       CHECK:       %[[FIRST:.*]] = arith.cmpi eq, %[[S]]
@@ -807,8 +809,8 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 //       CHECK:           memref.store
 //       CHECK: } {soma.outline = "gemm"}
 module @split_k {
-  func.func @split_k(%a: tensor<7x20000xf32> {soma.input = "a"}, %b: tensor<20000x33xf32> {soma.input = "b"}) -> (tensor<7x33xf32> {soma.output = "c"}) {
-    %0 = soma.matmul %a, %b : (tensor<7x20000xf32>, tensor<20000x33xf32>) -> tensor<7x33xf32>
+  func.func @split_k(%a: tensor<7x80000xf32> {soma.input = "a"}, %b: tensor<80000x33xf32> {soma.input = "b"}) -> (tensor<7x33xf32> {soma.output = "c"}) {
+    %0 = soma.matmul %a, %b : (tensor<7x80000xf32>, tensor<80000x33xf32>) -> tensor<7x33xf32>
     return %0 : tensor<7x33xf32>
   }
 }

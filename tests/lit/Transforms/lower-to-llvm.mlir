@@ -12,7 +12,7 @@
 // NONE-NOT: {{(memref|linalg|scf|affine|arith|math|cf|func|bufferization|vector)\.}}
 // NONE-NOT: unrealized_conversion_cast
 
-// A 1024x128 graph: the elementwise ops (131072 points, at the default
+// A 1024x512 graph: the elementwise ops (524288 points, at the default
 // grain) run in omp.parallel worksharing loops; the constant becomes an
 // llvm.mlir.global; the temporaries live in the workspace pointer. Every
 // top-level loop nest is a function of its own (soma-outline-loops):
@@ -50,14 +50,14 @@
 //       CHECK: llvm.return
 //       CHECK: llvm.mlir.global private constant @[[CONST]](2.000000e+00 : f32) {{.*}}alignment = 64 : i64} : f32
 module @g {
-  func.func @g(%x: tensor<1024x128xf32> {soma.input = "x"}, %b: tensor<128xf32> {soma.param = "b"}, %y: tensor<1024xi32> {soma.input = "y"})
-      -> (tensor<1024x128xf32> {soma.output = "h"}, tensor<f32> {soma.output = "loss"}) {
+  func.func @g(%x: tensor<1024x512xf32> {soma.input = "x"}, %b: tensor<512xf32> {soma.param = "b"}, %y: tensor<1024xi32> {soma.input = "y"})
+      -> (tensor<1024x512xf32> {soma.output = "h"}, tensor<f32> {soma.output = "loss"}) {
     %k = soma.constant dense<2.0> : tensor<f32>
-    %0 = soma.add %x, %b : tensor<1024x128xf32>, tensor<128xf32>
-    %1 = soma.relu %0 : tensor<1024x128xf32>
-    %2 = soma.mul %1, %k : tensor<1024x128xf32>, tensor<f32>
-    %3 = soma.softmax_cross_entropy %2, %y : (tensor<1024x128xf32>, tensor<1024xi32>) -> tensor<f32>
-    return %2, %3 : tensor<1024x128xf32>, tensor<f32>
+    %0 = soma.add %x, %b : tensor<1024x512xf32>, tensor<512xf32>
+    %1 = soma.relu %0 : tensor<1024x512xf32>
+    %2 = soma.mul %1, %k : tensor<1024x512xf32>, tensor<f32>
+    %3 = soma.softmax_cross_entropy %2, %y : (tensor<1024x512xf32>, tensor<1024xi32>) -> tensor<f32>
+    return %2, %3 : tensor<1024x512xf32>, tensor<f32>
   }
 }
 
@@ -76,7 +76,7 @@ module @g {
 //   CHECK-NOT: omp.
 //       CHECK: llvm.intr.stacksave
 //   CHECK-NOT: omp.
-//       CHECK: llvm.call @soma_gemm_tile_6x16_v8_a18432_b65536
+//       CHECK: llvm.call @soma_gemm_tile_4x16_v8_a18432_b65536
 //   CHECK-NOT: omp.
 //       CHECK: llvm.intr.masked.store
 //   CHECK-NOT: omp.
@@ -90,7 +90,7 @@ module @g {
 //       CHECK:   llvm.call @[[GEMM]](
 //  CHECK-NEXT:   llvm.call @[[LOOP]](
 //  CHECK-NEXT:   llvm.return
-//       CHECK: llvm.func @soma_gemm_tile_6x16_v8_a18432_b65536(
+//       CHECK: llvm.func @soma_gemm_tile_4x16_v8_a18432_b65536(
 //  CHECK-SAME: passthrough = ["noinline"]
 //       CHECK: llvm.intr.fmuladd
 module @s {

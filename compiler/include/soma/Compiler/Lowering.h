@@ -16,8 +16,11 @@ namespace soma {
 inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 
 /// soma-linalg-to-loops' default grain: the iteration points a loop nest
-/// needs to run on several threads (16384 points of an elementwise loop).
-inline constexpr int64_t kDefaultGrain = 131072;
+/// needs to run on several threads (points of an elementwise loop; a GEMM
+/// counts 32 multiply-adds as one). A parallel region costs about 50 us
+/// when the threads sleep between regions (KMP_BLOCKTIME=0): a loop must
+/// take a few hundred microseconds on one thread to gain from two.
+inline constexpr int64_t kDefaultGrain = 524288;
 
 /// On an scf.execute_region: soma-outline-loops makes a function of it
 /// (named after the kernel and the attribute's string).
@@ -43,6 +46,9 @@ struct GemmConfig {
   /// The blocking for vector registers of `vectorWidth` floats: 4 (SSE,
   /// NEON: 16 registers), 8 (AVX2: 16 registers), 16 (AVX-512: 32).
   static GemmConfig forVectorWidth(int64_t vectorWidth);
+  /// This blocking with a shorter register tile (fewer rows, the same
+  /// width) when M rows would leave much of the last tile empty.
+  GemmConfig forRows(int64_t M) const;
 };
 
 /// Called once per finished block of C (rank-3 indices: batch b, rows
