@@ -835,6 +835,16 @@ struct Im2colParts {
   }
 };
 
+/// for (i = lo; i < hi; ++i) fn(i), as an scf.for; returns the loop.
+static scf::ForOp forRange(OpBuilder &nb, Location l, Value lo, Value hi,
+                           function_ref<void(OpBuilder &, Value)> fn) {
+  Value one = nb.create<arith::ConstantIndexOp>(l, 1);
+  return nb.create<scf::ForOp>(l, lo, hi, one, ValueRange{}, [&](OpBuilder &ib, Location, Value i, ValueRange) {
+    fn(ib, i);
+    ib.create<scf::YieldOp>(l);
+  });
+}
+
 /// The window indices t in [0, count) with 0 <= t*s + a < size (a = the
 /// kernel point's offset minus the padding):
 /// [max(0, ceil(-a / s)), min(count, floor((size - 1 - a) / s) + 1)), empty
@@ -870,13 +880,7 @@ LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
   int64_t oh = windowCount(xs[2], k[0], st[0], pad[0], pad[2], dil[0]);
   int64_t ow = windowCount(xs[3], k[1], st[1], pad[1], pad[3], dil[1]);
   auto c = [&](OpBuilder &nb, Location l, int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
-  Value zero = c(b, loc, 0), one = c(b, loc, 1);
-  auto forLoop = [&](OpBuilder &nb, Location l, Value lo, Value hi, function_ref<void(OpBuilder &, Value)> fn) {
-    nb.create<scf::ForOp>(l, lo, hi, one, ValueRange{}, [&](OpBuilder &ib, Location, Value i, ValueRange) {
-      fn(ib, i);
-      ib.create<scf::YieldOp>(l);
-    });
-  };
+  Value zero = c(b, loc, 0);
   Value padValue = f32Const(b, loc, op.getPadValue().convertToDouble());
   int64_t rows = xs[1] * k[0] * k[1];
   auto body = [&](OpBuilder &nb, Location l, Value r) {
@@ -886,13 +890,13 @@ LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
     Value ah = nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, u, c(nb, l, dil[0])), c(nb, l, pad[0]));
     Value aw = nb.create<arith::SubIOp>(l, nb.create<arith::MulIOp>(l, v, c(nb, l, dil[1])), c(nb, l, pad[1]));
     auto [jlo, jhi] = windowRange(nb, l, aw, st[1], xs[3], ow);
-    forLoop(nb, l, zero, c(nb, l, xs[0]), [&](OpBuilder &mb, Value n) {
-      forLoop(mb, l, zero, c(mb, l, oh), [&](OpBuilder &ib, Value i) {
+    forRange(nb, l, zero, c(nb, l, xs[0]), [&](OpBuilder &mb, Value n) {
+      forRange(mb, l, zero, c(mb, l, oh), [&](OpBuilder &ib, Value i) {
         Value h = ib.create<arith::AddIOp>(l, ib.create<arith::MulIOp>(l, i, c(ib, l, st[0])), ah);
         Value q0 = ib.create<arith::MulIOp>(
             l, ib.create<arith::AddIOp>(l, ib.create<arith::MulIOp>(l, n, c(ib, l, oh)), i), c(ib, l, ow));
         auto fillPad = [&](OpBuilder &fb, Value lo, Value hi) {
-          forLoop(fb, l, lo, hi, [&](OpBuilder &jb, Value j) {
+          forRange(fb, l, lo, hi, [&](OpBuilder &jb, Value j) {
             jb.create<memref::StoreOp>(l, padValue, out, ValueRange{r, jb.create<arith::AddIOp>(l, q0, j)});
           });
         };
@@ -901,7 +905,7 @@ LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
             l, inside,
             [&](OpBuilder &tb, Location) {
               fillPad(tb, zero, jlo);
-              forLoop(tb, l, jlo, jhi, [&](OpBuilder &jb, Value j) {
+              forRange(tb, l, jlo, jhi, [&](OpBuilder &jb, Value j) {
                 Value w = jb.create<arith::AddIOp>(l, jb.create<arith::MulIOp>(l, j, c(jb, l, st[1])), aw);
                 Value val = jb.create<memref::LoadOp>(l, x, ValueRange{n, ch, h, w});
                 jb.create<memref::StoreOp>(l, val, out, ValueRange{r, jb.create<arith::AddIOp>(l, q0, j)});
@@ -916,11 +920,7 @@ LogicalResult GraphLowering::lowerIm2col(Im2colOp op) {
       });
     });
   };
-  auto loop = b.create<scf::ForOp>(loc, zero, c(b, loc, rows), one, ValueRange{},
-                                   [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
-                                     body(fb, l, iv);
-                                     fb.create<scf::YieldOp>(l);
-                                   });
+  scf::ForOp loop = forRange(b, loc, zero, c(b, loc, rows), [&](OpBuilder &fb, Value r) { body(fb, loc, r); });
   markParallel(loop, rows, rows * xs[0] * oh * ow);
   buffers[op.getResult()] = out;
   return success();
@@ -942,36 +942,30 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
   int64_t oh = windowCount(img[2], k[0], st[0], pad[0], pad[2], dil[0]);
   int64_t ow = windowCount(img[3], k[1], st[1], pad[1], pad[3], dil[1]);
   auto c = [&](OpBuilder &nb, Location l, int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
-  Value zero = c(b, loc, 0), one = c(b, loc, 1);
-  auto forLoop = [&](OpBuilder &nb, Location l, Value lo, Value hi, function_ref<void(OpBuilder &, Value)> fn) {
-    nb.create<scf::ForOp>(l, lo, hi, one, ValueRange{}, [&](OpBuilder &ib, Location, Value i, ValueRange) {
-      fn(ib, i);
-      ib.create<scf::YieldOp>(l);
-    });
-  };
+  Value zero = c(b, loc, 0);
   auto body = [&](OpBuilder &nb, Location l, Value nc) {
     Value n = nb.create<arith::DivUIOp>(l, nc, c(nb, l, img[1]));
     Value ch = nb.create<arith::RemUIOp>(l, nc, c(nb, l, img[1]));
-    forLoop(nb, l, zero, c(nb, l, img[2]), [&](OpBuilder &hb, Value h) {
-      forLoop(hb, l, zero, c(hb, l, img[3]), [&](OpBuilder &wb, Value w) {
+    forRange(nb, l, zero, c(nb, l, img[2]), [&](OpBuilder &hb, Value h) {
+      forRange(hb, l, zero, c(hb, l, img[3]), [&](OpBuilder &wb, Value w) {
         wb.create<memref::StoreOp>(l, f32Const(wb, l, 0.0), out, ValueRange{n, ch, h, w});
       });
     });
-    forLoop(nb, l, zero, c(nb, l, k[0]), [&](OpBuilder &ub, Value u) {
+    forRange(nb, l, zero, c(nb, l, k[0]), [&](OpBuilder &ub, Value u) {
       Value ah = ub.create<arith::SubIOp>(l, ub.create<arith::MulIOp>(l, u, c(ub, l, dil[0])), c(ub, l, pad[0]));
       auto [ilo, ihi] = windowRange(ub, l, ah, st[0], img[2], oh);
-      forLoop(ub, l, zero, c(ub, l, k[1]), [&](OpBuilder &vb, Value v) {
+      forRange(ub, l, zero, c(ub, l, k[1]), [&](OpBuilder &vb, Value v) {
         Value aw = vb.create<arith::SubIOp>(l, vb.create<arith::MulIOp>(l, v, c(vb, l, dil[1])), c(vb, l, pad[1]));
         auto [jlo, jhi] = windowRange(vb, l, aw, st[1], img[3], ow);
         Value r = vb.create<arith::AddIOp>(
             l, vb.create<arith::MulIOp>(
                    l, vb.create<arith::AddIOp>(l, vb.create<arith::MulIOp>(l, ch, c(vb, l, k[0])), u), c(vb, l, k[1])),
             v);
-        forLoop(vb, l, ilo, ihi, [&](OpBuilder &ib, Value i) {
+        forRange(vb, l, ilo, ihi, [&](OpBuilder &ib, Value i) {
           Value h = ib.create<arith::AddIOp>(l, ib.create<arith::MulIOp>(l, i, c(ib, l, st[0])), ah);
           Value row = ib.create<arith::MulIOp>(
               l, ib.create<arith::AddIOp>(l, ib.create<arith::MulIOp>(l, n, c(ib, l, oh)), i), c(ib, l, ow));
-          forLoop(ib, l, jlo, jhi, [&](OpBuilder &jb, Value j) {
+          forRange(ib, l, jlo, jhi, [&](OpBuilder &jb, Value j) {
             Value w = jb.create<arith::AddIOp>(l, jb.create<arith::MulIOp>(l, j, c(jb, l, st[1])), aw);
             Value term = jb.create<memref::LoadOp>(l, cols, ValueRange{r, jb.create<arith::AddIOp>(l, row, j)});
             Value old = jb.create<memref::LoadOp>(l, out, ValueRange{n, ch, h, w});
@@ -982,11 +976,7 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
     });
   };
   int64_t outer = img[0] * img[1];
-  auto loop = b.create<scf::ForOp>(loc, zero, c(b, loc, outer), one, ValueRange{},
-                                   [&](OpBuilder &fb, Location l, Value iv, ValueRange) {
-                                     body(fb, l, iv);
-                                     fb.create<scf::YieldOp>(l);
-                                   });
+  scf::ForOp loop = forRange(b, loc, zero, c(b, loc, outer), [&](OpBuilder &fb, Value nc) { body(fb, loc, nc); });
   markParallel(loop, outer, outer * img[2] * img[3] * k[0] * k[1]);
   buffers[op.getResult()] = out;
   return success();
@@ -1201,15 +1191,8 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
           read.set(arg.getArgNumber());
   LogicalResult status = success();
   GemmEpilogue epilogue = [&](OpBuilder &nb, Location l, Value bIdx, Value m0, Value m1, Value n0, Value n1) {
-    Value one = nb.create<arith::ConstantIndexOp>(l, 1);
-    auto forLoop = [&](OpBuilder &ob, Value lo, Value hi, function_ref<void(OpBuilder &, Value)> fn) {
-      ob.create<scf::ForOp>(l, lo, hi, one, ValueRange{}, [&](OpBuilder &ib, Location, Value i, ValueRange) {
-        fn(ib, i);
-        ib.create<scf::YieldOp>(l);
-      });
-    };
-    forLoop(nb, m0, m1, [&](OpBuilder &mb, Value m) {
-      forLoop(mb, n0, n1, [&](OpBuilder &xb, Value n) {
+    forRange(nb, l, m0, m1, [&](OpBuilder &mb, Value m) {
+      forRange(mb, l, n0, n1, [&](OpBuilder &xb, Value n) {
         // The point's index in the product's shape: the batch dimensions
         // from the flat batch index, then row and column.
         SmallVector<Value> index(rank);
