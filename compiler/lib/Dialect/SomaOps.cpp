@@ -780,6 +780,10 @@ LogicalResult PadOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc
   return success();
 }
 
+/// The row maximum and sum of the logits are computed before any of the
+/// row is written.
+bool SoftmaxCrossEntropyGradOp::mayWriteOver(unsigned operand) { return operand == 0; }
+
 LogicalResult SoftmaxCrossEntropyGradOp::inferReturnTypes(
     MLIRContext *ctx, std::optional<Location> loc, Adaptor adaptor,
     SmallVectorImpl<Type> &results) {
@@ -1572,6 +1576,10 @@ LogicalResult BatchNormOp::inferReturnTypes(MLIRContext *, std::optional<Locatio
 //===----------------------------------------------------------------------===//
 // Fusion
 //===----------------------------------------------------------------------===//
+
+/// An elementwise kernel reads each operand point where it writes it; a
+/// reduction or contraction kernel reads its operands in other orders.
+bool FusionOp::mayWriteOver(unsigned) { return getKind() == "elementwise"; }
 
 LogicalResult FusionOp::verify() {
   Block &body = getBody().front();

@@ -274,15 +274,16 @@ Value GraphLowering::alloc(Location loc, MemRefType type) {
   return b.create<memref::AllocOp>(loc, type, b.getI64IntegerAttr(64));
 }
 
-/// Elementwise ops and elementwise fusions read each operand of their
-/// result's shape at the point they write (an operand of another shape is
-/// a different tensor, read through its broadcast map), so a result may be
-/// written over such an operand: a dying temporary, or a parameter updated
-/// in place.
-static bool readsAtWritePoint(Operation *op) {
-  if (auto f = dyn_cast<FusionOp>(op))
-    return f.getKind() == "elementwise";
-  return ir::isElementwise(op);
+/// `op` may write its result over operand v's buffer (the op's
+/// InPlaceOpInterface says so for every use of v among its operands).
+static bool mayWriteOver(Operation *op, Value v) {
+  auto inPlace = dyn_cast<ir::InPlaceOpInterface>(op);
+  if (!inPlace)
+    return false;
+  for (OpOperand &use : op->getOpOperands())
+    if (use.get() == v && !inPlace.mayWriteOver(use.getOperandNumber()))
+      return false;
+  return true;
 }
 
 Value GraphLowering::resultBuffer(Value result) {
@@ -318,16 +319,16 @@ bool GraphLowering::lastReadAt(Value v, Operation *op) {
   return true;
 }
 
-/// An elementwise op (or fused kernel) reads each operand of the result's
-/// shape at the point it writes, so it may write over an operand that dies
-/// there: a temporary of the same type that no later op reads (see
+/// An in-place-able op (InPlaceOpInterface: elementwise ops and kernels,
+/// softmax, log-softmax, the cross-entropy gradient) may write its result
+/// over an operand that dies there: a temporary of the same type that no later op reads (see
 /// lastReadAt) and that no earlier result of the same op took.
 Value GraphLowering::reusableOperandBuffer(Value result) {
   Operation *op = result.getDefiningOp();
-  if (!op || !readsAtWritePoint(op))
+  if (!op || !isa<ir::InPlaceOpInterface>(op))
     return Value();
   for (Value v : op->getOperands()) {
-    if (v.getType() != result.getType())
+    if (v.getType() != result.getType() || !mayWriteOver(op, v))
       continue;
     Operation *def = v.getDefiningOp();
     if (!def || isa<ReshapeOp, StopGradientOp, ConstantOp>(def) || destinations.count(v))
@@ -1517,14 +1518,14 @@ LogicalResult GraphLowering::run() {
       continue; // arguments, views, constants and repeats are copied at the end
     destinations[v] = entry->getArgument(firstOutput + k);
   }
-  // Updates: in place when the producer is elementwise and every other
+  // Updates: in place when the producer is in-place-able and every other
   // reader of the old value runs before it; otherwise through a temporary
   // copied back at the very end, after all reads of the old value.
   for (auto [j, i] : updateTarget) {
     Value v = ret.getOperand(j);
     Operation *def = v.getDefiningOp();
     BlockArgument old = graph.getArgument(i);
-    if (!def || destinations.count(v) || !readsAtWritePoint(def))
+    if (!def || destinations.count(v) || !isa<ir::InPlaceOpInterface>(def) || !mayWriteOver(def, old))
       continue;
     if (lastReadAt(old, def))
       destinations[v] = argBuffer[i];

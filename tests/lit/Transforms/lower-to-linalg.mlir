@@ -814,3 +814,24 @@ module @split_k {
     return %0 : tensor<7x33xf32>
   }
 }
+
+// -----
+
+// softmax is in-place-able (InPlaceOpInterface): it takes the row maximum
+// before it writes the row, so it computes its result over the dying
+// exponential; its row statistics are the only new buffers.
+// CHECK-LABEL: func.func @softmax_in_place
+//       CHECK: %[[T:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x10xf32>
+//       CHECK: outs(%[[T]] : memref<4x10xf32>)
+//       CHECK:   math.exp
+//       CHECK: %[[M:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x1xf32>
+//   CHECK-NOT: memref.alloc() {{.*}} : memref<4x10xf32>
+//       CHECK: ins(%[[T]], %[[M]] : memref<4x10xf32>, memref<4x1xf32>) outs(%[[T]] : memref<4x10xf32>)
+//   CHECK-NOT: memref.alloc() {{.*}} : memref<4x10xf32>
+//       CHECK: return
+func.func @softmax_in_place(%x: tensor<4x10xf32> {soma.input = "x"}) -> (tensor<4x10xf32> {soma.output = "y"}) {
+  %0 = soma.exp %x : tensor<4x10xf32>
+  %1 = soma.softmax %0 {axis = 1 : i64} : tensor<4x10xf32>
+  %2 = soma.neg %1 : tensor<4x10xf32>
+  return %2 : tensor<4x10xf32>
+}

@@ -27,4 +27,28 @@ def Soma_VJPOpInterface : OpInterface<"VJPOpInterface"> {
   ];
 }
 
+def Soma_InPlaceOpInterface : OpInterface<"InPlaceOpInterface"> {
+  let description = [{
+    An op that may write its result into the buffer of an operand that dies
+    at it (no later op reads it): the op reads each element of that operand
+    only before, or at the moment, it writes the same element of its
+    result, so writing over it loses nothing still needed. Bufferization
+    (soma-lower-to-linalg) asks it before reusing a dying temporary, or a
+    parameter's buffer for its update, and soma-plan-memory then never
+    sees the result as a buffer of its own. Elementwise ops qualify for
+    every operand of the result's type (each point is read where it is
+    written); softmax and log-softmax read a whole row (its maximum and
+    sum) before writing any of it.
+  }];
+  let cppNamespace = "::soma::ir";
+  let methods = [
+    InterfaceMethod<[{
+        True if the result may be written into the buffer of operand
+        `operand` (of the result's type) when that operand dies here.
+      }],
+      "bool", "mayWriteOver", (ins "unsigned":$operand), "",
+      [{ return true; }]>
+  ];
+}
+
 #endif // SOMA_INTERFACES_TD

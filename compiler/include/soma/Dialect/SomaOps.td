@@ -23,10 +23,13 @@ class Soma_DiffOp<string mnemonic, list<Trait> traits = []>
 
 // Elementwise with numpy broadcasting: each output element is a function of
 // the operands' elements at the broadcast index. soma-fuse groups chains of
-// such ops into one loop nest; the lowering emits their scalar body.
-def Soma_Elementwise : NativeOpTrait<"SomaElementwise"> {
+// such ops into one loop nest; the lowering emits their scalar body. Every
+// elementwise op is in-place-able (Soma_InPlaceOpInterface): it reads each
+// point where it writes it.
+def Soma_ElementwiseTrait : NativeOpTrait<"SomaElementwise"> {
   let cppNamespace = "::soma::ir";
 }
+def Soma_Elementwise : TraitList<[Soma_ElementwiseTrait, Soma_InPlaceOpInterface]>;
 
 // A contraction (a matrix product): soma-fuse computes the elementwise
 // consumers of its result in the contraction's loop nest, on each block of
@@ -211,14 +214,14 @@ def Soma_ConstantOp : Soma_Op<"constant", [ConstantLike]> {
 // Softmax family and losses
 //===----------------------------------------------------------------------===//
 
-def Soma_SoftmaxOp : Soma_DiffOp<"softmax"> {
+def Soma_SoftmaxOp : Soma_DiffOp<"softmax", [Soma_InPlaceOpInterface]> {
   let summary = "softmax along an axis: e^(x - max) / sum e^(x - max)";
   let arguments = (ins Soma_F32Tensor:$input, I64Attr:$axis);
   let results = (outs Soma_F32Tensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def Soma_LogSoftmaxOp : Soma_DiffOp<"log_softmax"> {
+def Soma_LogSoftmaxOp : Soma_DiffOp<"log_softmax", [Soma_InPlaceOpInterface]> {
   let summary = "log-softmax along an axis: x - max - log sum e^(x - max)";
   let arguments = (ins Soma_F32Tensor:$input, I64Attr:$axis);
   let results = (outs Soma_F32Tensor:$output);
@@ -363,7 +366,8 @@ def Soma_PadOp : Soma_DiffOp<"pad"> {
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
-def Soma_SoftmaxCrossEntropyGradOp : Soma_Op<"softmax_cross_entropy_grad"> {
+def Soma_SoftmaxCrossEntropyGradOp : Soma_Op<"softmax_cross_entropy_grad",
+    [DeclareOpInterfaceMethods<Soma_InPlaceOpInterface, ["mayWriteOver"]>]> {
   let summary = "gradient of softmax_cross_entropy w.r.t. the logits: g * (softmax(x) - onehot(labels)) / N";
   let description = [{
     The fused backward of softmax_cross_entropy: logits [N, C], labels [N],
@@ -479,7 +483,7 @@ def Soma_BatchNormOp : Soma_Op<"batch_norm"> {
 //===----------------------------------------------------------------------===//
 
 def Soma_FusionOp : Op<Soma_Dialect, "fusion",
-    [Pure, IsolatedFromAbove, SingleBlock]> {
+    [Pure, IsolatedFromAbove, SingleBlock, DeclareOpInterfaceMethods<Soma_InPlaceOpInterface, ["mayWriteOver"]>]> {
   let summary = "a group of ops computed as one kernel (made by soma-fuse)";
   let description = [{
     The body computes the results from the block arguments, which are the
