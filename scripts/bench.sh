@@ -12,7 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 missing=()
-for p in libtorch-dev libopenblas-dev libdnnl-dev; do
+# ocl-icd-opencl-dev: dnnl-config.cmake looks for OpenCL (only a Recommends
+# of libdnnl-dev, which --no-install-recommends leaves out).
+for p in libtorch-dev libopenblas-dev libdnnl-dev ocl-icd-opencl-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
