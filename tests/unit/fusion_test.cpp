@@ -139,6 +139,65 @@ TEST(CompileReportTest, CountsKernelsBytesAndMemory) {
 
 namespace {
 
+/// The fused dump of `g`, after checking every output against the
+/// interpreter.
+std::string fusedAndCompared(const Graph &g, const std::map<std::string, Array> &in, const std::string &name) {
+  test::TempDir dir("fusion-" + name);
+  Inference fn = compile_inference(g, {.dump = "fused", .dump_dir = dir.str(), .use_environment = false});
+  auto got = fn.run(in);
+  auto want = interpret(g, in);
+  for (auto &[k, v] : want)
+    EXPECT_TRUE(test::allClose(got[k], v, 1e-4)) << name << ": output " << k;
+  std::ifstream f(dir / "20-fused.mlir");
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+TEST(Fusion, ConvolutionOutputsAndTheirEpilogues) {
+  // A convolution's products are its NCHW output (one per image and group,
+  // reshaped, no transpose); bias, a per-channel scale (eval-mode batch
+  // norm), a residual add and the activation become the GEMM's epilogue
+  // when one group makes the reshape split the product's dimensions.
+  // Odd sizes: 1 image, 7 and 65 channels, 1x1 and 5x5 kernels, stride 2,
+  // uneven padding.
+  struct Case {
+    int64_t n, c, h, w, k, kh, kw, stride, groups;
+    Ints padding;
+    bool epilogue;
+  };
+  const Case cases[] = {{2, 3, 9, 7, 5, 3, 3, 1, 1, {1}, true},     {1, 7, 8, 8, 65, 1, 1, 1, 1, {0}, true},
+                        {3, 4, 11, 10, 6, 5, 5, 2, 1, {2, 1, 1, 0}, true}, {2, 4, 6, 6, 6, 3, 3, 1, 2, {1}, false},
+                        {2, 16, 7, 7, 16, 3, 3, 1, 1, {1}, true}};
+  int seed = 20;
+  for (const Case &c : cases) {
+    std::string name = "conv" + std::to_string(c.n) + "x" + std::to_string(c.c) + "x" + std::to_string(c.k);
+    Graph g("conv", 4);
+    Tensor x = g.input("x", {c.n, c.c, c.h, c.w});
+    Tensor w = g.input("w", {c.k, c.c / c.groups, c.kh, c.kw});
+    Tensor bias = g.input("b", {c.k, 1, 1});
+    Tensor scale = g.input("s", {1, c.k, 1, 1});
+    Tensor y = conv2d(x, w, {.stride = c.stride, .padding = c.padding, .groups = c.groups});
+    Shape ys = y.shape();
+    Tensor r = g.input("r", ys);
+    g.output("y", relu((y + bias) * scale + r));
+    std::map<std::string, Array> in{{"x", test::randomF32({c.n, c.c, c.h, c.w}, -1, 1, seed++)},
+                                    {"w", test::randomF32({c.k, c.c / c.groups, c.kh, c.kw}, -1, 1, seed++)},
+                                    {"b", test::randomF32({c.k, 1, 1}, -1, 1, seed++)},
+                                    {"s", test::randomF32({1, c.k, 1, 1}, 0.5, 1.5, seed++)},
+                                    {"r", test::randomF32(ys, -1, 1, seed++)}};
+    std::string text = fusedAndCompared(g, in, name);
+    // (The columns' per-image view is a transpose {2, 0, 1, 3} that the
+    // packing computes; the output is not transposed.)
+    EXPECT_EQ(text.find("perm = array<i64: 1, 0, 2, 3>"), std::string::npos) << name << "\n" << text;
+    size_t product = text.find("soma.matmul");
+    ASSERT_NE(product, std::string::npos) << name;
+    // The epilogue follows the product inside its fusion: the reshape to
+    // NCHW and the add, mul, add and relu, before the fusion's yield.
+    size_t yield = text.find("soma.yield", product);
+    size_t relu = text.find("soma.relu", product);
+    EXPECT_EQ(c.epilogue, relu != std::string::npos && relu < yield) << name << "\n" << text;
+  }
+}
+
 TEST(Fusion, ReductionsTakeInTheirElementwiseProducers) {
   Graph g("red", 3);
   Tensor x = g.input("x", {5, 7, 9});

@@ -191,9 +191,15 @@ void listKernels(ModuleOp m, CompileReport *report, size_t first) {
       CompileReport::Kernel k;
       k.name = op.getName().stripDialect().str();
       if (auto fusion = dyn_cast<ir::FusionOp>(op)) {
+        // Named after the ops that compute: not constants, not reshapes,
+        // and in a contraction not the transposes and broadcasts that its
+        // packing reads through (a convolution's per-image columns and
+        // shared filter): `fusion(im2col,matmul,add,relu)`.
+        bool contraction = fusion.getKind() == "contraction";
         std::vector<std::string> names;
         for (Operation &inner : fusion.getBody().front().without_terminator())
-          if (!isa<ir::ConstantOp>(inner))
+          if (!isa<ir::ConstantOp, ir::ReshapeOp>(inner) &&
+              !(contraction && isa<ir::TransposeOp, ir::BroadcastToOp>(inner)))
             names.push_back(inner.getName().stripDialect().str());
         k.name = "fusion(";
         if (names.size() > 6) {
@@ -224,7 +230,8 @@ void listKernels(ModuleOp m, CompileReport *report, size_t first) {
             k.flops += matmulFlops(mm);
           else if (ir::isReduction(&inner))
             k.flops += numel(inner.getOperand(0)); // one per element reduced
-          else if (!isa<ir::ConstantOp, ir::Im2colOp, ir::ReshapeOp>(inner)) // gathers move data
+          else if (!isa<ir::ConstantOp, ir::Im2colOp, ir::ReshapeOp, ir::TransposeOp, ir::BroadcastToOp>(
+                       inner)) // gathers move data
             k.flops += numel(inner.getResult(0));
       } else if (op.getNumResults() == 1 && !isa<ir::Im2colOp, ir::TransposeOp, ir::PadOp, ir::SliceOp,
                                                    ir::ConcatOp, ir::BroadcastToOp>(op)) {

@@ -1363,19 +1363,34 @@ ArrayRef<int64_t> shapeOf(Value v) { return cast<RankedTensorType>(v.getType()).
 } // namespace
 
 Value decomposeConv2d(OpBuilder &b, Conv2dOp op) {
-  // cols [G, R, P] with R = C/G*KH*KW, P = N*OH*OW; filter [G, K/G, R];
-  // y = filter x cols -> [G, K/G, P] -> [K, N, OH, OW] -> [N, K, OH, OW].
+  // One product per image n and group g (batch entry n*G + g), so that the
+  // products are the output in NCHW order and the result is a reshape of
+  // them, not a transpose: y[n, g] = W[g] x cols(x[n], g), with
+  //   cols = im2col(x) [G*R, N*P] (R = C/G*KH*KW, P = OH*OW) viewed as
+  //          [G, R, N, P] -> [N, G, R, P] -> [N*G, R, P],
+  //   W    [K, C/G, KH, KW] viewed as [1, G, K/G, R], broadcast to
+  //        [N, G, K/G, R] -> [N*G, K/G, R],
+  //   y    = the products [N*G, K/G, P] as [N, K, OH, OW].
+  // soma-fuse moves both views into the matmul's fusion (GemmView
+  // ImageColumns and Broadcast): the packing gathers the windows of each
+  // image and reads the one filter for every image; neither view is
+  // stored, and the output's consumers (bias, batch norm's scale and
+  // shift, activation, residual add) become the GEMM's epilogue.
   Location l = op.getLoc();
   ArrayRef<int64_t> w = shapeOf(op.getFilter()), y = shapeOf(op.getResult());
-  int64_t g = op.getGroups(), r = w[1] * w[2] * w[3], p = y[0] * y[2] * y[3];
+  int64_t g = op.getGroups(), r = w[1] * w[2] * w[3], n = y[0], p = y[2] * y[3];
   int64_t kernel[] = {w[2], w[3]};
   Value cols = b.create<Im2colOp>(l, op.getInput(), b.getDenseI64ArrayAttr(kernel), op.getStrideAttr(),
                                   op.getPaddingAttr(), op.getDilationAttr(), b.getF64FloatAttr(0.0));
-  Value cols3 = reshapeTo(b, l, cols, {g, r, p});
-  Value w3 = reshapeTo(b, l, op.getFilter(), {g, w[0] / g, r});
-  Value y3 = b.create<MatmulOp>(l, w3, cols3, b.getBoolAttr(false), b.getBoolAttr(false));
-  Value y4 = reshapeTo(b, l, y3, {y[1], y[0], y[2], y[3]});
-  return transposeTo(b, l, y4, {1, 0, 2, 3});
+  Value perImage = reshapeTo(b, l, transposeTo(b, l, reshapeTo(b, l, cols, {g, r, n, p}), {2, 0, 1, 3}),
+                             {n * g, r, p});
+  Value filter = reshapeTo(
+      b, l,
+      b.create<BroadcastToOp>(l, reshapeTo(b, l, op.getFilter(), {1, g, w[0] / g, r}),
+                              b.getDenseI64ArrayAttr({n, g, w[0] / g, r})),
+      {n * g, w[0] / g, r});
+  Value products = b.create<MatmulOp>(l, filter, perImage, b.getBoolAttr(false), b.getBoolAttr(false));
+  return reshapeTo(b, l, products, y);
 }
 
 /// The windows of a pooling op as [C, KH*KW, N*OH*OW].
@@ -1416,6 +1431,125 @@ Value decomposeAvgPool2d(OpBuilder &b, AvgPool2dOp op) {
   int64_t axes[] = {1};
   Value m = b.create<ReduceMeanOp>(l, win, b.getDenseI64ArrayAttr(axes), b.getBoolAttr(false));
   return windowsToImage(b, l, m, shapeOf(op.getResult()));
+}
+
+//===----------------------------------------------------------------------===//
+// Views a contraction computes in its packing
+//===----------------------------------------------------------------------===//
+
+GemmView matchGemmView(Value v) {
+  GemmView m;
+  m.source = v;
+  auto reshape = v.getDefiningOp<ReshapeOp>();
+  if (!reshape || shapeOf(v).size() != 3)
+    return m;
+  ArrayRef<int64_t> s = shapeOf(v);
+  Value in = reshape.getInput();
+  // Columns: im2col(x) [G*R, N*P] as [G, R, N*P].
+  if (auto cols = in.getDefiningOp<Im2colOp>()) {
+    if (s[2] == shapeOf(cols.getResult())[1]) {
+      m.kind = GemmViewKind::Columns;
+      m.source = cols.getInput();
+      m.ops = {cols, reshape};
+      m.groups = s[0];
+    }
+    return m;
+  }
+  auto transpose = in.getDefiningOp<TransposeOp>();
+  if (transpose) {
+    ArrayRef<int64_t> perm = transpose.getPerm();
+    Value tin = transpose.getInput();
+    ArrayRef<int64_t> ts = shapeOf(tin);
+    if (ts.size() != 4)
+      return m;
+    // ImageColumns: im2col(x) as [G, R, N, P] -> [N, G, R, P] -> [N*G, R, P].
+    auto split = tin.getDefiningOp<ReshapeOp>();
+    auto cols = split ? split.getInput().getDefiningOp<Im2colOp>() : Im2colOp();
+    if (cols && perm == ArrayRef<int64_t>{2, 0, 1, 3}) {
+      ArrayRef<int64_t> x = shapeOf(cols.getInput());
+      if (ts[2] == x[0] && s[0] == ts[2] * ts[0] && s[1] == ts[1] && s[2] == ts[3]) {
+        m.kind = GemmViewKind::ImageColumns;
+        m.source = cols.getInput();
+        m.ops = {cols, split, transpose, reshape};
+        m.groups = ts[0];
+      }
+      return m;
+    }
+    // ChannelMajor: y [N, K, H, W] -> [K, N, H, W] -> [G, K/G, N*H*W].
+    if (perm == ArrayRef<int64_t>{1, 0, 2, 3} && s[0] * s[1] == ts[1] && s[2] == ts[0] * ts[2] * ts[3]) {
+      m.kind = GemmViewKind::ChannelMajor;
+      m.source = tin;
+      m.ops = {transpose, reshape};
+      m.groups = s[0];
+    }
+    return m;
+  }
+  // Broadcast: w as [1, G, M, K] broadcast to [N, G, M, K] -> [N*G, M, K].
+  if (auto bc = in.getDefiningOp<BroadcastToOp>()) {
+    auto lift = bc.getInput().getDefiningOp<ReshapeOp>();
+    ArrayRef<int64_t> bs = shapeOf(bc.getResult());
+    if (!lift || bs.size() != 4 || shapeOf(lift.getResult()) != ArrayRef<int64_t>{1, bs[1], bs[2], bs[3]})
+      return m;
+    if (s[0] != bs[0] * bs[1] || s[1] != bs[2] || s[2] != bs[3])
+      return m;
+    m.kind = GemmViewKind::Broadcast;
+    m.source = lift.getInput();
+    m.ops = {lift, bc, reshape};
+    m.groups = bs[1];
+  }
+  return m;
+}
+
+std::optional<SmallVector<SmallVector<int64_t, 2>, 4>> expandGroups(ArrayRef<int64_t> product,
+                                                                    ArrayRef<int64_t> view) {
+  SmallVector<SmallVector<int64_t, 2>, 4> groups;
+  size_t j = 0;
+  for (int64_t d : product) {
+    // At least one view dimension, then more while the run is short.
+    SmallVector<int64_t, 2> run;
+    int64_t size = 1;
+    do {
+      if (j == view.size())
+        return std::nullopt;
+      size *= view[j];
+      run.push_back(j++);
+    } while (size < d);
+    if (size != d)
+      return std::nullopt;
+    groups.push_back(run);
+  }
+  // Trailing size-1 view dimensions join the last run.
+  for (; j < view.size(); ++j) {
+    if (view[j] != 1 || groups.empty())
+      return std::nullopt;
+    groups.back().push_back(j);
+  }
+  return groups;
+}
+
+std::optional<SmallVector<int64_t, 4>> collapseBroadcast(ArrayRef<int64_t> operand, ArrayRef<int64_t> view,
+                                                         ArrayRef<SmallVector<int64_t, 2>> groups) {
+  if (operand.size() > view.size())
+    return std::nullopt;
+  size_t lead = view.size() - operand.size();
+  SmallVector<int64_t, 4> out;
+  for (const auto &run : groups) {
+    bool ones = true, full = true;
+    int64_t size = 1;
+    for (int64_t d : run) {
+      int64_t e = d < static_cast<int64_t>(lead) ? 1 : operand[d - lead];
+      ones &= e == 1;
+      full &= e == view[d];
+      size *= view[d];
+    }
+    if (ones)
+      out.push_back(1);
+    else if (full)
+      out.push_back(size);
+    else
+      return std::nullopt;
+  }
+  return out;
 }
 
 } // namespace soma::ir
@@ -1608,14 +1742,17 @@ LogicalResult FusionOp::verify() {
                          "whose result it yields");
   }
   auto isSplat = [](Operation &op) { return isa<ConstantOp>(op) && cast<ConstantOp>(op).getValue().isSplat(); };
-  // A contraction: gathers of its operands (im2col and its view), one
-  // matmul of inputs or gathers, then the epilogue.
+  // A contraction: gathers of its operands (the view ops of a GemmView:
+  // im2col, reshape, transpose, broadcast_to), one matmul of inputs or
+  // gathered views, optionally a reshape of the product (a convolution's
+  // products as its NCHW output), then the epilogue over that shape.
   llvm::SmallPtrSet<Operation *, 4> gathers;
+  Operation *productView = nullptr;
   if (contraction) {
     for (Operation &op : body.without_terminator()) {
       if (isSplat(op))
         continue;
-      if (isa<Im2colOp, ReshapeOp>(op)) {
+      if (isa<Im2colOp, ReshapeOp, TransposeOp, BroadcastToOp>(op)) {
         gathers.insert(&op);
         continue;
       }
@@ -1623,20 +1760,37 @@ LogicalResult FusionOp::verify() {
       break;
     }
     if (!product || !isContraction(product))
-      return emitOpError("of kind contraction must start with a contraction (matmul), after any im2col "
+      return emitOpError("of kind contraction must start with a contraction (matmul), after any "
                          "gathers of its operands");
-    for (Value v : product->getOperands())
-      if (!isa<BlockArgument>(v) && !gathers.contains(v.getDefiningOp()))
-        return emitOpError("of kind contraction must compute its product from its inputs or their im2col");
+    for (Value v : product->getOperands()) {
+      if (isa<BlockArgument>(v))
+        continue;
+      GemmView view = matchGemmView(v);
+      if (view.kind == GemmViewKind::Stored || !isa<BlockArgument>(view.source))
+        return emitOpError("of kind contraction must compute its product from its inputs or views of them "
+                           "that its packing computes (im2col columns, a broadcast filter, a channel-major "
+                           "tensor)");
+    }
     for (Operation *g : gathers)
       for (Operation *user : g->getResult(0).getUsers())
         if (user != product && !gathers.contains(user))
           return g->emitOpError("in a contraction soma.fusion may only feed its matmul");
+    Value y = product->getResult(0);
+    if (y.hasOneUse() && isa<ReshapeOp>(*y.getUsers().begin())) {
+      productView = *y.getUsers().begin();
+      if (!expandGroups(shapeOf(y), shapeOf(productView->getResult(0))))
+        return productView->emitOpError("views the product ")
+               << y.getType() << " as " << productView->getResult(0).getType()
+               << ", which does not split each of its dimensions";
+    }
   }
-  Value shaped = reduction ? last->getOperand(0) : contraction ? product->getResult(0) : getResult(0);
+  Value shaped = reduction   ? last->getOperand(0)
+                 : productView ? productView->getResult(0)
+                 : contraction ? product->getResult(0)
+                               : getResult(0);
   auto shape = cast<RankedTensorType>(shaped.getType()).getShape();
   for (Operation &op : body.without_terminator()) {
-    if ((reduction && &op == last) || &op == product || gathers.contains(&op))
+    if ((reduction && &op == last) || &op == product || &op == productView || gathers.contains(&op))
       continue;
     bool splat = isSplat(op);
     if (!isElementwise(&op) && !splat)

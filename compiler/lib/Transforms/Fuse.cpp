@@ -181,54 +181,38 @@ void fuseIntoReduction(Operation *reduce) {
       c->erase();
 }
 
-/// A convolution's columns as a matmul reads them: im2col viewed as
-/// [G, R, P] (P, the windows, unchanged as the last dimension).
-bool isColumnsView(Value v) {
-  auto view = v.getDefiningOp<ReshapeOp>();
-  if (!view)
-    return false;
-  auto cols = view.getInput().getDefiningOp<Im2colOp>();
-  if (!cols)
-    return false;
-  ArrayRef<int64_t> s = shapeOf(v);
-  return s.size() == 3 && s[2] == shapeOf(cols.getResult())[1];
-}
-
-/// A matmul that reads a convolution's columns gathers them from the image
-/// while it packs its panels (implicit im2col): the im2col and its view
-/// move into a contraction fusion (a copy per matmul that reads them: the
-/// forward product and the filter gradient), whose input is the image, and
-/// the columns are never stored. The fusion yields the product.
+/// A matmul whose operand is a view its packing can compute (GemmView: a
+/// convolution's columns, per image or not, its filter broadcast over the
+/// images, a gradient read channel-major) reads the view's source while it
+/// packs its panels: the view's ops move into a contraction fusion (a copy
+/// per matmul that reads them: the forward product and the filter
+/// gradient), whose input is the source, and the view is never stored.
+/// The fusion yields the product.
 void absorbGathers(MatmulOp mm) {
-  if (!isColumnsView(mm.getLhs()) && !isColumnsView(mm.getRhs()))
+  GemmView views[] = {matchGemmView(mm.getLhs()), matchGemmView(mm.getRhs())};
+  if (llvm::all_of(views, [](const GemmView &v) { return v.kind == GemmViewKind::Stored; }))
     return;
   SmallVector<Value> inputs;
-  auto outer = [&](Value v) {
-    return isColumnsView(v) ? v.getDefiningOp<ReshapeOp>().getInput().getDefiningOp<Im2colOp>().getInput() : v;
-  };
-  for (Value v : {mm.getLhs(), mm.getRhs()})
-    if (!llvm::is_contained(inputs, outer(v)))
-      inputs.push_back(outer(v));
+  for (const GemmView &v : views)
+    if (!llvm::is_contained(inputs, v.source))
+      inputs.push_back(v.source);
   OpBuilder b(mm);
   IRMapping map;
   auto [result, inner] = newFusion(b, mm.getLoc(), mm->getResultTypes(), inputs, "contraction", map);
   SmallVector<Operation *> gathers;
-  for (Value v : {mm.getLhs(), mm.getRhs()})
-    if (isColumnsView(v) && !map.contains(v)) {
-      auto view = v.getDefiningOp<ReshapeOp>();
-      Operation *cols = view.getInput().getDefiningOp();
-      if (!map.contains(cols->getResult(0)))
-        inner.clone(*cols, map);
-      inner.clone(*view, map);
-      for (Operation *g : {view.getOperation(), cols})
-        if (!llvm::is_contained(gathers, g))
-          gathers.push_back(g);
+  for (const GemmView &v : views)
+    for (Operation *op : v.ops) {
+      if (!map.contains(op->getResult(0)))
+        inner.clone(*op, map);
+      if (!llvm::is_contained(gathers, op))
+        gathers.push_back(op);
     }
   Operation *product = inner.clone(*mm, map);
   inner.create<YieldOp>(mm.getLoc(), product->getResult(0));
   mm.getResult().replaceAllUsesWith(result.getResult(0));
   mm->erase();
-  for (Operation *g : gathers)
+  // The views' ops that nothing else reads, last first.
+  for (Operation *g : llvm::reverse(gathers))
     if (g->use_empty())
       g->erase();
 }
@@ -253,12 +237,32 @@ void fuseEpilogue(Operation *contraction) {
   Value product = contraction->getResult(0);
   if (!product.hasOneUse())
     return;
-  Operation *consumer = *product.getUsers().begin();
+  // The product may reach its consumer through a reshape that splits its
+  // dimensions (a convolution's per-image products as the NCHW output):
+  // the epilogue then runs over the product's points and reads every other
+  // operand of the consumer in the product's dimensions, which needs each
+  // run of split dimensions to be all broadcast or all full in it.
+  Operation *view = *product.getUsers().begin();
+  Value value = product; // what the consumer reads
+  std::optional<SmallVector<SmallVector<int64_t, 2>, 4>> groups;
+  if (isa<ReshapeOp>(view)) {
+    groups = expandGroups(shapeOf(product), shapeOf(view->getResult(0)));
+    if (!groups || !view->getResult(0).hasOneUse())
+      return;
+    value = view->getResult(0);
+  } else {
+    view = nullptr;
+  }
+  Operation *consumer = *value.getUsers().begin();
   auto fusion = dyn_cast<FusionOp>(consumer);
   if (fusion ? fusion.getKind() != "elementwise" : !isElementwise(consumer))
     return;
-  if (consumer->getResult(0).getType() != product.getType())
+  if (consumer->getResult(0).getType() != value.getType())
     return;
+  if (view)
+    for (Value v : consumer->getOperands())
+      if (v != value && !collapseBroadcast(shapeOf(v), shapeOf(value), *groups))
+        return;
   // The cost policy: a kernel that makes the new value of a parameter or
   // state (an optimizer update) stays apart, so that it can update it in
   // place in one vectorised pass; as an epilogue it would write new
@@ -274,10 +278,10 @@ void fuseEpilogue(Operation *contraction) {
   SmallVector<Operation *> constants;
   if (fusion) {
     for (Value v : fusion.getInputs())
-      if (v != product && !llvm::is_contained(inputs, v))
+      if (v != value && !llvm::is_contained(inputs, v))
         inputs.push_back(v);
   } else {
-    addOperands(consumer, product, inputs, constants);
+    addOperands(consumer, value, inputs, constants);
   }
   OpBuilder b(consumer);
   IRMapping map;
@@ -287,6 +291,8 @@ void fuseEpilogue(Operation *contraction) {
     map.map(product, map.lookup(inlineBody(c, inner, map)->getOperand(0)));
   else
     map.map(product, inner.clone(*contraction, map)->getResult(0));
+  if (view)
+    inner.clone(*view, map);
   if (fusion) {
     inner.clone(*inlineBody(fusion, inner, map), map);
   } else {
@@ -297,10 +303,73 @@ void fuseEpilogue(Operation *contraction) {
   }
   consumer->replaceAllUsesWith(result.getResults());
   consumer->erase();
+  if (view)
+    view->erase();
   contraction->erase();
   for (Operation *c : constants)
     if (c->use_empty())
       c->erase();
+}
+
+/// Numpy broadcasting of two shapes, or nothing.
+std::optional<SmallVector<int64_t>> broadcastOf(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
+  size_t rank = std::max(a.size(), b.size());
+  SmallVector<int64_t> out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1)
+      return std::nullopt;
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+/// An elementwise op broadcasts its operands itself, so one that reads a
+/// broadcast_to reads the broadcast's source instead when its result keeps
+/// its shape (the other operands span it): the broadcast is never stored.
+/// When the other operands do not span the shape (a scale by a scalar), the
+/// op is computed on the smaller shape and the broadcast moves after it,
+/// to be absorbed further down. Gradients are full of these: a reduction's
+/// VJP broadcasts the gradient back to the reduced shape, scales it and
+/// adds it to another term (batch norm's backward pass stored six
+/// broadcasts per layer).
+void absorbBroadcasts(func::FuncOp fn) {
+  SmallVector<BroadcastToOp> work;
+  fn.walk([&](BroadcastToOp op) { work.push_back(op); });
+  while (!work.empty()) {
+    BroadcastToOp bc = work.pop_back_val();
+    Value source = bc.getInput();
+    SmallVector<Operation *> users;
+    for (Operation *u : bc.getResult().getUsers())
+      if (isElementwise(u) && u->getNumResults() == 1 && !llvm::is_contained(users, u))
+        users.push_back(u);
+    for (Operation *user : users) {
+      std::optional<SmallVector<int64_t>> shape = SmallVector<int64_t>();
+      for (Value v : user->getOperands())
+        if (shape)
+          shape = broadcastOf(*shape, shapeOf(v == bc.getResult() ? source : v));
+      if (!shape)
+        continue;
+      auto type = cast<RankedTensorType>(user->getResult(0).getType());
+      Operation *target = user;
+      if (ArrayRef<int64_t>(*shape) != type.getShape()) {
+        // op(broadcast(a), s) = broadcast(op(a, s)).
+        OpBuilder b(user);
+        target = b.clone(*user);
+        target->getResult(0).setType(RankedTensorType::get(*shape, type.getElementType()));
+        auto moved = b.create<BroadcastToOp>(user->getLoc(), target->getResult(0), b.getDenseI64ArrayAttr(type.getShape()));
+        user->getResult(0).replaceAllUsesWith(moved.getResult());
+        user->erase();
+        work.push_back(moved);
+      }
+      for (OpOperand &operand : target->getOpOperands())
+        if (operand.get() == bc.getResult())
+          operand.set(source);
+    }
+    if (bc.getResult().use_empty())
+      bc.erase();
+  }
 }
 
 struct SomaFusePass : impl::SomaFuseBase<SomaFusePass> {
@@ -308,6 +377,7 @@ struct SomaFusePass : impl::SomaFuseBase<SomaFusePass> {
     func::FuncOp fn = getOperation();
     if (fn.isDeclaration() || fn->hasAttr("soma.kernel"))
       return;
+    absorbBroadcasts(fn);
     std::vector<std::unique_ptr<Group>> groups;
     DenseMap<Operation *, Group *> groupOf;
     for (Operation &op : fn.getBody().front().without_terminator()) {

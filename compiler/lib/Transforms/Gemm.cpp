@@ -116,7 +116,14 @@ struct GemmEmitter {
   Value load(OpBuilder &nb, const GemmOperand &op, Value bIdx, Value i, Value j) {
     if (op.parts)
       return op.combine(nb, loc, op.rowPart(nb, loc, bIdx, i), op.colPart(nb, loc, bIdx, j));
-    return nb.create<memref::LoadOp>(loc, op.memref, ValueRange{bIdx, i, j});
+    return nb.create<memref::LoadOp>(loc, op.memref, ValueRange{storedBatch(nb, op, bIdx), i, j});
+  }
+
+  /// The memref batch that batch entry bIdx of a stored operand reads.
+  Value storedBatch(OpBuilder &nb, const GemmOperand &op, Value bIdx) {
+    if (!op.batchModulo)
+      return bIdx;
+    return nb.create<arith::RemUIOp>(loc, bIdx, idx(nb, op.batchModulo));
   }
 
   void chooseBlocks() {
@@ -259,7 +266,7 @@ struct GemmEmitter {
                 loop(fb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
                   for (int64_t v = 0; v < W; v += VL) {
                     auto [r, c] = at(kb, k, add(kb, first, idx(kb, v)));
-                    Value x = kb.create<vector::LoadOp>(loc, vec, X.memref, ValueRange{bIdx, r, c});
+                    Value x = kb.create<vector::LoadOp>(loc, vec, X.memref, ValueRange{storedBatch(kb, X, bIdx), r, c});
                     kb.create<vector::StoreOp>(loc, x, P, ValueRange{dst(kb, k, idx(kb, v))});
                   }
                 });

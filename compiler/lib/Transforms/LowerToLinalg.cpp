@@ -732,6 +732,36 @@ static int64_t windowCount(int64_t n, int64_t k, int64_t s, int64_t lo, int64_t 
 ///   x[n, c, i*sh - pt + u*dh, j*sw - pl + v*dw], or pad_value outside,
 /// computed from a part that depends on the row only, {c, u*dh, v*dw}, and
 /// one that depends on the column only, {n, i*sh - pt, j*sw - pl}.
+/// The elements of 1-D `flat` at the vector<VL x i32> offsets `at` where
+/// `mask` is set, `pass` elsewhere. Lanes at consecutive offsets (a
+/// stride-1 window row inside one output row, the common case of a forward
+/// convolution's columns; pixels of one image read channel-major) are one
+/// masked vector load; others a gather. The test does not depend on the
+/// packing's k, so LLVM takes it out of that loop when it can.
+static Value loadLanes(OpBuilder &nb, Location l, Value flat, Value at, Value mask, Value pass) {
+  auto ivec = cast<VectorType>(at.getType());
+  VectorType fvec = VectorType::get(ivec.getShape(), nb.getF32Type());
+  int64_t vl = ivec.getShape()[0];
+  Value first = nb.create<vector::ExtractOp>(l, at, ArrayRef<int64_t>{0});
+  Value last = nb.create<vector::ExtractOp>(l, at, ArrayRef<int64_t>{vl - 1});
+  Value span = nb.create<arith::SubIOp>(l, last, first);
+  Value contiguous = nb.create<arith::CmpIOp>(l, arith::CmpIPredicate::eq, span,
+                                              nb.create<arith::ConstantOp>(l, nb.getI32IntegerAttr(vl - 1)));
+  auto load = nb.create<scf::IfOp>(
+      l, contiguous,
+      [&](OpBuilder &tb, Location) {
+        Value base = tb.create<arith::IndexCastOp>(l, tb.getIndexType(), first);
+        Value v = tb.create<vector::MaskedLoadOp>(l, fvec, flat, ValueRange{base}, mask, pass);
+        tb.create<scf::YieldOp>(l, v);
+      },
+      [&](OpBuilder &eb, Location) {
+        Value zero = eb.create<arith::ConstantIndexOp>(l, 0);
+        Value v = eb.create<vector::GatherOp>(l, fvec, flat, ValueRange{zero}, at, mask, pass);
+        eb.create<scf::YieldOp>(l, v);
+      });
+  return load.getResult(0);
+}
+
 /// The element (r, q) of an im2col's columns as parts (see GemmOperand):
 /// the row r = (channel, u, v) gives {its offset in an image, u * dh,
 /// v * dw}, the column q = (n, i, j) gives {the offset of its window's
@@ -811,28 +841,43 @@ struct Im2colParts {
     Value at = nb.create<arith::AddIOp>(l, colPart[0], rowPart[0]);
     Value mask = nb.create<arith::AndIOp>(l, ok, lanes);
     Value padv = splatF(op.getPadValue().convertToDouble());
-    // Lanes at consecutive offsets (a stride-1 window row inside one output
-    // row, the common case of a forward convolution's columns) are one
-    // masked vector load; others a gather. The test does not depend on k,
-    // so LLVM takes it out of the packing's k loop.
-    int64_t vl = ivec.getShape()[0];
-    Value first = nb.create<vector::ExtractOp>(l, at, ArrayRef<int64_t>{0});
-    Value last = nb.create<vector::ExtractOp>(l, at, ArrayRef<int64_t>{vl - 1});
-    Value span = nb.create<arith::SubIOp>(l, last, first);
-    Value contiguous = nb.create<arith::CmpIOp>(
-        l, arith::CmpIPredicate::eq, span, nb.create<arith::ConstantOp>(l, nb.getI32IntegerAttr(vl - 1)));
-    auto load = nb.create<scf::IfOp>(
-        l, contiguous,
-        [&](OpBuilder &tb, Location) {
-          Value base = tb.create<arith::IndexCastOp>(l, tb.getIndexType(), first);
-          Value v = tb.create<vector::MaskedLoadOp>(l, fvec, flat, ValueRange{base}, mask, padv);
-          tb.create<scf::YieldOp>(l, v);
-        },
-        [&](OpBuilder &eb, Location) {
-          Value v = eb.create<vector::GatherOp>(l, fvec, flat, ValueRange{c(eb, l, 0)}, at, mask, padv);
-          eb.create<scf::YieldOp>(l, v);
-        });
-    return nb.create<arith::SelectOp>(l, lanes, load.getResult(0), splatF(0.0));
+    Value load = loadLanes(nb, l, flat, at, mask, padv);
+    return nb.create<arith::SelectOp>(l, lanes, load, splatF(0.0));
+  }
+};
+
+/// The element (r, q) of a tensor y [N, K, H, W] read channel-major as
+/// [G, K/G, N*H*W] (transposed to [K, N, H, W]), as parts: row (g, k) gives
+/// its channel's offset, column q = (n, h, w) its image's and pixel's.
+struct ChannelMajorParts {
+  Value flat;
+  int64_t n, k, p, groups;
+  ChannelMajorParts(Value y, int64_t groups, OpBuilder &b, Location loc) : groups(groups) {
+    auto s = cast<MemRefType>(y.getType()).getShape();
+    n = s[0], k = s[1], p = s[2] * s[3];
+    flat = b.create<memref::CollapseShapeOp>(loc, y, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}});
+  }
+  bool fits32() const { return n * k * p < (int64_t(1) << 31); }
+  static Value c(OpBuilder &nb, Location l, int64_t v) { return nb.create<arith::ConstantIndexOp>(l, v); }
+  SmallVector<Value, 4> row(OpBuilder &nb, Location l, Value g, Value i) const {
+    Value channel = nb.create<arith::AddIOp>(l, nb.create<arith::MulIOp>(l, g, c(nb, l, k / groups)), i);
+    return {nb.create<arith::MulIOp>(l, channel, c(nb, l, p))};
+  }
+  SmallVector<Value, 4> col(OpBuilder &nb, Location l, Value q) const {
+    Value img = nb.create<arith::DivUIOp>(l, q, c(nb, l, p));
+    Value pix = nb.create<arith::RemUIOp>(l, q, c(nb, l, p));
+    return {nb.create<arith::AddIOp>(l, nb.create<arith::MulIOp>(l, img, c(nb, l, k * p)), pix)};
+  }
+  Value combine(OpBuilder &nb, Location l, ValueRange rowPart, ValueRange colPart) const {
+    Value at = nb.create<arith::AddIOp>(l, rowPart[0], colPart[0]);
+    return nb.create<memref::LoadOp>(l, flat, ValueRange{at});
+  }
+  Value combineVector(OpBuilder &nb, Location l, ValueRange rowPart, ValueRange colPart, Value lanes) const {
+    auto ivec = cast<VectorType>(rowPart[0].getType());
+    VectorType fvec = VectorType::get(ivec.getShape(), nb.getF32Type());
+    Value zero = nb.create<arith::ConstantOp>(l, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0)));
+    Value at = nb.create<arith::AddIOp>(l, rowPart[0], colPart[0]);
+    return loadLanes(nb, l, flat, at, lanes, zero);
   }
 };
 
@@ -1145,28 +1190,62 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
   SmallVector<Value> outs;
   for (Value r : op.getResults())
     outs.push_back(resultBuffer(r));
-  // An operand is an input, or an im2col of an input viewed as [G, R, P]
-  // (a convolution's columns): gathered from the image by the packing.
+  // An operand is an input, or a view of one that the packing computes
+  // (ir::GemmView): a convolution's columns gathered from the image, per
+  // image or not; a filter shared by every image; a tensor read
+  // channel-major. None of the views is stored.
   auto operand = [&](Value v, bool transposed) {
-    if (isa<BlockArgument>(v))
-      return GemmOperand::of(asRank3(b, loc, bufferOf(v)), transposed);
-    auto view = v.getDefiningOp<ReshapeOp>();
-    auto cols = view.getInput().getDefiningOp<Im2colOp>();
-    Value image = bufferOf(cols.getInput());
+    ir::GemmView view = ir::matchGemmView(v);
+    Value source = bufferOf(view.source);
+    auto shape = cast<RankedTensorType>(v.getType()).getShape();
+    int64_t groups = view.groups, rows = shape[1], cols = shape[2];
+    auto index = [](OpBuilder &nb, Location l, int64_t x) { return nb.create<arith::ConstantIndexOp>(l, x); };
+    if (view.kind == ir::GemmViewKind::Stored)
+      return GemmOperand::of(asRank3(b, loc, source), transposed);
+    if (view.kind == ir::GemmViewKind::Broadcast) {
+      GemmOperand op = GemmOperand::of(reshapeView(loc, source, MemRefType::get({groups, rows, cols}, b.getF32Type())),
+                                       transposed);
+      op.batchModulo = groups;
+      return op;
+    }
     GemmOperand op;
     op.transposed = transposed;
-    auto shape = cast<RankedTensorType>(v.getType()).getShape();
     op.shape = {shape[0], shape[1], shape[2]};
-    // Row i of group g is row g * R + i of the columns.
-    int64_t rows = shape[1];
-    auto parts = std::make_shared<Im2colParts>(cols, image, b, loc);
+    if (view.kind == ir::GemmViewKind::ChannelMajor) {
+      auto parts = std::make_shared<ChannelMajorParts>(source, groups, b, loc);
+      op.parts = 1;
+      op.rowPart = [parts](OpBuilder &nb, Location l, Value g, Value i) { return parts->row(nb, l, g, i); };
+      op.colPart = [parts](OpBuilder &nb, Location l, Value, Value q) { return parts->col(nb, l, q); };
+      op.combine = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col) {
+        return parts->combine(nb, l, row, col);
+      };
+      if (parts->fits32())
+        op.combineVector = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col, Value lanes) {
+          return parts->combineVector(nb, l, row, col, lanes);
+        };
+      return op;
+    }
+    auto parts = std::make_shared<Im2colParts>(cast<Im2colOp>(view.ops.front()), source, b, loc);
     op.parts = 3;
-    op.rowPart = [parts, rows](OpBuilder &nb, Location l, Value g, Value i) {
-      Value r = nb.create<arith::AddIOp>(
-          l, nb.create<arith::MulIOp>(l, g, nb.create<arith::ConstantIndexOp>(l, rows)), i);
-      return parts->row(nb, l, r);
-    };
-    op.colPart = [parts](OpBuilder &nb, Location l, Value, Value j) { return parts->col(nb, l, j); };
+    if (view.kind == ir::GemmViewKind::Columns) {
+      // Row i of group g is row g * R + i of the columns.
+      op.rowPart = [parts, rows, index](OpBuilder &nb, Location l, Value g, Value i) {
+        return parts->row(nb, l, nb.create<arith::AddIOp>(l, nb.create<arith::MulIOp>(l, g, index(nb, l, rows)), i));
+      };
+      op.colPart = [parts](OpBuilder &nb, Location l, Value, Value j) { return parts->col(nb, l, j); };
+    } else {
+      // Batch entry n * G + g: row i of group g, column j of image n.
+      op.rowPart = [parts, rows, groups, index](OpBuilder &nb, Location l, Value bi, Value i) {
+        if (groups == 1)
+          return parts->row(nb, l, i);
+        Value g = nb.create<arith::RemUIOp>(l, bi, index(nb, l, groups));
+        return parts->row(nb, l, nb.create<arith::AddIOp>(l, nb.create<arith::MulIOp>(l, g, index(nb, l, rows)), i));
+      };
+      op.colPart = [parts, cols, groups, index](OpBuilder &nb, Location l, Value bi, Value j) {
+        Value n = groups == 1 ? bi : Value(nb.create<arith::DivUIOp>(l, bi, index(nb, l, groups)));
+        return parts->col(nb, l, nb.create<arith::AddIOp>(l, nb.create<arith::MulIOp>(l, n, index(nb, l, cols)), j));
+      };
+    }
     op.combine = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col) {
       return parts->combine(nb, l, row, col);
     };
@@ -1182,7 +1261,6 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
   for (auto [i, v] : llvm::enumerate(body.getTerminator()->getOperands()))
     if (v == mm.getResult())
       productResult = i;
-  Value C = asRank3(b, loc, outs[productResult]);
   // The body arguments the epilogue reads (not only the product's operands).
   llvm::SmallBitVector read(body.getNumArguments());
   for (Operation &inner : body.without_terminator())
@@ -1190,6 +1268,39 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
       for (Value v : inner.getOperands())
         if (auto arg = dyn_cast<BlockArgument>(v))
           read.set(arg.getArgNumber());
+  // A reshape of the product (a convolution's per-image products as its
+  // NCHW output) splits each product dimension into a run of the
+  // epilogue's: the epilogue runs over the product's points, reading its
+  // operands and writing its results through views in the product's
+  // dimensions (an operand broadcast along a whole run is read at 0 there).
+  Operation *productView = nullptr;
+  if (mm.getResult().hasOneUse() && isa<ReshapeOp>(*mm.getResult().getUsers().begin()))
+    productView = *mm.getResult().getUsers().begin();
+  SmallVector<Value> argBuffers(body.getNumArguments());
+  SmallVector<SmallVector<int64_t, 4>> argShapes(body.getNumArguments());
+  std::optional<SmallVector<SmallVector<int64_t, 2>, 4>> groups;
+  if (productView)
+    groups = ir::expandGroups(shape, cast<RankedTensorType>(productView->getResult(0).getType()).getShape());
+  for (unsigned i = 0; i < body.getNumArguments(); ++i) {
+    if (!read.test(i))
+      continue;
+    auto in = cast<RankedTensorType>(body.getArgument(i).getType());
+    argBuffers[i] = bufferOf(body.getArgument(i));
+    argShapes[i].assign(in.getShape().begin(), in.getShape().end());
+    if (!productView)
+      continue;
+    auto collapsed = ir::collapseBroadcast(
+        in.getShape(), cast<RankedTensorType>(productView->getResult(0).getType()).getShape(), *groups);
+    if (!collapsed)
+      return op.emitOpError("reads an operand of type ") << in << " that its product's view cannot collapse";
+    argShapes[i] = *collapsed;
+    argBuffers[i] = reshapeView(loc, argBuffers[i], MemRefType::get(*collapsed, in.getElementType()));
+  }
+  SmallVector<Value> productOuts(outs);
+  if (productView)
+    for (Value &o : productOuts)
+      o = reshapeView(loc, o, MemRefType::get(shape, b.getF32Type()));
+  Value C = asRank3(b, loc, productOuts[productResult]);
   LogicalResult status = success();
   GemmEpilogue epilogue = [&](OpBuilder &nb, Location l, Value bIdx, Value m0, Value m1, Value n0, Value n1) {
     forRange(nb, l, m0, m1, [&](OpBuilder &mb, Value m) {
@@ -1210,13 +1321,13 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
         for (unsigned i = 0; i < body.getNumArguments(); ++i) {
           if (!read.test(i))
             continue;
-          auto in = cast<RankedTensorType>(body.getArgument(i).getType()).getShape();
+          ArrayRef<int64_t> in = argShapes[i];
           SmallVector<Value> at;
           size_t off = rank - in.size();
           for (size_t d = 0; d < in.size(); ++d)
             at.push_back(in[d] == 1 && shape[d + off] != 1 ? Value(xb.create<arith::ConstantIndexOp>(l, 0))
                                                             : index[d + off]);
-          args[i] = xb.create<memref::LoadOp>(l, bufferOf(body.getArgument(i)), at);
+          args[i] = xb.create<memref::LoadOp>(l, argBuffers[i], at);
         }
         DenseMap<Value, Value> scalar;
         // The ops up to the product (its operands' gathers) are not part of
@@ -1228,9 +1339,11 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
             scalar[inner.getResult(0)] = Value();
         }
         scalar[mm.getResult()] = xb.create<memref::LoadOp>(l, C, ValueRange{bIdx, m, n});
+        if (productView)
+          scalar[productView->getResult(0)] = scalar[mm.getResult()];
         if (failed(emitFusedScalars(xb, l, body, args, nullptr, scalar)))
           status = failure();
-        for (auto [v, o] : llvm::zip(body.getTerminator()->getOperands(), outs))
+        for (auto [v, o] : llvm::zip(body.getTerminator()->getOperands(), productOuts))
           if (v != mm.getResult())
             xb.create<memref::StoreOp>(l, scalar.lookup(v), o, index);
       });

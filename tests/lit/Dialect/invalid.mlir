@@ -546,7 +546,7 @@ func.func @fusion_reduction_end(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
 // -----
 
 func.func @fusion_contraction_start(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
-  // expected-error @+1 {{'soma.fusion' op of kind contraction must start with a contraction (matmul), after any im2col gathers of its operands}}
+  // expected-error @+1 {{'soma.fusion' op of kind contraction must start with a contraction (matmul), after any gathers of its operands}}
   %0 = soma.fusion "contraction"(%a) : (tensor<2x2xf32>) -> tensor<2x2xf32> {
   ^bb0(%x: tensor<2x2xf32>):
     %1 = soma.exp %x : tensor<2x2xf32>
@@ -558,7 +558,7 @@ func.func @fusion_contraction_start(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
 // -----
 
 func.func @fusion_contraction_operands(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
-  // expected-error @+1 {{'soma.fusion' op of kind contraction must compute its product from its inputs or their im2col}}
+  // expected-error @+1 {{'soma.fusion' op of kind contraction must compute its product from its inputs or views of them that its packing computes}}
   %0 = soma.fusion "contraction"(%a) : (tensor<2x2xf32>) -> tensor<2x2xf32> {
   ^bb0(%x: tensor<2x2xf32>):
     %c = soma.constant dense<1.0> : tensor<2x2xf32>
@@ -580,4 +580,36 @@ func.func @fusion_contraction_epilogue_shape(%a: tensor<2x2xf32>, %b: tensor<3x2
     soma.yield %2 : tensor<3x2x2xf32>
   }
   return %0 : tensor<3x2x2xf32>
+}
+
+// -----
+
+// A transpose the packing cannot compute (only {1, 0, 2, 3} of an NCHW
+// tensor, read channel-major) is not a gather.
+func.func @fusion_contraction_view(%a: tensor<2x3x4x5xf32>, %b: tensor<1x20x6xf32>) -> tensor<1x6x6xf32> {
+  // expected-error @+1 {{'soma.fusion' op of kind contraction must compute its product from its inputs or views of them that its packing computes}}
+  %0 = soma.fusion "contraction"(%a, %b) : (tensor<2x3x4x5xf32>, tensor<1x20x6xf32>) -> tensor<1x6x6xf32> {
+  ^bb0(%x: tensor<2x3x4x5xf32>, %y: tensor<1x20x6xf32>):
+    %1 = soma.transpose %x {perm = array<i64: 0, 1, 3, 2>} : tensor<2x3x4x5xf32> -> tensor<2x3x5x4xf32>
+    %2 = soma.reshape %1 {shape = array<i64: 1, 6, 20>} : tensor<2x3x5x4xf32> -> tensor<1x6x20xf32>
+    %3 = soma.matmul %2, %y : (tensor<1x6x20xf32>, tensor<1x20x6xf32>) -> tensor<1x6x6xf32>
+    soma.yield %3 : tensor<1x6x6xf32>
+  }
+  return %0 : tensor<1x6x6xf32>
+}
+
+// -----
+
+// The product may be reshaped for its epilogue only by splitting each of
+// its dimensions (a convolution's [N, K, OH*OW] products as [N, K, OH, OW]).
+func.func @fusion_contraction_product_view(%a: tensor<2x3x4xf32>, %b: tensor<2x4x6xf32>) -> tensor<6x6xf32> {
+  %0 = soma.fusion "contraction"(%a, %b) : (tensor<2x3x4xf32>, tensor<2x4x6xf32>) -> tensor<6x6xf32> {
+  ^bb0(%x: tensor<2x3x4xf32>, %y: tensor<2x4x6xf32>):
+    %1 = soma.matmul %x, %y : (tensor<2x3x4xf32>, tensor<2x4x6xf32>) -> tensor<2x3x6xf32>
+    // expected-error @+1 {{'soma.reshape' op views the product 'tensor<2x3x6xf32>' as 'tensor<6x6xf32>', which does not split each of its dimensions}}
+    %2 = soma.reshape %1 {shape = array<i64: 6, 6>} : tensor<2x3x6xf32> -> tensor<6x6xf32>
+    %3 = soma.relu %2 : tensor<6x6xf32>
+    soma.yield %3 : tensor<6x6xf32>
+  }
+  return %0 : tensor<6x6xf32>
 }

@@ -1,14 +1,20 @@
 // RUN: soma-opt %s -soma-decompose -split-input-file | FileCheck %s
 
-// conv2d -> im2col, a batched matmul with the filter as [groups, K/groups,
-// C/groups*KH*KW], and a transpose back to NCHW.
+// conv2d -> im2col, then one product per image and group (batch entry
+// n*G + g): the columns viewed per image [N*G, R, OH*OW], the filter
+// [G, K/G, R] broadcast to every image, and the products [N*G, K/G, OH*OW]
+// reshaped to NCHW (no transpose of the output).
 // CHECK-LABEL: func.func @conv(
 //       CHECK: %[[COLS:.*]] = soma.im2col %arg0 {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 2, 2>} : tensor<2x4x8x8xf32> -> tensor<36x32xf32>
-//       CHECK: %[[C3:.*]] = soma.reshape %[[COLS]] {shape = array<i64: 2, 18, 32>}
-//       CHECK: %[[W3:.*]] = soma.reshape %arg1 {shape = array<i64: 2, 3, 18>}
-//       CHECK: %[[Y3:.*]] = soma.matmul %[[W3]], %[[C3]] {{.*}}: (tensor<2x3x18xf32>, tensor<2x18x32xf32>) -> tensor<2x3x32xf32>
-//       CHECK: %[[Y4:.*]] = soma.reshape %[[Y3]] {shape = array<i64: 6, 2, 4, 4>}
-//       CHECK: %[[Y:.*]] = soma.transpose %[[Y4]] {perm = array<i64: 1, 0, 2, 3>}
+//       CHECK: %[[C4:.*]] = soma.reshape %[[COLS]] {shape = array<i64: 2, 18, 2, 16>}
+//       CHECK: %[[CT:.*]] = soma.transpose %[[C4]] {perm = array<i64: 2, 0, 1, 3>} : tensor<2x18x2x16xf32> -> tensor<2x2x18x16xf32>
+//       CHECK: %[[C3:.*]] = soma.reshape %[[CT]] {shape = array<i64: 4, 18, 16>}
+//       CHECK: %[[W4:.*]] = soma.reshape %arg1 {shape = array<i64: 1, 2, 3, 18>}
+//       CHECK: %[[WB:.*]] = soma.broadcast_to %[[W4]] {shape = array<i64: 2, 2, 3, 18>}
+//       CHECK: %[[W3:.*]] = soma.reshape %[[WB]] {shape = array<i64: 4, 3, 18>}
+//       CHECK: %[[Y3:.*]] = soma.matmul %[[W3]], %[[C3]] : (tensor<4x3x18xf32>, tensor<4x18x16xf32>) -> tensor<4x3x16xf32>
+//       CHECK: %[[Y:.*]] = soma.reshape %[[Y3]] {shape = array<i64: 2, 6, 4, 4>}
+//   CHECK-NOT: soma.transpose
 //       CHECK: return %[[Y]]
 //   CHECK-NOT: soma.conv2d
 func.func @conv(%x: tensor<2x4x8x8xf32> {soma.input = "x"}, %w: tensor<6x2x3x3xf32> {soma.input = "w"}) -> (tensor<2x6x4x4xf32> {soma.output = "y"}) {

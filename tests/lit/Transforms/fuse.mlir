@@ -229,3 +229,91 @@ func.func @backward_mask(%dy: tensor<4x5xf32>, %w: tensor<3x5xf32>, %h: tensor<4
   %2 = soma.mul %0, %1 : tensor<4x3xf32>, tensor<4x3xf32>
   return %2 : tensor<4x3xf32>
 }
+
+// -----
+
+// A convolution after soma-decompose: the im2col columns viewed per image
+// (reshape, transpose, reshape) and the filter broadcast to every image
+// (reshape, broadcast_to, reshape) are gathers that the product reads in
+// place, and the bias add and ReLU on the NCHW reshape of the product are
+// its epilogue: one kernel; the bias reshape stays outside (an operand).
+// CHECK-LABEL: func.func @conv_epilogue(
+//       CHECK: %[[B:.*]] = soma.reshape %arg2 {shape = array<i64: 1, 4, 1, 1>}
+//  CHECK-NEXT: %[[F:.*]] = soma.fusion "contraction"(%arg1, %arg0, %[[B]]) : (tensor<4x3x3x3xf32>, tensor<2x3x6x6xf32>, tensor<1x4x1x1xf32>) -> tensor<2x4x4x4xf32> {
+//  CHECK-NEXT: ^bb0(%[[W:.*]]: tensor<4x3x3x3xf32>, %[[X:.*]]: tensor<2x3x6x6xf32>, %[[BB:.*]]: tensor<1x4x1x1xf32>):
+//  CHECK-NEXT:   %[[W4:.*]] = soma.reshape %[[W]]
+//  CHECK-NEXT:   %[[WB:.*]] = soma.broadcast_to %[[W4]]
+//  CHECK-NEXT:   %[[W3:.*]] = soma.reshape %[[WB]]
+//  CHECK-NEXT:   %[[C:.*]] = soma.im2col %[[X]]
+//  CHECK-NEXT:   %[[C4:.*]] = soma.reshape %[[C]]
+//  CHECK-NEXT:   %[[CT:.*]] = soma.transpose %[[C4]]
+//  CHECK-NEXT:   %[[C3:.*]] = soma.reshape %[[CT]]
+//  CHECK-NEXT:   %[[P:.*]] = soma.matmul %[[W3]], %[[C3]]
+//  CHECK-NEXT:   %[[Y:.*]] = soma.reshape %[[P]] {shape = array<i64: 2, 4, 4, 4>}
+//  CHECK-NEXT:   %[[A:.*]] = soma.add %[[Y]], %[[BB]]
+//  CHECK-NEXT:   %[[R:.*]] = soma.relu %[[A]]
+//  CHECK-NEXT:   soma.yield %[[R]] : tensor<2x4x4x4xf32>
+//  CHECK-NEXT: }
+//  CHECK-NEXT: return %[[F]]
+func.func @conv_epilogue(%x: tensor<2x3x6x6xf32>, %w: tensor<4x3x3x3xf32>, %b: tensor<4xf32>) -> tensor<2x4x4x4xf32> {
+  %0 = soma.im2col %x {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : tensor<2x3x6x6xf32> -> tensor<27x32xf32>
+  %1 = soma.reshape %0 {shape = array<i64: 1, 27, 2, 16>} : tensor<27x32xf32> -> tensor<1x27x2x16xf32>
+  %2 = soma.transpose %1 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x16xf32> -> tensor<2x1x27x16xf32>
+  %3 = soma.reshape %2 {shape = array<i64: 2, 27, 16>} : tensor<2x1x27x16xf32> -> tensor<2x27x16xf32>
+  %4 = soma.reshape %w {shape = array<i64: 1, 1, 4, 27>} : tensor<4x3x3x3xf32> -> tensor<1x1x4x27xf32>
+  %5 = soma.broadcast_to %4 {shape = array<i64: 2, 1, 4, 27>} : tensor<1x1x4x27xf32> -> tensor<2x1x4x27xf32>
+  %6 = soma.reshape %5 {shape = array<i64: 2, 4, 27>} : tensor<2x1x4x27xf32> -> tensor<2x4x27xf32>
+  %7 = soma.matmul %6, %3 : (tensor<2x4x27xf32>, tensor<2x27x16xf32>) -> tensor<2x4x16xf32>
+  %8 = soma.reshape %7 {shape = array<i64: 2, 4, 4, 4>} : tensor<2x4x16xf32> -> tensor<2x4x4x4xf32>
+  %9 = soma.reshape %b {shape = array<i64: 1, 4, 1, 1>} : tensor<4xf32> -> tensor<1x4x1x1xf32>
+  %10 = soma.add %8, %9 : tensor<2x4x4x4xf32>, tensor<1x4x1x1xf32>
+  %11 = soma.relu %10 : tensor<2x4x4x4xf32>
+  return %11 : tensor<2x4x4x4xf32>
+}
+
+// -----
+
+// The filter gradient dY x im2col(x)^T: dY channel-major ([N, K, H, W]
+// transposed to [K, N, H, W], viewed [1, K, N*H*W]) is a gather too, so the
+// kernel reads dY where it is; the product's reshape to the filter shape
+// is left outside (no epilogue to take in).
+// CHECK-LABEL: func.func @filter_grad(
+//       CHECK: %[[F:.*]] = soma.fusion "contraction"(%arg0, %arg1) : (tensor<2x4x4x4xf32>, tensor<2x3x6x6xf32>) -> tensor<1x4x27xf32> {
+//  CHECK-NEXT: ^bb0
+//  CHECK-NEXT:   soma.transpose %{{.*}} {perm = array<i64: 1, 0, 2, 3>}
+//  CHECK-NEXT:   soma.reshape
+//  CHECK-NEXT:   soma.im2col
+//  CHECK-NEXT:   soma.reshape
+//  CHECK-NEXT:   soma.matmul %{{.*}}, %{{.*}} {transpose_b = true}
+//  CHECK-NEXT:   soma.yield
+//  CHECK-NEXT: }
+//  CHECK-NEXT: %[[R:.*]] = soma.reshape %[[F]] {shape = array<i64: 4, 3, 3, 3>}
+//  CHECK-NEXT: return %[[R]]
+func.func @filter_grad(%dy: tensor<2x4x4x4xf32>, %x: tensor<2x3x6x6xf32>) -> tensor<4x3x3x3xf32> {
+  %0 = soma.transpose %dy {perm = array<i64: 1, 0, 2, 3>} : tensor<2x4x4x4xf32> -> tensor<4x2x4x4xf32>
+  %1 = soma.reshape %0 {shape = array<i64: 1, 4, 32>} : tensor<4x2x4x4xf32> -> tensor<1x4x32xf32>
+  %2 = soma.im2col %x {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : tensor<2x3x6x6xf32> -> tensor<27x32xf32>
+  %3 = soma.reshape %2 {shape = array<i64: 1, 27, 32>} : tensor<27x32xf32> -> tensor<1x27x32xf32>
+  %4 = soma.matmul %1, %3 {transpose_b = true} : (tensor<1x4x32xf32>, tensor<1x27x32xf32>) -> tensor<1x4x27xf32>
+  %5 = soma.reshape %4 {shape = array<i64: 4, 3, 3, 3>} : tensor<1x4x27xf32> -> tensor<4x3x3x3xf32>
+  return %5 : tensor<4x3x3x3xf32>
+}
+
+// -----
+
+// Broadcasts are not materialised for elementwise consumers: an operand
+// broadcast to the shape that another operand already spans is read
+// unbroadcast (the op broadcasts it itself); an op whose only operand is a
+// broadcast runs on the small shape and the broadcast moves after it.
+// CHECK-LABEL: func.func @broadcasts(
+//       CHECK: %[[A:.*]] = soma.add %arg0, %arg1 : tensor<4x3xf32>, tensor<3xf32>
+//  CHECK-NEXT: %[[E:.*]] = soma.exp %arg2 : tensor<1x3xf32>
+//  CHECK-NEXT: %[[EB:.*]] = soma.broadcast_to %[[E]] {shape = array<i64: 4, 3>}
+//  CHECK-NEXT: return %[[A]], %[[EB]]
+func.func @broadcasts(%x: tensor<4x3xf32>, %b: tensor<3xf32>, %v: tensor<1x3xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>) {
+  %0 = soma.broadcast_to %b {shape = array<i64: 4, 3>} : tensor<3xf32> -> tensor<4x3xf32>
+  %1 = soma.add %x, %0 : tensor<4x3xf32>, tensor<4x3xf32>
+  %2 = soma.broadcast_to %v {shape = array<i64: 4, 3>} : tensor<1x3xf32> -> tensor<4x3xf32>
+  %3 = soma.exp %2 : tensor<4x3xf32>
+  return %1, %3 : tensor<4x3xf32>, tensor<4x3xf32>
+}

@@ -86,6 +86,10 @@ struct GemmOperand {
   std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::ValueRange row,
                             mlir::ValueRange col, mlir::Value lanes)>
       combineVector;
+  /// A stored operand shared by batch entries: entry b reads batch
+  /// b % batchModulo of the memref (0: entry b reads batch b), such as one
+  /// filter for every image of a convolution.
+  int64_t batchModulo = 0;
   bool computed() const { return parts != 0; }
   /// A stored rank-3 memref operand.
   static GemmOperand of(mlir::Value memref, bool transposed);

@@ -61,4 +61,36 @@ mlir::Value decomposeConv2d(mlir::OpBuilder &b, Conv2dOp op);
 mlir::Value decomposeMaxPool2d(mlir::OpBuilder &b, MaxPool2dOp op);
 mlir::Value decomposeAvgPool2d(mlir::OpBuilder &b, AvgPool2dOp op);
 
+/// How a contraction reads one operand of its matmul: as stored, or through
+/// a chain of view ops that its GEMM computes while it packs panels, so
+/// that the operand is never stored (soma-fuse moves the chain into the
+/// contraction fusion; the lowering turns it into a GemmOperand).
+enum class GemmViewKind {
+  Stored,       ///< a value read as it is
+  Columns,      ///< im2col(x) as [G, R, N*OH*OW]: rows (channel, u, v), columns (n, i, j)
+  ImageColumns, ///< the same as [N*G, R, OH*OW]: one image and group per batch entry
+  Broadcast,    ///< w as [G, M, K] broadcast to [N*G, M, K] (batch entry n*G + g reads w[g])
+  ChannelMajor, ///< y [N, K, H, W] as [G, K/G, N*H*W] (transpose {1, 0, 2, 3} and reshape)
+};
+struct GemmView {
+  GemmViewKind kind = GemmViewKind::Stored;
+  mlir::Value source;                          ///< what is read: the value, image or tensor
+  llvm::SmallVector<mlir::Operation *, 4> ops; ///< the view's ops, the first reading `source`
+  int64_t groups = 1;                          ///< G of the view
+};
+/// Recognises the view chains above (the patterns soma-decompose and the
+/// convolution's VJP build); anything else is Stored.
+GemmView matchGemmView(mlir::Value v);
+
+/// When `view` splits each dimension of `product` into a run of its own
+/// dimensions (an expand_shape), the runs; else nothing.
+std::optional<llvm::SmallVector<llvm::SmallVector<int64_t, 2>, 4>>
+expandGroups(llvm::ArrayRef<int64_t> product, llvm::ArrayRef<int64_t> view);
+/// The shape, in `product`'s dimensions, of an operand that broadcasts to
+/// the view (aligned at the right): each run of view dimensions must be
+/// all 1 (the operand is read at 0 there) or all full; else nothing.
+std::optional<llvm::SmallVector<int64_t, 4>>
+collapseBroadcast(llvm::ArrayRef<int64_t> operand, llvm::ArrayRef<int64_t> view,
+                  llvm::ArrayRef<llvm::SmallVector<int64_t, 2>> groups);
+
 } // namespace soma::ir
