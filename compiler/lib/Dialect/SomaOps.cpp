@@ -894,7 +894,10 @@ SOMA_VJP(SigmoidOp) { // g y (1 - y)
   return success();
 }
 SOMA_VJP(ReluOp) { // relu'(0) = 0
-  operandGrads.push_back(mul(b, getLoc(), resultGrads[0], b.create<StepOp>(getLoc(), getInput())));
+  // The mask from the output: step(relu(x)) = step(x) (both 0 at x <= 0 and
+  // for NaN), and the backward pass then keeps only the activation that
+  // the next layer reads anyway, not the pre-activation too.
+  operandGrads.push_back(mul(b, getLoc(), resultGrads[0], b.create<StepOp>(getLoc(), getResult())));
   return success();
 }
 SOMA_VJP(SoftplusOp) {

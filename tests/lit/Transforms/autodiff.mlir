@@ -110,3 +110,23 @@ func.func @conv_dx(%x: tensor<2x16x6x6xf32> {soma.input = "x", soma.requires_gra
   %1 = soma.reduce_sum %0 {axes = array<i64: 0, 1, 2, 3>} : tensor<2x4x5x5xf32> -> tensor<f32>
   return %1 : tensor<f32>
 }
+
+// -----
+
+// ReLU's gradient masks with step of its output (equal to step of its
+// input: both are 0 where x <= 0), so the backward pass keeps the
+// activation the next layer reads anyway and not the pre-activation.
+// CHECK-LABEL: func.func @relu_mask(
+//       CHECK: %[[A:.*]] = soma.add %arg0, %arg1
+//       CHECK: %[[R:.*]] = soma.relu %[[A]]
+//       CHECK: %[[M:.*]] = soma.step %[[R]] : tensor<3xf32>
+//       CHECK: soma.mul %{{.*}}, %[[M]]
+//   CHECK-NOT: soma.step %[[A]]
+func.func @relu_mask(%w: tensor<3xf32> {soma.param = "w", soma.init = {kind = "zeros"}},
+                     %x: tensor<3xf32> {soma.input = "x"}) -> (tensor<f32> {soma.output = "l", soma.loss}) {
+  %0 = soma.add %w, %x : tensor<3xf32>, tensor<3xf32>
+  %1 = soma.relu %0 : tensor<3xf32>
+  %2 = soma.mul %1, %1 : tensor<3xf32>, tensor<3xf32>
+  %3 = soma.reduce_sum %2 {axes = array<i64: 0>} : tensor<3xf32> -> tensor<f32>
+  return %3 : tensor<f32>
+}
