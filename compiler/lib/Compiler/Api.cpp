@@ -49,6 +49,15 @@ std::string CompileReport::str() const {
                   kb(f.arena_bytes).c_str(), static_cast<long long>(f.buffers), kb(f.lower_bound_bytes).c_str(), ratio,
                   kb(f.no_reuse_bytes).c_str());
     out += line;
+    if (!f.recompute_policy.empty() && f.arena_no_recompute > 0) {
+      std::snprintf(line, sizeof line,
+                    "  checkpointing: arena without recomputation %s, recomputing chains %s, whole cones %s: %s\n",
+                    kb(f.arena_no_recompute).c_str(), kb(f.arena_chains).c_str(), kb(f.arena_cones).c_str(),
+                    f.recompute_policy == "none" ? "nothing recomputed"
+                    : f.recompute_policy == "chains" ? "chains compiled"
+                                                     : "whole cones compiled");
+      out += line;
+    }
     if (f.recomputed_values > 0) {
       std::snprintf(line, sizeof line,
                     "  checkpointing: %lld values recomputed in the backward pass (%s of values), %lld extra FLOPs "

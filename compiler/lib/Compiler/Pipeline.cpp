@@ -162,6 +162,16 @@ void countOps(ModuleOp m, CompileReport *report) {
       f.recomputed_bytes = r[1];
       f.recompute_flops = r[2];
     }
+    if (auto c = fn->getAttrOfType<DictionaryAttr>("soma.recompute_choice")) {
+      auto policy = c.getAs<StringAttr>("policy");
+      auto arenas = c.getAs<DenseI64ArrayAttr>("arenas");
+      if (policy && arenas && arenas.size() == 3) {
+        f.recompute_policy = policy.str();
+        f.arena_no_recompute = arenas[0];
+        f.arena_chains = arenas[1];
+        f.arena_cones = arenas[2];
+      }
+    }
     report->functions.push_back(f);
   }
 }
@@ -429,8 +439,8 @@ int64_t vectorWidthOf(const llvm::TargetMachine &tm) {
   return 4;
 }
 
-LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode,
-                                 int64_t vectorWidth) {
+LoweredModule lowerAndPlan(ModuleOp graphModule, const DumpConfig &dump, Mode mode,
+                           int64_t vectorWidth) {
   LoweredModule out;
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
@@ -481,7 +491,19 @@ LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, M
       memoryNumbers(kernel, *f);
   dump.write("memory-plan", [&] { return memoryPlanText(kernel); });
   dump.write("memory-picture", [&] { return memoryPlanSvg(kernel); });
-  timer.emplace("lower to LLVM dialect", dump.report);
+  return out;
+}
+
+int64_t plannedWorkspaceBytes(ModuleOp graphModule, Mode mode) {
+  auto tm = createTargetMachine("host", 2);
+  return lowerAndPlan(graphModule, DumpConfig{}, mode, vectorWidthOf(*tm)).signature.workspace_bytes;
+}
+
+LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode,
+                                 int64_t vectorWidth) {
+  LoweredModule out = lowerAndPlan(graphModule, dump, mode, vectorWidth);
+  ModuleOp m = *out.module;
+  std::optional<StageTimer> timer(std::in_place, "lower to LLVM dialect", dump.report);
   runPasses(m, dump, "lowering to LLVM", [](PassManager &pm) { buildLowerToLLVMPipeline(pm); });
   // The ABI is in `signature` now. The translation to LLVM IR warns about
   // every argument attribute it does not know (soma.input, soma.param, ...),

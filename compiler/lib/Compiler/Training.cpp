@@ -24,6 +24,7 @@
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Pass/PassManager.h"
 
+#include <array>
 #include <variant>
 
 using namespace mlir;
@@ -257,30 +258,69 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
       continue;
     }
     runPass(*m, createSomaAutodiff());
-    if (checkpointing.enabled)
-      runPasses(*m, DumpConfig{}, nullptr, [&](PassManager &pm) {
-        SomaRecomputeOptions ro;
-        ro.budget = checkpointing.budget_bytes;
-        pm.addNestedPass<func::FuncOp>(createSomaRecompute(ro));
-      });
-    std::vector<std::pair<std::string, Value>> grads;
-    SmallVector<Value> keep;
-    SmallVector<DictionaryAttr> keepAttrs;
-    auto r = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
-    for (unsigned j = 0; j < fn.getNumResults(); ++j) {
-      if (auto gname = fn.getResultAttrOfType<StringAttr>(j, "soma.grad")) {
-        grads.push_back({gname.str(), r.getOperand(j)});
-      } else {
-        keep.push_back(r.getOperand(j));
-        keepAttrs.push_back(fn.getResultAttrDict(j));
+    // The optimizer update goes after the gradients (and after the
+    // recomputation, which only moves forward values into the backward
+    // pass).
+    auto appendUpdate = [&](ModuleOp mod) {
+      func::FuncOp f = graphFunction(mod);
+      std::vector<std::pair<std::string, Value>> grads;
+      SmallVector<Value> keep;
+      SmallVector<DictionaryAttr> keepAttrs;
+      auto r = cast<func::ReturnOp>(f.getBody().front().getTerminator());
+      for (unsigned j = 0; j < f.getNumResults(); ++j) {
+        if (auto gname = f.getResultAttrOfType<StringAttr>(j, "soma.grad")) {
+          grads.push_back({gname.str(), r.getOperand(j)});
+        } else {
+          keep.push_back(r.getOperand(j));
+          keepAttrs.push_back(f.getResultAttrDict(j));
+        }
       }
+      std::vector<Update> updates = emitOptimizer(f, opt, grads);
+      for (const Update &u : updates) {
+        keep.push_back(u.value);
+        keepAttrs.push_back(b.getDictionaryAttr({b.getNamedAttr(kUpdateAttr, b.getStringAttr(u.name))}));
+      }
+      setGraphResults(f, keep, keepAttrs);
+    };
+    if (checkpointing.enabled) {
+      // Which values to recompute is decided by what the memory plan makes
+      // of it: the step is planned without recomputation, with chains and
+      // with whole cones (soma-recompute's two policies), and the smallest
+      // arena wins (ties: less recomputation). The report shows all three.
+      std::array<int64_t, 3> arenas{};
+      std::array<OwningOpRef<ModuleOp>, 3> variants;
+      using Policy = Checkpointing::Policy;
+      bool all = checkpointing.policy == Policy::best;
+      for (int v = 0; v < 3; ++v) {
+        if (!all && v != (checkpointing.policy == Policy::chains ? 1 : 2))
+          continue;
+        variants[v] = OwningOpRef<ModuleOp>(cast<ModuleOp>((*m)->clone()));
+        if (v > 0)
+          runPasses(*variants[v], DumpConfig{}, nullptr, [&](PassManager &pm) {
+            SomaRecomputeOptions ro;
+            ro.budget = checkpointing.budget_bytes;
+            ro.cones = v == 2;
+            pm.addNestedPass<func::FuncOp>(createSomaRecompute(ro));
+          });
+        appendUpdate(*variants[v]);
+        if (all)
+          arenas[v] = plannedWorkspaceBytes(*variants[v]);
+      }
+      int best = all ? 0 : checkpointing.policy == Policy::chains ? 1 : 2;
+      for (int v = 1; all && v < 3; ++v)
+        if (arenas[v] < arenas[best])
+          best = v;
+      m = std::move(variants[best]);
+      fn = graphFunction(*m);
+      static const char *names[] = {"none", "chains", "cones"};
+      fn->setAttr("soma.recompute_choice",
+                  b.getDictionaryAttr({b.getNamedAttr("policy", b.getStringAttr(names[best])),
+                                       b.getNamedAttr("arenas", b.getDenseI64ArrayAttr(arenas))}));
+      if (best == 0)
+        fn->setAttr("soma.recompute", b.getDenseI64ArrayAttr({0, 0, 0}));
+    } else {
+      appendUpdate(*m);
     }
-    std::vector<Update> updates = emitOptimizer(fn, opt, grads);
-    for (const Update &u : updates) {
-      keep.push_back(u.value);
-      keepAttrs.push_back(b.getDictionaryAttr({b.getNamedAttr(kUpdateAttr, b.getStringAttr(u.name))}));
-    }
-    setGraphResults(fn, keep, keepAttrs);
     out.train = std::move(m);
   }
   return out;

@@ -10,6 +10,7 @@
 #include "soma/Dialect/SomaDialect.h"
 
 #include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/SetVector.h"
 
 #include <functional>
 
@@ -77,14 +78,92 @@ struct SomaRecomputePass : impl::SomaRecomputeBase<SomaRecomputePass> {
       if (first)
         candidates.push_back({op.getResult(0), first});
     }
-    // Choose: all, or the largest first until the kept ones fit.
-    std::vector<size_t> order(candidates.size());
-    for (size_t i = 0; i < order.size(); ++i)
-      order[i] = i;
+    // What recomputing a candidate costs: its cone (the cheap forward ops
+    // it is computed from, through other cheap ops) is recomputed from the
+    // cone's leaves, which must then stay alive until the backward pass.
+    // A leaf costs nothing when it is kept anyway (a function argument, a
+    // constant, a value a backward op or the return reads); otherwise it
+    // is worth keeping only when the candidates it alone stands between
+    // are bigger than it: a bias add and ReLU recomputed from the matmul's
+    // product would keep the product instead of the activation (the same
+    // bytes, more work), but a batch norm's centred input, normalised
+    // output and ReLU recomputed from the convolution's output keep one
+    // tensor instead of three.
+    auto inCone = [&](Operation *def) {
+      return def && forward.contains(def) && isCheap(def);
+    };
+    auto keptAnyway = [&](Value v) {
+      Operation *def = v.getDefiningOp();
+      if (!def || isa<ConstantOp>(def))
+        return true;
+      return llvm::any_of(v.getUsers(), [&](Operation *user) { return !forward.contains(user); });
+    };
+    DenseMap<Value, SmallVector<Value>> leavesOf;
+    llvm::SmallPtrSet<Value, 32> kept, worth;
+    for (const Candidate &c : cones ? candidates : std::vector<Candidate>{}) {
+      llvm::SmallSetVector<Value, 8> leaves;
+      llvm::SmallPtrSet<Operation *, 16> seen;
+      SmallVector<Operation *> stack{c.value.getDefiningOp()};
+      while (!stack.empty()) {
+        Operation *op = stack.pop_back_val();
+        if (!seen.insert(op).second)
+          continue;
+        for (Value o : op->getOperands()) {
+          if (inCone(o.getDefiningOp()))
+            stack.push_back(o.getDefiningOp());
+          else if (!keptAnyway(o))
+            leaves.insert(o);
+        }
+      }
+      leavesOf[c.value] = SmallVector<Value>(leaves.begin(), leaves.end());
+    }
+    // Greedy: keep the missing leaves of the candidate that gains most
+    // (the candidates that then need nothing else, minus those leaves),
+    // while some candidate gains something.
+    auto missing = [&](Value c) {
+      SmallVector<Value> m;
+      for (Value l : leavesOf[c])
+        if (!kept.contains(l))
+          m.push_back(l);
+      return m;
+    };
+    while (cones) {
+      std::vector<std::pair<Value, SmallVector<Value>>> pending;
+      for (const Candidate &c : candidates)
+        if (!worth.contains(c.value))
+          pending.push_back({c.value, missing(c.value)});
+      Value best;
+      int64_t bestGain = 0;
+      for (auto &[c, m] : pending) {
+        llvm::SmallPtrSet<Value, 8> set(m.begin(), m.end());
+        int64_t gain = 0;
+        for (Value l : m)
+          gain -= bytesOf(l);
+        for (auto &[d, md] : pending)
+          if (llvm::all_of(md, [&](Value l) { return set.contains(l); }))
+            gain += bytesOf(d);
+        if (gain > bestGain)
+          best = c, bestGain = gain;
+      }
+      if (!best)
+        break;
+      for (Value l : missing(best))
+        kept.insert(l);
+      for (auto &[d, md] : pending)
+        if (missing(d).empty())
+          worth.insert(d);
+    }
+
+    // Choose: all (with cones, all that are worth it), or the largest of
+    // those first until the candidates kept fit the budget.
+    std::vector<size_t> order;
+    for (size_t i = 0; i < candidates.size(); ++i)
+      if (!cones || worth.contains(candidates[i].value))
+        order.push_back(i);
     llvm::SmallPtrSet<Value, 32> chosen;
     if (budget == 0) {
-      for (const Candidate &c : candidates)
-        chosen.insert(c.value);
+      for (size_t i : order)
+        chosen.insert(candidates[i].value);
     } else {
       std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
         return bytesOf(candidates[a].value) > bytesOf(candidates[b].value);
@@ -107,7 +186,9 @@ struct SomaRecomputePass : impl::SomaRecomputeBase<SomaRecomputePass> {
     DenseMap<Value, Value> copies;
     int64_t values = 0, bytes = 0, flops = 0;
     std::function<Value(Value, Operation *)> materialise = [&](Value v, Operation *before) -> Value {
-      if (!chosen.contains(v))
+      // Chosen candidates are recomputed, with cones the rest of their
+      // cones too.
+      if (!chosen.contains(v) && (!cones || !inCone(v.getDefiningOp()) || keptAnyway(v)))
         return v;
       if (Value c = copies.lookup(v))
         return c;

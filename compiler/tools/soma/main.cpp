@@ -240,6 +240,9 @@ options:
                       (activations, batch-norm normalisation) in the backward
                       pass instead of keeping them (see --report)
   --recompute-budget B  ... only until those kept fit in B bytes
+  --recompute-policy P  best (default: plan the step without recomputation,
+                      with chains and with cones, compile the smallest arena),
+                      chains or cones
   --augment LIST      augment the training images, e.g. flip,shift:2,rotate:10,noise:0.1
                       (mirror, translate by up to 2 pixels, rotate by up to
                       10 degrees, add N(0, 0.1^2); models with image inputs)
@@ -277,7 +280,8 @@ options:
   --print-ir-after-all  also print the IR after every pass to stderr
   --report              print what the compilation did (see 'soma compile --help')
   --optimizer NAME, --lr X   the update dumped with --train
-  --recompute, --recompute-budget B   activation checkpointing (see 'soma train --help')
+  --recompute, --recompute-budget B, --recompute-policy P
+                        activation checkpointing (see 'soma train --help')
   --train               dump the training step (forward, backward and the
                         update of --optimizer, default adam) instead of
                         inference; MODEL needs a loss output
@@ -508,10 +512,21 @@ soma::optim::Schedule parseSchedule(const std::string &text) {
 
 soma::Checkpointing checkpointingOptions(const Args &args) {
   soma::Checkpointing c;
-  c.enabled = args.has("recompute") || args.has("recompute-budget");
+  c.enabled = args.has("recompute") || args.has("recompute-budget") || args.has("recompute-policy");
   c.budget_bytes = args.integer("recompute-budget", 0);
   if (c.budget_bytes < 0)
     throw UsageError("--recompute-budget must be >= 0 bytes");
+  if (args.has("recompute-policy")) {
+    std::string p = args.get("recompute-policy");
+    if (p == "best")
+      c.policy = soma::Checkpointing::Policy::best;
+    else if (p == "chains")
+      c.policy = soma::Checkpointing::Policy::chains;
+    else if (p == "cones")
+      c.policy = soma::Checkpointing::Policy::cones;
+    else
+      throw UsageError("--recompute-policy must be best, chains or cones, got '" + p + "'");
+  }
   return c;
 }
 
@@ -684,7 +699,8 @@ int main(int argc, char **argv) {
                                      {"mode", true}, {"no-cache", false}}),
                cmdRun}},
       {"dump", {kDumpHelp, withCommon({{"stage", true}, {"train", false}, {"optimizer", true}, {"lr", true},
-                                       {"recompute", false}, {"recompute-budget", true}}),
+                                       {"recompute", false}, {"recompute-budget", true},
+                                       {"recompute-policy", true}}),
                 cmdDump}},
       {"train", {kTrainHelp,
                  withCommon({{"dataset", true}, {"data-dir", true}, {"epochs", true}, {"optimizer", true},
@@ -692,6 +708,7 @@ int main(int argc, char **argv) {
                              {"weight-decay", true}, {"checkpoint", true}, {"resume", true},
                              {"log", true}, {"max-steps", true}, {"no-progress", false},
                              {"augment", true}, {"recompute", false}, {"recompute-budget", true},
+                             {"recompute-policy", true},
                              {"no-cache", false}}),
                  cmdTrain}},
   };

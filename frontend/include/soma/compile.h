@@ -57,6 +57,12 @@ struct CompileReport {
     /// operands alive longer; the arena shows the effect), and
     /// the extra elementwise FLOPs.
     int64_t recomputed_values = 0, recomputed_bytes = 0, recompute_flops = 0;
+    /// With checkpointing, the step is planned three ways and the smallest
+    /// arena is compiled: "none" (nothing recomputed), "chains" or "cones"
+    /// (soma-recompute's policies); the three arenas. Empty / 0 otherwise;
+    /// with Checkpointing::policy forced, the policy and no arenas.
+    std::string recompute_policy;
+    int64_t arena_no_recompute = 0, arena_chains = 0, arena_cones = 0;
   };
   std::vector<Function> functions;
   /// Stage name and seconds, in order (a training step lists its stages

@@ -22,6 +22,12 @@ struct Checkpointing {
   /// boundary; the largest are recomputed first until the rest fit.
   /// 0 recomputes all of them.
   int64_t budget_bytes = 0;
+  /// How values are chosen (soma-recompute's policies): chains recompute
+  /// every candidate from the values it reads, cones recompute a value
+  /// from the non-elementwise values it is made of where that pays. best
+  /// plans the step three ways (also without recomputation) and compiles
+  /// the smallest workspace arena; the compile report shows all three.
+  enum class Policy { best, chains, cones } policy = Policy::best;
 };
 
 struct TrainOptions {

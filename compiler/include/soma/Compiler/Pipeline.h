@@ -60,6 +60,15 @@ struct LoweredModule {
   Signature signature;
 };
 
+/// The stages of lowerToLLVMDialect up to soma-plan-memory: the module is
+/// the planned linalg/memref kernel (dumps up to "memory-picture").
+LoweredModule lowerAndPlan(mlir::ModuleOp graphModule, const DumpConfig &dump,
+                           Mode mode = Mode::eval, int64_t vectorWidth = 8);
+
+/// The workspace arena that compiling `graphModule` for this machine would
+/// plan (lowerAndPlan on a clone, nothing dumped or reported).
+int64_t plannedWorkspaceBytes(mlir::ModuleOp graphModule, Mode mode = Mode::eval);
+
 /// Runs soma-expand-modes (in `mode`), soma-lower-to-linalg (GEMMs for
 /// vector registers of `vectorWidth` floats), soma-plan-memory and the LLVM
 /// lowering on a clone of `graphModule`, dumping as configured. Errors

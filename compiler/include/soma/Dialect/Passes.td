@@ -82,19 +82,33 @@ def SomaRecompute : Pass<"soma-recompute", "mlir::func::FuncOp"> {
     On a differentiated function (results marked soma.grad): the forward
     ops are those the other results depend on; a forward value made by an
     elementwise op (or a view of one) that a backward op reads is a
-    candidate. Each chosen candidate is recomputed by a copy of its op (and
-    of the chosen candidates it reads) placed just before its first
-    backward reader, which then reads the copy, so the original dies with
-    its last forward reader. Copies carry soma.recomputed so that CSE does
-    not merge them back. With budget = 0 every candidate is recomputed;
-    otherwise the largest candidates first until the candidates kept alive
-    across the forward/backward boundary fit the budget (bytes). The
-    function gets soma.recompute = [values, bytes of the recomputed values, extra
+    candidate. Each chosen candidate is recomputed by a copy of its op
+    placed just before its first backward reader, which then reads the
+    copy, so the original dies with its last forward reader. Copies carry
+    soma.recomputed so that CSE does not merge them back.
+
+    Two policies. With cones=false (chains), every candidate is chosen, and
+    a copy reads the copies of the chosen candidates it reads and the
+    originals of everything else. With cones=true, a candidate is
+    recomputed from its whole cone: the elementwise forward ops it is made
+    from, back to values that are not elementwise (matmul, convolution,
+    reduction outputs) or that the backward pass reads anyway; those
+    leaves then stay alive. A candidate is chosen only when that pays: a
+    greedy step keeps the leaves of the candidate whose leaves let the
+    most candidate bytes go, minus the leaves' own bytes, while that is
+    positive. Each value is copied once; later copies read that copy.
+
+    With budget = 0 every chosen candidate is recomputed; otherwise the
+    largest of them first until the candidates kept alive across the
+    forward/backward boundary fit the budget (bytes). The function gets
+    soma.recompute = [values, bytes of the recomputed values, extra
     elementwise FLOPs].
   }];
   let options = [
     Option<"budget", "budget", "int64_t", /*default=*/"0",
-           "Bytes of candidate activations that may stay alive (0: recompute all)">
+           "Bytes of candidate activations that may stay alive (0: recompute all)">,
+    Option<"cones", "cones", "bool", /*default=*/"false",
+           "Recompute whole elementwise cones where that pays (else chains of candidates)">
   ];
   let dependentDialects = ["::soma::ir::SomaDialect"];
 }
