@@ -6,14 +6,18 @@ using namespace soma;
 
 namespace {
 
-/// conv -> batch norm -> ReLU twice with a residual add, dense head.
-Graph smallResNet(int64_t batch) {
+/// conv -> batch norm -> ReLU, then residual blocks (conv, batch norm,
+/// ReLU, conv, batch norm, add, ReLU), a dense head.
+Graph smallResNet(int64_t batch, int blocks = 2) {
   Graph g("small", 4);
   Tensor x = g.input("x", {batch, 2, 8, 8});
   Tensor y = g.input("y", {batch}, DType::i32);
   Tensor h = relu(nn::batch_norm(nn::conv2d(x, 16, 3, {.padding = 1, .bias = false})));
-  Tensor r = nn::batch_norm(nn::conv2d(h, 16, 3, {.padding = 1, .bias = false}));
-  h = relu(r + h);
+  for (int i = 0; i < blocks; ++i) {
+    Tensor r = relu(nn::batch_norm(nn::conv2d(h, 16, 3, {.padding = 1, .bias = false})));
+    r = nn::batch_norm(nn::conv2d(r, 16, 3, {.padding = 1, .bias = false}));
+    h = relu(r + h);
+  }
   Tensor logits = nn::dense(dropout(global_avg_pool2d(h), 0.25), 3);
   g.output("logits", logits);
   g.output("loss", softmax_cross_entropy(logits, y));
@@ -98,10 +102,13 @@ TEST(Recompute, ABudgetKeepsTheSmallOnes) {
   Graph g = smallResNet(6);
   CompileReport all, some;
   compile_training(g, g.output_tensor("loss"), optim::SGD{},
-                   {.compile = {.report = &all}, .checkpointing = {.enabled = true}});
+                   {.compile = {.report = &all},
+                    .checkpointing = {.enabled = true, .policy = Checkpointing::Policy::chains}});
   compile_training(g, g.output_tensor("loss"), optim::SGD{},
                    {.compile = {.report = &some},
-                    .checkpointing = {.enabled = true, .budget_bytes = 6 * 16 * 8 * 8 * 4}});
+                    .checkpointing = {.enabled = true,
+                                      .budget_bytes = 6 * 16 * 8 * 8 * 4,
+                                      .policy = Checkpointing::Policy::chains}});
   EXPECT_GT(some.functions[0].recomputed_values, 0);
   EXPECT_LT(some.functions[0].recomputed_values, all.functions[0].recomputed_values);
 }

@@ -134,8 +134,12 @@ struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
       Value mean = b.create<ReduceMeanOp>(l, x, axesAttr, b.getBoolAttr(true));
       Value xc = b.create<SubOp>(l, x, mean);
       Value var = b.create<ReduceMeanOp>(l, b.create<MulOp>(l, xc, xc), axesAttr, b.getBoolAttr(true));
-      Value norm = b.create<DivOp>(l, xc, b.create<SqrtOp>(l, b.create<AddOp>(l, var, scalarOf(b, l, eps))));
-      y = b.create<AddOp>(l, b.create<MulOp>(l, norm, gamma), beta);
+      // y = xc * (gamma / sqrt(var + eps)) + beta: the per-channel factor
+      // first, so that the gradient reads only xc (and per-channel
+      // values), not a normalised copy of it as well: (xc / s) * gamma
+      // would keep both alive for the backward pass.
+      Value factor = b.create<DivOp>(l, gamma, b.create<SqrtOp>(l, b.create<AddOp>(l, var, scalarOf(b, l, eps))));
+      y = b.create<AddOp>(l, b.create<MulOp>(l, xc, factor), beta);
       // Running statistics: momentum average of the batch mean and of the
       // unbiased batch variance (n / (n - 1)), outside the gradient.
       double m = op.getMomentum().convertToDouble();

@@ -18,6 +18,12 @@
 //       TRAIN: %[[M:.*]] = soma.reduce_mean %arg0 {axes = array<i64: 0, 2, 3>, keepdims = true}
 //       TRAIN: %[[XC:.*]] = soma.sub %arg0, %[[M]]
 //       TRAIN: %[[V:.*]] = soma.reduce_mean %{{.*}} {axes = array<i64: 0, 2, 3>, keepdims = true}
+// y = xc * (gamma / sqrt(var + eps)) + beta: the per-channel factor first,
+// so that the only full-size value the gradient reads is xc.
+//       TRAIN: %[[S:.*]] = soma.sqrt
+//       TRAIN: %[[F:.*]] = soma.div %{{.*}}, %[[S]] : tensor<1x3x1x1xf32>, tensor<1x3x1x1xf32>
+//       TRAIN: %[[Y:.*]] = soma.mul %[[XC]], %[[F]] : tensor<4x3x2x2xf32>, tensor<1x3x1x1xf32>
+//       TRAIN: soma.add %[[Y]], %{{.*}} : tensor<4x3x2x2xf32>, tensor<1x3x1x1xf32>
 //       TRAIN: soma.stop_gradient %[[M]]
 // Unbiased variance for the running estimate: 16 / 15 * momentum 0.1.
 //       TRAIN: soma.constant dense<0.106666669> : tensor<f32>
