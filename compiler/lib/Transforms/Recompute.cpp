@@ -183,7 +183,16 @@ struct SomaRecomputePass : impl::SomaRecomputeBase<SomaRecomputePass> {
     std::stable_sort(candidates.begin(), candidates.end(), [&](const Candidate &a, const Candidate &b) {
       return position[a.firstBackward] < position[b.firstBackward];
     });
-    DenseMap<Value, Value> copies;
+    // With cones, a copy made inside another candidate's cone serves only
+    // that candidate (`local`): in a residual network the cone of one
+    // block's output reaches back through every earlier block, and copies
+    // shared with the later recomputations would all stay alive from the
+    // first of them on. The copy of a chosen candidate made for its own
+    // backward readers is kept for later recomputations (`copies`); with
+    // chains every copy is.
+    DenseMap<Value, Value> copies, local;
+    Value current;
+    int64_t candidateNumber = 0;
     int64_t values = 0, bytes = 0, flops = 0;
     std::function<Value(Value, Operation *)> materialise = [&](Value v, Operation *before) -> Value {
       // Chosen candidates are recomputed, with cones the rest of their
@@ -192,14 +201,21 @@ struct SomaRecomputePass : impl::SomaRecomputeBase<SomaRecomputePass> {
         return v;
       if (Value c = copies.lookup(v))
         return c;
+      if (Value c = local.lookup(v))
+        return c;
       Operation *def = v.getDefiningOp();
       IRMapping map;
       for (Value o : def->getOperands())
         map.map(o, materialise(o, before));
       OpBuilder b(before);
       Operation *copy = b.clone(*def, map);
-      copy->setAttr("soma.recomputed", b.getUnitAttr());
-      copies[v] = copy->getResult(0);
+      // A copy local to one candidate's cone is marked with that
+      // candidate's number: CSE must not merge it with the same copy made
+      // for another candidate (that would share it again).
+      bool isLocal = cones && v != current;
+      copy->setAttr("soma.recomputed", isLocal ? Attribute(b.getI64IntegerAttr(candidateNumber))
+                                               : Attribute(b.getUnitAttr()));
+      (isLocal ? local : copies)[v] = copy->getResult(0);
       ++values;
       bytes += bytesOf(v);
       if (!isa<ReshapeOp>(def))
@@ -209,6 +225,9 @@ struct SomaRecomputePass : impl::SomaRecomputeBase<SomaRecomputePass> {
     for (const Candidate &c : candidates) {
       if (!chosen.contains(c.value))
         continue;
+      local.clear();
+      current = c.value;
+      ++candidateNumber;
       Value copy = materialise(c.value, c.firstBackward);
       Value original = c.value;
       original.replaceUsesWithIf(copy, [&](OpOperand &use) {

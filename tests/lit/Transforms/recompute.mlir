@@ -77,7 +77,7 @@ func.func @dense_relu(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x4xf32
 //       CONES: %[[M:.*]] = soma.matmul
 //       CONES: %[[MEAN:.*]] = soma.reduce_mean %[[M]]
 //       CONES: %[[C2:.*]] = soma.sub %[[M]], %[[MEAN]] {soma.recomputed}
-//       CONES: %[[S2:.*]] = soma.mul %[[C2]], %[[C2]] {soma.recomputed}
+//       CONES: %[[S2:.*]] = soma.mul %[[C2]], %[[C2]] {soma.recomputed = 2 : i64}
 //       CONES: %[[R2:.*]] = soma.relu %[[S2]] {soma.recomputed}
 //       CONES: soma.mul %[[R2]], %[[C2]]
 func.func @centred(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x4xf32> {soma.param = "w"})
@@ -91,4 +91,35 @@ func.func @centred(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x4xf32> {
   %6 = soma.mul %4, %2 : tensor<4x4xf32>, tensor<4x4xf32>
   %7 = soma.matmul %x, %6 {transpose_a = true} : (tensor<4x3xf32>, tensor<4x4xf32>) -> tensor<3x4xf32>
   return %5, %7 : tensor<f32>, tensor<3x4xf32>
+}
+
+// -----
+
+// Two candidates whose cones share a value that is not a candidate (the
+// centred %2): with cones each gets its own copy of it, numbered after the
+// candidate, so that CSE (which runs before fusion) does not merge the two
+// and keep one copy alive from the first backward reader to the last.
+// CONES-LABEL: func.func @shared_cone(
+//       CONES: soma.sub %0, %1 {soma.recomputed = 1 : i64}
+//       CONES: soma.relu %{{.*}} {soma.recomputed}
+//       CONES: soma.sub %0, %1 {soma.recomputed = 2 : i64}
+//       CONES: soma.tanh %{{.*}} {soma.recomputed}
+// RUN: soma-opt %s -split-input-file -soma-recompute=cones=true -cse | FileCheck %s --check-prefix=CSE
+// CSE-LABEL: func.func @shared_cone(
+// CSE-COUNT-2: soma.sub %0, %1 {soma.recomputed =
+func.func @shared_cone(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x4xf32> {soma.param = "w"})
+    -> (tensor<f32> {soma.output = "loss"}, tensor<3x4xf32> {soma.grad = "w"}) {
+  %0 = soma.matmul %x, %w : (tensor<4x3xf32>, tensor<3x4xf32>) -> tensor<4x4xf32>
+  %1 = soma.reduce_mean %0 {axes = array<i64: 0>, keepdims = true} : tensor<4x4xf32> -> tensor<1x4xf32>
+  %2 = soma.sub %0, %1 : tensor<4x4xf32>, tensor<1x4xf32>
+  %3 = soma.relu %2 : tensor<4x4xf32>
+  %4 = soma.tanh %2 : tensor<4x4xf32>
+  %5 = soma.add %3, %4 : tensor<4x4xf32>, tensor<4x4xf32>
+  %6 = soma.reduce_sum %5 {axes = array<i64: 0, 1>} : tensor<4x4xf32> -> tensor<f32>
+  %7 = soma.step %3 : tensor<4x4xf32>
+  %8 = soma.matmul %x, %7 {transpose_a = true} : (tensor<4x3xf32>, tensor<4x4xf32>) -> tensor<3x4xf32>
+  %9 = soma.mul %4, %4 : tensor<4x4xf32>, tensor<4x4xf32>
+  %10 = soma.matmul %x, %9 {transpose_a = true} : (tensor<4x3xf32>, tensor<4x4xf32>) -> tensor<3x4xf32>
+  %11 = soma.add %8, %10 : tensor<3x4xf32>, tensor<3x4xf32>
+  return %6, %11 : tensor<f32>, tensor<3x4xf32>
 }

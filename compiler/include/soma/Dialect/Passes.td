@@ -96,7 +96,8 @@ def SomaRecompute : Pass<"soma-recompute", "mlir::func::FuncOp"> {
     leaves then stay alive. A candidate is chosen only when that pays: a
     greedy step keeps the leaves of the candidate whose leaves let the
     most candidate bytes go, minus the leaves' own bytes, while that is
-    positive. Each value is copied once; later copies read that copy.
+    positive. A copy made inside another candidate's cone serves only
+    that candidate (a candidate's own copy serves later ones too).
 
     With budget = 0 every chosen candidate is recomputed; otherwise the
     largest of them first until the candidates kept alive across the
