@@ -1,7 +1,10 @@
 // memory_soma: resident memory of soma training steps.
 //
-//   memory_soma MODEL BATCH [recompute]   (MODEL: mlp, lenet5, resnet8;
-//                                          recompute: activation checkpointing)
+//   memory_soma MODEL BATCH [recompute] [cached]
+//     MODEL: mlp, lenet5, resnet8; recompute: activation checkpointing;
+//     cached: compile without a report, so that the compiled-object cache
+//     (SOMA_CACHE_DIR, filled by an earlier run) serves the code and the
+//     process never runs the compiler (the second run of a model).
 //
 // Prints one line "base_kib compiled_kib peak_kib arena params states":
 // the resident size before the model is built (after the library is
@@ -16,8 +19,18 @@
 #include <malloc.h>
 
 int main(int argc, char **argv) {
-  if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "recompute")) {
-    std::fprintf(stderr, "usage: memory_soma MODEL BATCH [recompute]\n");
+  bool recompute = false, cached = false, usage = argc < 3;
+  for (int i = 3; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "recompute")
+      recompute = true;
+    else if (a == "cached")
+      cached = true;
+    else
+      usage = true;
+  }
+  if (usage) {
+    std::fprintf(stderr, "usage: memory_soma MODEL BATCH [recompute] [cached]\n");
     return 2;
   }
   std::string model = argv[1];
@@ -26,8 +39,9 @@ int main(int argc, char **argv) {
   soma::CompileReport report;
   soma::Shape xs;
   soma::TrainOptions to;
-  to.compile.report = &report;
-  to.checkpointing.enabled = argc == 4;
+  if (!cached)
+    to.compile.report = &report;
+  to.checkpointing.enabled = recompute;
   soma::TrainStep step = bench::somaTrainStep(model, batch, &xs, to);
   malloc_trim(0);
   long compiled = bench::statusKiB("VmRSS");
@@ -48,7 +62,7 @@ int main(int argc, char **argv) {
   for (auto &[n, a] : step.states())
     states += static_cast<int64_t>(a.nbytes());
   std::printf("%ld %ld %ld %lld %lld %lld\n", base, compiled, peak,
-              static_cast<long long>(report.functions.empty() ? 0 : report.functions[0].arena_bytes),
+              static_cast<long long>(step.train_signature().workspace_bytes),
               static_cast<long long>(params), static_cast<long long>(states));
   return 0;
 }

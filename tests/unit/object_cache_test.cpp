@@ -111,6 +111,56 @@ TEST_F(ObjectCacheTest, TrainingStepFromTheCacheTrainsBitForBit) {
     EXPECT_TRUE(sameBytes(cold.second[i].second, warm.second[i].second)) << cold.second[i].first;
 }
 
+TEST_F(ObjectCacheTest, CheckpointingRemembersItsPlansInTheCache) {
+  // With checkpointing the step is planned three ways; each plan's arena
+  // is an entry without code ("soma.plan"), so a second compilation plans
+  // nothing before its cache hit.
+  auto compile = [&](CompileReport *report) {
+    Graph g("tiny_bn", 1);
+    Tensor x = g.input("x", {4, 2, 6, 6});
+    Tensor y = g.input("y", {4}, DType::i32);
+    Tensor h = relu(nn::batch_norm(nn::conv2d(x, 4, 3, {.padding = 1, .bias = false})));
+    Tensor loss = softmax_cross_entropy(nn::dense(global_avg_pool2d(h), 3), y);
+    return compile_training(g, loss, optim::SGD{},
+                            {.compile = {.report = report}, .checkpointing = {.enabled = true}});
+  };
+  CompileReport first;
+  compile(&first);
+  auto plans = [&] {
+    std::vector<std::string> out;
+    for (const std::string &f : entries(cacheDir)) {
+      std::string k = std::filesystem::path(f).stem().string();
+      if (parseCachedObject(k, read_file(f)).signature.name == "soma.plan")
+        out.push_back(f);
+    }
+    return out;
+  };
+  ASSERT_EQ(plans().size(), 3u);
+  EXPECT_EQ(entries(cacheDir).size(), 5u) << [&] { std::string s; for (auto &f : entries(cacheDir)) s += parseCachedObject(std::filesystem::path(f).stem().string(), read_file(f)).signature.name + " "; return s; }(); // and the code of the step and its eval function
+  // The arenas come from those entries: add a byte to each (the choice
+  // stays), and the report shows it.
+  for (const std::string &f : plans()) {
+    std::string k = std::filesystem::path(f).stem().string();
+    CachedObject e = parseCachedObject(k, read_file(f));
+    e.signature.workspace_bytes += 1;
+    write_file_atomic(f, serializeCachedObject(k, e));
+  }
+  CompileReport second;
+  compile(&second);
+  const CompileReport::Function &a = first.functions[0], &b = second.functions[0];
+  EXPECT_EQ(b.arena_no_recompute, a.arena_no_recompute + 1);
+  EXPECT_EQ(b.arena_chains, a.arena_chains + 1);
+  EXPECT_EQ(b.arena_cones, a.arena_cones + 1);
+  EXPECT_EQ(b.recompute_policy, a.recompute_policy);
+  // (The step's IR carries the three arenas for the report, so its code
+  // got a new key: 6 entries now.)
+  EXPECT_EQ(entries(cacheDir).size(), 6u);
+  // Without a report the code is served too: nothing is lowered.
+  uint64_t compiles = stats.compiles;
+  compile(nullptr);
+  EXPECT_EQ(stats.compiles.load(), compiles);
+}
+
 TEST_F(ObjectCacheTest, CorruptEntriesAreDetectedAndRecompiled) {
   Graph g = smallGraph();
   auto expected = run(g);

@@ -15,6 +15,7 @@
 
 #include "soma/Compiler/Context.h"
 #include "soma/Compiler/GraphImpl.h"
+#include "soma/Compiler/ObjectCache.h"
 #include "soma/Compiler/Pipeline.h"
 #include "soma/Dialect/Passes.h"
 #include "soma/Dialect/SomaDialect.h"
@@ -217,7 +218,7 @@ void runPass(ModuleOp m, std::unique_ptr<Pass> pass) {
 
 TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
                                      const optim::Optimizer &opt,
-                                     const Checkpointing &checkpointing) {
+                                     const Checkpointing &checkpointing, bool useCache) {
   if (!loss.valid() || loss.impl() != g.impl())
     throw Error("compile_training: the loss is not a tensor of graph '" + g.name() + "'");
   if (loss.rank() != 0 || loss.dtype() != DType::f32)
@@ -287,6 +288,30 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
       // of it: the step is planned without recomputation, with chains and
       // with whole cones (soma-recompute's two policies), and the smallest
       // arena wins (ties: less recomputation). The report shows all three.
+      // A plan's arena is remembered in the compiled-object cache (an
+      // entry without code, keyed like the step's code), so that a second
+      // compilation of the same step plans nothing before its cache hit.
+      static const char *const kPlanEntry = "soma.plan";
+      ObjectCache cache = useCache ? ObjectCache::fromEnvironment() : ObjectCache();
+      auto arenaOf = [&](ModuleOp mod) {
+        std::string key;
+        if (cache.enabled()) {
+          // Optimisation level -1, which no compilation uses: the key of a
+          // plan entry differs from that of the step's code.
+          key = objectCacheKey(mod, Mode::eval, -1, hostTarget());
+          if (std::optional<CachedObject> e = cache.load(key); e && e->signature.name == kPlanEntry)
+            return e->signature.workspace_bytes;
+        }
+        int64_t bytes = plannedWorkspaceBytes(mod);
+        if (cache.enabled()) {
+          CachedObject e;
+          e.signature.name = kPlanEntry;
+          e.signature.workspace_bytes = bytes;
+          e.object = kPlanEntry; // an entry holds some bytes; no code here
+          cache.store(key, e);
+        }
+        return bytes;
+      };
       std::array<int64_t, 3> arenas{};
       std::array<OwningOpRef<ModuleOp>, 3> variants;
       using Policy = Checkpointing::Policy;
@@ -304,7 +329,7 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
           });
         appendUpdate(*variants[v]);
         if (all)
-          arenas[v] = plannedWorkspaceBytes(*variants[v]);
+          arenas[v] = arenaOf(*variants[v]);
       }
       int best = all ? 0 : checkpointing.policy == Policy::chains ? 1 : 2;
       for (int v = 1; all && v < 3; ++v)
@@ -328,7 +353,7 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
 
 TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Optimizer &opt,
                            const TrainOptions &options) {
-  TrainingModules modules = buildTrainingModules(g, loss, opt, options.checkpointing);
+  TrainingModules modules = buildTrainingModules(g, loss, opt, options.checkpointing, options.compile.cache);
   // The dumps show the graph as built, the training function after
   // autodiff and the optimizer, and then the lowering of the training step.
   DumpConfig dump = makeDumpConfig(options.compile);

@@ -17,8 +17,11 @@ struct TrainingModules {
   bool classification = false; // the loss is softmax_cross_entropy
 };
 
+/// With checkpointing (Policy::best) the step is planned three ways; with
+/// `useCache` each plan's arena is looked up in, and stored to, the
+/// compiled-object cache.
 TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
                                      const optim::Optimizer &opt,
-                                     const Checkpointing &checkpointing = {});
+                                     const Checkpointing &checkpointing = {}, bool useCache = false);
 
 } // namespace soma
