@@ -775,6 +775,12 @@ bool perfMapWanted() {
 /// LLJIT, with libomp's and the process's symbols resolvable, and returns
 /// the Executable of its packed entry point. Errors throw soma::Error.
 static Executable loadObject(const std::string &object, const Signature &signature) {
+  // compile_training compiles the evaluation function on a second thread;
+  // the compilations share nothing, but linking into the process (ORC,
+  // the search for libomp's symbols, the unwind tables) is done one at a
+  // time. It takes milliseconds.
+  static std::mutex linking;
+  std::lock_guard<std::mutex> lock(linking);
   initLLVM();
   auto jtmb = llvm::orc::JITTargetMachineBuilder::detectHost();
   if (!jtmb)
