@@ -229,14 +229,14 @@ func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tenso
 
 // Batched matmul: rank 3 already, the batch index is part of each unit; the
 // units loop (5 units) carries the nest's work for soma-linalg-to-loops to
-// decide on: 5 x 4 x 2 x 3 = 120 multiply-adds at 32 per point of the
-// grain, 3.
+// decide on: 5 x 4 x 2 x 3 = 120 multiply-adds at 8 per point of the
+// grain, 15.
 // CHECK-LABEL: func.func @matmul_batched
 //   CHECK-NOT: memref.expand_shape
 //       CHECK: scf.for
 //       CHECK: memref.load %{{.*}} : memref<5x3x2xf32>
 //       CHECK: memref.load %{{.*}} : memref<5x4x3xf32>
-//       CHECK: } {soma.parallel_work = 3 : i64}
+//       CHECK: } {soma.parallel_work = 15 : i64}
 func.func @matmul_batched(%a: tensor<5x4x3xf32> {soma.input = "a"}, %b: tensor<5x3x2xf32> {soma.input = "b"}) -> (tensor<5x4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<5x4x3xf32>, tensor<5x3x2xf32>) -> tensor<5x4x2xf32>
   return %0 : tensor<5x4x2xf32>
@@ -798,7 +798,7 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 //       CHECK:   scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
 //       CHECK:     arith.divui %[[T]]
 //       CHECK:     arith.remui %[[T]]
-//       CHECK:   } {soma.parallel_work = 577500 : i64}
+//       CHECK:   } {soma.parallel_work = 2310000 : i64}
 //       CHECK:   scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step
 //       CHECK:     scf.for %[[S:.*]] = %{{.*}} to %{{.*}} step
 //       CHECK:       %[[FIRST:.*]] = arith.cmpi eq, %[[S]]

@@ -17,7 +17,7 @@ inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 
 /// soma-linalg-to-loops' default grain: the iteration points a loop nest
 /// needs to run on several threads (points of an elementwise loop; a GEMM
-/// counts 32 multiply-adds as one). A parallel region costs about 50 us
+/// counts 8 multiply-adds as one). A parallel region costs about 50 us
 /// when the threads sleep between regions (KMP_BLOCKTIME=0): a loop must
 /// take a few hundred microseconds on one thread to gain from two.
 inline constexpr int64_t kDefaultGrain = 524288;
@@ -41,7 +41,7 @@ struct GemmConfig {
   int64_t vl = 8, mr = 6, nr = 16;
   int64_t mc = 72, nc = 256, kc = 256; // A block in L2, B panel in L1
   int64_t grain = kDefaultGrain;       // soma-linalg-to-loops' grain
-  int64_t macs_per_point = 32;         // multiply-adds per point of the grain
+  int64_t macs_per_point = 8;          // multiply-adds per point of the grain
   int64_t min_units = 8;               // units for the threads to share
   /// The blocking for vector registers of `vectorWidth` floats: 4 (SSE,
   /// NEON: 16 registers), 8 (AVX2: 16 registers), 16 (AVX-512: 32).
