@@ -241,8 +241,21 @@ struct Model {
   std::vector<int64_t> image; // per-example input shape
 };
 
+/// The benchmark's models; SOMA_BENCH_MODELS=lenet5,mlp_b256 (names, or
+/// name_bBATCH) keeps only those (for profiling one model).
 inline std::vector<Model> models() {
-  return {{"mlp", 64, {784}}, {"mlp", 256, {784}}, {"lenet5", 64, {1, 28, 28}}, {"resnet8", 32, {3, 32, 32}}};
+  std::vector<Model> all{
+      {"mlp", 64, {784}}, {"mlp", 256, {784}}, {"lenet5", 64, {1, 28, 28}}, {"resnet8", 32, {3, 32, 32}}};
+  const char *only = std::getenv("SOMA_BENCH_MODELS");
+  if (!only || !*only)
+    return all;
+  std::string list = std::string(",") + only + ",";
+  std::vector<Model> kept;
+  for (const Model &m : all)
+    if (list.find("," + std::string(m.name) + ",") != std::string::npos ||
+        list.find("," + std::string(m.name) + "_b" + std::to_string(m.batch) + ",") != std::string::npos)
+      kept.push_back(m);
+  return kept;
 }
 
 inline int64_t numel(const std::vector<int64_t> &s) {

@@ -72,6 +72,29 @@ struct GemmEmitter {
   }
   Value zeroF(OpBuilder &nb) { return nb.create<arith::ConstantOp>(loc, nb.getF32FloatAttr(0.0f)); }
 
+  /// The VL x VL matrix whose rows are `rows` (VL a power of two),
+  /// transposed in registers: log2(VL) rounds of two-source shuffles, round
+  /// s exchanging bit s of the row and lane indices (Eklundh's algorithm),
+  /// VL / 2 shuffle pairs each: VL = 16 is 64 shuffles for 256 elements.
+  SmallVector<Value> transpose(OpBuilder &nb, SmallVector<Value> rows) {
+    const int64_t n = static_cast<int64_t>(rows.size());
+    for (int64_t s = n / 2; s >= 1; s /= 2) {
+      SmallVector<int64_t> lo(n), hi(n);
+      for (int64_t l = 0; l < n; ++l) {
+        bool low = (l & s) == 0;
+        lo[l] = low ? l : n + l - s; // row i: its own lane, or row i + s's lane l - s
+        hi[l] = low ? l + s : n + l; // row i + s: row i's lane l + s, or its own lane
+      }
+      for (int64_t i = 0; i < n; ++i)
+        if ((i & s) == 0) {
+          Value a = rows[i], c = rows[i + s];
+          rows[i] = nb.create<vector::ShuffleOp>(loc, a, c, lo);
+          rows[i + s] = nb.create<vector::ShuffleOp>(loc, a, c, hi);
+        }
+    }
+    return rows;
+  }
+
   /// for (i = lo; i < hi; i += step) body(i)
   scf::ForOp loop(OpBuilder &nb, Value lo, Value hi, int64_t step, function_ref<void(OpBuilder &, Value)> body) {
     return nb.create<scf::ForOp>(loc, lo, hi, idx(nb, step), ValueRange{},
@@ -146,31 +169,48 @@ struct GemmEmitter {
     // only repack A more often), then groups of row blocks (each group
     // packs B again), then shorter row blocks.
     KS = K;
+    // Split K into parts of whole K blocks, each unit a part; the parts'
+    // products are summed afterwards, in order.
+    auto splitK = [&] {
+      if (units >= cfg.min_units || K < 2 * KC)
+        return;
+      int64_t want = std::min((cfg.min_units + units - 1) / units, (K + KC - 1) / KC);
+      KS = roundUp((K + want - 1) / want, KC);
+      splits = (K + KS - 1) / KS;
+    };
     if (work() >= cfg.grain) {
-      while (units < cfg.min_units && NC > 4 * NR) {
+      // A product over a K longer than its sides (a filter gradient sums
+      // over every pixel of the batch) splits K first: narrower blocks
+      // would pack the long operands again per block (K x the other side
+      // each time), the split only adds its parts' sum (M x N each).
+      if (K > std::max(M, N))
+        splitK();
+      while (units * splits < cfg.min_units && NC > 4 * NR) {
         NC = roundUp(NC / 2, NR);
         count();
       }
-      if (units < cfg.min_units) {
+      if (units * splits < cfg.min_units) {
         int64_t want = (cfg.min_units + batch * nt - 1) / (batch * nt);
         perUnit = std::max<int64_t>(1, mt / want);
         count();
       }
-      while (units < cfg.min_units && MC > 4 * MR) {
+      while (units * splits < cfg.min_units && MC > 4 * MR) {
         MC = roundUp(MC / 2, MR);
         perUnit = 1;
         count();
       }
-      // Still too few units (a small product over a long K, such as a
-      // filter gradient): split K into parts of whole K blocks, each unit
-      // a part; the parts' products are summed afterwards, in order.
-      if (units < cfg.min_units && K >= 2 * KC) {
-        int64_t want = std::min((cfg.min_units + units - 1) / units, (K + KC - 1) / KC);
-        KS = roundUp((K + want - 1) / want, KC);
-        splits = (K + KS - 1) / KS;
-      }
+      // Still too few units: split K.
+      if (splits == 1)
+        splitK();
     }
   }
+
+  /// A unit's scratch for the parts of computed operands: S holds the
+  /// parts of each k of a block (index), SK the same as i32 (the path
+  /// along k), SV the parts of one panel's columns (i32).
+  struct Scratch {
+    Value S, SK, SV;
+  };
 
   /// Packs the panels of one operand for a block of K: P[(q * KC + k) * W +
   /// j] = element (k, lo + q * W + j) of the operand seen as K x (rows or
@@ -178,33 +218,101 @@ struct GemmEmitter {
   /// op(A) transposed, [K, M]. `kRows` says whether the stored operand has
   /// k as its row index (B not transposed, A transposed), so that reads
   /// run along its contiguous dimension.
-  void pack(OpBuilder &nb, const GemmOperand &X, bool kRows, int64_t W, Value P, Value S, Value bIdx, Value pc,
-            Value kc, Value lo, Value hi) {
+  void pack(OpBuilder &nb, const GemmOperand &X, bool kRows, int64_t W, Value P, const Scratch &scratch, Value bIdx,
+            Value pc, Value kc, Value lo, Value hi) {
+    Value S = scratch.S;
     const int64_t VL = cfg.vl;
     Value zero = idx(nb, 0);
     auto at = [&](OpBuilder &xb, Value k, Value j) {
       return kRows ? std::pair{add(xb, pc, k), j} : std::pair{j, add(xb, pc, k)};
     };
-    // A computed operand's parts of each k, once per block.
+    Type i32 = nb.getI32Type();
+    VectorType ivec = VectorType::get({VL}, i32), mvec = VectorType::get({VL}, nb.getI1Type());
+    // Read along k (k is the stored operand's contiguous dimension: A as
+    // stored, B transposed, a convolution's columns for a filter gradient,
+    // a tensor read channel-major): VL consecutive k of each of VL panel
+    // columns as VL vectors (masked loads, or the computed operand's
+    // vector combination), transposed in registers into VL rows of the
+    // panel. Rows k >= kc are not written; columns >= valid are zero.
+    bool alongK = !kRows && (VL == 4 || VL == 8 || VL == 16) && (!X.parts || X.combineVector);
+    // A computed operand's parts of each k, once per block (as i32 for the
+    // path along k, which loads VL of them at once).
+    Value SK = alongK && X.parts ? scratch.SK : Value();
     if (X.parts)
       loop(nb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
         SmallVector<Value, 4> v = kRows ? X.rowPart(kb, loc, bIdx, add(kb, pc, k)) : X.colPart(kb, loc, bIdx, add(kb, pc, k));
-        for (int64_t t = 0; t < X.parts; ++t)
-          kb.create<memref::StoreOp>(loc, v[t], S, ValueRange{add(kb, idx(kb, t * cfg.kc), k)});
+        for (int64_t t = 0; t < X.parts; ++t) {
+          Value at = add(kb, idx(kb, t * cfg.kc), k);
+          if (SK)
+            kb.create<memref::StoreOp>(loc, kb.create<arith::IndexCastOp>(loc, i32, v[t]), SK, ValueRange{at});
+          else
+            kb.create<memref::StoreOp>(loc, v[t], S, ValueRange{at});
+        }
       });
-    // Vector path of a computed operand: the panel's W parts of the other
-    // index as i32 in scratch, then per k the W elements as W / VL
-    // vector combinations (gathers), zero beyond the last valid lane.
-    Value SV;
-    Type i32 = nb.getI32Type();
-    VectorType ivec = VectorType::get({VL}, i32), mvec = VectorType::get({VL}, nb.getI1Type());
-    if (X.parts && X.combineVector && W % VL == 0)
-      SV = nb.create<memref::AllocaOp>(loc, MemRefType::get({X.parts * W}, i32), nb.getI64IntegerAttr(64));
+    // Vector paths of a computed operand: the panel's W parts of the other
+    // index as i32 in scratch; then (across the panel) per k the W
+    // elements as W / VL vector combinations (gathers), zero beyond the
+    // last valid lane, or (along k) as above.
+    Value SV = X.parts && X.combineVector && (W % VL == 0 || alongK) ? scratch.SV : Value();
     blockLoop(nb, zero, sub(nb, hi, lo), W, [&](OpBuilder &qb, Value qw) {
       Value first = add(qb, lo, qw);
       Value valid = min(qb, idx(qb, W), sub(qb, hi, first));
       Value base = mul(qb, qw, idx(qb, KC)); // q * KC * W
       auto dst = [&](OpBuilder &xb, Value k, Value j) { return add(xb, add(xb, base, mul(xb, k, idx(xb, W))), j); };
+      if (alongK) {
+        // A computed operand's parts of the panel's columns, once per
+        // panel, as i32 (columns past the end compute parts never loaded).
+        if (X.parts)
+          loop(qb, zero, idx(qb, W), 1, [&](OpBuilder &jb, Value j) {
+            SmallVector<Value, 4> o = X.rowPart(jb, loc, bIdx, add(jb, first, j));
+            for (int64_t t = 0; t < X.parts; ++t)
+              jb.create<memref::StoreOp>(loc, jb.create<arith::IndexCastOp>(loc, i32, o[t]), SV,
+                                         ValueRange{add(jb, idx(jb, t * W), j)});
+          });
+        Value zeroVec = qb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, qb.getF32FloatAttr(0.0f)));
+        Value zeroI = qb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, qb.getI32IntegerAttr(0)));
+        loop(qb, zero, kc, VL, [&](OpBuilder &kb, Value k0) {
+          Value kk = min(kb, idx(kb, VL), sub(kb, kc, k0));
+          SmallVector<Value, 4> kParts;
+          if (X.parts) {
+            Value kLanes = kb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{kk});
+            for (int64_t t = 0; t < X.parts; ++t)
+              kParts.push_back(kb.create<vector::MaskedLoadOp>(loc, ivec, SK, ValueRange{add(kb, idx(kb, t * cfg.kc), k0)},
+                                                               kLanes, zeroI));
+          }
+          for (int64_t g = 0; g * VL < W; ++g) {
+            SmallVector<Value> columns;
+            for (int64_t jj = 0; jj < VL; ++jj) {
+              int64_t j = g * VL + jj;
+              if (j >= W) {
+                columns.push_back(zeroVec);
+                continue;
+              }
+              Value count = kb.create<arith::SelectOp>(loc, lt(kb, idx(kb, j), valid), kk, idx(kb, 0));
+              Value lanes = kb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
+              if (X.parts) {
+                SmallVector<Value, 4> o;
+                for (int64_t t = 0; t < X.parts; ++t)
+                  o.push_back(kb.create<vector::BroadcastOp>(
+                      loc, ivec, kb.create<memref::LoadOp>(loc, SV, ValueRange{idx(kb, t * W + j)})));
+                columns.push_back(X.combineVector(kb, loc, o, kParts, lanes));
+              } else {
+                Value at[3] = {storedBatch(kb, X, bIdx), add(kb, first, idx(kb, j)), add(kb, pc, k0)};
+                columns.push_back(kb.create<vector::MaskedLoadOp>(loc, vec, X.memref, at, lanes, zeroVec));
+              }
+            }
+            SmallVector<Value> rows = transpose(kb, columns);
+            int64_t width = std::min(VL, W - g * VL);
+            for (int64_t t = 0; t < VL; ++t) {
+              Value count = kb.create<arith::SelectOp>(loc, lt(kb, idx(kb, t), kk), idx(kb, width), idx(kb, 0));
+              Value m = kb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
+              kb.create<vector::MaskedStoreOp>(loc, P, ValueRange{dst(kb, add(kb, k0, idx(kb, t)), idx(kb, g * VL))}, m,
+                                               rows[t]);
+            }
+          }
+        });
+        return;
+      }
       if (SV) {
         // Lanes beyond `valid` compute the parts of indices past the end;
         // their elements are never loaded.
@@ -394,9 +502,15 @@ struct GemmEmitter {
       Value Bp = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.kc * cfg.nc}, f32), sb.getI64IntegerAttr(64));
       Value T = sb.create<memref::AllocaOp>(loc, MemRefType::get({MR * NR}, f32), sb.getI64IntegerAttr(64));
       int64_t parts = std::max(A.parts, B.parts);
-      Value S = parts ? Value(sb.create<memref::AllocaOp>(
-                            loc, MemRefType::get({parts * cfg.kc}, sb.getIndexType()), sb.getI64IntegerAttr(64)))
-                      : Value();
+      Scratch S;
+      if (parts) {
+        auto scratch = [&](int64_t n, Type t) {
+          return sb.create<memref::AllocaOp>(loc, MemRefType::get({parts * n}, t), sb.getI64IntegerAttr(64));
+        };
+        S.S = scratch(cfg.kc, sb.getIndexType());
+        S.SK = scratch(cfg.kc, sb.getI32Type());
+        S.SV = scratch(std::max(MR, NR), sb.getI32Type());
+      }
       blockLoop(sb, kStart, kEnd, KC, [&](OpBuilder &kb, Value pc) {
         Value kc = min(kb, idx(kb, KC), sub(kb, kEnd, pc));
         Value first = eq(kb, pc, kStart);

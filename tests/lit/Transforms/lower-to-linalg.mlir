@@ -162,7 +162,10 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 // scratch at the blocking's full size (A panels 72 x 256 = 18432 floats,
 // B panels 256 x 256 = 65536, the tile T); per block of K, B packed into
 // panels of 16 columns (whole panels as vectors, edge panels element by
-// element, zero padded) and A into panels of tile rows; then per tile a
+// element, zero padded) and A into panels of tile rows (A is read along k,
+// its contiguous dimension: 8 k of each row as a masked vector load, 8 rows
+// transposed in registers by vector.shuffle, stored masked into the
+// k-major panel); then per tile a
 // call of the register tile, a private function shared by every GEMM of
 // the module with that tile. With 4 rows the 6 x 16 tile of AVX2 would
 // waste a third of its rows, so this product takes a 4 x 16 tile (T = 64
@@ -183,8 +186,9 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 //       CHECK:     vector.store %{{.*}}, %[[BP]]
 //       CHECK:     memref.load %[[B3]]
 //       CHECK:     memref.store %{{.*}}, %[[BP]]
-//       CHECK:     memref.load %[[A3]]
-//       CHECK:     memref.store %{{.*}}, %[[AP]]
+//       CHECK:     vector.maskedload %[[A3]]
+//       CHECK:     vector.shuffle
+//       CHECK:     vector.maskedstore %[[AP]]
 //       CHECK:     call @[[TILE:soma_gemm_tile_4x16_v8_a18432_b65536]](%[[AP]], %[[BP]], %{{.*}}, %{{.*}}, %{{.*}}, %[[T]])
 //       CHECK:     vector.load %[[T]]
 //       CHECK:     vector.maskedload %[[C3]]
@@ -208,12 +212,13 @@ func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {s
 // -----
 
 // Transposed operands are read transposed by the packing (a^T at
-// [b, k, m], b^T at [b, n, k]): no copies, no buffers besides the panels.
+// [b, k, m], b^T at [b, n, k], the latter along k as vectors transposed in
+// registers): no copies, no buffers besides the panels.
 // CHECK-LABEL: func.func @matmul_transposed
 //   CHECK-NOT: memref.alloc()
 //       CHECK: memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x3x4xf32>
 //   CHECK-NOT: memref.alloc()
-//       CHECK: memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x2x3xf32>
+//       CHECK: vector.maskedload %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], %{{.*}}, %{{.*}} : memref<1x2x3xf32>
 //   CHECK-NOT: memref.alloc()
 //       CHECK: return
 func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tensor<3x2xf32> {soma.input = "b"},
@@ -235,7 +240,7 @@ func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tenso
 //   CHECK-NOT: memref.expand_shape
 //       CHECK: scf.for
 //       CHECK: memref.load %{{.*}} : memref<5x3x2xf32>
-//       CHECK: memref.load %{{.*}} : memref<5x4x3xf32>
+//       CHECK: vector.maskedload %{{.*}} : memref<5x4x3xf32>
 //       CHECK: } {soma.parallel_work = 15 : i64}
 func.func @matmul_batched(%a: tensor<5x4x3xf32> {soma.input = "a"}, %b: tensor<5x3x2xf32> {soma.input = "b"}) -> (tensor<5x4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<5x4x3xf32>, tensor<5x3x2xf32>) -> tensor<5x4x2xf32>
