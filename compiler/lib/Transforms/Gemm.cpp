@@ -183,7 +183,7 @@ struct GemmEmitter {
       // over every pixel of the batch) splits K first: narrower blocks
       // would pack the long operands again per block (K x the other side
       // each time), the split only adds its parts' sum (M x N each).
-      if (K > std::max(M, N))
+      if (K >= 4 * std::max(M, N))
         splitK();
       while (units * splits < cfg.min_units && NC > 4 * NR) {
         NC = roundUp(NC / 2, NR);
@@ -614,28 +614,34 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
   if (e.units * e.splits > 1)
     outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(e.work()));
   if (e.splits > 1) {
-    // C = the parts' sum, in order (the same for any number of threads),
-    // then the epilogue over each batch's whole product.
+    // C = the parts' sum, in part order (the same for any number of
+    // threads), then the epilogue, over units of rows of each batch entry
+    // that the threads share.
+    int64_t chunks = std::clamp<int64_t>((cfg.min_units + e.batch - 1) / e.batch, 1, e.M);
+    int64_t rows = (e.M + chunks - 1) / chunks;
+    chunks = (e.M + rows - 1) / rows;
     auto sum = rb.create<scf::ForOp>(
-        loc, e.idx(rb, 0), e.idx(rb, e.batch), e.idx(rb, 1), ValueRange{},
-        [&](OpBuilder &bb, Location, Value bi, ValueRange) {
-          e.blockLoop(bb, e.idx(bb, 0), e.idx(bb, e.splits), 1, [&](OpBuilder &sb, Value part) {
-            Value pb = e.add(sb, e.mul(sb, part, e.idx(sb, e.batch)), bi);
-            Value first = e.eq(sb, part, e.idx(sb, 0));
-            e.blockLoop(sb, e.idx(sb, 0), e.idx(sb, e.M), 1, [&](OpBuilder &mb, Value m) {
-              e.loop(mb, e.idx(mb, 0), e.idx(mb, e.N), 1, [&](OpBuilder &nb, Value n) {
+        loc, e.idx(rb, 0), e.idx(rb, e.batch * chunks), e.idx(rb, 1), ValueRange{},
+        [&](OpBuilder &bb, Location, Value u, ValueRange) {
+          Value bi = bb.create<arith::DivUIOp>(loc, u, e.idx(bb, chunks));
+          Value m0 = e.mul(bb, bb.create<arith::RemUIOp>(loc, u, e.idx(bb, chunks)), e.idx(bb, rows));
+          Value m1 = e.min(bb, e.add(bb, m0, e.idx(bb, rows)), e.idx(bb, e.M));
+          e.blockLoop(bb, m0, m1, 1, [&](OpBuilder &mb, Value m) {
+            e.loop(mb, e.idx(mb, 0), e.idx(mb, e.N), 1, [&](OpBuilder &nb, Value n) {
+              Value acc;
+              for (int64_t part = 0; part < e.splits; ++part) {
+                Value pb = e.add(nb, e.idx(nb, part * e.batch), bi);
                 Value x = nb.create<memref::LoadOp>(loc, e.partial, ValueRange{pb, m, n});
-                Value old = nb.create<memref::LoadOp>(loc, C, ValueRange{bi, m, n});
-                Value acc = nb.create<arith::SelectOp>(loc, first, e.zeroF(nb), old);
-                nb.create<memref::StoreOp>(loc, nb.create<arith::AddFOp>(loc, acc, x), C, ValueRange{bi, m, n});
-              });
+                acc = part == 0 ? x : nb.create<arith::AddFOp>(loc, acc, x);
+              }
+              nb.create<memref::StoreOp>(loc, acc, C, ValueRange{bi, m, n});
             });
           });
           if (epilogue)
-            epilogue(bb, loc, bi, e.idx(bb, 0), e.idx(bb, e.M), e.idx(bb, 0), e.idx(bb, e.N));
+            epilogue(bb, loc, bi, m0, m1, e.idx(bb, 0), e.idx(bb, e.N));
           bb.create<scf::YieldOp>(loc);
         });
-    if (e.batch > 1)
+    if (e.batch * chunks > 1)
       sum->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(e.batch * e.M * e.N * e.splits));
   }
   rb.create<scf::YieldOp>(loc);

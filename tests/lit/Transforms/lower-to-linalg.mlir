@@ -796,7 +796,9 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 // eight parts of 10240 (whole blocks of K), each unit one part, writing its
 // product into a temporary [8, 7, 33] (placed in the workspace by
 // soma-plan-memory); then C is the sum of the parts in order, the same for
-// any number of threads.
+// any number of threads, over units of rows (here 7 units of one row; their
+// loop carries 7 x 33 x 8 = 1848 points of work, below the grain), each
+// point's eight parts loaded and added in part order.
 // CHECK-LABEL: func.func @split_k(
 //       CHECK: %[[P:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8x7x33xf32>
 //       CHECK: scf.execute_region {
@@ -804,14 +806,16 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 //       CHECK:     arith.divui %[[T]]
 //       CHECK:     arith.remui %[[T]]
 //       CHECK:   } {soma.parallel_work = 2310000 : i64}
-//       CHECK:   scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step
-//       CHECK:     scf.for %[[S:.*]] = %{{.*}} to %{{.*}} step
-//       CHECK:       %[[FIRST:.*]] = arith.cmpi eq, %[[S]]
-//       CHECK:           %[[X:.*]] = memref.load %[[P]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<8x7x33xf32>
-//       CHECK:           %[[OLD:.*]] = memref.load %{{.*}}[%[[B]], %{{.*}}, %{{.*}}] : memref<1x7x33xf32>
-//       CHECK:           %[[ACC:.*]] = arith.select %[[FIRST]], %{{.*}}, %[[OLD]] : f32
-//       CHECK:           arith.addf %[[ACC]], %[[X]] : f32
-//       CHECK:           memref.store
+//       CHECK:   scf.for %[[U:.*]] = %{{.*}} to %{{.*}} step
+//       CHECK:     scf.for %[[M:.*]] = %{{.*}} to %{{.*}} step
+//       CHECK:       scf.for %[[N:.*]] = %{{.*}} to %{{.*}} step
+//       CHECK:         %[[X0:.*]] = memref.load %[[P]][%{{.*}}, %[[M]], %[[N]]] : memref<8x7x33xf32>
+//       CHECK:         %[[X1:.*]] = memref.load %[[P]][%{{.*}}, %[[M]], %[[N]]] : memref<8x7x33xf32>
+//       CHECK:         %[[S1:.*]] = arith.addf %[[X0]], %[[X1]] : f32
+//       CHECK:         %[[X2:.*]] = memref.load %[[P]][%{{.*}}, %[[M]], %[[N]]] : memref<8x7x33xf32>
+//       CHECK:         arith.addf %[[S1]], %[[X2]] : f32
+//       CHECK:         memref.store %{{.*}}, %{{.*}}[%{{.*}}, %[[M]], %[[N]]] : memref<1x7x33xf32>
+//       CHECK:   } {soma.parallel_work = 1848 : i64}
 //       CHECK: } {soma.outline = "gemm"}
 module @split_k {
   func.func @split_k(%a: tensor<7x80000xf32> {soma.input = "a"}, %b: tensor<80000x33xf32> {soma.input = "b"}) -> (tensor<7x33xf32> {soma.output = "c"}) {
