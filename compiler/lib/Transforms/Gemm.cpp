@@ -205,11 +205,13 @@ struct GemmEmitter {
     }
   }
 
-  /// A unit's scratch for the parts of computed operands: S holds the
-  /// parts of each k of a block (index), SK the same as i32 (the path
-  /// along k), SV the parts of one panel's columns (i32).
+  /// A unit's scratch for the packing: S holds the parts of each k of a
+  /// block of a computed operand (index), SK the same as i32 (the path
+  /// along k), SV the parts of one panel's columns (i32); T the VL x VL
+  /// block that the path along k transposes.
   struct Scratch {
     Value S, SK, SV;
+    Value T; // VL x VL floats: a group of columns read along k
   };
 
   /// Packs the panels of one operand for a block of K: P[(q * KC + k) * W +
@@ -281,34 +283,32 @@ struct GemmEmitter {
                                                                kLanes, zeroI));
           }
           for (int64_t g = 0; g * VL < W; ++g) {
-            SmallVector<Value> columns;
-            for (int64_t jj = 0; jj < VL; ++jj) {
-              int64_t j = g * VL + jj;
-              if (j >= W) {
-                columns.push_back(zeroVec);
-                continue;
-              }
-              Value count = kb.create<arith::SelectOp>(loc, lt(kb, idx(kb, j), valid), kk, idx(kb, 0));
-              Value lanes = kb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
+            // The group's VL columns (zero past `valid`) into the unit's
+            // VL x VL scratch, one vector per column.
+            int64_t width = std::min(VL, W - g * VL);
+            loop(kb, zero, idx(kb, width), 1, [&](OpBuilder &jb, Value jj) {
+              Value j = add(jb, idx(jb, g * VL), jj);
+              Value count = jb.create<arith::SelectOp>(loc, lt(jb, j, valid), kk, idx(jb, 0));
+              Value lanes = jb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
+              Value column;
               if (X.parts) {
                 SmallVector<Value, 4> o;
                 for (int64_t t = 0; t < X.parts; ++t)
-                  o.push_back(kb.create<vector::BroadcastOp>(
-                      loc, ivec, kb.create<memref::LoadOp>(loc, SV, ValueRange{idx(kb, t * W + j)})));
-                columns.push_back(X.combineVector(kb, loc, o, kParts, lanes));
+                  o.push_back(jb.create<vector::BroadcastOp>(
+                      loc, ivec, jb.create<memref::LoadOp>(loc, SV, ValueRange{add(jb, idx(jb, t * W), j)})));
+                column = X.combineVector(jb, loc, o, kParts, lanes);
               } else {
-                Value at[3] = {storedBatch(kb, X, bIdx), add(kb, first, idx(kb, j)), add(kb, pc, k0)};
-                columns.push_back(kb.create<vector::MaskedLoadOp>(loc, vec, X.memref, at, lanes, zeroVec));
+                Value at[3] = {storedBatch(jb, X, bIdx), add(jb, first, j), add(jb, pc, k0)};
+                column = jb.create<vector::MaskedLoadOp>(loc, vec, X.memref, at, lanes, zeroVec);
               }
-            }
-            SmallVector<Value> rows = transpose(kb, columns);
-            int64_t width = std::min(VL, W - g * VL);
-            for (int64_t t = 0; t < VL; ++t) {
-              Value count = kb.create<arith::SelectOp>(loc, lt(kb, idx(kb, t), kk), idx(kb, width), idx(kb, 0));
-              Value m = kb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
-              kb.create<vector::MaskedStoreOp>(loc, P, ValueRange{dst(kb, add(kb, k0, idx(kb, t)), idx(kb, g * VL))}, m,
-                                               rows[t]);
-            }
+              jb.create<vector::StoreOp>(loc, column, scratch.T, ValueRange{mul(jb, jj, idx(jb, VL))});
+            });
+            // Columns of a narrow group beyond the panel are zero.
+            for (int64_t jj = width; jj < VL; ++jj)
+              kb.create<vector::StoreOp>(loc, zeroVec, scratch.T, ValueRange{idx(kb, jj * VL)});
+            kb.create<func::CallOp>(loc, transposeFunction(cast<MemRefType>(P.getType())),
+                                    ValueRange{scratch.T, P, dst(kb, k0, idx(kb, g * VL)), idx(kb, W),
+                                               idx(kb, width), kk});
           }
         });
         return;
@@ -395,6 +395,40 @@ struct GemmEmitter {
         });
       });
     });
+  }
+
+  /// The packing's transposition as a function shared by every GEMM of
+  /// the module that packs into panels of P's type (compiled once):
+  /// T (VL x VL, row jj = VL consecutive k of column jj) transposed in
+  /// registers, its first `rows` rows (k) stored at P[base + t * stride],
+  /// `width` lanes each.
+  func::FuncOp transposeFunction(MemRefType panels) {
+    const int64_t VL = cfg.vl;
+    std::string name = "soma_gemm_transpose_v" + std::to_string(VL) + "_p" + std::to_string(panels.getNumElements());
+    if (auto fn = module.lookupSymbol<func::FuncOp>(name))
+      return fn;
+    Type f32 = b.getF32Type(), index = b.getIndexType();
+    SmallVector<Type> args{MemRefType::get({VL * VL}, f32), panels, index, index, index, index};
+    OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+    auto fn = mb.create<func::FuncOp>(loc, name, mb.getFunctionType(args, {}));
+    fn.setPrivate();
+    fn->setAttr("passthrough", mb.getArrayAttr({mb.getStringAttr("noinline")}));
+    Block *entry = fn.addEntryBlock();
+    OpBuilder nb = OpBuilder::atBlockEnd(entry);
+    Value T = entry->getArgument(0), P = entry->getArgument(1), base = entry->getArgument(2),
+          stride = entry->getArgument(3), width = entry->getArgument(4), rows = entry->getArgument(5);
+    SmallVector<Value> columns;
+    for (int64_t jj = 0; jj < VL; ++jj)
+      columns.push_back(nb.create<vector::LoadOp>(loc, vec, T, ValueRange{idx(nb, jj * VL)}));
+    SmallVector<Value> out = transpose(nb, columns);
+    VectorType mvec = VectorType::get({VL}, nb.getI1Type());
+    for (int64_t t = 0; t < VL; ++t) {
+      Value count = nb.create<arith::SelectOp>(loc, lt(nb, idx(nb, t), rows), width, idx(nb, 0));
+      Value m = nb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
+      nb.create<vector::MaskedStoreOp>(loc, P, ValueRange{add(nb, base, mul(nb, idx(nb, t), stride))}, m, out[t]);
+    }
+    nb.create<func::ReturnOp>(loc);
+    return fn;
   }
 
   /// The register tile as a function shared by every GEMM of the module
@@ -503,6 +537,7 @@ struct GemmEmitter {
       Value T = sb.create<memref::AllocaOp>(loc, MemRefType::get({MR * NR}, f32), sb.getI64IntegerAttr(64));
       int64_t parts = std::max(A.parts, B.parts);
       Scratch S;
+      S.T = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.vl * cfg.vl}, f32), sb.getI64IntegerAttr(64));
       if (parts) {
         auto scratch = [&](int64_t n, Type t) {
           return sb.create<memref::AllocaOp>(loc, MemRefType::get({parts * n}, t), sb.getI64IntegerAttr(64));

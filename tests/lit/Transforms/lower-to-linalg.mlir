@@ -163,9 +163,9 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 // B panels 256 x 256 = 65536, the tile T); per block of K, B packed into
 // panels of 16 columns (whole panels as vectors, edge panels element by
 // element, zero padded) and A into panels of tile rows (A is read along k,
-// its contiguous dimension: 8 k of each row as a masked vector load, 8 rows
-// transposed in registers by vector.shuffle, stored masked into the
-// k-major panel); then per tile a
+// its contiguous dimension: 8 k of each row as a masked vector load into an
+// 8 x 8 scratch, which a shared function transposes in registers by
+// vector.shuffle and stores masked into the k-major panel); then per tile a
 // call of the register tile, a private function shared by every GEMM of
 // the module with that tile. With 4 rows the 6 x 16 tile of AVX2 would
 // waste a third of its rows, so this product takes a 4 x 16 tile (T = 64
@@ -182,13 +182,14 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 //       CHECK:     %[[AP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<18432xf32>
 //       CHECK:     %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<65536xf32>
 //       CHECK:     %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
+//       CHECK:     %[[TR:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
 //       CHECK:     vector.load %[[B3]]{{.*}} : memref<1x3x2xf32>, vector<8xf32>
 //       CHECK:     vector.store %{{.*}}, %[[BP]]
 //       CHECK:     memref.load %[[B3]]
 //       CHECK:     memref.store %{{.*}}, %[[BP]]
 //       CHECK:     vector.maskedload %[[A3]]
-//       CHECK:     vector.shuffle
-//       CHECK:     vector.maskedstore %[[AP]]
+//       CHECK:     vector.store %{{.*}}, %[[TR]]
+//       CHECK:     call @[[TRANSPOSE:soma_gemm_transpose_v8_p18432]](%[[TR]], %[[AP]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
 //       CHECK:     call @[[TILE:soma_gemm_tile_4x16_v8_a18432_b65536]](%[[AP]], %[[BP]], %{{.*}}, %{{.*}}, %{{.*}}, %[[T]])
 //       CHECK:     vector.load %[[T]]
 //       CHECK:     vector.maskedload %[[C3]]
@@ -197,6 +198,9 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 // One unit: the loop is sequential and not marked for soma-linalg-to-loops.
 //   CHECK-NOT: scf.parallel
 //   CHECK-NOT: soma.parallel_work
+//       CHECK: func.func private @[[TRANSPOSE]](%{{.*}}: memref<64xf32>, %{{.*}}: memref<18432xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index) attributes {passthrough = ["noinline"]}
+//       CHECK:   vector.shuffle
+//       CHECK:   vector.maskedstore
 //       CHECK: func.func private @[[TILE]](%{{.*}}: memref<18432xf32>, %{{.*}}: memref<65536xf32>, %{{.*}}: index, %{{.*}}: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<64xf32>) attributes {passthrough = ["noinline"]}
 //       CHECK:   scf.for %{{.*}} = %{{.*}} to %[[KC]] step %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
 //       CHECK:     vector.load
