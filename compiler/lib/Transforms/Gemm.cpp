@@ -234,8 +234,9 @@ struct GemmEmitter {
     // stored, B transposed, a convolution's columns for a filter gradient,
     // a tensor read channel-major): VL consecutive k of each of VL panel
     // columns as VL vectors (masked loads, or the computed operand's
-    // vector combination), transposed in registers into VL rows of the
-    // panel. Rows k >= kc are not written; columns >= valid are zero.
+    // vector combination) into the unit's VL x VL scratch, which the shared
+    // transposeFunction turns into VL rows of the panel. Rows k >= kc are
+    // not written; columns >= valid are zero.
     bool alongK = !kRows && (VL == 4 || VL == 8 || VL == 16) && (!X.parts || X.combineVector);
     // A computed operand's parts of each k, once per block (as i32 for the
     // path along k, which loads VL of them at once).
