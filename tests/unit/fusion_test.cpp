@@ -14,17 +14,24 @@ using namespace soma;
 
 namespace {
 
-/// Compiles `g` with the fused stage dumped; returns the number of
-/// soma.fusion kernels and checks every output against the interpreter.
-int compileAndCompare(const Graph &g, const std::map<std::string, Array> &in, const std::string &name) {
+/// The fused dump of `g` (compiled with the fused stage dumped), after
+/// checking every output against the interpreter within `tolerance`.
+std::string fusedAndCompared(const Graph &g, const std::map<std::string, Array> &in, const std::string &name,
+                             double tolerance = 1e-4) {
   test::TempDir dir("fusion-" + name);
   Inference fn = compile_inference(g, {.dump = "fused", .dump_dir = dir.str(), .use_environment = false});
   auto got = fn.run(in);
   auto want = interpret(g, in);
   for (auto &[k, v] : want)
-    EXPECT_TRUE(test::allClose(got[k], v, 1e-5)) << name << ": output " << k;
+    EXPECT_TRUE(test::allClose(got[k], v, tolerance)) << name << ": output " << k;
   std::ifstream f(dir / "20-fused.mlir");
-  std::string text((std::istreambuf_iterator<char>(f)), {});
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+/// fusedAndCompared (within 1e-5); returns the number of soma.fusion
+/// kernels in the dump.
+int compileAndCompare(const Graph &g, const std::map<std::string, Array> &in, const std::string &name) {
+  std::string text = fusedAndCompared(g, in, name, 1e-5);
   int n = 0;
   for (size_t p = text.find("soma.fusion"); p != std::string::npos; p = text.find("soma.fusion", p + 1))
     ++n;
@@ -138,19 +145,6 @@ TEST(CompileReportTest, CountsKernelsBytesAndMemory) {
 } // namespace
 
 namespace {
-
-/// The fused dump of `g`, after checking every output against the
-/// interpreter.
-std::string fusedAndCompared(const Graph &g, const std::map<std::string, Array> &in, const std::string &name) {
-  test::TempDir dir("fusion-" + name);
-  Inference fn = compile_inference(g, {.dump = "fused", .dump_dir = dir.str(), .use_environment = false});
-  auto got = fn.run(in);
-  auto want = interpret(g, in);
-  for (auto &[k, v] : want)
-    EXPECT_TRUE(test::allClose(got[k], v, 1e-4)) << name << ": output " << k;
-  std::ifstream f(dir / "20-fused.mlir");
-  return std::string((std::istreambuf_iterator<char>(f)), {});
-}
 
 TEST(Fusion, ConvolutionOutputsAndTheirEpilogues) {
   // A convolution's products are its NCHW output (one per image and group,

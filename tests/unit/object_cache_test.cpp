@@ -126,17 +126,25 @@ TEST_F(ObjectCacheTest, CheckpointingRemembersItsPlansInTheCache) {
   };
   CompileReport first;
   compile(&first);
+  auto nameOf = [](const std::string &f) {
+    return parseCachedObject(std::filesystem::path(f).stem().string(), read_file(f)).signature.name;
+  };
   auto plans = [&] {
     std::vector<std::string> out;
-    for (const std::string &f : entries(cacheDir)) {
-      std::string k = std::filesystem::path(f).stem().string();
-      if (parseCachedObject(k, read_file(f)).signature.name == "soma.plan")
+    for (const std::string &f : entries(cacheDir))
+      if (nameOf(f) == "soma.plan")
         out.push_back(f);
-    }
     return out;
   };
+  auto names = [&] {
+    std::string s;
+    for (const std::string &f : entries(cacheDir))
+      s += nameOf(f) + " ";
+    return s;
+  };
   ASSERT_EQ(plans().size(), 3u);
-  EXPECT_EQ(entries(cacheDir).size(), 5u) << [&] { std::string s; for (auto &f : entries(cacheDir)) s += parseCachedObject(std::filesystem::path(f).stem().string(), read_file(f)).signature.name + " "; return s; }(); // and the code of the step and its eval function
+  // And the code of the step and of its evaluation function.
+  EXPECT_EQ(entries(cacheDir).size(), 5u) << names();
   // The arenas come from those entries: add a byte to each (the choice
   // stays), and the report shows it.
   for (const std::string &f : plans()) {

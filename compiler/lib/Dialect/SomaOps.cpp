@@ -105,21 +105,6 @@ FailureOr<RankedTensorType> f32TensorOf(std::optional<Location> loc,
   return rt;
 }
 
-/// Numpy broadcasting of two shapes, or std::nullopt.
-std::optional<SmallVector<int64_t>> broadcastShapes(ArrayRef<int64_t> a,
-                                                    ArrayRef<int64_t> b) {
-  size_t rank = std::max(a.size(), b.size());
-  SmallVector<int64_t> out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
-    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    if (da != db && da != 1 && db != 1)
-      return std::nullopt;
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
 LogicalResult inferUnary(std::optional<Location> loc, StringRef op, Value input,
                          SmallVectorImpl<Type> &results) {
   auto t = f32TensorOf(loc, op, input, "input");
@@ -1501,6 +1486,19 @@ GemmView matchGemmView(Value v) {
     m.groups = bs[1];
   }
   return m;
+}
+
+std::optional<SmallVector<int64_t>> broadcastShapes(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
+  size_t rank = std::max(a.size(), b.size());
+  SmallVector<int64_t> out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1)
+      return std::nullopt;
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
 }
 
 std::optional<SmallVector<SmallVector<int64_t, 2>, 4>> expandGroups(ArrayRef<int64_t> product,

@@ -311,20 +311,6 @@ void fuseEpilogue(Operation *contraction) {
       c->erase();
 }
 
-/// Numpy broadcasting of two shapes, or nothing.
-std::optional<SmallVector<int64_t>> broadcastOf(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
-  size_t rank = std::max(a.size(), b.size());
-  SmallVector<int64_t> out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
-    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    if (da != db && da != 1 && db != 1)
-      return std::nullopt;
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
 /// An elementwise op broadcasts its operands itself, so one that reads a
 /// broadcast_to reads the broadcast's source instead when its result keeps
 /// its shape (the other operands span it): the broadcast is never stored.
@@ -348,7 +334,7 @@ void absorbBroadcasts(func::FuncOp fn) {
       std::optional<SmallVector<int64_t>> shape = SmallVector<int64_t>();
       for (Value v : user->getOperands())
         if (shape)
-          shape = broadcastOf(*shape, shapeOf(v == bc.getResult() ? source : v));
+          shape = broadcastShapes(*shape, shapeOf(v == bc.getResult() ? source : v));
       if (!shape)
         continue;
       auto type = cast<RankedTensorType>(user->getResult(0).getType());

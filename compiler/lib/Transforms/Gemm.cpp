@@ -78,6 +78,7 @@ struct GemmEmitter {
   /// VL / 2 shuffle pairs each: VL = 16 is 64 shuffles for 256 elements.
   SmallVector<Value> transpose(OpBuilder &nb, SmallVector<Value> rows) {
     const int64_t n = static_cast<int64_t>(rows.size());
+    assert(n > 0 && (n & (n - 1)) == 0 && "the vector width is a power of two");
     for (int64_t s = n / 2; s >= 1; s /= 2) {
       SmallVector<int64_t> lo(n), hi(n);
       for (int64_t l = 0; l < n; ++l) {
@@ -237,7 +238,7 @@ struct GemmEmitter {
     // vector combination) into the unit's VL x VL scratch, which the shared
     // transposeFunction turns into VL rows of the panel. Rows k >= kc are
     // not written; columns >= valid are zero.
-    bool alongK = !kRows && (VL == 4 || VL == 8 || VL == 16) && (!X.parts || X.combineVector);
+    bool alongK = !kRows && (!X.parts || X.combineVector);
     // A computed operand's parts of each k, once per block (as i32 for the
     // path along k, which loads VL of them at once).
     Value SK = alongK && X.parts ? scratch.SK : Value();
@@ -358,15 +359,17 @@ struct GemmEmitter {
             kb.create<memref::StoreOp>(loc, x, P, ValueRange{dst(kb, k, j)});
           });
         });
-      } else if (kRows) {
-        // Rows of the stored operand are contiguous along j: whole panels as
-        // vectors when they are full and stored.
+      } else {
+        // A stored operand read across k (read along k, it took the path
+        // above): rows of it are contiguous along j, whole panels as
+        // vectors when they are full.
+        assert(kRows && "a stored operand read along k takes the transposing path");
         auto elementwise = [&](OpBuilder &eb) {
           loop(eb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
             loop(kb, zero, valid, 1, [&](OpBuilder &jb, Value j) { copy(jb, k, j); });
           });
         };
-        if (X.computed() || W % VL != 0) {
+        if (W % VL != 0) {
           elementwise(qb);
         } else {
           ifThen(
@@ -382,11 +385,6 @@ struct GemmEmitter {
               },
               elementwise);
         }
-      } else {
-        // Stored with k along its rows' contiguous dimension: read along k.
-        loop(qb, zero, valid, 1, [&](OpBuilder &jb, Value j) {
-          loop(jb, zero, kc, 1, [&](OpBuilder &kb, Value k) { copy(kb, k, j); });
-        });
       }
       ifThen(qb, lt(qb, valid, idx(qb, W)), [&](OpBuilder &zb) {
         loop(zb, zero, kc, 1, [&](OpBuilder &kb, Value k) {
@@ -398,6 +396,21 @@ struct GemmEmitter {
     });
   }
 
+  /// The module's private function `name` of these argument types: the
+  /// existing one (entry stays null), or a new empty one whose entry block
+  /// `entry` the caller fills. Kept out of line (noinline): one copy of its
+  /// code however many GEMMs call it.
+  func::FuncOp sharedFunction(StringRef name, ArrayRef<Type> args, Block *&entry) {
+    if (auto fn = module.lookupSymbol<func::FuncOp>(name))
+      return fn;
+    OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+    auto fn = mb.create<func::FuncOp>(loc, name, mb.getFunctionType(args, {}));
+    fn.setPrivate();
+    fn->setAttr("passthrough", mb.getArrayAttr({mb.getStringAttr("noinline")}));
+    entry = fn.addEntryBlock();
+    return fn;
+  }
+
   /// The packing's transposition as a function shared by every GEMM of
   /// the module that packs into panels of P's type (compiled once):
   /// T (VL x VL, row jj = VL consecutive k of column jj) transposed in
@@ -406,15 +419,11 @@ struct GemmEmitter {
   func::FuncOp transposeFunction(MemRefType panels) {
     const int64_t VL = cfg.vl;
     std::string name = "soma_gemm_transpose_v" + std::to_string(VL) + "_p" + std::to_string(panels.getNumElements());
-    if (auto fn = module.lookupSymbol<func::FuncOp>(name))
-      return fn;
     Type f32 = b.getF32Type(), index = b.getIndexType();
-    SmallVector<Type> args{MemRefType::get({VL * VL}, f32), panels, index, index, index, index};
-    OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
-    auto fn = mb.create<func::FuncOp>(loc, name, mb.getFunctionType(args, {}));
-    fn.setPrivate();
-    fn->setAttr("passthrough", mb.getArrayAttr({mb.getStringAttr("noinline")}));
-    Block *entry = fn.addEntryBlock();
+    Block *entry = nullptr;
+    func::FuncOp fn = sharedFunction(name, {MemRefType::get({VL * VL}, f32), panels, index, index, index, index}, entry);
+    if (!entry)
+      return fn;
     OpBuilder nb = OpBuilder::atBlockEnd(entry);
     Value T = entry->getArgument(0), P = entry->getArgument(1), base = entry->getArgument(2),
           stride = entry->getArgument(3), width = entry->getArgument(4), rows = entry->getArgument(5);
@@ -440,17 +449,14 @@ struct GemmEmitter {
     std::string name = "soma_gemm_tile_" + std::to_string(MR) + "x" + std::to_string(NR) + "_v" +
                        std::to_string(VL) + "_a" + std::to_string(cfg.mc * cfg.kc) + "_b" +
                        std::to_string(cfg.kc * cfg.nc);
-    if (auto fn = module.lookupSymbol<func::FuncOp>(name))
-      return fn;
     Type f32 = b.getF32Type(), index = b.getIndexType();
-    SmallVector<Type> args{MemRefType::get({cfg.mc * cfg.kc}, f32), MemRefType::get({cfg.kc * cfg.nc}, f32),
-                           index, index, index, MemRefType::get({MR * NR}, f32)};
-    OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
-    auto fn = mb.create<func::FuncOp>(loc, name, mb.getFunctionType(args, {}));
-    fn.setPrivate();
-    // Kept out of line: one copy of the tile's code however many GEMMs.
-    fn->setAttr("passthrough", mb.getArrayAttr({mb.getStringAttr("noinline")}));
-    Block *entry = fn.addEntryBlock();
+    Block *entry = nullptr;
+    func::FuncOp fn = sharedFunction(name,
+                                     {MemRefType::get({cfg.mc * cfg.kc}, f32), MemRefType::get({cfg.kc * cfg.nc}, f32),
+                                      index, index, index, MemRefType::get({MR * NR}, f32)},
+                                     entry);
+    if (!entry)
+      return fn;
     OpBuilder nb = OpBuilder::atBlockEnd(entry);
     Value Ap = entry->getArgument(0), Bp = entry->getArgument(1), aBase = entry->getArgument(2),
           bBase = entry->getArgument(3), kc = entry->getArgument(4), T = entry->getArgument(5);

@@ -881,6 +881,19 @@ struct ChannelMajorParts {
   }
 };
 
+/// A computed operand's combinations through `parts` (Im2colParts,
+/// ChannelMajorParts): the vector one only when every offset fits 32 bits.
+template <typename Parts>
+static void combineThrough(GemmOperand &op, std::shared_ptr<Parts> parts) {
+  op.combine = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col) {
+    return parts->combine(nb, l, row, col);
+  };
+  if (parts->fits32())
+    op.combineVector = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col, Value lanes) {
+      return parts->combineVector(nb, l, row, col, lanes);
+    };
+}
+
 /// for (i = lo; i < hi; ++i) fn(i), as an scf.for; returns the loop.
 static scf::ForOp forRange(OpBuilder &nb, Location l, Value lo, Value hi,
                            function_ref<void(OpBuilder &, Value)> fn) {
@@ -1216,13 +1229,7 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
       op.parts = 1;
       op.rowPart = [parts](OpBuilder &nb, Location l, Value g, Value i) { return parts->row(nb, l, g, i); };
       op.colPart = [parts](OpBuilder &nb, Location l, Value, Value q) { return parts->col(nb, l, q); };
-      op.combine = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col) {
-        return parts->combine(nb, l, row, col);
-      };
-      if (parts->fits32())
-        op.combineVector = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col, Value lanes) {
-          return parts->combineVector(nb, l, row, col, lanes);
-        };
+      combineThrough(op, parts);
       return op;
     }
     auto parts = std::make_shared<Im2colParts>(cast<Im2colOp>(view.ops.front()), source, b, loc);
@@ -1246,13 +1253,7 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
         return parts->col(nb, l, nb.create<arith::AddIOp>(l, nb.create<arith::MulIOp>(l, n, index(nb, l, cols)), j));
       };
     }
-    op.combine = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col) {
-      return parts->combine(nb, l, row, col);
-    };
-    if (parts->fits32())
-      op.combineVector = [parts](OpBuilder &nb, Location l, ValueRange row, ValueRange col, Value lanes) {
-        return parts->combineVector(nb, l, row, col, lanes);
-      };
+    combineThrough(op, parts);
     return op;
   };
   GemmOperand A = operand(mm.getLhs(), mm.getTransposeA()), B = operand(mm.getRhs(), mm.getTransposeB());
@@ -1279,8 +1280,11 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
   SmallVector<Value> argBuffers(body.getNumArguments());
   SmallVector<SmallVector<int64_t, 4>> argShapes(body.getNumArguments());
   std::optional<SmallVector<SmallVector<int64_t, 2>, 4>> groups;
-  if (productView)
-    groups = ir::expandGroups(shape, cast<RankedTensorType>(productView->getResult(0).getType()).getShape());
+  ArrayRef<int64_t> viewShape;
+  if (productView) {
+    viewShape = cast<RankedTensorType>(productView->getResult(0).getType()).getShape();
+    groups = ir::expandGroups(shape, viewShape);
+  }
   for (unsigned i = 0; i < body.getNumArguments(); ++i) {
     if (!read.test(i))
       continue;
@@ -1289,8 +1293,7 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     argShapes[i].assign(in.getShape().begin(), in.getShape().end());
     if (!productView)
       continue;
-    auto collapsed = ir::collapseBroadcast(
-        in.getShape(), cast<RankedTensorType>(productView->getResult(0).getType()).getShape(), *groups);
+    auto collapsed = ir::collapseBroadcast(in.getShape(), viewShape, *groups);
     if (!collapsed)
       return op.emitOpError("reads an operand of type ") << in << " that its product's view cannot collapse";
     argShapes[i] = *collapsed;

@@ -82,6 +82,9 @@ struct GemmView {
 /// convolution's VJP build); anything else is Stored.
 GemmView matchGemmView(mlir::Value v);
 
+/// Numpy broadcasting of two shapes (aligned at the right), or nothing
+/// when they do not broadcast.
+std::optional<llvm::SmallVector<int64_t>> broadcastShapes(llvm::ArrayRef<int64_t> a, llvm::ArrayRef<int64_t> b);
 /// When `view` splits each dimension of `product` into a run of its own
 /// dimensions (an expand_shape), the runs; else nothing.
 std::optional<llvm::SmallVector<llvm::SmallVector<int64_t, 2>, 4>>
