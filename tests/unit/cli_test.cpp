@@ -439,7 +439,7 @@ TEST_F(Cli, CompiledObjectCache) {
   Result cold = run("cold", "");
   ASSERT_EQ(cold.code, 0) << cold.err;
   EXPECT_THAT(cold.err, HasSubstr("cache lookup: miss"));
-  EXPECT_THAT(cold.err, HasSubstr("optimize LLVM IR"));
+  EXPECT_THAT(cold.err, HasSubstr("translate to LLVM IR"));
   Result warm = run("warm", "");
   ASSERT_EQ(warm.code, 0) << warm.err;
   EXPECT_THAT(warm.err, HasSubstr("cache lookup: hit"));

@@ -139,7 +139,7 @@ TEST(CompileReportTest, CountsKernelsBytesAndMemory) {
   EXPECT_THAT(text, ::testing::HasSubstr("function mlp: 8 ops before fusion, 3 kernels after"));
   EXPECT_THAT(text, ::testing::HasSubstr("lower bound"));
   EXPECT_THAT(text, ::testing::HasSubstr("floating-point operations:"));
-  EXPECT_THAT(text, ::testing::HasSubstr("optimize LLVM IR"));
+  EXPECT_THAT(text, ::testing::HasSubstr("translate to LLVM IR"));
 }
 
 } // namespace

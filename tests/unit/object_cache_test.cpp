@@ -205,7 +205,7 @@ TEST_F(ObjectCacheTest, CorruptEntriesAreDetectedAndRecompiled) {
   }
   // A sound entry whose object does not link is rejected the same way.
   std::string key = std::filesystem::path(files[0]).stem().string();
-  write_file_atomic(files[0], serializeCachedObject(key, {parseCachedObject(key, good).signature, "not ELF"}));
+  write_file_atomic(files[0], serializeCachedObject(key, {parseCachedObject(key, good).signature, {"not ELF"}}));
   uint64_t compiles = stats.compiles;
   ::testing::internal::CaptureStderr();
   auto got = run(g);
@@ -251,10 +251,10 @@ TEST_F(ObjectCacheTest, EntriesRoundTripTheSignature) {
   e.signature.state_init = {0.25};
   e.signature.outputs = {{"o", DType::i64, {1, 2, 3}}};
   e.signature.workspace_bytes = 4096;
-  e.object = std::string("\x7f" "ELF\0 object bytes", 17);
+  e.objects = {std::string("\x7f" "ELF\0 object bytes", 17), "a second piece"};
   std::string key(64, 'a');
   CachedObject back = parseCachedObject(key, serializeCachedObject(key, e));
-  EXPECT_EQ(back.object, e.object);
+  EXPECT_EQ(back.objects, e.objects);
   const Signature &s = back.signature;
   EXPECT_EQ(s.name, "k");
   ASSERT_EQ(s.inputs.size(), 2u);
@@ -318,3 +318,40 @@ TEST_F(ObjectCacheTest, DumpsAndReportsAlwaysCompile) {
 }
 
 } // namespace
+
+// A module large enough is optimised and compiled in pieces, one thread
+// each (SOMA_COMPILE_THREADS, default the CPUs the process may use): the
+// pieces link into the same function, compute the same bytes as one piece,
+// and the cache stores and serves every piece.
+TEST_F(ObjectCacheTest, PiecesCompiledInParallelComputeTheSameBytes) {
+  Graph g = zoo::build("lenet5", 4, /*with_loss=*/false, 1);
+  std::map<std::string, Array> in{{"x", test::randomF32(g.inputs()[0].shape, -1, 1, 9)}};
+  auto runWith = [&](const char *threads) {
+    ScopedEnv t("SOMA_COMPILE_THREADS", threads);
+    return compile_inference(g).run(in);
+  };
+  std::map<std::string, Array> one, three;
+  {
+    ScopedEnv off("SOMA_CACHE", "0");
+    one = runWith("1");
+  }
+  three = runWith("3"); // compiled and stored
+  ASSERT_EQ(entries(cacheDir).size(), 1u);
+  std::string file = entries(cacheDir)[0];
+  CachedObject e = parseCachedObject(std::filesystem::path(file).stem().string(), read_file(file));
+  EXPECT_EQ(e.objects.size(), 3u);
+  for (const std::string &o : e.objects)
+    EXPECT_EQ(o.compare(0, 4, "\x7f" "ELF"), 0);
+  uint64_t compiles = stats.compiles, hits = stats.hits;
+  std::map<std::string, Array> served = runWith("1"); // the pieces, from the cache
+  EXPECT_EQ(stats.compiles.load(), compiles);
+  EXPECT_EQ(stats.hits.load(), hits + 1);
+  ASSERT_EQ(one.size(), 1u);
+  for (auto &[name, a] : one) {
+    EXPECT_TRUE(sameBytes(three.at(name), a)) << name;
+    EXPECT_TRUE(sameBytes(served.at(name), a)) << name;
+  }
+  ScopedEnv bad("SOMA_COMPILE_THREADS", "two");
+  ScopedEnv off("SOMA_CACHE", "0");
+  EXPECT_SOMA_ERROR(compile_inference(g), "SOMA_COMPILE_THREADS='two'", "1 to 256");
+}

@@ -30,7 +30,7 @@ namespace soma {
 namespace {
 
 /// Bump when the entry format or anything the key does not cover changes.
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2; // 2: several objects per entry
 constexpr char kMagic[8] = {'S', 'O', 'M', 'A', 'O', 'B', 'J', '\n'};
 constexpr size_t kHashBytes = 32;
 
@@ -277,7 +277,9 @@ std::string serializeCachedObject(const std::string &key, const CachedObject &en
     payload.u64(bits);
   }
   payload.u64(static_cast<uint64_t>(sig.workspace_bytes));
-  payload.str(entry.object);
+  payload.u64(entry.objects.size());
+  for (const std::string &object : entry.objects)
+    payload.str(object);
 
   std::string out(kMagic, sizeof kMagic);
   uint32_t version[2] = {kFormatVersion, 0};
@@ -331,8 +333,13 @@ CachedObject parseCachedObject(const std::string &key, const std::string &bytes)
     sig.state_init.push_back(v);
   }
   sig.workspace_bytes = static_cast<int64_t>(in.u64());
-  entry.object = in.str();
-  if (!in.atEnd() || sig.state_init.size() != sig.states.size() || sig.name.empty() || entry.object.empty())
+  uint64_t objects = in.count(sizeof(uint64_t));
+  for (uint64_t i = 0; i < objects; ++i) {
+    entry.objects.push_back(in.str());
+    if (entry.objects.back().empty())
+      throw Error("malformed payload: an empty object");
+  }
+  if (!in.atEnd() || sig.state_init.size() != sig.states.size() || sig.name.empty() || entry.objects.empty())
     throw Error("malformed payload");
   return entry;
 }

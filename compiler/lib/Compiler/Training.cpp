@@ -309,7 +309,7 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
           CachedObject e;
           e.signature.name = kPlanEntry;
           e.signature.workspace_bytes = bytes;
-          e.object = kPlanEntry; // an entry holds some bytes; no code here
+          e.objects = {kPlanEntry}; // an entry holds some bytes; no code here
           cache.store(key, e);
         }
         return bytes;

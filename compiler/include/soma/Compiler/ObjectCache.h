@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace soma {
 
@@ -38,10 +39,11 @@ std::string objectCacheKey(mlir::ModuleOp graphModule, Mode mode, int optLevel,
 /// an object without a build ID is identified by its path, size and mtime).
 const std::string &compilerIdentity();
 
-/// One cache entry: the kernel's ABI and its relocatable object code.
+/// One cache entry: the kernel's ABI and its relocatable object code, one
+/// object per piece the module was compiled in (linked together on load).
 struct CachedObject {
   Signature signature;
-  std::string object;
+  std::vector<std::string> objects;
 };
 
 /// The entry file's bytes: a header (magic, format version, key, payload
