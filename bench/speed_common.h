@@ -131,7 +131,7 @@ struct Gemm {
   double flops() const { return 2.0 * m * n * k; }
 };
 
-inline std::vector<Gemm> gemmShapes() {
+inline std::vector<Gemm> gemmShapesAll() {
   std::vector<Gemm> v;
   for (int64_t s : {64, 128, 256, 512, 1024, 2048})
     v.push_back({s, s, s, false, false});
@@ -141,6 +141,26 @@ inline std::vector<Gemm> gemmShapes() {
   v.push_back({64, 10, 256, false, false});  // a 10-wide last layer
   v.push_back({256, 10, 64, true, false});
   v.push_back({64, 256, 10, false, true});
+  return v;
+}
+
+/// Keeps the items whose name is in SOMA_BENCH_<what> (comma-separated),
+/// all of them when it is unset or empty (for profiling one item).
+inline bool kept(const char *what, const std::string &name) {
+  const char *only = std::getenv((std::string("SOMA_BENCH_") + what).c_str());
+  if (!only || !*only)
+    return true;
+  return (std::string(",") + only + ",").find("," + name + ",") != std::string::npos;
+}
+
+/// The SGEMM shapes; SOMA_BENCH_GEMM=1024x1024x1024,64x784x256_Bt keeps
+/// only those.
+inline std::vector<Gemm> gemmShapes() {
+  std::vector<Gemm> all = gemmShapesAll();
+  std::vector<Gemm> v;
+  for (const Gemm &g : all)
+    if (kept("GEMM", g.name()))
+      v.push_back(g);
   return v;
 }
 
@@ -175,11 +195,17 @@ struct Conv {
   double flops() const { return 2.0 * n * k * p() * q() * c * r * r; }
 };
 
+/// The conv layers; SOMA_BENCH_CONV=resnet_3x3 keeps only those.
 inline std::vector<Conv> convLayers() {
-  return {{"lenet_conv1", 64, 1, 32, 32, 6, 5, 0},
-          {"lenet_conv2", 64, 6, 14, 14, 16, 5, 0},
-          {"resnet_3x3", 8, 64, 56, 56, 64, 3, 1},
-          {"vgg_3x3", 8, 128, 56, 56, 128, 3, 1}};
+  std::vector<Conv> all{{"lenet_conv1", 64, 1, 32, 32, 6, 5, 0},
+                        {"lenet_conv2", 64, 6, 14, 14, 16, 5, 0},
+                        {"resnet_3x3", 8, 64, 56, 56, 64, 3, 1},
+                        {"vgg_3x3", 8, 128, 56, 56, 128, 3, 1}};
+  std::vector<Conv> v;
+  for (const Conv &c : all)
+    if (kept("CONV", c.name))
+      v.push_back(c);
+  return v;
 }
 
 /// The passes; a soma gradient graph also computes the forward pass and the

@@ -131,11 +131,16 @@ void models(const Args &a) {
       writeWeights(dir + "/" + bench::modelItem(m, "weights") + ".bin", ig, initial);
     // The losses of the first three steps (forward, backward and Adam
     // from the same start), then the timing.
-    std::vector<double> losses;
-    for (int i = 0; i < 3; ++i)
-      losses.push_back(step.run(batch).loss);
-    bench::emitValues(a, bench::modelItem(m, "train"), "soma", losses);
-    bench::emitTime(a, bench::modelItem(m, "train"), "soma", 0, bench::measure([&] { step.run(batch); }, a));
+    // SOMA_BENCH_KIND=train or infer keeps one of the two (for profiling).
+    if (bench::kept("KIND", "train")) {
+      std::vector<double> losses;
+      for (int i = 0; i < 3; ++i)
+        losses.push_back(step.run(batch).loss);
+      bench::emitValues(a, bench::modelItem(m, "train"), "soma", losses);
+      bench::emitTime(a, bench::modelItem(m, "train"), "soma", 0, bench::measure([&] { step.run(batch); }, a));
+    }
+    if (!bench::kept("KIND", "infer"))
+      continue;
 
     soma::Inference fn = soma::compile_inference(ig);
     fn.set_params(initial);
