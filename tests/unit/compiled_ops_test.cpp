@@ -167,6 +167,19 @@ std::vector<Case> allCases() {
     c.push_back({n + "_axes02", {{{3, 4, 5}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {0, 2}, false, Loc::current())}; }});
     c.push_back({n + "_neg_axis_keep", {{{3, 4, 5}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {-1}, true, Loc::current())}; }});
     c.push_back({n + "_big_rows", {{{300, 129}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {1}, false, Loc::current())}; }});
+    // The reduced loop's lengths pick the lanes of partial results (see
+    // soma-linalg-to-loops): 64 and 24 as vectors of 16 and 8, 12 as four
+    // scalar chains, a batch-norm-like [C] from [N, C, H, W] over rows of 8,
+    // and a sum down the columns (read across rows, not contiguously).
+    c.push_back({n + "_rows_64", {{{6, 64}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {1}, false, Loc::current())}; }});
+    c.push_back({n + "_rows_24", {{{5, 24}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {1}, false, Loc::current())}; }});
+    c.push_back({n + "_rows_12", {{{5, 12}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {1}, false, Loc::current())}; }});
+    c.push_back({n + "_channels", {{{4, 16, 8, 8}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {0, 2, 3}, false, Loc::current())}; }});
+    c.push_back({n + "_columns_32", {{{32, 48}}}, [fn](Graph &, Ts &x) { return Ts{fn(x[0], {0}, false, Loc::current())}; }});
+    // All negative: the other lanes start from the identity (-inf for a
+    // maximum), never from 0.
+    c.push_back({n + "_negative_rows_32", {{{3, 32}, DType::f32, -5, -1}},
+                 [fn](Graph &, Ts &x) { return Ts{fn(x[0], {1}, false, Loc::current())}; }});
   }
 
   // Shape and data movement (an op after each view so the view is consumed).

@@ -8,7 +8,9 @@
 #include "mlir/Transforms/DialectConversion.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Dialect/SCF/Utils/Utils.h"
 #include "mlir/Transforms/RegionUtils.h"
@@ -26,6 +28,269 @@ using namespace mlir;
 
 namespace soma {
 namespace {
+
+/// The combining operation of a reduction's output: the op that makes the
+/// yielded value from the partial result `acc` and one more value (`acc +
+/// x`, `max(acc, x)`), if it is one of the associative ones whose identity
+/// is known; null otherwise.
+static Operation *combiner(Value yielded, Value acc) {
+  Operation *op = yielded.getDefiningOp();
+  if (!isa_and_nonnull<arith::AddFOp, arith::MulFOp, arith::MaximumFOp, arith::MinimumFOp, arith::MaxNumFOp,
+                       arith::MinNumFOp>(op))
+    return nullptr;
+  return (op->getOperand(0) == acc) != (op->getOperand(1) == acc) ? op : nullptr;
+}
+
+/// The identity of a combining operation on `type`: -0 for a sum (x + -0
+/// is x, signed zeros included), 1 for a product, -inf for a maximum, +inf
+/// for a minimum.
+static Value identity(OpBuilder &b, Location loc, Operation *op, Type type) {
+  auto ft = cast<FloatType>(type);
+  const llvm::fltSemantics &sem = ft.getFloatSemantics();
+  APFloat v = isa<arith::AddFOp>(op)   ? APFloat::getZero(sem, /*Negative=*/true)
+              : isa<arith::MulFOp>(op) ? APFloat::getOne(sem)
+              : isa<arith::MaximumFOp, arith::MaxNumFOp>(op) ? APFloat::getInf(sem, /*Negative=*/true)
+                                                              : APFloat::getInf(sem);
+  return b.create<arith::ConstantOp>(loc, b.getFloatAttr(ft, v));
+}
+
+/// The loops of a reduction whose reduced dimensions all come after its
+/// parallel ones (batch norm's statistics and gradients: [C] from
+/// [N, C, H, W] as dimensions (c, n, h, w); a softmax's row sums), with the
+/// partial results in registers through the reduced loops and stored once
+/// per output element. linalg's own lowering loads and stores the output
+/// element on every iteration: a chain through memory of ~5 cycles per
+/// element that LLVM can neither break nor vectorise (it cannot prove that
+/// the output does not alias the inputs, and may not reorder a float sum).
+///
+/// When every output has a known combining operation (sum, product,
+/// maximum, minimum), the innermost reduced loop runs `lanes` iterations at
+/// a time (the largest power of two up to 16 that divides its length),
+/// each into a partial result of its own: lane j takes the iterations
+/// congruent to j, lane 0 starts from the output's value and the others
+/// from the identity, and the lanes are combined pairwise at the end
+/// ((0+1)+(2+3))+... . Independent chains that LLVM's SLP vectoriser turns
+/// into vector operations; the order is fixed by the shape alone (not by
+/// the body, the fusion around it or the number of threads), so two
+/// compilations of the same reduction give the same bits. Returns the
+/// loops, outermost first, or failure when the op does not have that form
+/// (it then takes linalg's lowering).
+FailureOr<SmallVector<scf::ForOp>> reductionToLoops(IRRewriter &rewriter, linalg::GenericOp op) {
+  if (!op.hasPureBufferSemantics())
+    return failure();
+  SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+  SmallVector<utils::IteratorType> iters = op.getIteratorTypesArray();
+  size_t firstReduced = 0;
+  while (firstReduced < iters.size() && iters[firstReduced] == utils::IteratorType::parallel)
+    ++firstReduced;
+  if (firstReduced == iters.size() || llvm::any_of(ranges, ShapedType::isDynamic))
+    return failure();
+  for (size_t d = firstReduced; d < iters.size(); ++d)
+    if (iters[d] != utils::IteratorType::reduction)
+      return failure();
+  // Each output element depends on the parallel dimensions only, each as
+  // an index of its own (or a constant index: [1, C, 1, 1]).
+  for (OpOperand &out : op.getDpsInitsMutable()) {
+    AffineMap map = op.getMatchingIndexingMap(&out);
+    if (!map.isProjectedPermutation(/*allowZeroInResults=*/true))
+      return failure();
+    for (AffineExpr e : map.getResults())
+      if (auto d = dyn_cast<AffineDimExpr>(e); d && d.getPosition() >= firstReduced)
+        return failure();
+  }
+  Location loc = op.getLoc();
+  const unsigned dims = static_cast<unsigned>(ranges.size());
+  Block &body = op.getRegion().front();
+  auto yielded = cast<linalg::YieldOp>(body.getTerminator()).getValues();
+  const int64_t outs = op.getNumDpsInits();
+  SmallVector<Operation *> combine;
+  for (int64_t i = 0; i < outs; ++i)
+    combine.push_back(combiner(yielded[i], body.getArgument(op.getNumDpsInputs() + i)));
+  int64_t lanes = 1;
+  if (llvm::all_of(combine, [](Operation *c) { return c != nullptr; }))
+    while (lanes < 16 && ranges[dims - 1] % (2 * lanes) == 0)
+      lanes *= 2;
+  // The lanes as the elements of one vector when the body allows it (the
+  // same order, written as vector operations): every memref input read
+  // contiguously along the innermost dimension or not along it at all, and
+  // a body of elementwise scalar operations.
+  const unsigned last = dims - 1;
+  bool vector = lanes >= 8;
+  for (OpOperand *in : op.getDpsInputOperands()) {
+    auto type = dyn_cast<MemRefType>(in->get().getType());
+    if (!type)
+      continue;
+    AffineMap map = op.getMatchingIndexingMap(in);
+    bool along = map.isFunctionOfDim(last);
+    if (along && (!type.getLayout().isIdentity() || map.getNumResults() == 0 ||
+                  map.getResults().back() != getAffineDimExpr(last, op.getContext()) ||
+                  llvm::any_of(map.getResults().drop_back(), [&](AffineExpr e) { return e.isFunctionOfDim(last); })))
+      vector = false;
+  }
+  for (Operation &o : body.without_terminator())
+    if (!isa<arith::ConstantOp>(o) &&
+        (!o.hasTrait<OpTrait::Elementwise>() || o.getNumRegions() != 0 ||
+         !llvm::all_of(o.getResultTypes(), [](Type t) { return t.isIntOrIndexOrFloat(); })))
+      vector = false;
+  for (Value v : op.getDpsInits())
+    if (!isa<FloatType>(cast<MemRefType>(v.getType()).getElementType()))
+      vector = false;
+
+  SmallVector<Value> ivs(dims);
+  SmallVector<scf::ForOp> loops;
+  auto index = [&](OpBuilder &b, int64_t v) { return b.create<arith::ConstantIndexOp>(loc, v); };
+  auto at = [&](OpBuilder &b, AffineMap map) {
+    SmallVector<Value> r;
+    for (AffineExpr e : map.getResults()) {
+      if (auto d = dyn_cast<AffineDimExpr>(e))
+        r.push_back(ivs[d.getPosition()]);
+      else if (auto c = dyn_cast<AffineConstantExpr>(e))
+        r.push_back(index(b, c.getValue()));
+      else
+        r.push_back(b.create<affine::AffineApplyOp>(loc, AffineMap::get(dims, 0, e), ivs));
+    }
+    return r;
+  };
+  OpBuilder::InsertionGuard guard(rewriter);
+  OpBuilder *b = &rewriter;
+  for (size_t d = 0; d < firstReduced; ++d) {
+    auto f = b->create<scf::ForOp>(loc, index(*b, 0), index(*b, ranges[d]), index(*b, 1));
+    loops.push_back(f);
+    ivs[d] = f.getInductionVar();
+    b->setInsertionPoint(f.getBody()->getTerminator());
+  }
+  // The partial results, lane-major (lane l of output i at l * outs + i):
+  // lane 0 starts from the output's element, the others from the identity.
+  SmallVector<Value> init;
+  for (OpOperand &out : op.getDpsInitsMutable())
+    init.push_back(b->create<memref::LoadOp>(loc, out.get(), at(*b, op.getMatchingIndexingMap(&out))));
+  if (vector) {
+    // One vector per output: its element 0 the output's, the others the identity.
+    for (int64_t i = 0; i < outs; ++i) {
+      auto type = VectorType::get({lanes}, init[i].getType());
+      Value v = b->create<vector::BroadcastOp>(loc, type, identity(*b, loc, combine[i], init[i].getType()));
+      init[i] = b->create<vector::InsertOp>(loc, init[i], v, ArrayRef<int64_t>{0});
+    }
+  } else {
+    for (int64_t l = 1; l < lanes; ++l)
+      for (int64_t i = 0; i < outs; ++i)
+        init.push_back(identity(*b, loc, combine[i], init[i].getType()));
+  }
+  // The vector form of one iteration: `lanes` consecutive iterations of the
+  // innermost dimension (from ivs), from and to the partial vectors.
+  auto iterateVector = [&](OpBuilder &nb, ValueRange acc) {
+    IRMapping map;
+    auto spread = [&](Value v) -> Value {
+      if (isa<VectorType>(v.getType()))
+        return v;
+      return nb.create<vector::BroadcastOp>(loc, VectorType::get({lanes}, v.getType()), v);
+    };
+    for (OpOperand *in : op.getDpsInputOperands()) {
+      Value v = in->get();
+      if (auto type = dyn_cast<MemRefType>(v.getType())) {
+        AffineMap m = op.getMatchingIndexingMap(in);
+        v = m.isFunctionOfDim(last)
+                ? nb.create<vector::LoadOp>(loc, VectorType::get({lanes}, type.getElementType()), v, at(nb, m))
+                      .getResult()
+                : nb.create<memref::LoadOp>(loc, v, at(nb, m)).getResult();
+      }
+      map.map(body.getArgument(in->getOperandNumber()), v);
+    }
+    for (int64_t i = 0; i < outs; ++i)
+      map.map(body.getArgument(op.getNumDpsInputs() + i), acc[i]);
+    for (Operation &o : body.without_terminator()) {
+      if (isa<arith::ConstantOp>(o)) {
+        nb.clone(o, map);
+        continue;
+      }
+      OperationState state(loc, o.getName());
+      for (Value x : o.getOperands())
+        state.addOperands(spread(map.lookupOrDefault(x)));
+      for (Type t : o.getResultTypes())
+        state.addTypes(VectorType::get({lanes}, t));
+      state.addAttributes(o.getAttrs());
+      Operation *v = nb.create(state);
+      map.map(o.getResults(), v->getResults());
+    }
+    SmallVector<Value> next;
+    for (Value v : yielded)
+      next.push_back(spread(map.lookupOrDefault(v)));
+    return next;
+  };
+  // One iteration of the body for lane `l` (ivs set), from and to acc.
+  auto iterate = [&](OpBuilder &nb, ValueRange acc) {
+    IRMapping map;
+    for (OpOperand *in : op.getDpsInputOperands()) {
+      Value v = in->get();
+      if (isa<MemRefType>(v.getType()))
+        v = nb.create<memref::LoadOp>(loc, v, at(nb, op.getMatchingIndexingMap(in)));
+      map.map(body.getArgument(in->getOperandNumber()), v);
+    }
+    for (int64_t i = 0; i < outs; ++i)
+      map.map(body.getArgument(op.getNumDpsInputs() + i), acc[i]);
+    for (Operation &o : body.without_terminator()) {
+      if (auto ix = dyn_cast<linalg::IndexOp>(o)) {
+        map.map(ix.getResult(), ivs[ix.getDim()]);
+        continue;
+      }
+      nb.clone(o, map);
+    }
+    SmallVector<Value> next;
+    for (Value v : yielded)
+      next.push_back(map.lookupOrDefault(v));
+    return next;
+  };
+  std::function<SmallVector<Value>(OpBuilder &, size_t, ValueRange)> nest = [&](OpBuilder &nb, size_t d,
+                                                                                  ValueRange acc) {
+    bool innermost = d + 1 == dims;
+    int64_t step = innermost ? lanes : 1;
+    auto f = nb.create<scf::ForOp>(
+        loc, index(nb, 0), index(nb, ranges[d]), index(nb, step), acc,
+        [&](OpBuilder &lb, Location, Value iv, ValueRange args) {
+          if (!innermost) {
+            ivs[d] = iv;
+            lb.create<scf::YieldOp>(loc, nest(lb, d + 1, args));
+            return;
+          }
+          if (vector) {
+            ivs[d] = iv;
+            lb.create<scf::YieldOp>(loc, iterateVector(lb, args));
+            return;
+          }
+          SmallVector<Value> next;
+          for (int64_t l = 0; l < lanes; ++l) {
+            ivs[d] = l == 0 ? iv : lb.create<arith::AddIOp>(loc, iv, index(lb, l)).getResult();
+            llvm::append_range(next, iterate(lb, args.slice(l * outs, outs)));
+          }
+          lb.create<scf::YieldOp>(loc, next);
+        });
+    loops.push_back(f);
+    return SmallVector<Value>(f.getResults());
+  };
+  SmallVector<Value> partial = nest(*b, firstReduced, init);
+  // (The reduced loops were pushed innermost first: put them in order.)
+  std::reverse(loops.begin() + firstReduced, loops.end());
+  // The lanes combined pairwise, then stored.
+  if (vector) {
+    SmallVector<Value> elements(lanes * outs);
+    for (int64_t l = 0; l < lanes; ++l)
+      for (int64_t i = 0; i < outs; ++i)
+        elements[l * outs + i] = b->create<vector::ExtractOp>(loc, partial[i], ArrayRef<int64_t>{l});
+    partial = elements;
+  }
+  for (int64_t width = lanes; width > 1; width /= 2)
+    for (int64_t l = 0; l < width / 2; ++l)
+      for (int64_t i = 0; i < outs; ++i) {
+        IRMapping map;
+        map.map(combine[i]->getOperand(0), partial[2 * l * outs + i]);
+        map.map(combine[i]->getOperand(1), partial[(2 * l + 1) * outs + i]);
+        Operation *c = b->clone(*combine[i], map);
+        partial[l * outs + i] = c->getResult(0);
+      }
+  for (auto [i, out] : llvm::enumerate(op.getDpsInitsMutable()))
+    b->create<memref::StoreOp>(loc, partial[i], out.get(), at(*b, op.getMatchingIndexingMap(&out)));
+  return loops;
+}
 
 struct SomaLinalgToLoopsPass
     : impl::SomaLinalgToLoopsBase<SomaLinalgToLoopsPass> {
@@ -48,7 +313,12 @@ struct SomaLinalgToLoopsPass
         ++outer;
       SmallVector<utils::IteratorType> iters = op.getIteratorTypesArray();
       rewriter.setInsertionPoint(op);
-      auto loops = linalg::linalgOpToLoops(rewriter, op);
+      FailureOr<linalg::LinalgLoops> loops = failure();
+      if (auto generic = dyn_cast<linalg::GenericOp>(op.getOperation()))
+        if (auto reduced = reductionToLoops(rewriter, generic); succeeded(reduced))
+          loops = linalg::LinalgLoops(reduced->begin(), reduced->end());
+      if (failed(loops))
+        loops = linalg::linalgOpToLoops(rewriter, op);
       if (failed(loops)) {
         op.emitOpError("could not be lowered to loops");
         return signalPassFailure();

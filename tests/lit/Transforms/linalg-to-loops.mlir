@@ -96,14 +96,29 @@ func.func @batch_one(%a: memref<1x256x128xf32>, %b: memref<1x256x128xf32>) {
 // -----
 
 // A large reduction with kept dimensions: the parallel row loop becomes the
-// scf.parallel, the reduced column loop an scf.for inside it.
+// scf.parallel, the reduced column loop an scf.for inside it. The row's sum
+// is carried in a vector of 16 partial sums (element 0 starts from the
+// output, the others from -0), 16 columns per iteration, then the elements
+// are added pairwise ((0+1)+(2+3))+... and the result stored once.
 // CHECK-LABEL: func.func @large_row_sum
 //       CHECK: scf.parallel (%[[I:.*]]) = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
-//  CHECK-NEXT:   scf.for %[[J:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
-//       CHECK:     arith.addf
-//       CHECK:     memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<256xf32>
-//       CHECK:   }
-//       CHECK:   scf.reduce
+//  CHECK-NEXT:   %[[OLD:.*]] = memref.load %{{.*}}[%[[I]]] : memref<256xf32>
+//  CHECK-NEXT:   %[[NEG0:.*]] = arith.constant -0.000000e+00 : f32
+//  CHECK-NEXT:   %[[ID:.*]] = vector.broadcast %[[NEG0]] : f32 to vector<16xf32>
+//  CHECK-NEXT:   %[[INIT:.*]] = vector.insert %[[OLD]], %[[ID]] [0] : f32 into vector<16xf32>
+//       CHECK:   %[[C16:.*]] = arith.constant 16 : index
+//       CHECK:   %[[SUM:.*]] = scf.for %[[J:.*]] = %{{.*}} to %{{.*}} step %[[C16]] iter_args(%[[ACC:.*]] = %[[INIT]]) -> (vector<16xf32>) {
+//  CHECK-NEXT:     %[[X:.*]] = vector.load %{{.*}}[%[[I]], %[[J]]] : memref<256x128xf32>, vector<16xf32>
+//  CHECK-NEXT:     %[[NEXT:.*]] = arith.addf %[[ACC]], %[[X]] : vector<16xf32>
+//  CHECK-NEXT:     scf.yield %[[NEXT]] : vector<16xf32>
+//  CHECK-NEXT:   }
+//  CHECK-NEXT:   %[[E0:.*]] = vector.extract %[[SUM]][0] : f32 from vector<16xf32>
+//  CHECK-NEXT:   %[[E1:.*]] = vector.extract %[[SUM]][1] : f32 from vector<16xf32>
+//       CHECK:   %[[E15:.*]] = vector.extract %[[SUM]][15] : f32 from vector<16xf32>
+//  CHECK-NEXT:   %[[P01:.*]] = arith.addf %[[E0]], %[[E1]] : f32
+// CHECK-COUNT-14:   arith.addf %{{.*}}, %{{.*}} : f32
+//  CHECK-NEXT:   memref.store %{{.*}}, %{{.*}}[%[[I]]] : memref<256xf32>
+//  CHECK-NEXT:   scf.reduce
 func.func @large_row_sum(%a: memref<256x128xf32>, %s: memref<256xf32>) {
   linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0)>], iterator_types = ["parallel", "reduction"]}
       ins(%a : memref<256x128xf32>) outs(%s : memref<256xf32>) {
@@ -117,12 +132,18 @@ func.func @large_row_sum(%a: memref<256x128xf32>, %s: memref<256xf32>) {
 // -----
 
 // Only reduction dimensions (a full reduction to a scalar, like a loss):
-// sequential even though the iteration space is large.
+// sequential even though the iteration space is large. The partial sums
+// go through both reduced loops; the store comes once, after them.
 // CHECK-LABEL: func.func @large_full_reduction
 //   CHECK-NOT: scf.parallel
-//       CHECK: scf.for
-//       CHECK:   scf.for
-//       CHECK:     arith.subf
+//       CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>) {
+//       CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>) {
+//       CHECK:     arith.subf {{.*}} : vector<16xf32>
+//       CHECK:     arith.mulf {{.*}} : vector<16xf32>
+//       CHECK:     arith.addf {{.*}} : vector<16xf32>
+//   CHECK-NOT:     memref.store
+//       CHECK:     scf.yield
+//       CHECK:   scf.yield
 //       CHECK:     memref.store %{{.*}}, %{{.*}}[] : memref<f32>
 //   CHECK-NOT: scf.parallel
 //       CHECK: return
@@ -213,5 +234,136 @@ func.func @marked_loops(%a: memref<8xf32>) {
   scf.for %i = %c0 to %c8 step %c1 {
     memref.store %f, %a[%i] : memref<8xf32>
   } {soma.parallel_work = 100 : i64}
+  return
+}
+
+// -----
+
+// Batch norm's gradient statistics: sum over (n, h, w) of dy * x for each
+// channel c, dimensions (c, n, h, w). The [1, C, 1, 1] output is read once
+// before the reduced loops and stored once after them; w (8 long) runs as
+// vectors of 8 partial sums, the product computed as a vector too.
+// CHECK-LABEL: func.func @channel_statistics
+//       CHECK: scf.for %[[C:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
+//  CHECK-NEXT:   %[[C0:.*]] = arith.constant 0 : index
+//  CHECK-NEXT:   %[[C0B:.*]] = arith.constant 0 : index
+//  CHECK-NEXT:   %[[C0C:.*]] = arith.constant 0 : index
+//  CHECK-NEXT:   %[[OLD:.*]] = memref.load %{{.*}}[%[[C0]], %[[C]], %[[C0B]], %[[C0C]]] : memref<1x16x1x1xf32>
+//       CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>) {
+//       CHECK:     scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>) {
+//       CHECK:       scf.for {{.*}} step %c8{{.*}} iter_args({{.*}}) -> (vector<8xf32>) {
+//       CHECK:         vector.load %{{.*}} : memref<4x16x8x8xf32>, vector<8xf32>
+//       CHECK:         vector.load %{{.*}} : memref<4x16x8x8xf32>, vector<8xf32>
+//       CHECK:         arith.mulf {{.*}} : vector<8xf32>
+//       CHECK:         arith.addf {{.*}} : vector<8xf32>
+//   CHECK-NOT:         memref.store
+//       CHECK:   vector.extract %{{.*}}[7] : f32 from vector<8xf32>
+//       CHECK:   memref.store %{{.*}}, %{{.*}}[%{{.*}}, %[[C]], %{{.*}}, %{{.*}}] : memref<1x16x1x1xf32>
+//  CHECK-NEXT: }
+func.func @channel_statistics(%dy: memref<4x16x8x8xf32>, %x: memref<4x16x8x8xf32>, %s: memref<1x16x1x1xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(c, n, h, w) -> (n, c, h, w)>, affine_map<(c, n, h, w) -> (n, c, h, w)>, affine_map<(c, n, h, w) -> (0, c, 0, 0)>], iterator_types = ["parallel", "reduction", "reduction", "reduction"]}
+      ins(%dy, %x : memref<4x16x8x8xf32>, memref<4x16x8x8xf32>) outs(%s : memref<1x16x1x1xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %p = arith.mulf %a, %b : f32
+    %t = arith.addf %acc, %p : f32
+    linalg.yield %t : f32
+  }
+  return
+}
+
+// -----
+
+// A column read across rows (transposed): not contiguous along the reduced
+// dimension, so the 16 partial results are scalars (16 loop-carried
+// values, 16 loads per iteration), combined pairwise all the same.
+// CHECK-LABEL: func.func @strided_sum
+//       CHECK: scf.for {{.*}} step %c16{{.*}} iter_args({{.*}}) -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32) {
+// CHECK-COUNT-16: memref.load %{{.*}} : memref<64x32xf32>
+//   CHECK-NOT: memref.store
+//       CHECK: scf.yield
+//       CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<32xf32>
+func.func @strided_sum(%a: memref<64x32xf32>, %s: memref<32xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(j, i) -> (i, j)>, affine_map<(j, i) -> (j)>], iterator_types = ["parallel", "reduction"]}
+      ins(%a : memref<64x32xf32>) outs(%s : memref<32xf32>) {
+  ^bb0(%in: f32, %acc: f32):
+    %t = arith.addf %acc, %in : f32
+    linalg.yield %t : f32
+  }
+  return
+}
+
+// -----
+
+// A row maximum (a softmax's): the identity of the other partial results
+// is -inf, and the lanes are combined with the same maximum.
+// CHECK-LABEL: func.func @row_max
+//       CHECK: %[[NINF:.*]] = arith.constant 0xFF800000 : f32
+//       CHECK: vector.broadcast %[[NINF]] : f32 to vector<16xf32>
+//       CHECK: arith.maximumf {{.*}} : vector<16xf32>
+//       CHECK: arith.maximumf {{.*}} : f32
+func.func @row_max(%a: memref<8x64xf32>, %m: memref<8xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i)>], iterator_types = ["parallel", "reduction"]}
+      ins(%a : memref<8x64xf32>) outs(%m : memref<8xf32>) {
+  ^bb0(%in: f32, %acc: f32):
+    %t = arith.maximumf %acc, %in : f32
+    linalg.yield %t : f32
+  }
+  return
+}
+
+// -----
+
+// A reduced length of 7 (odd): one partial result, carried in a register,
+// no lanes; the store still comes once per row.
+// CHECK-LABEL: func.func @odd_row_sum
+//       CHECK: scf.for {{.*}} iter_args(%{{.*}} = %{{.*}}) -> (f32) {
+//  CHECK-NEXT:   memref.load
+//  CHECK-NEXT:   arith.addf
+//  CHECK-NEXT:   scf.yield
+//       CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<5xf32>
+func.func @odd_row_sum(%a: memref<5x7xf32>, %s: memref<5xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i)>], iterator_types = ["parallel", "reduction"]}
+      ins(%a : memref<5x7xf32>) outs(%s : memref<5xf32>) {
+  ^bb0(%in: f32, %acc: f32):
+    %t = arith.addf %acc, %in : f32
+    linalg.yield %t : f32
+  }
+  return
+}
+
+// -----
+
+// A reduced dimension before a parallel one (a bias gradient summed over
+// the batch, which LLVM vectorises along the channels): linalg's lowering,
+// the output loaded and stored in the innermost loop. A combining
+// operation that is not associative (acc - x): one partial result in a
+// register, in the order of the iterations, stored once.
+// CHECK-LABEL: func.func @batch_sum
+//       CHECK: scf.for
+//  CHECK-NEXT:   scf.for
+//   CHECK-NOT:   iter_args
+//       CHECK:     arith.addf
+//       CHECK:     memref.store
+// CHECK-LABEL: func.func @difference
+//       CHECK: scf.for {{.*}} iter_args(%{{.*}} = %{{.*}}) -> (f32) {
+//       CHECK:   arith.subf
+//  CHECK-NEXT:   scf.yield
+//       CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<4xf32>
+func.func @batch_sum(%a: memref<64x10xf32>, %s: memref<10xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(n, c) -> (n, c)>, affine_map<(n, c) -> (c)>], iterator_types = ["reduction", "parallel"]}
+      ins(%a : memref<64x10xf32>) outs(%s : memref<10xf32>) {
+  ^bb0(%in: f32, %acc: f32):
+    %t = arith.addf %acc, %in : f32
+    linalg.yield %t : f32
+  }
+  return
+}
+func.func @difference(%a: memref<4x32xf32>, %s: memref<4xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i)>], iterator_types = ["parallel", "reduction"]}
+      ins(%a : memref<4x32xf32>) outs(%s : memref<4xf32>) {
+  ^bb0(%in: f32, %acc: f32):
+    %t = arith.subf %acc, %in : f32
+    linalg.yield %t : f32
+  }
   return
 }

@@ -165,13 +165,24 @@ def SomaLinalgToLoops : Pass<"soma-linalg-to-loops", "mlir::func::FuncOp"> {
     Loop nests the lowering writes by hand (matmul, col2im) carry a
     `soma.parallel_work` attribute on their outer loop (the points of the
     whole nest) and follow the same rule.
+
+    A reduction whose reduced dimensions come after its parallel ones keeps
+    its partial results in registers (loop-carried values of the reduced
+    loops) and stores each output element once. With a known combining
+    operation (sum, product, maximum, minimum) the innermost reduced loop
+    runs 2-16 iterations at a time into as many partial results (lanes),
+    combined pairwise at the end: as a vector when every input is read
+    contiguously along that dimension (or not along it) and the body is
+    elementwise, else as unrolled scalar chains. The order of the sum is
+    fixed by the shape.
   }];
   let options = [
     Option<"grain", "grain", "int64_t", /*default=*/"::soma::kDefaultGrain",
            "Minimum iteration-space size for a parallel loop">
   ];
   let dependentDialects = ["mlir::scf::SCFDialect", "mlir::affine::AffineDialect",
-                           "mlir::memref::MemRefDialect"];
+                           "mlir::memref::MemRefDialect", "mlir::vector::VectorDialect",
+                           "mlir::arith::ArithDialect"];
 }
 
 def SomaOutlineLoops : Pass<"soma-outline-loops", "mlir::ModuleOp"> {
