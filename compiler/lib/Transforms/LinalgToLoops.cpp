@@ -69,10 +69,13 @@ static Value identity(OpBuilder &b, Location loc, Operation *op, Type type) {
 /// each into a partial result of its own: lane j takes the iterations
 /// congruent to j, lane 0 starts from the output's value and the others
 /// from the identity, and the lanes are combined pairwise at the end
-/// ((0+1)+(2+3))+... . Independent chains that LLVM's SLP vectoriser turns
-/// into vector operations; the order is fixed by the shape alone (not by
-/// the body, the fusion around it or the number of threads), so two
-/// compilations of the same reduction give the same bits. Returns the
+/// ((0+1)+(2+3))+... . The lanes are the elements of one vector when every
+/// input is read contiguously along that loop (or not along it) and the
+/// body is elementwise; otherwise independent scalar chains (LLVM's SLP
+/// vectoriser made poor 2-wide vectors of those, so the vector form is
+/// written here). The order is fixed by the shape alone (not by the body,
+/// the fusion around it or the number of threads), so two compilations of
+/// the same reduction give the same bits. Returns the
 /// loops, outermost first, or failure when the op does not have that form
 /// (it then takes linalg's lowering).
 FailureOr<SmallVector<scf::ForOp>> reductionToLoops(IRRewriter &rewriter, linalg::GenericOp op) {
