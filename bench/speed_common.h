@@ -131,19 +131,6 @@ struct Gemm {
   double flops() const { return 2.0 * m * n * k; }
 };
 
-inline std::vector<Gemm> gemmShapesAll() {
-  std::vector<Gemm> v;
-  for (int64_t s : {64, 128, 256, 512, 1024, 2048})
-    v.push_back({s, s, s, false, false});
-  v.push_back({64, 256, 784, false, false}); // MLP layer 1 forward, batch 64
-  v.push_back({784, 256, 64, true, false});  // its weight gradient x^T dy
-  v.push_back({64, 784, 256, false, true});  // its input gradient dy W^T
-  v.push_back({64, 10, 256, false, false});  // a 10-wide last layer
-  v.push_back({256, 10, 64, true, false});
-  v.push_back({64, 256, 10, false, true});
-  return v;
-}
-
 /// Keeps the items whose name is in SOMA_BENCH_<what> (comma-separated),
 /// all of them when it is unset or empty (for profiling one item).
 inline bool kept(const char *what, const std::string &name) {
@@ -156,11 +143,16 @@ inline bool kept(const char *what, const std::string &name) {
 /// The SGEMM shapes; SOMA_BENCH_GEMM=1024x1024x1024,64x784x256_Bt keeps
 /// only those.
 inline std::vector<Gemm> gemmShapes() {
-  std::vector<Gemm> all = gemmShapesAll();
   std::vector<Gemm> v;
-  for (const Gemm &g : all)
-    if (kept("GEMM", g.name()))
-      v.push_back(g);
+  for (int64_t s : {64, 128, 256, 512, 1024, 2048})
+    v.push_back({s, s, s, false, false});
+  v.push_back({64, 256, 784, false, false}); // MLP layer 1 forward, batch 64
+  v.push_back({784, 256, 64, true, false});  // its weight gradient x^T dy
+  v.push_back({64, 784, 256, false, true});  // its input gradient dy W^T
+  v.push_back({64, 10, 256, false, false});  // a 10-wide last layer
+  v.push_back({256, 10, 64, true, false});
+  v.push_back({64, 256, 10, false, true});
+  std::erase_if(v, [](const Gemm &g) { return !kept("GEMM", g.name()); });
   return v;
 }
 
@@ -197,14 +189,11 @@ struct Conv {
 
 /// The conv layers; SOMA_BENCH_CONV=resnet_3x3 keeps only those.
 inline std::vector<Conv> convLayers() {
-  std::vector<Conv> all{{"lenet_conv1", 64, 1, 32, 32, 6, 5, 0},
-                        {"lenet_conv2", 64, 6, 14, 14, 16, 5, 0},
-                        {"resnet_3x3", 8, 64, 56, 56, 64, 3, 1},
-                        {"vgg_3x3", 8, 128, 56, 56, 128, 3, 1}};
-  std::vector<Conv> v;
-  for (const Conv &c : all)
-    if (kept("CONV", c.name))
-      v.push_back(c);
+  std::vector<Conv> v{{"lenet_conv1", 64, 1, 32, 32, 6, 5, 0},
+                      {"lenet_conv2", 64, 6, 14, 14, 16, 5, 0},
+                      {"resnet_3x3", 8, 64, 56, 56, 64, 3, 1},
+                      {"vgg_3x3", 8, 128, 56, 56, 128, 3, 1}};
+  std::erase_if(v, [](const Conv &c) { return !kept("CONV", c.name); });
   return v;
 }
 
@@ -270,18 +259,12 @@ struct Model {
 /// The benchmark's models; SOMA_BENCH_MODELS=lenet5,mlp_b256 (names, or
 /// name_bBATCH) keeps only those (for profiling one model).
 inline std::vector<Model> models() {
-  std::vector<Model> all{
+  std::vector<Model> v{
       {"mlp", 64, {784}}, {"mlp", 256, {784}}, {"lenet5", 64, {1, 28, 28}}, {"resnet8", 32, {3, 32, 32}}};
-  const char *only = std::getenv("SOMA_BENCH_MODELS");
-  if (!only || !*only)
-    return all;
-  std::string list = std::string(",") + only + ",";
-  std::vector<Model> kept;
-  for (const Model &m : all)
-    if (list.find("," + std::string(m.name) + ",") != std::string::npos ||
-        list.find("," + std::string(m.name) + "_b" + std::to_string(m.batch) + ",") != std::string::npos)
-      kept.push_back(m);
-  return kept;
+  std::erase_if(v, [](const Model &m) {
+    return !kept("MODELS", m.name) && !kept("MODELS", std::string(m.name) + "_b" + std::to_string(m.batch));
+  });
+  return v;
 }
 
 inline int64_t numel(const std::vector<int64_t> &s) {

@@ -179,12 +179,14 @@ FailureOr<SmallVector<scf::ForOp>> reductionToLoops(IRRewriter &rewriter, linalg
       for (int64_t i = 0; i < outs; ++i)
         init.push_back(identity(*b, loc, combine[i], init[i].getType()));
   }
-  // The vector form of one iteration: `lanes` consecutive iterations of the
-  // innermost dimension (from ivs), from and to the partial vectors.
-  auto iterateVector = [&](OpBuilder &nb, ValueRange acc) {
+  // One iteration of the body (ivs set), from and to the partial results
+  // `acc`. In the vector form it covers `lanes` consecutive iterations of
+  // the innermost dimension: inputs read along it are vector loads, every
+  // other operation is applied to vectors (scalars broadcast).
+  auto iterate = [&](OpBuilder &nb, ValueRange acc) {
     IRMapping map;
     auto spread = [&](Value v) -> Value {
-      if (isa<VectorType>(v.getType()))
+      if (!vector || isa<VectorType>(v.getType()))
         return v;
       return nb.create<vector::BroadcastOp>(loc, VectorType::get({lanes}, v.getType()), v);
     };
@@ -192,7 +194,7 @@ FailureOr<SmallVector<scf::ForOp>> reductionToLoops(IRRewriter &rewriter, linalg
       Value v = in->get();
       if (auto type = dyn_cast<MemRefType>(v.getType())) {
         AffineMap m = op.getMatchingIndexingMap(in);
-        v = m.isFunctionOfDim(last)
+        v = vector && m.isFunctionOfDim(last)
                 ? nb.create<vector::LoadOp>(loc, VectorType::get({lanes}, type.getElementType()), v, at(nb, m))
                       .getResult()
                 : nb.create<memref::LoadOp>(loc, v, at(nb, m)).getResult();
@@ -202,45 +204,23 @@ FailureOr<SmallVector<scf::ForOp>> reductionToLoops(IRRewriter &rewriter, linalg
     for (int64_t i = 0; i < outs; ++i)
       map.map(body.getArgument(op.getNumDpsInputs() + i), acc[i]);
     for (Operation &o : body.without_terminator()) {
-      if (isa<arith::ConstantOp>(o)) {
+      if (auto ix = dyn_cast<linalg::IndexOp>(o)) { // (never in the vector form)
+        map.map(ix.getResult(), ivs[ix.getDim()]);
+      } else if (!vector || isa<arith::ConstantOp>(o)) {
         nb.clone(o, map);
-        continue;
+      } else {
+        OperationState state(loc, o.getName());
+        for (Value x : o.getOperands())
+          state.addOperands(spread(map.lookupOrDefault(x)));
+        for (Type t : o.getResultTypes())
+          state.addTypes(VectorType::get({lanes}, t));
+        state.addAttributes(o.getAttrs());
+        map.map(o.getResults(), nb.create(state)->getResults());
       }
-      OperationState state(loc, o.getName());
-      for (Value x : o.getOperands())
-        state.addOperands(spread(map.lookupOrDefault(x)));
-      for (Type t : o.getResultTypes())
-        state.addTypes(VectorType::get({lanes}, t));
-      state.addAttributes(o.getAttrs());
-      Operation *v = nb.create(state);
-      map.map(o.getResults(), v->getResults());
     }
     SmallVector<Value> next;
     for (Value v : yielded)
       next.push_back(spread(map.lookupOrDefault(v)));
-    return next;
-  };
-  // One iteration of the body for lane `l` (ivs set), from and to acc.
-  auto iterate = [&](OpBuilder &nb, ValueRange acc) {
-    IRMapping map;
-    for (OpOperand *in : op.getDpsInputOperands()) {
-      Value v = in->get();
-      if (isa<MemRefType>(v.getType()))
-        v = nb.create<memref::LoadOp>(loc, v, at(nb, op.getMatchingIndexingMap(in)));
-      map.map(body.getArgument(in->getOperandNumber()), v);
-    }
-    for (int64_t i = 0; i < outs; ++i)
-      map.map(body.getArgument(op.getNumDpsInputs() + i), acc[i]);
-    for (Operation &o : body.without_terminator()) {
-      if (auto ix = dyn_cast<linalg::IndexOp>(o)) {
-        map.map(ix.getResult(), ivs[ix.getDim()]);
-        continue;
-      }
-      nb.clone(o, map);
-    }
-    SmallVector<Value> next;
-    for (Value v : yielded)
-      next.push_back(map.lookupOrDefault(v));
     return next;
   };
   std::function<SmallVector<Value>(OpBuilder &, size_t, ValueRange)> nest = [&](OpBuilder &nb, size_t d,
@@ -257,7 +237,7 @@ FailureOr<SmallVector<scf::ForOp>> reductionToLoops(IRRewriter &rewriter, linalg
           }
           if (vector) {
             ivs[d] = iv;
-            lb.create<scf::YieldOp>(loc, iterateVector(lb, args));
+            lb.create<scf::YieldOp>(loc, iterate(lb, args));
             return;
           }
           SmallVector<Value> next;
