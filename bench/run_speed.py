@@ -6,6 +6,14 @@ Runs the workers speed_soma, speed_peers (OpenBLAS, oneDNN) and speed_torch
 every round), each with the same thread settings, and prints medians,
 spreads and ratios (peer time / soma time: > 1 means soma is faster).
 
+Every process runs with KMP_BLOCKTIME=0 and OMP_WAIT_POLICY=passive: idle
+OpenMP threads sleep at once. soma's runtime keeps its workers spinning up
+to SOMA_SPIN_MS (1 ms) between the kernels of one call whatever those say;
+so that each peer is also shown at its best, the OpenMP peers (oneDNN,
+libtorch) run a second time with more than one thread under
+OMP_WAIT_POLICY=active (suffix _spin in the CSV), and their cells show the
+faster of the two policies (marked * where spinning won).
+
   bench/run_speed.py [--build build-bench] [--only gemm,conv,models,compile]
                      [--threads 1,2] [--reps N] [--rounds R] [--budget S] [--csv FILE]
 """
@@ -20,6 +28,7 @@ import tempfile
 # FP32 FMA peak per thread count of PERF.md's machine (Zen3, AVX2); --peak overrides it.
 PEAK_GFLOPS = {1: 99.0, 2: 198.0}
 SECTIONS = ["gemm", "conv", "models", "compile"]
+SPIN = "_spin"  # an OpenMP peer's second run, with OMP_WAIT_POLICY=active
 COMPILE_MODELS = [("mlp", 64), ("lenet5", 64), ("resnet8", 32)]
 
 
@@ -37,12 +46,13 @@ class Results:
         self.errs = {}    # (section, item, who, threads) -> max relative error
         self.values = {}  # (section, item, who, threads) -> [float]
 
-    def parse(self, text):
+    def parse(self, text, suffix=""):
+        """A worker's output; `suffix` is appended to the contender's name."""
         for line in text.splitlines():
             f = line.split()
             if len(f) < 6 or f[0] not in ("time", "err", "value"):
                 continue
-            key = (f[1], f[2], f[3], int(f[4]))
+            key = (f[1], f[2], f[3] + suffix, int(f[4]))
             if f[0] == "time":
                 self.flops[(f[1], f[2])] = float(f[5])
                 self.times.setdefault(key, []).extend(float(v) for v in f[6].split(","))
@@ -62,6 +72,15 @@ class Results:
         s = self.stats(section, item, who, threads)
         return s["median"] if s else None
 
+    def best(self, section, item, who, threads):
+        """(stats, spun): the OpenMP peer `who` under the wait policy with the
+        lower median, passive or active (who + SPIN)."""
+        s = self.stats(section, item, who, threads)
+        spin = self.stats(section, item, who + SPIN, threads)
+        if spin and (not s or spin["median"] < s["median"]):
+            return spin, True
+        return s, False
+
 
 def env_for(threads, extra=None):
     env = dict(os.environ)
@@ -71,12 +90,12 @@ def env_for(threads, extra=None):
     return env
 
 
-def run(cmd, env, results):
+def run(cmd, env, results, suffix=""):
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
         sys.stderr.write("run_speed: %s failed (%d):\n%s" % (" ".join(cmd), p.returncode, p.stderr))
         sys.exit(1)
-    results.parse(p.stdout)
+    results.parse(p.stdout, suffix)
 
 
 def progress(msg=""):
@@ -85,14 +104,21 @@ def progress(msg=""):
     sys.stderr.flush()
 
 
-def alternate(workers, threads, args, results, label):
-    """Runs each worker once per round, the order rotated every round."""
+def alternate(workers, threads, args, results, label, openmp=()):
+    """Runs each worker once per round, the order rotated every round.
+    Workers whose index is in `openmp` (OpenMP peers) also run, with more
+    than one thread, under OMP_WAIT_POLICY=active (contender name + SPIN)."""
     reps = max(1, math.ceil(args.reps / args.rounds))
+    runs = [(w, {}, "") for w in workers]
+    if threads > 1:
+        runs += [(workers[i], {"OMP_WAIT_POLICY": "active"}, SPIN) for i in openmp]
     for r in range(args.rounds):
-        order = workers[r % len(workers):] + workers[:r % len(workers)]
-        for w in order:
-            progress("%s, %d thread(s): round %d/%d, %s" % (label, threads, r + 1, args.rounds, os.path.basename(w[0])))
-            run([w[0], w[1], str(threads), str(reps), str(args.budget)] + w[2:], env_for(threads), results)
+        order = runs[r % len(runs):] + runs[:r % len(runs)]
+        for w, extra, suffix in order:
+            progress("%s, %d thread(s): round %d/%d, %s%s" % (label, threads, r + 1, args.rounds,
+                                                            os.path.basename(w[0]), suffix))
+            run([w[0], w[1], str(threads), str(reps), str(args.budget)] + w[2:], env_for(threads, extra), results,
+                suffix)
     progress()
 
 
@@ -143,12 +169,14 @@ def gemm(args, res, csv):
     peers = os.path.join(args.build, "bench", "speed_peers")
     names = []
     for t in args.threads:
-        alternate([[soma, "gemm"], [peers, "gemm", "openblas"], [peers, "gemm", "onednn"]], t, args, res, "gemm")
+        alternate([[soma, "gemm"], [peers, "gemm", "openblas"], [peers, "gemm", "onednn"]], t, args, res, "gemm",
+                  openmp=[2])
     for (sec, item, who, t) in res.times:
         if sec == "gemm" and item not in names:
             names.append(item)
     print("\n== SGEMM, row-major f32 (M x N x K; _At/_Bt: A/B transposed): median ms ±IQR/2, GFLOP/s, % of FMA peak ==")
     print("ratio = peer time / soma time (> 1: soma faster); err = max relative error vs a double-precision reference (sampled)")
+    print("oneDNN: the faster of OMP_WAIT_POLICY=passive and active (* = active)")
     for t in args.threads:
         peak = PEAK_GFLOPS.get(t, 99.0 * t)
         print("\n%d thread(s), peak %.0f GFLOP/s" % (t, peak))
@@ -156,14 +184,16 @@ def gemm(args, res, csv):
             "shape", "soma ms", "GF/s", "%pk", "OpenBLAS ms", "GF/s", "oneDNN ms", "GF/s", "OB/s", "DNNL/s", "err soma/OB/DNNL"))
         for item in names:
             fl = res.flops.get(("gemm", item), 0)
-            st = {w: res.stats("gemm", item, w, t) for w in ("soma", "openblas", "onednn")}
+            st = {w: res.stats("gemm", item, w, t) for w in ("soma", "openblas")}
+            st["onednn"], spun = res.best("gemm", item, "onednn", t)
             gf = {w: (fl / st[w]["median"] / 1e6 if st[w] else 0) for w in st}
             errs = "/".join("%.0e" % res.errs.get(("gemm", item, w, t), float("nan")) for w in st)
-            print("%-17s | %s %6.1f %3.0f%% | %s %6.1f | %s %6.1f | %s %s | %s" % (
+            print("%-17s | %s %6.1f %3.0f%% | %s %6.1f | %s%s%6.1f | %s %s | %s" % (
                 item, fmt_ms(st["soma"]), gf["soma"], gf["soma"] / peak * 100, fmt_ms(st["openblas"]), gf["openblas"],
-                fmt_ms(st["onednn"]), gf["onednn"], ratio(st["openblas"] and st["openblas"]["median"], st["soma"] and st["soma"]["median"]),
+                fmt_ms(st["onednn"])[:-1], "*" if spun else " ", gf["onednn"],
+                ratio(st["openblas"] and st["openblas"]["median"], st["soma"] and st["soma"]["median"]),
                 ratio(st["onednn"] and st["onednn"]["median"], st["soma"] and st["soma"]["median"]), errs))
-            for w in st:
+            for w in ("soma", "openblas", "onednn", "onednn" + SPIN):
                 csv.row(res, "gemm", item, w, t)
 
 
@@ -179,7 +209,7 @@ def conv(args, res, csv):
     soma = os.path.join(args.build, "bench", "speed_soma")
     peers = os.path.join(args.build, "bench", "speed_peers")
     for t in args.threads:
-        alternate([[soma, "conv"], [peers, "conv"]], t, args, res, "conv")
+        alternate([[soma, "conv"], [peers, "conv"]], t, args, res, "conv", openmp=[1])
     layers = []
     for (sec, item, who, t) in res.times:
         layer = item.split(":")[0]
@@ -188,7 +218,8 @@ def conv(args, res, csv):
     print("\n== Convolution, NCHW f32: soma vs oneDNN (blocked: format_tag::any; nchw: plain layouts) ==")
     print("soma computes a gradient only together with the forward pass and the loss sum(y*dy), so its backward")
     print("rows are compared with the sum of oneDNN's medians of the same passes; '~bwd_*' rows estimate soma's")
-    print("backward pass alone as soma[fwd+bwd_*] - soma[fwd]. median ms ±IQR/2, GFLOP/s; ratio = oneDNN / soma")
+    print("backward pass alone as soma[fwd+bwd_*] - soma[fwd]. median ms ±IQR/2, GFLOP/s; ratio = oneDNN / soma;")
+    print("oneDNN: the faster of OMP_WAIT_POLICY=passive and active (* = active)")
     for t in args.threads:
         print("\n%d thread(s), peak %.0f GFLOP/s" % (t, PEAK_GFLOPS.get(t, 99.0 * t)))
         print("%-12s %-16s | %-18s %6s | %-11s %6s | %-11s %6s | %6s %6s | %s" % (
@@ -206,16 +237,22 @@ def conv(args, res, csv):
                     s_ms = full - fwd_soma if full and fwd_soma else None
                     shown = "%10.4g   (est.)" % s_ms if s_ms else "%18s" % "-"
                 fl = sum(res.flops.get(("conv", layer + ":" + p), 0) for p in passes)
-                peer = {}
+                peer, spun = {}, {}
                 for who in ("onednn", "onednn_nchw"):
-                    ms = [res.median("conv", layer + ":" + p, who, t) for p in passes]
-                    peer[who] = sum(ms) if all(ms) else None
+                    sums = []
+                    for w in (who, who + SPIN):
+                        ms = [res.median("conv", layer + ":" + p, w, t) for p in passes]
+                        if all(ms):
+                            sums.append((sum(ms), w != who))
+                    peer[who], spun[who] = min(sums) if sums else (None, False)
                 errs = "/".join("%.0e" % e for e in [
                     res.errs.get(("conv", layer + ":" + suffix + s, "soma", t)) for s in ("", "(dx)", "(dw)")] if e is not None) if suffix else ""
                 gf = lambda ms: fl / ms / 1e6 if ms and fl else 0.0
-                print("%-12s %-16s | %s %6.1f | %11.4g %6.1f | %11.4g %6.1f | %s %s | %s" % (
-                    layer, label, shown, gf(s_ms), peer["onednn"] or 0, gf(peer["onednn"]), peer["onednn_nchw"] or 0,
-                    gf(peer["onednn_nchw"]), ratio(peer["onednn"], s_ms), ratio(peer["onednn_nchw"], s_ms), errs))
+                mark = {w: "*" if spun[w] else " " for w in spun}
+                print("%-12s %-16s | %s %6.1f | %10.4g%s %6.1f | %10.4g%s %6.1f | %s %s | %s" % (
+                    layer, label, shown, gf(s_ms), peer["onednn"] or 0, mark["onednn"], gf(peer["onednn"]),
+                    peer["onednn_nchw"] or 0, mark["onednn_nchw"], gf(peer["onednn_nchw"]),
+                    ratio(peer["onednn"], s_ms), ratio(peer["onednn_nchw"], s_ms), errs))
         for (sec, item, who, th) in res.times:
             if sec == "conv" and th == t:
                 csv.row(res, sec, item, who, t)
@@ -227,29 +264,30 @@ def models(args, res, csv):
     with tempfile.TemporaryDirectory(prefix="soma-bench-") as d:
         for t in args.threads:
             # soma first: it writes the initial parameters that libtorch loads.
-            alternate([[soma, "models", d], [torch, "models", d]], t, args, res, "models")
+            alternate([[soma, "models", d], [torch, "models", d]], t, args, res, "models", openmp=[1])
     items = []
     for (sec, item, who, t) in res.times:
         if sec == "models" and item not in items:
             items.append(item)
     print("\n== Whole models (Adam training step: forward + backward + update; inference: forward, eval mode) ==")
     print("median ms ±IQR/2; ratio = libtorch / soma (> 1: soma faster); best = each at its best thread count;")
+    print("libtorch: the faster of OMP_WAIT_POLICY=passive and active (* = active);")
     print("check = max relative difference of the first 3 training losses / the first 30 logits (same parameters)")
     print("%-18s | %-7s | %-18s %-18s %6s | %s" % ("model", "threads", "soma ms", "libtorch ms", "ratio", "check"))
     for item in items:
         best = {}
         for t in args.threads:
             s = res.stats("models", item, "soma", t)
-            p = res.stats("models", item, "libtorch", t)
+            p, spun = res.best("models", item, "libtorch", t)
             d = rel_diff(res.values.get(("models", item, "soma", t)), res.values.get(("models", item, "libtorch", t)))
-            print("%-18s | %-7d | %s %s %s | %s" % (item, t, fmt_ms(s), fmt_ms(p),
-                                                    ratio(p and p["median"], s and s["median"]),
-                                                    "%.1e" % d if d is not None else "-"))
+            print("%-18s | %-7d | %s %s%s%s | %s" % (item, t, fmt_ms(s), fmt_ms(p)[:-1], "*" if spun else " ",
+                                                     ratio(p and p["median"], s and s["median"]),
+                                                     "%.1e" % d if d is not None else "-"))
             for who, st in (("soma", s), ("libtorch", p)):
                 if st and (who not in best or st["median"] < best[who][0]):
                     best[who] = (st["median"], t)
-            csv.row(res, "models", item, "soma", t)
-            csv.row(res, "models", item, "libtorch", t)
+            for who in ("soma", "libtorch", "libtorch" + SPIN):
+                csv.row(res, "models", item, who, t)
         if len(best) == 2:
             print("%-18s | %-7s | %10.4g (%dT)     %10.4g (%dT)     %s |" % (
                 item, "best", best["soma"][0], best["soma"][1], best["libtorch"][0], best["libtorch"][1],
@@ -311,7 +349,9 @@ def main():
     print("soma speed benchmark: threads %s, up to %d samples per item in %d alternating rounds; load average %.2f on %d CPUs"
           % (",".join(map(str, args.threads)), args.reps, args.rounds, load, os.cpu_count()))
     print("every contender: OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=T, torch::set_num_threads(T), OMP_PROC_BIND=close, "
-          "KMP_BLOCKTIME=0, OMP_WAIT_POLICY=passive")
+          "KMP_BLOCKTIME=0, OMP_WAIT_POLICY=passive;")
+    print("soma's workers spin up to SOMA_SPIN_MS=%s ms between the kernels of a call; the OpenMP peers also run with "
+          "OMP_WAIT_POLICY=active (2+ threads)" % os.environ.get("SOMA_SPIN_MS", "1"))
     try:
         avx512 = " avx512f" in open("/proc/cpuinfo").read()
     except OSError:

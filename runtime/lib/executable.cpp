@@ -5,7 +5,60 @@
 
 #include <cstdlib>
 
+// libomp's own interface (the compiled kernels run on libomp's threads).
+extern "C" int kmp_get_blocktime(void);
+extern "C" void kmp_set_blocktime(int msec);
+extern "C" int omp_get_max_threads(void);
+
 namespace soma {
+
+namespace {
+
+/// How long (ms) an idle OpenMP worker spins for the next kernel of the
+/// same call before it sleeps: SOMA_SPIN_MS (0 to 1000), 1 unless set.
+int spinMs() {
+  static const int ms = [] {
+    const char *v = std::getenv("SOMA_SPIN_MS");
+    if (!v || !*v)
+      return 1;
+    char *end = nullptr;
+    long x = std::strtol(v, &end, 10);
+    return *end == '\0' && x >= 0 && x <= 1000 ? static_cast<int>(x) : 1;
+  }();
+  return ms;
+}
+
+/// Workers awake for the duration of one call. A step runs tens to
+/// hundreds of kernels, each its own parallel region, with sequential ones
+/// between them; a worker that sleeps between two of them (as
+/// KMP_BLOCKTIME=0 asks) takes the OS 30-120 us to wake on a VM, longer
+/// than many kernels run. So while a call runs, idle workers spin up to
+/// spinMs() for the next kernel (libomp's blocktime), and the process's
+/// own setting comes back when it returns: the workers then sleep at most
+/// spinMs() later. A longer setting is left alone.
+class SpinWhileCalling {
+public:
+  SpinWhileCalling() {
+    if (omp_get_max_threads() < 2)
+      return;
+    int now = kmp_get_blocktime();
+    if (now < spinMs()) {
+      saved_ = now;
+      kmp_set_blocktime(spinMs());
+    }
+  }
+  ~SpinWhileCalling() {
+    if (saved_ >= 0)
+      kmp_set_blocktime(saved_);
+  }
+  SpinWhileCalling(const SpinWhileCalling &) = delete;
+  SpinWhileCalling &operator=(const SpinWhileCalling &) = delete;
+
+private:
+  int saved_ = -1; // the setting to restore, if it was changed
+};
+
+} // namespace
 
 static int findByName(const std::vector<TensorSpec> &specs, const std::string &name) {
   for (size_t i = 0; i < specs.size(); ++i)
@@ -98,6 +151,7 @@ void Executable::call(std::span<const Array> inputs, std::span<const Array> para
   args.resize(ptrs.size());
   for (size_t i = 0; i < ptrs.size(); ++i)
     args[i] = &ptrs[i];
+  SpinWhileCalling spin;
   fn_(args.data());
 }
 
