@@ -105,8 +105,8 @@ std::vector<Case> allCases() {
   // GEMM's shape classes: edge tiles in rows and columns (not multiples of
   // its register tile: 6 x 16 with AVX2, 12 x 32 with AVX-512), several
   // blocks of K (> 256), of rows (> 96) and of columns (> 256), sizes big
-  // enough to run in parallel (130x513x257: batch * M * N * K / 32 above
-  // the grain of 524288), and a small product over a long K that splits K
+  // enough to run in parallel (129x300x65 and up: batch * M * N * K / 8 at
+  // least the grain of 32768), and a small product over a long K that splits K
   // (7x80000x33: one block of C, eight parts of K summed afterwards).
   for (bool ta : {false, true})
     for (bool tb : {false, true})

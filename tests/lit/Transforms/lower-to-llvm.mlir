@@ -12,8 +12,8 @@
 // NONE-NOT: {{(memref|linalg|scf|affine|arith|math|cf|func|bufferization|vector)\.}}
 // NONE-NOT: unrealized_conversion_cast
 
-// A 1024x512 graph: the elementwise ops (524288 points, at the default
-// grain) run in omp.parallel worksharing loops; the constant becomes an
+// A 1024x512 graph: the elementwise ops (524288 points, above the default
+// grain of 32768) run in omp.parallel worksharing loops; the constant becomes an
 // llvm.mlir.global; the temporaries live in the workspace pointer. Every
 // top-level loop nest is a function of its own (soma-outline-loops):
 // `g_parN` for the parallel ones, `g_loopN` for the sequential ones (here

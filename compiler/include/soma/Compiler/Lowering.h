@@ -17,10 +17,11 @@ inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 
 /// soma-linalg-to-loops' default grain: the iteration points a loop nest
 /// needs to run on several threads (points of an elementwise loop; a GEMM
-/// counts 8 multiply-adds as one). A parallel region costs about 50 us
-/// when the threads sleep between regions (KMP_BLOCKTIME=0): a loop must
-/// take a few hundred microseconds on one thread to gain from two.
-inline constexpr int64_t kDefaultGrain = 524288;
+/// counts 8 multiply-adds as one). The runtime keeps the workers spinning
+/// between the kernels of a call (Executable::call), where a parallel
+/// region costs a few microseconds; woken from sleep it cost about 50 us
+/// (docs/pipeline.md, "The grain rule").
+inline constexpr int64_t kDefaultGrain = 32768;
 
 /// On an scf.execute_region: soma-outline-loops makes a function of it
 /// (named after the kernel and the attribute's string).
