@@ -153,7 +153,14 @@ struct GemmEmitter {
   void chooseBlocks() {
     const int64_t MR = cfg.mr, NR = cfg.nr;
     auto roundUp = [](int64_t v, int64_t m) { return (v + m - 1) / m * m; };
+    // Blocks of K of (nearly) equal length, a multiple of the vector width:
+    // a short last block would pay the C update and the panel setup for
+    // little work (K = 784: 208, 208, 208, 160 rather than 256 x 3 + 16).
     KC = std::min<int64_t>(cfg.kc, K);
+    if (K > cfg.kc) {
+      int64_t blocks = (K + cfg.kc - 1) / cfg.kc;
+      KC = std::min(cfg.kc, roundUp((K + blocks - 1) / blocks, cfg.vl));
+    }
     MC = std::min(cfg.mc, roundUp(M, MR));
     NC = std::min(cfg.nc, roundUp(N, NR));
     int64_t perUnit = INT64_MAX; // row blocks a unit may take

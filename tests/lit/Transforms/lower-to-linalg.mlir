@@ -215,6 +215,18 @@ func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {s
 
 // -----
 
+// K = 300 is longer than one block of K (256): two blocks of nearly equal
+// length, a multiple of the vector width (8 here), 152 and 148, not 256 and 44.
+// CHECK-LABEL: func.func @matmul_balanced_k
+//       CHECK: %[[KC:.*]] = arith.constant 152 : index
+//       CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %[[KC]] {
+func.func @matmul_balanced_k(%a: tensor<4x300xf32> {soma.input = "a"}, %b: tensor<300x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
+  %0 = soma.matmul %a, %b : (tensor<4x300xf32>, tensor<300x2xf32>) -> tensor<4x2xf32>
+  return %0 : tensor<4x2xf32>
+}
+
+// -----
+
 // Transposed operands are read transposed by the packing (a^T at
 // [b, k, m], b^T at [b, n, k], the latter along k as vectors transposed in
 // registers): no copies, no buffers besides the panels.
