@@ -1353,6 +1353,26 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     });
   };
   bool anyEpilogue = llvm::any_of(body.getTerminator()->getOperands(), [&](Value v) { return v != mm.getResult(); });
+  // A filter gradient dy (channel-major) x im2col(x)^T of a "same"
+  // convolution of stride 1 is computed directly (FilterGradient.cpp).
+  ir::GemmView lhs = ir::matchGemmView(mm.getLhs()), rhs = ir::matchGemmView(mm.getRhs());
+  if (rank == 3 && shape[0] == 1 && lhs.kind == ir::GemmViewKind::ChannelMajor && lhs.groups == 1 &&
+      !mm.getTransposeA() && rhs.kind == ir::GemmViewKind::Columns && rhs.groups == 1 && mm.getTransposeB()) {
+    auto im = cast<Im2colOp>(rhs.ops.front());
+    FilterGradient g;
+    g.dy = bufferOf(lhs.source);
+    g.x = bufferOf(rhs.source);
+    auto ys = cast<MemRefType>(g.dy.getType()), xs = cast<MemRefType>(g.x.getType());
+    ArrayRef<int64_t> kernel = im.getKernel(), padding = im.getPadding();
+    if (ys.getLayout().isIdentity() && xs.getLayout().isIdentity() &&
+        FilterGradient::applies(xs.getShape(), ys.getShape(), kernel, im.getStride(), im.getDilation(), padding)) {
+      g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1];
+      emitFilterGradient(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
+      for (auto [r, o] : llvm::zip(op.getResults(), outs))
+        buffers[r] = o;
+      return status;
+    }
+  }
   emitGemm(module, b, loc, A, B, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
   for (auto [r, o] : llvm::zip(op.getResults(), outs))
     buffers[r] = o;

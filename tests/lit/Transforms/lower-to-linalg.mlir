@@ -807,6 +807,60 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 
 // -----
 
+// A filter gradient dy x im2col(x)^T of a convolution of stride 1 whose
+// output keeps its input's 5x7 (3x3 window, padding 1) is computed
+// directly: no GEMM, no packing, no gather. A table of window masks per
+// chunk of 8 pixels and kernel tap (5 chunks x 9 taps), then tiles of 2
+// filters x 4 columns (c, u, v) of 8-pixel accumulators fed by masked
+// vector loads of dy and x read flat, each accumulator summed by a tree of
+// shuffles into its point of dw.
+// CHECK-LABEL: func.func @filter_gradient(
+//  CHECK-SAME: %{{.*}}: memref<2x4x5x7xf32> {soma.input = "dy"}, %{{.*}}: memref<2x3x5x7xf32> {soma.input = "x"}, %[[DW:.*]]: memref<1x4x27xf32> {soma.output = "dw"}
+//   CHECK-NOT: vector.gather
+//   CHECK-NOT: func.call
+//       CHECK: scf.execute_region {
+//       CHECK:   %[[TABLE:.*]] = memref.alloca() {alignment = 64 : i64} : memref<45xvector<8xi1>>
+//       CHECK:   memref.store %{{.*}}, %[[TABLE]][%{{.*}}] : memref<45xvector<8xi1>>
+//       CHECK:   vector.create_mask %{{.*}} : vector<8xi1>
+//       CHECK:   memref.load %[[TABLE]]
+//       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<280xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<210xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.fma
+//       CHECK:   vector.shuffle
+//       CHECK:   memref.store %{{.*}}, %[[DW]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x4x27xf32>
+//   CHECK-NOT: vector.gather
+func.func @filter_gradient(%dy: tensor<2x4x5x7xf32> {soma.input = "dy"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<1x4x27xf32> {soma.output = "dw"}) {
+  %0 = soma.fusion "contraction"(%dy, %x) : (tensor<2x4x5x7xf32>, tensor<2x3x5x7xf32>) -> tensor<1x4x27xf32> {
+  ^bb0(%a: tensor<2x4x5x7xf32>, %b: tensor<2x3x5x7xf32>):
+    %1 = soma.transpose %a {perm = array<i64: 1, 0, 2, 3>} : tensor<2x4x5x7xf32> -> tensor<4x2x5x7xf32>
+    %2 = soma.reshape %1 {shape = array<i64: 1, 4, 70>} : tensor<4x2x5x7xf32> -> tensor<1x4x70xf32>
+    %3 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 1, 1>} : tensor<2x3x5x7xf32> -> tensor<27x70xf32>
+    %4 = soma.reshape %3 {shape = array<i64: 1, 27, 70>} : tensor<27x70xf32> -> tensor<1x27x70xf32>
+    %5 = soma.matmul %2, %4 {transpose_b = true} : (tensor<1x4x70xf32>, tensor<1x27x70xf32>) -> tensor<1x4x27xf32>
+    soma.yield %5 : tensor<1x4x27xf32>
+  }
+  return %0 : tensor<1x4x27xf32>
+}
+
+// A stride of 2 keeps the GEMM (the packing's transposing path).
+// CHECK-LABEL: func.func @filter_gradient_strided(
+//       CHECK: func.call @soma_gemm_transpose
+//       CHECK: func.call @soma_gemm_tile
+func.func @filter_gradient_strided(%dy: tensor<2x4x3x4xf32> {soma.input = "dy"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<1x4x27xf32> {soma.output = "dw"}) {
+  %0 = soma.fusion "contraction"(%dy, %x) : (tensor<2x4x3x4xf32>, tensor<2x3x5x7xf32>) -> tensor<1x4x27xf32> {
+  ^bb0(%a: tensor<2x4x3x4xf32>, %b: tensor<2x3x5x7xf32>):
+    %1 = soma.transpose %a {perm = array<i64: 1, 0, 2, 3>} : tensor<2x4x3x4xf32> -> tensor<4x2x3x4xf32>
+    %2 = soma.reshape %1 {shape = array<i64: 1, 4, 24>} : tensor<4x2x3x4xf32> -> tensor<1x4x24xf32>
+    %3 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 2, 2>} : tensor<2x3x5x7xf32> -> tensor<27x24xf32>
+    %4 = soma.reshape %3 {shape = array<i64: 1, 27, 24>} : tensor<27x24xf32> -> tensor<1x27x24xf32>
+    %5 = soma.matmul %2, %4 {transpose_b = true} : (tensor<1x4x24xf32>, tensor<1x27x24xf32>) -> tensor<1x4x27xf32>
+    soma.yield %5 : tensor<1x4x27xf32>
+  }
+  return %0 : tensor<1x4x27xf32>
+}
+
+// -----
+
 // A small product over a long K (7 x 33 over K = 80000: above the grain,
 // but a single block of C, fewer units than the threads need) splits K:
 // eight parts of 10240 (whole blocks of K), each unit one part, writing its

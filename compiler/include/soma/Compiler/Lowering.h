@@ -103,4 +103,25 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
               const GemmOperand &B, mlir::Value C, const GemmConfig &cfg,
               const GemmEpilogue &epilogue = {});
 
+/// A convolution's filter gradient computed directly, for a convolution of
+/// stride 1, no dilation and one group whose output has its input's height
+/// and width ("same" padding): dw[k, (c, u, v)] = sum over n, p of
+/// dy[n, k, p] * x[n, c, p + (u - pt) * W + (v - pl)] (0 where the window
+/// point is outside the image). Both are read along the pixels p, which
+/// the vectors span: no im2col, no packing, no transposition.
+struct FilterGradient {
+  mlir::Value dy; ///< [N, K, H, W]
+  mlir::Value x;  ///< [N, C, H, W]
+  int64_t kh = 0, kw = 0, pt = 0, pl = 0;
+  /// Whether the convolution of `x` into `dy` has that form.
+  static bool applies(mlir::ArrayRef<int64_t> x, mlir::ArrayRef<int64_t> dy, mlir::ArrayRef<int64_t> kernel,
+                      mlir::ArrayRef<int64_t> stride, mlir::ArrayRef<int64_t> dilation,
+                      mlir::ArrayRef<int64_t> padding);
+};
+
+/// The filter gradient into C ([1, K, C * kh * kw]), then `epilogue` once
+/// over all of it.
+void emitFilterGradient(mlir::OpBuilder &b, mlir::Location loc, const FilterGradient &g, mlir::Value C,
+                        const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
+
 } // namespace soma

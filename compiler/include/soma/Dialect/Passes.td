@@ -127,7 +127,9 @@ def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
     Matmuls (and contraction fusions) become the packed GEMM loop nest whose
     register tile is sized for `vector-width` floats per vector register
     (8: AVX2, 16: AVX-512, 4: SSE or NEON); the pipeline sets it from the
-    target's features.
+    target's features. The filter gradient of a convolution of stride 1
+    whose output keeps its input's size is computed directly instead
+    (vectors along the pixels, masked loads of dy and x, no packing).
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",

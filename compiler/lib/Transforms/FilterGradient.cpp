@@ -1,0 +1,281 @@
+//===- FilterGradient.cpp - A convolution's filter gradient, directly -----===//
+//
+// dw[k, r] with r = (c, u, v), for a convolution of stride 1, no dilation
+// and one group whose output keeps its input's height and width:
+//
+//   dw[k, (c, u, v)] = sum over n, p of dy[n, k, p] * x[n, c, p + s(u, v)]
+//
+// with p a pixel (i * W + j) and s(u, v) = (u - pt) * W + (v - pl), and 0
+// where the window point (i + u - pt, j + v - pl) is outside the image.
+// As a GEMM, both operands are read along the sum (the pixels): the
+// packing must gather im2col's columns and transpose every block of both
+// (30% of a ResNet-8 training step). Here the vectors span VL consecutive
+// pixels, so every load is a contiguous (masked) vector load of dy or x:
+//
+//   parallel over units (groups of images; their partial sums added after):
+//     for each block of images (>= 1024 pixels):
+//       for each tile of RT columns r:      (offsets and masks per r)
+//         for each tile of KT rows k:
+//           KT x RT accumulators of VL pixels
+//           for p0 in P step VL: masks of the RT shifted windows
+//             for n in the block: KT loads of dy, RT of x, KT x RT FMAs
+//           each accumulator summed (a fixed tree) into dw (or the part)
+//
+// The order of every sum is fixed by the shapes alone: pixels p0 + lane,
+// images in order, lanes by the tree, then the blocks and the units in
+// order; the same for any number of threads.
+//
+//===----------------------------------------------------------------------===//
+
+#include "soma/Compiler/Lowering.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+
+namespace soma {
+
+bool FilterGradient::applies(ArrayRef<int64_t> x, ArrayRef<int64_t> dy, ArrayRef<int64_t> kernel,
+                             ArrayRef<int64_t> stride, ArrayRef<int64_t> dilation, ArrayRef<int64_t> padding) {
+  auto ones = [](ArrayRef<int64_t> a) { return a.size() == 2 && a[0] == 1 && a[1] == 1; };
+  return x.size() == 4 && dy.size() == 4 && kernel.size() == 2 && padding.size() == 4 && ones(stride) &&
+         ones(dilation) && x[0] == dy[0] && x[2] == dy[2] && x[3] == dy[3] && padding[0] < kernel[0] &&
+         padding[1] < kernel[1] && x[0] * std::max(x[1], dy[1]) * x[2] * x[3] < (int64_t(1) << 31);
+}
+
+namespace {
+
+struct Emitter {
+  OpBuilder &b;
+  Location loc;
+  Value idx(OpBuilder &nb, int64_t v) { return nb.create<arith::ConstantIndexOp>(loc, v); }
+  Value add(OpBuilder &nb, Value x, Value y) { return nb.create<arith::AddIOp>(loc, x, y); }
+  Value mul(OpBuilder &nb, Value x, Value y) { return nb.create<arith::MulIOp>(loc, x, y); }
+  Value min(OpBuilder &nb, Value x, Value y) { return nb.create<arith::MinSIOp>(loc, x, y); }
+  Value lt(OpBuilder &nb, Value x, Value y) { return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, x, y); }
+  /// for (i = lo; i < hi; i += step) body(i), run as written.
+  scf::ForOp blockLoop(OpBuilder &nb, Value lo, Value hi, int64_t step,
+                       function_ref<void(OpBuilder &, Value)> body) {
+    auto l = nb.create<scf::ForOp>(loc, lo, hi, idx(nb, step), ValueRange{},
+                                   [&](OpBuilder &lb, Location, Value i, ValueRange) {
+                                     body(lb, i);
+                                     lb.create<scf::YieldOp>(loc);
+                                   });
+    l->setAttr(kNoUnrollAttr, nb.getUnitAttr());
+    return l;
+  }
+  /// The lanes of `v` summed as a tree: halves added until one is left.
+  Value treeSum(OpBuilder &nb, Value v) {
+    int64_t n = cast<VectorType>(v.getType()).getShape()[0];
+    while (n > 1) {
+      n /= 2;
+      SmallVector<int64_t> lo, hi;
+      for (int64_t i = 0; i < n; ++i) {
+        lo.push_back(i);
+        hi.push_back(n + i);
+      }
+      v = nb.create<arith::AddFOp>(loc, nb.create<vector::ShuffleOp>(loc, v, v, lo),
+                                   nb.create<vector::ShuffleOp>(loc, v, v, hi));
+    }
+    return nb.create<vector::ExtractOp>(loc, v, ArrayRef<int64_t>{0});
+  }
+};
+
+} // namespace
+
+void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Value C, const GemmConfig &cfg,
+                        const GemmEpilogue &epilogue) {
+  Emitter e{b, loc};
+  auto xs = cast<MemRefType>(g.x.getType()).getShape(), ys = cast<MemRefType>(g.dy.getType()).getShape();
+  const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], K = ys[1], P = H * W;
+  const int64_t taps = g.kh * g.kw, R = Cin * taps, VL = cfg.vl;
+  // The register tile: KT x RT accumulators (24 of 32 registers with
+  // AVX-512, 8 of 16 otherwise), KT chosen to waste the fewest rows, RT
+  // the columns' tiles evened out.
+  const int64_t budget = VL >= 16 ? 24 : 8, maxKT = VL >= 16 ? 4 : 2;
+  int64_t KT = 1;
+  for (int64_t kt = 1; kt <= maxKT; ++kt)
+    if ((K + kt - 1) / kt * kt <= (K + KT - 1) / KT * KT)
+      KT = kt;
+  int64_t RT = std::min(budget / KT, R);
+  RT = (R + (R + RT - 1) / RT - 1) / ((R + RT - 1) / RT);
+  // Units: groups of images, each summing into a part of its own, when
+  // the product has enough work for threads; blocks of images of about
+  // 1024 pixels, over which each accumulator's lanes are summed once.
+  int64_t work = N * K * R * P / cfg.macs_per_point, units = 1;
+  if (work >= cfg.grain)
+    units = std::clamp<int64_t>(N * P / 1024, 1, std::min(N, cfg.min_units));
+  const int64_t perUnit = (N + units - 1) / units;
+  units = (N + perUnit - 1) / perUnit;
+  // Blocks of about 1024 pixels (several images, or a part of one),
+  // whose dy and x (all channels) stay in L2 while the tiles sweep them.
+  const int64_t block = std::min(perUnit, std::max<int64_t>(1, (1024 + P - 1) / P));
+  const int64_t PB = P <= 1024 ? P : (P + (P + 1023) / 1024 - 1) / ((P + 1023) / 1024) / VL * VL + VL;
+
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  auto flat = [&](Value v) {
+    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}}).getResult();
+  };
+  Value dyF = flat(g.dy), xF = flat(g.x);
+  Value partial;
+  if (units > 1)
+    partial = b.create<memref::AllocOp>(loc, MemRefType::get({units, K, R}, f32), b.getI64IntegerAttr(64));
+  VectorType fvec = VectorType::get({VL}, f32), ivec = VectorType::get({VL}, i32);
+  VectorType mvec = VectorType::get({VL}, b.getI1Type());
+  const int64_t chunks = (std::min(P, PB) + VL - 1) / VL;
+  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
+  region->setAttr(kOutlineAttr, b.getStringAttr("dw"));
+  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  auto splatI = [&](OpBuilder &nb, Value v) {
+    return nb.create<vector::BroadcastOp>(loc, ivec, nb.create<arith::IndexCastOp>(loc, i32, v)).getResult();
+  };
+  auto constI = [&](OpBuilder &nb, int64_t v) {
+    return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, nb.getI32IntegerAttr(v))).getResult();
+  };
+  auto lane = [&](OpBuilder &nb) {
+    SmallVector<int32_t> iota;
+    for (int64_t l = 0; l < VL; ++l)
+      iota.push_back(static_cast<int32_t>(l));
+    return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, ArrayRef<int32_t>(iota))).getResult();
+  };
+  auto outer = rb.create<scf::ForOp>(
+      loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
+      [&](OpBuilder &ub, Location, Value u, ValueRange) {
+        Value n0 = e.mul(ub, u, e.idx(ub, perUnit));
+        Value n1 = e.min(ub, e.add(ub, n0, e.idx(ub, perUnit)), e.idx(ub, N));
+        // The unit's table of window masks: for each chunk of VL pixels of
+        // a block and each kernel tap (u, v), the lanes whose window point
+        // is inside the image. (Stack memory of the running thread, as the
+        // GEMM's scratch.)
+        Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
+        Value table = ub.create<memref::AllocaOp>(loc, MemRefType::get({chunks * taps}, mvec), ub.getI64IntegerAttr(64));
+        e.blockLoop(ub, n0, n1, block, [&](OpBuilder &ob, Value nb0) {
+         e.blockLoop(ob, e.idx(ob, 0), e.idx(ob, P), PB, [&](OpBuilder &nb, Value pb0) {
+          Value nb1 = e.min(nb, e.add(nb, nb0, e.idx(nb, block)), n1);
+          Value pb1 = e.min(nb, e.add(nb, pb0, e.idx(nb, PB)), e.idx(nb, P));
+          e.blockLoop(nb, pb0, pb1, VL, [&](OpBuilder &fb, Value pc) {
+            Value p = fb.create<arith::AddIOp>(loc, splatI(fb, pc), lane(fb));
+            Value valid = fb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, p, constI(fb, P));
+            Value row = fb.create<arith::DivUIOp>(loc, p, constI(fb, W));
+            Value col = fb.create<arith::RemUIOp>(loc, p, constI(fb, W));
+            Value at = e.mul(fb, fb.create<arith::DivUIOp>(loc, fb.create<arith::SubIOp>(loc, pc, pb0), e.idx(fb, VL)),
+                             e.idx(fb, taps));
+            e.blockLoop(fb, e.idx(fb, 0), e.idx(fb, taps), 1, [&](OpBuilder &tb, Value tap) {
+              Value du = tb.create<arith::SubIOp>(loc, tb.create<arith::DivUIOp>(loc, tap, e.idx(tb, g.kw)),
+                                                  e.idx(tb, g.pt));
+              Value dv = tb.create<arith::SubIOp>(loc, tb.create<arith::RemUIOp>(loc, tap, e.idx(tb, g.kw)),
+                                                  e.idx(tb, g.pl));
+              auto inside = [&](Value at, Value shift, int64_t size) {
+                return tb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ult,
+                                                tb.create<arith::AddIOp>(loc, at, splatI(tb, shift)), constI(tb, size));
+              };
+              Value m = tb.create<arith::AndIOp>(
+                  loc, valid, tb.create<arith::AndIOp>(loc, inside(row, du, H), inside(col, dv, W)));
+              tb.create<memref::StoreOp>(loc, m, table, ValueRange{e.add(tb, at, tap)});
+            });
+          });
+          Value first = nb.create<arith::AndIOp>(loc, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, nb0, n0),
+                                                 nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, pb0, e.idx(nb, 0)));
+          e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, R), RT, [&](OpBuilder &cb, Value r0) {
+            // Column t of the tile (the last column again past R): its
+            // offset in an image and its window shift.
+            SmallVector<Value> xOff, tapOf;
+            for (int64_t t = 0; t < RT; ++t) {
+              Value r = e.min(cb, e.add(cb, r0, e.idx(cb, t)), e.idx(cb, R - 1));
+              Value c = cb.create<arith::DivUIOp>(loc, r, e.idx(cb, taps));
+              Value uu = cb.create<arith::RemUIOp>(loc, cb.create<arith::DivUIOp>(loc, r, e.idx(cb, g.kw)),
+                                                   e.idx(cb, g.kh));
+              Value vv = cb.create<arith::RemUIOp>(loc, r, e.idx(cb, g.kw));
+              Value du = cb.create<arith::SubIOp>(loc, uu, e.idx(cb, g.pt));
+              Value dv = cb.create<arith::SubIOp>(loc, vv, e.idx(cb, g.pl));
+              xOff.push_back(e.add(cb, e.mul(cb, c, e.idx(cb, P)), e.add(cb, e.mul(cb, du, e.idx(cb, W)), dv)));
+              tapOf.push_back(cb.create<arith::RemUIOp>(loc, r, e.idx(cb, taps)));
+            }
+            e.blockLoop(cb, e.idx(cb, 0), e.idx(cb, K), KT, [&](OpBuilder &kb, Value k0) {
+              SmallVector<Value> dyOff;
+              for (int64_t a = 0; a < KT; ++a)
+                dyOff.push_back(
+                    e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)), e.idx(kb, P)));
+              Value zero = kb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, kb.getF32FloatAttr(0.0f)));
+              SmallVector<Value> init(KT * RT, zero);
+              auto pixels = kb.create<scf::ForOp>(
+                  loc, pb0, pb1, e.idx(kb, VL), init,
+                  [&](OpBuilder &pb, Location, Value p0, ValueRange acc) {
+                    // The pixels inside the image, and each column's window
+                    // mask from the table.
+                    Value valid = pb.create<vector::CreateMaskOp>(
+                        loc, mvec, ValueRange{pb.create<arith::SubIOp>(loc, e.idx(pb, P), p0)});
+                    Value chunk = e.mul(pb, pb.create<arith::DivUIOp>(loc, pb.create<arith::SubIOp>(loc, p0, pb0),
+                                                                      e.idx(pb, VL)),
+                                        e.idx(pb, taps));
+                    SmallVector<Value> mask;
+                    for (int64_t t = 0; t < RT; ++t)
+                      mask.push_back(pb.create<memref::LoadOp>(loc, table, ValueRange{e.add(pb, chunk, tapOf[t])}));
+                    auto images = pb.create<scf::ForOp>(
+                        loc, nb0, nb1, e.idx(pb, 1), acc, [&](OpBuilder &ib, Location, Value n, ValueRange in) {
+                          Value dyBase = e.add(ib, e.mul(ib, n, e.idx(ib, K * P)), p0);
+                          Value xBase = e.add(ib, e.mul(ib, n, e.idx(ib, Cin * P)), p0);
+                          SmallVector<Value> dyv, out(in.begin(), in.end());
+                          for (int64_t a = 0; a < KT; ++a)
+                            dyv.push_back(ib.create<vector::MaskedLoadOp>(
+                                loc, fvec, dyF, ValueRange{e.add(ib, dyBase, dyOff[a])}, valid, zero));
+                          for (int64_t t = 0; t < RT; ++t) {
+                            Value xv = ib.create<vector::MaskedLoadOp>(
+                                loc, fvec, xF, ValueRange{e.add(ib, xBase, xOff[t])}, mask[t], zero);
+                            for (int64_t a = 0; a < KT; ++a)
+                              out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv[a], xv, out[a * RT + t]);
+                          }
+                          ib.create<scf::YieldOp>(loc, out);
+                        });
+                    pb.create<scf::YieldOp>(loc, images.getResults());
+                  });
+              // Each accumulator's sum into its point (added to the
+              // earlier blocks' sum), the points past the edges skipped.
+              for (int64_t a = 0; a < KT; ++a)
+                for (int64_t t = 0; t < RT; ++t) {
+                  Value s = e.treeSum(kb, pixels.getResult(a * RT + t));
+                  Value k = e.add(kb, k0, e.idx(kb, a)), r = e.add(kb, r0, e.idx(kb, t));
+                  Value inside = kb.create<arith::AndIOp>(loc, e.lt(kb, k, e.idx(kb, K)), e.lt(kb, r, e.idx(kb, R)));
+                  kb.create<scf::IfOp>(loc, inside, [&](OpBuilder &sb, Location) {
+                    SmallVector<Value, 3> at{units > 1 ? u : e.idx(sb, 0), k, r};
+                    Value target = units > 1 ? partial : C;
+                    Value old = sb.create<memref::LoadOp>(loc, target, at);
+                    Value zeroF = sb.create<arith::ConstantOp>(loc, sb.getF32FloatAttr(0.0f));
+                    Value base = sb.create<arith::SelectOp>(loc, first, zeroF, old);
+                    sb.create<memref::StoreOp>(loc, sb.create<arith::AddFOp>(loc, base, s), target, at);
+                    sb.create<scf::YieldOp>(loc);
+                  });
+                }
+            });
+          });
+         });
+        });
+        ub.create<LLVM::StackRestoreOp>(loc, stack);
+        ub.create<scf::YieldOp>(loc);
+      });
+  if (units > 1) {
+    outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(work));
+    // dw = the parts' sum, in part order.
+    e.blockLoop(rb, e.idx(rb, 0), e.idx(rb, K), 1, [&](OpBuilder &kb, Value k) {
+      e.blockLoop(kb, e.idx(kb, 0), e.idx(kb, R), 1, [&](OpBuilder &xb, Value r) {
+        Value acc;
+        for (int64_t part = 0; part < units; ++part) {
+          Value x = xb.create<memref::LoadOp>(loc, partial, ValueRange{e.idx(xb, part), k, r});
+          acc = part == 0 ? x : xb.create<arith::AddFOp>(loc, acc, x);
+        }
+        xb.create<memref::StoreOp>(loc, acc, C, ValueRange{e.idx(xb, 0), k, r});
+      });
+    });
+  } else {
+    outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());
+  }
+  if (epilogue)
+    epilogue(rb, loc, e.idx(rb, 0), e.idx(rb, 0), e.idx(rb, K), e.idx(rb, 0), e.idx(rb, R));
+  rb.create<scf::YieldOp>(loc);
+}
+
+} // namespace soma
