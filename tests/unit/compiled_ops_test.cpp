@@ -106,7 +106,7 @@ std::vector<Case> allCases() {
   // its register tile: 6 x 16 with AVX2, 12 x 32 with AVX-512), several
   // blocks of K (> 256), of rows (> 96) and of columns (> 256), sizes big
   // enough to run in parallel (129x300x65 and up: batch * M * N * K / 8 at
-  // least the grain of 32768), and a small product over a long K that splits K
+  // least the grain of 131072), and a small product over a long K that splits K
   // (7x80000x33: one block of C, eight parts of K summed afterwards).
   for (bool ta : {false, true})
     for (bool tb : {false, true})

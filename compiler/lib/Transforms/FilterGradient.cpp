@@ -13,11 +13,13 @@
 // pixels, so every load is a contiguous (masked) vector load of dy or x:
 //
 //   parallel over units (groups of images; their partial sums added after):
-//     for each block of images (>= 1024 pixels):
-//       for each tile of RT columns r:      (offsets and masks per r)
+//     for each block of about 1024 pixels (several images or part of one):
+//       table: for each chunk of VL pixels and each tap (u, v), the lanes
+//              whose window point is inside the image
+//       for each tile of RT columns r:      (x offsets and taps per r)
 //         for each tile of KT rows k:
 //           KT x RT accumulators of VL pixels
-//           for p0 in P step VL: masks of the RT shifted windows
+//           for each chunk p0 of the block: the RT masks from the table
 //             for n in the block: KT loads of dy, RT of x, KT x RT FMAs
 //           each accumulator summed (a fixed tree) into dw (or the part)
 //
@@ -42,9 +44,10 @@ namespace soma {
 bool FilterGradient::applies(ArrayRef<int64_t> x, ArrayRef<int64_t> dy, ArrayRef<int64_t> kernel,
                              ArrayRef<int64_t> stride, ArrayRef<int64_t> dilation, ArrayRef<int64_t> padding) {
   auto ones = [](ArrayRef<int64_t> a) { return a.size() == 2 && a[0] == 1 && a[1] == 1; };
+  // (With stride 1, the output has the input's size only when the window
+  // fits the padding: pt + pb = kh - 1 and pl + pr = kw - 1.)
   return x.size() == 4 && dy.size() == 4 && kernel.size() == 2 && padding.size() == 4 && ones(stride) &&
-         ones(dilation) && x[0] == dy[0] && x[2] == dy[2] && x[3] == dy[3] && padding[0] < kernel[0] &&
-         padding[1] < kernel[1] && x[0] * std::max(x[1], dy[1]) * x[2] * x[3] < (int64_t(1) << 31);
+         ones(dilation) && x[0] == dy[0] && x[2] == dy[2] && x[3] == dy[3];
 }
 
 namespace {
@@ -93,28 +96,28 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   auto xs = cast<MemRefType>(g.x.getType()).getShape(), ys = cast<MemRefType>(g.dy.getType()).getShape();
   const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], K = ys[1], P = H * W;
   const int64_t taps = g.kh * g.kw, R = Cin * taps, VL = cfg.vl;
+  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   // The register tile: KT x RT accumulators (24 of 32 registers with
   // AVX-512, 8 of 16 otherwise), KT chosen to waste the fewest rows, RT
   // the columns' tiles evened out.
   const int64_t budget = VL >= 16 ? 24 : 8, maxKT = VL >= 16 ? 4 : 2;
   int64_t KT = 1;
   for (int64_t kt = 1; kt <= maxKT; ++kt)
-    if ((K + kt - 1) / kt * kt <= (K + KT - 1) / KT * KT)
+    if (ceilDiv(K, kt) * kt <= ceilDiv(K, KT) * KT)
       KT = kt;
-  int64_t RT = std::min(budget / KT, R);
-  RT = (R + (R + RT - 1) / RT - 1) / ((R + RT - 1) / RT);
+  const int64_t RT = ceilDiv(R, ceilDiv(R, std::min(budget / KT, R)));
   // Units: groups of images, each summing into a part of its own, when
   // the product has enough work for threads; blocks of images of about
   // 1024 pixels, over which each accumulator's lanes are summed once.
   int64_t work = N * K * R * P / cfg.macs_per_point, units = 1;
   if (work >= cfg.grain)
     units = std::clamp<int64_t>(N * P / 1024, 1, std::min(N, cfg.min_units));
-  const int64_t perUnit = (N + units - 1) / units;
-  units = (N + perUnit - 1) / perUnit;
+  const int64_t perUnit = ceilDiv(N, units);
+  units = ceilDiv(N, perUnit);
   // Blocks of about 1024 pixels (several images, or a part of one),
   // whose dy and x (all channels) stay in L2 while the tiles sweep them.
-  const int64_t block = std::min(perUnit, std::max<int64_t>(1, (1024 + P - 1) / P));
-  const int64_t PB = P <= 1024 ? P : (P + (P + 1023) / 1024 - 1) / ((P + 1023) / 1024) / VL * VL + VL;
+  const int64_t block = std::min(perUnit, ceilDiv(1024, P));
+  const int64_t PB = P <= 1024 ? P : ceilDiv(ceilDiv(P, ceilDiv(P, 1024)), VL) * VL; // VL-aligned
 
   Type f32 = b.getF32Type(), i32 = b.getI32Type();
   auto flat = [&](Value v) {
@@ -126,7 +129,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
     partial = b.create<memref::AllocOp>(loc, MemRefType::get({units, K, R}, f32), b.getI64IntegerAttr(64));
   VectorType fvec = VectorType::get({VL}, f32), ivec = VectorType::get({VL}, i32);
   VectorType mvec = VectorType::get({VL}, b.getI1Type());
-  const int64_t chunks = (std::min(P, PB) + VL - 1) / VL;
+  const int64_t chunks = ceilDiv(std::min(P, PB), VL);
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("dw"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
@@ -154,7 +157,8 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
         Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
         Value table = ub.create<memref::AllocaOp>(loc, MemRefType::get({chunks * taps}, mvec), ub.getI64IntegerAttr(64));
         e.blockLoop(ub, n0, n1, block, [&](OpBuilder &ob, Value nb0) {
-         e.blockLoop(ob, e.idx(ob, 0), e.idx(ob, P), PB, [&](OpBuilder &nb, Value pb0) {
+          // (pixel blocks inside image blocks: one of the two has one block)
+          e.blockLoop(ob, e.idx(ob, 0), e.idx(ob, P), PB, [&](OpBuilder &nb, Value pb0) {
           Value nb1 = e.min(nb, e.add(nb, nb0, e.idx(nb, block)), n1);
           Value pb1 = e.min(nb, e.add(nb, pb0, e.idx(nb, PB)), e.idx(nb, P));
           e.blockLoop(nb, pb0, pb1, VL, [&](OpBuilder &fb, Value pc) {
@@ -252,7 +256,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                 }
             });
           });
-         });
+          });
         });
         ub.create<LLVM::StackRestoreOp>(loc, stack);
         ub.create<scf::YieldOp>(loc);

@@ -3,7 +3,7 @@
 // RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=17}))' | FileCheck %s --check-prefix=G17
 
 // soma-linalg-to-loops: a linalg op with at least `grain` iteration points
-// (default 32768; 16384 given explicitly on the first RUN line) and at least one
+// (default 131072; 16384 given explicitly on the first RUN line) and at least one
 // parallel dimension becomes an
 // scf.parallel over its parallel dimensions (reductions stay scf.for inside);
 // anything else becomes a sequential scf.for nest.

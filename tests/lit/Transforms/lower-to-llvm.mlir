@@ -13,7 +13,7 @@
 // NONE-NOT: unrealized_conversion_cast
 
 // A 1024x512 graph: the elementwise ops (524288 points, above the default
-// grain of 32768) run in omp.parallel worksharing loops; the constant becomes an
+// grain of 131072) run in omp.parallel worksharing loops; the constant becomes an
 // llvm.mlir.global; the temporaries live in the workspace pointer. Every
 // top-level loop nest is a function of its own (soma-outline-loops):
 // `g_parN` for the parallel ones, `g_loopN` for the sequential ones (here

@@ -21,7 +21,7 @@ inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 /// between the kernels of a call (Executable::call), where a parallel
 /// region costs a few microseconds; woken from sleep it cost about 50 us
 /// (docs/pipeline.md, "The grain rule").
-inline constexpr int64_t kDefaultGrain = 32768;
+inline constexpr int64_t kDefaultGrain = 131072;
 
 /// On an scf.execute_region: soma-outline-loops makes a function of it
 /// (named after the kernel and the attribute's string).
