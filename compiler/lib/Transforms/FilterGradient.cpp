@@ -16,11 +16,12 @@
 //     for each block of about 1024 pixels (several images or part of one):
 //       table: for each chunk of VL pixels and each tap (u, v), the lanes
 //              whose window point is inside the image
-//       for each tile of RT columns r:      (x offsets and taps per r)
+//       for each row (c, u) of the kernel: RT = kw columns r = (c, u, v)
 //         for each tile of KT rows k:
 //           KT x RT accumulators of VL pixels
 //           for each chunk p0 of the block: the RT masks from the table
-//             for n in the block: KT loads of dy, RT of x, KT x RT FMAs
+//             for n in the block: KT loads of dy, RT of x (consecutive
+//             windows: one base, constant offsets), KT x RT FMAs
 //           each accumulator summed (a fixed tree) into dw (or the part)
 //
 // The order of every sum is fixed by the shapes alone: pixels p0 + lane,
@@ -46,8 +47,9 @@ bool FilterGradient::applies(ArrayRef<int64_t> x, ArrayRef<int64_t> dy, ArrayRef
   auto ones = [](ArrayRef<int64_t> a) { return a.size() == 2 && a[0] == 1 && a[1] == 1; };
   // (With stride 1, the output has the input's size only when the window
   // fits the padding: pt + pb = kh - 1 and pl + pr = kw - 1.)
+  // A kernel row is one register tile: at most 8 wide.
   return x.size() == 4 && dy.size() == 4 && kernel.size() == 2 && padding.size() == 4 && ones(stride) &&
-         ones(dilation) && x[0] == dy[0] && x[2] == dy[2] && x[3] == dy[3];
+         ones(dilation) && x[0] == dy[0] && x[2] == dy[2] && x[3] == dy[3] && kernel[1] <= 8;
 }
 
 namespace {
@@ -97,15 +99,17 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], K = ys[1], P = H * W;
   const int64_t taps = g.kh * g.kw, R = Cin * taps, VL = cfg.vl;
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
-  // The register tile: KT x RT accumulators (24 of 32 registers with
-  // AVX-512, 8 of 16 otherwise), KT chosen to waste the fewest rows, RT
-  // the columns' tiles evened out.
-  const int64_t budget = VL >= 16 ? 24 : 8, maxKT = VL >= 16 ? 4 : 2;
+  // The register tile: KT filters x one row of the kernel (RT = kw taps
+  // (u, 0..kw-1) of one channel, whose windows are consecutive in x: one
+  // base address and mask row, constant offsets), at most 24 accumulators
+  // of 32 registers with AVX-512, 8 of 16 otherwise. KT: the fewest tiles
+  // of filters, and of those the smallest tile (11 filters with room for
+  // 8: two tiles of 6, not 8 + 3 with 5 wasted, nor 11 tiles of 1).
+  const int64_t budget = VL >= 16 ? 24 : 8, RT = g.kw;
   int64_t KT = 1;
-  for (int64_t kt = 1; kt <= maxKT; ++kt)
-    if (ceilDiv(K, kt) * kt <= ceilDiv(K, KT) * KT)
+  for (int64_t kt = 2; kt * RT <= budget && kt <= K; ++kt)
+    if (ceilDiv(K, kt) < ceilDiv(K, KT))
       KT = kt;
-  const int64_t RT = ceilDiv(R, ceilDiv(R, std::min(budget / KT, R)));
   // Units: groups of images, each summing into a part of its own, when
   // the product has enough work for threads; blocks of images of about
   // 1024 pixels, over which each accumulator's lanes are summed once.
@@ -185,19 +189,18 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
           Value first = nb.create<arith::AndIOp>(loc, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, nb0, n0),
                                                  nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, pb0, e.idx(nb, 0)));
           e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, R), RT, [&](OpBuilder &cb, Value r0) {
-            // Column t of the tile (the last column again past R): its
-            // offset in an image and its window shift.
+            // The tile's kernel row: channel c, row u; column t of the
+            // tile is tap (u, t), at x offset c * P + (u - pt) * W + t - pl.
+            Value row = cb.create<arith::DivUIOp>(loc, r0, e.idx(cb, g.kw)); // c * kh + u
+            Value c = cb.create<arith::DivUIOp>(loc, row, e.idx(cb, g.kh));
+            Value uu = cb.create<arith::RemUIOp>(loc, row, e.idx(cb, g.kh));
+            Value du = cb.create<arith::SubIOp>(loc, uu, e.idx(cb, g.pt));
+            Value x0 = e.add(cb, e.mul(cb, c, e.idx(cb, P)), e.mul(cb, du, e.idx(cb, W)));
+            Value tap0 = e.mul(cb, uu, e.idx(cb, g.kw));
             SmallVector<Value> xOff, tapOf;
             for (int64_t t = 0; t < RT; ++t) {
-              Value r = e.min(cb, e.add(cb, r0, e.idx(cb, t)), e.idx(cb, R - 1));
-              Value c = cb.create<arith::DivUIOp>(loc, r, e.idx(cb, taps));
-              Value uu = cb.create<arith::RemUIOp>(loc, cb.create<arith::DivUIOp>(loc, r, e.idx(cb, g.kw)),
-                                                   e.idx(cb, g.kh));
-              Value vv = cb.create<arith::RemUIOp>(loc, r, e.idx(cb, g.kw));
-              Value du = cb.create<arith::SubIOp>(loc, uu, e.idx(cb, g.pt));
-              Value dv = cb.create<arith::SubIOp>(loc, vv, e.idx(cb, g.pl));
-              xOff.push_back(e.add(cb, e.mul(cb, c, e.idx(cb, P)), e.add(cb, e.mul(cb, du, e.idx(cb, W)), dv)));
-              tapOf.push_back(cb.create<arith::RemUIOp>(loc, r, e.idx(cb, taps)));
+              xOff.push_back(e.add(cb, x0, e.idx(cb, t - g.pl)));
+              tapOf.push_back(e.add(cb, tap0, e.idx(cb, t)));
             }
             e.blockLoop(cb, e.idx(cb, 0), e.idx(cb, K), KT, [&](OpBuilder &kb, Value k0) {
               SmallVector<Value> dyOff;
@@ -223,15 +226,36 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                         loc, nb0, nb1, e.idx(pb, 1), acc, [&](OpBuilder &ib, Location, Value n, ValueRange in) {
                           Value dyBase = e.add(ib, e.mul(ib, n, e.idx(ib, K * P)), p0);
                           Value xBase = e.add(ib, e.mul(ib, n, e.idx(ib, Cin * P)), p0);
-                          SmallVector<Value> dyv, out(in.begin(), in.end());
-                          for (int64_t a = 0; a < KT; ++a)
-                            dyv.push_back(ib.create<vector::MaskedLoadOp>(
-                                loc, fvec, dyF, ValueRange{e.add(ib, dyBase, dyOff[a])}, valid, zero));
-                          for (int64_t t = 0; t < RT; ++t) {
-                            Value xv = ib.create<vector::MaskedLoadOp>(
+                          SmallVector<Value> out(in.begin(), in.end());
+                          auto dyAt = [&](int64_t a) {
+                            return ib.create<vector::MaskedLoadOp>(
+                                loc, fvec, dyF, ValueRange{e.add(ib, dyBase, dyOff[a])}, valid, zero);
+                          };
+                          auto xAt = [&](int64_t t) {
+                            return ib.create<vector::MaskedLoadOp>(
                                 loc, fvec, xF, ValueRange{e.add(ib, xBase, xOff[t])}, mask[t], zero);
+                          };
+                          // The smaller side's vectors loaded first, the
+                          // other's one at a time (registers: the
+                          // accumulators, min(KT, RT) and one).
+                          if (RT <= KT) {
+                            SmallVector<Value> xv;
+                            for (int64_t t = 0; t < RT; ++t)
+                              xv.push_back(xAt(t));
+                            for (int64_t a = 0; a < KT; ++a) {
+                              Value dyv = dyAt(a);
+                              for (int64_t t = 0; t < RT; ++t)
+                                out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv, xv[t], out[a * RT + t]);
+                            }
+                          } else {
+                            SmallVector<Value> dyv;
                             for (int64_t a = 0; a < KT; ++a)
-                              out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv[a], xv, out[a * RT + t]);
+                              dyv.push_back(dyAt(a));
+                            for (int64_t t = 0; t < RT; ++t) {
+                              Value xv = xAt(t);
+                              for (int64_t a = 0; a < KT; ++a)
+                                out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv[a], xv, out[a * RT + t]);
+                            }
                           }
                           ib.create<scf::YieldOp>(loc, out);
                         });

@@ -811,7 +811,7 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 // output keeps its input's 5x7 (3x3 window, padding 1) is computed
 // directly: no GEMM, no packing, no gather. A table of window masks per
 // chunk of 8 pixels and kernel tap (5 chunks x 9 taps), then tiles of 2
-// filters x 4 columns (c, u, v) of 8-pixel accumulators fed by masked
+// filters x one kernel row (3 columns (c, u, v)) of 8-pixel accumulators fed by masked
 // vector loads of dy and x read flat, each accumulator summed by a tree of
 // shuffles into its point of dw.
 // CHECK-LABEL: func.func @filter_gradient(

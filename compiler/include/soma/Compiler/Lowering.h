@@ -108,7 +108,8 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
 /// and width ("same" padding): dw[k, (c, u, v)] = sum over n, p of
 /// dy[n, k, p] * x[n, c, p + (u - pt) * W + (v - pl)] (0 where the window
 /// point is outside the image). Both are read along the pixels p, which
-/// the vectors span: no im2col, no packing, no transposition.
+/// the vectors span: no im2col, no packing, no transposition (kernels at
+/// most 8 wide: a kernel row is one register tile).
 struct FilterGradient {
   mlir::Value dy; ///< [N, K, H, W]
   mlir::Value x;  ///< [N, C, H, W]
