@@ -3,6 +3,7 @@
 #include "soma/executable.h"
 #include "soma/error.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 // libomp's own interface (the compiled kernels run on libomp's threads).
@@ -15,7 +16,8 @@ namespace soma {
 namespace {
 
 /// How long (ms) an idle OpenMP worker spins for the next kernel of the
-/// same call before it sleeps: SOMA_SPIN_MS (0 to 1000), 1 unless set.
+/// same call before it sleeps: SOMA_SPIN_MS (0 to 1000), 1 unless set; a
+/// value that is not one of those is reported once and ignored.
 int spinMs() {
   static const int ms = [] {
     const char *v = std::getenv("SOMA_SPIN_MS");
@@ -23,7 +25,11 @@ int spinMs() {
       return 1;
     char *end = nullptr;
     long x = std::strtol(v, &end, 10);
-    return *end == '\0' && x >= 0 && x <= 1000 ? static_cast<int>(x) : 1;
+    if (*end == '\0' && x >= 0 && x <= 1000)
+      return static_cast<int>(x);
+    std::fprintf(stderr, "soma: warning: SOMA_SPIN_MS='%s' is not a whole number of milliseconds from 0 to 1000; "
+                         "using 1\n", v);
+    return 1;
   }();
   return ms;
 }

@@ -393,6 +393,20 @@ TEST_F(Cli, RunInTrainOrEvalMode) {
               {"--mode train needs the JIT"});
 }
 
+TEST_F(Cli, ABadSpinSettingIsReportedAndIgnored) {
+  Graph g("twice", 1);
+  g.output("y", relu(g.input("x", {4})));
+  g.save(path("twice.mlir"));
+  write_npy(path("x.npy"), Array(DType::f32, {4}));
+  Result r = sh("SOMA_SPIN_MS=1ms OMP_NUM_THREADS=2 " + std::string(SOMA_CLI) + " run " + path("twice.mlir") +
+                    " --input x=" + path("x.npy") + " --output-dir " + path("o"),
+                *dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("soma: warning: SOMA_SPIN_MS='1ms' is not a whole number of milliseconds from 0 "
+                               "to 1000; using 1"));
+  EXPECT_TRUE(std::filesystem::exists(path("o/y.npy")));
+}
+
 } // namespace
 
 namespace {
