@@ -247,10 +247,21 @@ std::vector<Case> allCases() {
                          Conv{"conv_same_stride2", {2, 3, 7, 7}, {4, 3, 3, 3}, {.stride = 2, .same = true}},
                          Conv{"conv_asymmetric_pad", {1, 2, 5, 6}, {3, 2, 2, 3}, {.stride = {1, 2}, .padding = {0, 1, 2, 0}}},
                          Conv{"conv_lenet_size", {8, 6, 14, 14}, {16, 6, 5, 5}, {}},
-                         Conv{"conv_big_parallel", {4, 6, 28, 28}, {8, 6, 5, 5}, {.padding = 2}}}) {
+                         Conv{"conv_big_parallel", {4, 6, 28, 28}, {8, 6, 5, 5}, {.padding = 2}},
+                         // Stride 1, the output the input's size: computed
+                         // directly (DirectConv.cpp), with 63 pixels and 11
+                         // filters (edge tiles of both), uneven paddings, and
+                         // enough work for a unit per image.
+                         Conv{"conv_direct_odd", {3, 5, 7, 9}, {11, 5, 3, 3}, {.padding = 1}},
+                         Conv{"conv_direct_uneven", {2, 3, 5, 6}, {4, 3, 2, 3}, {.padding = {0, 1, 1, 1}}},
+                         Conv{"conv_direct_parallel", {8, 16, 20, 20}, {20, 16, 3, 3}, {.padding = 1}}}) {
     Conv2dOptions o = cv.o;
     c.push_back({cv.name, {{cv.x}, {cv.w}}, [o](Graph &, Ts &x) { return Ts{conv2d(x[0], x[1], o)}; }});
   }
+  // A direct convolution's epilogue: ReLU of the sum with the input (a
+  // residual block's shape).
+  c.push_back({"conv_direct_residual_relu", {{{2, 4, 6, 6}}, {{4, 4, 3, 3}}},
+               [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1], {.padding = 1}) + x[0])}; }});
   c.push_back({"max_pool_2x2", {{{2, 3, 8, 8}}}, [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 2)}; }});
   c.push_back({"max_pool_3x3_s2_p1", {{{2, 3, 9, 9}}},
                [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 3, {.stride = 2, .padding = 1})}; }});

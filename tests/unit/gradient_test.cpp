@@ -123,7 +123,7 @@ std::vector<GradCase> gradCases() {
   c.push_back({"conv2d_stride_pad", {{{1, 2, 7, 6}}, {{3, 2, 3, 2}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.stride = {2, 1}, .padding = {1, 0, 2, 1}}); }});
   // Stride 1 and the output the input's size: the filter gradient is
-  // computed directly (FilterGradient.cpp), here with 35 pixels (not a
+  // computed directly (DirectConv.cpp), here with 35 pixels (not a
   // multiple of the vector width), 5 filters, 27 columns; a 5x5 window;
   // and a 2x3 window with unequal paddings (top 0, left 1, bottom 1, right 1).
   c.push_back({"conv2d_same", {{{2, 3, 5, 7}}, {{5, 3, 3, 3}}},

@@ -1354,7 +1354,7 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
   };
   bool anyEpilogue = llvm::any_of(body.getTerminator()->getOperands(), [&](Value v) { return v != mm.getResult(); });
   // A filter gradient dy (channel-major) x im2col(x)^T of a "same"
-  // convolution of stride 1 is computed directly (FilterGradient.cpp).
+  // convolution of stride 1 is computed directly (DirectConv.cpp).
   ir::GemmView lhs = ir::matchGemmView(mm.getLhs()), rhs = ir::matchGemmView(mm.getRhs());
   if (rank == 3 && shape[0] == 1 && lhs.kind == ir::GemmViewKind::ChannelMajor && lhs.groups == 1 &&
       !mm.getTransposeA() && rhs.kind == ir::GemmViewKind::Columns && rhs.groups == 1 && mm.getTransposeB()) {
@@ -1368,6 +1368,30 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
         FilterGradient::applies(xs.getShape(), ys.getShape(), kernel, im.getStride(), im.getDilation(), padding)) {
       g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1];
       emitFilterGradient(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
+      for (auto [r, o] : llvm::zip(op.getResults(), outs))
+        buffers[r] = o;
+      return status;
+    }
+  }
+  // A convolution (one filter for every image, one product per image) of
+  // the same form is computed directly (DirectConv.cpp).
+  if (rank == 3 && lhs.kind == ir::GemmViewKind::Broadcast && lhs.groups == 1 &&
+      !mm.getTransposeA() && rhs.kind == ir::GemmViewKind::ImageColumns && rhs.groups == 1 &&
+      !mm.getTransposeB()) {
+    auto im = cast<Im2colOp>(rhs.ops.front());
+    DirectConv g;
+    g.x = bufferOf(rhs.source);
+    g.w = bufferOf(lhs.source);
+    auto xs = cast<MemRefType>(g.x.getType()), ws = cast<MemRefType>(g.w.getType());
+    ArrayRef<int64_t> kernel = im.getKernel(), padding = im.getPadding(), x = xs.getShape();
+    if (xs.getLayout().isIdentity() && ws.getLayout().isIdentity() && x.size() == 4 && shape[0] == x[0] &&
+        shape[2] == x[2] * x[3] &&
+        FilterGradient::applies(x, {x[0], shape[1], x[2], x[3]}, kernel, im.getStride(), im.getDilation(),
+                                padding) &&
+        windowCount(x[2], kernel[0], 1, padding[0], padding[2], 1) == x[2] &&
+        windowCount(x[3], kernel[1], 1, padding[1], padding[3], 1) == x[3]) {
+      g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1];
+      emitDirectConv(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
       for (auto [r, o] : llvm::zip(op.getResults(), outs))
         buffers[r] = o;
       return status;

@@ -861,6 +861,48 @@ func.func @filter_gradient_strided(%dy: tensor<2x4x3x4xf32> {soma.input = "dy"},
 
 // -----
 
+// A convolution of stride 1 whose output keeps its input's 5x7 (3x3 window,
+// padding 1), one product per image with the filter broadcast, is computed
+// directly: a table of window masks per chunk of 8 pixels and tap (6
+// chunks: whole groups of 2 chunks, x 9 taps); per image, group of 16
+// pixels and tile of 4 filters, 8 accumulators over the channels, each tap
+// two masked vector loads of x read flat and four broadcast weights; the
+// tile stored masked into the product, then the epilogue (the ReLU) per
+// group. No GEMM, no packing, no gather.
+// CHECK-LABEL: func.func @direct_conv(
+//   CHECK-NOT: vector.gather
+//   CHECK-NOT: func.call
+//       CHECK: scf.execute_region {
+//       CHECK:   %[[TABLE:.*]] = memref.alloca() {alignment = 64 : i64} : memref<54xvector<8xi1>>
+//       CHECK:   scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+//       CHECK:     memref.load %[[TABLE]]
+//       CHECK:     vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<210xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:     memref.load %{{.*}}[%{{.*}}] : memref<108xf32>
+//       CHECK:     vector.broadcast %{{.*}} : f32 to vector<8xf32>
+//       CHECK:     vector.fma
+//       CHECK:   vector.maskedstore
+//       CHECK:   arith.maximumf
+//   CHECK-NOT: vector.gather
+func.func @direct_conv(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<2x4x5x7xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<4x3x3x3xf32>, tensor<2x3x5x7xf32>) -> tensor<2x4x5x7xf32> {
+  ^bb0(%a: tensor<4x3x3x3xf32>, %b: tensor<2x3x5x7xf32>):
+    %1 = soma.reshape %a {shape = array<i64: 1, 1, 4, 27>} : tensor<4x3x3x3xf32> -> tensor<1x1x4x27xf32>
+    %2 = soma.broadcast_to %1 {shape = array<i64: 2, 1, 4, 27>} : tensor<1x1x4x27xf32> -> tensor<2x1x4x27xf32>
+    %3 = soma.reshape %2 {shape = array<i64: 2, 4, 27>} : tensor<2x1x4x27xf32> -> tensor<2x4x27xf32>
+    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 1, 1>} : tensor<2x3x5x7xf32> -> tensor<27x70xf32>
+    %5 = soma.reshape %4 {shape = array<i64: 1, 27, 2, 35>} : tensor<27x70xf32> -> tensor<1x27x2x35xf32>
+    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x35xf32> -> tensor<2x1x27x35xf32>
+    %7 = soma.reshape %6 {shape = array<i64: 2, 27, 35>} : tensor<2x1x27x35xf32> -> tensor<2x27x35xf32>
+    %8 = soma.matmul %3, %7 : (tensor<2x4x27xf32>, tensor<2x27x35xf32>) -> tensor<2x4x35xf32>
+    %9 = soma.reshape %8 {shape = array<i64: 2, 4, 5, 7>} : tensor<2x4x35xf32> -> tensor<2x4x5x7xf32>
+    %10 = soma.relu %9 : tensor<2x4x5x7xf32>
+    soma.yield %10 : tensor<2x4x5x7xf32>
+  }
+  return %0 : tensor<2x4x5x7xf32>
+}
+
+// -----
+
 // A small product over a long K (7 x 33 over K = 80000: above the grain,
 // but a single block of C, fewer units than the threads need) splits K:
 // eight parts of 10240 (whole blocks of K), each unit one part, writing its

@@ -125,4 +125,19 @@ struct FilterGradient {
 void emitFilterGradient(mlir::OpBuilder &b, mlir::Location loc, const FilterGradient &g, mlir::Value C,
                         const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
 
+/// A convolution of the same form (stride 1, no dilation, one group, the
+/// output as large as the input) computed directly: out[n, k, p] = sum over
+/// (c, u, v) of w[k, c, u, v] * x[n, c, p + (u - pt) * W + (v - pl)],
+/// vectors along the pixels, weights broadcast, no im2col and no packing.
+struct DirectConv {
+  mlir::Value x; ///< [N, C, H, W]
+  mlir::Value w; ///< [K, C, kh, kw] (any shape of that many elements, row-major)
+  int64_t kh = 0, kw = 0, pt = 0, pl = 0;
+};
+
+/// The convolution into C ([N, K, H * W]), then `epilogue` per image and
+/// tile of filters (batch index n, rows k0..k1, all columns).
+void emitDirectConv(mlir::OpBuilder &b, mlir::Location loc, const DirectConv &g, mlir::Value C,
+                    const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
+
 } // namespace soma

@@ -1,4 +1,9 @@
-//===- FilterGradient.cpp - A convolution's filter gradient, directly -----===//
+//===- DirectConv.cpp - Convolutions and filter gradients, directly -------===//
+//
+// Two loop nests for a convolution of stride 1, no dilation and one group
+// whose output keeps its input's height and width, with vectors along the
+// pixels: its filter gradient (emitFilterGradient) and the convolution
+// itself (emitDirectConv, below).
 //
 // dw[k, r] with r = (c, u, v), for a convolution of stride 1, no dilation
 // and one group whose output keeps its input's height and width:
@@ -57,6 +62,9 @@ namespace {
 struct Emitter {
   OpBuilder &b;
   Location loc;
+  int64_t VL;
+  VectorType ivec = VectorType::get({VL}, b.getI32Type());
+  VectorType mvec = VectorType::get({VL}, b.getI1Type());
   Value idx(OpBuilder &nb, int64_t v) { return nb.create<arith::ConstantIndexOp>(loc, v); }
   Value add(OpBuilder &nb, Value x, Value y) { return nb.create<arith::AddIOp>(loc, x, y); }
   Value mul(OpBuilder &nb, Value x, Value y) { return nb.create<arith::MulIOp>(loc, x, y); }
@@ -88,13 +96,59 @@ struct Emitter {
     }
     return nb.create<vector::ExtractOp>(loc, v, ArrayRef<int64_t>{0});
   }
+  /// An index as a vector<VL x i32> of equal lanes; a constant one.
+  Value splatI(OpBuilder &nb, Value v) {
+    return nb.create<vector::BroadcastOp>(loc, ivec, nb.create<arith::IndexCastOp>(loc, nb.getI32Type(), v));
+  }
+  Value constI(OpBuilder &nb, int64_t v) {
+    return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, nb.getI32IntegerAttr(v)));
+  }
+  /// [0, 1, ..., VL - 1].
+  Value lane(OpBuilder &nb) {
+    SmallVector<int32_t> iota;
+    for (int64_t l = 0; l < VL; ++l)
+      iota.push_back(static_cast<int32_t>(l));
+    return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, ArrayRef<int32_t>(iota)));
+  }
+  /// A table of window masks for `chunks` chunks of VL pixels and `taps`
+  /// window taps, on the running thread's stack (see fillMaskTable).
+  Value maskTable(OpBuilder &nb, int64_t chunks, int64_t taps) {
+    return nb.create<memref::AllocaOp>(loc, MemRefType::get({chunks * taps}, mvec), nb.getI64IntegerAttr(64));
+  }
+  /// For each chunk of VL pixels of [lo, hi) (an H x W image seen flat)
+  /// and each tap (u, v) of a kh x kw window with paddings pt, pl: the
+  /// lanes whose window point is inside the image (and whose pixel is
+  /// below H * W), at table[(chunk - lo / VL) * taps + tap].
+  void fillMaskTable(OpBuilder &nb, Value table, Value lo, Value hi, int64_t H, int64_t W, int64_t kh, int64_t kw,
+                     int64_t pt, int64_t pl) {
+    const int64_t taps = kh * kw;
+    blockLoop(nb, lo, hi, VL, [&](OpBuilder &fb, Value pc) {
+      Value p = fb.create<arith::AddIOp>(loc, splatI(fb, pc), lane(fb));
+      Value valid = fb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, p, constI(fb, H * W));
+      Value row = fb.create<arith::DivUIOp>(loc, p, constI(fb, W));
+      Value col = fb.create<arith::RemUIOp>(loc, p, constI(fb, W));
+      Value at = mul(fb, fb.create<arith::DivUIOp>(loc, fb.create<arith::SubIOp>(loc, pc, lo), idx(fb, VL)),
+                     idx(fb, taps));
+      blockLoop(fb, idx(fb, 0), idx(fb, taps), 1, [&](OpBuilder &tb, Value tap) {
+        Value du = tb.create<arith::SubIOp>(loc, tb.create<arith::DivUIOp>(loc, tap, idx(tb, kw)), idx(tb, pt));
+        Value dv = tb.create<arith::SubIOp>(loc, tb.create<arith::RemUIOp>(loc, tap, idx(tb, kw)), idx(tb, pl));
+        auto inside = [&](Value at, Value shift, int64_t size) {
+          return tb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ult,
+                                          tb.create<arith::AddIOp>(loc, at, splatI(tb, shift)), constI(tb, size));
+        };
+        Value m = tb.create<arith::AndIOp>(loc, valid,
+                                           tb.create<arith::AndIOp>(loc, inside(row, du, H), inside(col, dv, W)));
+        tb.create<memref::StoreOp>(loc, m, table, ValueRange{add(tb, at, tap)});
+      });
+    });
+  }
 };
 
 } // namespace
 
 void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Value C, const GemmConfig &cfg,
                         const GemmEpilogue &epilogue) {
-  Emitter e{b, loc};
+  Emitter e{b, loc, cfg.vl};
   auto xs = cast<MemRefType>(g.x.getType()).getShape(), ys = cast<MemRefType>(g.dy.getType()).getShape();
   const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], K = ys[1], P = H * W;
   const int64_t taps = g.kh * g.kw, R = Cin * taps, VL = cfg.vl;
@@ -123,7 +177,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   const int64_t block = std::min(perUnit, ceilDiv(1024, P));
   const int64_t PB = P <= 1024 ? P : ceilDiv(ceilDiv(P, ceilDiv(P, 1024)), VL) * VL; // VL-aligned
 
-  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  Type f32 = b.getF32Type();
   auto flat = [&](Value v) {
     return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}}).getResult();
   };
@@ -131,24 +185,11 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   Value partial;
   if (units > 1)
     partial = b.create<memref::AllocOp>(loc, MemRefType::get({units, K, R}, f32), b.getI64IntegerAttr(64));
-  VectorType fvec = VectorType::get({VL}, f32), ivec = VectorType::get({VL}, i32);
-  VectorType mvec = VectorType::get({VL}, b.getI1Type());
+  VectorType fvec = VectorType::get({VL}, f32), mvec = e.mvec;
   const int64_t chunks = ceilDiv(std::min(P, PB), VL);
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("dw"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
-  auto splatI = [&](OpBuilder &nb, Value v) {
-    return nb.create<vector::BroadcastOp>(loc, ivec, nb.create<arith::IndexCastOp>(loc, i32, v)).getResult();
-  };
-  auto constI = [&](OpBuilder &nb, int64_t v) {
-    return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, nb.getI32IntegerAttr(v))).getResult();
-  };
-  auto lane = [&](OpBuilder &nb) {
-    SmallVector<int32_t> iota;
-    for (int64_t l = 0; l < VL; ++l)
-      iota.push_back(static_cast<int32_t>(l));
-    return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, ArrayRef<int32_t>(iota))).getResult();
-  };
   auto outer = rb.create<scf::ForOp>(
       loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
       [&](OpBuilder &ub, Location, Value u, ValueRange) {
@@ -159,33 +200,13 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
         // is inside the image. (Stack memory of the running thread, as the
         // GEMM's scratch.)
         Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
-        Value table = ub.create<memref::AllocaOp>(loc, MemRefType::get({chunks * taps}, mvec), ub.getI64IntegerAttr(64));
+        Value table = e.maskTable(ub, chunks, taps);
         e.blockLoop(ub, n0, n1, block, [&](OpBuilder &ob, Value nb0) {
           // (pixel blocks inside image blocks: one of the two has one block)
           e.blockLoop(ob, e.idx(ob, 0), e.idx(ob, P), PB, [&](OpBuilder &nb, Value pb0) {
           Value nb1 = e.min(nb, e.add(nb, nb0, e.idx(nb, block)), n1);
           Value pb1 = e.min(nb, e.add(nb, pb0, e.idx(nb, PB)), e.idx(nb, P));
-          e.blockLoop(nb, pb0, pb1, VL, [&](OpBuilder &fb, Value pc) {
-            Value p = fb.create<arith::AddIOp>(loc, splatI(fb, pc), lane(fb));
-            Value valid = fb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, p, constI(fb, P));
-            Value row = fb.create<arith::DivUIOp>(loc, p, constI(fb, W));
-            Value col = fb.create<arith::RemUIOp>(loc, p, constI(fb, W));
-            Value at = e.mul(fb, fb.create<arith::DivUIOp>(loc, fb.create<arith::SubIOp>(loc, pc, pb0), e.idx(fb, VL)),
-                             e.idx(fb, taps));
-            e.blockLoop(fb, e.idx(fb, 0), e.idx(fb, taps), 1, [&](OpBuilder &tb, Value tap) {
-              Value du = tb.create<arith::SubIOp>(loc, tb.create<arith::DivUIOp>(loc, tap, e.idx(tb, g.kw)),
-                                                  e.idx(tb, g.pt));
-              Value dv = tb.create<arith::SubIOp>(loc, tb.create<arith::RemUIOp>(loc, tap, e.idx(tb, g.kw)),
-                                                  e.idx(tb, g.pl));
-              auto inside = [&](Value at, Value shift, int64_t size) {
-                return tb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ult,
-                                                tb.create<arith::AddIOp>(loc, at, splatI(tb, shift)), constI(tb, size));
-              };
-              Value m = tb.create<arith::AndIOp>(
-                  loc, valid, tb.create<arith::AndIOp>(loc, inside(row, du, H), inside(col, dv, W)));
-              tb.create<memref::StoreOp>(loc, m, table, ValueRange{e.add(tb, at, tap)});
-            });
-          });
+          e.fillMaskTable(nb, table, pb0, pb1, H, W, g.kh, g.kw, g.pt, g.pl);
           Value first = nb.create<arith::AndIOp>(loc, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, nb0, n0),
                                                  nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, pb0, e.idx(nb, 0)));
           e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, R), RT, [&](OpBuilder &cb, Value r0) {
@@ -303,6 +324,146 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   }
   if (epilogue)
     epilogue(rb, loc, e.idx(rb, 0), e.idx(rb, 0), e.idx(rb, K), e.idx(rb, 0), e.idx(rb, R));
+  rb.create<scf::YieldOp>(loc);
+}
+
+// The convolution: out[n, k, p] = sum over c, (u, v) of w[k, c, u, v] *
+// x[n, c, p + s(u, v)], masked as above:
+//
+//   parallel over the images (when there is enough work):
+//     table of window masks for the whole image
+//     for each group of PT chunks of VL pixels:
+//       for each tile of KT filters:
+//         KT x PT accumulators
+//         for each channel c, each tap (unrolled): PT masked loads of x at
+//           a constant shift, KT broadcast weights, KT x PT FMAs
+//         the tile into C (pixels past P masked, filters past K skipped)
+//       the epilogue over the group's outputs (all filters)
+void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, const GemmConfig &cfg,
+                    const GemmEpilogue &epilogue) {
+  Emitter e{b, loc, cfg.vl};
+  auto xs = cast<MemRefType>(g.x.getType()).getShape();
+  const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], P = H * W;
+  const int64_t K = cast<MemRefType>(C.getType()).getShape()[1];
+  const int64_t taps = g.kh * g.kw, R = Cin * taps, VL = cfg.vl;
+  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  // The register tile: KT filters x PT chunks of VL pixels, at most 24
+  // accumulators of 32 registers with AVX-512 (8 of 16 otherwise). Each
+  // tap costs KT * PT FMAs (two a cycle) and 2 * PT + KT loads (the
+  // windows, their masks, the weights; about two a cycle); the tile with
+  // the most useful FMAs a cycle wins, counting the filters and pixels
+  // that edge tiles compute for nothing (an 8 x 8 image is 4 chunks: 6
+  // filters x 4 chunks, not 4 x 6 with a third of the pixels wasted).
+  const int64_t budget = VL >= 16 ? 24 : 8, maxKT = VL >= 16 ? 8 : 4;
+  const int64_t imageChunks = ceilDiv(P, VL);
+  int64_t KT = 1, PT = 1;
+  double best = 0;
+  for (int64_t kt = 1; kt <= std::min(maxKT, K); ++kt)
+    for (int64_t pt = 1; kt * pt <= budget && pt <= imageChunks; ++pt) {
+      double useful = double(K) / double(ceilDiv(K, kt) * kt) * double(imageChunks) /
+                      double(ceilDiv(imageChunks, pt) * pt);
+      // (At least 4 cycles a tap: each accumulator's FMAs depend on each
+      // other. Of equal scores, the larger tile: fewer loop overheads.)
+      double cycles = std::max({kt * pt / 2.0, (2.0 * pt + kt) / 2.0, 4.0});
+      double score = useful * kt * pt / cycles;
+      if (score > best + 1e-9 || (score > best - 1e-9 && kt * pt > KT * PT)) {
+        best = score;
+        KT = kt, PT = pt;
+      }
+    }
+  const int64_t group = PT * VL;
+  // The mask table covers whole groups: its chunks past the image are
+  // all false.
+  const int64_t chunks = ceilDiv(P, group) * PT;
+  const int64_t units = N * K * R * P / cfg.macs_per_point >= cfg.grain ? N : 1;
+
+  Type f32 = b.getF32Type();
+  VectorType fvec = VectorType::get({VL}, f32);
+  auto flat = [&](Value v) {
+    auto type = cast<MemRefType>(v.getType());
+    ReassociationIndices all;
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      all.push_back(d);
+    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{all}).getResult();
+  };
+  Value xF = flat(g.x), wF = flat(g.w);
+  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
+  region->setAttr(kOutlineAttr, b.getStringAttr("conv"));
+  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  auto outer = rb.create<scf::ForOp>(
+      loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
+      [&](OpBuilder &ub, Location, Value u, ValueRange) {
+        Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
+        Value table = e.maskTable(ub, chunks, taps);
+        e.fillMaskTable(ub, table, e.idx(ub, 0), e.idx(ub, chunks * VL), H, W, g.kh, g.kw, g.pt, g.pl);
+        Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
+        e.blockLoop(ub, n0, n1, 1, [&](OpBuilder &nb, Value n) {
+          Value xImage = e.mul(nb, n, e.idx(nb, Cin * P));
+          // Pixel groups outside, filter tiles inside: the group's window
+          // of x (every channel) stays in cache while all the filters
+          // sweep it, and the epilogue reads the group's outputs back
+          // from cache.
+          e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, P), group, [&](OpBuilder &pb, Value g0) {
+           e.blockLoop(pb, e.idx(pb, 0), e.idx(pb, K), KT, [&](OpBuilder &gb, Value k0) {
+            SmallVector<Value> wOff;
+            for (int64_t a = 0; a < KT; ++a)
+              wOff.push_back(e.mul(gb, e.min(gb, e.add(gb, k0, e.idx(gb, a)), e.idx(gb, K - 1)), e.idx(gb, R)));
+            {
+              Value zero = gb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, gb.getF32FloatAttr(0.0f)));
+              SmallVector<Value> init(KT * PT, zero);
+              Value chunk0 = e.mul(gb, gb.create<arith::DivUIOp>(loc, g0, e.idx(gb, VL)), e.idx(gb, taps));
+              auto channels = gb.create<scf::ForOp>(
+                  loc, e.idx(gb, 0), e.idx(gb, Cin), e.idx(gb, 1), init,
+                  [&](OpBuilder &cb, Location, Value c, ValueRange acc) {
+                    SmallVector<Value> out(acc.begin(), acc.end());
+                    Value xc = e.add(cb, e.add(cb, xImage, e.mul(cb, c, e.idx(cb, P))), g0);
+                    Value wc = e.mul(cb, c, e.idx(cb, taps));
+                    for (int64_t tap = 0; tap < taps; ++tap) {
+                      int64_t shift = (tap / g.kw - g.pt) * W + (tap % g.kw - g.pl);
+                      SmallVector<Value> xv;
+                      for (int64_t j = 0; j < PT; ++j) {
+                        Value m = cb.create<memref::LoadOp>(
+                            loc, table, ValueRange{e.add(cb, chunk0, e.idx(cb, j * taps + tap))});
+                        xv.push_back(cb.create<vector::MaskedLoadOp>(
+                            loc, fvec, xF, ValueRange{e.add(cb, xc, e.idx(cb, j * VL + shift))}, m, zero));
+                      }
+                      for (int64_t a = 0; a < KT; ++a) {
+                        Value wv = cb.create<vector::BroadcastOp>(
+                            loc, fvec,
+                            cb.create<memref::LoadOp>(loc, wF, ValueRange{e.add(cb, wOff[a], e.add(cb, wc, e.idx(cb, tap)))}));
+                        for (int64_t j = 0; j < PT; ++j)
+                          out[a * PT + j] = cb.create<vector::FMAOp>(loc, wv, xv[j], out[a * PT + j]);
+                      }
+                    }
+                    cb.create<scf::YieldOp>(loc, out);
+                  });
+              // The tile into C: rows past K skipped, pixels past P masked.
+              for (int64_t a = 0; a < KT; ++a) {
+                Value k = e.add(gb, k0, e.idx(gb, a));
+                gb.create<scf::IfOp>(loc, e.lt(gb, k, e.idx(gb, K)), [&](OpBuilder &sb, Location) {
+                  for (int64_t j = 0; j < PT; ++j) {
+                    Value p = e.add(sb, g0, e.idx(sb, j * VL));
+                    Value lanes = sb.create<vector::CreateMaskOp>(
+                        loc, e.mvec, ValueRange{sb.create<arith::SubIOp>(loc, e.idx(sb, P), p)});
+                    sb.create<vector::MaskedStoreOp>(loc, C, ValueRange{n, k, p}, lanes,
+                                                     channels.getResult(a * PT + j));
+                  }
+                  sb.create<scf::YieldOp>(loc);
+                });
+              }
+            }
+           });
+            if (epilogue)
+              epilogue(pb, loc, n, e.idx(pb, 0), e.idx(pb, K), g0, e.min(pb, e.add(pb, g0, e.idx(pb, group)), e.idx(pb, P)));
+          });
+        });
+        ub.create<LLVM::StackRestoreOp>(loc, stack);
+        ub.create<scf::YieldOp>(loc);
+      });
+  if (units > 1)
+    outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(N * K * R * P / cfg.macs_per_point));
+  else
+    outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());
   rb.create<scf::YieldOp>(loc);
 }
 
