@@ -15,6 +15,9 @@
 //     epilogue(tile)                              (fused elementwise consumers)
 //
 // Transposed operands cost nothing: only the packing reads them another way.
+// A stored A read along its rows is not packed at all: the register tile
+// reads its rows in place (rowsTileFunction), unless they are a multiple of
+// 2 KiB long.
 // Packing pads the edges with zeros, so the micro-kernel always runs the full
 // MR x NR tile; only the stores of edge tiles are masked. Each unit packs its
 // own panels into stack scratch (llvm.intr.stacksave / stackrestore around
@@ -56,6 +59,7 @@ struct GemmEmitter {
   int64_t rpu = INT64_MAX, mg = 1;
   int64_t splits = 1, KS = 0; // split K: `splits` parts of KS (a multiple of KC)
   Value partial;              // [splits * batch, M, N] partial products when split
+  Value aFlat;                // A as stored, flat, when it is not packed
   VectorType vec;
 
   Value idx(OpBuilder &nb, int64_t v) { return nb.create<arith::ConstantIndexOp>(loc, v); }
@@ -492,13 +496,68 @@ struct GemmEmitter {
     return fn;
   }
 
+  /// The register tile reading A's rows where they are stored (no packing
+  /// of A): T[MR x NR] = A[rows, k0 : k0 + kc] x the B panel, with A flat,
+  /// row i at aBase + min(i, rows - 1) * lda (rows past the last valid one
+  /// read it again; their results are not stored). A comes as
+  /// memref<kFlatA x f32> whatever its size (see emitGemm), so that one
+  /// function serves every GEMM with this blocking.
+  func::FuncOp rowsTileFunction(MemRefType flatA) {
+    const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
+    std::string name = "soma_gemm_tile_rows_" + std::to_string(MR) + "x" + std::to_string(NR) + "_v" +
+                       std::to_string(VL) + "_b" + std::to_string(cfg.kc * cfg.nc);
+    Type f32 = b.getF32Type(), index = b.getIndexType();
+    Block *entry = nullptr;
+    func::FuncOp fn = sharedFunction(name,
+                                     {flatA, index, index, index,
+                                      MemRefType::get({cfg.kc * cfg.nc}, f32), index, index,
+                                      MemRefType::get({MR * NR}, f32)},
+                                     entry);
+    if (!entry)
+      return fn;
+    OpBuilder nb = OpBuilder::atBlockEnd(entry);
+    Value A = entry->getArgument(0), aBase = entry->getArgument(1), lda = entry->getArgument(2),
+          rows = entry->getArgument(3), Bp = entry->getArgument(4), bBase = entry->getArgument(5),
+          kc = entry->getArgument(6), T = entry->getArgument(7);
+    SmallVector<Value> rowAt;
+    for (int64_t i = 0; i < MR; ++i)
+      rowAt.push_back(add(nb, aBase, mul(nb, min(nb, idx(nb, i), sub(nb, rows, idx(nb, 1))), lda)));
+    Value zeroVec = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
+    SmallVector<Value> init(MR * NV, zeroVec);
+    auto kloop = nb.create<scf::ForOp>(
+        loc, idx(nb, 0), kc, idx(nb, 1), init, [&](OpBuilder &kb, Location, Value k, ValueRange acc) {
+          Value bk = add(kb, bBase, mul(kb, k, idx(kb, NR)));
+          SmallVector<Value> bv;
+          for (int64_t v = 0; v < NV; ++v)
+            bv.push_back(kb.create<vector::LoadOp>(loc, vec, Bp, ValueRange{add(kb, bk, idx(kb, v * VL))}));
+          SmallVector<Value> next;
+          for (int64_t i = 0; i < MR; ++i) {
+            Value a = kb.create<memref::LoadOp>(loc, A, ValueRange{add(kb, rowAt[i], k)});
+            Value av = kb.create<vector::BroadcastOp>(loc, vec, a);
+            for (int64_t v = 0; v < NV; ++v)
+              next.push_back(kb.create<vector::FMAOp>(loc, av, bv[v], acc[i * NV + v]));
+          }
+          kb.create<scf::YieldOp>(loc, next);
+        });
+    for (int64_t i = 0; i < MR; ++i)
+      for (int64_t v = 0; v < NV; ++v)
+        nb.create<vector::StoreOp>(loc, kloop.getResult(i * NV + v), T, ValueRange{idx(nb, i * NR + v * VL)});
+    nb.create<func::ReturnOp>(loc);
+    return fn;
+  }
+
   /// The MR x NR tile at (m, n) from panels (aBase, bBase) over kc, through
   /// the tile buffer T; written to C (first block) or added to it, with
   /// masks at the edges (rows beyond M skipped, columns beyond N masked).
   void microKernel(OpBuilder &nb, Value Ap, Value Bp, Value T, Value aBase, Value bBase, Value kc,
                    Value C, Value bIdx, Value m, Value n, Value first) {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
-    nb.create<func::CallOp>(loc, tileFunction(), ValueRange{Ap, Bp, aBase, bBase, kc, T});
+    if (aFlat) // A read where it is stored: aBase is the offset of (m, k0)
+      nb.create<func::CallOp>(loc, rowsTileFunction(cast<MemRefType>(aFlat.getType())),
+                              ValueRange{aFlat, aBase, idx(nb, K), min(nb, idx(nb, MR), sub(nb, idx(nb, M), m)), Bp,
+                                         bBase, kc, T});
+    else
+      nb.create<func::CallOp>(loc, tileFunction(), ValueRange{Ap, Bp, aBase, bBase, kc, T});
     Value zv = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
     VectorType maskType = VectorType::get({VL}, nb.getI1Type());
     Value rows = min(nb, idx(nb, MR), sub(nb, idx(nb, M), m));
@@ -546,7 +605,9 @@ struct GemmEmitter {
       OpBuilder &sb = nb;
       Value stack = sb.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(sb.getContext()));
       // Full-size scratch, the tile function's types (the blocks may be smaller).
-      Value Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32), sb.getI64IntegerAttr(64));
+      Value Ap = aFlat ? Value()
+                       : sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32),
+                                                     sb.getI64IntegerAttr(64));
       Value Bp = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.kc * cfg.nc}, f32), sb.getI64IntegerAttr(64));
       Value T = sb.create<memref::AllocaOp>(loc, MemRefType::get({MR * NR}, f32), sb.getI64IntegerAttr(64));
       int64_t parts = std::max(A.parts, B.parts);
@@ -567,11 +628,15 @@ struct GemmEmitter {
         // (B's parts in S are no longer needed: A's may overwrite them.)
         auto rowBlock = [&](OpBuilder &ib, Value i0) {
           Value i1 = min(ib, add(ib, i0, idx(ib, MC)), m1);
-          pack(ib, A, /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
+          if (!aFlat)
+            pack(ib, A, /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
           blockLoop(ib, idx(ib, 0), sub(ib, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
             Value bBase = mul(qb, qn, idx(qb, KC));
             blockLoop(qb, idx(qb, 0), sub(qb, i1, i0), MR, [&](OpBuilder &pb, Value pm) {
-              Value aBase = mul(pb, pm, idx(pb, KC));
+              Value aBase = aFlat ? add(pb, mul(pb, add(pb, mul(pb, storedBatch(pb, A, bIdx), idx(pb, M)), add(pb, i0, pm)),
+                                                idx(pb, K)),
+                                        pc)
+                                  : mul(pb, pm, idx(pb, KC));
               microKernel(pb, Ap, Bp, T, aBase, bBase, kc, target, tIdx, add(pb, i0, pm), add(pb, n0, qn), first);
             });
           });
@@ -655,6 +720,22 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("gemm"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  // A stored A read along its rows (not transposed) needs no packing: the
+  // register tile reads its rows where they are (rowsTileFunction), unless
+  // its row length is a multiple of 2 KiB, where the MR rows would fall in
+  // the same L1 sets.
+  // (The tile function takes A as memref<kFlatA x f32>, a view of A's
+  // buffer that claims more elements than it has: the calling convention
+  // passes a static shape as a bare pointer, and the tile reads only
+  // elements of A; one function then serves every GEMM's A, where a type
+  // per size of A made LeNet-5's training step compile 15% longer.)
+  constexpr int64_t kFlatA = int64_t(1) << 30;
+  auto aType = A.parts ? MemRefType() : cast<MemRefType>(A.memref.getType());
+  if (aType && !A.transposed && (K * 4) % 2048 != 0 && aType.getNumElements() <= kFlatA) {
+    Value flat = rb.create<memref::CollapseShapeOp>(loc, A.memref, ArrayRef<ReassociationIndices>{{0, 1, 2}});
+    e.aFlat = rb.create<memref::ReinterpretCastOp>(loc, MemRefType::get({kFlatA}, aType.getElementType()), flat,
+                                                   /*offset=*/0, ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
+  }
   auto outer = rb.create<scf::ForOp>(loc, e.idx(rb, 0), e.idx(rb, e.units * e.splits), e.idx(rb, 1), ValueRange{},
                                      [&](OpBuilder &fb, Location, Value t, ValueRange) {
                                        e.unit(fb, t, epilogue);

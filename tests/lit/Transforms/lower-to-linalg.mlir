@@ -159,38 +159,37 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 
 // matmul: the packed GEMM (Gemm.cpp) over rank-3 views [batch, rows, cols].
 // A loop over units (batch, row block, column block); per unit, stack
-// scratch at the blocking's full size (A panels 72 x 256 = 18432 floats,
-// B panels 256 x 256 = 65536, the tile T); per block of K, B packed into
-// panels of 16 columns (whole panels as vectors, edge panels element by
-// element, zero padded) and A into panels of tile rows (A is read along k,
-// its contiguous dimension: 8 k of each row as a masked vector load into an
-// 8 x 8 scratch, which a shared function transposes in registers by
-// vector.shuffle and stores masked into the k-major panel); then per tile a
-// call of the register tile, a private function shared by every GEMM of
-// the module with that tile. With 4 rows the 6 x 16 tile of AVX2 would
-// waste a third of its rows, so this product takes a 4 x 16 tile (T = 64
-// floats): a k loop carrying 8 vectors of 8 floats updated by
-// vector.fma with a broadcast element of A, stored into T. The caller adds
-// T into C row by row (rows beyond M skipped, columns beyond N masked).
+// scratch at the blocking's full size (B panels 256 x 256 = 65536 floats,
+// the tile T); per block of K, B packed into panels of 16 columns (whole
+// panels as vectors, edge panels element by element, zero padded). A is
+// stored and read along its rows (not transposed), so it is not packed:
+// per tile a call of the register tile that reads A's rows where they are
+// (A seen flat, through a view that claims 2^30 floats so that one function
+// serves every size of A), a private function shared by every GEMM of the
+// module with that tile. With 4 rows the
+// 6 x 16 tile of AVX2 would waste a third of its rows, so this product
+// takes a 4 x 16 tile (T = 64 floats): a k loop carrying 8 vectors of 8
+// floats updated by vector.fma with a broadcast element of a row of A,
+// stored into T. The caller adds T into C row by row (rows beyond M
+// skipped, columns beyond N masked).
 // CHECK-LABEL: func.func @matmul(
 //  CHECK-SAME: %[[A:.*]]: memref<4x3xf32> {soma.input = "a"}, %[[B:.*]]: memref<3x2xf32> {soma.input = "b"}, %[[C:.*]]: memref<4x2xf32> {soma.output = "c"}
 //       CHECK: %[[A3:.*]] = memref.expand_shape %[[A]] {{\[}}[0, 1], [2]] output_shape [1, 4, 3] : memref<4x3xf32> into memref<1x4x3xf32>
 //       CHECK: %[[B3:.*]] = memref.expand_shape %[[B]] {{\[}}[0, 1], [2]] output_shape [1, 3, 2] : memref<3x2xf32> into memref<1x3x2xf32>
 //       CHECK: %[[C3:.*]] = memref.expand_shape %[[C]] {{\[}}[0, 1], [2]] output_shape [1, 4, 2] : memref<4x2xf32> into memref<1x4x2xf32>
+//       CHECK: %[[AC:.*]] = memref.collapse_shape %[[A3]] {{\[}}[0, 1, 2]] : memref<1x4x3xf32> into memref<12xf32>
+//       CHECK: %[[AF:.*]] = memref.reinterpret_cast %[[AC]] to offset: [0], sizes: [1073741824], strides: [1] : memref<12xf32> to memref<1073741824xf32>
 //       CHECK: scf.for
 //       CHECK:   %[[SP:.*]] = llvm.intr.stacksave : !llvm.ptr
-//       CHECK:     %[[AP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<18432xf32>
+//   CHECK-NOT:     memref<18432xf32>
 //       CHECK:     %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<65536xf32>
 //       CHECK:     %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
-//       CHECK:     %[[TR:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
 //       CHECK:     vector.load %[[B3]]{{.*}} : memref<1x3x2xf32>, vector<8xf32>
 //       CHECK:     vector.store %{{.*}}, %[[BP]]
 //       CHECK:     memref.load %[[B3]]
 //       CHECK:     memref.store %{{.*}}, %[[BP]]
-//       CHECK:     vector.maskedload %[[A3]]
-//       CHECK:     vector.store %{{.*}}, %[[TR]]
-//       CHECK:     call @[[TRANSPOSE:soma_gemm_transpose_v8_p18432]](%[[TR]], %[[AP]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
-//       CHECK:     call @[[TILE:soma_gemm_tile_4x16_v8_a18432_b65536]](%[[AP]], %[[BP]], %{{.*}}, %{{.*}}, %{{.*}}, %[[T]])
+//   CHECK-NOT:     call @soma_gemm_transpose
+//       CHECK:     call @[[TILE:soma_gemm_tile_rows_4x16_v8_b65536]](%[[AF]], %{{.*}}, %{{.*}}, %{{.*}}, %[[BP]], %{{.*}}, %{{.*}}, %[[T]])
 //       CHECK:     vector.load %[[T]]
 //       CHECK:     vector.maskedload %[[C3]]
 //       CHECK:     vector.maskedstore %[[C3]]
@@ -198,18 +197,40 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 // One unit: the loop is sequential and not marked for soma-linalg-to-loops.
 //   CHECK-NOT: scf.parallel
 //   CHECK-NOT: soma.parallel_work
-//       CHECK: func.func private @[[TRANSPOSE]](%{{.*}}: memref<64xf32>, %{{.*}}: memref<18432xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index) attributes {passthrough = ["noinline"]}
-//       CHECK:   vector.shuffle
-//       CHECK:   vector.maskedstore
-//       CHECK: func.func private @[[TILE]](%{{.*}}: memref<18432xf32>, %{{.*}}: memref<65536xf32>, %{{.*}}: index, %{{.*}}: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<64xf32>) attributes {passthrough = ["noinline"]}
+//       CHECK: func.func private @[[TILE]](%[[AA:.*]]: memref<1073741824xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: memref<65536xf32>, %{{.*}}: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<64xf32>) attributes {passthrough = ["noinline"]}
 //       CHECK:   scf.for %{{.*}} = %{{.*}} to %[[KC]] step %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
 //       CHECK:     vector.load
-//       CHECK:     memref.load
+//       CHECK:     memref.load %[[AA]]
 //       CHECK:     vector.broadcast
 //       CHECK:     vector.fma
 //       CHECK:   vector.store %{{.*}}, %[[TT]]
 func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
+  return %0 : tensor<4x2xf32>
+}
+
+// -----
+
+// Rows of A 2 KiB long (512 floats) would put the tile's rows in the same L1
+// sets: A is packed into panels of tile rows instead, read along k (its
+// contiguous dimension): 8 k of each row as a masked vector load into an
+// 8 x 8 scratch, which a shared function transposes in registers by
+// vector.shuffle and stores masked into the k-major panel (A panels 72 x
+// 256 = 18432 floats); the register tile reads the panels.
+// CHECK-LABEL: func.func @matmul_packed_a(
+//       CHECK:   %[[AP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<18432xf32>
+//       CHECK:   %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<65536xf32>
+//       CHECK:   %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
+//       CHECK:   %[[TR:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
+//       CHECK:   vector.maskedload %{{.*}} : memref<1x4x512xf32>
+//       CHECK:   vector.store %{{.*}}, %[[TR]]
+//       CHECK:   call @[[TRANSPOSE:soma_gemm_transpose_v8_p18432]](%[[TR]], %[[AP]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
+//       CHECK:   call @soma_gemm_tile_4x16_v8_a18432_b65536(%[[AP]], %[[BP]],
+//       CHECK: func.func private @[[TRANSPOSE]](%{{.*}}: memref<64xf32>, %{{.*}}: memref<18432xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index) attributes {passthrough = ["noinline"]}
+//       CHECK:   vector.shuffle
+//       CHECK:   vector.maskedstore
+func.func @matmul_packed_a(%a: tensor<4x512xf32> {soma.input = "a"}, %b: tensor<512x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
+  %0 = soma.matmul %a, %b : (tensor<4x512xf32>, tensor<512x2xf32>) -> tensor<4x2xf32>
   return %0 : tensor<4x2xf32>
 }
 
@@ -254,9 +275,10 @@ func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tenso
 // grain, 15.
 // CHECK-LABEL: func.func @matmul_batched
 //   CHECK-NOT: memref.expand_shape
+//       CHECK: memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<5x4x3xf32> into memref<60xf32>
 //       CHECK: scf.for
 //       CHECK: memref.load %{{.*}} : memref<5x3x2xf32>
-//       CHECK: vector.maskedload %{{.*}} : memref<5x4x3xf32>
+//       CHECK: call @soma_gemm_tile_rows_4x16_v8_b65536
 //       CHECK: } {soma.parallel_work = 15 : i64}
 func.func @matmul_batched(%a: tensor<5x4x3xf32> {soma.input = "a"}, %b: tensor<5x3x2xf32> {soma.input = "b"}) -> (tensor<5x4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<5x4x3xf32>, tensor<5x3x2xf32>) -> tensor<5x4x2xf32>

@@ -76,7 +76,7 @@ module @g {
 //   CHECK-NOT: omp.
 //       CHECK: llvm.intr.stacksave
 //   CHECK-NOT: omp.
-//       CHECK: llvm.call @soma_gemm_tile_4x16_v8_a18432_b65536
+//       CHECK: llvm.call @soma_gemm_tile_rows_4x16_v8_b65536
 //   CHECK-NOT: omp.
 //       CHECK: llvm.intr.masked.store
 //   CHECK-NOT: omp.
@@ -90,7 +90,7 @@ module @g {
 //       CHECK:   llvm.call @[[GEMM]](
 //  CHECK-NEXT:   llvm.call @[[LOOP]](
 //  CHECK-NEXT:   llvm.return
-//       CHECK: llvm.func @soma_gemm_tile_4x16_v8_a18432_b65536(
+//       CHECK: llvm.func @soma_gemm_tile_rows_4x16_v8_b65536(
 //  CHECK-SAME: passthrough = ["noinline"]
 //       CHECK: llvm.intr.fmuladd
 module @s {
