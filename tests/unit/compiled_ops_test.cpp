@@ -254,7 +254,10 @@ std::vector<Case> allCases() {
                          // enough work for a unit per image.
                          Conv{"conv_direct_odd", {3, 5, 7, 9}, {11, 5, 3, 3}, {.padding = 1}},
                          Conv{"conv_direct_uneven", {2, 3, 5, 6}, {4, 3, 2, 3}, {.padding = {0, 1, 1, 1}}},
-                         Conv{"conv_direct_parallel", {8, 16, 20, 20}, {20, 16, 3, 3}, {.padding = 1}}}) {
+                         Conv{"conv_direct_parallel", {8, 16, 20, 20}, {20, 16, 3, 3}, {.padding = 1}},
+                         // Stride 2 with output rows of 35: the packing loads
+                         // 16 lanes two apart as two vectors and a shuffle.
+                         Conv{"conv_stride2_wide", {2, 3, 6, 70}, {4, 3, 3, 3}, {.stride = 2, .padding = 1}}}) {
     Conv2dOptions o = cv.o;
     c.push_back({cv.name, {{cv.x}, {cv.w}}, [o](Graph &, Ts &x) { return Ts{conv2d(x[0], x[1], o)}; }});
   }

@@ -755,9 +755,46 @@ static Value loadLanes(OpBuilder &nb, Location l, Value flat, Value at, Value ma
         tb.create<scf::YieldOp>(l, v);
       },
       [&](OpBuilder &eb, Location) {
-        Value zero = eb.create<arith::ConstantIndexOp>(l, 0);
-        Value v = eb.create<vector::GatherOp>(l, fvec, flat, ValueRange{zero}, at, mask, pass);
-        eb.create<scf::YieldOp>(l, v);
+        // Lanes two apart (a window row of a stride-2 convolution): two
+        // masked vector loads of the 2 * vl elements from the first, each
+        // lane's mask on its even element, and the even elements shuffled
+        // out. Others: a gather.
+        SmallVector<int32_t> twice;
+        for (int64_t i = 0; i < vl; ++i)
+          twice.push_back(static_cast<int32_t>(2 * i));
+        Value even = eb.create<arith::AddIOp>(
+            l, eb.create<vector::BroadcastOp>(l, ivec, first),
+            eb.create<arith::ConstantOp>(l, DenseElementsAttr::get(ivec, ArrayRef<int32_t>(twice))));
+        Value same = eb.create<arith::CmpIOp>(l, arith::CmpIPredicate::eq, at, even);
+        Value strided = eb.create<vector::ReductionOp>(l, vector::CombiningKind::AND, same);
+        auto inner = eb.create<scf::IfOp>(
+            l, strided,
+            [&](OpBuilder &sb, Location) {
+              VectorType mvec = cast<VectorType>(mask.getType());
+              Value none = sb.create<arith::ConstantOp>(l, DenseElementsAttr::get(mvec, false));
+              Value base = sb.create<arith::IndexCastOp>(l, sb.getIndexType(), first);
+              SmallVector<int64_t> lo, hi, evens;
+              for (int64_t i = 0; i < vl; ++i) {
+                // Element i of each half: lane i / 2 (or vl / 2 + i / 2)
+                // of the mask when i is even, else off.
+                lo.push_back(i % 2 == 0 ? i / 2 : vl + i);
+                hi.push_back(i % 2 == 0 ? vl / 2 + i / 2 : vl + i);
+                evens.push_back(2 * i);
+              }
+              Value m0 = sb.create<vector::ShuffleOp>(l, mask, none, lo);
+              Value m1 = sb.create<vector::ShuffleOp>(l, mask, none, hi);
+              Value v0 = sb.create<vector::MaskedLoadOp>(l, fvec, flat, ValueRange{base}, m0, pass);
+              Value v1 = sb.create<vector::MaskedLoadOp>(
+                  l, fvec, flat, ValueRange{sb.create<arith::AddIOp>(l, base, sb.create<arith::ConstantIndexOp>(l, vl))},
+                  m1, pass);
+              sb.create<scf::YieldOp>(l, sb.create<vector::ShuffleOp>(l, v0, v1, evens).getResult());
+            },
+            [&](OpBuilder &gb, Location) {
+              Value zero = gb.create<arith::ConstantIndexOp>(l, 0);
+              Value v = gb.create<vector::GatherOp>(l, fvec, flat, ValueRange{zero}, at, mask, pass);
+              gb.create<scf::YieldOp>(l, v);
+            });
+        eb.create<scf::YieldOp>(l, inner.getResult(0));
       });
   return load.getResult(0);
 }

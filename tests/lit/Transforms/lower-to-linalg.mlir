@@ -925,6 +925,38 @@ func.func @direct_conv(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x
 
 // -----
 
+// A stride-2 convolution keeps the GEMM; its columns' packing loads 8 lanes
+// at consecutive offsets as one masked vector load, lanes two apart (all
+// of them: `vector.reduction <and>` of the comparison with first + 2 * lane)
+// as two masked loads of 8 elements each, each lane's mask moved to its
+// even element, and a shuffle of the even elements; other lanes by a gather.
+// CHECK-LABEL: func.func @conv_stride2(
+//       CHECK: vector.reduction <and>, %{{.*}} : vector<8xi1> into i1
+//       CHECK: %[[M0:.*]] = vector.shuffle %[[M:.*]], %{{.*}} [0, 9, 1, 11, 2, 13, 3, 15] : vector<8xi1>, vector<8xi1>
+//       CHECK: %[[M1:.*]] = vector.shuffle %[[M]], %{{.*}} [4, 9, 5, 11, 6, 13, 7, 15] : vector<8xi1>, vector<8xi1>
+//       CHECK: %[[V0:.*]] = vector.maskedload %{{.*}}[%{{.*}}], %[[M0]], %{{.*}} : memref<210xf32>
+//       CHECK: %[[V1:.*]] = vector.maskedload %{{.*}}[%{{.*}}], %[[M1]], %{{.*}} : memref<210xf32>
+//       CHECK: vector.shuffle %[[V0]], %[[V1]] [0, 2, 4, 6, 8, 10, 12, 14] : vector<8xf32>, vector<8xf32>
+//       CHECK: vector.gather
+func.func @conv_stride2(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<2x4x3x4xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<4x3x3x3xf32>, tensor<2x3x5x7xf32>) -> tensor<2x4x3x4xf32> {
+  ^bb0(%a: tensor<4x3x3x3xf32>, %b: tensor<2x3x5x7xf32>):
+    %1 = soma.reshape %a {shape = array<i64: 1, 1, 4, 27>} : tensor<4x3x3x3xf32> -> tensor<1x1x4x27xf32>
+    %2 = soma.broadcast_to %1 {shape = array<i64: 2, 1, 4, 27>} : tensor<1x1x4x27xf32> -> tensor<2x1x4x27xf32>
+    %3 = soma.reshape %2 {shape = array<i64: 2, 4, 27>} : tensor<2x1x4x27xf32> -> tensor<2x4x27xf32>
+    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 2, 2>} : tensor<2x3x5x7xf32> -> tensor<27x24xf32>
+    %5 = soma.reshape %4 {shape = array<i64: 1, 27, 2, 12>} : tensor<27x24xf32> -> tensor<1x27x2x12xf32>
+    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x12xf32> -> tensor<2x1x27x12xf32>
+    %7 = soma.reshape %6 {shape = array<i64: 2, 27, 12>} : tensor<2x1x27x12xf32> -> tensor<2x27x12xf32>
+    %8 = soma.matmul %3, %7 : (tensor<2x4x27xf32>, tensor<2x27x12xf32>) -> tensor<2x4x12xf32>
+    %9 = soma.reshape %8 {shape = array<i64: 2, 4, 3, 4>} : tensor<2x4x12xf32> -> tensor<2x4x3x4xf32>
+    soma.yield %9 : tensor<2x4x3x4xf32>
+  }
+  return %0 : tensor<2x4x3x4xf32>
+}
+
+// -----
+
 // A small product over a long K (7 x 33 over K = 80000: above the grain,
 // but a single block of C, fewer units than the threads need) splits K:
 // eight parts of 10240 (whole blocks of K), each unit one part, writing its
