@@ -204,103 +204,103 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
         e.blockLoop(ub, n0, n1, block, [&](OpBuilder &ob, Value nb0) {
           // (pixel blocks inside image blocks: one of the two has one block)
           e.blockLoop(ob, e.idx(ob, 0), e.idx(ob, P), PB, [&](OpBuilder &nb, Value pb0) {
-          Value nb1 = e.min(nb, e.add(nb, nb0, e.idx(nb, block)), n1);
-          Value pb1 = e.min(nb, e.add(nb, pb0, e.idx(nb, PB)), e.idx(nb, P));
-          e.fillMaskTable(nb, table, pb0, pb1, H, W, g.kh, g.kw, g.pt, g.pl);
-          Value first = nb.create<arith::AndIOp>(loc, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, nb0, n0),
-                                                 nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, pb0, e.idx(nb, 0)));
-          e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, R), RT, [&](OpBuilder &cb, Value r0) {
-            // The tile's kernel row: channel c, row u; column t of the
-            // tile is tap (u, t), at x offset c * P + (u - pt) * W + t - pl.
-            Value row = cb.create<arith::DivUIOp>(loc, r0, e.idx(cb, g.kw)); // c * kh + u
-            Value c = cb.create<arith::DivUIOp>(loc, row, e.idx(cb, g.kh));
-            Value uu = cb.create<arith::RemUIOp>(loc, row, e.idx(cb, g.kh));
-            Value du = cb.create<arith::SubIOp>(loc, uu, e.idx(cb, g.pt));
-            Value x0 = e.add(cb, e.mul(cb, c, e.idx(cb, P)), e.mul(cb, du, e.idx(cb, W)));
-            Value tap0 = e.mul(cb, uu, e.idx(cb, g.kw));
-            SmallVector<Value> xOff, tapOf;
-            for (int64_t t = 0; t < RT; ++t) {
-              xOff.push_back(e.add(cb, x0, e.idx(cb, t - g.pl)));
-              tapOf.push_back(e.add(cb, tap0, e.idx(cb, t)));
-            }
-            e.blockLoop(cb, e.idx(cb, 0), e.idx(cb, K), KT, [&](OpBuilder &kb, Value k0) {
-              SmallVector<Value> dyOff;
-              for (int64_t a = 0; a < KT; ++a)
-                dyOff.push_back(
-                    e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)), e.idx(kb, P)));
-              Value zero = kb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, kb.getF32FloatAttr(0.0f)));
-              SmallVector<Value> init(KT * RT, zero);
-              auto pixels = kb.create<scf::ForOp>(
-                  loc, pb0, pb1, e.idx(kb, VL), init,
-                  [&](OpBuilder &pb, Location, Value p0, ValueRange acc) {
-                    // The pixels inside the image, and each column's window
-                    // mask from the table.
-                    Value valid = pb.create<vector::CreateMaskOp>(
-                        loc, mvec, ValueRange{pb.create<arith::SubIOp>(loc, e.idx(pb, P), p0)});
-                    Value chunk = e.mul(pb, pb.create<arith::DivUIOp>(loc, pb.create<arith::SubIOp>(loc, p0, pb0),
-                                                                      e.idx(pb, VL)),
-                                        e.idx(pb, taps));
-                    SmallVector<Value> mask;
-                    for (int64_t t = 0; t < RT; ++t)
-                      mask.push_back(pb.create<memref::LoadOp>(loc, table, ValueRange{e.add(pb, chunk, tapOf[t])}));
-                    auto images = pb.create<scf::ForOp>(
-                        loc, nb0, nb1, e.idx(pb, 1), acc, [&](OpBuilder &ib, Location, Value n, ValueRange in) {
-                          Value dyBase = e.add(ib, e.mul(ib, n, e.idx(ib, K * P)), p0);
-                          Value xBase = e.add(ib, e.mul(ib, n, e.idx(ib, Cin * P)), p0);
-                          SmallVector<Value> out(in.begin(), in.end());
-                          auto dyAt = [&](int64_t a) {
-                            return ib.create<vector::MaskedLoadOp>(
-                                loc, fvec, dyF, ValueRange{e.add(ib, dyBase, dyOff[a])}, valid, zero);
-                          };
-                          auto xAt = [&](int64_t t) {
-                            return ib.create<vector::MaskedLoadOp>(
-                                loc, fvec, xF, ValueRange{e.add(ib, xBase, xOff[t])}, mask[t], zero);
-                          };
-                          // The smaller side's vectors loaded first, the
-                          // other's one at a time (registers: the
-                          // accumulators, min(KT, RT) and one).
-                          if (RT <= KT) {
-                            SmallVector<Value> xv;
-                            for (int64_t t = 0; t < RT; ++t)
-                              xv.push_back(xAt(t));
-                            for (int64_t a = 0; a < KT; ++a) {
-                              Value dyv = dyAt(a);
+            Value nb1 = e.min(nb, e.add(nb, nb0, e.idx(nb, block)), n1);
+            Value pb1 = e.min(nb, e.add(nb, pb0, e.idx(nb, PB)), e.idx(nb, P));
+            e.fillMaskTable(nb, table, pb0, pb1, H, W, g.kh, g.kw, g.pt, g.pl);
+            auto eq = [&](Value x, Value y) { return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, x, y); };
+            Value first = nb.create<arith::AndIOp>(loc, eq(nb0, n0), eq(pb0, e.idx(nb, 0)));
+            e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, R), RT, [&](OpBuilder &cb, Value r0) {
+              // The tile's kernel row: channel c, row u; column t of the
+              // tile is tap (u, t), at x offset c * P + (u - pt) * W + t - pl.
+              Value row = cb.create<arith::DivUIOp>(loc, r0, e.idx(cb, g.kw)); // c * kh + u
+              Value c = cb.create<arith::DivUIOp>(loc, row, e.idx(cb, g.kh));
+              Value uu = cb.create<arith::RemUIOp>(loc, row, e.idx(cb, g.kh));
+              Value du = cb.create<arith::SubIOp>(loc, uu, e.idx(cb, g.pt));
+              Value x0 = e.add(cb, e.mul(cb, c, e.idx(cb, P)), e.mul(cb, du, e.idx(cb, W)));
+              Value tap0 = e.mul(cb, uu, e.idx(cb, g.kw));
+              SmallVector<Value> xOff, tapOf;
+              for (int64_t t = 0; t < RT; ++t) {
+                xOff.push_back(e.add(cb, x0, e.idx(cb, t - g.pl)));
+                tapOf.push_back(e.add(cb, tap0, e.idx(cb, t)));
+              }
+              e.blockLoop(cb, e.idx(cb, 0), e.idx(cb, K), KT, [&](OpBuilder &kb, Value k0) {
+                SmallVector<Value> dyOff;
+                for (int64_t a = 0; a < KT; ++a)
+                  dyOff.push_back(
+                      e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)), e.idx(kb, P)));
+                Value zero = kb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, kb.getF32FloatAttr(0.0f)));
+                SmallVector<Value> init(KT * RT, zero);
+                auto pixels = kb.create<scf::ForOp>(
+                    loc, pb0, pb1, e.idx(kb, VL), init,
+                    [&](OpBuilder &pb, Location, Value p0, ValueRange acc) {
+                      // The pixels inside the image, and each column's window
+                      // mask from the table.
+                      Value valid = pb.create<vector::CreateMaskOp>(
+                          loc, mvec, ValueRange{pb.create<arith::SubIOp>(loc, e.idx(pb, P), p0)});
+                      Value chunk = e.mul(pb, pb.create<arith::DivUIOp>(loc, pb.create<arith::SubIOp>(loc, p0, pb0),
+                                                                        e.idx(pb, VL)),
+                                          e.idx(pb, taps));
+                      SmallVector<Value> mask;
+                      for (int64_t t = 0; t < RT; ++t)
+                        mask.push_back(pb.create<memref::LoadOp>(loc, table, ValueRange{e.add(pb, chunk, tapOf[t])}));
+                      auto images = pb.create<scf::ForOp>(
+                          loc, nb0, nb1, e.idx(pb, 1), acc, [&](OpBuilder &ib, Location, Value n, ValueRange in) {
+                            Value dyBase = e.add(ib, e.mul(ib, n, e.idx(ib, K * P)), p0);
+                            Value xBase = e.add(ib, e.mul(ib, n, e.idx(ib, Cin * P)), p0);
+                            SmallVector<Value> out(in.begin(), in.end());
+                            auto dyAt = [&](int64_t a) {
+                              return ib.create<vector::MaskedLoadOp>(
+                                  loc, fvec, dyF, ValueRange{e.add(ib, dyBase, dyOff[a])}, valid, zero);
+                            };
+                            auto xAt = [&](int64_t t) {
+                              return ib.create<vector::MaskedLoadOp>(
+                                  loc, fvec, xF, ValueRange{e.add(ib, xBase, xOff[t])}, mask[t], zero);
+                            };
+                            // The smaller side's vectors loaded first, the
+                            // other's one at a time (registers: the
+                            // accumulators, min(KT, RT) and one).
+                            if (RT <= KT) {
+                              SmallVector<Value> xv;
                               for (int64_t t = 0; t < RT; ++t)
-                                out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv, xv[t], out[a * RT + t]);
-                            }
-                          } else {
-                            SmallVector<Value> dyv;
-                            for (int64_t a = 0; a < KT; ++a)
-                              dyv.push_back(dyAt(a));
-                            for (int64_t t = 0; t < RT; ++t) {
-                              Value xv = xAt(t);
+                                xv.push_back(xAt(t));
+                              for (int64_t a = 0; a < KT; ++a) {
+                                Value dyv = dyAt(a);
+                                for (int64_t t = 0; t < RT; ++t)
+                                  out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv, xv[t], out[a * RT + t]);
+                              }
+                            } else {
+                              SmallVector<Value> dyv;
                               for (int64_t a = 0; a < KT; ++a)
-                                out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv[a], xv, out[a * RT + t]);
+                                dyv.push_back(dyAt(a));
+                              for (int64_t t = 0; t < RT; ++t) {
+                                Value xv = xAt(t);
+                                for (int64_t a = 0; a < KT; ++a)
+                                  out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv[a], xv, out[a * RT + t]);
+                              }
                             }
-                          }
-                          ib.create<scf::YieldOp>(loc, out);
-                        });
-                    pb.create<scf::YieldOp>(loc, images.getResults());
-                  });
-              // Each accumulator's sum into its point (added to the
-              // earlier blocks' sum), the points past the edges skipped.
-              for (int64_t a = 0; a < KT; ++a)
-                for (int64_t t = 0; t < RT; ++t) {
-                  Value s = e.treeSum(kb, pixels.getResult(a * RT + t));
-                  Value k = e.add(kb, k0, e.idx(kb, a)), r = e.add(kb, r0, e.idx(kb, t));
-                  Value inside = kb.create<arith::AndIOp>(loc, e.lt(kb, k, e.idx(kb, K)), e.lt(kb, r, e.idx(kb, R)));
-                  kb.create<scf::IfOp>(loc, inside, [&](OpBuilder &sb, Location) {
-                    SmallVector<Value, 3> at{units > 1 ? u : e.idx(sb, 0), k, r};
-                    Value target = units > 1 ? partial : C;
-                    Value old = sb.create<memref::LoadOp>(loc, target, at);
-                    Value zeroF = sb.create<arith::ConstantOp>(loc, sb.getF32FloatAttr(0.0f));
-                    Value base = sb.create<arith::SelectOp>(loc, first, zeroF, old);
-                    sb.create<memref::StoreOp>(loc, sb.create<arith::AddFOp>(loc, base, s), target, at);
-                    sb.create<scf::YieldOp>(loc);
-                  });
-                }
+                            ib.create<scf::YieldOp>(loc, out);
+                          });
+                      pb.create<scf::YieldOp>(loc, images.getResults());
+                    });
+                // Each accumulator's sum into its point (added to the
+                // earlier blocks' sum), the points past the edges skipped.
+                for (int64_t a = 0; a < KT; ++a)
+                  for (int64_t t = 0; t < RT; ++t) {
+                    Value s = e.treeSum(kb, pixels.getResult(a * RT + t));
+                    Value k = e.add(kb, k0, e.idx(kb, a)), r = e.add(kb, r0, e.idx(kb, t));
+                    Value inside = kb.create<arith::AndIOp>(loc, e.lt(kb, k, e.idx(kb, K)), e.lt(kb, r, e.idx(kb, R)));
+                    kb.create<scf::IfOp>(loc, inside, [&](OpBuilder &sb, Location) {
+                      SmallVector<Value, 3> at{units > 1 ? u : e.idx(sb, 0), k, r};
+                      Value target = units > 1 ? partial : C;
+                      Value old = sb.create<memref::LoadOp>(loc, target, at);
+                      Value zeroF = sb.create<arith::ConstantOp>(loc, sb.getF32FloatAttr(0.0f));
+                      Value base = sb.create<arith::SelectOp>(loc, first, zeroF, old);
+                      sb.create<memref::StoreOp>(loc, sb.create<arith::AddFOp>(loc, base, s), target, at);
+                      sb.create<scf::YieldOp>(loc);
+                    });
+                  }
+              });
             });
-          });
           });
         });
         ub.create<LLVM::StackRestoreOp>(loc, stack);
@@ -397,6 +397,54 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
         Value table = e.maskTable(ub, chunks, taps);
         e.fillMaskTable(ub, table, e.idx(ub, 0), e.idx(ub, chunks * VL), H, W, g.kh, g.kw, g.pt, g.pl);
         Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
+        // One tile: KT filters from k0 x PT chunks of pixels from g0 of
+        // image n (its x at xImage), into C.
+        auto tile = [&](OpBuilder &gb, Value n, Value xImage, Value g0, Value k0) {
+          SmallVector<Value> wOff;
+          for (int64_t a = 0; a < KT; ++a)
+            wOff.push_back(e.mul(gb, e.min(gb, e.add(gb, k0, e.idx(gb, a)), e.idx(gb, K - 1)), e.idx(gb, R)));
+          Value zero = gb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, gb.getF32FloatAttr(0.0f)));
+          SmallVector<Value> init(KT * PT, zero);
+          Value chunk0 = e.mul(gb, gb.create<arith::DivUIOp>(loc, g0, e.idx(gb, VL)), e.idx(gb, taps));
+          auto channels = gb.create<scf::ForOp>(
+              loc, e.idx(gb, 0), e.idx(gb, Cin), e.idx(gb, 1), init,
+              [&](OpBuilder &cb, Location, Value c, ValueRange acc) {
+                SmallVector<Value> out(acc.begin(), acc.end());
+                Value xc = e.add(cb, e.add(cb, xImage, e.mul(cb, c, e.idx(cb, P))), g0);
+                Value wc = e.mul(cb, c, e.idx(cb, taps));
+                for (int64_t tap = 0; tap < taps; ++tap) {
+                  int64_t shift = (tap / g.kw - g.pt) * W + (tap % g.kw - g.pl);
+                  SmallVector<Value> xv;
+                  for (int64_t j = 0; j < PT; ++j) {
+                    Value m = cb.create<memref::LoadOp>(
+                        loc, table, ValueRange{e.add(cb, chunk0, e.idx(cb, j * taps + tap))});
+                    xv.push_back(cb.create<vector::MaskedLoadOp>(
+                        loc, fvec, xF, ValueRange{e.add(cb, xc, e.idx(cb, j * VL + shift))}, m, zero));
+                  }
+                  for (int64_t a = 0; a < KT; ++a) {
+                    Value at = e.add(cb, wOff[a], e.add(cb, wc, e.idx(cb, tap)));
+                    Value wv = cb.create<vector::BroadcastOp>(loc, fvec, cb.create<memref::LoadOp>(loc, wF, at));
+                    for (int64_t j = 0; j < PT; ++j)
+                      out[a * PT + j] = cb.create<vector::FMAOp>(loc, wv, xv[j], out[a * PT + j]);
+                  }
+                }
+                cb.create<scf::YieldOp>(loc, out);
+              });
+          // The tile into C: rows past K skipped, pixels past P masked.
+          for (int64_t a = 0; a < KT; ++a) {
+            Value k = e.add(gb, k0, e.idx(gb, a));
+            gb.create<scf::IfOp>(loc, e.lt(gb, k, e.idx(gb, K)), [&](OpBuilder &sb, Location) {
+              for (int64_t j = 0; j < PT; ++j) {
+                Value p = e.add(sb, g0, e.idx(sb, j * VL));
+                Value lanes = sb.create<vector::CreateMaskOp>(
+                    loc, e.mvec, ValueRange{sb.create<arith::SubIOp>(loc, e.idx(sb, P), p)});
+                sb.create<vector::MaskedStoreOp>(loc, C, ValueRange{n, k, p}, lanes,
+                                                 channels.getResult(a * PT + j));
+              }
+              sb.create<scf::YieldOp>(loc);
+            });
+          }
+        };
         e.blockLoop(ub, n0, n1, 1, [&](OpBuilder &nb, Value n) {
           Value xImage = e.mul(nb, n, e.idx(nb, Cin * P));
           // Pixel groups outside, filter tiles inside: the group's window
@@ -404,57 +452,11 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
           // sweep it, and the epilogue reads the group's outputs back
           // from cache.
           e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, P), group, [&](OpBuilder &pb, Value g0) {
-           e.blockLoop(pb, e.idx(pb, 0), e.idx(pb, K), KT, [&](OpBuilder &gb, Value k0) {
-            SmallVector<Value> wOff;
-            for (int64_t a = 0; a < KT; ++a)
-              wOff.push_back(e.mul(gb, e.min(gb, e.add(gb, k0, e.idx(gb, a)), e.idx(gb, K - 1)), e.idx(gb, R)));
-            {
-              Value zero = gb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, gb.getF32FloatAttr(0.0f)));
-              SmallVector<Value> init(KT * PT, zero);
-              Value chunk0 = e.mul(gb, gb.create<arith::DivUIOp>(loc, g0, e.idx(gb, VL)), e.idx(gb, taps));
-              auto channels = gb.create<scf::ForOp>(
-                  loc, e.idx(gb, 0), e.idx(gb, Cin), e.idx(gb, 1), init,
-                  [&](OpBuilder &cb, Location, Value c, ValueRange acc) {
-                    SmallVector<Value> out(acc.begin(), acc.end());
-                    Value xc = e.add(cb, e.add(cb, xImage, e.mul(cb, c, e.idx(cb, P))), g0);
-                    Value wc = e.mul(cb, c, e.idx(cb, taps));
-                    for (int64_t tap = 0; tap < taps; ++tap) {
-                      int64_t shift = (tap / g.kw - g.pt) * W + (tap % g.kw - g.pl);
-                      SmallVector<Value> xv;
-                      for (int64_t j = 0; j < PT; ++j) {
-                        Value m = cb.create<memref::LoadOp>(
-                            loc, table, ValueRange{e.add(cb, chunk0, e.idx(cb, j * taps + tap))});
-                        xv.push_back(cb.create<vector::MaskedLoadOp>(
-                            loc, fvec, xF, ValueRange{e.add(cb, xc, e.idx(cb, j * VL + shift))}, m, zero));
-                      }
-                      for (int64_t a = 0; a < KT; ++a) {
-                        Value wv = cb.create<vector::BroadcastOp>(
-                            loc, fvec,
-                            cb.create<memref::LoadOp>(loc, wF, ValueRange{e.add(cb, wOff[a], e.add(cb, wc, e.idx(cb, tap)))}));
-                        for (int64_t j = 0; j < PT; ++j)
-                          out[a * PT + j] = cb.create<vector::FMAOp>(loc, wv, xv[j], out[a * PT + j]);
-                      }
-                    }
-                    cb.create<scf::YieldOp>(loc, out);
-                  });
-              // The tile into C: rows past K skipped, pixels past P masked.
-              for (int64_t a = 0; a < KT; ++a) {
-                Value k = e.add(gb, k0, e.idx(gb, a));
-                gb.create<scf::IfOp>(loc, e.lt(gb, k, e.idx(gb, K)), [&](OpBuilder &sb, Location) {
-                  for (int64_t j = 0; j < PT; ++j) {
-                    Value p = e.add(sb, g0, e.idx(sb, j * VL));
-                    Value lanes = sb.create<vector::CreateMaskOp>(
-                        loc, e.mvec, ValueRange{sb.create<arith::SubIOp>(loc, e.idx(sb, P), p)});
-                    sb.create<vector::MaskedStoreOp>(loc, C, ValueRange{n, k, p}, lanes,
-                                                     channels.getResult(a * PT + j));
-                  }
-                  sb.create<scf::YieldOp>(loc);
-                });
-              }
-            }
-           });
+            e.blockLoop(pb, e.idx(pb, 0), e.idx(pb, K), KT,
+                        [&](OpBuilder &gb, Value k0) { tile(gb, n, xImage, g0, k0); });
             if (epilogue)
-              epilogue(pb, loc, n, e.idx(pb, 0), e.idx(pb, K), g0, e.min(pb, e.add(pb, g0, e.idx(pb, group)), e.idx(pb, P)));
+              epilogue(pb, loc, n, e.idx(pb, 0), e.idx(pb, K), g0,
+                       e.min(pb, e.add(pb, g0, e.idx(pb, group)), e.idx(pb, P)));
           });
         });
         ub.create<LLVM::StackRestoreOp>(loc, stack);
