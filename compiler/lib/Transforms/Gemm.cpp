@@ -456,7 +456,7 @@ struct GemmEmitter {
   /// with this blocking (compiled once): T[MR x NR] = the panels' product
   /// over kc, with Ap and Bp at their full scratch sizes.
   func::FuncOp tileFunction() {
-    const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
+    const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl;
     std::string name = "soma_gemm_tile_" + std::to_string(MR) + "x" + std::to_string(NR) + "_v" +
                        std::to_string(VL) + "_a" + std::to_string(cfg.mc * cfg.kc) + "_b" +
                        std::to_string(cfg.kc * cfg.nc);
@@ -471,19 +471,30 @@ struct GemmEmitter {
     OpBuilder nb = OpBuilder::atBlockEnd(entry);
     Value Ap = entry->getArgument(0), Bp = entry->getArgument(1), aBase = entry->getArgument(2),
           bBase = entry->getArgument(3), kc = entry->getArgument(4), T = entry->getArgument(5);
+    tileBody(nb, Bp, bBase, kc, T, [&](OpBuilder &kb, Value k, int64_t i) {
+      Value ak = add(kb, aBase, mul(kb, k, idx(kb, MR)));
+      return kb.create<memref::LoadOp>(loc, Ap, ValueRange{add(kb, ak, idx(kb, i))});
+    });
+    return fn;
+  }
+
+  /// The body of a register tile function: T[MR x NR] = sum over k < kc of
+  /// A's column k (element i from `aAt(k, i)`) times row k of the B panel
+  /// at bBase, MR x NR / VL accumulators carried by the k loop.
+  void tileBody(OpBuilder &nb, Value Bp, Value bBase, Value kc, Value T,
+                function_ref<Value(OpBuilder &, Value, int64_t)> aAt) {
+    const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
     Value zeroVec = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
     SmallVector<Value> init(MR * NV, zeroVec);
     auto kloop = nb.create<scf::ForOp>(
         loc, idx(nb, 0), kc, idx(nb, 1), init, [&](OpBuilder &kb, Location, Value k, ValueRange acc) {
           Value bk = add(kb, bBase, mul(kb, k, idx(kb, NR)));
-          Value ak = add(kb, aBase, mul(kb, k, idx(kb, MR)));
           SmallVector<Value> bv;
           for (int64_t v = 0; v < NV; ++v)
             bv.push_back(kb.create<vector::LoadOp>(loc, vec, Bp, ValueRange{add(kb, bk, idx(kb, v * VL))}));
           SmallVector<Value> next;
           for (int64_t i = 0; i < MR; ++i) {
-            Value a = kb.create<memref::LoadOp>(loc, Ap, ValueRange{add(kb, ak, idx(kb, i))});
-            Value av = kb.create<vector::BroadcastOp>(loc, vec, a);
+            Value av = kb.create<vector::BroadcastOp>(loc, vec, aAt(kb, k, i));
             for (int64_t v = 0; v < NV; ++v)
               next.push_back(kb.create<vector::FMAOp>(loc, av, bv[v], acc[i * NV + v]));
           }
@@ -493,7 +504,6 @@ struct GemmEmitter {
       for (int64_t v = 0; v < NV; ++v)
         nb.create<vector::StoreOp>(loc, kloop.getResult(i * NV + v), T, ValueRange{idx(nb, i * NR + v * VL)});
     nb.create<func::ReturnOp>(loc);
-    return fn;
   }
 
   /// The register tile reading A's rows where they are stored (no packing
@@ -503,7 +513,7 @@ struct GemmEmitter {
   /// memref<kFlatA x f32> whatever its size (see emitGemm), so that one
   /// function serves every GEMM with this blocking.
   func::FuncOp rowsTileFunction(MemRefType flatA) {
-    const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
+    const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl;
     std::string name = "soma_gemm_tile_rows_" + std::to_string(MR) + "x" + std::to_string(NR) + "_v" +
                        std::to_string(VL) + "_b" + std::to_string(cfg.kc * cfg.nc);
     Type f32 = b.getF32Type(), index = b.getIndexType();
@@ -522,27 +532,9 @@ struct GemmEmitter {
     SmallVector<Value> rowAt;
     for (int64_t i = 0; i < MR; ++i)
       rowAt.push_back(add(nb, aBase, mul(nb, min(nb, idx(nb, i), sub(nb, rows, idx(nb, 1))), lda)));
-    Value zeroVec = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
-    SmallVector<Value> init(MR * NV, zeroVec);
-    auto kloop = nb.create<scf::ForOp>(
-        loc, idx(nb, 0), kc, idx(nb, 1), init, [&](OpBuilder &kb, Location, Value k, ValueRange acc) {
-          Value bk = add(kb, bBase, mul(kb, k, idx(kb, NR)));
-          SmallVector<Value> bv;
-          for (int64_t v = 0; v < NV; ++v)
-            bv.push_back(kb.create<vector::LoadOp>(loc, vec, Bp, ValueRange{add(kb, bk, idx(kb, v * VL))}));
-          SmallVector<Value> next;
-          for (int64_t i = 0; i < MR; ++i) {
-            Value a = kb.create<memref::LoadOp>(loc, A, ValueRange{add(kb, rowAt[i], k)});
-            Value av = kb.create<vector::BroadcastOp>(loc, vec, a);
-            for (int64_t v = 0; v < NV; ++v)
-              next.push_back(kb.create<vector::FMAOp>(loc, av, bv[v], acc[i * NV + v]));
-          }
-          kb.create<scf::YieldOp>(loc, next);
-        });
-    for (int64_t i = 0; i < MR; ++i)
-      for (int64_t v = 0; v < NV; ++v)
-        nb.create<vector::StoreOp>(loc, kloop.getResult(i * NV + v), T, ValueRange{idx(nb, i * NR + v * VL)});
-    nb.create<func::ReturnOp>(loc);
+    tileBody(nb, Bp, bBase, kc, T, [&](OpBuilder &kb, Value k, int64_t i) {
+      return kb.create<memref::LoadOp>(loc, A, ValueRange{add(kb, rowAt[i], k)});
+    });
     return fn;
   }
 
