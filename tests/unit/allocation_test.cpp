@@ -1,7 +1,7 @@
 //===- allocation_test.cpp - Steady-state steps allocate nothing -----------===//
 //
 // Counts every C++ heap allocation of the process (operator new is replaced
-// for this test binary) while a compiled training step runs, and checks
+// for this test binary, in heap.cpp) while a compiled training step runs, and checks
 // that the compiled code itself never calls malloc: every temporary lives
 // in the workspace arena, allocated once per executable.
 //
@@ -9,38 +9,7 @@
 
 #include "test_util.h"
 
-#include <atomic>
-#include <cstdlib>
 #include <fstream>
-#include <new>
-
-namespace {
-std::atomic<long> gAllocations{0};
-} // namespace
-
-void *operator new(std::size_t n) {
-  gAllocations.fetch_add(1, std::memory_order_relaxed);
-  if (void *p = std::malloc(n ? n : 1))
-    return p;
-  throw std::bad_alloc();
-}
-void *operator new[](std::size_t n) { return ::operator new(n); }
-void *operator new(std::size_t n, std::align_val_t a) {
-  gAllocations.fetch_add(1, std::memory_order_relaxed);
-  size_t align = static_cast<size_t>(a);
-  if (void *p = std::aligned_alloc(align, (n + align - 1) / align * align))
-    return p;
-  throw std::bad_alloc();
-}
-void *operator new[](std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
-void operator delete(void *p) noexcept { std::free(p); }
-void operator delete[](void *p) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t) noexcept { std::free(p); }
-void operator delete(void *p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 using namespace soma;
 
@@ -58,12 +27,12 @@ TEST(Allocation, SteadyStateTrainingStepsAndEvaluationsAllocateNothing) {
                                        {"y", test::randomLabels({16}, 10, DType::i32, 2)}};
     step.run(batch); // first calls may set up the thread pool
     step.evaluate(batch);
-    long before = gAllocations.load();
+    long before = test::heapAllocations();
     for (int i = 0; i < 10; ++i) {
       step.run(batch);
       step.evaluate(batch);
     }
-    EXPECT_EQ(gAllocations.load() - before, 0) << model << ": heap allocations in 10 steps";
+    EXPECT_EQ(test::heapAllocations() - before, 0) << model << ": heap allocations in 10 steps";
     // The compiled code has no calls to malloc (temporaries are views of
     // the workspace).
     std::ifstream f(dir / "38-llvm-dialect.mlir");

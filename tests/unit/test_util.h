@@ -15,6 +15,10 @@
 
 namespace soma::test {
 
+/// C++ heap allocations made so far by the whole process (heap.cpp replaces
+/// operator new for this binary, and poisons what operator delete frees).
+long heapAllocations();
+
 /// Expects `stmt` to throw soma::Error whose message contains every string.
 #define EXPECT_SOMA_ERROR(stmt, ...)                                           \
   do {                                                                         \

@@ -1380,7 +1380,7 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
         }
         scalar[mm.getResult()] = xb.create<memref::LoadOp>(l, C, ValueRange{bIdx, m, n});
         if (productView)
-          scalar[productView->getResult(0)] = scalar[mm.getResult()];
+          scalar[productView->getResult(0)] = scalar.lookup(mm.getResult()); // a copy: [] may grow the map
         if (failed(emitFusedScalars(xb, l, body, args, nullptr, scalar)))
           status = failure();
         for (auto [v, o] : llvm::zip(body.getTerminator()->getOperands(), productOuts))
@@ -1573,7 +1573,10 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       })
       .Case([&](ConstantOp c) { return lowerConstant(c); })
       .Case([&](StopGradientOp sg) {
-        buffers[sg.getResult()] = buffers[sg.getInput()];
+        // lookup() copies the value: with `buffers[x] = buffers[y]` the
+        // right side is a reference into the map, evaluated first, and
+        // the left side's insertion may grow the map and free it.
+        buffers[sg.getResult()] = buffers.lookup(sg.getInput());
         return success();
       })
       .Case([&](ArgmaxOp a) { return lowerArgmax(a); })
