@@ -255,6 +255,12 @@ std::vector<Case> allCases() {
                          Conv{"conv_direct_odd", {3, 5, 7, 9}, {11, 5, 3, 3}, {.padding = 1}},
                          Conv{"conv_direct_uneven", {2, 3, 5, 6}, {4, 3, 2, 3}, {.padding = {0, 1, 1, 1}}},
                          Conv{"conv_direct_parallel", {8, 16, 20, 20}, {20, 16, 3, 3}, {.padding = 1}},
+                         // Narrower than the input ("valid", or part of the
+                         // padding): the grid's extra columns are not
+                         // stored. 7 x 13 grids of 91 pixels (edge chunks),
+                         // a left padding, and conv_lenet_size above.
+                         Conv{"conv_direct_valid_odd", {3, 5, 9, 13}, {11, 5, 3, 5}, {}},
+                         Conv{"conv_direct_partial_pad", {2, 3, 6, 7}, {4, 3, 3, 3}, {.padding = {0, 1, 1, 0}}},
                          // Stride 2 with output rows of 35: the packing loads
                          // 16 lanes two apart as two vectors and a shuffle.
                          Conv{"conv_stride2_wide", {2, 3, 6, 70}, {4, 3, 3, 3}, {.stride = 2, .padding = 1}}}) {
@@ -265,6 +271,10 @@ std::vector<Case> allCases() {
   // residual block's shape).
   c.push_back({"conv_direct_residual_relu", {{{2, 4, 6, 6}}, {{4, 4, 3, 3}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1], {.padding = 1}) + x[0])}; }});
+  // ... and of a narrower one: the epilogue reads the residual at the
+  // outputs' own indices.
+  c.push_back({"conv_direct_valid_residual_relu", {{{2, 4, 8, 7}}, {{4, 4, 3, 3}}, {{2, 4, 6, 5}}},
+               [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1]) + x[2])}; }});
   c.push_back({"max_pool_2x2", {{{2, 3, 8, 8}}}, [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 2)}; }});
   c.push_back({"max_pool_3x3_s2_p1", {{{2, 3, 9, 9}}},
                [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 3, {.stride = 2, .padding = 1})}; }});

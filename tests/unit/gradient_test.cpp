@@ -130,6 +130,12 @@ std::vector<GradCase> gradCases() {
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = 1}); }});
   c.push_back({"conv2d_same_5x5", {{{1, 2, 6, 6}}, {{3, 2, 5, 5}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = 2}); }});
+  // Narrower than the input: the direct filter gradient reads dy on a
+  // grid with extra columns (a 5 x 3 kernel, and a left padding).
+  c.push_back({"conv2d_valid_5x3", {{{2, 3, 9, 8}}, {{4, 3, 5, 3}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1]); }});
+  c.push_back({"conv2d_partial_pad", {{{2, 2, 6, 7}}, {{3, 2, 3, 3}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = {0, 1, 1, 0}}); }});
   c.push_back({"conv2d_same_uneven", {{{2, 2, 4, 5}}, {{3, 2, 2, 3}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = {0, 1, 1, 1}}); }});
   c.push_back({"conv2d_dilation", {{{1, 2, 7, 7}}, {{2, 2, 2, 2}}},
@@ -211,22 +217,29 @@ TEST(Autodiff, CompiledGradientsOfTheMlpMatchTheInterpreter) {
 
 TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
   // 40 images of 7x9: enough work for two units of 20 images, each summed
-  // in blocks of 17 and 3 images (>= 1024 pixels a block); 11 filters (in
-  // tiles of 6 and 5) over 8 channels (72 columns).
-  Graph g("filtergrad");
-  Tensor x = g.input("x", {40, 8, 7, 9});
-  Tensor w = g.param("w", {11, 8, 3, 3}, init::uniform(-1, 1));
-  Tensor y = conv2d(x, w, {.padding = 1});
-  g.output("loss", sum(y * constant(g, test::randomF32(y.shape(), -1, 1, 3))));
-  std::map<std::string, Array> in{{"x", test::randomF32({40, 8, 7, 9}, -1, 1, 4)}};
-  test::TempDir dir("direct_dw");
-  auto got = compile_gradients(g, {.loss = "loss"},
-                               {.dump = "lowered", .dump_dir = dir.str(), .use_environment = false})
-                 .run(in);
-  // The direct kernel's loop nest, outlined as a function of its own.
-  EXPECT_NE(read_file(dir / "30-lowered.mlir").find("func.func @filtergrad_dw"), std::string::npos);
-  auto want = interpret_gradients(g, in, nullptr, {.loss = "loss"});
-  EXPECT_TRUE(test::allClose(got["grad_w"], want["grad_w"], 1e-4));
+  // in blocks (>= 1024 pixels a block); 11 filters (in tiles of 6 and 5)
+  // over 8 channels (72 columns). "Same", "valid" (a 5 x 7 output on a
+  // grid of 5 x 9) and a partial padding (6 x 8 on 6 x 9).
+  struct Case {
+    const char *name;
+    Ints padding;
+  };
+  for (const Case &c : {Case{"same", {1, 1, 1, 1}}, Case{"valid", {0, 0, 0, 0}}, Case{"partial", {1, 1, 0, 0}}}) {
+    Graph g("filtergrad");
+    Tensor x = g.input("x", {40, 8, 7, 9});
+    Tensor w = g.param("w", {11, 8, 3, 3}, init::uniform(-1, 1));
+    Tensor y = conv2d(x, w, {.padding = c.padding});
+    g.output("loss", sum(y * constant(g, test::randomF32(y.shape(), -1, 1, 3))));
+    std::map<std::string, Array> in{{"x", test::randomF32({40, 8, 7, 9}, -1, 1, 4)}};
+    test::TempDir dir(std::string("direct_dw_") + c.name);
+    auto got = compile_gradients(g, {.loss = "loss"},
+                                 {.dump = "lowered", .dump_dir = dir.str(), .use_environment = false})
+                   .run(in);
+    // The direct kernel's loop nest, outlined as a function of its own.
+    EXPECT_NE(read_file(dir / "30-lowered.mlir").find("func.func @filtergrad_dw"), std::string::npos) << c.name;
+    auto want = interpret_gradients(g, in, nullptr, {.loss = "loss"});
+    EXPECT_TRUE(test::allClose(got["grad_w"], want["grad_w"], 1e-4)) << c.name;
+  }
 }
 
 TEST(Autodiff, FusedCrossEntropyBackwardIsOneOp) {

@@ -1,26 +1,36 @@
 //===- DirectConv.cpp - Convolutions and filter gradients, directly -------===//
 //
 // Two loop nests for a convolution of stride 1, no dilation and one group
-// whose output keeps its input's height and width, with vectors along the
-// pixels: its filter gradient (emitFilterGradient) and the convolution
-// itself (emitDirectConv, below).
+// whose output is at most as wide as its input (OW <= W), with vectors
+// along the pixels: its filter gradient (emitFilterGradient) and the
+// convolution itself (emitDirectConv, below).
 //
-// dw[k, r] with r = (c, u, v), for a convolution of stride 1, no dilation
-// and one group whose output keeps its input's height and width:
+// Both run on a grid of OH rows of W pixels (the input's row pitch), on
+// which every window tap (u, v) is a constant shift of the pixel index:
 //
 //   dw[k, (c, u, v)] = sum over n, p of dy[n, k, p] * x[n, c, p + s(u, v)]
 //
-// with p a pixel (i * W + j) and s(u, v) = (u - pt) * W + (v - pl), and 0
-// where the window point (i + u - pt, j + v - pl) is outside the image.
-// As a GEMM, both operands are read along the sum (the pixels): the
-// packing must gather im2col's columns and transpose every block of both
-// (30% of a ResNet-8 training step). Here the vectors span VL consecutive
-// pixels, so every load is a contiguous (masked) vector load of dy or x:
+// with p = i * W + j a grid pixel and s(u, v) = (u - pt) * W + (v - pl),
+// and 0 where the window point (i + u - pt, j + v - pl) is outside the
+// image. For a "same" convolution (OW = W) the grid is the output; for a
+// narrower one ("valid", OW = W - kw + 1) the last W - OW columns of each
+// grid row are not outputs: the convolution computes them and stores only
+// the others (compressed stores), and the filter gradient reads dy there
+// as 0 (expanding loads of dy's rows, and masked loads of x). LeNet-5's
+// second layer (14 x 14 -> 10 x 10) computes 14 of every 10 outputs'
+// worth, instead of packing 25 shifted copies of its input.
+//
+// As a GEMM, both operands of the filter gradient are read along the sum
+// (the pixels): the packing must gather im2col's columns and transpose
+// every block of both (30% of a ResNet-8 training step). Here the vectors
+// span VL consecutive grid pixels, so every load is a contiguous (masked)
+// vector load of dy or x:
 //
 //   parallel over units (groups of images; their partial sums added after):
 //     for each block of about 1024 pixels (several images or part of one):
 //       table: for each chunk of VL pixels and each tap (u, v), the lanes
-//              whose window point is inside the image
+//              whose window point is inside the image (and that are
+//              outputs)
 //       for each row (c, u) of the kernel: RT = kw columns r = (c, u, v)
 //         for each tile of KT rows k:
 //           KT x RT accumulators of VL pixels
@@ -47,14 +57,21 @@ using namespace mlir;
 
 namespace soma {
 
-bool FilterGradient::applies(ArrayRef<int64_t> x, ArrayRef<int64_t> dy, ArrayRef<int64_t> kernel,
-                             ArrayRef<int64_t> stride, ArrayRef<int64_t> dilation, ArrayRef<int64_t> padding) {
+std::optional<ConvGrid> ConvGrid::of(ArrayRef<int64_t> x, ArrayRef<int64_t> kernel, ArrayRef<int64_t> stride,
+                                     ArrayRef<int64_t> dilation, ArrayRef<int64_t> padding) {
   auto ones = [](ArrayRef<int64_t> a) { return a.size() == 2 && a[0] == 1 && a[1] == 1; };
-  // (With stride 1, the output has the input's size only when the window
-  // fits the padding: pt + pb = kh - 1 and pl + pr = kw - 1.)
-  // A kernel row is one register tile: at most 8 wide.
-  return x.size() == 4 && dy.size() == 4 && kernel.size() == 2 && padding.size() == 4 && ones(stride) &&
-         ones(dilation) && x[0] == dy[0] && x[2] == dy[2] && x[3] == dy[3] && kernel[1] <= 8;
+  // A kernel row is one register tile of the filter gradient: at most 8
+  // wide.
+  if (x.size() != 4 || kernel.size() != 2 || padding.size() != 4 || !ones(stride) || !ones(dilation) ||
+      kernel[1] > 8 || llvm::any_of(padding, [](int64_t p) { return p < 0; }))
+    return std::nullopt;
+  ConvGrid g;
+  g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1];
+  g.oh = x[2] + padding[0] + padding[2] - kernel[0] + 1;
+  g.ow = x[3] + padding[1] + padding[3] - kernel[1] + 1;
+  if (g.oh < 1 || g.ow < 1 || g.ow > x[3])
+    return std::nullopt;
+  return g;
 }
 
 namespace {
@@ -115,16 +132,23 @@ struct Emitter {
   Value maskTable(OpBuilder &nb, int64_t chunks, int64_t taps) {
     return nb.create<memref::AllocaOp>(loc, MemRefType::get({chunks * taps}, mvec), nb.getI64IntegerAttr(64));
   }
-  /// For each chunk of VL pixels of [lo, hi) (an H x W image seen flat)
-  /// and each tap (u, v) of a kh x kw window with paddings pt, pl: the
-  /// lanes whose window point is inside the image (and whose pixel is
-  /// below H * W), at table[(chunk - lo / VL) * taps + tap].
-  void fillMaskTable(OpBuilder &nb, Value table, Value lo, Value hi, int64_t H, int64_t W, int64_t kh, int64_t kw,
+  /// The grid (see the top of the file): OH rows of W pixels, of which
+  /// the first OW of each row are outputs, for an H x W image.
+  struct Grid {
+    int64_t H, W, OH, OW;
+    int64_t pixels() const { return OH * W; }
+    bool wide() const { return OW < W; }
+  };
+  /// For each chunk of VL pixels of [lo, hi) of the grid and each tap
+  /// (u, v) of a kh x kw window with paddings pt, pl: the lanes that are
+  /// outputs (below OH * W, and in the first OW columns) and whose window
+  /// point is inside the image, at table[(chunk - lo / VL) * taps + tap].
+  void fillMaskTable(OpBuilder &nb, Value table, Value lo, Value hi, const Grid &g, int64_t kh, int64_t kw,
                      int64_t pt, int64_t pl) {
-    const int64_t taps = kh * kw;
+    const int64_t taps = kh * kw, H = g.H, W = g.W;
     blockLoop(nb, lo, hi, VL, [&](OpBuilder &fb, Value pc) {
       Value p = fb.create<arith::AddIOp>(loc, splatI(fb, pc), lane(fb));
-      Value valid = fb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, p, constI(fb, H * W));
+      Value valid = outputLanes(fb, pc, g);
       Value row = fb.create<arith::DivUIOp>(loc, p, constI(fb, W));
       Value col = fb.create<arith::RemUIOp>(loc, p, constI(fb, W));
       Value at = mul(fb, fb.create<arith::DivUIOp>(loc, fb.create<arith::SubIOp>(loc, pc, lo), idx(fb, VL)),
@@ -142,6 +166,26 @@ struct Emitter {
       });
     });
   }
+  /// The lanes of the chunk of VL grid pixels from p0 that are outputs.
+  Value outputLanes(OpBuilder &nb, Value p0, const Grid &g) {
+    if (!g.wide())
+      return nb.create<vector::CreateMaskOp>(loc, mvec,
+                                             ValueRange{nb.create<arith::SubIOp>(loc, idx(nb, g.pixels()), p0)});
+    Value p = nb.create<arith::AddIOp>(loc, splatI(nb, p0), lane(nb));
+    Value below = nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, p, constI(nb, g.pixels()));
+    Value col = nb.create<arith::RemUIOp>(loc, p, constI(nb, g.W));
+    return nb.create<arith::AndIOp>(
+        loc, below, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ult, col, constI(nb, g.OW)));
+  }
+  /// The output index of grid pixel p (or of the first output after it):
+  /// (p / W) * OW + min(p % W, OW).
+  Value outputIndex(OpBuilder &nb, Value p, const Grid &g) {
+    if (!g.wide())
+      return p;
+    Value row = nb.create<arith::DivUIOp>(loc, p, idx(nb, g.W));
+    Value col = nb.create<arith::RemUIOp>(loc, p, idx(nb, g.W));
+    return add(nb, mul(nb, row, idx(nb, g.OW)), min(nb, col, idx(nb, g.OW)));
+  }
 };
 
 } // namespace
@@ -150,8 +194,12 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                         const GemmEpilogue &epilogue) {
   Emitter e{b, loc, cfg.vl};
   auto xs = cast<MemRefType>(g.x.getType()).getShape(), ys = cast<MemRefType>(g.dy.getType()).getShape();
-  const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], K = ys[1], P = H * W;
-  const int64_t taps = g.kh * g.kw, R = Cin * taps, VL = cfg.vl;
+  const ConvGrid &cg = g.grid;
+  const Emitter::Grid grid{xs[2], xs[3], cg.oh, cg.ow};
+  // P grid pixels; x's planes are PX long, dy's PY.
+  const int64_t N = xs[0], Cin = xs[1], W = xs[3], K = ys[1], P = grid.pixels();
+  const int64_t PX = xs[2] * W, PY = cg.oh * cg.ow;
+  const int64_t taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   // The register tile: KT filters x one row of the kernel (RT = kw taps
   // (u, 0..kw-1) of one channel, whose windows are consecutive in x: one
@@ -159,7 +207,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   // of 32 registers with AVX-512, 8 of 16 otherwise. KT: the fewest tiles
   // of filters, and of those the smallest tile (11 filters with room for
   // 8: two tiles of 6, not 8 + 3 with 5 wasted, nor 11 tiles of 1).
-  const int64_t budget = VL >= 16 ? 24 : 8, RT = g.kw;
+  const int64_t budget = VL >= 16 ? 24 : 8, RT = cg.kw;
   int64_t KT = 1;
   for (int64_t kt = 2; kt * RT <= budget && kt <= K; ++kt)
     if (ceilDiv(K, kt) < ceilDiv(K, KT))
@@ -206,37 +254,39 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
           e.blockLoop(ob, e.idx(ob, 0), e.idx(ob, P), PB, [&](OpBuilder &nb, Value pb0) {
             Value nb1 = e.min(nb, e.add(nb, nb0, e.idx(nb, block)), n1);
             Value pb1 = e.min(nb, e.add(nb, pb0, e.idx(nb, PB)), e.idx(nb, P));
-            e.fillMaskTable(nb, table, pb0, pb1, H, W, g.kh, g.kw, g.pt, g.pl);
+            e.fillMaskTable(nb, table, pb0, pb1, grid, cg.kh, cg.kw, cg.pt, cg.pl);
             auto eq = [&](Value x, Value y) { return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, x, y); };
             Value first = nb.create<arith::AndIOp>(loc, eq(nb0, n0), eq(pb0, e.idx(nb, 0)));
             e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, R), RT, [&](OpBuilder &cb, Value r0) {
               // The tile's kernel row: channel c, row u; column t of the
-              // tile is tap (u, t), at x offset c * P + (u - pt) * W + t - pl.
-              Value row = cb.create<arith::DivUIOp>(loc, r0, e.idx(cb, g.kw)); // c * kh + u
-              Value c = cb.create<arith::DivUIOp>(loc, row, e.idx(cb, g.kh));
-              Value uu = cb.create<arith::RemUIOp>(loc, row, e.idx(cb, g.kh));
-              Value du = cb.create<arith::SubIOp>(loc, uu, e.idx(cb, g.pt));
-              Value x0 = e.add(cb, e.mul(cb, c, e.idx(cb, P)), e.mul(cb, du, e.idx(cb, W)));
-              Value tap0 = e.mul(cb, uu, e.idx(cb, g.kw));
+              // tile is tap (u, t), at x offset c * PX + (u - pt) * W + t - pl.
+              Value row = cb.create<arith::DivUIOp>(loc, r0, e.idx(cb, cg.kw)); // c * kh + u
+              Value c = cb.create<arith::DivUIOp>(loc, row, e.idx(cb, cg.kh));
+              Value uu = cb.create<arith::RemUIOp>(loc, row, e.idx(cb, cg.kh));
+              Value du = cb.create<arith::SubIOp>(loc, uu, e.idx(cb, cg.pt));
+              Value x0 = e.add(cb, e.mul(cb, c, e.idx(cb, PX)), e.mul(cb, du, e.idx(cb, W)));
+              Value tap0 = e.mul(cb, uu, e.idx(cb, cg.kw));
               SmallVector<Value> xOff, tapOf;
               for (int64_t t = 0; t < RT; ++t) {
-                xOff.push_back(e.add(cb, x0, e.idx(cb, t - g.pl)));
+                xOff.push_back(e.add(cb, x0, e.idx(cb, t - cg.pl)));
                 tapOf.push_back(e.add(cb, tap0, e.idx(cb, t)));
               }
               e.blockLoop(cb, e.idx(cb, 0), e.idx(cb, K), KT, [&](OpBuilder &kb, Value k0) {
                 SmallVector<Value> dyOff;
                 for (int64_t a = 0; a < KT; ++a)
                   dyOff.push_back(
-                      e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)), e.idx(kb, P)));
+                      e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)), e.idx(kb, PY)));
                 Value zero = kb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, kb.getF32FloatAttr(0.0f)));
                 SmallVector<Value> init(KT * RT, zero);
                 auto pixels = kb.create<scf::ForOp>(
                     loc, pb0, pb1, e.idx(kb, VL), init,
                     [&](OpBuilder &pb, Location, Value p0, ValueRange acc) {
-                      // The pixels inside the image, and each column's window
+                      // The lanes that are outputs (dy's elements, from
+                      // dy's index dyAt: consecutive in dy when the grid is
+                      // wider than the output), and each column's window
                       // mask from the table.
-                      Value valid = pb.create<vector::CreateMaskOp>(
-                          loc, mvec, ValueRange{pb.create<arith::SubIOp>(loc, e.idx(pb, P), p0)});
+                      Value valid = e.outputLanes(pb, p0, grid);
+                      Value dyAt0 = e.outputIndex(pb, p0, grid);
                       Value chunk = e.mul(pb, pb.create<arith::DivUIOp>(loc, pb.create<arith::SubIOp>(loc, p0, pb0),
                                                                         e.idx(pb, VL)),
                                           e.idx(pb, taps));
@@ -245,12 +295,14 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                         mask.push_back(pb.create<memref::LoadOp>(loc, table, ValueRange{e.add(pb, chunk, tapOf[t])}));
                       auto images = pb.create<scf::ForOp>(
                           loc, nb0, nb1, e.idx(pb, 1), acc, [&](OpBuilder &ib, Location, Value n, ValueRange in) {
-                            Value dyBase = e.add(ib, e.mul(ib, n, e.idx(ib, K * P)), p0);
-                            Value xBase = e.add(ib, e.mul(ib, n, e.idx(ib, Cin * P)), p0);
+                            Value dyBase = e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), dyAt0);
+                            Value xBase = e.add(ib, e.mul(ib, n, e.idx(ib, Cin * PX)), p0);
                             SmallVector<Value> out(in.begin(), in.end());
-                            auto dyAt = [&](int64_t a) {
-                              return ib.create<vector::MaskedLoadOp>(
-                                  loc, fvec, dyF, ValueRange{e.add(ib, dyBase, dyOff[a])}, valid, zero);
+                            auto dyAt = [&](int64_t a) -> Value {
+                              Value at = e.add(ib, dyBase, dyOff[a]);
+                              if (grid.wide())
+                                return ib.create<vector::ExpandLoadOp>(loc, fvec, dyF, ValueRange{at}, valid, zero);
+                              return ib.create<vector::MaskedLoadOp>(loc, fvec, dyF, ValueRange{at}, valid, zero);
                             };
                             auto xAt = [&](int64_t t) {
                               return ib.create<vector::MaskedLoadOp>(
@@ -343,9 +395,12 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
                     const GemmEpilogue &epilogue) {
   Emitter e{b, loc, cfg.vl};
   auto xs = cast<MemRefType>(g.x.getType()).getShape();
-  const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], P = H * W;
+  const ConvGrid &cg = g.grid;
+  const Emitter::Grid grid{xs[2], xs[3], cg.oh, cg.ow};
+  // P grid pixels; x's planes are PX long.
+  const int64_t N = xs[0], Cin = xs[1], W = xs[3], P = grid.pixels(), PX = xs[2] * W;
   const int64_t K = cast<MemRefType>(C.getType()).getShape()[1];
-  const int64_t taps = g.kh * g.kw, R = Cin * taps, VL = cfg.vl;
+  const int64_t taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   // The register tile: KT filters x PT chunks of VL pixels, at most 24
   // accumulators of 32 registers with AVX-512 (8 of 16 otherwise). Each
@@ -395,7 +450,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
       [&](OpBuilder &ub, Location, Value u, ValueRange) {
         Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
         Value table = e.maskTable(ub, chunks, taps);
-        e.fillMaskTable(ub, table, e.idx(ub, 0), e.idx(ub, chunks * VL), H, W, g.kh, g.kw, g.pt, g.pl);
+        e.fillMaskTable(ub, table, e.idx(ub, 0), e.idx(ub, chunks * VL), grid, cg.kh, cg.kw, cg.pt, cg.pl);
         Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
         // One tile: KT filters from k0 x PT chunks of pixels from g0 of
         // image n (its x at xImage), into C.
@@ -410,10 +465,10 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
               loc, e.idx(gb, 0), e.idx(gb, Cin), e.idx(gb, 1), init,
               [&](OpBuilder &cb, Location, Value c, ValueRange acc) {
                 SmallVector<Value> out(acc.begin(), acc.end());
-                Value xc = e.add(cb, e.add(cb, xImage, e.mul(cb, c, e.idx(cb, P))), g0);
+                Value xc = e.add(cb, e.add(cb, xImage, e.mul(cb, c, e.idx(cb, PX))), g0);
                 Value wc = e.mul(cb, c, e.idx(cb, taps));
                 for (int64_t tap = 0; tap < taps; ++tap) {
-                  int64_t shift = (tap / g.kw - g.pt) * W + (tap % g.kw - g.pl);
+                  int64_t shift = (tap / cg.kw - cg.pt) * W + (tap % cg.kw - cg.pl);
                   SmallVector<Value> xv;
                   for (int64_t j = 0; j < PT; ++j) {
                     Value m = cb.create<memref::LoadOp>(
@@ -430,23 +485,31 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
                 }
                 cb.create<scf::YieldOp>(loc, out);
               });
-          // The tile into C: rows past K skipped, pixels past P masked.
+          // The tile into C: rows past K skipped, only the lanes that are
+          // outputs stored (pixels past the grid, and with a wide grid
+          // the columns past OW: the others, consecutive in C, compressed).
+          SmallVector<Value> lanes, at;
+          for (int64_t j = 0; j < PT; ++j) {
+            Value p = e.add(gb, g0, e.idx(gb, j * VL));
+            lanes.push_back(e.outputLanes(gb, p, grid));
+            at.push_back(e.outputIndex(gb, p, grid));
+          }
           for (int64_t a = 0; a < KT; ++a) {
             Value k = e.add(gb, k0, e.idx(gb, a));
             gb.create<scf::IfOp>(loc, e.lt(gb, k, e.idx(gb, K)), [&](OpBuilder &sb, Location) {
               for (int64_t j = 0; j < PT; ++j) {
-                Value p = e.add(sb, g0, e.idx(sb, j * VL));
-                Value lanes = sb.create<vector::CreateMaskOp>(
-                    loc, e.mvec, ValueRange{sb.create<arith::SubIOp>(loc, e.idx(sb, P), p)});
-                sb.create<vector::MaskedStoreOp>(loc, C, ValueRange{n, k, p}, lanes,
-                                                 channels.getResult(a * PT + j));
+                Value v = channels.getResult(a * PT + j);
+                if (grid.wide())
+                  sb.create<vector::CompressStoreOp>(loc, C, ValueRange{n, k, at[j]}, lanes[j], v);
+                else
+                  sb.create<vector::MaskedStoreOp>(loc, C, ValueRange{n, k, at[j]}, lanes[j], v);
               }
               sb.create<scf::YieldOp>(loc);
             });
           }
         };
         e.blockLoop(ub, n0, n1, 1, [&](OpBuilder &nb, Value n) {
-          Value xImage = e.mul(nb, n, e.idx(nb, Cin * P));
+          Value xImage = e.mul(nb, n, e.idx(nb, Cin * PX));
           // Pixel groups outside, filter tiles inside: the group's window
           // of x (every channel) stays in cache while all the filters
           // sweep it, and the epilogue reads the group's outputs back
@@ -455,8 +518,8 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
             e.blockLoop(pb, e.idx(pb, 0), e.idx(pb, K), KT,
                         [&](OpBuilder &gb, Value k0) { tile(gb, n, xImage, g0, k0); });
             if (epilogue)
-              epilogue(pb, loc, n, e.idx(pb, 0), e.idx(pb, K), g0,
-                       e.min(pb, e.add(pb, g0, e.idx(pb, group)), e.idx(pb, P)));
+              epilogue(pb, loc, n, e.idx(pb, 0), e.idx(pb, K), e.outputIndex(pb, g0, grid),
+                       e.outputIndex(pb, e.min(pb, e.add(pb, g0, e.idx(pb, group)), e.idx(pb, P)), grid));
           });
         });
         ub.create<LLVM::StackRestoreOp>(loc, stack);

@@ -1039,6 +1039,84 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
   int64_t ow = windowCount(img[3], k[1], st[1], pad[1], pad[3], dil[1]);
   auto c = [&](OpBuilder &nb, Location l, int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
   Value zero = c(b, loc, 0);
+  int64_t outer = img[0] * img[1];
+  if (st[0] == 1 && st[1] == 1 && dil[0] == 1 && dil[1] == 1 && cast<MemRefType>(cols.getType()).getLayout().isIdentity()) {
+    // Stride 1 (an input gradient of a convolution with few channels, as
+    // LeNet-5's second layer): gathered, a vector of VL image columns at a
+    // time. Point (h, w) is the sum over u, v (in that order, from 0: the
+    // same sums as above) of cols[(c, u, v), (n, h + pt - u, w + pl - v)]
+    // where that window position exists: for one row h and one u, the kw
+    // terms of VL consecutive w are masked loads of consecutive columns.
+    const int64_t VL = gemmConfig.vl, H = img[2], W = img[3];
+    Type f32 = b.getF32Type();
+    VectorType fvec = VectorType::get({VL}, f32), ivec = VectorType::get({VL}, b.getI32Type());
+    Value flat = b.create<memref::CollapseShapeOp>(loc, cols, ArrayRef<ReassociationIndices>{{0, 1}});
+    Value outFlat = b.create<memref::CollapseShapeOp>(loc, out, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}});
+    auto iconst = [&](OpBuilder &nb, int64_t v) {
+      return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, nb.getI32IntegerAttr(v))).getResult();
+    };
+    SmallVector<int32_t> iota;
+    for (int64_t l = 0; l < VL; ++l)
+      iota.push_back(static_cast<int32_t>(l));
+    auto body = [&](OpBuilder &nb, Value nc) {
+      Value n = nb.create<arith::DivUIOp>(loc, nc, c(nb, loc, img[1]));
+      Value ch = nb.create<arith::RemUIOp>(loc, nc, c(nb, loc, img[1]));
+      Value colBase = nb.create<arith::MulIOp>(loc, n, c(nb, loc, oh * ow));
+      Value rowBase = nb.create<arith::MulIOp>(loc, ch, c(nb, loc, k[0] * k[1] * img[0] * oh * ow));
+      Value passThru = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
+      auto chunks = nb.create<scf::ForOp>(loc, zero, c(nb, loc, W), c(nb, loc, VL), ValueRange{},
+                                          [&](OpBuilder &wb, Location, Value w0, ValueRange) {
+        // Lane l is column w0 + l; its term of tap v is window column
+        // j = w0 + l + pl - v, which must be in [0, ow).
+        Value w = wb.create<arith::AddIOp>(
+            loc, wb.create<vector::BroadcastOp>(loc, ivec, wb.create<arith::IndexCastOp>(loc, wb.getI32Type(), w0)),
+            wb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, ArrayRef<int32_t>(iota))));
+        Value inImage = wb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, w, iconst(wb, W));
+        SmallVector<Value> masks;
+        for (int64_t v = 0; v < k[1]; ++v) {
+          Value j = wb.create<arith::AddIOp>(loc, w, iconst(wb, pad[1] - v));
+          Value inside = wb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ult, j, iconst(wb, ow));
+          masks.push_back(wb.create<arith::AndIOp>(loc, inImage, inside));
+        }
+        forRange(wb, loc, zero, c(wb, loc, H), [&](OpBuilder &hb, Value h) {
+          // The u with window row i = h + pt - u in [0, oh): from
+          // max(0, h + pt - oh + 1) to min(kh, h + pt + 1).
+          Value hp = hb.create<arith::AddIOp>(loc, h, c(hb, loc, pad[0]));
+          Value ulo = hb.create<arith::MaxSIOp>(loc, zero, hb.create<arith::SubIOp>(loc, hp, c(hb, loc, oh - 1)));
+          Value uhi = hb.create<arith::MinSIOp>(loc, c(hb, loc, k[0]), hb.create<arith::AddIOp>(loc, hp, c(hb, loc, 1)));
+          auto terms = hb.create<scf::ForOp>(
+              loc, ulo, uhi, c(hb, loc, 1), ValueRange{passThru},
+              [&](OpBuilder &ub, Location, Value u, ValueRange acc) {
+                Value i = ub.create<arith::SubIOp>(loc, hp, u);
+                // cols[(c, u, v), (n, i, w0 + pl - v)], flat
+                Value r = ub.create<arith::AddIOp>(
+                    loc, rowBase, ub.create<arith::MulIOp>(loc, u, c(ub, loc, k[1] * img[0] * oh * ow)));
+                Value at = ub.create<arith::AddIOp>(
+                    loc, ub.create<arith::AddIOp>(loc, r, colBase),
+                    ub.create<arith::AddIOp>(loc, ub.create<arith::MulIOp>(loc, i, c(ub, loc, ow)), w0));
+                Value sum = acc[0];
+                for (int64_t v = 0; v < k[1]; ++v) {
+                  Value col = ub.create<arith::AddIOp>(loc, at, c(ub, loc, v * img[0] * oh * ow + pad[1] - v));
+                  Value term = ub.create<vector::MaskedLoadOp>(loc, fvec, flat, ValueRange{col}, masks[v], passThru);
+                  sum = ub.create<arith::AddFOp>(loc, sum, term);
+                }
+                ub.create<scf::YieldOp>(loc, sum);
+              });
+          Value o = hb.create<arith::AddIOp>(
+              loc, hb.create<arith::MulIOp>(loc, hb.create<arith::AddIOp>(loc, hb.create<arith::MulIOp>(loc, nc, c(hb, loc, H)), h),
+                                            c(hb, loc, W)),
+              w0);
+          hb.create<vector::MaskedStoreOp>(loc, outFlat, ValueRange{o}, inImage, terms.getResult(0));
+        });
+        wb.create<scf::YieldOp>(loc);
+      });
+      chunks->setAttr(kNoUnrollAttr, nb.getUnitAttr());
+    };
+    scf::ForOp loop = forRange(b, loc, zero, c(b, loc, outer), [&](OpBuilder &fb, Value nc) { body(fb, nc); });
+    markParallel(loop, outer, outer * img[2] * img[3] * k[0] * k[1]);
+    buffers[op.getResult()] = out;
+    return success();
+  }
   auto body = [&](OpBuilder &nb, Location l, Value nc) {
     Value n = nb.create<arith::DivUIOp>(l, nc, c(nb, l, img[1]));
     Value ch = nb.create<arith::RemUIOp>(l, nc, c(nb, l, img[1]));
@@ -1071,7 +1149,6 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
       });
     });
   };
-  int64_t outer = img[0] * img[1];
   scf::ForOp loop = forRange(b, loc, zero, c(b, loc, outer), [&](OpBuilder &fb, Value nc) { body(fb, loc, nc); });
   markParallel(loop, outer, outer * img[2] * img[3] * k[0] * k[1]);
   buffers[op.getResult()] = out;
@@ -1390,8 +1467,9 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     });
   };
   bool anyEpilogue = llvm::any_of(body.getTerminator()->getOperands(), [&](Value v) { return v != mm.getResult(); });
-  // A filter gradient dy (channel-major) x im2col(x)^T of a "same"
-  // convolution of stride 1 is computed directly (DirectConv.cpp).
+  // A filter gradient dy (channel-major) x im2col(x)^T of a convolution of
+  // stride 1 with an output at most as wide as its input is computed
+  // directly (DirectConv.cpp).
   ir::GemmView lhs = ir::matchGemmView(mm.getLhs()), rhs = ir::matchGemmView(mm.getRhs());
   if (rank == 3 && shape[0] == 1 && lhs.kind == ir::GemmViewKind::ChannelMajor && lhs.groups == 1 &&
       !mm.getTransposeA() && rhs.kind == ir::GemmViewKind::Columns && rhs.groups == 1 && mm.getTransposeB()) {
@@ -1400,10 +1478,12 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     g.dy = bufferOf(lhs.source);
     g.x = bufferOf(rhs.source);
     auto ys = cast<MemRefType>(g.dy.getType()), xs = cast<MemRefType>(g.x.getType());
-    ArrayRef<int64_t> kernel = im.getKernel(), padding = im.getPadding();
-    if (ys.getLayout().isIdentity() && xs.getLayout().isIdentity() &&
-        FilterGradient::applies(xs.getShape(), ys.getShape(), kernel, im.getStride(), im.getDilation(), padding)) {
-      g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1];
+    std::optional<ConvGrid> grid =
+        ConvGrid::of(xs.getShape(), im.getKernel(), im.getStride(), im.getDilation(), im.getPadding());
+    ArrayRef<int64_t> y = ys.getShape(), x = xs.getShape();
+    if (ys.getLayout().isIdentity() && xs.getLayout().isIdentity() && grid && y.size() == 4 && y[0] == x[0] &&
+        y[2] == grid->oh && y[3] == grid->ow) {
+      g.grid = *grid;
       emitFilterGradient(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
       for (auto [r, o] : llvm::zip(op.getResults(), outs))
         buffers[r] = o;
@@ -1411,7 +1491,7 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     }
   }
   // A convolution (one filter for every image, one product per image) of
-  // the same form is computed directly (DirectConv.cpp).
+  // that form is computed directly (DirectConv.cpp).
   if (rank == 3 && lhs.kind == ir::GemmViewKind::Broadcast && lhs.groups == 1 &&
       !mm.getTransposeA() && rhs.kind == ir::GemmViewKind::ImageColumns && rhs.groups == 1 &&
       !mm.getTransposeB()) {
@@ -1420,14 +1500,11 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     g.x = bufferOf(rhs.source);
     g.w = bufferOf(lhs.source);
     auto xs = cast<MemRefType>(g.x.getType()), ws = cast<MemRefType>(g.w.getType());
-    ArrayRef<int64_t> kernel = im.getKernel(), padding = im.getPadding(), x = xs.getShape();
-    if (xs.getLayout().isIdentity() && ws.getLayout().isIdentity() && x.size() == 4 && shape[0] == x[0] &&
-        shape[2] == x[2] * x[3] &&
-        FilterGradient::applies(x, {x[0], shape[1], x[2], x[3]}, kernel, im.getStride(), im.getDilation(),
-                                padding) &&
-        windowCount(x[2], kernel[0], 1, padding[0], padding[2], 1) == x[2] &&
-        windowCount(x[3], kernel[1], 1, padding[1], padding[3], 1) == x[3]) {
-      g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1];
+    ArrayRef<int64_t> x = xs.getShape();
+    std::optional<ConvGrid> grid = ConvGrid::of(x, im.getKernel(), im.getStride(), im.getDilation(), im.getPadding());
+    if (xs.getLayout().isIdentity() && ws.getLayout().isIdentity() && grid && shape[0] == x[0] &&
+        shape[2] == grid->oh * grid->ow) {
+      g.grid = *grid;
       emitDirectConv(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
       for (auto [r, o] : llvm::zip(op.getResults(), outs))
         buffers[r] = o;

@@ -864,6 +864,32 @@ func.func @filter_gradient(%dy: tensor<2x4x5x7xf32> {soma.input = "dy"}, %x: ten
   return %0 : tensor<1x4x27xf32>
 }
 
+// A "valid" convolution's filter gradient (dy 3x5 from x 5x7) is computed
+// directly too, on a grid of 3 rows of 7 pixels (x's pitch): its last two
+// columns are not outputs, so dy's rows are read by expanding loads (the
+// lanes that are outputs take consecutive elements of dy, the others 0)
+// and x by masked loads as before.
+// CHECK-LABEL: func.func @filter_gradient_valid(
+//   CHECK-NOT: func.call
+//       CHECK: scf.execute_region {
+//       CHECK:   memref.alloca() {alignment = 64 : i64} : memref<27xvector<8xi1>>
+//       CHECK:   vector.expandload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<120xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<210xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.fma
+//   CHECK-NOT: vector.gather
+func.func @filter_gradient_valid(%dy: tensor<2x4x3x5xf32> {soma.input = "dy"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<1x4x27xf32> {soma.output = "dw"}) {
+  %0 = soma.fusion "contraction"(%dy, %x) : (tensor<2x4x3x5xf32>, tensor<2x3x5x7xf32>) -> tensor<1x4x27xf32> {
+  ^bb0(%a: tensor<2x4x3x5xf32>, %b: tensor<2x3x5x7xf32>):
+    %1 = soma.transpose %a {perm = array<i64: 1, 0, 2, 3>} : tensor<2x4x3x5xf32> -> tensor<4x2x3x5xf32>
+    %2 = soma.reshape %1 {shape = array<i64: 1, 4, 30>} : tensor<4x2x3x5xf32> -> tensor<1x4x30xf32>
+    %3 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : tensor<2x3x5x7xf32> -> tensor<27x30xf32>
+    %4 = soma.reshape %3 {shape = array<i64: 1, 27, 30>} : tensor<27x30xf32> -> tensor<1x27x30xf32>
+    %5 = soma.matmul %2, %4 {transpose_b = true} : (tensor<1x4x30xf32>, tensor<1x27x30xf32>) -> tensor<1x4x27xf32>
+    soma.yield %5 : tensor<1x4x27xf32>
+  }
+  return %0 : tensor<1x4x27xf32>
+}
+
 // A stride of 2 keeps the GEMM (the packing's transposing path).
 // CHECK-LABEL: func.func @filter_gradient_strided(
 //       CHECK: func.call @soma_gemm_transpose
@@ -921,6 +947,61 @@ func.func @direct_conv(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x
     soma.yield %10 : tensor<2x4x5x7xf32>
   }
   return %0 : tensor<2x4x5x7xf32>
+}
+
+// -----
+
+// A "valid" convolution (5x7 -> 3x5) is computed directly on a grid of 3
+// rows of 7 pixels; each accumulator's lanes that are outputs (the first 5
+// of each row of 7) are stored consecutively, by compressed stores, then
+// the epilogue.
+// CHECK-LABEL: func.func @direct_conv_valid(
+//   CHECK-NOT: func.call
+//       CHECK: scf.execute_region {
+//       CHECK:   memref.alloca() {alignment = 64 : i64} : memref<36xvector<8xi1>>
+//       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<210xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.fma
+//       CHECK:   vector.compressstore %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], %{{.*}}, %{{.*}} : memref<2x4x15xf32>, vector<8xi1>, vector<8xf32>
+//   CHECK-NOT:   vector.maskedstore
+//       CHECK:   arith.maximumf
+//   CHECK-NOT: vector.gather
+func.func @direct_conv_valid(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<2x4x3x5xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<4x3x3x3xf32>, tensor<2x3x5x7xf32>) -> tensor<2x4x3x5xf32> {
+  ^bb0(%a: tensor<4x3x3x3xf32>, %b: tensor<2x3x5x7xf32>):
+    %1 = soma.reshape %a {shape = array<i64: 1, 1, 4, 27>} : tensor<4x3x3x3xf32> -> tensor<1x1x4x27xf32>
+    %2 = soma.broadcast_to %1 {shape = array<i64: 2, 1, 4, 27>} : tensor<1x1x4x27xf32> -> tensor<2x1x4x27xf32>
+    %3 = soma.reshape %2 {shape = array<i64: 2, 4, 27>} : tensor<2x1x4x27xf32> -> tensor<2x4x27xf32>
+    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : tensor<2x3x5x7xf32> -> tensor<27x30xf32>
+    %5 = soma.reshape %4 {shape = array<i64: 1, 27, 2, 15>} : tensor<27x30xf32> -> tensor<1x27x2x15xf32>
+    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x15xf32> -> tensor<2x1x27x15xf32>
+    %7 = soma.reshape %6 {shape = array<i64: 2, 27, 15>} : tensor<2x1x27x15xf32> -> tensor<2x27x15xf32>
+    %8 = soma.matmul %3, %7 : (tensor<2x4x27xf32>, tensor<2x27x15xf32>) -> tensor<2x4x15xf32>
+    %9 = soma.reshape %8 {shape = array<i64: 2, 4, 3, 5>} : tensor<2x4x15xf32> -> tensor<2x4x3x5xf32>
+    %10 = soma.relu %9 : tensor<2x4x3x5xf32>
+    soma.yield %10 : tensor<2x4x3x5xf32>
+  }
+  return %0 : tensor<2x4x3x5xf32>
+}
+
+// -----
+
+// col2im of stride 1 gathers: per (image, channel) plane, chunk of 8
+// columns and row, the window rows u that reach the row, and per u the
+// kw = 3 terms as masked loads of the columns at consecutive offsets
+// (masks computed once per chunk), summed in a vector and stored masked.
+// CHECK-LABEL: func.func @col2im_stride1(
+//       CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} {
+//       CHECK:   scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} {
+//       CHECK:     scf.for
+//       CHECK:       scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %{{.*}}) -> (vector<8xf32>) {
+// CHECK-COUNT-3:       vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<810xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:       vector.maskedstore %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<210xf32>, vector<8xi1>, vector<8xf32>
+//       CHECK:   } {soma.no_unroll}
+//       CHECK: } {soma.parallel_work = 1890 : i64}
+//   CHECK-NOT: memref.store
+func.func @col2im_stride1(%cols: tensor<27x30xf32> {soma.input = "cols"}) -> (tensor<2x3x5x7xf32> {soma.output = "x"}) {
+  %0 = soma.col2im %cols {image_shape = array<i64: 2, 3, 5, 7>, kernel = array<i64: 3, 3>, stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, dilation = array<i64: 1, 1>} : tensor<27x30xf32> -> tensor<2x3x5x7xf32>
+  return %0 : tensor<2x3x5x7xf32>
 }
 
 // -----

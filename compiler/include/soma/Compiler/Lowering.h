@@ -7,6 +7,7 @@
 
 #include <array>
 #include <functional>
+#include <optional>
 
 namespace soma {
 
@@ -103,21 +104,35 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
               const GemmOperand &B, mlir::Value C, const GemmConfig &cfg,
               const GemmEpilogue &epilogue = {});
 
-/// A convolution's filter gradient computed directly, for a convolution of
-/// stride 1, no dilation and one group whose output has its input's height
-/// and width ("same" padding): dw[k, (c, u, v)] = sum over n, p of
-/// dy[n, k, p] * x[n, c, p + (u - pt) * W + (v - pl)] (0 where the window
-/// point is outside the image). Both are read along the pixels p, which
-/// the vectors span: no im2col, no packing, no transposition (kernels at
-/// most 8 wide: a kernel row is one register tile).
-struct FilterGradient {
-  mlir::Value dy; ///< [N, K, H, W]
-  mlir::Value x;  ///< [N, C, H, W]
+/// The convolutions computed directly (DirectConv.cpp): stride 1, no
+/// dilation, one group, kernels at most 8 wide, and an output at most as
+/// wide as the input (OW <= W: "same" and "valid" convolutions and any
+/// padding in between). Both are computed on a grid of OH rows of W
+/// pixels, the input's row pitch, on which every window is a constant
+/// shift of the pixel index: grid pixel p = i * W + j reads
+/// x[c, p + (u - pt) * W + (v - pl)] (0 where the window point is outside
+/// the image). When OW < W the grid's last W - OW columns of each row are
+/// not outputs: the forward convolution computes them and does not store
+/// them (compressed stores), the filter gradient reads dy as 0 there
+/// (expanding loads).
+struct ConvGrid {
   int64_t kh = 0, kw = 0, pt = 0, pl = 0;
-  /// Whether the convolution of `x` into `dy` has that form.
-  static bool applies(mlir::ArrayRef<int64_t> x, mlir::ArrayRef<int64_t> dy, mlir::ArrayRef<int64_t> kernel,
-                      mlir::ArrayRef<int64_t> stride, mlir::ArrayRef<int64_t> dilation,
-                      mlir::ArrayRef<int64_t> padding);
+  int64_t oh = 0, ow = 0; ///< the output's height and width
+  /// The grid for a convolution of `x` ([N, C, H, W]) with these
+  /// attributes, or none when it does not have the form above.
+  static std::optional<ConvGrid> of(mlir::ArrayRef<int64_t> x, mlir::ArrayRef<int64_t> kernel,
+                                    mlir::ArrayRef<int64_t> stride, mlir::ArrayRef<int64_t> dilation,
+                                    mlir::ArrayRef<int64_t> padding);
+};
+
+/// A convolution's filter gradient: dw[k, (c, u, v)] = sum over n and grid
+/// pixels p of dy[n, k, p] * x[n, c, p + (u - pt) * W + (v - pl)]. Both are
+/// read along the pixels p, which the vectors span: no im2col, no packing,
+/// no transposition.
+struct FilterGradient {
+  mlir::Value dy; ///< [N, K, OH, OW]
+  mlir::Value x;  ///< [N, C, H, W]
+  ConvGrid grid;
 };
 
 /// The filter gradient into C ([1, K, C * kh * kw]), then `epilogue` once
@@ -125,18 +140,17 @@ struct FilterGradient {
 void emitFilterGradient(mlir::OpBuilder &b, mlir::Location loc, const FilterGradient &g, mlir::Value C,
                         const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
 
-/// A convolution of the same form (stride 1, no dilation, one group, the
-/// output as large as the input) computed directly: out[n, k, p] = sum over
-/// (c, u, v) of w[k, c, u, v] * x[n, c, p + (u - pt) * W + (v - pl)],
-/// vectors along the pixels, weights broadcast, no im2col and no packing.
+/// The convolution itself: out[n, k, p] = sum over (c, u, v) of
+/// w[k, c, u, v] * x[n, c, p + (u - pt) * W + (v - pl)], vectors along the
+/// pixels, weights broadcast, no im2col and no packing.
 struct DirectConv {
   mlir::Value x; ///< [N, C, H, W]
   mlir::Value w; ///< [K, C, kh, kw] (any shape of that many elements, row-major)
-  int64_t kh = 0, kw = 0, pt = 0, pl = 0;
+  ConvGrid grid;
 };
 
-/// The convolution into C ([N, K, H * W]), then `epilogue` per image and
-/// tile of filters (batch index n, rows k0..k1, all columns).
+/// The convolution into C ([N, K, OH * OW]), then `epilogue` per image and
+/// group of pixels (batch index n, rows 0..K, the group's output columns).
 void emitDirectConv(mlir::OpBuilder &b, mlir::Location loc, const DirectConv &g, mlir::Value C,
                     const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
 
