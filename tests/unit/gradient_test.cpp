@@ -219,18 +219,24 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
   // 40 images of 7x9: enough work for two units of 20 images, each summed
   // in blocks (>= 1024 pixels a block); 11 filters (in tiles of 6 and 5)
   // over 8 channels (72 columns). "Same", "valid" (a 5 x 7 output on a
-  // grid of 5 x 9) and a partial padding (6 x 8 on 6 x 9).
+  // grid of 5 x 9) and a partial padding (6 x 8 on 6 x 9). Then an image
+  // of 256 x 240, whose table of window masks is too big to be made once
+  // for the whole grid: each block of pixels makes its own.
   struct Case {
     const char *name;
+    Shape x, w;
     Ints padding;
   };
-  for (const Case &c : {Case{"same", {1, 1, 1, 1}}, Case{"valid", {0, 0, 0, 0}}, Case{"partial", {1, 1, 0, 0}}}) {
+  for (const Case &c : {Case{"same", {40, 8, 7, 9}, {11, 8, 3, 3}, {1, 1, 1, 1}},
+                        Case{"valid", {40, 8, 7, 9}, {11, 8, 3, 3}, {0, 0, 0, 0}},
+                        Case{"partial", {40, 8, 7, 9}, {11, 8, 3, 3}, {1, 1, 0, 0}},
+                        Case{"large", {1, 2, 256, 240}, {3, 2, 3, 3}, {1, 1, 1, 1}}}) {
     Graph g("filtergrad");
-    Tensor x = g.input("x", {40, 8, 7, 9});
-    Tensor w = g.param("w", {11, 8, 3, 3}, init::uniform(-1, 1));
+    Tensor x = g.input("x", c.x);
+    Tensor w = g.param("w", c.w, init::uniform(-1, 1));
     Tensor y = conv2d(x, w, {.padding = c.padding});
     g.output("loss", sum(y * constant(g, test::randomF32(y.shape(), -1, 1, 3))));
-    std::map<std::string, Array> in{{"x", test::randomF32({40, 8, 7, 9}, -1, 1, 4)}};
+    std::map<std::string, Array> in{{"x", test::randomF32(c.x, -1, 1, 4)}};
     test::TempDir dir(std::string("direct_dw_") + c.name);
     auto got = compile_gradients(g, {.loss = "loss"},
                                  {.dump = "lowered", .dump_dir = dir.str(), .use_environment = false})

@@ -71,6 +71,11 @@ std::optional<ConvGrid> ConvGrid::of(ArrayRef<int64_t> x, ArrayRef<int64_t> kern
   g.ow = x[3] + padding[1] + padding[3] - kernel[1] + 1;
   if (g.oh < 1 || g.ow < 1 || g.ow > x[3])
     return std::nullopt;
+  // The forward convolution's table of window masks covers the grid, on
+  // the calling thread's stack: about grid pixels x taps / 8 bytes, at
+  // most 1 MiB (a 7 x 7 kernel over 224 x 224 needs 300 KiB).
+  if (g.oh * x[3] * g.kh * g.kw > (int64_t{8} << 20))
+    return std::nullopt;
   return g;
 }
 
@@ -234,27 +239,37 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   if (units > 1)
     partial = b.create<memref::AllocOp>(loc, MemRefType::get({units, K, R}, f32), b.getI64IntegerAttr(64));
   VectorType fvec = VectorType::get({VL}, f32), mvec = e.mvec;
-  const int64_t chunks = ceilDiv(std::min(P, PB), VL);
+  // The table of window masks: for each chunk of VL pixels and each
+  // kernel tap (u, v), the lanes whose window point is inside the image.
+  // The same for every image: when it is small (64 KiB), made once per
+  // call for the whole grid, before the units, which all read it (on the
+  // calling thread's stack; PB is a multiple of VL, so the chunk of pixel
+  // p is p / VL); otherwise once per block, for its pixels, by each unit
+  // on its own stack (as the GEMM's scratch).
+  const bool shared = ceilDiv(P, VL) * taps * VL / 8 <= 65536;
+  const int64_t chunks = shared ? ceilDiv(P, VL) : ceilDiv(std::min(P, PB), VL);
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("dw"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  Value sharedTable;
+  if (shared) {
+    sharedTable = e.maskTable(rb, chunks, taps);
+    e.fillMaskTable(rb, sharedTable, e.idx(rb, 0), e.idx(rb, P), grid, cg.kh, cg.kw, cg.pt, cg.pl);
+  }
   auto outer = rb.create<scf::ForOp>(
       loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
       [&](OpBuilder &ub, Location, Value u, ValueRange) {
         Value n0 = e.mul(ub, u, e.idx(ub, perUnit));
         Value n1 = e.min(ub, e.add(ub, n0, e.idx(ub, perUnit)), e.idx(ub, N));
-        // The unit's table of window masks: for each chunk of VL pixels of
-        // a block and each kernel tap (u, v), the lanes whose window point
-        // is inside the image. (Stack memory of the running thread, as the
-        // GEMM's scratch.)
         Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
-        Value table = e.maskTable(ub, chunks, taps);
+        Value table = shared ? sharedTable : e.maskTable(ub, chunks, taps);
         e.blockLoop(ub, n0, n1, block, [&](OpBuilder &ob, Value nb0) {
           // (pixel blocks inside image blocks: one of the two has one block)
           e.blockLoop(ob, e.idx(ob, 0), e.idx(ob, P), PB, [&](OpBuilder &nb, Value pb0) {
             Value nb1 = e.min(nb, e.add(nb, nb0, e.idx(nb, block)), n1);
             Value pb1 = e.min(nb, e.add(nb, pb0, e.idx(nb, PB)), e.idx(nb, P));
-            e.fillMaskTable(nb, table, pb0, pb1, grid, cg.kh, cg.kw, cg.pt, cg.pl);
+            if (!shared)
+              e.fillMaskTable(nb, table, pb0, pb1, grid, cg.kh, cg.kw, cg.pt, cg.pl);
             auto eq = [&](Value x, Value y) { return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, x, y); };
             Value first = nb.create<arith::AndIOp>(loc, eq(nb0, n0), eq(pb0, e.idx(nb, 0)));
             e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, R), RT, [&](OpBuilder &cb, Value r0) {
@@ -287,9 +302,11 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                       // mask from the table.
                       Value valid = e.outputLanes(pb, p0, grid);
                       Value dyAt0 = e.outputIndex(pb, p0, grid);
-                      Value chunk = e.mul(pb, pb.create<arith::DivUIOp>(loc, pb.create<arith::SubIOp>(loc, p0, pb0),
-                                                                        e.idx(pb, VL)),
-                                          e.idx(pb, taps));
+                      Value chunk = e.mul(
+                          pb,
+                          pb.create<arith::DivUIOp>(loc, shared ? p0 : pb.create<arith::SubIOp>(loc, p0, pb0).getResult(),
+                                                    e.idx(pb, VL)),
+                          e.idx(pb, taps));
                       SmallVector<Value> mask;
                       for (int64_t t = 0; t < RT; ++t)
                         mask.push_back(pb.create<memref::LoadOp>(loc, table, ValueRange{e.add(pb, chunk, tapOf[t])}));
@@ -445,12 +462,17 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("conv"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  // The table of window masks, the same for every image: made once per
+  // call, before the units, which all read it (on the calling thread's
+  // stack). Per unit, it cost as much as the convolution itself for
+  // LeNet-5's first layer (one channel: the table's 49 chunks x 25 taps
+  // against 6 x 49 x 25 FMAs).
+  Value table = e.maskTable(rb, chunks, taps);
+  e.fillMaskTable(rb, table, e.idx(rb, 0), e.idx(rb, chunks * VL), grid, cg.kh, cg.kw, cg.pt, cg.pl);
   auto outer = rb.create<scf::ForOp>(
       loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
       [&](OpBuilder &ub, Location, Value u, ValueRange) {
         Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
-        Value table = e.maskTable(ub, chunks, taps);
-        e.fillMaskTable(ub, table, e.idx(ub, 0), e.idx(ub, chunks * VL), grid, cg.kh, cg.kw, cg.pt, cg.pl);
         Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
         // One tile: KT filters from k0 x PT chunks of pixels from g0 of
         // image n (its x at xImage), into C.
