@@ -1040,14 +1040,18 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
   auto c = [&](OpBuilder &nb, Location l, int64_t v) { return Value(nb.create<arith::ConstantIndexOp>(l, v)); };
   Value zero = c(b, loc, 0);
   int64_t outer = img[0] * img[1];
-  if (st[0] == 1 && st[1] == 1 && dil[0] == 1 && dil[1] == 1 && cast<MemRefType>(cols.getType()).getLayout().isIdentity()) {
-    // Stride 1 (an input gradient of a convolution with few channels, as
-    // LeNet-5's second layer): gathered, a vector of VL image columns at a
-    // time. Point (h, w) is the sum over u, v (in that order, from 0: the
-    // same sums as above) of cols[(c, u, v), (n, h + pt - u, w + pl - v)]
-    // where that window position exists: for one row h and one u, the kw
-    // terms of VL consecutive w are masked loads of consecutive columns.
-    const int64_t VL = gemmConfig.vl, H = img[2], W = img[3];
+  if (dil[0] == 1 && dil[1] == 1 && cast<MemRefType>(cols.getType()).getLayout().isIdentity()) {
+    // Without dilation (input gradients of convolutions with few channels
+    // or a stride, as LeNet-5's second layer and ResNet-8's downsampling
+    // ones; pooling's gradients): gathered, a vector of VL image columns
+    // at a time. Point (h, w) is the sum over u, v (in that order, from 0:
+    // the same sums as above) of cols[(c, u, v), (n, i, j)] with
+    // h + pt - u = i * sh and w + pl - v = j * sw, where that window
+    // position exists. For one row h and one u, the terms of tap v for VL
+    // consecutive w are consecutive columns j: with stride 1 a masked
+    // load, otherwise an expanding load into the lanes that have a term
+    // (every sw-th one), from the first lane's j.
+    const int64_t VL = gemmConfig.vl, H = img[2], W = img[3], sh = st[0], sw = st[1];
     Type f32 = b.getF32Type();
     VectorType fvec = VectorType::get({VL}, f32), ivec = VectorType::get({VL}, b.getI32Type());
     Value flat = b.create<memref::CollapseShapeOp>(loc, cols, ArrayRef<ReassociationIndices>{{0, 1}});
@@ -1067,37 +1071,61 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
       auto chunks = nb.create<scf::ForOp>(loc, zero, c(nb, loc, W), c(nb, loc, VL), ValueRange{},
                                           [&](OpBuilder &wb, Location, Value w0, ValueRange) {
         // Lane l is column w0 + l; its term of tap v is window column
-        // j = w0 + l + pl - v, which must be in [0, ow).
+        // j = (w0 + l + pl - v) / sw, when that is whole and in [0, ow).
+        // The first such lane's j is max(0, ceil((w0 + pl - v) / sw)).
         Value w = wb.create<arith::AddIOp>(
             loc, wb.create<vector::BroadcastOp>(loc, ivec, wb.create<arith::IndexCastOp>(loc, wb.getI32Type(), w0)),
             wb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, ArrayRef<int32_t>(iota))));
         Value inImage = wb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, w, iconst(wb, W));
-        SmallVector<Value> masks;
+        SmallVector<Value> masks, firstJ;
         for (int64_t v = 0; v < k[1]; ++v) {
-          Value j = wb.create<arith::AddIOp>(loc, w, iconst(wb, pad[1] - v));
-          Value inside = wb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ult, j, iconst(wb, ow));
-          masks.push_back(wb.create<arith::AndIOp>(loc, inImage, inside));
+          Value x = wb.create<arith::AddIOp>(loc, w, iconst(wb, pad[1] - v)); // j * sw
+          Value inside = wb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ule, x, iconst(wb, sw * (ow - 1)));
+          Value m = wb.create<arith::AndIOp>(loc, inImage, inside);
+          if (sw > 1) {
+            Value whole = wb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq,
+                                                   wb.create<arith::RemUIOp>(loc, x, iconst(wb, sw)), iconst(wb, 0));
+            m = wb.create<arith::AndIOp>(loc, m, whole);
+            // (x is unsigned-compared: a negative one is far above the range.)
+            Value t = wb.create<arith::AddIOp>(loc, w0, c(wb, loc, pad[1] - v));
+            Value up = wb.create<arith::DivSIOp>(loc, wb.create<arith::AddIOp>(loc, t, c(wb, loc, sw - 1)), c(wb, loc, sw));
+            firstJ.push_back(wb.create<arith::SelectOp>(
+                loc, wb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sgt, t, zero), up, zero));
+          }
+          masks.push_back(m);
         }
         forRange(wb, loc, zero, c(wb, loc, H), [&](OpBuilder &hb, Value h) {
-          // The u with window row i = h + pt - u in [0, oh): from
-          // max(0, h + pt - oh + 1) to min(kh, h + pt + 1).
+          // The u with window row i = (h + pt - u) / sh whole and in
+          // [0, oh): from the first u >= max(0, h + pt - sh * (oh - 1))
+          // with h + pt - u a multiple of sh, by sh, below
+          // min(kh, h + pt + 1).
           Value hp = hb.create<arith::AddIOp>(loc, h, c(hb, loc, pad[0]));
-          Value ulo = hb.create<arith::MaxSIOp>(loc, zero, hb.create<arith::SubIOp>(loc, hp, c(hb, loc, oh - 1)));
+          Value ulo = hb.create<arith::MaxSIOp>(loc, zero, hb.create<arith::SubIOp>(loc, hp, c(hb, loc, sh * (oh - 1))));
+          if (sh > 1)
+            ulo = hb.create<arith::AddIOp>(
+                loc, ulo, hb.create<arith::RemUIOp>(loc, hb.create<arith::SubIOp>(loc, hp, ulo), c(hb, loc, sh)));
           Value uhi = hb.create<arith::MinSIOp>(loc, c(hb, loc, k[0]), hb.create<arith::AddIOp>(loc, hp, c(hb, loc, 1)));
           auto terms = hb.create<scf::ForOp>(
-              loc, ulo, uhi, c(hb, loc, 1), ValueRange{passThru},
+              loc, ulo, uhi, c(hb, loc, sh), ValueRange{passThru},
               [&](OpBuilder &ub, Location, Value u, ValueRange acc) {
-                Value i = ub.create<arith::SubIOp>(loc, hp, u);
-                // cols[(c, u, v), (n, i, w0 + pl - v)], flat
+                Value i = ub.create<arith::DivUIOp>(loc, ub.create<arith::SubIOp>(loc, hp, u), c(ub, loc, sh));
+                // cols[(c, u, v), (n, i, j)], flat: j = w0 + pl - v with
+                // stride 1, the first lane's j otherwise.
                 Value r = ub.create<arith::AddIOp>(
                     loc, rowBase, ub.create<arith::MulIOp>(loc, u, c(ub, loc, k[1] * img[0] * oh * ow)));
-                Value at = ub.create<arith::AddIOp>(
-                    loc, ub.create<arith::AddIOp>(loc, r, colBase),
-                    ub.create<arith::AddIOp>(loc, ub.create<arith::MulIOp>(loc, i, c(ub, loc, ow)), w0));
+                Value at = ub.create<arith::AddIOp>(loc, ub.create<arith::AddIOp>(loc, r, colBase),
+                                                    ub.create<arith::MulIOp>(loc, i, c(ub, loc, ow)));
                 Value sum = acc[0];
                 for (int64_t v = 0; v < k[1]; ++v) {
-                  Value col = ub.create<arith::AddIOp>(loc, at, c(ub, loc, v * img[0] * oh * ow + pad[1] - v));
-                  Value term = ub.create<vector::MaskedLoadOp>(loc, fvec, flat, ValueRange{col}, masks[v], passThru);
+                  Value row = ub.create<arith::AddIOp>(loc, at, c(ub, loc, v * img[0] * oh * ow));
+                  Value term;
+                  if (sw == 1) {
+                    Value col = ub.create<arith::AddIOp>(loc, row, ub.create<arith::AddIOp>(loc, w0, c(ub, loc, pad[1] - v)));
+                    term = ub.create<vector::MaskedLoadOp>(loc, fvec, flat, ValueRange{col}, masks[v], passThru);
+                  } else {
+                    Value col = ub.create<arith::AddIOp>(loc, row, firstJ[v]);
+                    term = ub.create<vector::ExpandLoadOp>(loc, fvec, flat, ValueRange{col}, masks[v], passThru);
+                  }
                   sum = ub.create<arith::AddFOp>(loc, sum, term);
                 }
                 ub.create<scf::YieldOp>(loc, sum);

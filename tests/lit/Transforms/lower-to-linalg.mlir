@@ -985,7 +985,7 @@ func.func @direct_conv_valid(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: ten
 
 // -----
 
-// col2im of stride 1 gathers: per (image, channel) plane, chunk of 8
+// col2im without dilation gathers: per (image, channel) plane, chunk of 8
 // columns and row, the window rows u that reach the row, and per u the
 // kw = 3 terms as masked loads of the columns at consecutive offsets
 // (masks computed once per chunk), summed in a vector and stored masked.
@@ -1002,6 +1002,23 @@ func.func @direct_conv_valid(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: ten
 func.func @col2im_stride1(%cols: tensor<27x30xf32> {soma.input = "cols"}) -> (tensor<2x3x5x7xf32> {soma.output = "x"}) {
   %0 = soma.col2im %cols {image_shape = array<i64: 2, 3, 5, 7>, kernel = array<i64: 3, 3>, stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, dilation = array<i64: 1, 1>} : tensor<27x30xf32> -> tensor<2x3x5x7xf32>
   return %0 : tensor<2x3x5x7xf32>
+}
+
+// -----
+
+// With stride 2, a row h takes the window rows u with h + pt - u even (a
+// loop by 2 from the first), and the lanes of tap v with w + pl - v even:
+// every other lane, whose terms are consecutive columns, read by an
+// expanding load from the first such lane's column.
+// CHECK-LABEL: func.func @col2im_stride2(
+//       CHECK: arith.remui %{{.*}}, %{{.*}} : vector<8xi32>
+//       CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c2{{.*}} iter_args(%{{.*}} = %{{.*}}) -> (vector<8xf32>) {
+// CHECK-COUNT-3: vector.expandload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<216xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK: vector.maskedstore %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<70xf32>, vector<8xi1>, vector<8xf32>
+//   CHECK-NOT: memref.store
+func.func @col2im_stride2(%cols: tensor<18x12xf32> {soma.input = "cols"}) -> (tensor<1x2x5x7xf32> {soma.output = "x"}) {
+  %0 = soma.col2im %cols {image_shape = array<i64: 1, 2, 5, 7>, kernel = array<i64: 3, 3>, stride = array<i64: 2, 2>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>} : tensor<18x12xf32> -> tensor<1x2x5x7xf32>
+  return %0 : tensor<1x2x5x7xf32>
 }
 
 // -----
