@@ -263,7 +263,16 @@ std::vector<Case> allCases() {
                          Conv{"conv_direct_partial_pad", {2, 3, 6, 7}, {4, 3, 3, 3}, {.padding = {0, 1, 1, 0}}},
                          // Stride 2 with output rows of 35: the packing loads
                          // 16 lanes two apart as two vectors and a shuffle.
-                         Conv{"conv_stride2_wide", {2, 3, 6, 70}, {4, 3, 3, 3}, {.stride = 2, .padding = 1}}}) {
+                         Conv{"conv_stride2_wide", {2, 3, 6, 70}, {4, 3, 3, 3}, {.stride = 2, .padding = 1}},
+                         // Stride 2 with output rows of 16 and 8 (a multiple
+                         // of half a vector): computed directly, two loads and
+                         // a shuffle per chunk; 3x3 (11 filters), uneven
+                         // paddings, a 1x1 shortcut, and a parallel one.
+                         Conv{"conv_direct_stride2", {2, 3, 9, 32}, {11, 3, 3, 3}, {.stride = 2, .padding = 1}},
+                         Conv{"conv_direct_stride2_uneven", {3, 5, 11, 16}, {4, 5, 3, 3},
+                              {.stride = 2, .padding = {1, 1, 0, 0}}},
+                         Conv{"conv_direct_stride2_1x1", {2, 4, 6, 16}, {6, 4, 1, 1}, {.stride = 2}},
+                         Conv{"conv_direct_stride2_parallel", {8, 16, 32, 32}, {32, 16, 3, 3}, {.stride = 2, .padding = 1}}}) {
     Conv2dOptions o = cv.o;
     c.push_back({cv.name, {{cv.x}, {cv.w}}, [o](Graph &, Ts &x) { return Ts{conv2d(x[0], x[1], o)}; }});
   }

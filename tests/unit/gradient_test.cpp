@@ -134,6 +134,10 @@ std::vector<GradCase> gradCases() {
   // grid with extra columns (a 5 x 3 kernel, and a left padding).
   c.push_back({"conv2d_valid_5x3", {{{2, 3, 9, 8}}, {{4, 3, 5, 3}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1]); }});
+  // Stride 2 with output rows of 8 (half a vector): the direct forward
+  // and filter gradient read x as two vectors and a shuffle.
+  c.push_back({"conv2d_direct_stride2", {{{2, 2, 5, 16}}, {{3, 2, 3, 3}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.stride = 2, .padding = 1}); }});
   c.push_back({"conv2d_partial_pad", {{{2, 2, 6, 7}}, {{3, 2, 3, 3}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = {0, 1, 1, 0}}); }});
   c.push_back({"conv2d_same_uneven", {{{2, 2, 4, 5}}, {{3, 2, 2, 3}}},
@@ -221,20 +225,23 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
   // over 8 channels (72 columns). "Same", "valid" (a 5 x 7 output on a
   // grid of 5 x 9) and a partial padding (6 x 8 on 6 x 9). Then an image
   // of 256 x 240, whose table of window masks is too big to be made once
-  // for the whole grid: each block of pixels makes its own.
+  // for the whole grid: each block of pixels makes its own. Then stride 2
+  // (output rows of 8: x read as two vectors and a shuffle).
   struct Case {
     const char *name;
     Shape x, w;
     Ints padding;
+    Ints stride = 1;
   };
   for (const Case &c : {Case{"same", {40, 8, 7, 9}, {11, 8, 3, 3}, {1, 1, 1, 1}},
                         Case{"valid", {40, 8, 7, 9}, {11, 8, 3, 3}, {0, 0, 0, 0}},
                         Case{"partial", {40, 8, 7, 9}, {11, 8, 3, 3}, {1, 1, 0, 0}},
-                        Case{"large", {1, 2, 256, 240}, {3, 2, 3, 3}, {1, 1, 1, 1}}}) {
+                        Case{"large", {1, 2, 256, 240}, {3, 2, 3, 3}, {1, 1, 1, 1}},
+                        Case{"stride2", {40, 8, 7, 16}, {11, 8, 3, 3}, {1, 1, 1, 1}, 2}}) {
     Graph g("filtergrad");
     Tensor x = g.input("x", c.x);
     Tensor w = g.param("w", c.w, init::uniform(-1, 1));
-    Tensor y = conv2d(x, w, {.padding = c.padding});
+    Tensor y = conv2d(x, w, {.stride = c.stride, .padding = c.padding});
     g.output("loss", sum(y * constant(g, test::randomF32(y.shape(), -1, 1, 3))));
     std::map<std::string, Array> in{{"x", test::randomF32(c.x, -1, 1, 4)}};
     test::TempDir dir(std::string("direct_dw_") + c.name);

@@ -62,14 +62,16 @@ std::optional<ConvGrid> ConvGrid::of(ArrayRef<int64_t> x, ArrayRef<int64_t> kern
   auto ones = [](ArrayRef<int64_t> a) { return a.size() == 2 && a[0] == 1 && a[1] == 1; };
   // A kernel row is one register tile of the filter gradient: at most 8
   // wide.
-  if (x.size() != 4 || kernel.size() != 2 || padding.size() != 4 || !ones(stride) || !ones(dilation) ||
-      kernel[1] > 8 || llvm::any_of(padding, [](int64_t p) { return p < 0; }))
+  if (x.size() != 4 || kernel.size() != 2 || padding.size() != 4 || stride.size() != 2 ||
+      stride[0] != stride[1] || stride[0] < 1 || stride[0] > 2 || !ones(dilation) || kernel[1] > 8 ||
+      llvm::any_of(padding, [](int64_t p) { return p < 0; }) || x[2] + padding[0] + padding[2] < kernel[0] ||
+      x[3] + padding[1] + padding[3] < kernel[1])
     return std::nullopt;
   ConvGrid g;
-  g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1];
-  g.oh = x[2] + padding[0] + padding[2] - kernel[0] + 1;
-  g.ow = x[3] + padding[1] + padding[3] - kernel[1] + 1;
-  if (g.oh < 1 || g.ow < 1 || g.ow > x[3])
+  g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1], g.stride = stride[0];
+  g.oh = (x[2] + padding[0] + padding[2] - kernel[0]) / g.stride + 1;
+  g.ow = (x[3] + padding[1] + padding[3] - kernel[1]) / g.stride + 1;
+  if (g.stride == 1 && g.ow > x[3])
     return std::nullopt;
   // The forward convolution's table of window masks covers the grid, on
   // the calling thread's stack: about grid pixels x taps / 8 bytes, at
@@ -141,21 +143,32 @@ struct Emitter {
   /// the first OW of each row are outputs, for an H x W image.
   struct Grid {
     int64_t H, W, OH, OW;
-    int64_t pixels() const { return OH * W; }
-    bool wide() const { return OW < W; }
+    int64_t S = 1; // the stride: with 2, the grid is the output (pitch OW)
+    int64_t G() const { return S == 1 ? W : OW; }
+    int64_t pixels() const { return OH * G(); }
+    bool wide() const { return OW < G(); }
   };
   /// For each chunk of VL pixels of [lo, hi) of the grid and each tap
   /// (u, v) of a kh x kw window with paddings pt, pl: the lanes that are
   /// outputs (below OH * W, and in the first OW columns) and whose window
   /// point is inside the image, at table[(chunk - lo / VL) * taps + tap].
+  ///
+  /// With stride 2, each entry is two masks, one per half of the lanes,
+  /// each lane's mask on the element of its point among 2 VL / 2
+  /// consecutive elements of x (lane l of the half on element 2 l): entry
+  /// e's halves at table[2 e] and [2 e + 1].
   void fillMaskTable(OpBuilder &nb, Value table, Value lo, Value hi, const Grid &g, int64_t kh, int64_t kw,
                      int64_t pt, int64_t pl) {
     const int64_t taps = kh * kw, H = g.H, W = g.W;
     blockLoop(nb, lo, hi, VL, [&](OpBuilder &fb, Value pc) {
       Value p = fb.create<arith::AddIOp>(loc, splatI(fb, pc), lane(fb));
       Value valid = outputLanes(fb, pc, g);
-      Value row = fb.create<arith::DivUIOp>(loc, p, constI(fb, W));
-      Value col = fb.create<arith::RemUIOp>(loc, p, constI(fb, W));
+      Value row = fb.create<arith::DivUIOp>(loc, p, constI(fb, g.G()));
+      Value col = fb.create<arith::RemUIOp>(loc, p, constI(fb, g.G()));
+      if (g.S > 1) {
+        row = fb.create<arith::MulIOp>(loc, row, constI(fb, g.S));
+        col = fb.create<arith::MulIOp>(loc, col, constI(fb, g.S));
+      }
       Value at = mul(fb, fb.create<arith::DivUIOp>(loc, fb.create<arith::SubIOp>(loc, pc, lo), idx(fb, VL)),
                      idx(fb, taps));
       blockLoop(fb, idx(fb, 0), idx(fb, taps), 1, [&](OpBuilder &tb, Value tap) {
@@ -167,7 +180,19 @@ struct Emitter {
         };
         Value m = tb.create<arith::AndIOp>(loc, valid,
                                            tb.create<arith::AndIOp>(loc, inside(row, du, H), inside(col, dv, W)));
-        tb.create<memref::StoreOp>(loc, m, table, ValueRange{add(tb, at, tap)});
+        if (g.S == 1) {
+          tb.create<memref::StoreOp>(loc, m, table, ValueRange{add(tb, at, tap)});
+          return;
+        }
+        Value none = tb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(mvec, false));
+        for (int64_t half = 0; half < 2; ++half) {
+          SmallVector<int64_t> spread;
+          for (int64_t el = 0; el < VL; ++el)
+            spread.push_back(el % 2 == 0 ? half * VL / 2 + el / 2 : VL);
+          Value mh = tb.create<vector::ShuffleOp>(loc, m, none, spread);
+          tb.create<memref::StoreOp>(loc, mh, table,
+                                     ValueRange{add(tb, mul(tb, add(tb, at, tap), idx(tb, 2)), idx(tb, half))});
+        }
       });
     });
   }
@@ -178,7 +203,7 @@ struct Emitter {
                                              ValueRange{nb.create<arith::SubIOp>(loc, idx(nb, g.pixels()), p0)});
     Value p = nb.create<arith::AddIOp>(loc, splatI(nb, p0), lane(nb));
     Value below = nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, p, constI(nb, g.pixels()));
-    Value col = nb.create<arith::RemUIOp>(loc, p, constI(nb, g.W));
+    Value col = nb.create<arith::RemUIOp>(loc, p, constI(nb, g.G()));
     return nb.create<arith::AndIOp>(
         loc, below, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ult, col, constI(nb, g.OW)));
   }
@@ -187,8 +212,8 @@ struct Emitter {
   Value outputIndex(OpBuilder &nb, Value p, const Grid &g) {
     if (!g.wide())
       return p;
-    Value row = nb.create<arith::DivUIOp>(loc, p, idx(nb, g.W));
-    Value col = nb.create<arith::RemUIOp>(loc, p, idx(nb, g.W));
+    Value row = nb.create<arith::DivUIOp>(loc, p, idx(nb, g.G()));
+    Value col = nb.create<arith::RemUIOp>(loc, p, idx(nb, g.G()));
     return add(nb, mul(nb, row, idx(nb, g.OW)), min(nb, col, idx(nb, g.OW)));
   }
 };
@@ -200,7 +225,8 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   Emitter e{b, loc, cfg.vl};
   auto xs = cast<MemRefType>(g.x.getType()).getShape(), ys = cast<MemRefType>(g.dy.getType()).getShape();
   const ConvGrid &cg = g.grid;
-  const Emitter::Grid grid{xs[2], xs[3], cg.oh, cg.ow};
+  const int64_t S = cg.stride;
+  const Emitter::Grid grid{xs[2], xs[3], cg.oh, cg.ow, S};
   // P grid pixels; x's planes are PX long, dy's PY.
   const int64_t N = xs[0], Cin = xs[1], W = xs[3], K = ys[1], P = grid.pixels();
   const int64_t PX = xs[2] * W, PY = cg.oh * cg.ow;
@@ -246,14 +272,14 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   // calling thread's stack; PB is a multiple of VL, so the chunk of pixel
   // p is p / VL); otherwise once per block, for its pixels, by each unit
   // on its own stack (as the GEMM's scratch).
-  const bool shared = ceilDiv(P, VL) * taps * VL / 8 <= 65536;
+  const bool shared = ceilDiv(P, VL) * taps * S * VL / 8 <= 65536;
   const int64_t chunks = shared ? ceilDiv(P, VL) : ceilDiv(std::min(P, PB), VL);
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("dw"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
   Value sharedTable;
   if (shared) {
-    sharedTable = e.maskTable(rb, chunks, taps);
+    sharedTable = e.maskTable(rb, chunks, taps * S);
     e.fillMaskTable(rb, sharedTable, e.idx(rb, 0), e.idx(rb, P), grid, cg.kh, cg.kw, cg.pt, cg.pl);
   }
   auto outer = rb.create<scf::ForOp>(
@@ -262,7 +288,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
         Value n0 = e.mul(ub, u, e.idx(ub, perUnit));
         Value n1 = e.min(ub, e.add(ub, n0, e.idx(ub, perUnit)), e.idx(ub, N));
         Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
-        Value table = shared ? sharedTable : e.maskTable(ub, chunks, taps);
+        Value table = shared ? sharedTable : e.maskTable(ub, chunks, taps * S);
         e.blockLoop(ub, n0, n1, block, [&](OpBuilder &ob, Value nb0) {
           // (pixel blocks inside image blocks: one of the two has one block)
           e.blockLoop(ob, e.idx(ob, 0), e.idx(ob, P), PB, [&](OpBuilder &nb, Value pb0) {
@@ -307,13 +333,30 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                           pb.create<arith::DivUIOp>(loc, shared ? p0 : pb.create<arith::SubIOp>(loc, p0, pb0).getResult(),
                                                     e.idx(pb, VL)),
                           e.idx(pb, taps));
-                      SmallVector<Value> mask;
+                      // (With stride 2, two masks per column, one per half
+                      // chunk, and the x offset of each half's first point.)
+                      SmallVector<Value> mask, halfBase;
                       for (int64_t t = 0; t < RT; ++t)
-                        mask.push_back(pb.create<memref::LoadOp>(loc, table, ValueRange{e.add(pb, chunk, tapOf[t])}));
+                        for (int64_t h = 0; h < S; ++h) {
+                          Value at = e.add(pb, chunk, tapOf[t]);
+                          if (S > 1)
+                            at = e.add(pb, e.mul(pb, at, e.idx(pb, S)), e.idx(pb, h));
+                          mask.push_back(pb.create<memref::LoadOp>(loc, table, ValueRange{at}));
+                        }
+                      for (int64_t h = 0; S > 1 && h < 2; ++h) {
+                        Value q = e.add(pb, p0, e.idx(pb, h * VL / 2));
+                        Value i = pb.create<arith::DivUIOp>(loc, q, e.idx(pb, cg.ow));
+                        Value jj = pb.create<arith::RemUIOp>(loc, q, e.idx(pb, cg.ow));
+                        halfBase.push_back(e.add(pb, e.mul(pb, i, e.idx(pb, 2 * W)), e.mul(pb, jj, e.idx(pb, 2))));
+                      }
+                      SmallVector<int64_t> even;
+                      for (int64_t l = 0; l < VL; ++l)
+                        even.push_back(2 * l);
                       auto images = pb.create<scf::ForOp>(
                           loc, nb0, nb1, e.idx(pb, 1), acc, [&](OpBuilder &ib, Location, Value n, ValueRange in) {
                             Value dyBase = e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), dyAt0);
-                            Value xBase = e.add(ib, e.mul(ib, n, e.idx(ib, Cin * PX)), p0);
+                            Value xImage = e.mul(ib, n, e.idx(ib, Cin * PX));
+                            Value xBase = e.add(ib, xImage, p0);
                             SmallVector<Value> out(in.begin(), in.end());
                             auto dyAt = [&](int64_t a) -> Value {
                               Value at = e.add(ib, dyBase, dyOff[a]);
@@ -321,9 +364,18 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                                 return ib.create<vector::ExpandLoadOp>(loc, fvec, dyF, ValueRange{at}, valid, zero);
                               return ib.create<vector::MaskedLoadOp>(loc, fvec, dyF, ValueRange{at}, valid, zero);
                             };
-                            auto xAt = [&](int64_t t) {
-                              return ib.create<vector::MaskedLoadOp>(
-                                  loc, fvec, xF, ValueRange{e.add(ib, xBase, xOff[t])}, mask[t], zero);
+                            auto xAt = [&](int64_t t) -> Value {
+                              if (S == 1)
+                                return ib.create<vector::MaskedLoadOp>(
+                                    loc, fvec, xF, ValueRange{e.add(ib, xBase, xOff[t])}, mask[t], zero);
+                              // Stride 2: each half's points are the even
+                              // elements of VL consecutive ones.
+                              SmallVector<Value> halves;
+                              for (int64_t h = 0; h < 2; ++h)
+                                halves.push_back(ib.create<vector::MaskedLoadOp>(
+                                    loc, fvec, xF, ValueRange{e.add(ib, e.add(ib, xImage, halfBase[h]), xOff[t])},
+                                    mask[2 * t + h], zero));
+                              return ib.create<vector::ShuffleOp>(loc, halves[0], halves[1], even);
                             };
                             // The smaller side's vectors loaded first, the
                             // other's one at a time (registers: the
@@ -413,9 +465,11 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   Emitter e{b, loc, cfg.vl};
   auto xs = cast<MemRefType>(g.x.getType()).getShape();
   const ConvGrid &cg = g.grid;
-  const Emitter::Grid grid{xs[2], xs[3], cg.oh, cg.ow};
+  const int64_t S = cg.stride;
+  const Emitter::Grid grid{xs[2], xs[3], cg.oh, cg.ow, S};
   // P grid pixels; x's planes are PX long.
   const int64_t N = xs[0], Cin = xs[1], W = xs[3], P = grid.pixels(), PX = xs[2] * W;
+  assert((S == 1 || cg.ow % (cfg.vl / 2) == 0) && "stride 2: each half of a chunk in one row");
   const int64_t K = cast<MemRefType>(C.getType()).getShape()[1];
   const int64_t taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
@@ -436,7 +490,8 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
                       double(ceilDiv(imageChunks, pt) * pt);
       // (At least 4 cycles a tap: each accumulator's FMAs depend on each
       // other. Of equal scores, the larger tile: fewer loop overheads.)
-      double cycles = std::max({kt * pt / 2.0, (2.0 * pt + kt) / 2.0, 4.0});
+      // (With stride 2, twice the loads of x and of masks.)
+      double cycles = std::max({kt * pt / 2.0, (2.0 * S * pt + kt) / 2.0, 4.0});
       double score = useful * kt * pt / cycles;
       if (score > best + 1e-9 || (score > best - 1e-9 && kt * pt > KT * PT)) {
         best = score;
@@ -467,7 +522,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   // stack). Per unit, it cost as much as the convolution itself for
   // LeNet-5's first layer (one channel: the table's 49 chunks x 25 taps
   // against 6 x 49 x 25 FMAs).
-  Value table = e.maskTable(rb, chunks, taps);
+  Value table = e.maskTable(rb, chunks, taps * S);
   e.fillMaskTable(rb, table, e.idx(rb, 0), e.idx(rb, chunks * VL), grid, cg.kh, cg.kw, cg.pt, cg.pl);
   auto outer = rb.create<scf::ForOp>(
       loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
@@ -483,20 +538,50 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
           Value zero = gb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, gb.getF32FloatAttr(0.0f)));
           SmallVector<Value> init(KT * PT, zero);
           Value chunk0 = e.mul(gb, gb.create<arith::DivUIOp>(loc, g0, e.idx(gb, VL)), e.idx(gb, taps));
+          // Stride 2: the x offset of each half chunk's first point (row
+          // 2 i, column 2 j of output pixel (i, j)), before the tap's shift.
+          SmallVector<Value> halfBase;
+          SmallVector<int64_t> even;
+          if (S == 2) {
+            for (int64_t l = 0; l < VL; ++l)
+              even.push_back(2 * l);
+            for (int64_t j = 0; j < PT; ++j)
+              for (int64_t h = 0; h < 2; ++h) {
+                Value q = e.add(gb, g0, e.idx(gb, j * VL + h * VL / 2));
+                Value i = gb.create<arith::DivUIOp>(loc, q, e.idx(gb, cg.ow));
+                Value jj = gb.create<arith::RemUIOp>(loc, q, e.idx(gb, cg.ow));
+                halfBase.push_back(e.add(gb, e.mul(gb, i, e.idx(gb, 2 * W)), e.mul(gb, jj, e.idx(gb, 2))));
+              }
+          }
           auto channels = gb.create<scf::ForOp>(
               loc, e.idx(gb, 0), e.idx(gb, Cin), e.idx(gb, 1), init,
               [&](OpBuilder &cb, Location, Value c, ValueRange acc) {
                 SmallVector<Value> out(acc.begin(), acc.end());
-                Value xc = e.add(cb, e.add(cb, xImage, e.mul(cb, c, e.idx(cb, PX))), g0);
+                Value xp = e.add(cb, xImage, e.mul(cb, c, e.idx(cb, PX)));
+                Value xc = e.add(cb, xp, g0);
                 Value wc = e.mul(cb, c, e.idx(cb, taps));
                 for (int64_t tap = 0; tap < taps; ++tap) {
                   int64_t shift = (tap / cg.kw - cg.pt) * W + (tap % cg.kw - cg.pl);
                   SmallVector<Value> xv;
                   for (int64_t j = 0; j < PT; ++j) {
-                    Value m = cb.create<memref::LoadOp>(
-                        loc, table, ValueRange{e.add(cb, chunk0, e.idx(cb, j * taps + tap))});
-                    xv.push_back(cb.create<vector::MaskedLoadOp>(
-                        loc, fvec, xF, ValueRange{e.add(cb, xc, e.idx(cb, j * VL + shift))}, m, zero));
+                    auto maskAt = [&](int64_t half) {
+                      return cb.create<memref::LoadOp>(
+                          loc, table,
+                          ValueRange{e.add(cb, e.mul(cb, chunk0, e.idx(cb, S)), e.idx(cb, (j * taps + tap) * S + half))});
+                    };
+                    if (S == 1) {
+                      xv.push_back(cb.create<vector::MaskedLoadOp>(
+                          loc, fvec, xF, ValueRange{e.add(cb, xc, e.idx(cb, j * VL + shift))}, maskAt(0), zero));
+                      continue;
+                    }
+                    // Stride 2: the points of each half are the even
+                    // elements of VL consecutive ones from its base.
+                    SmallVector<Value> halves;
+                    for (int64_t h = 0; h < 2; ++h)
+                      halves.push_back(cb.create<vector::MaskedLoadOp>(
+                          loc, fvec, xF, ValueRange{e.add(cb, xp, e.add(cb, halfBase[2 * j + h], e.idx(cb, shift)))},
+                          maskAt(h), zero));
+                    xv.push_back(cb.create<vector::ShuffleOp>(loc, halves[0], halves[1], even));
                   }
                   for (int64_t a = 0; a < KT; ++a) {
                     Value at = e.add(cb, wOff[a], e.add(cb, wc, e.idx(cb, tap)));

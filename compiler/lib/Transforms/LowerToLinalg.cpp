@@ -1496,8 +1496,8 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
   };
   bool anyEpilogue = llvm::any_of(body.getTerminator()->getOperands(), [&](Value v) { return v != mm.getResult(); });
   // A filter gradient dy (channel-major) x im2col(x)^T of a convolution of
-  // stride 1 with an output at most as wide as its input is computed
-  // directly (DirectConv.cpp).
+  // stride 1 with an output at most as wide as its input, or of stride 2,
+  // is computed directly (DirectConv.cpp).
   ir::GemmView lhs = ir::matchGemmView(mm.getLhs()), rhs = ir::matchGemmView(mm.getRhs());
   if (rank == 3 && shape[0] == 1 && lhs.kind == ir::GemmViewKind::ChannelMajor && lhs.groups == 1 &&
       !mm.getTransposeA() && rhs.kind == ir::GemmViewKind::Columns && rhs.groups == 1 && mm.getTransposeB()) {
@@ -1509,7 +1509,9 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     std::optional<ConvGrid> grid =
         ConvGrid::of(xs.getShape(), im.getKernel(), im.getStride(), im.getDilation(), im.getPadding());
     ArrayRef<int64_t> y = ys.getShape(), x = xs.getShape();
-    if (ys.getLayout().isIdentity() && xs.getLayout().isIdentity() && grid && y.size() == 4 && y[0] == x[0] &&
+    // (Stride 2: each half of a vector of pixels in one output row.)
+    bool halves = grid && (grid->stride == 1 || grid->ow % (gemmConfig.vl / 2) == 0);
+    if (ys.getLayout().isIdentity() && xs.getLayout().isIdentity() && halves && y.size() == 4 && y[0] == x[0] &&
         y[2] == grid->oh && y[3] == grid->ow) {
       g.grid = *grid;
       emitFilterGradient(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
@@ -1530,7 +1532,8 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     auto xs = cast<MemRefType>(g.x.getType()), ws = cast<MemRefType>(g.w.getType());
     ArrayRef<int64_t> x = xs.getShape();
     std::optional<ConvGrid> grid = ConvGrid::of(x, im.getKernel(), im.getStride(), im.getDilation(), im.getPadding());
-    if (xs.getLayout().isIdentity() && ws.getLayout().isIdentity() && grid && shape[0] == x[0] &&
+    bool halves = grid && (grid->stride == 1 || grid->ow % (gemmConfig.vl / 2) == 0);
+    if (xs.getLayout().isIdentity() && ws.getLayout().isIdentity() && halves && shape[0] == x[0] &&
         shape[2] == grid->oh * grid->ow) {
       g.grid = *grid;
       emitDirectConv(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());

@@ -890,18 +890,18 @@ func.func @filter_gradient_valid(%dy: tensor<2x4x3x5xf32> {soma.input = "dy"}, %
   return %0 : tensor<1x4x27xf32>
 }
 
-// A stride of 2 keeps the GEMM (the packing's transposing path).
+// A stride of 3 keeps the GEMM (the packing's transposing path).
 // CHECK-LABEL: func.func @filter_gradient_strided(
 //       CHECK: func.call @soma_gemm_transpose
 //       CHECK: func.call @soma_gemm_tile
-func.func @filter_gradient_strided(%dy: tensor<2x4x3x4xf32> {soma.input = "dy"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<1x4x27xf32> {soma.output = "dw"}) {
-  %0 = soma.fusion "contraction"(%dy, %x) : (tensor<2x4x3x4xf32>, tensor<2x3x5x7xf32>) -> tensor<1x4x27xf32> {
-  ^bb0(%a: tensor<2x4x3x4xf32>, %b: tensor<2x3x5x7xf32>):
-    %1 = soma.transpose %a {perm = array<i64: 1, 0, 2, 3>} : tensor<2x4x3x4xf32> -> tensor<4x2x3x4xf32>
-    %2 = soma.reshape %1 {shape = array<i64: 1, 4, 24>} : tensor<4x2x3x4xf32> -> tensor<1x4x24xf32>
-    %3 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 2, 2>} : tensor<2x3x5x7xf32> -> tensor<27x24xf32>
-    %4 = soma.reshape %3 {shape = array<i64: 1, 27, 24>} : tensor<27x24xf32> -> tensor<1x27x24xf32>
-    %5 = soma.matmul %2, %4 {transpose_b = true} : (tensor<1x4x24xf32>, tensor<1x27x24xf32>) -> tensor<1x4x27xf32>
+func.func @filter_gradient_strided(%dy: tensor<2x4x2x3xf32> {soma.input = "dy"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<1x4x27xf32> {soma.output = "dw"}) {
+  %0 = soma.fusion "contraction"(%dy, %x) : (tensor<2x4x2x3xf32>, tensor<2x3x5x7xf32>) -> tensor<1x4x27xf32> {
+  ^bb0(%a: tensor<2x4x2x3xf32>, %b: tensor<2x3x5x7xf32>):
+    %1 = soma.transpose %a {perm = array<i64: 1, 0, 2, 3>} : tensor<2x4x2x3xf32> -> tensor<4x2x2x3xf32>
+    %2 = soma.reshape %1 {shape = array<i64: 1, 4, 12>} : tensor<4x2x2x3xf32> -> tensor<1x4x12xf32>
+    %3 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 3, 3>} : tensor<2x3x5x7xf32> -> tensor<27x12xf32>
+    %4 = soma.reshape %3 {shape = array<i64: 1, 27, 12>} : tensor<27x12xf32> -> tensor<1x27x12xf32>
+    %5 = soma.matmul %2, %4 {transpose_b = true} : (tensor<1x4x12xf32>, tensor<1x27x12xf32>) -> tensor<1x4x27xf32>
     soma.yield %5 : tensor<1x4x27xf32>
   }
   return %0 : tensor<1x4x27xf32>
@@ -1023,8 +1023,44 @@ func.func @col2im_stride2(%cols: tensor<18x12xf32> {soma.input = "cols"}) -> (te
 
 // -----
 
-// A stride-2 convolution keeps the GEMM; its columns' packing loads 8 lanes
-// at consecutive offsets as one masked vector load, lanes two apart (all
+// A stride-2 convolution whose output rows (8) are a multiple of half a
+// vector is computed directly too: the mask table holds two masks per
+// chunk and tap, each lane's mask moved to its even element; each half
+// chunk of 4 pixels is the even elements of 8 consecutive ones of x, so a
+// chunk is two masked loads and a shuffle of the even elements.
+// CHECK-LABEL: func.func @direct_conv_stride2(
+//   CHECK-NOT: func.call
+//       CHECK: memref.alloca() {alignment = 64 : i64} : memref<72xvector<8xi1>>
+//       CHECK: vector.shuffle %{{.*}}, %{{.*}} [0, 8, 1, 8, 2, 8, 3, 8] : vector<8xi1>, vector<8xi1>
+//       CHECK: vector.shuffle %{{.*}}, %{{.*}} [4, 8, 5, 8, 6, 8, 7, 8] : vector<8xi1>, vector<8xi1>
+//       CHECK: %[[LO:.*]] = vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<480xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK: %[[HI:.*]] = vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<480xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK: vector.shuffle %[[LO]], %[[HI]] [0, 2, 4, 6, 8, 10, 12, 14] : vector<8xf32>, vector<8xf32>
+//       CHECK: vector.fma
+//       CHECK: vector.maskedstore
+//   CHECK-NOT: vector.gather
+func.func @direct_conv_stride2(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x5x16xf32> {soma.input = "x"}) -> (tensor<2x4x3x8xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<4x3x3x3xf32>, tensor<2x3x5x16xf32>) -> tensor<2x4x3x8xf32> {
+  ^bb0(%a: tensor<4x3x3x3xf32>, %b: tensor<2x3x5x16xf32>):
+    %1 = soma.reshape %a {shape = array<i64: 1, 1, 4, 27>} : tensor<4x3x3x3xf32> -> tensor<1x1x4x27xf32>
+    %2 = soma.broadcast_to %1 {shape = array<i64: 2, 1, 4, 27>} : tensor<1x1x4x27xf32> -> tensor<2x1x4x27xf32>
+    %3 = soma.reshape %2 {shape = array<i64: 2, 4, 27>} : tensor<2x1x4x27xf32> -> tensor<2x4x27xf32>
+    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 2, 2>} : tensor<2x3x5x16xf32> -> tensor<27x48xf32>
+    %5 = soma.reshape %4 {shape = array<i64: 1, 27, 2, 24>} : tensor<27x48xf32> -> tensor<1x27x2x24xf32>
+    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x24xf32> -> tensor<2x1x27x24xf32>
+    %7 = soma.reshape %6 {shape = array<i64: 2, 27, 24>} : tensor<2x1x27x24xf32> -> tensor<2x27x24xf32>
+    %8 = soma.matmul %3, %7 : (tensor<2x4x27xf32>, tensor<2x27x24xf32>) -> tensor<2x4x24xf32>
+    %9 = soma.reshape %8 {shape = array<i64: 2, 4, 3, 8>} : tensor<2x4x24xf32> -> tensor<2x4x3x8xf32>
+    soma.yield %9 : tensor<2x4x3x8xf32>
+  }
+  return %0 : tensor<2x4x3x8xf32>
+}
+
+// -----
+
+// Output rows of 5 pixels (stride 2 over a width of 9) are not a multiple
+// of half a vector: that convolution keeps the GEMM, whose columns' packing
+// loads 8 lanes at consecutive offsets as one masked vector load, lanes two apart (all
 // of them: `vector.reduction <and>` of the comparison with first + 2 * lane)
 // as two masked loads of 8 elements each, each lane's mask moved to its
 // even element, and a shuffle of the even elements; other lanes by a gather.
@@ -1032,25 +1068,25 @@ func.func @col2im_stride2(%cols: tensor<18x12xf32> {soma.input = "cols"}) -> (te
 //       CHECK: vector.reduction <and>, %{{.*}} : vector<8xi1> into i1
 //       CHECK: %[[M0:.*]] = vector.shuffle %[[M:.*]], %{{.*}} [0, 9, 1, 11, 2, 13, 3, 15] : vector<8xi1>, vector<8xi1>
 //       CHECK: %[[M1:.*]] = vector.shuffle %[[M]], %{{.*}} [4, 9, 5, 11, 6, 13, 7, 15] : vector<8xi1>, vector<8xi1>
-//       CHECK: %[[V0:.*]] = vector.maskedload %{{.*}}[%{{.*}}], %[[M0]], %{{.*}} : memref<210xf32>
-//       CHECK: %[[V1:.*]] = vector.maskedload %{{.*}}[%{{.*}}], %[[M1]], %{{.*}} : memref<210xf32>
+//       CHECK: %[[V0:.*]] = vector.maskedload %{{.*}}[%{{.*}}], %[[M0]], %{{.*}} : memref<270xf32>
+//       CHECK: %[[V1:.*]] = vector.maskedload %{{.*}}[%{{.*}}], %[[M1]], %{{.*}} : memref<270xf32>
 //       CHECK: vector.shuffle %[[V0]], %[[V1]] [0, 2, 4, 6, 8, 10, 12, 14] : vector<8xf32>, vector<8xf32>
 //       CHECK: vector.gather
-func.func @conv_stride2(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<2x4x3x4xf32> {soma.output = "y"}) {
-  %0 = soma.fusion "contraction"(%w, %x) : (tensor<4x3x3x3xf32>, tensor<2x3x5x7xf32>) -> tensor<2x4x3x4xf32> {
-  ^bb0(%a: tensor<4x3x3x3xf32>, %b: tensor<2x3x5x7xf32>):
+func.func @conv_stride2(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x5x9xf32> {soma.input = "x"}) -> (tensor<2x4x3x5xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<4x3x3x3xf32>, tensor<2x3x5x9xf32>) -> tensor<2x4x3x5xf32> {
+  ^bb0(%a: tensor<4x3x3x3xf32>, %b: tensor<2x3x5x9xf32>):
     %1 = soma.reshape %a {shape = array<i64: 1, 1, 4, 27>} : tensor<4x3x3x3xf32> -> tensor<1x1x4x27xf32>
     %2 = soma.broadcast_to %1 {shape = array<i64: 2, 1, 4, 27>} : tensor<1x1x4x27xf32> -> tensor<2x1x4x27xf32>
     %3 = soma.reshape %2 {shape = array<i64: 2, 4, 27>} : tensor<2x1x4x27xf32> -> tensor<2x4x27xf32>
-    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 2, 2>} : tensor<2x3x5x7xf32> -> tensor<27x24xf32>
-    %5 = soma.reshape %4 {shape = array<i64: 1, 27, 2, 12>} : tensor<27x24xf32> -> tensor<1x27x2x12xf32>
-    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x12xf32> -> tensor<2x1x27x12xf32>
-    %7 = soma.reshape %6 {shape = array<i64: 2, 27, 12>} : tensor<2x1x27x12xf32> -> tensor<2x27x12xf32>
-    %8 = soma.matmul %3, %7 : (tensor<2x4x27xf32>, tensor<2x27x12xf32>) -> tensor<2x4x12xf32>
-    %9 = soma.reshape %8 {shape = array<i64: 2, 4, 3, 4>} : tensor<2x4x12xf32> -> tensor<2x4x3x4xf32>
-    soma.yield %9 : tensor<2x4x3x4xf32>
+    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 2, 2>} : tensor<2x3x5x9xf32> -> tensor<27x30xf32>
+    %5 = soma.reshape %4 {shape = array<i64: 1, 27, 2, 15>} : tensor<27x30xf32> -> tensor<1x27x2x15xf32>
+    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x15xf32> -> tensor<2x1x27x15xf32>
+    %7 = soma.reshape %6 {shape = array<i64: 2, 27, 15>} : tensor<2x1x27x15xf32> -> tensor<2x27x15xf32>
+    %8 = soma.matmul %3, %7 : (tensor<2x4x27xf32>, tensor<2x27x15xf32>) -> tensor<2x4x15xf32>
+    %9 = soma.reshape %8 {shape = array<i64: 2, 4, 3, 5>} : tensor<2x4x15xf32> -> tensor<2x4x3x5xf32>
+    soma.yield %9 : tensor<2x4x3x5xf32>
   }
-  return %0 : tensor<2x4x3x4xf32>
+  return %0 : tensor<2x4x3x5xf32>
 }
 
 // -----

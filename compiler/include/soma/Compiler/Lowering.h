@@ -118,6 +118,12 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
 struct ConvGrid {
   int64_t kh = 0, kw = 0, pt = 0, pl = 0;
   int64_t oh = 0, ow = 0; ///< the output's height and width
+  /// The stride (both axes): 1, or 2 for the forward convolution only
+  /// (emitDirectConv), when each half of a vector of pixels lies in one
+  /// output row (OW a multiple of VL / 2). Its grid is the output itself;
+  /// each half's points are every other element of 2 VL / 2 consecutive
+  /// elements of a row of x: two vector loads and a shuffle.
+  int64_t stride = 1;
   /// The grid for a convolution of `x` ([N, C, H, W]) with these
   /// attributes, or none when it does not have the form above.
   static std::optional<ConvGrid> of(mlir::ArrayRef<int64_t> x, mlir::ArrayRef<int64_t> kernel,
