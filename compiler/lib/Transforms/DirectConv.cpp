@@ -5,6 +5,11 @@
 // along the pixels: its filter gradient (emitFilterGradient) and the
 // convolution itself (emitDirectConv, below).
 //
+// Stride 2 (when each half of a vector of output pixels lies in one output
+// row) uses the output as the grid: a half's points are the even elements
+// of VL consecutive elements of a row of x, so a chunk of x is two masked
+// loads and a shuffle, and the mask table holds two masks per entry.
+//
 // Both run on a grid of OH rows of W pixels (the input's row pitch), on
 // which every window tap (u, v) is a constant shift of the pixel index:
 //
