@@ -42,6 +42,9 @@ void release(void *p) noexcept {
   if (!p)
     return;
   std::memset(p, 0xA5, malloc_usable_size(p));
+  // Without this, the compiler deletes the memset as a dead store before
+  // free (GCC 12 at -O3 did): the block must look read afterwards.
+  asm volatile("" : : "r"(p) : "memory");
   std::free(p);
 }
 

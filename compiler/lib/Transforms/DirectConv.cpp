@@ -269,7 +269,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   Value partial;
   if (units > 1)
     partial = b.create<memref::AllocOp>(loc, MemRefType::get({units, K, R}, f32), b.getI64IntegerAttr(64));
-  VectorType fvec = VectorType::get({VL}, f32), mvec = e.mvec;
+  VectorType fvec = VectorType::get({VL}, f32);
   // The table of window masks: for each chunk of VL pixels and each
   // kernel tap (u, v), the lanes whose window point is inside the image.
   // The same for every image: when it is small (64 KiB), made once per

@@ -73,7 +73,7 @@ struct SomaRecomputePass : impl::SomaRecomputeBase<SomaRecomputePass> {
       Operation *first = nullptr;
       for (Operation *user : op.getResult(0).getUsers())
         if (!forward.contains(user) && !isa<func::ReturnOp>(user) &&
-            (!first || position[user] < position[first]))
+            (!first || position.lookup(user) < position.lookup(first)))
           first = user;
       if (first)
         candidates.push_back({op.getResult(0), first});
@@ -181,7 +181,7 @@ struct SomaRecomputePass : impl::SomaRecomputeBase<SomaRecomputePass> {
     // Materialise in order of first backward use, reusing copies already
     // made (they precede every later insertion point).
     std::stable_sort(candidates.begin(), candidates.end(), [&](const Candidate &a, const Candidate &b) {
-      return position[a.firstBackward] < position[b.firstBackward];
+      return position.lookup(a.firstBackward) < position.lookup(b.firstBackward);
     });
     // With cones, a copy made inside another candidate's cone serves only
     // that candidate (`local`): in a residual network the cone of one
