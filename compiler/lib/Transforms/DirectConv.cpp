@@ -335,8 +335,8 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                       Value dyAt0 = e.outputIndex(pb, p0, grid);
                       Value chunk = e.mul(
                           pb,
-                          pb.create<arith::DivUIOp>(loc, shared ? p0 : pb.create<arith::SubIOp>(loc, p0, pb0).getResult(),
-                                                    e.idx(pb, VL)),
+                          pb.create<arith::DivUIOp>(
+                              loc, shared ? p0 : pb.create<arith::SubIOp>(loc, p0, pb0).getResult(), e.idx(pb, VL)),
                           e.idx(pb, taps));
                       // (With stride 2, two masks per column, one per half
                       // chunk, and the x offset of each half's first point.)
@@ -570,9 +570,9 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
                   SmallVector<Value> xv;
                   for (int64_t j = 0; j < PT; ++j) {
                     auto maskAt = [&](int64_t half) {
-                      return cb.create<memref::LoadOp>(
-                          loc, table,
-                          ValueRange{e.add(cb, e.mul(cb, chunk0, e.idx(cb, S)), e.idx(cb, (j * taps + tap) * S + half))});
+                      return cb.create<memref::LoadOp>(loc, table,
+                                                       ValueRange{e.add(cb, e.mul(cb, chunk0, e.idx(cb, S)),
+                                                                        e.idx(cb, (j * taps + tap) * S + half))});
                     };
                     if (S == 1) {
                       xv.push_back(cb.create<vector::MaskedLoadOp>(

@@ -785,8 +785,8 @@ static Value loadLanes(OpBuilder &nb, Location l, Value flat, Value at, Value ma
               Value m1 = sb.create<vector::ShuffleOp>(l, mask, none, hi);
               Value v0 = sb.create<vector::MaskedLoadOp>(l, fvec, flat, ValueRange{base}, m0, pass);
               Value v1 = sb.create<vector::MaskedLoadOp>(
-                  l, fvec, flat, ValueRange{sb.create<arith::AddIOp>(l, base, sb.create<arith::ConstantIndexOp>(l, vl))},
-                  m1, pass);
+                  l, fvec, flat,
+                  ValueRange{sb.create<arith::AddIOp>(l, base, sb.create<arith::ConstantIndexOp>(l, vl))}, m1, pass);
               sb.create<scf::YieldOp>(l, sb.create<vector::ShuffleOp>(l, v0, v1, evens).getResult());
             },
             [&](OpBuilder &gb, Location) {
@@ -1088,7 +1088,8 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
             m = wb.create<arith::AndIOp>(loc, m, whole);
             // (x is unsigned-compared: a negative one is far above the range.)
             Value t = wb.create<arith::AddIOp>(loc, w0, c(wb, loc, pad[1] - v));
-            Value up = wb.create<arith::DivSIOp>(loc, wb.create<arith::AddIOp>(loc, t, c(wb, loc, sw - 1)), c(wb, loc, sw));
+            Value up =
+                wb.create<arith::DivSIOp>(loc, wb.create<arith::AddIOp>(loc, t, c(wb, loc, sw - 1)), c(wb, loc, sw));
             firstJ.push_back(wb.create<arith::SelectOp>(
                 loc, wb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sgt, t, zero), up, zero));
           }
@@ -1100,11 +1101,13 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
           // with h + pt - u a multiple of sh, by sh, below
           // min(kh, h + pt + 1).
           Value hp = hb.create<arith::AddIOp>(loc, h, c(hb, loc, pad[0]));
-          Value ulo = hb.create<arith::MaxSIOp>(loc, zero, hb.create<arith::SubIOp>(loc, hp, c(hb, loc, sh * (oh - 1))));
+          Value ulo =
+              hb.create<arith::MaxSIOp>(loc, zero, hb.create<arith::SubIOp>(loc, hp, c(hb, loc, sh * (oh - 1))));
           if (sh > 1)
             ulo = hb.create<arith::AddIOp>(
                 loc, ulo, hb.create<arith::RemUIOp>(loc, hb.create<arith::SubIOp>(loc, hp, ulo), c(hb, loc, sh)));
-          Value uhi = hb.create<arith::MinSIOp>(loc, c(hb, loc, k[0]), hb.create<arith::AddIOp>(loc, hp, c(hb, loc, 1)));
+          Value uhi =
+              hb.create<arith::MinSIOp>(loc, c(hb, loc, k[0]), hb.create<arith::AddIOp>(loc, hp, c(hb, loc, 1)));
           auto terms = hb.create<scf::ForOp>(
               loc, ulo, uhi, c(hb, loc, sh), ValueRange{passThru},
               [&](OpBuilder &ub, Location, Value u, ValueRange acc) {
@@ -1120,7 +1123,8 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
                   Value row = ub.create<arith::AddIOp>(loc, at, c(ub, loc, v * img[0] * oh * ow));
                   Value term;
                   if (sw == 1) {
-                    Value col = ub.create<arith::AddIOp>(loc, row, ub.create<arith::AddIOp>(loc, w0, c(ub, loc, pad[1] - v)));
+                    Value col =
+                        ub.create<arith::AddIOp>(loc, row, ub.create<arith::AddIOp>(loc, w0, c(ub, loc, pad[1] - v)));
                     term = ub.create<vector::MaskedLoadOp>(loc, fvec, flat, ValueRange{col}, masks[v], passThru);
                   } else {
                     Value col = ub.create<arith::AddIOp>(loc, row, firstJ[v]);
@@ -1131,8 +1135,10 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
                 ub.create<scf::YieldOp>(loc, sum);
               });
           Value o = hb.create<arith::AddIOp>(
-              loc, hb.create<arith::MulIOp>(loc, hb.create<arith::AddIOp>(loc, hb.create<arith::MulIOp>(loc, nc, c(hb, loc, H)), h),
-                                            c(hb, loc, W)),
+              loc,
+              hb.create<arith::MulIOp>(
+                  loc, hb.create<arith::AddIOp>(loc, hb.create<arith::MulIOp>(loc, nc, c(hb, loc, H)), h),
+                  c(hb, loc, W)),
               w0);
           hb.create<vector::MaskedStoreOp>(loc, outFlat, ValueRange{o}, inImage, terms.getResult(0));
         });
