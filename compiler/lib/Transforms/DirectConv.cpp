@@ -63,7 +63,7 @@ using namespace mlir;
 namespace soma {
 
 std::optional<ConvGrid> ConvGrid::of(ArrayRef<int64_t> x, ArrayRef<int64_t> kernel, ArrayRef<int64_t> stride,
-                                     ArrayRef<int64_t> dilation, ArrayRef<int64_t> padding) {
+                                     ArrayRef<int64_t> dilation, ArrayRef<int64_t> padding, int64_t vectorWidth) {
   auto ones = [](ArrayRef<int64_t> a) { return a.size() == 2 && a[0] == 1 && a[1] == 1; };
   // A kernel row is one register tile of the filter gradient: at most 8
   // wide.
@@ -76,7 +76,9 @@ std::optional<ConvGrid> ConvGrid::of(ArrayRef<int64_t> x, ArrayRef<int64_t> kern
   g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1], g.stride = stride[0];
   g.oh = (x[2] + padding[0] + padding[2] - kernel[0]) / g.stride + 1;
   g.ow = (x[3] + padding[1] + padding[3] - kernel[1]) / g.stride + 1;
-  if (g.stride == 1 && g.ow > x[3])
+  // Stride 1: the output at most as wide as the input. Stride 2: each half
+  // of a chunk of pixels in one output row.
+  if (g.stride == 1 ? g.ow > x[3] : g.ow % (vectorWidth / 2) != 0)
     return std::nullopt;
   // The forward convolution's table of window masks covers the grid, on
   // the calling thread's stack: about grid pixels x taps / 8 bytes, at
@@ -211,6 +213,26 @@ struct Emitter {
     Value col = nb.create<arith::RemUIOp>(loc, p, constI(nb, g.G()));
     return nb.create<arith::AndIOp>(
         loc, below, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ult, col, constI(nb, g.OW)));
+  }
+  /// Stride 2: the offset in an image plane of x of output pixel q's
+  /// window origin (row 2 i, column 2 j for q = i * OW + j), before the
+  /// tap's shift.
+  Value halfBase(OpBuilder &nb, Value q, const Grid &g) {
+    Value i = nb.create<arith::DivUIOp>(loc, q, idx(nb, g.OW));
+    Value j = nb.create<arith::RemUIOp>(loc, q, idx(nb, g.OW));
+    return add(nb, mul(nb, i, idx(nb, 2 * g.W)), mul(nb, j, idx(nb, 2)));
+  }
+  /// Stride 2: a chunk of x, each half's VL / 2 points the even elements
+  /// of VL consecutive ones from at[h], masked by the table's m[h].
+  Value loadEven(OpBuilder &nb, Value flat, Value at0, Value at1, Value m0, Value m1) {
+    VectorType fvec = VectorType::get({VL}, b.getF32Type());
+    Value zero = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
+    SmallVector<int64_t> even;
+    for (int64_t l = 0; l < VL; ++l)
+      even.push_back(2 * l);
+    Value lo = nb.create<vector::MaskedLoadOp>(loc, fvec, flat, ValueRange{at0}, m0, zero);
+    Value hi = nb.create<vector::MaskedLoadOp>(loc, fvec, flat, ValueRange{at1}, m1, zero);
+    return nb.create<vector::ShuffleOp>(loc, lo, hi, even);
   }
   /// The output index of grid pixel p (or of the first output after it):
   /// (p / W) * OW + min(p % W, OW).
@@ -348,15 +370,8 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                             at = e.add(pb, e.mul(pb, at, e.idx(pb, S)), e.idx(pb, h));
                           mask.push_back(pb.create<memref::LoadOp>(loc, table, ValueRange{at}));
                         }
-                      for (int64_t h = 0; S > 1 && h < 2; ++h) {
-                        Value q = e.add(pb, p0, e.idx(pb, h * VL / 2));
-                        Value i = pb.create<arith::DivUIOp>(loc, q, e.idx(pb, cg.ow));
-                        Value jj = pb.create<arith::RemUIOp>(loc, q, e.idx(pb, cg.ow));
-                        halfBase.push_back(e.add(pb, e.mul(pb, i, e.idx(pb, 2 * W)), e.mul(pb, jj, e.idx(pb, 2))));
-                      }
-                      SmallVector<int64_t> even;
-                      for (int64_t l = 0; l < VL; ++l)
-                        even.push_back(2 * l);
+                      for (int64_t h = 0; S > 1 && h < 2; ++h)
+                        halfBase.push_back(e.halfBase(pb, e.add(pb, p0, e.idx(pb, h * VL / 2)), grid));
                       auto images = pb.create<scf::ForOp>(
                           loc, nb0, nb1, e.idx(pb, 1), acc, [&](OpBuilder &ib, Location, Value n, ValueRange in) {
                             Value dyBase = e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), dyAt0);
@@ -373,35 +388,26 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                               if (S == 1)
                                 return ib.create<vector::MaskedLoadOp>(
                                     loc, fvec, xF, ValueRange{e.add(ib, xBase, xOff[t])}, mask[t], zero);
-                              // Stride 2: each half's points are the even
-                              // elements of VL consecutive ones.
-                              SmallVector<Value> halves;
-                              for (int64_t h = 0; h < 2; ++h)
-                                halves.push_back(ib.create<vector::MaskedLoadOp>(
-                                    loc, fvec, xF, ValueRange{e.add(ib, e.add(ib, xImage, halfBase[h]), xOff[t])},
-                                    mask[2 * t + h], zero));
-                              return ib.create<vector::ShuffleOp>(loc, halves[0], halves[1], even);
+                              // (Each address made in turn: argument order
+                              // is unspecified.)
+                              Value at0 = e.add(ib, e.add(ib, xImage, halfBase[0]), xOff[t]);
+                              Value at1 = e.add(ib, e.add(ib, xImage, halfBase[1]), xOff[t]);
+                              return e.loadEven(ib, xF, at0, at1, mask[2 * t], mask[2 * t + 1]);
                             };
                             // The smaller side's vectors loaded first, the
                             // other's one at a time (registers: the
                             // accumulators, min(KT, RT) and one).
-                            if (RT <= KT) {
-                              SmallVector<Value> xv;
-                              for (int64_t t = 0; t < RT; ++t)
-                                xv.push_back(xAt(t));
-                              for (int64_t a = 0; a < KT; ++a) {
-                                Value dyv = dyAt(a);
-                                for (int64_t t = 0; t < RT; ++t)
-                                  out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv, xv[t], out[a * RT + t]);
-                              }
-                            } else {
-                              SmallVector<Value> dyv;
-                              for (int64_t a = 0; a < KT; ++a)
-                                dyv.push_back(dyAt(a));
-                              for (int64_t t = 0; t < RT; ++t) {
-                                Value xv = xAt(t);
-                                for (int64_t a = 0; a < KT; ++a)
-                                  out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv[a], xv, out[a * RT + t]);
+                            const bool xFirst = RT <= KT;
+                            const int64_t held = xFirst ? RT : KT, streamed = xFirst ? KT : RT;
+                            SmallVector<Value> first;
+                            for (int64_t i = 0; i < held; ++i)
+                              first.push_back(xFirst ? xAt(i) : dyAt(i));
+                            for (int64_t s = 0; s < streamed; ++s) {
+                              Value v = xFirst ? dyAt(s) : xAt(s);
+                              for (int64_t i = 0; i < held; ++i) {
+                                int64_t a = xFirst ? s : i, t = xFirst ? i : s;
+                                Value dyv = xFirst ? v : first[i], xv = xFirst ? first[i] : v;
+                                out[a * RT + t] = ib.create<vector::FMAOp>(loc, dyv, xv, out[a * RT + t]);
                               }
                             }
                             ib.create<scf::YieldOp>(loc, out);
@@ -474,7 +480,6 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   const Emitter::Grid grid{xs[2], xs[3], cg.oh, cg.ow, S};
   // P grid pixels; x's planes are PX long.
   const int64_t N = xs[0], Cin = xs[1], W = xs[3], P = grid.pixels(), PX = xs[2] * W;
-  assert((S == 1 || cg.ow % (cfg.vl / 2) == 0) && "stride 2: each half of a chunk in one row");
   const int64_t K = cast<MemRefType>(C.getType()).getShape()[1];
   const int64_t taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
@@ -546,18 +551,9 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
           // Stride 2: the x offset of each half chunk's first point (row
           // 2 i, column 2 j of output pixel (i, j)), before the tap's shift.
           SmallVector<Value> halfBase;
-          SmallVector<int64_t> even;
-          if (S == 2) {
-            for (int64_t l = 0; l < VL; ++l)
-              even.push_back(2 * l);
-            for (int64_t j = 0; j < PT; ++j)
-              for (int64_t h = 0; h < 2; ++h) {
-                Value q = e.add(gb, g0, e.idx(gb, j * VL + h * VL / 2));
-                Value i = gb.create<arith::DivUIOp>(loc, q, e.idx(gb, cg.ow));
-                Value jj = gb.create<arith::RemUIOp>(loc, q, e.idx(gb, cg.ow));
-                halfBase.push_back(e.add(gb, e.mul(gb, i, e.idx(gb, 2 * W)), e.mul(gb, jj, e.idx(gb, 2))));
-              }
-          }
+          for (int64_t j = 0; S == 2 && j < PT; ++j)
+            for (int64_t h = 0; h < 2; ++h)
+              halfBase.push_back(e.halfBase(gb, e.add(gb, g0, e.idx(gb, j * VL + h * VL / 2)), grid));
           auto channels = gb.create<scf::ForOp>(
               loc, e.idx(gb, 0), e.idx(gb, Cin), e.idx(gb, 1), init,
               [&](OpBuilder &cb, Location, Value c, ValueRange acc) {
@@ -579,14 +575,12 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
                           loc, fvec, xF, ValueRange{e.add(cb, xc, e.idx(cb, j * VL + shift))}, maskAt(0), zero));
                       continue;
                     }
-                    // Stride 2: the points of each half are the even
-                    // elements of VL consecutive ones from its base.
-                    SmallVector<Value> halves;
-                    for (int64_t h = 0; h < 2; ++h)
-                      halves.push_back(cb.create<vector::MaskedLoadOp>(
-                          loc, fvec, xF, ValueRange{e.add(cb, xp, e.add(cb, halfBase[2 * j + h], e.idx(cb, shift)))},
-                          maskAt(h), zero));
-                    xv.push_back(cb.create<vector::ShuffleOp>(loc, halves[0], halves[1], even));
+                    // (Each operand made in turn: argument order is unspecified.)
+                    Value m0 = maskAt(0);
+                    Value at0 = e.add(cb, xp, e.add(cb, halfBase[2 * j], e.idx(cb, shift)));
+                    Value m1 = maskAt(1);
+                    Value at1 = e.add(cb, xp, e.add(cb, halfBase[2 * j + 1], e.idx(cb, shift)));
+                    xv.push_back(e.loadEven(cb, xF, at0, at1, m0, m1));
                   }
                   for (int64_t a = 0; a < KT; ++a) {
                     Value at = e.add(cb, wOff[a], e.add(cb, wc, e.idx(cb, tap)));

@@ -1513,11 +1513,9 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     g.x = bufferOf(rhs.source);
     auto ys = cast<MemRefType>(g.dy.getType()), xs = cast<MemRefType>(g.x.getType());
     std::optional<ConvGrid> grid =
-        ConvGrid::of(xs.getShape(), im.getKernel(), im.getStride(), im.getDilation(), im.getPadding());
+        ConvGrid::of(xs.getShape(), im.getKernel(), im.getStride(), im.getDilation(), im.getPadding(), gemmConfig.vl);
     ArrayRef<int64_t> y = ys.getShape(), x = xs.getShape();
-    // (Stride 2: each half of a vector of pixels in one output row.)
-    bool halves = grid && (grid->stride == 1 || grid->ow % (gemmConfig.vl / 2) == 0);
-    if (ys.getLayout().isIdentity() && xs.getLayout().isIdentity() && halves && y.size() == 4 && y[0] == x[0] &&
+    if (ys.getLayout().isIdentity() && xs.getLayout().isIdentity() && grid && y.size() == 4 && y[0] == x[0] &&
         y[2] == grid->oh && y[3] == grid->ow) {
       g.grid = *grid;
       emitFilterGradient(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
@@ -1537,9 +1535,9 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     g.w = bufferOf(lhs.source);
     auto xs = cast<MemRefType>(g.x.getType()), ws = cast<MemRefType>(g.w.getType());
     ArrayRef<int64_t> x = xs.getShape();
-    std::optional<ConvGrid> grid = ConvGrid::of(x, im.getKernel(), im.getStride(), im.getDilation(), im.getPadding());
-    bool halves = grid && (grid->stride == 1 || grid->ow % (gemmConfig.vl / 2) == 0);
-    if (xs.getLayout().isIdentity() && ws.getLayout().isIdentity() && halves && shape[0] == x[0] &&
+    std::optional<ConvGrid> grid =
+        ConvGrid::of(x, im.getKernel(), im.getStride(), im.getDilation(), im.getPadding(), gemmConfig.vl);
+    if (xs.getLayout().isIdentity() && ws.getLayout().isIdentity() && grid && shape[0] == x[0] &&
         shape[2] == grid->oh * grid->ow) {
       g.grid = *grid;
       emitDirectConv(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());

@@ -104,31 +104,31 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
               const GemmOperand &B, mlir::Value C, const GemmConfig &cfg,
               const GemmEpilogue &epilogue = {});
 
-/// The convolutions computed directly (DirectConv.cpp): stride 1, no
-/// dilation, one group, kernels at most 8 wide, and an output at most as
-/// wide as the input (OW <= W: "same" and "valid" convolutions and any
-/// padding in between). Both are computed on a grid of OH rows of W
-/// pixels, the input's row pitch, on which every window is a constant
-/// shift of the pixel index: grid pixel p = i * W + j reads
-/// x[c, p + (u - pt) * W + (v - pl)] (0 where the window point is outside
-/// the image). When OW < W the grid's last W - OW columns of each row are
-/// not outputs: the forward convolution computes them and does not store
-/// them (compressed stores), the filter gradient reads dy as 0 there
-/// (expanding loads).
+/// The convolutions computed directly (DirectConv.cpp), forward and filter
+/// gradient: no dilation, one group, kernels at most 8 wide, and either
+///  - stride 1 with an output at most as wide as the input (OW <= W: "same"
+///    and "valid" convolutions and any padding in between), computed on a
+///    grid of OH rows of W pixels, the input's row pitch, on which every
+///    window is a constant shift of the pixel index: grid pixel
+///    p = i * W + j reads x[c, p + (u - pt) * W + (v - pl)] (0 where the
+///    window point is outside the image). When OW < W the grid's last
+///    W - OW columns of each row are not outputs: the forward convolution
+///    computes them and does not store them (compressed stores), the
+///    filter gradient reads dy as 0 there (expanding loads);
+///  - or stride 2 with output rows a multiple of half a vector, so that each
+///    half of a chunk of VL output pixels lies in one row: the grid is the
+///    output, and a half's points are the even elements of VL consecutive
+///    elements of a row of x (two vector loads and a shuffle).
 struct ConvGrid {
   int64_t kh = 0, kw = 0, pt = 0, pl = 0;
   int64_t oh = 0, ow = 0; ///< the output's height and width
-  /// The stride (both axes): 1, or 2 for the forward convolution only
-  /// (emitDirectConv), when each half of a vector of pixels lies in one
-  /// output row (OW a multiple of VL / 2). Its grid is the output itself;
-  /// each half's points are every other element of 2 VL / 2 consecutive
-  /// elements of a row of x: two vector loads and a shuffle.
-  int64_t stride = 1;
+  int64_t stride = 1;     ///< 1 or 2, both axes
   /// The grid for a convolution of `x` ([N, C, H, W]) with these
-  /// attributes, or none when it does not have the form above.
+  /// attributes and vectors of `vectorWidth` floats, or none when it does
+  /// not have the form above.
   static std::optional<ConvGrid> of(mlir::ArrayRef<int64_t> x, mlir::ArrayRef<int64_t> kernel,
                                     mlir::ArrayRef<int64_t> stride, mlir::ArrayRef<int64_t> dilation,
-                                    mlir::ArrayRef<int64_t> padding);
+                                    mlir::ArrayRef<int64_t> padding, int64_t vectorWidth);
 };
 
 /// A convolution's filter gradient: dw[k, (c, u, v)] = sum over n and grid

@@ -127,9 +127,11 @@ def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
     Matmuls (and contraction fusions) become the packed GEMM loop nest whose
     register tile is sized for `vector-width` floats per vector register
     (8: AVX2, 16: AVX-512, 4: SSE or NEON); the pipeline sets it from the
-    target's features. A convolution of stride 1 whose output keeps its
-    input's size, and its filter gradient, are computed directly instead
-    (vectors along the pixels, masked loads, no im2col and no packing).
+    target's features. A convolution of stride 1 whose output is at most as
+    wide as its input, or of stride 2 with output rows a multiple of half a
+    vector, and its filter gradient, are computed directly instead (vectors
+    along the pixels, masked loads, no im2col and no packing; see
+    DirectConv.cpp). col2im without dilation gathers with vector loads.
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
