@@ -60,6 +60,9 @@ struct GemmEmitter {
   int64_t splits = 1, KS = 0; // split K: `splits` parts of KS (a multiple of KC)
   Value partial;              // [splits * batch, M, N] partial products when split
   Value aFlat;                // A as stored, flat, when it is not packed
+  // A stored operand that the packing reads along k, flat (its rows are
+  // transposed by packAlongKFunction straight from memory).
+  Value aAlongK, bAlongK;
   VectorType vec;
 
   Value idx(OpBuilder &nb, int64_t v) { return nb.create<arith::ConstantIndexOp>(loc, v); }
@@ -295,7 +298,20 @@ struct GemmEmitter {
               kParts.push_back(kb.create<vector::MaskedLoadOp>(loc, ivec, SK, ValueRange{add(kb, idx(kb, t * cfg.kc), k0)},
                                                                kLanes, zeroI));
           }
-          for (int64_t g = 0; g * VL < W; ++g) {
+          Value flat = &X == &A ? aAlongK : &X == &B ? bAlongK : Value();
+          for (int64_t g = 0; !X.parts && flat && g * VL < W; ++g) {
+            // A stored operand: the group's rows straight from memory.
+            auto shape = cast<MemRefType>(X.memref.getType()).getShape();
+            Value j0 = add(kb, first, idx(kb, g * VL));
+            Value row = add(kb, mul(kb, storedBatch(kb, X, bIdx), idx(kb, shape[1])), j0);
+            Value src = add(kb, mul(kb, row, idx(kb, shape[2])), add(kb, pc, k0));
+            Value cols = max(kb, min(kb, sub(kb, valid, idx(kb, g * VL)), idx(kb, VL)), idx(kb, 0));
+            int64_t width = std::min(VL, W - g * VL);
+            kb.create<func::CallOp>(loc, packAlongKFunction(cast<MemRefType>(flat.getType()), cast<MemRefType>(P.getType())),
+                                    ValueRange{flat, src, idx(kb, shape[2]), cols, kk, P, dst(kb, k0, idx(kb, g * VL)),
+                                               idx(kb, W), idx(kb, width)});
+          }
+          for (int64_t g = 0; !(!X.parts && flat) && g * VL < W; ++g) {
             // The group's VL columns (zero past `valid`) into the unit's
             // VL x VL scratch, one vector per column.
             int64_t width = std::min(VL, W - g * VL);
@@ -445,6 +461,47 @@ struct GemmEmitter {
     VectorType mvec = VectorType::get({VL}, nb.getI1Type());
     for (int64_t t = 0; t < VL; ++t) {
       Value count = nb.create<arith::SelectOp>(loc, lt(nb, idx(nb, t), rows), width, idx(nb, 0));
+      Value m = nb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
+      nb.create<vector::MaskedStoreOp>(loc, P, ValueRange{add(nb, base, mul(nb, idx(nb, t), stride))}, m, out[t]);
+    }
+    nb.create<func::ReturnOp>(loc);
+    return fn;
+  }
+
+  /// The packing of a stored operand read along k, as a function shared by
+  /// every GEMM of the module that packs into panels of P's type: VL
+  /// columns of the panel, each VL consecutive k of a stored row (row jj at
+  /// X[src + jj * ld], `kk` of them, rows from `cols` on zero), loaded
+  /// masked into registers and transposed there (transpose()); its first
+  /// `kk` rows (k) stored at P[base + t * stride], `width` lanes each. X
+  /// comes as a flat view of 2^30 floats (see kFlat in emitGemm), so one
+  /// function serves every size. Straight into registers, not through
+  /// the VL x VL scratch in memory that the computed operands use (a store
+  /// and a load more per vector).
+  func::FuncOp packAlongKFunction(MemRefType flat, MemRefType panels) {
+    const int64_t VL = cfg.vl;
+    std::string name = "soma_gemm_pack_along_k_v" + std::to_string(VL) + "_p" + std::to_string(panels.getNumElements());
+    Type index = b.getIndexType();
+    Block *entry = nullptr;
+    func::FuncOp fn = sharedFunction(name, {flat, index, index, index, index, panels, index, index, index}, entry);
+    if (!entry)
+      return fn;
+    OpBuilder nb = OpBuilder::atBlockEnd(entry);
+    Value X = entry->getArgument(0), src = entry->getArgument(1), ld = entry->getArgument(2),
+          cols = entry->getArgument(3), kk = entry->getArgument(4), P = entry->getArgument(5),
+          base = entry->getArgument(6), stride = entry->getArgument(7), width = entry->getArgument(8);
+    VectorType mvec = VectorType::get({VL}, nb.getI1Type());
+    Value zeroVec = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
+    SmallVector<Value> rows;
+    for (int64_t jj = 0; jj < VL; ++jj) {
+      Value count = nb.create<arith::SelectOp>(loc, lt(nb, idx(nb, jj), cols), kk, idx(nb, 0));
+      Value lanes = nb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
+      Value at = add(nb, src, mul(nb, idx(nb, jj), ld));
+      rows.push_back(nb.create<vector::MaskedLoadOp>(loc, vec, X, ValueRange{at}, lanes, zeroVec));
+    }
+    SmallVector<Value> out = transpose(nb, rows);
+    for (int64_t t = 0; t < VL; ++t) {
+      Value count = nb.create<arith::SelectOp>(loc, lt(nb, idx(nb, t), kk), width, idx(nb, 0));
       Value m = nb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
       nb.create<vector::MaskedStoreOp>(loc, P, ValueRange{add(nb, base, mul(nb, idx(nb, t), stride))}, m, out[t]);
     }
@@ -604,7 +661,10 @@ struct GemmEmitter {
       Value T = sb.create<memref::AllocaOp>(loc, MemRefType::get({MR * NR}, f32), sb.getI64IntegerAttr(64));
       int64_t parts = std::max(A.parts, B.parts);
       Scratch S;
-      S.T = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.vl * cfg.vl}, f32), sb.getI64IntegerAttr(64));
+      // (The VL x VL scratch of the packing along k: computed operands, and
+      // stored ones without a flat view.)
+      if (parts || (!aFlat && !ta && !aAlongK) || (tb && !bAlongK))
+        S.T = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.vl * cfg.vl}, f32), sb.getI64IntegerAttr(64));
       if (parts) {
         auto scratch = [&](int64_t n, Type t) {
           return sb.create<memref::AllocaOp>(loc, MemRefType::get({parts * n}, t), sb.getI64IntegerAttr(64));
@@ -661,14 +721,20 @@ GemmConfig GemmConfig::forVectorWidth(int64_t vectorWidth) {
 
 GemmConfig GemmConfig::forRows(int64_t M) const {
   // Rows of edge tiles are computed and thrown away: a product with few
-  // rows (a filter gradient has one per output channel: 6, 16, 32) takes a
-  // shorter tile when the full one would waste more than an eighth of its
-  // rows (16 rows: 8 x 32 instead of two 12 x 32 tiles, a third wasted).
+  // rows (a filter gradient has one per output channel: 6, 16, 32; an MLP
+  // layer at batch 64) takes a shorter tile when the full one would waste
+  // more than a sixteenth of its rows (16 rows: 8 x 32 instead of two
+  // 12 x 32 tiles, a third wasted; 64 rows: 8 x 32 instead of six 12 x 32
+  // tiles, 8 of 72 rows wasted, which made 64x256x784 on one thread 0.138
+  // -> 0.126 ms and the MLP's inference at batch 64 0.172 -> 0.157 ms).
   auto padded = [&](int64_t mr) { return (M + mr - 1) / mr * mr; };
   GemmConfig c = *this;
-  if (M <= 0 || (padded(mr) - M) * 8 <= M)
+  if (M <= 0 || (padded(mr) - M) * 16 <= M)
     return c;
-  for (int64_t r = mr - 1; r >= mr / 3 && r >= 1; --r)
+  // (Up to an eighth wasted, only tiles of two thirds the height or more:
+  // smaller ones pay their calls and stores for fewer rows.)
+  const int64_t lowest = (padded(mr) - M) * 8 <= M ? (2 * mr + 2) / 3 : mr / 3;
+  for (int64_t r = mr - 1; r >= lowest && r >= 1; --r)
     if (c.mc % r == 0 && padded(r) < padded(c.mr))
       c.mr = r;
   return c;
@@ -728,6 +794,21 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
     e.aFlat = rb.create<memref::ReinterpretCastOp>(loc, MemRefType::get({kFlatA}, aType.getElementType()), flat,
                                                    /*offset=*/0, ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
   }
+  // A stored operand that the packing reads along k (A as stored, when it
+  // is packed; B transposed), flat for packAlongKFunction.
+  auto alongK = [&](const GemmOperand &X, bool kRows) -> Value {
+    if (X.parts || kRows)
+      return Value();
+    auto type = cast<MemRefType>(X.memref.getType());
+    if (!type.getLayout().isIdentity() || type.getNumElements() > kFlatA)
+      return Value();
+    Value flat = rb.create<memref::CollapseShapeOp>(loc, X.memref, ArrayRef<ReassociationIndices>{{0, 1, 2}});
+    return rb.create<memref::ReinterpretCastOp>(loc, MemRefType::get({kFlatA}, type.getElementType()), flat,
+                                                /*offset=*/0, ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
+  };
+  if (!e.aFlat)
+    e.aAlongK = alongK(A, A.transposed);
+  e.bAlongK = alongK(B, !B.transposed);
   auto outer = rb.create<scf::ForOp>(loc, e.idx(rb, 0), e.idx(rb, e.units * e.splits), e.idx(rb, 1), ValueRange{},
                                      [&](OpBuilder &fb, Location, Value t, ValueRange) {
                                        e.unit(fb, t, epilogue);

@@ -213,22 +213,29 @@ func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {s
 
 // Rows of A 2 KiB long (512 floats) would put the tile's rows in the same L1
 // sets: A is packed into panels of tile rows instead, read along k (its
-// contiguous dimension): 8 k of each row as a masked vector load into an
-// 8 x 8 scratch, which a shared function transposes in registers by
-// vector.shuffle and stores masked into the k-major panel (A panels 72 x
-// 256 = 18432 floats); the register tile reads the panels.
+// contiguous dimension) by a shared function: 8 k of each of 8 rows as
+// masked vector loads from a flat view of A (rows 512 apart; 4 valid rows,
+// the others all-false masks, i.e. zero), transposed in registers by
+// vector.shuffle and stored masked into the k-major panel (A panels 72 x
+// 256 = 18432 floats); the register tile reads the panels. No scratch
+// block in memory between the loads and the transposition.
 // CHECK-LABEL: func.func @matmul_packed_a(
+//       CHECK:   %[[AC:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<1x4x512xf32> into memref<2048xf32>
+//       CHECK:   %[[AF:.*]] = memref.reinterpret_cast %[[AC]] to offset: [0], sizes: [1073741824], strides: [1] : memref<2048xf32> to memref<1073741824xf32>
 //       CHECK:   %[[AP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<18432xf32>
 //       CHECK:   %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<65536xf32>
 //       CHECK:   %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
-//       CHECK:   %[[TR:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
-//       CHECK:   vector.maskedload %{{.*}} : memref<1x4x512xf32>
-//       CHECK:   vector.store %{{.*}}, %[[TR]]
-//       CHECK:   call @[[TRANSPOSE:soma_gemm_transpose_v8_p18432]](%[[TR]], %[[AP]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
+//   CHECK-NOT:   memref.alloca
+//       CHECK:   call @[[PACK:soma_gemm_pack_along_k_v8_p18432]](%[[AF]], %{{.*}}, %c512{{.*}}, %{{.*}}, %{{.*}}, %[[AP]], %{{.*}}, %{{.*}}, %{{.*}})
 //       CHECK:   call @soma_gemm_tile_4x16_v8_a18432_b65536(%[[AP]], %[[BP]],
-//       CHECK: func.func private @[[TRANSPOSE]](%{{.*}}: memref<64xf32>, %{{.*}}: memref<18432xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index) attributes {passthrough = ["noinline"]}
+//       CHECK: func.func private @[[PACK]](%[[X:.*]]: memref<1073741824xf32>, %[[SRC:.*]]: index, %[[STRIDE:.*]]: index, %[[COLS:.*]]: index, %[[KK:.*]]: index, %[[P:.*]]: memref<18432xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index) attributes {passthrough = ["noinline"]}
+//       CHECK:   %[[IN:.*]] = arith.cmpi slt, %{{.*}}, %[[COLS]] : index
+//       CHECK:   %[[N:.*]] = arith.select %[[IN]], %[[KK]], %{{.*}} : index
+//       CHECK:   %[[M:.*]] = vector.create_mask %[[N]] : vector<8xi1>
+//       CHECK:   vector.maskedload %[[X]][%{{.*}}], %[[M]], %{{.*}} : memref<1073741824xf32>
+// CHECK-COUNT-7:   vector.maskedload %[[X]]
 //       CHECK:   vector.shuffle
-//       CHECK:   vector.maskedstore
+//       CHECK:   vector.maskedstore %[[P]]
 func.func @matmul_packed_a(%a: tensor<4x512xf32> {soma.input = "a"}, %b: tensor<512x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<4x512xf32>, tensor<512x2xf32>) -> tensor<4x2xf32>
   return %0 : tensor<4x2xf32>
@@ -250,12 +257,15 @@ func.func @matmul_balanced_k(%a: tensor<4x300xf32> {soma.input = "a"}, %b: tenso
 
 // Transposed operands are read transposed by the packing (a^T at
 // [b, k, m], b^T at [b, n, k], the latter along k as vectors transposed in
-// registers): no copies, no buffers besides the panels.
+// registers, from a flat view of it): no copies, no buffers besides the
+// panels.
 // CHECK-LABEL: func.func @matmul_transposed
 //   CHECK-NOT: memref.alloc()
 //       CHECK: memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x3x4xf32>
 //   CHECK-NOT: memref.alloc()
-//       CHECK: vector.maskedload %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], %{{.*}}, %{{.*}} : memref<1x2x3xf32>
+//       CHECK: %[[BC:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<1x2x3xf32> into memref<6xf32>
+//       CHECK: %[[BF:.*]] = memref.reinterpret_cast %[[BC]]
+//       CHECK: call @soma_gemm_pack_along_k_v8_p65536(%[[BF]],
 //   CHECK-NOT: memref.alloc()
 //       CHECK: return
 func.func @matmul_transposed(%at: tensor<3x4xf32> {soma.input = "at"}, %b: tensor<3x2xf32> {soma.input = "b"},
