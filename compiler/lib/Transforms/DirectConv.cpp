@@ -21,7 +21,8 @@
 // narrower one ("valid", OW = W - kw + 1) the last W - OW columns of each
 // grid row are not outputs: the convolution computes them and stores only
 // the others (compressed stores), and the filter gradient reads dy there
-// as 0 (expanding loads of dy's rows, and masked loads of x). LeNet-5's
+// as 0 (dy's rows spread over the grid by expanding loads, once per block
+// into stack scratch when it fits, and masked loads of x). LeNet-5's
 // second layer (14 x 14 -> 10 x 10) computes 14 of every 10 outputs'
 // worth, instead of packing 25 shifted copies of its input.
 //
@@ -36,6 +37,7 @@
 //       table: for each chunk of VL pixels and each tap (u, v), the lanes
 //              whose window point is inside the image (and that are
 //              outputs)
+//       (grid wider than the output: dy of the block spread over the grid)
 //       for each row (c, u) of the kernel: RT = kw columns r = (c, u, v)
 //         for each tile of KT rows k:
 //           KT x RT accumulators of VL pixels
@@ -299,6 +301,14 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   // calling thread's stack; PB is a multiple of VL, so the chunk of pixel
   // p is p / VL); otherwise once per block, for its pixels, by each unit
   // on its own stack (as the GEMM's scratch).
+  // On a grid wider than the output, dy's rows are spread over the grid
+  // by expanding loads (vpexpandd: about 6 cycles each on Zen 5, against
+  // one for a masked load, and the tile loads KT of them per chunk, image
+  // and kernel row). When it fits in 128 KiB, each block's dy is spread
+  // once into a stack scratch of whole grid chunks (zero at the lanes
+  // that are not outputs), which the tiles then read with plain loads.
+  const int64_t PG = ceilDiv(std::min(P, PB), VL) * VL; // a block's grid pixels, whole chunks
+  const bool spread = grid.wide() && block * K * PG * 4 <= 131072;
   const bool shared = ceilDiv(P, VL) * taps * S * VL / 8 <= 65536;
   const int64_t chunks = shared ? ceilDiv(P, VL) : ceilDiv(std::min(P, PB), VL);
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
@@ -316,6 +326,9 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
         Value n1 = e.min(ub, e.add(ub, n0, e.idx(ub, perUnit)), e.idx(ub, N));
         Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
         Value table = shared ? sharedTable : e.maskTable(ub, chunks, taps * S);
+        Value dyGrid = spread ? ub.create<memref::AllocaOp>(loc, MemRefType::get({block * K * PG}, f32),
+                                                            ub.getI64IntegerAttr(64))
+                              : Value();
         e.blockLoop(ub, n0, n1, block, [&](OpBuilder &ob, Value nb0) {
           // (pixel blocks inside image blocks: one of the two has one block)
           e.blockLoop(ob, e.idx(ob, 0), e.idx(ob, P), PB, [&](OpBuilder &nb, Value pb0) {
@@ -323,6 +336,26 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
             Value pb1 = e.min(nb, e.add(nb, pb0, e.idx(nb, PB)), e.idx(nb, P));
             if (!shared)
               e.fillMaskTable(nb, table, pb0, pb1, grid, cg.kh, cg.kw, cg.pt, cg.pl);
+            if (spread) {
+              // dyGrid[((n - nb0) * K + k) * PG + p - pb0] = dy at grid pixel
+              // p of image n, channel k (0 where p is not an output).
+              Value zero = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
+              e.blockLoop(nb, pb0, pb1, VL, [&](OpBuilder &sb, Value p0) {
+                Value valid = e.outputLanes(sb, p0, grid);
+                Value dyAt0 = e.outputIndex(sb, p0, grid);
+                Value to0 = sb.create<arith::SubIOp>(loc, p0, pb0);
+                e.blockLoop(sb, nb0, nb1, 1, [&](OpBuilder &ib, Value n) {
+                  Value from = e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), dyAt0);
+                  Value to = e.add(ib, e.mul(ib, ib.create<arith::SubIOp>(loc, n, nb0), e.idx(ib, K * PG)), to0);
+                  e.blockLoop(ib, e.idx(ib, 0), e.idx(ib, K), 1, [&](OpBuilder &kb, Value k) {
+                    Value v = kb.create<vector::ExpandLoadOp>(loc, fvec, dyF,
+                                                              ValueRange{e.add(kb, from, e.mul(kb, k, e.idx(kb, PY)))},
+                                                              valid, zero);
+                    kb.create<vector::StoreOp>(loc, v, dyGrid, ValueRange{e.add(kb, to, e.mul(kb, k, e.idx(kb, PG)))});
+                  });
+                });
+              });
+            }
             auto eq = [&](Value x, Value y) { return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, x, y); };
             Value first = nb.create<arith::AndIOp>(loc, eq(nb0, n0), eq(pb0, e.idx(nb, 0)));
             e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, R), RT, [&](OpBuilder &cb, Value r0) {
@@ -342,8 +375,8 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
               e.blockLoop(cb, e.idx(cb, 0), e.idx(cb, K), KT, [&](OpBuilder &kb, Value k0) {
                 SmallVector<Value> dyOff;
                 for (int64_t a = 0; a < KT; ++a)
-                  dyOff.push_back(
-                      e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)), e.idx(kb, PY)));
+                  dyOff.push_back(e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)),
+                                        e.idx(kb, spread ? PG : PY)));
                 Value zero = kb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, kb.getF32FloatAttr(0.0f)));
                 SmallVector<Value> init(KT * RT, zero);
                 auto pixels = kb.create<scf::ForOp>(
@@ -374,12 +407,17 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                         halfBase.push_back(e.halfBase(pb, e.add(pb, p0, e.idx(pb, h * VL / 2)), grid));
                       auto images = pb.create<scf::ForOp>(
                           loc, nb0, nb1, e.idx(pb, 1), acc, [&](OpBuilder &ib, Location, Value n, ValueRange in) {
-                            Value dyBase = e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), dyAt0);
+                            Value dyBase =
+                                spread ? e.add(ib, e.mul(ib, ib.create<arith::SubIOp>(loc, n, nb0), e.idx(ib, K * PG)),
+                                               ib.create<arith::SubIOp>(loc, p0, pb0))
+                                       : e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), dyAt0);
                             Value xImage = e.mul(ib, n, e.idx(ib, Cin * PX));
                             Value xBase = e.add(ib, xImage, p0);
                             SmallVector<Value> out(in.begin(), in.end());
                             auto dyAt = [&](int64_t a) -> Value {
                               Value at = e.add(ib, dyBase, dyOff[a]);
+                              if (spread)
+                                return ib.create<vector::LoadOp>(loc, fvec, dyGrid, ValueRange{at});
                               if (grid.wide())
                                 return ib.create<vector::ExpandLoadOp>(loc, fvec, dyF, ValueRange{at}, valid, zero);
                               return ib.create<vector::MaskedLoadOp>(loc, fvec, dyF, ValueRange{at}, valid, zero);

@@ -876,17 +876,24 @@ func.func @filter_gradient(%dy: tensor<2x4x5x7xf32> {soma.input = "dy"}, %x: ten
 
 // A "valid" convolution's filter gradient (dy 3x5 from x 5x7) is computed
 // directly too, on a grid of 3 rows of 7 pixels (x's pitch): its last two
-// columns are not outputs, so dy's rows are read by expanding loads (the
-// lanes that are outputs take consecutive elements of dy, the others 0)
-// and x by masked loads as before.
+// columns are not outputs, so dy's rows are spread over the grid by
+// expanding loads (the lanes that are outputs take consecutive elements
+// of dy, the others 0), once per block of images (2 images x 4 filters x
+// 3 chunks of 8 = 192 floats of stack), and the tiles read the spread dy
+// with plain loads, x by masked loads as before.
 // CHECK-LABEL: func.func @filter_gradient_valid(
 //   CHECK-NOT: func.call
 //       CHECK: scf.execute_region {
 //       CHECK:   memref.alloca() {alignment = 64 : i64} : memref<27xvector<8xi1>>
-//       CHECK:   vector.expandload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<120xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   %[[DYG:.*]] = memref.alloca() {alignment = 64 : i64} : memref<192xf32>
+//       CHECK:   %[[SPREAD:.*]] = vector.expandload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<120xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.store %[[SPREAD]], %[[DYG]][%{{.*}}] : memref<192xf32>, vector<8xf32>
+//   CHECK-NOT:   vector.expandload
+//       CHECK:   vector.load %[[DYG]][%{{.*}}] : memref<192xf32>, vector<8xf32>
 //       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<210xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
 //       CHECK:   vector.fma
 //   CHECK-NOT: vector.gather
+//   CHECK-NOT: vector.expandload
 func.func @filter_gradient_valid(%dy: tensor<2x4x3x5xf32> {soma.input = "dy"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<1x4x27xf32> {soma.output = "dw"}) {
   %0 = soma.fusion "contraction"(%dy, %x) : (tensor<2x4x3x5xf32>, tensor<2x3x5x7xf32>) -> tensor<1x4x27xf32> {
   ^bb0(%a: tensor<2x4x3x5xf32>, %b: tensor<2x3x5x7xf32>):
