@@ -1,15 +1,19 @@
-// RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=16384}))' | FileCheck %s
-// RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=16}))' | FileCheck %s --check-prefix=G16
-// RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=17}))' | FileCheck %s --check-prefix=G17
+// RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=32768}))' | FileCheck %s
+// RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=128}))' | FileCheck %s --check-prefix=G128
+// RUN: soma-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(soma-linalg-to-loops{grain=129}))' | FileCheck %s --check-prefix=G129
 
-// soma-linalg-to-loops: a linalg op with at least `grain` iteration points
-// (default 131072; 16384 given explicitly on the first RUN line) and at least one
-// parallel dimension becomes an
-// scf.parallel over its parallel dimensions (reductions stay scf.for inside);
-// anything else becomes a sequential scf.for nest.
+// soma-linalg-to-loops: a linalg op whose work reaches `grain` (default
+// 131072; 32768 given explicitly on the first RUN line) and that has at
+// least one parallel dimension becomes an scf.parallel over its outermost
+// parallel dimension (reductions stay scf.for inside); anything else
+// becomes a sequential scf.for nest. Its work is its iteration points
+// times its cost per point (the arrays it reads or writes along its
+// loops, plus 4 per division, square root, exponential, logarithm, tanh or
+// power) times 4 / 3.
 
-// 4x4 = 16 points: sequential by default; parallel with grain=16 (the bound
-// is inclusive), sequential again with grain=17. The loops around the
+// 4x4 = 16 points of cost 6 (a read, a write, an exp): work 128,
+// sequential by default; parallel with grain=128 (the bound is
+// inclusive), sequential again with grain=129. The loops around the
 // innermost one are marked soma.no_unroll (LLVM vectorises the innermost
 // loop and would otherwise unroll the ones around it, copying the vector
 // loop each time); the innermost is not.
@@ -24,20 +28,20 @@
 //   CHECK-NOT: scf.parallel
 //   CHECK-NOT: linalg.
 //       CHECK: return
-// G16-LABEL: func.func @small_elementwise
-//   G16-NOT: scf.for
-//       G16: scf.parallel (%{{.*}}) = (%{{.*}}) to (%{{.*}}) step
-//       G16:   scf.for
-//       G16:     math.exp
-//       G16:   scf.reduce
-//   G16-NOT: scf.parallel
-//       G16: return
-// G17-LABEL: func.func @small_elementwise
-//   G17-NOT: scf.parallel
-//       G17: scf.for
-//       G17:   scf.for
-//   G17-NOT: scf.parallel
-//       G17: return
+// G128-LABEL: func.func @small_elementwise
+//   G128-NOT: scf.for
+//       G128: scf.parallel (%{{.*}}) = (%{{.*}}) to (%{{.*}}) step
+//       G128:   scf.for
+//       G128:     math.exp
+//       G128:   scf.reduce
+//   G128-NOT: scf.parallel
+//       G128: return
+// G129-LABEL: func.func @small_elementwise
+//   G129-NOT: scf.parallel
+//       G129: scf.for
+//       G129:   scf.for
+//   G129-NOT: scf.parallel
+//       G129: return
 func.func @small_elementwise(%a: memref<4x4xf32>, %b: memref<4x4xf32>) {
   linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]}
       ins(%a : memref<4x4xf32>) outs(%b : memref<4x4xf32>) {
@@ -50,8 +54,8 @@ func.func @small_elementwise(%a: memref<4x4xf32>, %b: memref<4x4xf32>) {
 
 // -----
 
-// 256x128 = 32768 points: the outermost loop becomes one scf.parallel (one
-// OpenMP region), the inner loop stays sequential.
+// 256x128 = 32768 points of cost 2: the outermost loop becomes one
+// scf.parallel (one OpenMP region), the inner loop stays sequential.
 // CHECK-LABEL: func.func @large_elementwise
 //   CHECK-NOT: scf.for
 //       CHECK: scf.parallel (%[[I:.*]]) = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
@@ -71,6 +75,40 @@ func.func @large_elementwise(%a: memref<256x128xf32>, %b: memref<256x128xf32>) {
     %0 = arith.maximumf %in, %c0 : f32
     linalg.yield %0 : f32
   }
+  return
+}
+
+// -----
+
+// The work weighs each point: 64x128 = 8192 points of an update that reads
+// 4 arrays, writes 3 and divides and takes a square root (cost 7 + 8 = 15,
+// work 163840) run in parallel; a copy of the same size (cost 2, work
+// 21845) does not.
+// CHECK-LABEL: func.func @weighted_points
+//       CHECK: scf.parallel
+//       CHECK:   math.sqrt
+//       CHECK:   arith.divf
+//       CHECK:   scf.reduce
+//   CHECK-NOT: scf.parallel
+//       CHECK: scf.for
+//       CHECK:   scf.for
+//   CHECK-NOT: scf.parallel
+//       CHECK: return
+func.func @weighted_points(%g: memref<64x128xf32>, %m: memref<64x128xf32>, %v: memref<64x128xf32>, %p: memref<64x128xf32>,
+                           %m2: memref<64x128xf32>, %v2: memref<64x128xf32>, %p2: memref<64x128xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]}
+      ins(%g, %m, %v, %p : memref<64x128xf32>, memref<64x128xf32>, memref<64x128xf32>, memref<64x128xf32>)
+      outs(%m2, %v2, %p2 : memref<64x128xf32>, memref<64x128xf32>, memref<64x128xf32>) {
+  ^bb0(%gi: f32, %mi: f32, %vi: f32, %pi: f32, %o0: f32, %o1: f32, %o2: f32):
+    %m3 = arith.addf %mi, %gi : f32
+    %g2 = arith.mulf %gi, %gi : f32
+    %v3 = arith.addf %vi, %g2 : f32
+    %s = math.sqrt %v3 : f32
+    %d = arith.divf %m3, %s : f32
+    %p3 = arith.subf %pi, %d : f32
+    linalg.yield %m3, %v3, %p3 : f32, f32, f32
+  }
+  linalg.copy ins(%g : memref<64x128xf32>) outs(%m2 : memref<64x128xf32>)
   return
 }
 
@@ -147,9 +185,9 @@ func.func @large_row_sum(%a: memref<256x128xf32>, %s: memref<256xf32>) {
 //       CHECK:     memref.store %{{.*}}, %{{.*}}[] : memref<f32>
 //   CHECK-NOT: scf.parallel
 //       CHECK: return
-// G16-LABEL: func.func @large_full_reduction
-//   G16-NOT: scf.parallel
-//       G16: return
+// G128-LABEL: func.func @large_full_reduction
+//   G128-NOT: scf.parallel
+//       G128: return
 func.func @large_full_reduction(%p: memref<256x128xf32>, %t: memref<256x128xf32>, %l: memref<f32>) {
   linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> ()>], iterator_types = ["reduction", "reduction"]}
       ins(%p, %t : memref<256x128xf32>, memref<256x128xf32>) outs(%l : memref<f32>) {
@@ -211,8 +249,8 @@ func.func @gather(%x: memref<4x3xf32>, %y: memref<4xi32>, %o: memref<4xf32>) {
 // -----
 
 // A hand-written nest marked by the lowering (soma.parallel_work = the
-// points of the whole nest) follows the grain: 20000 >= 16384 becomes an
-// scf.parallel, 100 stays sequential; the mark is gone either way. A
+// points of the whole nest) follows the grain: 40000 >= 32768 becomes an
+// scf.parallel, 200 stays sequential; the mark is gone either way. A
 // marked loop that stays sequential is marked soma.no_unroll instead (its
 // back edge gets llvm.loop.unroll.disable in soma-scf-to-cf).
 // CHECK-LABEL: func.func @marked_loops
@@ -220,9 +258,9 @@ func.func @gather(%x: memref<4x3xf32>, %y: memref<4xi32>, %o: memref<4xf32>) {
 //       CHECK: scf.for
 //       CHECK: } {soma.no_unroll}
 //   CHECK-NOT: soma.parallel_work
-// G16-LABEL: func.func @marked_loops
-//       G16: scf.parallel
-//       G16: scf.parallel
+// G128-LABEL: func.func @marked_loops
+//       G128: scf.parallel
+//       G128: scf.parallel
 func.func @marked_loops(%a: memref<8xf32>) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
@@ -230,10 +268,10 @@ func.func @marked_loops(%a: memref<8xf32>) {
   %f = arith.constant 1.0 : f32
   scf.for %i = %c0 to %c8 step %c1 {
     memref.store %f, %a[%i] : memref<8xf32>
-  } {soma.parallel_work = 20000 : i64}
+  } {soma.parallel_work = 40000 : i64}
   scf.for %i = %c0 to %c8 step %c1 {
     memref.store %f, %a[%i] : memref<8xf32>
-  } {soma.parallel_work = 100 : i64}
+  } {soma.parallel_work = 200 : i64}
   return
 }
 

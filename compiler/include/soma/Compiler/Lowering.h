@@ -16,9 +16,9 @@ namespace soma {
 /// reaches the grain.
 inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 
-/// soma-linalg-to-loops' default grain: the iteration points a loop nest
-/// needs to run on several threads (points of an elementwise loop; a GEMM
-/// counts 8 multiply-adds as one). The runtime keeps the workers spinning
+/// soma-linalg-to-loops' default grain: the work a loop nest needs to run
+/// on several threads (a linalg op's points weighted by their cost, 4 for a
+/// binary elementwise op's; a GEMM counts 8 multiply-adds as one). The runtime keeps the workers spinning
 /// between the kernels of a call (Executable::call), where a parallel
 /// region costs a few microseconds; woken from sleep it cost about 50 us
 /// (docs/pipeline.md, "The grain rule").
