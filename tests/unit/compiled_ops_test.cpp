@@ -285,6 +285,10 @@ std::vector<Case> allCases() {
   c.push_back({"conv_direct_valid_residual_relu", {{{2, 4, 8, 7}}, {{4, 4, 3, 3}}, {{2, 4, 6, 5}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1]) + x[2])}; }});
   c.push_back({"max_pool_2x2", {{{2, 3, 8, 8}}}, [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 2)}; }});
+  // Windows that tile the input are lowered directly (not decomposed): 3 x
+  // 2 of stride 3 x 2 over 9 x 6, and values that tie within windows.
+  c.push_back({"max_pool_tiled_3x2", {{{2, 3, 9, 6}}},
+               [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], {3, 2}, {.stride = {3, 2}})}; }});
   c.push_back({"max_pool_3x3_s2_p1", {{{2, 3, 9, 9}}},
                [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 3, {.stride = 2, .padding = 1})}; }});
   c.push_back({"max_pool_negative", {{{1, 2, 4, 4}, DType::f32, -5, -1}},

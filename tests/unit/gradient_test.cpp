@@ -261,6 +261,39 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
   }
 }
 
+TEST(Autodiff, TiledMaxPoolGradientSplitsTiesLikeTheInterpreter) {
+  // Windows that tile the input have a gradient op of their own
+  // (soma.max_pool2d_grad, one loop nest). Values from {0, 1, 2} tie
+  // often within the 2 x 2 and 3 x 2 windows: each tie gets an even share
+  // of the window's gradient, as in the interpreter. A bias and a ReLU
+  // around it, as in LeNet-5, and enough images for threads.
+  struct Case {
+    const char *name;
+    Shape x;
+    Ints kernel;
+  };
+  for (const Case &c : {Case{"2x2", {16, 3, 12, 12}, {2, 2}}, Case{"3x2", {4, 2, 9, 8}, {3, 2}}}) {
+    Graph g("pool");
+    Tensor x = g.param("x", c.x, init::zeros());
+    Tensor y = max_pool2d(relu(x), c.kernel, {.stride = c.kernel});
+    g.output("loss", sum(y * constant(g, test::randomF32(y.shape(), -1, 1, 3))));
+    Array xs = test::randomF32(c.x, 0, 3, 4);
+    for (int64_t i = 0; i < xs.numel(); ++i)
+      xs.data<float>()[i] = std::floor(xs.data<float>()[i]) - 0.5f; // -0.5, 0.5, 1.5: ReLU ties the negatives at 0
+    test::TempDir dir(std::string("tiled_pool_") + c.name);
+    Inference fn = compile_gradients(g, {.loss = "loss"},
+                                     {.dump = "fused", .dump_dir = dir.str(), .use_environment = false});
+    NamedArrays params{{"x", xs}};
+    fn.set_params(params);
+    auto got = fn.run({});
+    std::string fused = read_file(dir / "20-fused.mlir");
+    EXPECT_THAT(fused, ::testing::HasSubstr("soma.max_pool2d_grad")) << c.name;
+    EXPECT_THAT(fused, ::testing::Not(::testing::HasSubstr("soma.col2im"))) << c.name;
+    auto want = interpret_gradients(g, {}, &params, {.loss = "loss"});
+    EXPECT_TRUE(test::allClose(got["grad_x"], want["grad_x"], 1e-5)) << c.name;
+  }
+}
+
 TEST(Autodiff, FusedCrossEntropyBackwardIsOneOp) {
   Graph g = zoo::mlp(4, true);
   test::TempDir dir("fusedce");

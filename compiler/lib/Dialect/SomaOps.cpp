@@ -1271,6 +1271,30 @@ LogicalResult MaxPool2dOp::inferReturnTypes(MLIRContext *, std::optional<Locatio
                    adaptor.getPadding(), results);
 }
 
+LogicalResult MaxPool2dGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                                Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  StringRef op = "max_pool2d_grad";
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(), {{"kernel", AttrKind::I64Array, true}})))
+    return failure();
+  auto x = f32TensorOf(loc, op, adaptor.getInput(), "input");
+  auto y = f32TensorOf(loc, op, adaptor.getOutput(), "output");
+  auto g = f32TensorOf(loc, op, adaptor.getGrad(), "grad");
+  if (failed(x) || failed(y) || failed(g))
+    return failure();
+  ArrayRef<int64_t> k = adaptor.getKernel();
+  int64_t zero[] = {0, 0, 0, 0};
+  if (x->getRank() != 4 || k.size() != 2 || !tilesInput(x->getShape(), k, k, zero))
+    return fail(loc, op, "the windows " + shapeStr(k) + " must tile the input and be at most 2 wide, got " +
+                             shapeStr(x->getShape()));
+  ArrayRef<int64_t> xs = x->getShape();
+  SmallVector<int64_t> ys{xs[0], xs[1], xs[2] / k[0], xs[3] / k[1]};
+  if (y->getShape() != ArrayRef<int64_t>(ys) || g->getShape() != ArrayRef<int64_t>(ys))
+    return fail(loc, op, "output and grad must be " + shapeStr(ys) + ", got " + shapeStr(y->getShape()) + " and " +
+                             shapeStr(g->getShape()));
+  results.push_back(adaptor.getInput().getType());
+  return success();
+}
+
 LogicalResult AvgPool2dOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
                                             Adaptor adaptor, SmallVectorImpl<Type> &results) {
   if (failed(checkAttrs(loc, "avg_pool2d", adaptor.getAttributes(), kPoolAttrs)))
@@ -1401,6 +1425,13 @@ static Value windowsToImage(OpBuilder &b, Location l, Value v, ArrayRef<int64_t>
 static Value imageToWindows(OpBuilder &b, Location l, Value v) {
   ArrayRef<int64_t> s = shapeOf(v);
   return reshapeTo(b, l, transposeTo(b, l, v, {1, 0, 2, 3}), {s[1], 1, s[0] * s[2] * s[3]});
+}
+
+bool tilesInput(ArrayRef<int64_t> x, ArrayRef<int64_t> kernel, ArrayRef<int64_t> stride,
+                ArrayRef<int64_t> padding) {
+  return x.size() == 4 && kernel.size() == 2 && stride.size() == 2 && padding.size() == 4 && kernel[0] > 0 &&
+         kernel[1] > 0 && kernel[1] <= 2 && stride[0] == kernel[0] && stride[1] == kernel[1] &&
+         llvm::all_of(padding, [](int64_t p) { return p == 0; }) && x[2] % kernel[0] == 0 && x[3] % kernel[1] == 0;
 }
 
 Value decomposeMaxPool2d(OpBuilder &b, MaxPool2dOp op) {
@@ -1638,9 +1669,16 @@ LogicalResult Col2imOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
 LogicalResult MaxPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
                                     SmallVectorImpl<Value> &operandGrads) {
   // The gradient goes to the window's maxima (split evenly among ties):
-  // mask = (windows == max), dX = col2im(mask * dY / count).
+  // mask = (windows == max), dX = col2im(mask * dY / count). Windows that
+  // tile the input (LeNet-5's 2 x 2 of stride 2) have an op of their own,
+  // one pass over the input (lowered directly, not decomposed).
   Location l = getLoc();
   ArrayRef<int64_t> out = shapeOf(getResult());
+  if (tilesInput(shapeOf(getInput()), getKernel(), getStride(), getPadding())) {
+    operandGrads.push_back(
+        b.create<MaxPool2dGradOp>(l, getInput(), getResult(), resultGrads[0], getKernelAttr()));
+    return success();
+  }
   Value win = poolWindows(b, l, getInput(), getKernel(), getStrideAttr(), getPaddingAttr(), out,
                           -std::numeric_limits<double>::infinity());
   Value mask = b.create<EqualOp>(l, win, imageToWindows(b, l, getResult()));

@@ -512,6 +512,28 @@ RefTensor pool2d(const RefTensor &x, ArrayRef<int64_t> k, ArrayRef<int64_t> st, 
   return y;
 }
 
+/// max_pool2d's gradient for windows that tile the input: each window's
+/// dy to the elements equal to its maximum y, split evenly among them.
+RefTensor maxPool2dGrad(const RefTensor &x, const RefTensor &y, const RefTensor &dy, ArrayRef<int64_t> k) {
+  int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3], OH = H / k[0], OW = W / k[1];
+  RefTensor dx = zeros(DType::f32, x.shape);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < OH; ++i)
+        for (int64_t j = 0; j < OW; ++j) {
+          int64_t o = ((n * C + c) * OH + i) * OW + j;
+          auto at = [&](int64_t u, int64_t v) { return ((n * C + c) * H + i * k[0] + u) * W + j * k[1] + v; };
+          double count = 0.0;
+          for (int64_t u = 0; u < k[0]; ++u)
+            for (int64_t v = 0; v < k[1]; ++v)
+              count += x.data[at(u, v)] == y.data[o] ? 1.0 : 0.0;
+          for (int64_t u = 0; u < k[0]; ++u)
+            for (int64_t v = 0; v < k[1]; ++v)
+              dx.data[at(u, v)] = (x.data[at(u, v)] == y.data[o] ? 1.0 : 0.0) * (dy.data[o] / count);
+        }
+  return dx;
+}
+
 /// Visits every (column entry, pixel) pair of im2col over an image of shape
 /// [N, C, H, W]: f(col, pixel) with col the flat index into the [C*KH*KW,
 /// N*OH*OW] columns and pixel the flat index into the image, or -1 where the
@@ -702,6 +724,7 @@ RefTensor evaluate(Operation *op, const Operands &in) {
       })
       .Case([&](MaxPool2dOp o) { return pool2d(in[0], o.getKernel(), o.getStride(), o.getPadding(), true); })
       .Case([&](AvgPool2dOp o) { return pool2d(in[0], o.getKernel(), o.getStride(), o.getPadding(), false); })
+      .Case([&](MaxPool2dGradOp o) { return maxPool2dGrad(in[0], in[1], in[2], o.getKernel()); })
       .Case([&](Im2colOp o) {
         return im2col(in[0], o.getKernel(), o.getStride(), o.getPadding(), o.getDilation(),
                       o.getPadValue().convertToDouble());

@@ -24,6 +24,11 @@ struct SomaDecomposePass : impl::SomaDecomposeBase<SomaDecomposePass> {
   void runOnOperation() override {
     SmallVector<Operation *> ops;
     getOperation().walk([&](Operation *op) {
+      // (Max pooling whose windows tile the input is lowered directly.)
+      if (auto m = dyn_cast<MaxPool2dOp>(op);
+          m && tilesInput(cast<RankedTensorType>(m.getInput().getType()).getShape(), m.getKernel(), m.getStride(),
+                          m.getPadding()))
+        return;
       if (isa<Conv2dOp, MaxPool2dOp, AvgPool2dOp>(op))
         ops.push_back(op);
     });

@@ -247,6 +247,7 @@ private:
   LogicalResult lowerConstant(ConstantOp op);
   LogicalResult lowerArgmax(ArgmaxOp op);
   LogicalResult lowerIm2col(Im2colOp op);
+  LogicalResult lowerTilingMaxPool(Operation *op);
   LogicalResult lowerCol2im(Col2imOp op);
   LogicalResult lowerPad(PadOp op);
   LogicalResult lowerRandomUniform(RandomUniformOp op);
@@ -1189,6 +1190,133 @@ LogicalResult GraphLowering::lowerCol2im(Col2imOp op) {
   return success();
 }
 
+/// Max pooling whose windows tile the input (stride = kernel, no padding,
+/// at most 2 wide; soma-decompose leaves it) and its gradient, as vectors:
+/// parallel over the (n, c) planes, then for each output row i and chunk of
+/// VL output columns, each window row u is kw * VL consecutive elements of
+/// x (masked at the row's end), split into its kw columns by shuffles (the
+/// even and odd elements for kw = 2). The forward is max(-inf, x00, x01,
+/// ...) in (u, v) order, as the reduction it replaces; the gradient reads
+/// y and dy at the chunk, counts the window elements equal to y, in (u, v)
+/// order from 0, and writes dx_uv = (x_uv == y) * (dy / count), the
+/// columns interleaved back by shuffles: each element of dx once, the
+/// windows do not overlap. The decomposed form took an im2col copy of x
+/// and a reduction, and for the gradient an equality, a sum, a division,
+/// a product and a col2im over the window columns.
+LogicalResult GraphLowering::lowerTilingMaxPool(Operation *op) {
+  Location loc = op->getLoc();
+  auto fwd = dyn_cast<MaxPool2dOp>(op);
+  auto grad = dyn_cast<MaxPool2dGradOp>(op);
+  Value xv = fwd ? fwd.getInput() : grad.getInput();
+  ArrayRef<int64_t> k = fwd ? fwd.getKernel() : grad.getKernel();
+  ArrayRef<int64_t> xs = cast<RankedTensorType>(xv.getType()).getShape();
+  if (!tilesInput(xs, k, k, ArrayRef<int64_t>{0, 0, 0, 0}) ||
+      (fwd && (fwd.getStride() != k || llvm::any_of(fwd.getPadding(), [](int64_t p) { return p != 0; }))))
+    return op->emitOpError("max pooling whose windows do not tile the input must be decomposed first");
+  const int64_t VL = gemmConfig.vl, kh = k[0], kw = k[1], H = xs[2], W = xs[3], OH = H / kh, OW = W / kw;
+  const int64_t planes = xs[0] * xs[1];
+  Type f32 = b.getF32Type();
+  VectorType fvec = VectorType::get({VL}, f32), mvec = VectorType::get({VL}, b.getI1Type());
+  auto flat = [&](Value v) {
+    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}}).getResult();
+  };
+  auto idx = [&](OpBuilder &nb, int64_t v) { return nb.create<arith::ConstantIndexOp>(loc, v).getResult(); };
+  auto add = [&](OpBuilder &nb, Value x, Value y) { return nb.create<arith::AddIOp>(loc, x, y).getResult(); };
+  auto mul = [&](OpBuilder &nb, Value x, Value y) { return nb.create<arith::MulIOp>(loc, x, y).getResult(); };
+  auto mask = [&](OpBuilder &nb, Value count) {
+    Value c = nb.create<arith::MaxSIOp>(loc, nb.create<arith::MinSIOp>(loc, count, idx(nb, VL)), idx(nb, 0));
+    return nb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{c}).getResult();
+  };
+  Value xF = flat(buffers[xv]);
+  Value result = resultBuffer(op->getResult(0));
+  Value outF = flat(result);
+  Value yF = grad ? flat(buffers[grad.getOutput()]) : Value(), dyF = grad ? flat(buffers[grad.getGrad()]) : Value();
+  Value zeroVec = b.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, b.getF32FloatAttr(0.0f)));
+  // Lane l of column v of a window row: element l * kw + v of the kw
+  // vectors loaded from the row (for kw = 2, the even or odd elements).
+  auto columns = [&](OpBuilder &nb, Value at, Value valid) {
+    SmallVector<Value> parts;
+    for (int64_t t = 0; t < kw; ++t)
+      parts.push_back(nb.create<vector::MaskedLoadOp>(loc, fvec, xF, ValueRange{add(nb, at, idx(nb, t * VL))},
+                                                      mask(nb, nb.create<arith::SubIOp>(loc, valid, idx(nb, t * VL))),
+                                                      zeroVec));
+    if (kw == 1)
+      return parts;
+    SmallVector<Value> cols;
+    for (int64_t v = 0; v < kw; ++v) {
+      SmallVector<int64_t> lanes;
+      for (int64_t l = 0; l < VL; ++l)
+        lanes.push_back(l * kw + v);
+      cols.push_back(nb.create<vector::ShuffleOp>(loc, parts[0], parts[1], lanes));
+    }
+    return cols;
+  };
+  scf::ForOp loop = forRange(b, loc, idx(b, 0), idx(b, planes), [&](OpBuilder &pb, Value plane) {
+    Value xPlane = mul(pb, plane, idx(pb, H * W)), oPlane = mul(pb, plane, idx(pb, OH * OW));
+    forRange(pb, loc, idx(pb, 0), idx(pb, OH), [&](OpBuilder &ib, Value i) {
+      auto chunks = ib.create<scf::ForOp>(
+          loc, idx(ib, 0), idx(ib, OW), idx(ib, VL), ValueRange{}, [&](OpBuilder &cb, Location, Value j0, ValueRange) {
+            Value outs = cb.create<arith::SubIOp>(loc, idx(cb, OW), j0); // outputs left in the row
+            Value outMask = mask(cb, outs);
+            Value o = add(cb, add(cb, oPlane, mul(cb, i, idx(cb, OW))), j0);
+            Value valid = mul(cb, outs, idx(cb, kw)); // x elements left in the window rows
+            SmallVector<Value> xuv; // (u, v) order
+            for (int64_t u = 0; u < kh; ++u) {
+              Value row = add(cb, xPlane, mul(cb, add(cb, mul(cb, i, idx(cb, kh)), idx(cb, u)), idx(cb, W)));
+              llvm::append_range(xuv, columns(cb, add(cb, row, mul(cb, j0, idx(cb, kw))), valid));
+            }
+            if (fwd) {
+              Value m = cb.create<arith::ConstantOp>(
+                  loc, DenseElementsAttr::get(fvec, cb.getF32FloatAttr(-std::numeric_limits<float>::infinity())));
+              for (Value x : xuv)
+                m = cb.create<arith::MaximumFOp>(loc, m, x);
+              cb.create<vector::MaskedStoreOp>(loc, outF, ValueRange{o}, outMask, m);
+            } else {
+              Value y = cb.create<vector::MaskedLoadOp>(loc, fvec, yF, ValueRange{o}, outMask, zeroVec);
+              Value dy = cb.create<vector::MaskedLoadOp>(loc, fvec, dyF, ValueRange{o}, outMask, zeroVec);
+              Value one = cb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, cb.getF32FloatAttr(1.0f)));
+              SmallVector<Value> eq;
+              Value count = zeroVec;
+              for (Value x : xuv) {
+                Value same = cb.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OEQ, x, y);
+                eq.push_back(cb.create<arith::SelectOp>(loc, same, one, zeroVec));
+                count = cb.create<arith::AddFOp>(loc, count, eq.back());
+              }
+              Value share = cb.create<arith::DivFOp>(loc, dy, count);
+              for (int64_t u = 0; u < kh; ++u) {
+                SmallVector<Value> d;
+                for (int64_t v = 0; v < kw; ++v)
+                  d.push_back(cb.create<arith::MulFOp>(loc, eq[u * kw + v], share));
+                // Interleaved back: element e of part t is column (t * VL + e) % kw's lane (t * VL + e) / kw.
+                SmallVector<Value> parts;
+                if (kw == 1) {
+                  parts = d;
+                } else {
+                  for (int64_t t = 0; t < kw; ++t) {
+                    SmallVector<int64_t> lanes;
+                    for (int64_t e = 0; e < VL; ++e)
+                      lanes.push_back(((t * VL + e) % kw) * VL + (t * VL + e) / kw);
+                    parts.push_back(cb.create<vector::ShuffleOp>(loc, d[0], d[1], lanes));
+                  }
+                }
+                Value row = add(cb, xPlane, mul(cb, add(cb, mul(cb, i, idx(cb, kh)), idx(cb, u)), idx(cb, W)));
+                Value at = add(cb, row, mul(cb, j0, idx(cb, kw)));
+                for (int64_t t = 0; t < kw; ++t)
+                  cb.create<vector::MaskedStoreOp>(loc, outF, ValueRange{add(cb, at, idx(cb, t * VL))},
+                                                   mask(cb, cb.create<arith::SubIOp>(loc, valid, idx(cb, t * VL))),
+                                                   parts[t]);
+              }
+            }
+            cb.create<scf::YieldOp>(loc);
+          });
+      chunks->setAttr(kNoUnrollAttr, ib.getUnitAttr());
+    });
+  });
+  markParallel(loop, planes, planes * H * W * (grad ? 3 : 1));
+  buffers[op->getResult(0)] = result;
+  return success();
+}
+
 LogicalResult GraphLowering::lowerPad(PadOp op) {
   Location loc = op.getLoc();
   Value out = resultBuffer(op.getResult());
@@ -1693,6 +1821,8 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       })
       .Case([&](ArgmaxOp a) { return lowerArgmax(a); })
       .Case([&](Im2colOp o) { return lowerIm2col(o); })
+      .Case([&](MaxPool2dOp o) { return lowerTilingMaxPool(o); })
+      .Case([&](MaxPool2dGradOp o) { return lowerTilingMaxPool(o); })
       .Case([&](OneHotOp o) {
         // out[i, j] = (labels[i] == j)
         Value out = resultBuffer(o.getResult());

@@ -613,3 +613,22 @@ func.func @fusion_contraction_product_view(%a: tensor<2x3x4xf32>, %b: tensor<2x4
   }
   return %0 : tensor<6x6xf32>
 }
+
+// -----
+
+// max_pool2d_grad is only for windows that tile the input.
+func.func @max_pool2d_grad_overlap(%x: tensor<1x1x5x5xf32>, %y: tensor<1x1x2x2xf32>) {
+  // expected-error @+2 {{max_pool2d_grad: the windows [2,2] must tile the input and be at most 2 wide, got [1,1,5,5]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.max_pool2d_grad %x, %y, %y {kernel = array<i64: 2, 2>} : (tensor<1x1x5x5xf32>, tensor<1x1x2x2xf32>, tensor<1x1x2x2xf32>) -> tensor<1x1x5x5xf32>
+  return
+}
+
+// -----
+
+func.func @max_pool2d_grad_shapes(%x: tensor<1x1x4x4xf32>, %y: tensor<1x1x2x2xf32>, %g: tensor<1x1x2x3xf32>) {
+  // expected-error @+2 {{max_pool2d_grad: output and grad must be [1,1,2,2], got [1,1,2,2] and [1,1,2,3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.max_pool2d_grad %x, %y, %g {kernel = array<i64: 2, 2>} : (tensor<1x1x4x4xf32>, tensor<1x1x2x2xf32>, tensor<1x1x2x3xf32>) -> tensor<1x1x4x4xf32>
+  return
+}

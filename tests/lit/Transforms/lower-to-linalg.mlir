@@ -1161,3 +1161,41 @@ func.func @softmax_in_place(%x: tensor<4x10xf32> {soma.input = "x"}) -> (tensor<
   %2 = soma.neg %1 : tensor<4x10xf32>
   return %2 : tensor<4x10xf32>
 }
+
+// -----
+
+// Max pooling whose windows tile the input (2 x 2 of stride 2), forward and
+// gradient, as vectors: per plane, output row and chunk of 8 output
+// columns, each window row is two masked loads of x split into its even
+// and odd columns; the forward takes their maximum from -inf in (u, v)
+// order; the gradient counts the elements equal to y, divides dy by the
+// count and writes each column's share back interleaved. Neither an
+// im2col nor a col2im.
+// CHECK-LABEL: func.func @max_pool_tiled(
+//   CHECK-NOT: linalg.
+//       CHECK: scf.for
+//       CHECK:   vector.maskedload %{{.*}} : memref<144xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.maskedload %{{.*}} : memref<144xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [0, 2, 4, 6, 8, 10, 12, 14]
+//       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [1, 3, 5, 7, 9, 11, 13, 15]
+//       CHECK:   %[[M0:.*]] = arith.maximumf %{{.*}}, %{{.*}} : vector<8xf32>
+// CHECK-COUNT-3:   arith.maximumf
+//       CHECK:   vector.maskedstore %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32>
+//       CHECK: } {soma.parallel_work = 144 : i64}
+//       CHECK: scf.for
+//       CHECK:   %[[Y:.*]] = vector.maskedload %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   %[[DY:.*]] = vector.maskedload %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   arith.cmpf oeq, %{{.*}}, %[[Y]] : vector<8xf32>
+// CHECK-COUNT-4:   arith.addf
+//       CHECK:   %[[SHARE:.*]] = arith.divf %[[DY]], %{{.*}} : vector<8xf32>
+//       CHECK:   arith.mulf %{{.*}}, %[[SHARE]] : vector<8xf32>
+//       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [0, 8, 1, 9, 2, 10, 3, 11]
+//       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [4, 12, 5, 13, 6, 14, 7, 15]
+//       CHECK:   vector.maskedstore %{{.*}} : memref<144xf32>, vector<8xi1>, vector<8xf32>
+//   CHECK-NOT: soma.col2im
+//   CHECK-NOT: linalg.
+func.func @max_pool_tiled(%x: tensor<2x3x4x6xf32> {soma.input = "x"}, %dy: tensor<2x3x2x3xf32> {soma.input = "dy"}) -> (tensor<2x3x2x3xf32> {soma.output = "y"}, tensor<2x3x4x6xf32> {soma.output = "dx"}) {
+  %y = soma.max_pool2d %x {kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x6xf32> -> tensor<2x3x2x3xf32>
+  %dx = soma.max_pool2d_grad %x, %y, %dy {kernel = array<i64: 2, 2>} : (tensor<2x3x4x6xf32>, tensor<2x3x2x3xf32>, tensor<2x3x2x3xf32>) -> tensor<2x3x4x6xf32>
+  return %y, %dx : tensor<2x3x2x3xf32>, tensor<2x3x4x6xf32>
+}

@@ -60,6 +60,13 @@ inline constexpr uint32_t kRandomUniformTag = 0x736f6d61;
 mlir::Value decomposeConv2d(mlir::OpBuilder &b, Conv2dOp op);
 mlir::Value decomposeMaxPool2d(mlir::OpBuilder &b, MaxPool2dOp op);
 mlir::Value decomposeAvgPool2d(mlir::OpBuilder &b, AvgPool2dOp op);
+/// Whether pooling windows tile the input [N, C, H, W]: stride equal to the
+/// kernel, no padding, H and W multiples of it, and at most 2 wide (a
+/// window row is then whole vectors split by one shuffle per column).
+/// max_pool2d is then lowered directly (not decomposed), and its gradient
+/// is soma.max_pool2d_grad.
+bool tilesInput(llvm::ArrayRef<int64_t> x, llvm::ArrayRef<int64_t> kernel, llvm::ArrayRef<int64_t> stride,
+                llvm::ArrayRef<int64_t> padding);
 
 /// How a contraction reads one operand of its matmul: as stored, or through
 /// a chain of view ops that its GEMM computes while it packs panels, so

@@ -417,6 +417,22 @@ def Soma_MaxPool2dOp : Soma_DiffOp<"max_pool2d"> {
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
+def Soma_MaxPool2dGradOp : Soma_Op<"max_pool2d_grad"> {
+  let summary = "gradient of max_pool2d with respect to its input (windows that tile the input)";
+  let description = [{
+    The input [N, C, H, W], the pooled output [N, C, OH, OW] and its
+    gradient: each window's gradient goes to the elements equal to the
+    window's maximum, split evenly among them (dx = (x == y) * dy / count).
+    Only for windows that tile the input: stride equal to the kernel, no
+    padding, H = OH * KH and W = OW * KW, at most 2 wide (max_pool2d's
+    gradient in other cases is built from im2col and col2im).
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, Soma_F32Tensor:$output, Soma_F32Tensor:$grad,
+                       DenseI64ArrayAttr:$kernel);
+  let results = (outs Soma_F32Tensor:$result);
+  let assemblyFormat = "$input `,` $output `,` $grad attr-dict `:` functional-type(operands, results)";
+}
+
 def Soma_AvgPool2dOp : Soma_DiffOp<"avg_pool2d"> {
   let summary = "2-D average pooling over KH x KW windows (padding counts as zeros)";
   let description = [{
