@@ -245,3 +245,12 @@ func.func @random_and_dropout(%c: tensor<f32>) -> tensor<2x3xf32> {
   %1 = soma.dropout %0 {rate = 0.5, seed = 4 : i64} : tensor<2x3xf32>
   return %1 : tensor<2x3xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @max_pool_grad
+//       CHECK: soma.max_pool2d_grad %{{.*}}, %{{.*}}, %{{.*}} {kernel = array<i64: 2, 2>} : (tensor<1x2x4x4xf32>, tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>) -> tensor<1x2x4x4xf32>
+func.func @max_pool_grad(%x: tensor<1x2x4x4xf32>, %y: tensor<1x2x2x2xf32>, %g: tensor<1x2x2x2xf32>) -> tensor<1x2x4x4xf32> {
+  %0 = soma.max_pool2d_grad %x, %y, %g {kernel = array<i64: 2, 2>} : (tensor<1x2x4x4xf32>, tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>) -> tensor<1x2x4x4xf32>
+  return %0 : tensor<1x2x4x4xf32>
+}
