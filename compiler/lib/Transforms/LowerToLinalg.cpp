@@ -1231,10 +1231,15 @@ LogicalResult GraphLowering::lowerTilingMaxPool(Operation *op) {
   Value result = resultBuffer(op->getResult(0));
   Value outF = flat(result);
   Value yF = grad ? flat(buffers[grad.getOutput()]) : Value(), dyF = grad ? flat(buffers[grad.getGrad()]) : Value();
-  Value zeroVec = b.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, b.getF32FloatAttr(0.0f)));
+  // (Constants made inside the loops: soma-outline-loops outlines a nest
+  // that captures only scalars and memrefs.)
+  auto zeros = [&](OpBuilder &nb) {
+    return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f))).getResult();
+  };
   // Lane l of column v of a window row: element l * kw + v of the kw
   // vectors loaded from the row (for kw = 2, the even or odd elements).
   auto columns = [&](OpBuilder &nb, Value at, Value valid) {
+    Value zeroVec = zeros(nb);
     SmallVector<Value> parts;
     for (int64_t t = 0; t < kw; ++t)
       parts.push_back(nb.create<vector::MaskedLoadOp>(loc, fvec, xF, ValueRange{add(nb, at, idx(nb, t * VL))},
@@ -1256,6 +1261,7 @@ LogicalResult GraphLowering::lowerTilingMaxPool(Operation *op) {
     forRange(pb, loc, idx(pb, 0), idx(pb, OH), [&](OpBuilder &ib, Value i) {
       auto chunks = ib.create<scf::ForOp>(
           loc, idx(ib, 0), idx(ib, OW), idx(ib, VL), ValueRange{}, [&](OpBuilder &cb, Location, Value j0, ValueRange) {
+            Value zeroVec = zeros(cb);
             Value outs = cb.create<arith::SubIOp>(loc, idx(cb, OW), j0); // outputs left in the row
             Value outMask = mask(cb, outs);
             Value o = add(cb, add(cb, oPlane, mul(cb, i, idx(cb, OW))), j0);
