@@ -6,14 +6,14 @@
 // epochs. Prints the test accuracy after every epoch; exits non-zero below
 // the target (90%).
 //
-//   lenet_fashion [EPOCHS (default 10)] [--no-progress]
+//   lenet_fashion [EPOCHS (default 15)] [--no-progress]
 #include <soma/soma.h>
 
 #include <cstdio>
 #include <cstring>
 
 int main(int argc, char **argv) {
-  int64_t epochs = 10;
+  int64_t epochs = 15;
   bool progress = true;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--no-progress") == 0)

@@ -9,9 +9,10 @@
 //       pack A[ic:ic+mc, pc:pc+kc] into panels of MR rows, k-major
 //       for each column panel q:                  (kc x NR panel in L1)
 //         for each row panel p:
-//           MR x NR accumulators in registers (MR x NR/VL vectors)
+//           MR x NR accumulators in registers (MR x NR/VL vectors),
+//             from C's tile (a later block of K) or 0
 //           for k < kc: acc[i] += broadcast(Ap[k][i]) * Bp[k][0:NR]
-//           C tile = acc (first block) or C tile + acc; masked at edges
+//           C tile = acc (edge tiles: through a buffer, masked)
 //     epilogue(tile)                              (fused elementwise consumers)
 //
 // Transposed operands cost nothing: only the packing reads them another way.
@@ -59,6 +60,9 @@ struct GemmEmitter {
   int64_t rpu = INT64_MAX, mg = 1;
   int64_t splits = 1, KS = 0; // split K: `splits` parts of KS (a multiple of KC)
   Value partial;              // [splits * batch, M, N] partial products when split
+  // C (or `partial`) flat, for the register tile to load and store its
+  // block in place when the block is whole (null: always through T).
+  Value cFlat, partialFlat, noFlat; // noFlat: a stand-in argument when neither applies
   Value aFlat;                // A as stored, flat, when it is not packed
   // A stored operand that the packing reads along k, flat (its rows are
   // transposed by packAlongKFunction straight from memory).
@@ -521,28 +525,56 @@ struct GemmEmitter {
     Block *entry = nullptr;
     func::FuncOp fn = sharedFunction(name,
                                      {MemRefType::get({cfg.mc * cfg.kc}, f32), MemRefType::get({cfg.kc * cfg.nc}, f32),
-                                      index, index, index, MemRefType::get({MR * NR}, f32)},
+                                      index, index, index, MemRefType::get({MR * NR}, f32), flatType(), index, index,
+                                      index},
                                      entry);
     if (!entry)
       return fn;
     OpBuilder nb = OpBuilder::atBlockEnd(entry);
     Value Ap = entry->getArgument(0), Bp = entry->getArgument(1), aBase = entry->getArgument(2),
           bBase = entry->getArgument(3), kc = entry->getArgument(4), T = entry->getArgument(5);
-    tileBody(nb, Bp, bBase, kc, T, [&](OpBuilder &kb, Value k, int64_t i) {
+    TileTarget out{T, entry->getArgument(6), entry->getArgument(7), entry->getArgument(8), entry->getArgument(9)};
+    tileBody(nb, Bp, bBase, kc, out, [&](OpBuilder &kb, Value k, int64_t i) {
       Value ak = add(kb, aBase, mul(kb, k, idx(kb, MR)));
       return kb.create<memref::LoadOp>(loc, Ap, ValueRange{add(kb, ak, idx(kb, i))});
     });
     return fn;
   }
 
-  /// The body of a register tile function: T[MR x NR] = sum over k < kc of
-  /// A's column k (element i from `aAt(k, i)`) times row k of the B panel
-  /// at bBase, MR x NR / VL accumulators carried by the k loop.
-  void tileBody(OpBuilder &nb, Value Bp, Value bBase, Value kc, Value T,
+  /// Where a register tile leaves its block: in T (mode 0, the caller adds
+  /// it to C), or, when the block is whole, in C itself at c[off + i * ldc
+  /// + j] (C flat): mode 1 the first block of K (C = the product), mode 2
+  /// a later one (the accumulators start from C's block).
+  struct TileTarget {
+    Value T, c, off, ldc, mode;
+  };
+  static MemRefType flatType(MLIRContext *ctx) {
+    return MemRefType::get({int64_t(1) << 30}, Float32Type::get(ctx));
+  }
+  MemRefType flatType() { return flatType(b.getContext()); }
+
+  /// The body of a register tile function: the product over k < kc of A's
+  /// column k (element i from `aAt(k, i)`) and row k of the B panel at
+  /// bBase, MR x NR / VL accumulators carried by the k loop, into `out`.
+  void tileBody(OpBuilder &nb, Value Bp, Value bBase, Value kc, const TileTarget &out,
                 function_ref<Value(OpBuilder &, Value, int64_t)> aAt) {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
     Value zeroVec = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
-    SmallVector<Value> init(MR * NV, zeroVec);
+    auto cAt = [&](OpBuilder &xb, int64_t i, int64_t v) {
+      return add(xb, add(xb, out.off, mul(xb, idx(xb, i), out.ldc)), idx(xb, v * VL));
+    };
+    SmallVector<Type> accTypes(MR * NV, vec);
+    auto start = nb.create<scf::IfOp>(
+        loc, eq(nb, out.mode, idx(nb, 2)),
+        [&](OpBuilder &tb, Location) {
+          SmallVector<Value> from;
+          for (int64_t i = 0; i < MR; ++i)
+            for (int64_t v = 0; v < NV; ++v)
+              from.push_back(tb.create<vector::LoadOp>(loc, vec, out.c, ValueRange{cAt(tb, i, v)}));
+          tb.create<scf::YieldOp>(loc, from);
+        },
+        [&](OpBuilder &eb, Location) { eb.create<scf::YieldOp>(loc, SmallVector<Value>(MR * NV, zeroVec)); });
+    SmallVector<Value> init(start.getResults());
     auto kloop = nb.create<scf::ForOp>(
         loc, idx(nb, 0), kc, idx(nb, 1), init, [&](OpBuilder &kb, Location, Value k, ValueRange acc) {
           Value bk = add(kb, bBase, mul(kb, k, idx(kb, NR)));
@@ -557,9 +589,20 @@ struct GemmEmitter {
           }
           kb.create<scf::YieldOp>(loc, next);
         });
-    for (int64_t i = 0; i < MR; ++i)
-      for (int64_t v = 0; v < NV; ++v)
-        nb.create<vector::StoreOp>(loc, kloop.getResult(i * NV + v), T, ValueRange{idx(nb, i * NR + v * VL)});
+    nb.create<scf::IfOp>(
+        loc, eq(nb, out.mode, idx(nb, 0)),
+        [&](OpBuilder &tb, Location) {
+          for (int64_t i = 0; i < MR; ++i)
+            for (int64_t v = 0; v < NV; ++v)
+              tb.create<vector::StoreOp>(loc, kloop.getResult(i * NV + v), out.T, ValueRange{idx(tb, i * NR + v * VL)});
+          tb.create<scf::YieldOp>(loc);
+        },
+        [&](OpBuilder &eb, Location) {
+          for (int64_t i = 0; i < MR; ++i)
+            for (int64_t v = 0; v < NV; ++v)
+              eb.create<vector::StoreOp>(loc, kloop.getResult(i * NV + v), out.c, ValueRange{cAt(eb, i, v)});
+          eb.create<scf::YieldOp>(loc);
+        });
     nb.create<func::ReturnOp>(loc);
   }
 
@@ -578,7 +621,7 @@ struct GemmEmitter {
     func::FuncOp fn = sharedFunction(name,
                                      {flatA, index, index, index,
                                       MemRefType::get({cfg.kc * cfg.nc}, f32), index, index,
-                                      MemRefType::get({MR * NR}, f32)},
+                                      MemRefType::get({MR * NR}, f32), flatType(), index, index, index},
                                      entry);
     if (!entry)
       return fn;
@@ -586,10 +629,11 @@ struct GemmEmitter {
     Value A = entry->getArgument(0), aBase = entry->getArgument(1), lda = entry->getArgument(2),
           rows = entry->getArgument(3), Bp = entry->getArgument(4), bBase = entry->getArgument(5),
           kc = entry->getArgument(6), T = entry->getArgument(7);
+    TileTarget out{T, entry->getArgument(8), entry->getArgument(9), entry->getArgument(10), entry->getArgument(11)};
     SmallVector<Value> rowAt;
     for (int64_t i = 0; i < MR; ++i)
       rowAt.push_back(add(nb, aBase, mul(nb, min(nb, idx(nb, i), sub(nb, rows, idx(nb, 1))), lda)));
-    tileBody(nb, Bp, bBase, kc, T, [&](OpBuilder &kb, Value k, int64_t i) {
+    tileBody(nb, Bp, bBase, kc, out, [&](OpBuilder &kb, Value k, int64_t i) {
       return kb.create<memref::LoadOp>(loc, A, ValueRange{add(kb, rowAt[i], k)});
     });
     return fn;
@@ -601,15 +645,31 @@ struct GemmEmitter {
   void microKernel(OpBuilder &nb, Value Ap, Value Bp, Value T, Value aBase, Value bBase, Value kc,
                    Value C, Value bIdx, Value m, Value n, Value first) {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
+    // A whole block (MR rows and NR columns inside C) is loaded and stored
+    // by the tile in place; an edge block goes through T.
+    Value flatC = C == partial ? partialFlat : cFlat;
+    Value mode = idx(nb, 0), cOff = idx(nb, 0), ldc = idx(nb, N);
+    if (flatC) {
+      Value whole = nb.create<arith::AndIOp>(loc, nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sle,
+                                                                             add(nb, m, idx(nb, MR)), idx(nb, M)),
+                                             nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sle,
+                                                                      add(nb, n, idx(nb, NR)), idx(nb, N)));
+      Value direct = nb.create<arith::SelectOp>(loc, first, idx(nb, 1), idx(nb, 2));
+      mode = nb.create<arith::SelectOp>(loc, whole, direct, idx(nb, 0));
+      cOff = add(nb, mul(nb, add(nb, mul(nb, bIdx, idx(nb, M)), m), idx(nb, N)), n);
+    } else {
+      flatC = noFlat; // (mode 0: the tile does not touch it)
+    }
     if (aFlat) // A read where it is stored: aBase is the offset of (m, k0)
       nb.create<func::CallOp>(loc, rowsTileFunction(cast<MemRefType>(aFlat.getType())),
                               ValueRange{aFlat, aBase, idx(nb, K), min(nb, idx(nb, MR), sub(nb, idx(nb, M), m)), Bp,
-                                         bBase, kc, T});
+                                         bBase, kc, T, flatC, cOff, ldc, mode});
     else
-      nb.create<func::CallOp>(loc, tileFunction(), ValueRange{Ap, Bp, aBase, bBase, kc, T});
+      nb.create<func::CallOp>(loc, tileFunction(), ValueRange{Ap, Bp, aBase, bBase, kc, T, flatC, cOff, ldc, mode});
     Value zv = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
     VectorType maskType = VectorType::get({VL}, nb.getI1Type());
-    Value rows = min(nb, idx(nb, MR), sub(nb, idx(nb, M), m));
+    Value rows = nb.create<arith::SelectOp>(loc, eq(nb, mode, idx(nb, 0)), min(nb, idx(nb, MR), sub(nb, idx(nb, M), m)),
+                                            idx(nb, 0));
     loop(nb, idx(nb, 0), rows, 1, [&](OpBuilder &rb, Value i) {
       Value row = add(rb, m, i);
       for (int64_t v = 0; v < NV; ++v) {
@@ -806,6 +866,24 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
     return rb.create<memref::ReinterpretCastOp>(loc, MemRefType::get({kFlatA}, type.getElementType()), flat,
                                                 /*offset=*/0, ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
   };
+  // C (and the split's parts) flat, for whole register blocks stored in
+  // place.
+  auto flatOut = [&](Value v) -> Value {
+    auto type = cast<MemRefType>(v.getType());
+    if (!type.getLayout().isIdentity() || type.getNumElements() > kFlatA)
+      return Value();
+    Value flat = rb.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2}});
+    return rb.create<memref::ReinterpretCastOp>(loc, MemRefType::get({kFlatA}, type.getElementType()), flat,
+                                                /*offset=*/0, ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
+  };
+  e.cFlat = flatOut(C);
+  if (e.partial)
+    e.partialFlat = flatOut(e.partial);
+  e.noFlat = e.cFlat ? e.cFlat
+                     : rb.create<memref::ReinterpretCastOp>(
+                           loc, MemRefType::get({kFlatA}, b.getF32Type()),
+                           rb.create<memref::AllocaOp>(loc, MemRefType::get({1}, b.getF32Type())), /*offset=*/0,
+                           ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
   if (!e.aFlat)
     e.aAlongK = alongK(A, A.transposed);
   e.bAlongK = alongK(B, !B.transposed);

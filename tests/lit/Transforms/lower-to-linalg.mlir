@@ -169,9 +169,11 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 // module with that tile. With 4 rows the
 // 6 x 16 tile of AVX2 would waste a third of its rows, so this product
 // takes a 4 x 16 tile (T = 64 floats): a k loop carrying 8 vectors of 8
-// floats updated by vector.fma with a broadcast element of a row of A,
-// stored into T. The caller adds T into C row by row (rows beyond M
-// skipped, columns beyond N masked).
+// floats updated by vector.fma with a broadcast element of a row of A.
+// A whole tile (MR rows and NR columns inside C) would load and store its
+// block of C in place, through a flat view of C; this one is all edge
+// (mode 0), so the tile stores into T and the caller adds T into C row by
+// row (rows beyond M skipped, columns beyond N masked).
 // CHECK-LABEL: func.func @matmul(
 //  CHECK-SAME: %[[A:.*]]: memref<4x3xf32> {soma.input = "a"}, %[[B:.*]]: memref<3x2xf32> {soma.input = "b"}, %[[C:.*]]: memref<4x2xf32> {soma.output = "c"}
 //       CHECK: %[[A3:.*]] = memref.expand_shape %[[A]] {{\[}}[0, 1], [2]] output_shape [1, 4, 3] : memref<4x3xf32> into memref<1x4x3xf32>
@@ -179,6 +181,8 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 //       CHECK: %[[C3:.*]] = memref.expand_shape %[[C]] {{\[}}[0, 1], [2]] output_shape [1, 4, 2] : memref<4x2xf32> into memref<1x4x2xf32>
 //       CHECK: %[[AC:.*]] = memref.collapse_shape %[[A3]] {{\[}}[0, 1, 2]] : memref<1x4x3xf32> into memref<12xf32>
 //       CHECK: %[[AF:.*]] = memref.reinterpret_cast %[[AC]] to offset: [0], sizes: [1073741824], strides: [1] : memref<12xf32> to memref<1073741824xf32>
+//       CHECK: %[[CCS:.*]] = memref.collapse_shape %[[C3]] {{\[}}[0, 1, 2]] : memref<1x4x2xf32> into memref<8xf32>
+//       CHECK: %[[CF:.*]] = memref.reinterpret_cast %[[CCS]] to offset: [0], sizes: [1073741824], strides: [1] : memref<8xf32> to memref<1073741824xf32>
 //       CHECK: scf.for
 //       CHECK:   %[[SP:.*]] = llvm.intr.stacksave : !llvm.ptr
 //   CHECK-NOT:     memref<18432xf32>
@@ -189,7 +193,7 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 //       CHECK:     memref.load %[[B3]]
 //       CHECK:     memref.store %{{.*}}, %[[BP]]
 //   CHECK-NOT:     call @soma_gemm_transpose
-//       CHECK:     call @[[TILE:soma_gemm_tile_rows_4x16_v8_b65536]](%[[AF]], %{{.*}}, %{{.*}}, %{{.*}}, %[[BP]], %{{.*}}, %{{.*}}, %[[T]])
+//       CHECK:     call @[[TILE:soma_gemm_tile_rows_4x16_v8_b65536]](%[[AF]], %{{.*}}, %{{.*}}, %{{.*}}, %[[BP]], %{{.*}}, %{{.*}}, %[[T]], %[[CF]], %{{.*}}, %{{.*}}, %{{.*}})
 //       CHECK:     vector.load %[[T]]
 //       CHECK:     vector.maskedload %[[C3]]
 //       CHECK:     vector.maskedstore %[[C3]]
@@ -197,13 +201,23 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 // One unit: the loop is sequential and not marked for soma-linalg-to-loops.
 //   CHECK-NOT: scf.parallel
 //   CHECK-NOT: soma.parallel_work
-//       CHECK: func.func private @[[TILE]](%[[AA:.*]]: memref<1073741824xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: memref<65536xf32>, %{{.*}}: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<64xf32>) attributes {passthrough = ["noinline"]}
+//       CHECK: func.func private @[[TILE]](%[[AA:.*]]: memref<1073741824xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: memref<65536xf32>, %{{.*}}: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<64xf32>, %[[CC:.*]]: memref<1073741824xf32>, %[[OFF:.*]]: index, %[[LDC:.*]]: index, %[[M:.*]]: index) attributes {passthrough = ["noinline"]}
+// Mode 2 (a later block of K of a whole tile): the accumulators start from
+// C's block; otherwise from 0.
+//       CHECK:   %[[LATER:.*]] = arith.cmpi eq, %[[M]], %{{.*}} : index
+//       CHECK:   scf.if %[[LATER]] -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+//       CHECK:     vector.load %[[CC]][%{{.*}}] : memref<1073741824xf32>, vector<8xf32>
 //       CHECK:   scf.for %{{.*}} = %{{.*}} to %[[KC]] step %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
 //       CHECK:     vector.load
 //       CHECK:     memref.load %[[AA]]
 //       CHECK:     vector.broadcast
 //       CHECK:     vector.fma
-//       CHECK:   vector.store %{{.*}}, %[[TT]]
+// Mode 0: the block into T; else into C in place.
+//       CHECK:   %[[EDGE:.*]] = arith.cmpi eq, %[[M]], %{{.*}} : index
+//       CHECK:   scf.if %[[EDGE]] {
+//       CHECK:     vector.store %{{.*}}, %[[TT]]
+//       CHECK:   } else {
+//       CHECK:     vector.store %{{.*}}, %[[CC]][%{{.*}}] : memref<1073741824xf32>, vector<8xf32>
 func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
   return %0 : tensor<4x2xf32>
