@@ -96,11 +96,15 @@ FailureOr<SmallVector<scf::ForOp>> reductionToLoops(IRRewriter &rewriter, linalg
   // an index of its own (or a constant index: [1, C, 1, 1]).
   for (OpOperand &out : op.getDpsInitsMutable()) {
     AffineMap map = op.getMatchingIndexingMap(&out);
-    if (!map.isProjectedPermutation(/*allowZeroInResults=*/true))
-      return failure();
-    for (AffineExpr e : map.getResults())
-      if (auto d = dyn_cast<AffineDimExpr>(e); d && d.getPosition() >= firstReduced)
+    llvm::SmallBitVector seen(map.getNumDims());
+    for (AffineExpr e : map.getResults()) {
+      auto d = dyn_cast<AffineDimExpr>(e);
+      auto c = dyn_cast<AffineConstantExpr>(e);
+      if (c ? c.getValue() != 0 : !d || d.getPosition() >= firstReduced || seen.test(d.getPosition()))
         return failure();
+      if (d)
+        seen.set(d.getPosition());
+    }
   }
   Location loc = op.getLoc();
   const unsigned dims = static_cast<unsigned>(ranges.size());
@@ -276,6 +280,83 @@ FailureOr<SmallVector<scf::ForOp>> reductionToLoops(IRRewriter &rewriter, linalg
   return loops;
 }
 
+/// A reduction whose two innermost loops are reduced and read contiguously
+/// by every operand (a bias gradient, [C] from [N, C, H, W] as (c, n, h,
+/// w): h and w are one run of H * W elements) becomes one loop of their
+/// product, so that its lanes (reductionToLoops) come from a longer run:
+/// LeNet-5's bias gradients sum rows of 28 and 10 elements in 4 and 2
+/// lanes, but runs of 784 and 100 in 16 and 4. Only when that gives more
+/// lanes, on buffers of identity layout and without linalg.index. Returns
+/// the new op (the old one erased), or null.
+linalg::GenericOp collapseReducedRows(IRRewriter &rewriter, linalg::GenericOp op) {
+  SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+  SmallVector<utils::IteratorType> iters = op.getIteratorTypesArray();
+  const int64_t n = static_cast<int64_t>(ranges.size());
+  if (n < 2 || iters[n - 1] != utils::IteratorType::reduction || iters[n - 2] != utils::IteratorType::reduction ||
+      llvm::any_of(ranges, ShapedType::isDynamic) || !op.hasPureBufferSemantics())
+    return nullptr;
+  auto lanes = [](int64_t len) {
+    int64_t l = 1;
+    while (l < 16 && len % (2 * l) == 0)
+      l *= 2;
+    return l;
+  };
+  if (lanes(ranges[n - 1]) >= 16 || lanes(ranges[n - 1] * ranges[n - 2]) <= lanes(ranges[n - 1]))
+    return nullptr;
+  bool index = false;
+  op.getRegion().walk([&](linalg::IndexOp) { index = true; });
+  if (index)
+    return nullptr;
+  for (OpOperand &o : op->getOpOperands()) {
+    auto type = dyn_cast<MemRefType>(o.get().getType());
+    if (type && !type.getLayout().isIdentity())
+      return nullptr;
+  }
+  // Each operand reads both loops as two consecutive dimensions of full
+  // extent (they collapse into one), or neither.
+  MLIRContext *ctx = op.getContext();
+  AffineExpr hi = getAffineDimExpr(n - 2, ctx), lo = getAffineDimExpr(n - 1, ctx);
+  SmallVector<Value> operands;
+  SmallVector<AffineMap> maps;
+  OpBuilder::InsertionGuard guard(rewriter);
+  rewriter.setInsertionPoint(op);
+  for (OpOperand &o : op->getOpOperands()) {
+    AffineMap map = op.getMatchingIndexingMap(&o);
+    ArrayRef<AffineExpr> r = map.getResults();
+    auto at = llvm::find(r, hi);
+    bool uses = map.isFunctionOfDim(n - 2) || map.isFunctionOfDim(n - 1);
+    SmallVector<AffineExpr> exprs;
+    Value v = o.get();
+    if (!uses) {
+      exprs.assign(r.begin(), r.end());
+    } else {
+      auto type = dyn_cast<MemRefType>(v.getType());
+      size_t p = at - r.begin();
+      if (!type || at == r.end() || p + 1 >= r.size() || r[p + 1] != lo || type.getDimSize(p + 1) != ranges[n - 1] ||
+          type.getDimSize(p) != ranges[n - 2] ||
+          llvm::any_of(r, [&](AffineExpr e) { return e != hi && e != lo && (e.isFunctionOfDim(n - 2) || e.isFunctionOfDim(n - 1)); }))
+        return nullptr;
+      SmallVector<ReassociationIndices> re;
+      for (size_t d = 0; d < r.size(); ++d) {
+        if (d == p + 1)
+          continue;
+        re.push_back(d == p ? ReassociationIndices{int64_t(d), int64_t(d + 1)} : ReassociationIndices{int64_t(d)});
+        exprs.push_back(d == p ? hi : r[d]);
+      }
+      v = rewriter.create<memref::CollapseShapeOp>(op.getLoc(), v, re);
+    }
+    operands.push_back(v);
+    maps.push_back(AffineMap::get(n - 1, 0, exprs, ctx));
+  }
+  const int64_t ins = op.getNumDpsInputs();
+  SmallVector<utils::IteratorType> newIters(iters.begin(), iters.end() - 1);
+  auto collapsed = rewriter.create<linalg::GenericOp>(op.getLoc(), TypeRange{}, ArrayRef<Value>(operands).take_front(ins),
+                                                      ArrayRef<Value>(operands).drop_front(ins), maps, newIters);
+  rewriter.inlineRegionBefore(op.getRegion(), collapsed.getRegion(), collapsed.getRegion().begin());
+  rewriter.eraseOp(op);
+  return collapsed;
+}
+
 struct SomaLinalgToLoopsPass
     : impl::SomaLinalgToLoopsBase<SomaLinalgToLoopsPass> {
   using Base::Base;
@@ -284,6 +365,9 @@ struct SomaLinalgToLoopsPass
     getOperation().walk([&](linalg::LinalgOp op) { ops.push_back(op); });
     IRRewriter rewriter(&getContext());
     for (linalg::LinalgOp op : ops) {
+      if (auto generic = dyn_cast<linalg::GenericOp>(op.getOperation()))
+        if (auto collapsed = collapseReducedRows(rewriter, generic))
+          op = collapsed;
       SmallVector<int64_t> ranges = op.getStaticLoopRanges();
       int64_t points = 1;
       for (int64_t r : ranges)

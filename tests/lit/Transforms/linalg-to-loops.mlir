@@ -278,24 +278,28 @@ func.func @marked_loops(%a: memref<8xf32>) {
 // -----
 
 // Batch norm's gradient statistics: sum over (n, h, w) of dy * x for each
-// channel c, dimensions (c, n, h, w). The [1, C, 1, 1] output is read once
-// before the reduced loops and stored once after them; w (8 long) runs as
-// vectors of 8 partial sums, the product computed as a vector too.
+// channel c, dimensions (c, n, h, w). h and w, both reduced and read as
+// one run of 64 elements by both inputs, become one loop (the inputs
+// viewed as [4, 16, 64]): 16 lanes instead of the 8 that rows of 8 allow.
+// The [1, C, 1, 1] output is read once before the reduced loops and
+// stored once after them; the run goes as vectors of 16 partial sums, the
+// product computed as a vector too.
 // CHECK-LABEL: func.func @channel_statistics
+//       CHECK: %[[DY:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0], [1], [2, 3]] : memref<4x16x8x8xf32> into memref<4x16x64xf32>
+//       CHECK: %[[X:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0], [1], [2, 3]] : memref<4x16x8x8xf32> into memref<4x16x64xf32>
 //       CHECK: scf.for %[[C:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
 //  CHECK-NEXT:   %[[C0:.*]] = arith.constant 0 : index
 //  CHECK-NEXT:   %[[C0B:.*]] = arith.constant 0 : index
 //  CHECK-NEXT:   %[[C0C:.*]] = arith.constant 0 : index
 //  CHECK-NEXT:   %[[OLD:.*]] = memref.load %{{.*}}[%[[C0]], %[[C]], %[[C0B]], %[[C0C]]] : memref<1x16x1x1xf32>
-//       CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>) {
-//       CHECK:     scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>) {
-//       CHECK:       scf.for {{.*}} step %c8{{.*}} iter_args({{.*}}) -> (vector<8xf32>) {
-//       CHECK:         vector.load %{{.*}} : memref<4x16x8x8xf32>, vector<8xf32>
-//       CHECK:         vector.load %{{.*}} : memref<4x16x8x8xf32>, vector<8xf32>
-//       CHECK:         arith.mulf {{.*}} : vector<8xf32>
-//       CHECK:         arith.addf {{.*}} : vector<8xf32>
-//   CHECK-NOT:         memref.store
-//       CHECK:   vector.extract %{{.*}}[7] : f32 from vector<8xf32>
+//       CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>) {
+//       CHECK:     scf.for {{.*}} step %c16{{.*}} iter_args({{.*}}) -> (vector<16xf32>) {
+//       CHECK:       vector.load %[[DY]]{{.*}} : memref<4x16x64xf32>, vector<16xf32>
+//       CHECK:       vector.load %[[X]]{{.*}} : memref<4x16x64xf32>, vector<16xf32>
+//       CHECK:       arith.mulf {{.*}} : vector<16xf32>
+//       CHECK:       arith.addf {{.*}} : vector<16xf32>
+//   CHECK-NOT:       memref.store
+//       CHECK:   vector.extract %{{.*}}[15] : f32 from vector<16xf32>
 //       CHECK:   memref.store %{{.*}}, %{{.*}}[%{{.*}}, %[[C]], %{{.*}}, %{{.*}}] : memref<1x16x1x1xf32>
 //  CHECK-NEXT: }
 func.func @channel_statistics(%dy: memref<4x16x8x8xf32>, %x: memref<4x16x8x8xf32>, %s: memref<1x16x1x1xf32>) {
@@ -401,6 +405,26 @@ func.func @difference(%a: memref<4x32xf32>, %s: memref<4xf32>) {
       ins(%a : memref<4x32xf32>) outs(%s : memref<4xf32>) {
   ^bb0(%in: f32, %acc: f32):
     %t = arith.subf %acc, %in : f32
+    linalg.yield %t : f32
+  }
+  return
+}
+
+// -----
+
+// Reduced h and w are not merged when an input reads only one of them (a
+// row broadcast along h): rows of 28 keep their 4 lanes, as scalar chains
+// (the broadcast row is not read along w as one vector with dy).
+// CHECK-LABEL: func.func @rows_not_merged
+//   CHECK-NOT: memref.collapse_shape
+//       CHECK: scf.for {{.*}} step %c4{{.*}} iter_args
+//   CHECK-NOT: vector<
+func.func @rows_not_merged(%dy: memref<2x3x5x28xf32>, %row: memref<1x1x1x28xf32>, %s: memref<1x3x1x1xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(c, n, h, w) -> (n, c, h, w)>, affine_map<(c, n, h, w) -> (0, 0, 0, w)>, affine_map<(c, n, h, w) -> (0, c, 0, 0)>], iterator_types = ["parallel", "reduction", "reduction", "reduction"]}
+      ins(%dy, %row : memref<2x3x5x28xf32>, memref<1x1x1x28xf32>) outs(%s : memref<1x3x1x1xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %p = arith.mulf %a, %b : f32
+    %t = arith.addf %acc, %p : f32
     linalg.yield %t : f32
   }
   return
