@@ -265,8 +265,10 @@ TEST(Autodiff, TiledMaxPoolGradientSplitsTiesLikeTheInterpreter) {
   // Windows that tile the input have a gradient op of their own
   // (soma.max_pool2d_grad, one loop nest). Values from {0, 1, 2} tie
   // often within the 2 x 2 and 3 x 2 windows: each tie gets an even share
-  // of the window's gradient, as in the interpreter. A bias and a ReLU
-  // around it, as in LeNet-5, and enough images for threads.
+  // of the window's gradient, as in the interpreter. A ReLU before it, as
+  // in LeNet-5, whose gradient soma-decompose folds into the pooling's
+  // ({relu = true}; the negative values become 0 and tie), and enough
+  // images for threads.
   struct Case {
     const char *name;
     Shape x;
@@ -288,6 +290,7 @@ TEST(Autodiff, TiledMaxPoolGradientSplitsTiesLikeTheInterpreter) {
     auto got = fn.run({});
     std::string fused = read_file(dir / "20-fused.mlir");
     EXPECT_THAT(fused, ::testing::HasSubstr("soma.max_pool2d_grad")) << c.name;
+    EXPECT_THAT(fused, ::testing::HasSubstr("relu = true")) << c.name;
     EXPECT_THAT(fused, ::testing::Not(::testing::HasSubstr("soma.col2im"))) << c.name;
     auto want = interpret_gradients(g, {}, &params, {.loss = "loss"});
     EXPECT_TRUE(test::allClose(got["grad_x"], want["grad_x"], 1e-5)) << c.name;

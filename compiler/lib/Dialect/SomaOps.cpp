@@ -1274,7 +1274,8 @@ LogicalResult MaxPool2dOp::inferReturnTypes(MLIRContext *, std::optional<Locatio
 LogicalResult MaxPool2dGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
                                                 Adaptor adaptor, SmallVectorImpl<Type> &results) {
   StringRef op = "max_pool2d_grad";
-  if (failed(checkAttrs(loc, op, adaptor.getAttributes(), {{"kernel", AttrKind::I64Array, true}})))
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(),
+                        {{"kernel", AttrKind::I64Array, true}, {"relu", AttrKind::Bool, false}})))
     return failure();
   auto x = f32TensorOf(loc, op, adaptor.getInput(), "input");
   auto y = f32TensorOf(loc, op, adaptor.getOutput(), "output");
@@ -1676,7 +1677,7 @@ LogicalResult MaxPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
   ArrayRef<int64_t> out = shapeOf(getResult());
   if (tilesInput(shapeOf(getInput()), getKernel(), getStride(), getPadding())) {
     operandGrads.push_back(
-        b.create<MaxPool2dGradOp>(l, getInput(), getResult(), resultGrads[0], getKernelAttr()));
+        b.create<MaxPool2dGradOp>(l, getInput(), getResult(), resultGrads[0], getKernelAttr(), b.getBoolAttr(false)));
     return success();
   }
   Value win = poolWindows(b, l, getInput(), getKernel(), getStrideAttr(), getPaddingAttr(), out,

@@ -514,7 +514,8 @@ RefTensor pool2d(const RefTensor &x, ArrayRef<int64_t> k, ArrayRef<int64_t> st, 
 
 /// max_pool2d's gradient for windows that tile the input: each window's
 /// dy to the elements equal to its maximum y, split evenly among them.
-RefTensor maxPool2dGrad(const RefTensor &x, const RefTensor &y, const RefTensor &dy, ArrayRef<int64_t> k) {
+RefTensor maxPool2dGrad(const RefTensor &x, const RefTensor &y, const RefTensor &dy, ArrayRef<int64_t> k,
+                        bool relu) {
   int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3], OH = H / k[0], OW = W / k[1];
   RefTensor dx = zeros(DType::f32, x.shape);
   for (int64_t n = 0; n < N; ++n)
@@ -529,7 +530,8 @@ RefTensor maxPool2dGrad(const RefTensor &x, const RefTensor &y, const RefTensor 
               count += x.data[at(u, v)] == y.data[o] ? 1.0 : 0.0;
           for (int64_t u = 0; u < k[0]; ++u)
             for (int64_t v = 0; v < k[1]; ++v)
-              dx.data[at(u, v)] = (x.data[at(u, v)] == y.data[o] ? 1.0 : 0.0) * (dy.data[o] / count);
+              dx.data[at(u, v)] = (x.data[at(u, v)] == y.data[o] ? 1.0 : 0.0) * (dy.data[o] / count) *
+                                  (relu ? (x.data[at(u, v)] > 0.0 ? 1.0 : 0.0) : 1.0);
         }
   return dx;
 }
@@ -724,7 +726,7 @@ RefTensor evaluate(Operation *op, const Operands &in) {
       })
       .Case([&](MaxPool2dOp o) { return pool2d(in[0], o.getKernel(), o.getStride(), o.getPadding(), true); })
       .Case([&](AvgPool2dOp o) { return pool2d(in[0], o.getKernel(), o.getStride(), o.getPadding(), false); })
-      .Case([&](MaxPool2dGradOp o) { return maxPool2dGrad(in[0], in[1], in[2], o.getKernel()); })
+      .Case([&](MaxPool2dGradOp o) { return maxPool2dGrad(in[0], in[1], in[2], o.getKernel(), o.getRelu()); })
       .Case([&](Im2colOp o) {
         return im2col(in[0], o.getKernel(), o.getStride(), o.getPadding(), o.getDilation(),
                       o.getPadValue().convertToDouble());

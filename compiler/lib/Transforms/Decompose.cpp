@@ -21,6 +21,35 @@ namespace soma {
 namespace {
 
 struct SomaDecomposePass : impl::SomaDecomposeBase<SomaDecomposePass> {
+  /// mul(max_pool2d_grad(x, y, g), step(x)), the gradient of a ReLU whose
+  /// output x is max-pooled (LeNet-5: relu, then pool), becomes one
+  /// max_pool2d_grad {relu}: the ReLU's gradient is applied where the
+  /// pooling's is written, not in a pass of its own over dx.
+  void foldReluIntoPoolGradients() {
+    SmallVector<MulOp> muls;
+    getOperation().walk([&](MulOp m) { muls.push_back(m); });
+    for (MulOp m : muls) {
+      for (int side = 0; side < 2; ++side) {
+        auto pool = m->getOperand(side).getDefiningOp<MaxPool2dGradOp>();
+        auto step = m->getOperand(1 - side).getDefiningOp<StepOp>();
+        if (!pool || !step || pool.getRelu() || !pool->hasOneUse() || step.getInput() != pool.getInput() ||
+            m.getType() != pool.getType())
+          continue;
+        OpBuilder b(m);
+        // (mul(g, step) rounds as g * step: the lowering multiplies in
+        // that order, whichever side the step was on.)
+        auto fused = b.create<MaxPool2dGradOp>(m.getLoc(), pool.getInput(), pool.getOutput(), pool.getGrad(),
+                                               pool.getKernelAttr(), b.getBoolAttr(true));
+        m.getResult().replaceAllUsesWith(fused.getResult());
+        m->erase();
+        pool->erase();
+        if (step->use_empty())
+          step->erase();
+        break;
+      }
+    }
+  }
+
   void runOnOperation() override {
     SmallVector<Operation *> ops;
     getOperation().walk([&](Operation *op) {
@@ -32,6 +61,7 @@ struct SomaDecomposePass : impl::SomaDecomposeBase<SomaDecomposePass> {
       if (isa<Conv2dOp, MaxPool2dOp, AvgPool2dOp>(op))
         ops.push_back(op);
     });
+    foldReluIntoPoolGradients();
     for (Operation *op : ops) {
       OpBuilder b(op);
       Value replacement;

@@ -1291,8 +1291,14 @@ LogicalResult GraphLowering::lowerTilingMaxPool(Operation *op) {
               Value share = cb.create<arith::DivFOp>(loc, dy, count);
               for (int64_t u = 0; u < kh; ++u) {
                 SmallVector<Value> d;
-                for (int64_t v = 0; v < kw; ++v)
+                for (int64_t v = 0; v < kw; ++v) {
+                  Value x = xuv[u * kw + v];
                   d.push_back(cb.create<arith::MulFOp>(loc, eq[u * kw + v], share));
+                  if (grad.getRelu()) { // times step(x), as soma.step
+                    Value pos = cb.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGT, x, zeroVec);
+                    d.back() = cb.create<arith::MulFOp>(loc, d.back(), cb.create<arith::SelectOp>(loc, pos, one, zeroVec));
+                  }
+                }
                 // Interleaved back: element e of part t is column (t * VL + e) % kw's lane (t * VL + e) / kw.
                 SmallVector<Value> parts;
                 if (kw == 1) {

@@ -42,3 +42,25 @@ func.func @pools(%x: tensor<2x3x4x4xf32> {soma.input = "x"}) -> (tensor<2x3x2x2x
   %2 = soma.max_pool2d %x {kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
   return %0, %1, %2 : tensor<2x3x2x2xf32>, tensor<2x3x2x2xf32>, tensor<2x3x2x2xf32>
 }
+
+// -----
+
+// The gradient of a ReLU whose output is max-pooled, mul(max_pool2d_grad(x,
+// y, g), step(x)), becomes one max_pool2d_grad {relu = true}; a step of
+// another value stays a product.
+// CHECK-LABEL: func.func @relu_pool_grad(
+//       CHECK: %[[F:.*]] = soma.max_pool2d_grad %arg0, %arg1, %arg2 {kernel = array<i64: 2, 2>, relu = true}
+//   CHECK-NOT: soma.step %arg0
+//       CHECK: %[[P:.*]] = soma.max_pool2d_grad %arg0, %arg1, %arg2 {kernel = array<i64: 2, 2>}
+//       CHECK: %[[S:.*]] = soma.step %arg3
+//       CHECK: %[[M:.*]] = soma.mul %[[P]], %[[S]]
+//       CHECK: return %[[F]], %[[M]]
+func.func @relu_pool_grad(%x: tensor<1x2x4x4xf32> {soma.input = "x"}, %y: tensor<1x2x2x2xf32> {soma.input = "y"}, %g: tensor<1x2x2x2xf32> {soma.input = "g"}, %z: tensor<1x2x4x4xf32> {soma.input = "z"}) -> (tensor<1x2x4x4xf32> {soma.output = "a"}, tensor<1x2x4x4xf32> {soma.output = "b"}) {
+  %0 = soma.max_pool2d_grad %x, %y, %g {kernel = array<i64: 2, 2>} : (tensor<1x2x4x4xf32>, tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>) -> tensor<1x2x4x4xf32>
+  %1 = soma.step %x : tensor<1x2x4x4xf32>
+  %2 = soma.mul %1, %0 : tensor<1x2x4x4xf32>, tensor<1x2x4x4xf32>
+  %3 = soma.max_pool2d_grad %x, %y, %g {kernel = array<i64: 2, 2>} : (tensor<1x2x4x4xf32>, tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>) -> tensor<1x2x4x4xf32>
+  %4 = soma.step %z : tensor<1x2x4x4xf32>
+  %5 = soma.mul %3, %4 : tensor<1x2x4x4xf32>, tensor<1x2x4x4xf32>
+  return %2, %5 : tensor<1x2x4x4xf32>, tensor<1x2x4x4xf32>
+}

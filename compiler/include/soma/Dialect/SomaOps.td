@@ -425,10 +425,12 @@ def Soma_MaxPool2dGradOp : Soma_Op<"max_pool2d_grad"> {
     window's maximum, split evenly among them (dx = (x == y) * dy / count).
     Only for windows that tile the input: stride equal to the kernel, no
     padding, H = OH * KH and W = OW * KW, at most 2 wide (max_pool2d's
-    gradient in other cases is built from im2col and col2im).
+    gradient in other cases is built from im2col and col2im). With `relu`,
+    the result is also multiplied by step(input) (soma-decompose folds the
+    gradient of a ReLU whose output is pooled into it).
   }];
   let arguments = (ins Soma_F32Tensor:$input, Soma_F32Tensor:$output, Soma_F32Tensor:$grad,
-                       DenseI64ArrayAttr:$kernel);
+                       DenseI64ArrayAttr:$kernel, DefaultValuedAttr<BoolAttr, "false">:$relu);
   let results = (outs Soma_F32Tensor:$result);
   let assemblyFormat = "$input `,` $output `,` $grad attr-dict `:` functional-type(operands, results)";
 }
