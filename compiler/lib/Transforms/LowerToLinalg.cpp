@@ -1324,7 +1324,11 @@ LogicalResult GraphLowering::lowerTilingMaxPool(Operation *op) {
       chunks->setAttr(kNoUnrollAttr, ib.getUnitAttr());
     });
   });
-  markParallel(loop, planes, planes * H * W * (grad ? 3 : 1));
+  // The work as the grain rule weighs an elementwise op's (stage 38): per
+  // element of x, the forward reads it and writes a quarter (2 x 2), the
+  // gradient reads it and y, dy and writes dx (LeNet-5's second pooling,
+  // 102,400 elements, then runs on both threads).
+  markParallel(loop, planes, planes * H * W * (grad ? 3 : 2));
   buffers[op->getResult(0)] = result;
   return success();
 }

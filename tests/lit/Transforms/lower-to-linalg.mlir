@@ -1195,7 +1195,7 @@ func.func @softmax_in_place(%x: tensor<4x10xf32> {soma.input = "x"}) -> (tensor<
 //       CHECK:   %[[M0:.*]] = arith.maximumf %{{.*}}, %{{.*}} : vector<8xf32>
 // CHECK-COUNT-3:   arith.maximumf
 //       CHECK:   vector.maskedstore %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32>
-//       CHECK: } {soma.parallel_work = 144 : i64}
+//       CHECK: } {soma.parallel_work = 288 : i64}
 //       CHECK: scf.for
 //       CHECK:   %[[Y:.*]] = vector.maskedload %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
 //       CHECK:   %[[DY:.*]] = vector.maskedload %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
