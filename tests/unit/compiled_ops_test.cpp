@@ -9,7 +9,13 @@
 
 #include "test_util.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <functional>
+#include <set>
+#include <sstream>
+#include <tuple>
+#include <unistd.h>
 
 using namespace soma;
 using soma::test::allClose;
@@ -357,6 +363,42 @@ TEST(CompiledModel, MlpMatchesInterpreter) {
   auto want = interpret(g, inputs);
   EXPECT_TRUE(allClose(got["logits"], want["logits"]));
   EXPECT_TRUE(allClose(got["loss"], want["loss"]));
+}
+
+// SOMA_PERF_MAP=1 names every function the JIT links in /tmp/perf-PID.map
+// (for `perf report`): each kernel and shared tile by its own name, over
+// ranges that do not overlap, code after a function without a symbol of
+// its own (an OpenMP region's body) as "<function>.outlined". A filler
+// range that started where the next function starts could once take that
+// function's name (ResNet-8's stride-2 GEMMs showed as "loop11.outlined").
+TEST(CompiledModel, PerfMapNamesEveryKernel) {
+  std::string path = "/tmp/perf-" + std::to_string(::getpid()) + ".map";
+  std::remove(path.c_str());
+  ::setenv("SOMA_PERF_MAP", "1", 1);
+  Graph g = zoo::mlp(64, /*with_loss=*/true, /*seed=*/7);
+  (void)compile_inference(g, {.use_environment = false, .cache = false});
+  ::unsetenv("SOMA_PERF_MAP");
+  std::string map = read_file(path);
+  std::remove(path.c_str());
+  std::istringstream lines(map);
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> ranges;
+  std::string begin, size, name;
+  while (lines >> begin >> size >> name)
+    ranges.emplace_back(std::stoull(begin, nullptr, 16), std::stoull(size, nullptr, 16), name);
+  std::sort(ranges.begin(), ranges.end());
+  std::set<std::string> names;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    names.insert(std::get<2>(ranges[i]));
+    EXPECT_GT(std::get<1>(ranges[i]), 0u) << std::get<2>(ranges[i]);
+    if (i + 1 < ranges.size())
+      EXPECT_LE(std::get<0>(ranges[i]) + std::get<1>(ranges[i]), std::get<0>(ranges[i + 1]))
+          << std::get<2>(ranges[i]) << " overlaps " << std::get<2>(ranges[i + 1]);
+  }
+  for (const char *kernel : {"mlp", "mlp_gemm0", "mlp_gemm1", "mlp_gemm2"})
+    EXPECT_TRUE(names.count(kernel)) << kernel << " in\n" << map;
+  EXPECT_TRUE(std::any_of(names.begin(), names.end(),
+                          [](const std::string &n) { return n.rfind("soma_gemm_tile", 0) == 0; }))
+      << map;
 }
 
 // A label outside [0, C) gives NaN, not a crash or a read out of bounds.

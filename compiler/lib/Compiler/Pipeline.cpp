@@ -742,28 +742,43 @@ public:
       std::lock_guard<std::mutex> lock(mutex);
       std::string path = "/tmp/perf-" + std::to_string(::getpid()) + ".map";
       if (FILE *f = std::fopen(path.c_str(), "a")) {
-        // Private functions (OpenMP's outlined loop bodies) have no
-        // symbol: the code between a function's end and the next symbol
-        // is named after that function, with ".outlined".
-        struct Range { uint64_t begin, end; std::string name; };
-        std::vector<Range> ranges;
+        // Every named function in executable memory by its own range (to
+        // its size, or to the next symbol or its block's end when it has
+        // none); code between a function's end and the next symbol (a
+        // private function without a symbol) is named after that
+        // function, with ".outlined". (Ranges were once sorted together
+        // with those fillers, and a filler starting where a symbol starts,
+        // such as an OpenMP region's "..omp_par" right after its caller,
+        // could hide the symbol's name.)
+        struct Sym { uint64_t begin, size, blockEnd; std::string name; };
+        std::vector<Sym> syms;
         for (llvm::jitlink::Symbol *sym : g.defined_symbols()) {
           if (!sym->hasName() || (sym->getBlock().getSection().getMemProt() & llvm::orc::MemProt::Exec) ==
                                      llvm::orc::MemProt::None)
             continue;
-          uint64_t begin = sym->getAddress().getValue();
-          uint64_t blockEnd = sym->getBlock().getAddress().getValue() + sym->getBlock().getSize();
-          ranges.push_back({begin, sym->getSize() ? begin + sym->getSize() : blockEnd, sym->getName().str()});
-          ranges.push_back({ranges.back().end, blockEnd, sym->getName().str() + ".outlined"});
+          syms.push_back({sym->getAddress().getValue(), sym->getSize(),
+                          sym->getBlock().getAddress().getValue() + sym->getBlock().getSize(), sym->getName().str()});
         }
-        std::sort(ranges.begin(), ranges.end(), [](const Range &x, const Range &y) { return x.begin < y.begin; });
-        for (size_t i = 0; i < ranges.size(); ++i) {
-          uint64_t end = ranges[i].end;
-          if (i + 1 < ranges.size() && ranges[i + 1].begin < end)
-            end = ranges[i + 1].begin;
-          if (end > ranges[i].begin)
-            std::fprintf(f, "%llx %llx %s\n", (unsigned long long)ranges[i].begin,
-                         (unsigned long long)(end - ranges[i].begin), ranges[i].name.c_str());
+        std::sort(syms.begin(), syms.end(), [](const Sym &x, const Sym &y) {
+          return x.begin != y.begin ? x.begin < y.begin : x.size > y.size;
+        });
+        auto emit = [&](uint64_t begin, uint64_t end, const std::string &name) {
+          if (end > begin)
+            std::fprintf(f, "%llx %llx %s\n", (unsigned long long)begin, (unsigned long long)(end - begin),
+                         name.c_str());
+        };
+        for (size_t i = 0; i < syms.size(); ++i) {
+          if (i > 0 && syms[i].begin == syms[i - 1].begin)
+            continue; // an alias of the symbol before
+          uint64_t next = syms[i].blockEnd;
+          for (size_t j = i + 1; j < syms.size(); ++j)
+            if (syms[j].begin > syms[i].begin) {
+              next = std::min(next, syms[j].begin);
+              break;
+            }
+          uint64_t end = syms[i].size ? std::min(syms[i].begin + syms[i].size, next) : next;
+          emit(syms[i].begin, end, syms[i].name);
+          emit(end, next, syms[i].name + ".outlined");
         }
         std::fclose(f);
       }
