@@ -386,8 +386,9 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                       // dy's index dyAt: consecutive in dy when the grid is
                       // wider than the output), and each column's window
                       // mask from the table.
-                      Value valid = e.outputLanes(pb, p0, grid);
-                      Value dyAt0 = e.outputIndex(pb, p0, grid);
+                      // (Spread dy needs neither: its chunks are whole.)
+                      Value valid = spread ? Value() : e.outputLanes(pb, p0, grid);
+                      Value dyAt0 = spread ? Value() : e.outputIndex(pb, p0, grid);
                       Value chunk = e.mul(
                           pb,
                           pb.create<arith::DivUIOp>(

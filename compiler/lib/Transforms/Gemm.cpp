@@ -45,6 +45,10 @@ namespace soma {
 
 namespace {
 
+/// The length a flat view of an operand claims (memref<kFlat x f32>, see
+/// emitGemm): the shared functions take every operand as this one type.
+constexpr int64_t kFlat = int64_t(1) << 30;
+
 struct GemmEmitter {
   ModuleOp module; // where the shared tile function goes
   OpBuilder &b;
@@ -239,8 +243,8 @@ struct GemmEmitter {
   /// op(A) transposed, [K, M]. `kRows` says whether the stored operand has
   /// k as its row index (B not transposed, A transposed), so that reads
   /// run along its contiguous dimension.
-  void pack(OpBuilder &nb, const GemmOperand &X, bool kRows, int64_t W, Value P, const Scratch &scratch, Value bIdx,
-            Value pc, Value kc, Value lo, Value hi) {
+  void pack(OpBuilder &nb, const GemmOperand &X, Value flat, bool kRows, int64_t W, Value P, const Scratch &scratch,
+            Value bIdx, Value pc, Value kc, Value lo, Value hi) {
     Value S = scratch.S;
     const int64_t VL = cfg.vl;
     Value zero = idx(nb, 0);
@@ -302,8 +306,7 @@ struct GemmEmitter {
               kParts.push_back(kb.create<vector::MaskedLoadOp>(loc, ivec, SK, ValueRange{add(kb, idx(kb, t * cfg.kc), k0)},
                                                                kLanes, zeroI));
           }
-          Value flat = &X == &A ? aAlongK : &X == &B ? bAlongK : Value();
-          for (int64_t g = 0; !X.parts && flat && g * VL < W; ++g) {
+          for (int64_t g = 0; flat && g * VL < W; ++g) {
             // A stored operand: the group's rows straight from memory.
             auto shape = cast<MemRefType>(X.memref.getType()).getShape();
             Value j0 = add(kb, first, idx(kb, g * VL));
@@ -315,7 +318,7 @@ struct GemmEmitter {
                                     ValueRange{flat, src, idx(kb, shape[2]), cols, kk, P, dst(kb, k0, idx(kb, g * VL)),
                                                idx(kb, W), idx(kb, width)});
           }
-          for (int64_t g = 0; !(!X.parts && flat) && g * VL < W; ++g) {
+          for (int64_t g = 0; !flat && g * VL < W; ++g) {
             // The group's VL columns (zero past `valid`) into the unit's
             // VL x VL scratch, one vector per column.
             int64_t width = std::min(VL, W - g * VL);
@@ -461,15 +464,20 @@ struct GemmEmitter {
     SmallVector<Value> columns;
     for (int64_t jj = 0; jj < VL; ++jj)
       columns.push_back(nb.create<vector::LoadOp>(loc, vec, T, ValueRange{idx(nb, jj * VL)}));
-    SmallVector<Value> out = transpose(nb, columns);
-    VectorType mvec = VectorType::get({VL}, nb.getI1Type());
-    for (int64_t t = 0; t < VL; ++t) {
+    storeRows(nb, transpose(nb, columns), P, base, stride, width, rows);
+    nb.create<func::ReturnOp>(loc);
+    return fn;
+  }
+
+  /// Rows t < `rows` of a transposed block into the panel at P[base + t *
+  /// stride], `width` lanes each (the end of both packing functions).
+  void storeRows(OpBuilder &nb, ArrayRef<Value> out, Value P, Value base, Value stride, Value width, Value rows) {
+    VectorType mvec = VectorType::get({cfg.vl}, nb.getI1Type());
+    for (int64_t t = 0; t < cfg.vl; ++t) {
       Value count = nb.create<arith::SelectOp>(loc, lt(nb, idx(nb, t), rows), width, idx(nb, 0));
       Value m = nb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
       nb.create<vector::MaskedStoreOp>(loc, P, ValueRange{add(nb, base, mul(nb, idx(nb, t), stride))}, m, out[t]);
     }
-    nb.create<func::ReturnOp>(loc);
-    return fn;
   }
 
   /// The packing of a stored operand read along k, as a function shared by
@@ -503,12 +511,7 @@ struct GemmEmitter {
       Value at = add(nb, src, mul(nb, idx(nb, jj), ld));
       rows.push_back(nb.create<vector::MaskedLoadOp>(loc, vec, X, ValueRange{at}, lanes, zeroVec));
     }
-    SmallVector<Value> out = transpose(nb, rows);
-    for (int64_t t = 0; t < VL; ++t) {
-      Value count = nb.create<arith::SelectOp>(loc, lt(nb, idx(nb, t), kk), width, idx(nb, 0));
-      Value m = nb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{count});
-      nb.create<vector::MaskedStoreOp>(loc, P, ValueRange{add(nb, base, mul(nb, idx(nb, t), stride))}, m, out[t]);
-    }
+    storeRows(nb, transpose(nb, rows), P, base, stride, width, kk);
     nb.create<func::ReturnOp>(loc);
     return fn;
   }
@@ -548,10 +551,7 @@ struct GemmEmitter {
   struct TileTarget {
     Value T, c, off, ldc, mode;
   };
-  static MemRefType flatType(MLIRContext *ctx) {
-    return MemRefType::get({int64_t(1) << 30}, Float32Type::get(ctx));
-  }
-  MemRefType flatType() { return flatType(b.getContext()); }
+  MemRefType flatType() { return MemRefType::get({kFlat}, b.getF32Type()); }
 
   /// The body of a register tile function: the product over k < kc of A's
   /// column k (element i from `aAt(k, i)`) and row k of the B panel at
@@ -563,7 +563,6 @@ struct GemmEmitter {
     auto cAt = [&](OpBuilder &xb, int64_t i, int64_t v) {
       return add(xb, add(xb, out.off, mul(xb, idx(xb, i), out.ldc)), idx(xb, v * VL));
     };
-    SmallVector<Type> accTypes(MR * NV, vec);
     auto start = nb.create<scf::IfOp>(
         loc, eq(nb, out.mode, idx(nb, 2)),
         [&](OpBuilder &tb, Location) {
@@ -610,7 +609,7 @@ struct GemmEmitter {
   /// of A): T[MR x NR] = A[rows, k0 : k0 + kc] x the B panel, with A flat,
   /// row i at aBase + min(i, rows - 1) * lda (rows past the last valid one
   /// read it again; their results are not stored). A comes as
-  /// memref<kFlatA x f32> whatever its size (see emitGemm), so that one
+  /// memref<kFlat x f32> whatever its size (see emitGemm), so that one
   /// function serves every GEMM with this blocking.
   func::FuncOp rowsTileFunction(MemRefType flatA) {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl;
@@ -736,12 +735,12 @@ struct GemmEmitter {
       blockLoop(sb, kStart, kEnd, KC, [&](OpBuilder &kb, Value pc) {
         Value kc = min(kb, idx(kb, KC), sub(kb, kEnd, pc));
         Value first = eq(kb, pc, kStart);
-        pack(kb, B, /*kRows=*/!tb, cfg.nr, Bp, S, bIdx, pc, kc, n0, n1);
+        pack(kb, B, bAlongK, /*kRows=*/!tb, cfg.nr, Bp, S, bIdx, pc, kc, n0, n1);
         // (B's parts in S are no longer needed: A's may overwrite them.)
         auto rowBlock = [&](OpBuilder &ib, Value i0) {
           Value i1 = min(ib, add(ib, i0, idx(ib, MC)), m1);
           if (!aFlat)
-            pack(ib, A, /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
+            pack(ib, A, aAlongK, /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
           blockLoop(ib, idx(ib, 0), sub(ib, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
             Value bBase = mul(qb, qn, idx(qb, KC));
             blockLoop(qb, idx(qb, 0), sub(qb, i1, i0), MR, [&](OpBuilder &pb, Value pm) {
@@ -842,51 +841,38 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
   // register tile reads its rows where they are (rowsTileFunction), unless
   // its row length is a multiple of 2 KiB, where the MR rows would fall in
   // the same L1 sets.
-  // (The tile function takes A as memref<kFlatA x f32>, a view of A's
+  // (The tile function takes A as memref<kFlat x f32>, a view of A's
   // buffer that claims more elements than it has: the calling convention
   // passes a static shape as a bare pointer, and the tile reads only
   // elements of A; one function then serves every GEMM's A, where a type
-  // per size of A made LeNet-5's training step compile 15% longer.)
-  constexpr int64_t kFlatA = int64_t(1) << 30;
-  auto aType = A.parts ? MemRefType() : cast<MemRefType>(A.memref.getType());
-  if (aType && !A.transposed && (K * 4) % 2048 != 0 && aType.getNumElements() <= kFlatA) {
-    Value flat = rb.create<memref::CollapseShapeOp>(loc, A.memref, ArrayRef<ReassociationIndices>{{0, 1, 2}});
-    e.aFlat = rb.create<memref::ReinterpretCastOp>(loc, MemRefType::get({kFlatA}, aType.getElementType()), flat,
-                                                   /*offset=*/0, ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
-  }
-  // A stored operand that the packing reads along k (A as stored, when it
-  // is packed; B transposed), flat for packAlongKFunction.
-  auto alongK = [&](const GemmOperand &X, bool kRows) -> Value {
-    if (X.parts || kRows)
-      return Value();
-    auto type = cast<MemRefType>(X.memref.getType());
-    if (!type.getLayout().isIdentity() || type.getNumElements() > kFlatA)
-      return Value();
-    Value flat = rb.create<memref::CollapseShapeOp>(loc, X.memref, ArrayRef<ReassociationIndices>{{0, 1, 2}});
-    return rb.create<memref::ReinterpretCastOp>(loc, MemRefType::get({kFlatA}, type.getElementType()), flat,
-                                                /*offset=*/0, ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
-  };
-  // C (and the split's parts) flat, for whole register blocks stored in
-  // place.
-  auto flatOut = [&](Value v) -> Value {
+  // per size of A made LeNet-5's training step compile 15% longer. The
+  // packing along k and the tile's in-place blocks of C take their
+  // operands the same way.)
+  auto flatView = [&](Value v) -> Value {
     auto type = cast<MemRefType>(v.getType());
-    if (!type.getLayout().isIdentity() || type.getNumElements() > kFlatA)
+    if (!type.getLayout().isIdentity() || type.getNumElements() > kFlat)
       return Value();
     Value flat = rb.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2}});
-    return rb.create<memref::ReinterpretCastOp>(loc, MemRefType::get({kFlatA}, type.getElementType()), flat,
-                                                /*offset=*/0, ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
+    return rb.create<memref::ReinterpretCastOp>(loc, e.flatType(), flat, /*offset=*/0, ArrayRef<int64_t>{kFlat},
+                                                ArrayRef<int64_t>{1});
   };
-  e.cFlat = flatOut(C);
+  if (!A.parts && !A.transposed && (K * 4) % 2048 != 0)
+    e.aFlat = flatView(A.memref);
+  // A stored operand that the packing reads along k (A as stored, when it
+  // is packed; B transposed), for packAlongKFunction.
+  if (!A.parts && !A.transposed && !e.aFlat)
+    e.aAlongK = flatView(A.memref);
+  if (!B.parts && B.transposed)
+    e.bAlongK = flatView(B.memref);
+  // C (and the split's parts), for whole register blocks stored in place;
+  // noFlat stands in for the tile's argument when C has no flat view.
+  e.cFlat = flatView(C);
   if (e.partial)
-    e.partialFlat = flatOut(e.partial);
+    e.partialFlat = flatView(e.partial);
   e.noFlat = e.cFlat ? e.cFlat
                      : rb.create<memref::ReinterpretCastOp>(
-                           loc, MemRefType::get({kFlatA}, b.getF32Type()),
-                           rb.create<memref::AllocaOp>(loc, MemRefType::get({1}, b.getF32Type())), /*offset=*/0,
-                           ArrayRef<int64_t>{kFlatA}, ArrayRef<int64_t>{1});
-  if (!e.aFlat)
-    e.aAlongK = alongK(A, A.transposed);
-  e.bAlongK = alongK(B, !B.transposed);
+                           loc, e.flatType(), rb.create<memref::AllocaOp>(loc, MemRefType::get({1}, b.getF32Type())),
+                           /*offset=*/0, ArrayRef<int64_t>{kFlat}, ArrayRef<int64_t>{1});
   auto outer = rb.create<scf::ForOp>(loc, e.idx(rb, 0), e.idx(rb, e.units * e.splits), e.idx(rb, 1), ValueRange{},
                                      [&](OpBuilder &fb, Location, Value t, ValueRange) {
                                        e.unit(fb, t, epilogue);

@@ -55,6 +55,15 @@ static Value identity(OpBuilder &b, Location loc, Operation *op, Type type) {
   return b.create<arith::ConstantOp>(loc, b.getFloatAttr(ft, v));
 }
 
+/// The partial results a reduced loop of `length` iterations is split
+/// into: the largest power of two up to 16 that divides it.
+static int64_t lanesFor(int64_t length) {
+  int64_t lanes = 1;
+  while (lanes < 16 && length % (2 * lanes) == 0)
+    lanes *= 2;
+  return lanes;
+}
+
 /// The loops of a reduction whose reduced dimensions all come after its
 /// parallel ones (batch norm's statistics and gradients: [C] from
 /// [N, C, H, W] as dimensions (c, n, h, w); a softmax's row sums), with the
@@ -116,8 +125,7 @@ FailureOr<SmallVector<scf::ForOp>> reductionToLoops(IRRewriter &rewriter, linalg
     combine.push_back(combiner(yielded[i], body.getArgument(op.getNumDpsInputs() + i)));
   int64_t lanes = 1;
   if (llvm::all_of(combine, [](Operation *c) { return c != nullptr; }))
-    while (lanes < 16 && ranges[dims - 1] % (2 * lanes) == 0)
-      lanes *= 2;
+    lanes = lanesFor(ranges[dims - 1]);
   // The lanes as the elements of one vector when the body allows it (the
   // same order, written as vector operations): every memref input read
   // contiguously along the innermost dimension or not along it at all, and
@@ -295,13 +303,7 @@ linalg::GenericOp collapseReducedRows(IRRewriter &rewriter, linalg::GenericOp op
   if (n < 2 || iters[n - 1] != utils::IteratorType::reduction || iters[n - 2] != utils::IteratorType::reduction ||
       llvm::any_of(ranges, ShapedType::isDynamic) || !op.hasPureBufferSemantics())
     return nullptr;
-  auto lanes = [](int64_t len) {
-    int64_t l = 1;
-    while (l < 16 && len % (2 * l) == 0)
-      l *= 2;
-    return l;
-  };
-  if (lanes(ranges[n - 1]) >= 16 || lanes(ranges[n - 1] * ranges[n - 2]) <= lanes(ranges[n - 1]))
+  if (lanesFor(ranges[n - 1]) >= 16 || lanesFor(ranges[n - 1] * ranges[n - 2]) <= lanesFor(ranges[n - 1]))
     return nullptr;
   bool index = false;
   op.getRegion().walk([&](linalg::IndexOp) { index = true; });
@@ -382,9 +384,10 @@ struct SomaLinalgToLoopsPass
       // update of its 400 x 120 weights, 48,000 points of 7 arrays, 3
       // divisions and a square root, and its ReLU gradient of 102,400
       // points were sequential; with the weights, on 2 threads, its
-      // training step 0.80-0.86 -> 0.76-0.81 ms and the MLP's at batch 256
-      // 0.82-0.83 -> 0.78 ms, 3 alternating rounds; it compiles 13 regions
-      // more, its cold compile 790-838 -> 864-914 ms.)
+      // training step 0.818-0.838 -> 0.765-0.777 ms, the MLP's at batch
+      // 256 0.817-0.853 -> 0.773-0.785 ms, ResNet-8's 8.45-9.29 ->
+      // 8.08-8.43 ms, 3 alternating rounds; it compiles 13 regions more,
+      // its cold compile 790-838 -> 864-914 ms.)
       int64_t cost = 0;
       for (OpOperand &o : op->getOpOperands())
         if (isa<MemRefType>(o.get().getType()) && !op.getMatchingIndexingMap(&o).isConstant())

@@ -1210,8 +1210,7 @@ LogicalResult GraphLowering::lowerTilingMaxPool(Operation *op) {
   Value xv = fwd ? fwd.getInput() : grad.getInput();
   ArrayRef<int64_t> k = fwd ? fwd.getKernel() : grad.getKernel();
   ArrayRef<int64_t> xs = cast<RankedTensorType>(xv.getType()).getShape();
-  if (!tilesInput(xs, k, k, ArrayRef<int64_t>{0, 0, 0, 0}) ||
-      (fwd && (fwd.getStride() != k || llvm::any_of(fwd.getPadding(), [](int64_t p) { return p != 0; }))))
+  if (!(fwd ? tilesInput(xs, k, fwd.getStride(), fwd.getPadding()) : tilesInput(xs, k, k, {0, 0, 0, 0})))
     return op->emitOpError("max pooling whose windows do not tile the input must be decomposed first");
   const int64_t VL = gemmConfig.vl, kh = k[0], kw = k[1], H = xs[2], W = xs[3], OH = H / kh, OW = W / kw;
   const int64_t planes = xs[0] * xs[1];
