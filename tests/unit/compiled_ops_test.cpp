@@ -114,11 +114,15 @@ std::vector<Case> allCases() {
   // enough to run in parallel (129x300x65 and up: batch * M * N * K / 8 at
   // least the grain of 131072), and a small product over a long K that splits K
   // (7x80000x33: one block of C, eight parts of K summed afterwards).
+  // Rows of A a multiple of 2 KiB long (K = 512, 1024) are copied at a
+  // padded stride by each unit: alone (5x512x3) and in parallel units of
+  // row groups and column blocks with edge tiles (130x1024x97).
   for (bool ta : {false, true})
     for (bool tb : {false, true})
       for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 63, 65},
                              {64, 129, 10}, {33, 17, 129}, {129, 300, 65}, {65, 513, 257},
-                             {130, 513, 257}, {1, 1000, 7}, {200, 7, 300}, {7, 80000, 33}}) {
+                             {130, 513, 257}, {1, 1000, 7}, {200, 7, 300}, {7, 80000, 33},
+                             {5, 512, 3}, {130, 1024, 97}}) {
         Shape a = ta ? Shape{k, m} : Shape{m, k};
         Shape b = tb ? Shape{n, k} : Shape{k, n};
         std::string name = "matmul_" + std::string(ta ? "T" : "N") + (tb ? "T" : "N") + "_" +

@@ -3,9 +3,10 @@
 // C[b] = op(A[b]) x op(B[b]) as the loop nest of BLIS / GotoBLAS, written
 // directly in scf + vector ops:
 //
-//   parallel over units (b, row block ic of mc rows, column block jc of nc):
+//   parallel over units (b, row group of GR rows, column block jc of nc):
 //     for pc in K step kc:                        (kc x nc block of B in L2)
 //       pack B[pc:pc+kc, jc:jc+nc] into panels of NR columns, k-major
+//       for each row block ic of mc rows in the group:
 //       pack A[ic:ic+mc, pc:pc+kc] into panels of MR rows, k-major
 //       for each column panel q:                  (kc x NR panel in L1)
 //         for each row panel p:
@@ -17,8 +18,8 @@
 //
 // Transposed operands cost nothing: only the packing reads them another way.
 // A stored A read along its rows is not packed at all: the register tile
-// reads its rows in place (rowsTileFunction), unless they are a multiple of
-// 2 KiB long.
+// reads its rows in place (rowsTileFunction), or, when they are a multiple
+// of 2 KiB long, from a copy of the block's rows at a padded stride.
 // Packing pads the edges with zeros, so the micro-kernel always runs the full
 // MR x NR tile; only the stores of edge tiles are masked. Each unit packs its
 // own panels into stack scratch (llvm.intr.stacksave / stackrestore around
@@ -58,19 +59,25 @@ struct GemmEmitter {
   bool ta, tb;
   GemmConfig cfg;
   int64_t batch, M, N, K;
-  int64_t MC, NC, KC, units, mt, nt;
-  // A unit covers rpu row blocks (mg groups of them) of one column block:
+  int64_t MC, NC, KC, units, nt;
+  // A unit covers GR rows (mg groups of them) of one column block:
   // B's block is packed once per unit and K block, for all its row blocks.
-  int64_t rpu = INT64_MAX, mg = 1;
+  int64_t GR = 0, mg = 1;
   int64_t splits = 1, KS = 0; // split K: `splits` parts of KS (a multiple of KC)
   Value partial;              // [splits * batch, M, N] partial products when split
   // C (or `partial`) flat, for the register tile to load and store its
   // block in place when the block is whole (null: always through T).
   Value cFlat, partialFlat, noFlat; // noFlat: a stand-in argument when neither applies
   Value aFlat;                // A as stored, flat, when it is not packed
-  // A stored operand that the packing reads along k, flat (its rows are
+  // A as stored, flat, when its rows are a multiple of 2 KiB long: each
+  // unit copies a block's rows into scratch at a padded stride (aStride),
+  // and the tile reads them there as it reads an unpacked A.
+  Value aCopy;
+  static constexpr int64_t kRowPad = 16;
+  int64_t aStride() const { return cfg.kc + kRowPad; }
+  // B stored transposed, flat: the packing reads it along k (its rows
   // transposed by packAlongKFunction straight from memory).
-  Value aAlongK, bAlongK;
+  Value bAlongK;
   VectorType vec;
 
   Value idx(OpBuilder &nb, int64_t v) { return nb.create<arith::ConstantIndexOp>(loc, v); }
@@ -176,21 +183,19 @@ struct GemmEmitter {
       int64_t blocks = (K + cfg.kc - 1) / cfg.kc;
       KC = std::min(cfg.kc, roundUp((K + blocks - 1) / blocks, cfg.vl));
     }
-    MC = std::min(cfg.mc, roundUp(M, MR));
-    NC = std::min(cfg.nc, roundUp(N, NR));
-    int64_t perUnit = INT64_MAX; // row blocks a unit may take
-    auto count = [&] {
-      mt = (M + MC - 1) / MC;
+    // Units: mg groups of GR rows times nt blocks of NC columns (per batch
+    // entry and part of K). A unit packs its B block for its rows, and its
+    // A blocks for its columns: A is read nt times over, B mg times.
+    int64_t ntMin = (N + cfg.nc - 1) / cfg.nc;
+    auto setUnits = [&](int64_t g, int64_t c) {
+      GR = roundUp((M + g - 1) / g, MR);
+      NC = roundUp((N + c - 1) / c, NR);
+      mg = (M + GR - 1) / GR;
       nt = (N + NC - 1) / NC;
-      rpu = std::min(perUnit, mt);
-      mg = (mt + rpu - 1) / rpu;
+      MC = std::min(cfg.mc, GR);
       units = batch * mg * nt;
     };
-    count();
-    // Enough units for the threads to share (and balance) when the GEMM is
-    // big enough to be parallel at all: narrower column blocks first (they
-    // only repack A more often), then groups of row blocks (each group
-    // packs B again), then shorter row blocks.
+    setUnits(1, ntMin);
     KS = K;
     // Split K into parts of whole K blocks, each unit a part; the parts'
     // products are summed afterwards, in order.
@@ -201,31 +206,59 @@ struct GemmEmitter {
       KS = roundUp((K + want - 1) / want, KC);
       splits = (K + KS - 1) / KS;
     };
-    if (work() >= cfg.grain) {
-      // A product over a K longer than its sides (a filter gradient sums
-      // over every pixel of the batch) splits K first: narrower blocks
-      // would pack the long operands again per block (K x the other side
-      // each time), the split only adds its parts' sum (M x N each).
-      if (K >= 4 * std::max(M, N))
-        splitK();
-      while (units * splits < cfg.min_units && NC > 4 * NR) {
-        NC = roundUp(NC / 2, NR);
-        count();
+    if (work() < cfg.grain)
+      return;
+    // A product over a K longer than its sides (a filter gradient sums
+    // over every pixel of the batch) splits K first: narrower blocks
+    // would pack the long operands again per block (K x the other side
+    // each time), the split only adds its parts' sum (M x N each).
+    if (K >= 4 * std::max(M, N))
+      splitK();
+    // Enough units for the threads to share, rows and columns split
+    // evenly: of the splits into groups of at least 4 MR rows and blocks
+    // of at least 4 NR columns, the one with the least estimated time on
+    // 2, 4 and 8 threads (the code does not depend on the thread count).
+    // A thread's time is that of the units OpenMP's static schedule deals
+    // it (contiguous chunks of ceil(units / T)); a unit's, its tiles'
+    // multiply-adds (32 a cycle), its packing (rows + columns elements per
+    // k, half a cycle each: A is packed once per column block, B once per
+    // row group) and a fixed cost of the unit.
+    int64_t mgMax = std::max<int64_t>(1, (M + 4 * MR - 1) / (4 * MR));
+    int64_t ntMax = std::max(ntMin, (N + 4 * NR - 1) / (4 * NR));
+    auto estimate = [&] {
+      double total = 0;
+      for (int64_t threads : {2, 4, 8}) {
+        int64_t all = batch * mg * nt * splits, chunk = (all + threads - 1) / threads;
+        double worst = 0, load = 0;
+        for (int64_t t = 0; t < all; ++t) {
+          int64_t r = t % (mg * nt);
+          int64_t rows = roundUp(std::min(GR, M - (r % mg) * GR), MR);
+          int64_t cols = roundUp(std::min(NC, N - (r / mg) * NC), NR);
+          load += double(rows) * double(cols) * double(KS) / 32 + double(rows + cols) * double(KS) / 2 + 2000;
+          if ((t + 1) % chunk == 0 || t + 1 == all)
+            worst = std::max(worst, load), load = 0;
+        }
+        total += worst * double(threads);
       }
-      if (units * splits < cfg.min_units) {
-        int64_t want = (cfg.min_units + batch * nt - 1) / (batch * nt);
-        perUnit = std::max<int64_t>(1, mt / want);
-        count();
+      return total;
+    };
+    int64_t bestG = 1, bestC = ntMin;
+    double best = INFINITY;
+    for (int64_t g = 1; g <= mgMax; ++g)
+      for (int64_t c = ntMin; c <= ntMax; ++c) {
+        // (More than 8 units per thread would not balance them better.)
+        if ((g > 1 || c > ntMin) && batch * g * c * splits > 8 * cfg.min_units)
+          break;
+        setUnits(g, c);
+        if (mg != g || nt != c) // (the same split as a smaller g or c)
+          continue;
+        if (double e = estimate(); e < best)
+          best = e, bestG = g, bestC = c;
       }
-      while (units * splits < cfg.min_units && MC > 4 * MR) {
-        MC = roundUp(MC / 2, MR);
-        perUnit = 1;
-        count();
-      }
-      // Still too few units: split K.
-      if (splits == 1)
-        splitK();
-    }
+    setUnits(bestG, bestC);
+    // Still too few units: split K.
+    if (splits == 1)
+      splitK();
   }
 
   /// A unit's scratch for the packing: S holds the parts of each k of a
@@ -659,10 +692,11 @@ struct GemmEmitter {
     } else {
       flatC = noFlat; // (mode 0: the tile does not touch it)
     }
-    if (aFlat) // A read where it is stored: aBase is the offset of (m, k0)
-      nb.create<func::CallOp>(loc, rowsTileFunction(cast<MemRefType>(aFlat.getType())),
-                              ValueRange{aFlat, aBase, idx(nb, K), min(nb, idx(nb, MR), sub(nb, idx(nb, M), m)), Bp,
-                                         bBase, kc, T, flatC, cOff, ldc, mode});
+    if (aFlat || aCopy) // A's rows: aBase is the offset of (m, k0), in A or in its copy (Ap)
+      nb.create<func::CallOp>(loc, rowsTileFunction(flatType()),
+                              ValueRange{aFlat ? aFlat : Ap, aBase, idx(nb, aFlat ? K : aStride()),
+                                         min(nb, idx(nb, MR), sub(nb, idx(nb, M), m)), Bp, bBase, kc, T, flatC, cOff,
+                                         ldc, mode});
     else
       nb.create<func::CallOp>(loc, tileFunction(), ValueRange{Ap, Bp, aBase, bBase, kc, T, flatC, cOff, ldc, mode});
     Value zv = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
@@ -687,6 +721,25 @@ struct GemmEmitter {
     });
   }
 
+  /// Rows [i0, i1) of A's columns [pc, pc + kc) into Ap at a stride of
+  /// aStride(): a plain copy of whole vectors (no transposition), which
+  /// keeps the tile's MR rows out of each other's L1 sets. (Rows are copied
+  /// only when K is a multiple of 512, so kc, K's blocks being multiples of
+  /// the vector width, is one too.)
+  void copyRows(OpBuilder &nb, Value Ap, Value bIdx, Value pc, Value kc, Value i0, Value i1) {
+    const int64_t VL = cfg.vl;
+    assert(K % 512 == 0 && KC % VL == 0 && "copied rows are whole vectors");
+    Value first = add(nb, mul(nb, add(nb, mul(nb, storedBatch(nb, A, bIdx), idx(nb, M)), i0), idx(nb, K)), pc);
+    blockLoop(nb, idx(nb, 0), sub(nb, i1, i0), 1, [&](OpBuilder &rb, Value r) {
+      Value src = add(rb, first, mul(rb, r, idx(rb, K)));
+      Value dst = mul(rb, r, idx(rb, aStride()));
+      loop(rb, idx(rb, 0), kc, VL, [&](OpBuilder &kb, Value k) {
+        Value v = kb.create<vector::LoadOp>(loc, vec, aCopy, ValueRange{add(kb, src, k)});
+        kb.create<vector::StoreOp>(loc, v, Ap, ValueRange{add(kb, dst, k)});
+      });
+    });
+  }
+
   void unit(OpBuilder &nb, Value t, const GemmEpilogue &epilogue) {
     const int64_t MR = cfg.mr, NR = cfg.nr;
     // Unit t: part t / units of K, block t % units of C.
@@ -700,9 +753,9 @@ struct GemmEmitter {
     Value tIdx = splits > 1 ? add(nb, mul(nb, part, idx(nb, batch)), bIdx) : bIdx;
     Value r = nb.create<arith::RemUIOp>(loc, t, idx(nb, mg * nt));
     Value n0 = mul(nb, nb.create<arith::DivUIOp>(loc, r, idx(nb, mg)), idx(nb, NC));
-    Value m0 = mul(nb, nb.create<arith::RemUIOp>(loc, r, idx(nb, mg)), idx(nb, rpu * MC));
+    Value m0 = mul(nb, nb.create<arith::RemUIOp>(loc, r, idx(nb, mg)), idx(nb, GR));
     Value n1 = min(nb, add(nb, n0, idx(nb, NC)), idx(nb, N));
-    Value m1 = min(nb, add(nb, m0, idx(nb, rpu * MC)), idx(nb, M));
+    Value m1 = min(nb, add(nb, m0, idx(nb, GR)), idx(nb, M));
     auto f32 = nb.getF32Type();
     // The scratch lives for one unit: stack memory of the running thread,
     // released after the unit by restoring the stack pointer. (Not a
@@ -713,16 +766,21 @@ struct GemmEmitter {
       OpBuilder &sb = nb;
       Value stack = sb.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(sb.getContext()));
       // Full-size scratch, the tile function's types (the blocks may be smaller).
-      Value Ap = aFlat ? Value()
-                       : sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32),
-                                                     sb.getI64IntegerAttr(64));
+      Value Ap;
+      if (aCopy)
+        Ap = sb.create<memref::ReinterpretCastOp>(
+            loc, flatType(),
+            sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * aStride()}, f32), sb.getI64IntegerAttr(64)),
+            /*offset=*/0, ArrayRef<int64_t>{kFlat}, ArrayRef<int64_t>{1});
+      else if (!aFlat)
+        Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32), sb.getI64IntegerAttr(64));
       Value Bp = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.kc * cfg.nc}, f32), sb.getI64IntegerAttr(64));
       Value T = sb.create<memref::AllocaOp>(loc, MemRefType::get({MR * NR}, f32), sb.getI64IntegerAttr(64));
       int64_t parts = std::max(A.parts, B.parts);
       Scratch S;
       // (The VL x VL scratch of the packing along k: computed operands, and
       // stored ones without a flat view.)
-      if (parts || (!aFlat && !ta && !aAlongK) || (tb && !bAlongK))
+      if (parts || (!aFlat && !aCopy && !ta) || (tb && !bAlongK))
         S.T = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.vl * cfg.vl}, f32), sb.getI64IntegerAttr(64));
       if (parts) {
         auto scratch = [&](int64_t n, Type t) {
@@ -739,20 +797,22 @@ struct GemmEmitter {
         // (B's parts in S are no longer needed: A's may overwrite them.)
         auto rowBlock = [&](OpBuilder &ib, Value i0) {
           Value i1 = min(ib, add(ib, i0, idx(ib, MC)), m1);
-          if (!aFlat)
-            pack(ib, A, aAlongK, /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
+          if (aCopy)
+            copyRows(ib, Ap, bIdx, pc, kc, i0, i1);
+          else if (!aFlat)
+            pack(ib, A, Value(), /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
           blockLoop(ib, idx(ib, 0), sub(ib, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
             Value bBase = mul(qb, qn, idx(qb, KC));
             blockLoop(qb, idx(qb, 0), sub(qb, i1, i0), MR, [&](OpBuilder &pb, Value pm) {
               Value aBase = aFlat ? add(pb, mul(pb, add(pb, mul(pb, storedBatch(pb, A, bIdx), idx(pb, M)), add(pb, i0, pm)),
                                                 idx(pb, K)),
                                         pc)
-                                  : mul(pb, pm, idx(pb, KC));
+                                  : mul(pb, pm, idx(pb, aCopy ? aStride() : KC));
               microKernel(pb, Ap, Bp, T, aBase, bBase, kc, target, tIdx, add(pb, i0, pm), add(pb, n0, qn), first);
             });
           });
         };
-        if (rpu == 1)
+        if (GR <= MC)
           rowBlock(kb, m0);
         else
           blockLoop(kb, m0, m1, MC, rowBlock);
@@ -770,7 +830,9 @@ GemmConfig GemmConfig::forVectorWidth(int64_t vectorWidth) {
   GemmConfig c;
   if (vectorWidth >= 16) {
     // 32 registers: 12 x 32 accumulators in 24, two B vectors, a broadcast.
-    c.vl = 16, c.mr = 12, c.nr = 32, c.mc = 96, c.nc = 256, c.kc = 256;
+    // B's block up to 256 x 512 (512 KiB, in a 1 MiB L2 with A's block): a
+    // 2048-square product then packs A 4 times instead of 8.
+    c.vl = 16, c.mr = 12, c.nr = 32, c.mc = 96, c.nc = 512, c.kc = 256;
   } else if (vectorWidth <= 4) {
     // 16 registers of 4: 6 x 8 in 12.
     c.vl = 4, c.mr = 6, c.nr = 8, c.mc = 72, c.nc = 256, c.kc = 256;
@@ -840,7 +902,9 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
   // A stored A read along its rows (not transposed) needs no packing: the
   // register tile reads its rows where they are (rowsTileFunction), unless
   // its row length is a multiple of 2 KiB, where the MR rows would fall in
-  // the same L1 sets.
+  // the same L1 sets: then each unit copies its block's rows at a padded
+  // stride (copyRows), which costs less than packing them as panels
+  // (transposed; 1024-square on 2 threads 5.02 -> 4.48 ms, the same blocks).
   // (The tile function takes A as memref<kFlat x f32>, a view of A's
   // buffer that claims more elements than it has: the calling convention
   // passes a static shape as a bare pointer, and the tile reads only
@@ -858,10 +922,8 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
   };
   if (!A.parts && !A.transposed && (K * 4) % 2048 != 0)
     e.aFlat = flatView(A.memref);
-  // A stored operand that the packing reads along k (A as stored, when it
-  // is packed; B transposed), for packAlongKFunction.
-  if (!A.parts && !A.transposed && !e.aFlat)
-    e.aAlongK = flatView(A.memref);
+  else if (!A.parts && !A.transposed)
+    e.aCopy = flatView(A.memref);
   if (!B.parts && B.transposed)
     e.bAlongK = flatView(B.memref);
   // C (and the split's parts), for whole register blocks stored in place;

@@ -226,30 +226,31 @@ func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {s
 // -----
 
 // Rows of A 2 KiB long (512 floats) would put the tile's rows in the same L1
-// sets: A is packed into panels of tile rows instead, read along k (its
-// contiguous dimension) by a shared function: 8 k of each of 8 rows as
-// masked vector loads from a flat view of A (rows 512 apart; 4 valid rows,
-// the others all-false masks, i.e. zero), transposed in registers by
-// vector.shuffle and stored masked into the k-major panel (A panels 72 x
-// 256 = 18432 floats); the register tile reads the panels. No scratch
-// block in memory between the loads and the transposition.
+// sets: the unit copies its block's rows of A (rows 512 apart in a flat
+// view of A) into scratch at a stride of 256 + 16 floats (72 rows x 272 =
+// 19584 floats) with plain vector loads and stores (K's blocks are
+// multiples of the vector width). The register tile reads the copy's rows as it reads an
+// unpacked A (row stride 272). No transposition, no pack function for A.
 // CHECK-LABEL: func.func @matmul_packed_a(
 //       CHECK:   %[[AC:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<1x4x512xf32> into memref<2048xf32>
 //       CHECK:   %[[AF:.*]] = memref.reinterpret_cast %[[AC]] to offset: [0], sizes: [1073741824], strides: [1] : memref<2048xf32> to memref<1073741824xf32>
-//       CHECK:   %[[AP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<18432xf32>
+//       CHECK:   %[[AS:.*]] = memref.alloca() {alignment = 64 : i64} : memref<19584xf32>
+//       CHECK:   %[[AP:.*]] = memref.reinterpret_cast %[[AS]] to offset: [0], sizes: [1073741824], strides: [1] : memref<19584xf32> to memref<1073741824xf32>
 //       CHECK:   %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<65536xf32>
 //       CHECK:   %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
 //   CHECK-NOT:   memref.alloca
-//       CHECK:   call @[[PACK:soma_gemm_pack_along_k_v8_p18432]](%[[AF]], %{{.*}}, %c512{{.*}}, %{{.*}}, %{{.*}}, %[[AP]], %{{.*}}, %{{.*}}, %{{.*}})
-//       CHECK:   call @soma_gemm_tile_4x16_v8_a18432_b65536(%[[AP]], %[[BP]],
-//       CHECK: func.func private @[[PACK]](%[[X:.*]]: memref<1073741824xf32>, %[[SRC:.*]]: index, %[[STRIDE:.*]]: index, %[[COLS:.*]]: index, %[[KK:.*]]: index, %[[P:.*]]: memref<18432xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index) attributes {passthrough = ["noinline"]}
-//       CHECK:   %[[IN:.*]] = arith.cmpi slt, %{{.*}}, %[[COLS]] : index
-//       CHECK:   %[[N:.*]] = arith.select %[[IN]], %[[KK]], %{{.*}} : index
-//       CHECK:   %[[M:.*]] = vector.create_mask %[[N]] : vector<8xi1>
-//       CHECK:   vector.maskedload %[[X]][%{{.*}}], %[[M]], %{{.*}} : memref<1073741824xf32>
-// CHECK-COUNT-7:   vector.maskedload %[[X]]
-//       CHECK:   vector.shuffle
-//       CHECK:   vector.maskedstore %[[P]]
+//   CHECK-NOT:   soma_gemm_pack_along_k
+//       CHECK:   %[[C512:.*]] = arith.constant 512 : index
+//       CHECK:   arith.muli %{{.*}}, %[[C512]] : index
+//       CHECK:   %[[C272:.*]] = arith.constant 272 : index
+//       CHECK:   arith.muli %{{.*}}, %[[C272]] : index
+//       CHECK:   scf.for
+//       CHECK:     %[[V:.*]] = vector.load %[[AF]][%{{.*}}] : memref<1073741824xf32>, vector<8xf32>
+//       CHECK:     vector.store %[[V]], %[[AP]][%{{.*}}] : memref<1073741824xf32>, vector<8xf32>
+//   CHECK-NOT:     vector.maskedstore %[[AP]]
+//       CHECK:   } {soma.no_unroll}
+//   CHECK-NOT:   soma_gemm_pack_along_k
+//       CHECK:   call @soma_gemm_tile_rows_4x16_v8_b65536(%[[AP]], %{{.*}}, %c272{{.*}}, %{{.*}}, %[[BP]],
 func.func @matmul_packed_a(%a: tensor<4x512xf32> {soma.input = "a"}, %b: tensor<512x2xf32> {soma.input = "b"}) -> (tensor<4x2xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<4x512xf32>, tensor<512x2xf32>) -> tensor<4x2xf32>
   return %0 : tensor<4x2xf32>
