@@ -10,12 +10,16 @@
 #include "test_util.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cstdio>
 #include <functional>
 #include <set>
 #include <sstream>
 #include <tuple>
 #include <unistd.h>
+
+extern "C" int omp_get_max_threads(void);
+extern "C" void omp_set_num_threads(int);
 
 using namespace soma;
 using soma::test::allClose;
@@ -403,6 +407,44 @@ TEST(CompiledModel, PerfMapNamesEveryKernel) {
   EXPECT_TRUE(std::any_of(names.begin(), names.end(),
                           [](const std::string &n) { return n.rfind("soma_gemm_tile", 0) == 0; }))
       << map;
+}
+
+// The JIT cuts a GEMM into units for the threads OpenMP would use
+// (omp_get_max_threads when it compiles): code made for 1, 2 or 3 threads
+// and run on 1, 2 or 3 gives the same bits. Shapes: a split K (64x256x784,
+// an MLP layer; 64x2600x1024, 11 blocks of K, whose split would differ if
+// it were decided for the thread count), copied rows of A in row groups and column blocks
+// (130x1024x97), many column blocks (LeNet-5's conv2 input gradient,
+// 150x6400x16 with A transposed).
+TEST(CompiledModel, GemmResultsDoNotDependOnThreads) {
+  struct S {
+    int64_t m, k, n;
+    bool ta;
+  };
+  for (S s : {S{64, 784, 256, false}, S{64, 2600, 1024, false}, S{130, 1024, 97, false}, S{150, 16, 6400, true}}) {
+    Graph g("gemm");
+    Tensor a = g.input("a", s.ta ? Shape{s.k, s.m} : Shape{s.m, s.k});
+    Tensor b = g.input("b", {s.k, s.n});
+    g.output("c", matmul(a, b, {.transpose_a = s.ta}));
+    std::map<std::string, Array> in{{"a", test::randomF32(g.inputs()[0].shape, -1, 1, 11)},
+                                    {"b", test::randomF32({s.k, s.n}, -1, 1, 12)}};
+    const int before = omp_get_max_threads();
+    std::vector<Inference> made;
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      made.push_back(compile_inference(g, {.use_environment = false, .cache = false}));
+    }
+    omp_set_num_threads(1);
+    Array want = made[0].run(in)["c"];
+    for (size_t i = 0; i < made.size(); ++i)
+      for (int threads : {1, 2, 3}) {
+        omp_set_num_threads(threads);
+        Array got = made[i].run(in)["c"];
+        EXPECT_EQ(0, std::memcmp(got.data<float>(), want.data<float>(), want.numel() * sizeof(float)))
+            << s.m << "x" << s.k << "x" << s.n << ": made for " << i + 1 << " threads, run on " << threads;
+      }
+    omp_set_num_threads(before);
+  }
 }
 
 // A label outside [0, C) gives NaN, not a crash or a read out of bounds.

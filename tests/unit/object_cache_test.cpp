@@ -232,6 +232,9 @@ TEST_F(ObjectCacheTest, TheKeySeparatesWhatChangesTheCode) {
   other = hostTarget();
   other.features += ",-avx2";
   EXPECT_NE(k, objectCacheKey(*g.impl()->module, Mode::eval, 3, other));
+  other = hostTarget(); // the thread count the GEMMs' units are cut for
+  other.threads += 1;
+  EXPECT_NE(k, objectCacheKey(*g.impl()->module, Mode::eval, 3, other));
 
   // And so does the cache: two opt levels, two modes, two entries each.
   uint64_t compiles = stats.compiles;

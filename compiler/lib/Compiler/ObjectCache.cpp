@@ -245,6 +245,7 @@ std::string objectCacheKey(mlir::ModuleOp graphModule, Mode mode, int optLevel, 
   addField(hash, target.triple);
   addField(hash, target.cpu);
   addField(hash, target.features);
+  addField(hash, "threads=" + std::to_string(target.threads));
   // The module in the generic form (no custom printer can hide anything),
   // every constant in full, without locations: moving the model's source
   // lines does not change the code.

@@ -43,6 +43,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+extern "C" int omp_get_max_threads(void); // libomp, which runs the compiled code
+
 using namespace mlir;
 
 namespace soma {
@@ -446,7 +448,7 @@ int64_t vectorWidthOf(const llvm::TargetMachine &tm) {
 }
 
 LoweredModule lowerAndPlan(ModuleOp graphModule, const DumpConfig &dump, Mode mode,
-                           int64_t vectorWidth) {
+                           int64_t vectorWidth, int64_t threads) {
   LoweredModule out;
   out.module = OwningOpRef<ModuleOp>(cast<ModuleOp>(graphModule->clone()));
   ModuleOp m = *out.module;
@@ -475,6 +477,7 @@ LoweredModule lowerAndPlan(ModuleOp graphModule, const DumpConfig &dump, Mode mo
   runPasses(m, dump, "lowering to linalg", [&](PassManager &pm) {
     SomaLowerToLinalgOptions lowering;
     lowering.vectorWidth = vectorWidth;
+    lowering.threads = threads;
     pm.addPass(createSomaLowerToLinalg(lowering));
     pm.addPass(createSomaOutlineLoops());
     pm.addPass(createCanonicalizerPass());
@@ -506,8 +509,8 @@ int64_t plannedWorkspaceBytes(ModuleOp graphModule, Mode mode) {
 }
 
 LoweredModule lowerToLLVMDialect(ModuleOp graphModule, const DumpConfig &dump, Mode mode,
-                                 int64_t vectorWidth) {
-  LoweredModule out = lowerAndPlan(graphModule, dump, mode, vectorWidth);
+                                 int64_t vectorWidth, int64_t threads) {
+  LoweredModule out = lowerAndPlan(graphModule, dump, mode, vectorWidth, threads);
   ModuleOp m = *out.module;
   std::optional<StageTimer> timer(std::in_place, "lower to LLVM dialect", dump.report);
   runPasses(m, dump, "lowering to LLVM", [](PassManager &pm) { buildLowerToLLVMPipeline(pm); });
@@ -566,6 +569,7 @@ CacheTarget hostTarget() {
   std::sort(features.begin(), features.end());
   for (size_t i = 0; i < features.size(); ++i)
     t.features += (i ? "," : "") + features[i];
+  t.threads = omp_get_max_threads();
   return t;
 }
 
@@ -1053,7 +1057,7 @@ Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel
   }
   ++stats.compiles;
   auto tm = createTargetMachine("host", optLevel);
-  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode, vectorWidthOf(*tm));
+  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode, vectorWidthOf(*tm), omp_get_max_threads());
   std::vector<std::string> objects;
   {
     StageTimer jit("JIT (incl. LLVM IR)", dump.report);

@@ -217,17 +217,21 @@ struct GemmEmitter {
     // Enough units for the threads to share, rows and columns split
     // evenly: of the splits into groups of at least 4 MR rows and blocks
     // of at least 4 NR columns, the one with the least estimated time on
-    // 2, 4 and 8 threads (the code does not depend on the thread count).
-    // A thread's time is that of the units OpenMP's static schedule deals
-    // it (contiguous chunks of ceil(units / T)); a unit's, its tiles'
-    // multiply-adds (32 a cycle), its packing (rows + columns elements per
-    // k, half a cycle each: A is packed once per column block, B once per
-    // row group) and a fixed cost of the unit.
+    // 2, 4 and 8 threads. A thread's time is that of the units OpenMP's
+    // static schedule deals it (contiguous chunks of ceil(units / T)); a
+    // unit's, its tiles' multiply-adds (32 a cycle), its packing (rows +
+    // columns elements per k, half a cycle each: A is packed once per
+    // column block, B once per row group) and a fixed cost of the unit.
+    // K is split (below) when that choice leaves too few units; then, when
+    // the thread count is known (the JIT's), the split of rows and columns
+    // is chosen again for it alone. The summation order depends on the
+    // blocks of K and the split of K only, so the results do not depend
+    // on the thread count the code was made for, nor on the one it runs on.
     int64_t mgMax = std::max<int64_t>(1, (M + 4 * MR - 1) / (4 * MR));
     int64_t ntMax = std::max(ntMin, (N + 4 * NR - 1) / (4 * NR));
-    auto estimate = [&] {
+    auto estimate = [&](ArrayRef<int64_t> tuning) {
       double total = 0;
-      for (int64_t threads : {2, 4, 8}) {
+      for (int64_t threads : tuning) {
         int64_t all = batch * mg * nt * splits, chunk = (all + threads - 1) / threads;
         double worst = 0, load = 0;
         for (int64_t t = 0; t < all; ++t) {
@@ -242,23 +246,28 @@ struct GemmEmitter {
       }
       return total;
     };
-    int64_t bestG = 1, bestC = ntMin;
-    double best = INFINITY;
-    for (int64_t g = 1; g <= mgMax; ++g)
-      for (int64_t c = ntMin; c <= ntMax; ++c) {
-        // (More than 8 units per thread would not balance them better.)
-        if ((g > 1 || c > ntMin) && batch * g * c * splits > 8 * cfg.min_units)
-          break;
-        setUnits(g, c);
-        if (mg != g || nt != c) // (the same split as a smaller g or c)
-          continue;
-        if (double e = estimate(); e < best)
-          best = e, bestG = g, bestC = c;
-      }
-    setUnits(bestG, bestC);
+    auto choose = [&](ArrayRef<int64_t> tuning) {
+      int64_t bestG = 1, bestC = ntMin;
+      double best = INFINITY;
+      for (int64_t g = 1; g <= mgMax; ++g)
+        for (int64_t c = ntMin; c <= ntMax; ++c) {
+          // (More than 8 units per thread would not balance them better.)
+          if ((g > 1 || c > ntMin) && batch * g * c * splits > 8 * cfg.min_units)
+            break;
+          setUnits(g, c);
+          if (mg != g || nt != c) // (the same split as a smaller g or c)
+            continue;
+          if (double e = estimate(tuning); e < best)
+            best = e, bestG = g, bestC = c;
+        }
+      setUnits(bestG, bestC);
+    };
+    choose({2, 4, 8});
     // Still too few units: split K.
     if (splits == 1)
       splitK();
+    if (cfg.threads > 0)
+      choose({cfg.threads});
   }
 
   /// A unit's scratch for the packing: S holds the parts of each k of a

@@ -202,9 +202,11 @@ AffineMap broadcastMap(ArrayRef<int64_t> in, ArrayRef<int64_t> out,
 
 class GraphLowering {
 public:
-  GraphLowering(ModuleOp module, func::FuncOp graph, int64_t vectorWidth)
+  GraphLowering(ModuleOp module, func::FuncOp graph, int64_t vectorWidth, int64_t threads)
       : module(module), graph(graph), ctx(module.getContext()), b(ctx),
-        gemmConfig(GemmConfig::forVectorWidth(vectorWidth)) {}
+        gemmConfig(GemmConfig::forVectorWidth(vectorWidth)) {
+    gemmConfig.threads = threads;
+  }
 
   LogicalResult run();
 
@@ -2020,7 +2022,7 @@ struct SomaLowerToLinalgPass
       if (!fn->hasAttr("soma.kernel") && !fn.isDeclaration())
         graphs.push_back(fn);
     for (auto fn : graphs)
-      if (failed(GraphLowering(getOperation(), fn, vectorWidth).run()))
+      if (failed(GraphLowering(getOperation(), fn, vectorWidth, threads).run()))
         return signalPassFailure();
   }
 };

@@ -45,6 +45,7 @@ struct GemmConfig {
   int64_t grain = kDefaultGrain;       // soma-linalg-to-loops' grain
   int64_t macs_per_point = 8;          // multiply-adds per point of the grain
   int64_t min_units = 8;               // units for the threads to share
+  int64_t threads = 0;                 // the threads the units are cut for (0: unknown)
   /// The blocking for vector registers of `vectorWidth` floats: 4 (SSE,
   /// NEON: 16 registers), 8 (AVX2: 16 registers), 16 (AVX-512: 32).
   static GemmConfig forVectorWidth(int64_t vectorWidth);

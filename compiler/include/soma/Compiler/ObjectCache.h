@@ -25,6 +25,7 @@ namespace soma {
 /// What identifies the code a compilation makes, besides the module.
 struct CacheTarget {
   std::string triple, cpu, features;
+  int64_t threads = 0; // what the GEMMs' units were cut for (0: unknown)
 };
 
 /// The cache key (64 hex digits, a BLAKE3 hash) of compiling `graphModule`

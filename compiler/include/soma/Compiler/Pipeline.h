@@ -63,24 +63,25 @@ struct LoweredModule {
 /// The stages of lowerToLLVMDialect up to soma-plan-memory: the module is
 /// the planned linalg/memref kernel (dumps up to "memory-picture").
 LoweredModule lowerAndPlan(mlir::ModuleOp graphModule, const DumpConfig &dump,
-                           Mode mode = Mode::eval, int64_t vectorWidth = 8);
+                           Mode mode = Mode::eval, int64_t vectorWidth = 8, int64_t threads = 0);
 
 /// The workspace arena that compiling `graphModule` for this machine would
 /// plan (lowerAndPlan on a clone, nothing dumped or reported).
 int64_t plannedWorkspaceBytes(mlir::ModuleOp graphModule, Mode mode = Mode::eval);
 
 /// Runs soma-expand-modes (in `mode`), soma-lower-to-linalg (GEMMs for
-/// vector registers of `vectorWidth` floats), soma-plan-memory and the LLVM
-/// lowering on a clone of `graphModule`, dumping as configured. Errors
-/// throw soma::Error.
+/// vector registers of `vectorWidth` floats, cut into units for `threads`
+/// threads, 0 if unknown), soma-plan-memory and the LLVM lowering on a
+/// clone of `graphModule`, dumping as configured. Errors throw soma::Error.
 LoweredModule lowerToLLVMDialect(mlir::ModuleOp graphModule, const DumpConfig &dump,
-                                 Mode mode = Mode::eval, int64_t vectorWidth = 8);
+                                 Mode mode = Mode::eval, int64_t vectorWidth = 8, int64_t threads = 0);
 
 /// Floats per vector register of the target: 16 with AVX-512, 8 with AVX,
 /// else 4.
 int64_t vectorWidthOf(const llvm::TargetMachine &tm);
 
-/// This machine: triple, CPU name and its features (sorted, "+avx2,...").
+/// This machine: triple, CPU name and its features (sorted, "+avx2,..."),
+/// and the threads OpenMP would use (omp_get_max_threads).
 CacheTarget hostTarget();
 
 /// A TargetMachine for `cpu` ("host" = this machine, with its features).

@@ -135,7 +135,11 @@ def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
-           "Floats per vector register of the target (4, 8 or 16)">
+           "Floats per vector register of the target (4, 8 or 16)">,
+    Option<"threads", "threads", "int64_t", /*default=*/"0",
+           "Threads the code will run on, for cutting GEMMs into units "
+           "(0: unknown, units for 2, 4 and 8 threads); the results do not "
+           "depend on it">
   ];
   let dependentDialects = [
     "mlir::linalg::LinalgDialect", "mlir::memref::MemRefDialect",
