@@ -1031,13 +1031,16 @@ static std::vector<std::string> compileInPieces(llvm::Module &module,
 Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel, Mode mode) {
   ObjectCacheStats &stats = objectCacheStats();
   ObjectCache cache = dump.cache ? ObjectCache::fromEnvironment() : ObjectCache();
+  // This machine and its thread count: what the key covers and what the
+  // GEMMs' units are cut for, one reading for both.
+  const CacheTarget host = hostTarget();
   std::string key;
   if (cache.enabled()) {
     // Dumps and reports need the stages to run: then the cache is only
     // written (the report says so, with the time of computing the key).
     bool serve = !dump.wantsAnything();
     StageTimer lookup(serve ? "cache lookup: miss" : "cache: not used", dump.report);
-    key = objectCacheKey(graphModule, mode, optLevel, hostTarget());
+    key = objectCacheKey(graphModule, mode, optLevel, host);
     if (serve) {
       if (std::optional<CachedObject> entry = cache.load(key)) {
         try {
@@ -1057,7 +1060,7 @@ Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel
   }
   ++stats.compiles;
   auto tm = createTargetMachine("host", optLevel);
-  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode, vectorWidthOf(*tm), omp_get_max_threads());
+  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode, vectorWidthOf(*tm), host.threads);
   std::vector<std::string> objects;
   {
     StageTimer jit("JIT (incl. LLVM IR)", dump.report);

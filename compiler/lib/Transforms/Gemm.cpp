@@ -7,13 +7,13 @@
 //     for pc in K step kc:                        (kc x nc block of B in L2)
 //       pack B[pc:pc+kc, jc:jc+nc] into panels of NR columns, k-major
 //       for each row block ic of mc rows in the group:
-//       pack A[ic:ic+mc, pc:pc+kc] into panels of MR rows, k-major
-//       for each column panel q:                  (kc x NR panel in L1)
-//         for each row panel p:
-//           MR x NR accumulators in registers (MR x NR/VL vectors),
-//             from C's tile (a later block of K) or 0
-//           for k < kc: acc[i] += broadcast(Ap[k][i]) * Bp[k][0:NR]
-//           C tile = acc (edge tiles: through a buffer, masked)
+//         pack A[ic:ic+mc, pc:pc+kc] into panels of MR rows, k-major
+//         for each column panel q:                (kc x NR panel in L1)
+//           for each row panel p:
+//             MR x NR accumulators in registers (MR x NR/VL vectors),
+//               from C's tile (a later block of K) or 0
+//             for k < kc: acc[i] += broadcast(Ap[k][i]) * Bp[k][0:NR]
+//             C tile = acc (edge tiles: through a buffer, masked)
 //     epilogue(tile)                              (fused elementwise consumers)
 //
 // Transposed operands cost nothing: only the packing reads them another way.
