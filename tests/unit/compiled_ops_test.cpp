@@ -275,6 +275,14 @@ std::vector<Case> allCases() {
                          // a left padding, and conv_lenet_size above.
                          Conv{"conv_direct_valid_odd", {3, 5, 9, 13}, {11, 5, 3, 5}, {}},
                          Conv{"conv_direct_partial_pad", {2, 3, 6, 7}, {4, 3, 3, 3}, {.padding = {0, 1, 1, 0}}},
+                         // "Valid" with at least VL filters: vectors along
+                         // the filters (conv_lenet_size above too): 24
+                         // filters (a last vector of 8 with AVX-512) over 7 x 9
+                         // outputs (edge tiles); 40 filters over 8 x 7 (tiles
+                         // of several filter vectors), and enough work for a
+                         // unit per image.
+                         Conv{"conv_filters_odd", {3, 5, 9, 13}, {24, 5, 3, 5}, {}},
+                         Conv{"conv_filters_parallel", {8, 6, 12, 14}, {40, 6, 5, 8}, {}},
                          // Stride 2 with output rows of 35: the packing loads
                          // 16 lanes two apart as two vectors and a shuffle.
                          Conv{"conv_stride2_wide", {2, 3, 6, 70}, {4, 3, 3, 3}, {.stride = 2, .padding = 1}},
@@ -297,6 +305,10 @@ std::vector<Case> allCases() {
   // ... and of a narrower one: the epilogue reads the residual at the
   // outputs' own indices.
   c.push_back({"conv_direct_valid_residual_relu", {{{2, 4, 8, 7}}, {{4, 4, 3, 3}}, {{2, 4, 6, 5}}},
+               [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1]) + x[2])}; }});
+  // ... and of one with vectors along the filters: after the image's
+  // outputs are transposed into place.
+  c.push_back({"conv_filters_residual_relu", {{{2, 3, 8, 9}}, {{16, 3, 3, 3}}, {{2, 16, 6, 7}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1]) + x[2])}; }});
   c.push_back({"max_pool_2x2", {{{2, 3, 8, 8}}}, [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 2)}; }});
   // Windows that tile the input are lowered directly (not decomposed): 3 x

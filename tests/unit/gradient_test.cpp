@@ -134,6 +134,11 @@ std::vector<GradCase> gradCases() {
   // grid with extra columns (a 5 x 3 kernel, and a left padding).
   c.push_back({"conv2d_valid_5x3", {{{2, 3, 9, 8}}, {{4, 3, 5, 3}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1]); }});
+  // "Valid" with at least VL filters: the forward and the filter gradient
+  // have their vectors along the filters (20: a last vector of 4 with
+  // AVX-512, of 4 with AVX2 as well), a 2 x 6 window.
+  c.push_back({"conv2d_valid_along_filters", {{{2, 2, 5, 9}}, {{20, 2, 2, 6}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1]); }});
   // Stride 2 with output rows of 8 (half a vector): the direct forward
   // and filter gradient read x as two vectors and a shuffle.
   c.push_back({"conv2d_direct_stride2", {{{2, 2, 5, 16}}, {{3, 2, 3, 3}}},
@@ -204,6 +209,26 @@ TEST_P(Gradient, MatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(AllOps, Gradient, ::testing::ValuesIn(gradCases()),
                          [](const ::testing::TestParamInfo<GradCase> &info) { return info.param.name; });
+
+// A "valid" convolution with 16 filters and 32 images of 10 x 10 outputs:
+// its filter gradient, with vectors along the filters, is summed in 3
+// parts (groups of images, one per parallel unit) and transposed back;
+// the input gradient and the forward pass come along.
+TEST(Autodiff, CompiledFilterGradientInPartsMatchesTheInterpreter) {
+  Graph g("conv_parts");
+  Tensor x = g.input("x", {32, 3, 12, 12}), w = g.input("w", {16, 3, 3, 3});
+  Tensor y = relu(conv2d(x, w));
+  g.output("loss", sum(y * constant(g, test::randomF32({32, 16, 10, 10}, -1, 1, 7))));
+  std::map<std::string, Array> in{{"x", test::randomF32({32, 3, 12, 12}, -1, 1, 5)},
+                                  {"w", test::randomF32({16, 3, 3, 3}, -1, 1, 6)}};
+  GradientOptions opts{.loss = "loss", .inputs = true};
+  auto got = compile_gradients(g, opts).run(in);
+  auto want = interpret_gradients(g, in, nullptr, opts);
+  for (const char *name : {"grad_w", "grad_x", "loss"}) {
+    ASSERT_TRUE(got.count(name)) << name;
+    EXPECT_TRUE(test::allClose(got[name], want[name], 1e-4)) << name;
+  }
+}
 
 TEST(Autodiff, CompiledGradientsOfTheMlpMatchTheInterpreter) {
   Graph g = zoo::mlp(8, /*with_loss=*/true, 1);

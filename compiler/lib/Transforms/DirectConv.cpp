@@ -3,7 +3,9 @@
 // Two loop nests for a convolution of stride 1, no dilation and one group
 // whose output is at most as wide as its input (OW <= W), with vectors
 // along the pixels: its filter gradient (emitFilterGradient) and the
-// convolution itself (emitDirectConv, below).
+// convolution itself (emitDirectConv, below). A "valid" one with at least
+// VL filters may have its vectors along the filters instead (at the end
+// of the file).
 //
 // Stride 2 (when each half of a vector of output pixels lies in one output
 // row) uses the output as the grid: a half's points are the even elements
@@ -76,6 +78,7 @@ std::optional<ConvGrid> ConvGrid::of(ArrayRef<int64_t> x, ArrayRef<int64_t> kern
     return std::nullopt;
   ConvGrid g;
   g.kh = kernel[0], g.kw = kernel[1], g.pt = padding[0], g.pl = padding[1], g.stride = stride[0];
+  g.unpadded = llvm::all_of(padding, [](int64_t p) { return p == 0; });
   g.oh = (x[2] + padding[0] + padding[2] - kernel[0]) / g.stride + 1;
   g.ow = (x[3] + padding[1] + padding[3] - kernel[1]) / g.stride + 1;
   // Stride 1: the output at most as wide as the input. Stride 2: each half
@@ -90,7 +93,19 @@ std::optional<ConvGrid> ConvGrid::of(ArrayRef<int64_t> x, ArrayRef<int64_t> kern
   return g;
 }
 
+bool ConvGrid::alongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const {
+  const int64_t VL = vectorWidth, KP = (K + VL - 1) / VL * VL;
+  const int64_t PQ = (oh * ow + VL - 1) / VL * VL, R = x[1] * kh * kw;
+  return stride == 1 && unpadded && ow < x[3] && K >= VL && K * x[3] > ow * KP && R * KP * 4 <= (256 << 10) &&
+         PQ * KP * 4 <= (256 << 10);
+}
+
 namespace {
+
+void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value C, const GemmConfig &cfg,
+                          const GemmEpilogue &epilogue);
+void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGradient &g, Value C,
+                                    const GemmConfig &cfg, const GemmEpilogue &epilogue);
 
 struct Emitter {
   OpBuilder &b;
@@ -113,6 +128,74 @@ struct Emitter {
                                    });
     l->setAttr(kNoUnrollAttr, nb.getUnitAttr());
     return l;
+  }
+  /// The VL x VL matrix whose rows are `rows`, transposed: the
+  /// off-diagonal blocks of VL / 2, then VL / 4, ..., 1 rows and columns
+  /// swapped (VL log2 VL two-vector shuffles).
+  SmallVector<Value> transpose(OpBuilder &nb, SmallVector<Value> rows) {
+    for (int64_t h = VL / 2; h >= 1; h /= 2) {
+      SmallVector<int64_t> top, bottom;
+      for (int64_t l = 0; l < VL; ++l) {
+        top.push_back(l & h ? VL + l - h : l);
+        bottom.push_back(l & h ? VL + l : l + h);
+      }
+      for (int64_t i = 0; i < VL; ++i)
+        if (!(i & h)) {
+          Value x = rows[i], y = rows[i + h];
+          rows[i] = nb.create<vector::ShuffleOp>(loc, x, y, top);
+          rows[i + h] = nb.create<vector::ShuffleOp>(loc, x, y, bottom);
+        }
+    }
+    return rows;
+  }
+  /// dst[j][i] = src[i][j] for i < rows, j < cols, VL x VL blocks at a
+  /// time (flat memrefs; src's row i from srcAt + i * srcPitch, dst's row
+  /// j from dstAt + j * dstPitch). Source rows past `rows` and columns
+  /// past `cols` read as 0. `padded`: dst holds whole blocks, which are
+  /// stored whole (its rows and columns past cols and rows get 0);
+  /// otherwise only dst's rows below cols are stored, masked to its
+  /// columns below rows.
+  void transposeInto(OpBuilder &nb, Value src, Value srcAt, int64_t srcPitch, int64_t rows, int64_t cols,
+                     Value dst, Value dstAt, int64_t dstPitch, bool padded) {
+    VectorType fvec = VectorType::get({VL}, b.getF32Type());
+    auto lanes = [&](OpBuilder &ob, int64_t n) {
+      return ob.create<vector::CreateMaskOp>(loc, mvec, ValueRange{idx(ob, n)}).getResult();
+    };
+    stepLoop(nb, rows, VL, [&](OpBuilder &ib, Value i0, int64_t ni) {
+      stepLoop(ib, cols, VL, [&](OpBuilder &jb, Value j0, int64_t nj) {
+        Value zero = jb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, jb.getF32FloatAttr(0.0f)));
+        Value from = add(jb, srcAt, add(jb, mul(jb, i0, idx(jb, srcPitch)), j0));
+        SmallVector<Value> block;
+        for (int64_t l = 0; l < VL; ++l) {
+          Value at = add(jb, from, idx(jb, l * srcPitch));
+          block.push_back(l >= ni   ? zero
+                          : nj == VL ? jb.create<vector::LoadOp>(loc, fvec, src, ValueRange{at}).getResult()
+                                     : jb.create<vector::MaskedLoadOp>(loc, fvec, src, ValueRange{at}, lanes(jb, nj), zero)
+                                           .getResult());
+        }
+        block = transpose(jb, block);
+        Value to = add(jb, dstAt, add(jb, mul(jb, j0, idx(jb, dstPitch)), i0));
+        for (int64_t l = 0; l < (padded ? VL : nj); ++l) {
+          Value at = add(jb, to, idx(jb, l * dstPitch));
+          if (padded || ni == VL)
+            jb.create<vector::StoreOp>(loc, block[l], dst, ValueRange{at});
+          else
+            jb.create<vector::MaskedStoreOp>(loc, dst, ValueRange{at}, lanes(jb, ni), block[l]);
+        }
+      });
+    });
+  }
+  /// body(start, size) for [0, total) cut into steps of `step`: a loop
+  /// over the whole steps, then the rest (a constant size) once.
+  void stepLoop(OpBuilder &nb, int64_t total, int64_t step,
+                function_ref<void(OpBuilder &, Value, int64_t)> body) {
+    const int64_t whole = total / step * step;
+    if (whole > step)
+      blockLoop(nb, idx(nb, 0), idx(nb, whole), step, [&](OpBuilder &lb, Value i) { body(lb, i, step); });
+    else if (whole == step)
+      body(nb, idx(nb, 0), step);
+    if (total > whole)
+      body(nb, idx(nb, whole), total - whole);
   }
   /// The lanes of `v` summed as a tree: halves added until one is left.
   Value treeSum(OpBuilder &nb, Value v) {
@@ -253,6 +336,8 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                         const GemmEpilogue &epilogue) {
   Emitter e{b, loc, cfg.vl};
   auto xs = cast<MemRefType>(g.x.getType()).getShape(), ys = cast<MemRefType>(g.dy.getType()).getShape();
+  if (g.grid.alongFilters(xs, ys[1], cfg.vl))
+    return emitFilterGradientAlongFilters(b, loc, g, C, cfg, epilogue);
   const ConvGrid &cg = g.grid;
   const int64_t S = cg.stride;
   const Emitter::Grid grid{xs[2], xs[3], cg.oh, cg.ow, S};
@@ -514,6 +599,8 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
                     const GemmEpilogue &epilogue) {
   Emitter e{b, loc, cfg.vl};
   auto xs = cast<MemRefType>(g.x.getType()).getShape();
+  if (g.grid.alongFilters(xs, cast<MemRefType>(C.getType()).getShape()[1], cfg.vl))
+    return emitConvAlongFilters(b, loc, g, C, cfg, epilogue);
   const ConvGrid &cg = g.grid;
   const int64_t S = cg.stride;
   const Emitter::Grid grid{xs[2], xs[3], cg.oh, cg.ow, S};
@@ -676,5 +763,327 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
     outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());
   rb.create<scf::YieldOp>(loc);
 }
+
+
+// Vectors along the filters (ConvGrid::alongFilters): a "valid"
+// convolution narrower than its input wastes W - OW of every W grid
+// pixels (LeNet-5's second layer: 4 of 14), and has at least VL filters.
+// Its vectors then span VL filters, and x is read one point at a time,
+// broadcast (an FMA's memory operand): every lane is useful, whatever the
+// output's width. The filters (or dy) are transposed once, and the
+// outputs (or the filter gradient) transposed back, VL x VL at a time.
+namespace {
+
+/// Cycles of one tap of a register tile of kt vectors x px broadcast
+/// points: kt * px FMAs (two a cycle), px + kt loads (about three a
+/// cycle), at least 4 (each accumulator's FMAs depend on each other).
+double tapCycles(int64_t kt, int64_t px) { return std::max({kt * px / 2.0, (px + kt) / 3.0, 4.0}); }
+
+/// [0, total) in steps of `step`: (the number of whole steps, step) and
+/// (0 or 1, the rest).
+std::array<std::pair<int64_t, int64_t>, 2> steps(int64_t total, int64_t step) {
+  return {std::pair{total / step, step}, std::pair{total % step ? int64_t{1} : int64_t{0}, total % step}};
+}
+
+// out[n, k, q] = sum over (c, u, v) of w[k, c, u, v] * x[n, c, i + u, j + v]
+// for output pixel q = i * OW + j:
+//
+//   wT[(c, u, v), k] = w[k, c, u, v] (0 past K), once per call
+//   parallel over the images (when there is enough work):
+//     for each tile of TR x TC output pixels, each tile of KT filter vectors:
+//       KT x TR x TC accumulators
+//       for each channel c, each tap (unrolled): KT loads of wT, and per
+//         pixel one broadcast point of x (a constant offset), KT FMAs
+//       the accumulators into T[q, k] (a stack scratch, pixel-major)
+//     T transposed into out[n] (VL x VL blocks), then the epilogue
+void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value C, const GemmConfig &cfg,
+                          const GemmEpilogue &epilogue) {
+  Emitter e{b, loc, cfg.vl};
+  auto xs = cast<MemRefType>(g.x.getType()).getShape();
+  const ConvGrid &cg = g.grid;
+  const int64_t N = xs[0], Cin = xs[1], W = xs[3], PX = xs[2] * W, OH = cg.oh, OW = cg.ow, PY = OH * OW;
+  const int64_t K = cast<MemRefType>(C.getType()).getShape()[1];
+  const int64_t taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
+  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  const int64_t KV = ceilDiv(K, VL), KP = KV * VL, PQ = ceilDiv(PY, VL) * VL;
+  // The register tile: KT filter vectors x TR rows x TC columns of output
+  // pixels (each point of x at a constant offset from the tile's), at
+  // most 24 accumulators of 32 registers with AVX-512 (12 of 16
+  // otherwise); the one with the fewest estimated cycles over the whole
+  // image, edge tiles included (LeNet-5's 10 x 10: 2 x 10).
+  const int64_t budget = VL >= 16 ? 24 : 12;
+  int64_t KT = 1, TR = 1, TC = 1;
+  double best = 0;
+  for (int64_t kt = 1; kt <= std::min<int64_t>(KV, 4); ++kt)
+    for (int64_t tr = 1; tr <= OH && kt * tr <= budget; ++tr)
+      for (int64_t tc = 1; tc <= OW && kt * tr * tc <= budget; ++tc) {
+        double cost = 0;
+        for (auto [nk, k] : steps(KV, kt))
+          for (auto [nr, r] : steps(OH, tr))
+            for (auto [nc, c] : steps(OW, tc))
+              if (nk && nr && nc)
+                cost += double(nk * nr * nc) * tapCycles(k, r * c);
+        if (best == 0 || cost < best - 1e-9 || (cost < best + 1e-9 && kt * tr * tc > KT * TR * TC)) {
+          best = cost;
+          KT = kt, TR = tr, TC = tc;
+        }
+      }
+  const int64_t units = N * K * R * PY / cfg.macs_per_point >= cfg.grain ? N : 1;
+
+  Type f32 = b.getF32Type();
+  VectorType fvec = VectorType::get({VL}, f32);
+  auto flat = [&](Value v) {
+    auto type = cast<MemRefType>(v.getType());
+    ReassociationIndices all;
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      all.push_back(d);
+    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{all}).getResult();
+  };
+  Value xF = flat(g.x), wF = flat(g.w), cF = flat(C);
+  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
+  region->setAttr(kOutlineAttr, b.getStringAttr("conv"));
+  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  // wT[r * KP + k] = w[k, r], 0 for k >= K (and rows up to a whole
+  // block): on the calling thread's stack.
+  const int64_t RQ = ceilDiv(R, VL) * VL;
+  Value wT = rb.create<memref::AllocaOp>(loc, MemRefType::get({RQ * KP}, f32), rb.getI64IntegerAttr(64));
+  e.transposeInto(rb, wF, e.idx(rb, 0), R, K, R, wT, e.idx(rb, 0), KP, /*padded=*/true);
+  auto outer = rb.create<scf::ForOp>(
+      loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
+      [&](OpBuilder &ub, Location, Value u, ValueRange) {
+        Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
+        Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
+        // T[q * KP + k]: one image's outputs, pixel-major.
+        Value T = ub.create<memref::AllocaOp>(loc, MemRefType::get({PQ * KP}, f32), ub.getI64IntegerAttr(64));
+        e.blockLoop(ub, n0, n1, 1, [&](OpBuilder &nb, Value n) {
+          Value xImage = e.mul(nb, n, e.idx(nb, Cin * PX));
+          // One tile: kt filter vectors from kv0 x tr rows from i0 x tc
+          // columns from j0.
+          auto tile = [&](OpBuilder &tb, Value i0, Value j0, Value kv0, int64_t tr, int64_t tc, int64_t kt) {
+            Value xBase = e.add(tb, xImage, e.add(tb, e.mul(tb, i0, e.idx(tb, W)), j0));
+            Value wBase = e.mul(tb, kv0, e.idx(tb, VL));
+            Value zero = tb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, tb.getF32FloatAttr(0.0f)));
+            SmallVector<Value> init(kt * tr * tc, zero);
+            // (c, u, v) as loops, not unrolled: unrolled, LLVM finds the
+            // same point of x in several taps and pixels (pixel (r, s + 1)
+            // at tap (u, v) is pixel (r, s) at (u, v + 1)), keeps it in a
+            // register, and spills the accumulators.
+            auto loop = [&](OpBuilder &lb, int64_t n, ValueRange acc,
+                            function_ref<SmallVector<Value>(OpBuilder &, Value, ValueRange)> body) {
+              auto l = lb.create<scf::ForOp>(loc, e.idx(lb, 0), e.idx(lb, n), e.idx(lb, 1), acc,
+                                             [&](OpBuilder &ib, Location, Value i, ValueRange in) {
+                                               ib.create<scf::YieldOp>(loc, body(ib, i, in));
+                                             });
+              l->setAttr(kNoUnrollAttr, lb.getUnitAttr());
+              return l;
+            };
+            auto channels = loop(tb, Cin, init, [&](OpBuilder &cb, Value c, ValueRange accC) {
+              Value xc = e.add(cb, xBase, e.mul(cb, c, e.idx(cb, PX)));
+              Value wc = e.add(cb, wBase, e.mul(cb, c, e.idx(cb, taps * KP)));
+              auto rowsU = loop(cb, cg.kh, accC, [&](OpBuilder &ub2, Value uu, ValueRange accU) {
+                Value xu = e.add(ub2, xc, e.mul(ub2, uu, e.idx(ub2, W)));
+                Value wu = e.add(ub2, wc, e.mul(ub2, uu, e.idx(ub2, cg.kw * KP)));
+                auto colsV = loop(ub2, cg.kw, accU, [&](OpBuilder &vb, Value vv, ValueRange acc) {
+                  SmallVector<Value> out(acc.begin(), acc.end());
+                  Value xv = e.add(vb, xu, vv);
+                  Value wv0 = e.add(vb, wu, e.mul(vb, vv, e.idx(vb, KP)));
+                  SmallVector<Value> wv;
+                  for (int64_t a = 0; a < kt; ++a)
+                    wv.push_back(
+                        vb.create<vector::LoadOp>(loc, fvec, wT, ValueRange{e.add(vb, wv0, e.idx(vb, a * VL))}));
+                  for (int64_t r = 0; r < tr; ++r)
+                    for (int64_t s = 0; s < tc; ++s) {
+                      Value point = vb.create<memref::LoadOp>(loc, xF, ValueRange{e.add(vb, xv, e.idx(vb, r * W + s))});
+                      Value bc = vb.create<vector::BroadcastOp>(loc, fvec, point);
+                      for (int64_t a = 0; a < kt; ++a)
+                        out[(a * tr + r) * tc + s] = vb.create<vector::FMAOp>(loc, wv[a], bc, out[(a * tr + r) * tc + s]);
+                    }
+                  return out;
+                });
+                return SmallVector<Value>(colsV.getResults());
+              });
+              return SmallVector<Value>(rowsU.getResults());
+            });
+            Value tBase = e.add(tb, e.mul(tb, e.add(tb, e.mul(tb, i0, e.idx(tb, OW)), j0), e.idx(tb, KP)), wBase);
+            for (int64_t a = 0; a < kt; ++a)
+              for (int64_t r = 0; r < tr; ++r)
+                for (int64_t s = 0; s < tc; ++s)
+                  tb.create<vector::StoreOp>(loc, channels.getResult((a * tr + r) * tc + s), T,
+                                             ValueRange{e.add(tb, tBase, e.idx(tb, (r * OW + s) * KP + a * VL))});
+          };
+          e.stepLoop(nb, OH, TR, [&](OpBuilder &ib, Value i0, int64_t tr) {
+            e.stepLoop(ib, OW, TC, [&](OpBuilder &jb, Value j0, int64_t tc) {
+              e.stepLoop(jb, KV, KT, [&](OpBuilder &kb, Value kv0, int64_t kt) { tile(kb, i0, j0, kv0, tr, tc, kt); });
+            });
+          });
+          // T into out[n] (the pixels past PY and the filters past K left).
+          e.transposeInto(nb, T, e.idx(nb, 0), KP, PY, K, cF, e.mul(nb, n, e.idx(nb, K * PY)), PY, /*padded=*/false);
+          if (epilogue)
+            epilogue(nb, loc, n, e.idx(nb, 0), e.idx(nb, K), e.idx(nb, 0), e.idx(nb, PY));
+        });
+        ub.create<LLVM::StackRestoreOp>(loc, stack);
+        ub.create<scf::YieldOp>(loc);
+      });
+  if (units > 1)
+    outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(N * K * R * PY / cfg.macs_per_point));
+  else
+    outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());
+  rb.create<scf::YieldOp>(loc);
+}
+
+// dw[k, (c, u, v)] = sum over n and output pixels q = i * OW + j of
+// dy[n, k, q] * x[n, c, i + u, j + v]:
+//
+//   parallel over units (groups of images, each summing into a part of
+//   its own, filter-major: part[u][r][k]):
+//     for each image n:
+//       dyT[q, k] = dy[n, k, q] (VL x VL blocks transposed; 0 past K)
+//       for each channel c, each tile of RT taps, each of KT filter vectors:
+//         the KT x RT accumulators from the part (0 at the unit's first image)
+//         for each output pixel q: KT loads of dyT, and per tap one
+//           broadcast point of x (a constant offset), KT FMAs
+//         the accumulators into the part
+//   dw[k, r] = the parts' sum, in part order
+void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGradient &g, Value C,
+                                    const GemmConfig &cfg, const GemmEpilogue &epilogue) {
+  Emitter e{b, loc, cfg.vl};
+  auto xs = cast<MemRefType>(g.x.getType()).getShape(), ys = cast<MemRefType>(g.dy.getType()).getShape();
+  const ConvGrid &cg = g.grid;
+  const int64_t N = xs[0], Cin = xs[1], W = xs[3], PX = xs[2] * W, K = ys[1], OH = cg.oh, OW = cg.ow;
+  const int64_t PY = OH * OW, taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
+  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  const int64_t KV = ceilDiv(K, VL), KP = KV * VL, PQ = ceilDiv(PY, VL) * VL;
+  // The register tile: KT filter vectors x RT taps of one channel (each
+  // point of x at a constant offset from the pixel's), the taps cut into
+  // NT even tiles; at most 28 - KT accumulators of 32 registers with
+  // AVX-512 (13 - KT of 16 otherwise): LeNet-5's 5 x 5 window is one tile
+  // of 25.
+  int64_t KT = 1, NT = taps;
+  double best = 0;
+  for (int64_t kt = 1; kt <= std::min<int64_t>(KV, 4); ++kt)
+    for (int64_t nt = 1; nt <= taps; ++nt) {
+      const int64_t rt = ceilDiv(taps, nt);
+      if (kt * rt > (VL >= 16 ? 28 : 13) - kt)
+        continue;
+      double cost = 0;
+      for (auto [nk, k] : steps(KV, kt))
+        for (int64_t t = 0; t < nt; ++t)
+          cost += double(nk) * tapCycles(k, taps / nt + (t < taps % nt ? 1 : 0));
+      if (best == 0 || cost < best - 1e-9) {
+        best = cost;
+        KT = kt, NT = nt;
+      }
+    }
+  int64_t work = N * K * R * PY / cfg.macs_per_point, units = 1;
+  if (work >= cfg.grain)
+    units = std::clamp<int64_t>(N * PY / 1024, 1, std::min(N, cfg.min_units));
+  const int64_t perUnit = ceilDiv(N, units);
+  units = ceilDiv(N, perUnit);
+
+  Type f32 = b.getF32Type();
+  VectorType fvec = VectorType::get({VL}, f32);
+  auto flat = [&](Value v) {
+    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}}).getResult();
+  };
+  auto flat3 = [&](Value v) {
+    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2}}).getResult();
+  };
+  Value dyF = flat(g.dy), xF = flat(g.x), cF = flat3(C);
+  Value part = b.create<memref::AllocOp>(loc, MemRefType::get({units * R * KP}, f32), b.getI64IntegerAttr(64));
+  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
+  region->setAttr(kOutlineAttr, b.getStringAttr("dw"));
+  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  auto outer = rb.create<scf::ForOp>(
+      loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
+      [&](OpBuilder &ub, Location, Value u, ValueRange) {
+        Value n0 = e.mul(ub, u, e.idx(ub, perUnit));
+        Value n1 = e.min(ub, e.add(ub, n0, e.idx(ub, perUnit)), e.idx(ub, N));
+        Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
+        // dyT[q * KP + k]: one image's dy, pixel-major.
+        Value dyT = ub.create<memref::AllocaOp>(loc, MemRefType::get({PQ * KP}, f32), ub.getI64IntegerAttr(64));
+        Value partU = e.mul(ub, u, e.idx(ub, R * KP));
+        e.blockLoop(ub, n0, n1, 1, [&](OpBuilder &nb, Value n) {
+          Value zero = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
+          e.transposeInto(nb, dyF, e.mul(nb, n, e.idx(nb, K * PY)), PY, K, PY, dyT, e.idx(nb, 0), KP,
+                          /*padded=*/true);
+          Value first = nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, n, n0);
+          Value xImage = e.mul(nb, n, e.idx(nb, Cin * PX));
+          e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, Cin), 1, [&](OpBuilder &cb, Value c) {
+            Value xc = e.add(cb, xImage, e.mul(cb, c, e.idx(cb, PX)));
+            Value partC = e.add(cb, partU, e.mul(cb, c, e.idx(cb, taps * KP)));
+            for (int64_t t = 0, t0 = 0; t < NT; ++t) {
+              const int64_t rt = taps / NT + (t < taps % NT ? 1 : 0);
+              e.stepLoop(cb, KV, KT, [&](OpBuilder &kb, Value kv0, int64_t kt) {
+                Value at = e.add(kb, partC, e.add(kb, e.idx(kb, t0 * KP), e.mul(kb, kv0, e.idx(kb, VL))));
+                SmallVector<Value> init;
+                for (int64_t a = 0; a < kt; ++a)
+                  for (int64_t i = 0; i < rt; ++i) {
+                    Value old = kb.create<vector::LoadOp>(loc, fvec, part,
+                                                          ValueRange{e.add(kb, at, e.idx(kb, i * KP + a * VL))});
+                    init.push_back(kb.create<arith::SelectOp>(loc, first, zero, old));
+                  }
+                Value dyAt = e.mul(kb, kv0, e.idx(kb, VL));
+                auto rowsLoop = kb.create<scf::ForOp>(
+                    loc, e.idx(kb, 0), e.idx(kb, OH), e.idx(kb, 1), init,
+                    [&](OpBuilder &ib, Location, Value i, ValueRange accI) {
+                      Value xi = e.add(ib, xc, e.mul(ib, i, e.idx(ib, W)));
+                      Value qi = e.mul(ib, i, e.idx(ib, OW));
+                      auto colsLoop = ib.create<scf::ForOp>(
+                          loc, e.idx(ib, 0), e.idx(ib, OW), e.idx(ib, 1), accI,
+                          [&](OpBuilder &jb, Location, Value j, ValueRange acc) {
+                            SmallVector<Value> out(acc.begin(), acc.end());
+                            Value dyq = e.add(jb, e.mul(jb, e.add(jb, qi, j), e.idx(jb, KP)), dyAt);
+                            SmallVector<Value> dyv;
+                            for (int64_t a = 0; a < kt; ++a)
+                              dyv.push_back(jb.create<vector::LoadOp>(
+                                  loc, fvec, dyT, ValueRange{e.add(jb, dyq, e.idx(jb, a * VL))}));
+                            Value xq = e.add(jb, xi, j);
+                            for (int64_t ti = 0; ti < rt; ++ti) {
+                              const int64_t tap = t0 + ti;
+                              Value point = jb.create<memref::LoadOp>(
+                                  loc, xF, ValueRange{e.add(jb, xq, e.idx(jb, (tap / cg.kw) * W + tap % cg.kw))});
+                              Value bc = jb.create<vector::BroadcastOp>(loc, fvec, point);
+                              for (int64_t a = 0; a < kt; ++a)
+                                out[a * rt + ti] = jb.create<vector::FMAOp>(loc, dyv[a], bc, out[a * rt + ti]);
+                            }
+                            jb.create<scf::YieldOp>(loc, out);
+                          });
+                      colsLoop->setAttr(kNoUnrollAttr, ib.getUnitAttr());
+                      ib.create<scf::YieldOp>(loc, colsLoop.getResults());
+                    });
+                rowsLoop->setAttr(kNoUnrollAttr, kb.getUnitAttr());
+                for (int64_t a = 0; a < kt; ++a)
+                  for (int64_t i = 0; i < rt; ++i)
+                    kb.create<vector::StoreOp>(loc, rowsLoop.getResult(a * rt + i), part,
+                                               ValueRange{e.add(kb, at, e.idx(kb, i * KP + a * VL))});
+              });
+              t0 += rt;
+            }
+          });
+        });
+        ub.create<LLVM::StackRestoreOp>(loc, stack);
+        ub.create<scf::YieldOp>(loc);
+      });
+  if (units > 1)
+    outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(work));
+  else
+    outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());
+  // dw = the parts' sum, in part order (into the first part), transposed.
+  if (units > 1)
+    e.blockLoop(rb, e.idx(rb, 0), e.idx(rb, R * KP), VL, [&](OpBuilder &xb, Value at) {
+      Value acc;
+      for (int64_t u = 0; u < units; ++u) {
+        Value x = xb.create<vector::LoadOp>(loc, fvec, part, ValueRange{e.add(xb, at, e.idx(xb, u * R * KP))});
+        acc = u == 0 ? x : xb.create<arith::AddFOp>(loc, acc, x);
+      }
+      xb.create<vector::StoreOp>(loc, acc, part, ValueRange{at});
+    });
+  e.transposeInto(rb, part, e.idx(rb, 0), KP, R, K, cF, e.idx(rb, 0), R, /*padded=*/false);
+  if (epilogue)
+    epilogue(rb, loc, e.idx(rb, 0), e.idx(rb, 0), e.idx(rb, K), e.idx(rb, 0), e.idx(rb, R));
+  rb.create<scf::YieldOp>(loc);
+}
+
+} // namespace
 
 } // namespace soma

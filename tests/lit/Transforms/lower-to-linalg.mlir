@@ -922,6 +922,44 @@ func.func @filter_gradient_valid(%dy: tensor<2x4x3x5xf32> {soma.input = "dy"}, %
   return %0 : tensor<1x4x27xf32>
 }
 
+// With 8 filters (a whole vector), the same filter gradient has its vectors
+// along the filters instead (8 of 8 lanes useful, against 5 of every 7
+// grid pixels): each image's dy is transposed into a stack scratch of 16
+// pixels x 8 filters (8 x 8 blocks by shuffles), and each tile of 9 taps
+// (one channel's 3 x 3) sums, per output pixel, one load of dy times 9
+// broadcast points of x into its part (filter-major); the part (one: too
+// little work for threads) is then transposed into dw, 8 x 8 blocks, the
+// last 3 columns masked.
+// CHECK-LABEL: func.func @filter_gradient_along_filters(
+//   CHECK-NOT: func.call
+//       CHECK: memref.alloc() {alignment = 64 : i64} : memref<216xf32>
+//       CHECK: scf.execute_region {
+//       CHECK:   %[[DYT:.*]] = memref.alloca() {alignment = 64 : i64} : memref<128xf32>
+//       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<240xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+// CHECK-COUNT-24:   vector.shuffle
+//       CHECK:   vector.store %{{.*}}, %[[DYT]][%{{.*}}] : memref<128xf32>, vector<8xf32>
+//       CHECK:   vector.load %[[DYT]][%{{.*}}] : memref<128xf32>, vector<8xf32>
+//       CHECK:   memref.load %{{.*}}[%{{.*}}] : memref<210xf32>
+//       CHECK:   vector.broadcast %{{.*}} : f32 to vector<8xf32>
+//       CHECK:   vector.fma
+// CHECK-COUNT-8:   vector.maskedstore %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<216xf32>, vector<8xi1>, vector<8xf32>
+//   CHECK-NOT: vector.maskedload
+//   CHECK-NOT: vector.expandload
+func.func @filter_gradient_along_filters(%dy: tensor<2x8x3x5xf32> {soma.input = "dy"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<1x8x27xf32> {soma.output = "dw"}) {
+  %0 = soma.fusion "contraction"(%dy, %x) : (tensor<2x8x3x5xf32>, tensor<2x3x5x7xf32>) -> tensor<1x8x27xf32> {
+  ^bb0(%a: tensor<2x8x3x5xf32>, %b: tensor<2x3x5x7xf32>):
+    %1 = soma.transpose %a {perm = array<i64: 1, 0, 2, 3>} : tensor<2x8x3x5xf32> -> tensor<8x2x3x5xf32>
+    %2 = soma.reshape %1 {shape = array<i64: 1, 8, 30>} : tensor<8x2x3x5xf32> -> tensor<1x8x30xf32>
+    %3 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : tensor<2x3x5x7xf32> -> tensor<27x30xf32>
+    %4 = soma.reshape %3 {shape = array<i64: 1, 27, 30>} : tensor<27x30xf32> -> tensor<1x27x30xf32>
+    %5 = soma.matmul %2, %4 {transpose_b = true} : (tensor<1x8x30xf32>, tensor<1x27x30xf32>) -> tensor<1x8x27xf32>
+    soma.yield %5 : tensor<1x8x27xf32>
+  }
+  return %0 : tensor<1x8x27xf32>
+}
+
+// -----
+
 // A stride of 3 keeps the GEMM (the packing's transposing path).
 // CHECK-LABEL: func.func @filter_gradient_strided(
 //       CHECK: func.call @soma_gemm_transpose
@@ -1013,6 +1051,50 @@ func.func @direct_conv_valid(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: ten
     soma.yield %10 : tensor<2x4x3x5xf32>
   }
   return %0 : tensor<2x4x3x5xf32>
+}
+
+// -----
+
+// With 8 filters, the same "valid" convolution has its vectors along the
+// filters: the filters transposed once (32 x 8 on the stack, whole blocks
+// of 8), each tile
+// of output pixels (here 3 x 3, then 3 x 2) sums one load of the filters
+// times one broadcast point of x per pixel and tap, into a scratch of the
+// image's 16 x 8 outputs, pixel-major; the image's outputs are then
+// transposed into place (8 x 8 blocks by shuffles, the pixels past 15
+// masked) and the epilogue runs over them.
+// CHECK-LABEL: func.func @conv_along_filters(
+//   CHECK-NOT: func.call
+//       CHECK: scf.execute_region {
+//       CHECK:   %[[WT:.*]] = memref.alloca() {alignment = 64 : i64} : memref<256xf32>
+//       CHECK:   %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<128xf32>
+//       CHECK:   vector.load %[[WT]][%{{.*}}] : memref<256xf32>, vector<8xf32>
+//       CHECK:   memref.load %{{.*}}[%{{.*}}] : memref<210xf32>
+//       CHECK:   vector.broadcast %{{.*}} : f32 to vector<8xf32>
+//       CHECK:   vector.fma
+//       CHECK:   vector.store %{{.*}}, %[[T]][%{{.*}}] : memref<128xf32>, vector<8xf32>
+//       CHECK:   vector.load %[[T]][%{{.*}}] : memref<128xf32>, vector<8xf32>
+// CHECK-COUNT-24:   vector.shuffle
+// CHECK-COUNT-8:   vector.maskedstore %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<240xf32>, vector<8xi1>, vector<8xf32>
+//       CHECK:   arith.maximumf
+//   CHECK-NOT: vector.compressstore
+//   CHECK-NOT: vector.maskedload
+func.func @conv_along_filters(%w: tensor<8x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<2x8x3x5xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<8x3x3x3xf32>, tensor<2x3x5x7xf32>) -> tensor<2x8x3x5xf32> {
+  ^bb0(%a: tensor<8x3x3x3xf32>, %b: tensor<2x3x5x7xf32>):
+    %1 = soma.reshape %a {shape = array<i64: 1, 1, 8, 27>} : tensor<8x3x3x3xf32> -> tensor<1x1x8x27xf32>
+    %2 = soma.broadcast_to %1 {shape = array<i64: 2, 1, 8, 27>} : tensor<1x1x8x27xf32> -> tensor<2x1x8x27xf32>
+    %3 = soma.reshape %2 {shape = array<i64: 2, 8, 27>} : tensor<2x1x8x27xf32> -> tensor<2x8x27xf32>
+    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : tensor<2x3x5x7xf32> -> tensor<27x30xf32>
+    %5 = soma.reshape %4 {shape = array<i64: 1, 27, 2, 15>} : tensor<27x30xf32> -> tensor<1x27x2x15xf32>
+    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x15xf32> -> tensor<2x1x27x15xf32>
+    %7 = soma.reshape %6 {shape = array<i64: 2, 27, 15>} : tensor<2x1x27x15xf32> -> tensor<2x27x15xf32>
+    %8 = soma.matmul %3, %7 : (tensor<2x8x27xf32>, tensor<2x27x15xf32>) -> tensor<2x8x15xf32>
+    %9 = soma.reshape %8 {shape = array<i64: 2, 8, 3, 5>} : tensor<2x8x15xf32> -> tensor<2x8x3x5xf32>
+    %10 = soma.relu %9 : tensor<2x8x3x5xf32>
+    soma.yield %10 : tensor<2x8x3x5xf32>
+  }
+  return %0 : tensor<2x8x3x5xf32>
 }
 
 // -----
