@@ -549,6 +549,38 @@ LogicalResult ConstantOp::inferReturnTypes(MLIRContext *,
 
 OpFoldResult ConstantOp::fold(FoldAdaptor) { return getValue(); }
 
+namespace {
+/// A view that does not change its input's type is the input; one of a
+/// splat constant is a splat constant.
+OpFoldResult foldView(Value input, Attribute constant, Type type) {
+  if (input.getType() == type)
+    return input;
+  auto splat = dyn_cast_or_null<SplatElementsAttr>(constant);
+  auto ranked = dyn_cast<RankedTensorType>(type);
+  if (splat && ranked)
+    return SplatElementsAttr::get(ranked, splat.getSplatValue<Attribute>());
+  return {};
+}
+} // namespace
+
+OpFoldResult ReshapeOp::fold(FoldAdaptor adaptor) { return foldView(getInput(), adaptor.getInput(), getType()); }
+
+OpFoldResult BroadcastToOp::fold(FoldAdaptor adaptor) {
+  return foldView(getInput(), adaptor.getInput(), getType());
+}
+
+OpFoldResult MulOp::fold(FoldAdaptor adaptor) {
+  auto one = [](Attribute a) {
+    auto splat = dyn_cast_or_null<SplatElementsAttr>(a);
+    return splat && splat.getElementType().isF32() && splat.getSplatValue<APFloat>().isExactlyValue(1.0);
+  };
+  if (one(adaptor.getRhs()) && getLhs().getType() == getType())
+    return getLhs();
+  if (one(adaptor.getLhs()) && getRhs().getType() == getType())
+    return getRhs();
+  return {};
+}
+
 //===----------------------------------------------------------------------===//
 // Softmax family and losses
 //===----------------------------------------------------------------------===//

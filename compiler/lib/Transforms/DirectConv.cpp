@@ -375,9 +375,13 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
     return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}}).getResult();
   };
   Value dyF = flat(g.dy), xF = flat(g.x);
-  Value partial;
-  if (units > 1)
+  Value partial, partialF, cF;
+  if (units > 1) {
     partial = b.create<memref::AllocOp>(loc, MemRefType::get({units, K, R}, f32), b.getI64IntegerAttr(64));
+    SmallVector<ReassociationIndices> all{{0, 1, 2}};
+    partialF = b.create<memref::CollapseShapeOp>(loc, partial, all);
+    cF = b.create<memref::CollapseShapeOp>(loc, C, all);
+  }
   VectorType fvec = VectorType::get({VL}, f32);
   // The table of window masks: for each chunk of VL pixels and each
   // kernel tap (u, v), the lanes whose window point is inside the image.
@@ -564,16 +568,17 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
       });
   if (units > 1) {
     outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(work));
-    // dw = the parts' sum, in part order.
-    e.blockLoop(rb, e.idx(rb, 0), e.idx(rb, K), 1, [&](OpBuilder &kb, Value k) {
-      e.blockLoop(kb, e.idx(kb, 0), e.idx(kb, R), 1, [&](OpBuilder &xb, Value r) {
-        Value acc;
-        for (int64_t part = 0; part < units; ++part) {
-          Value x = xb.create<memref::LoadOp>(loc, partial, ValueRange{e.idx(xb, part), k, r});
-          acc = part == 0 ? x : xb.create<arith::AddFOp>(loc, acc, x);
-        }
-        xb.create<memref::StoreOp>(loc, acc, C, ValueRange{e.idx(xb, 0), k, r});
-      });
+    // dw = the parts' sum, in part order, VL points at a time.
+    e.stepLoop(rb, K * R, VL, [&](OpBuilder &xb, Value at, int64_t n) {
+      Value lanes = xb.create<vector::CreateMaskOp>(loc, e.mvec, ValueRange{e.idx(xb, n)});
+      Value zero = xb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, xb.getF32FloatAttr(0.0f)));
+      Value acc;
+      for (int64_t part = 0; part < units; ++part) {
+        Value x = xb.create<vector::MaskedLoadOp>(loc, fvec, partialF, ValueRange{e.add(xb, at, e.idx(xb, part * K * R))},
+                                                  lanes, zero);
+        acc = part == 0 ? x : xb.create<arith::AddFOp>(loc, acc, x);
+      }
+      xb.create<vector::MaskedStoreOp>(loc, cF, ValueRange{at}, lanes, acc);
     });
   } else {
     outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());

@@ -1660,7 +1660,9 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     std::optional<ConvGrid> grid =
         ConvGrid::of(xs.getShape(), im.getKernel(), im.getStride(), im.getDilation(), im.getPadding(), gemmConfig.vl);
     ArrayRef<int64_t> y = ys.getShape(), x = xs.getShape();
-    if (ys.getLayout().isIdentity() && xs.getLayout().isIdentity() && grid && y.size() == 4 && y[0] == x[0] &&
+    // (The direct paths view C, x and dy flat.)
+    bool flatC = cast<MemRefType>(C.getType()).getLayout().isIdentity();
+    if (flatC && ys.getLayout().isIdentity() && xs.getLayout().isIdentity() && grid && y.size() == 4 && y[0] == x[0] &&
         y[2] == grid->oh && y[3] == grid->ow) {
       g.grid = *grid;
       emitFilterGradient(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
@@ -1682,7 +1684,8 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     ArrayRef<int64_t> x = xs.getShape();
     std::optional<ConvGrid> grid =
         ConvGrid::of(x, im.getKernel(), im.getStride(), im.getDilation(), im.getPadding(), gemmConfig.vl);
-    if (xs.getLayout().isIdentity() && ws.getLayout().isIdentity() && grid && shape[0] == x[0] &&
+    if (cast<MemRefType>(C.getType()).getLayout().isIdentity() && xs.getLayout().isIdentity() &&
+        ws.getLayout().isIdentity() && grid && shape[0] == x[0] &&
         shape[2] == grid->oh * grid->ow) {
       g.grid = *grid;
       emitDirectConv(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());

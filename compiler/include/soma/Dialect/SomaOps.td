@@ -114,7 +114,11 @@ class Soma_BinaryOp<string mnemonic, string formula> : Soma_DiffOp<mnemonic, [So
 
 def Soma_AddOp : Soma_BinaryOp<"add", "y = a + b">;
 def Soma_SubOp : Soma_BinaryOp<"sub", "y = a - b">;
-def Soma_MulOp : Soma_BinaryOp<"mul", "y = a * b">;
+def Soma_MulOp : Soma_BinaryOp<"mul", "y = a * b"> {
+  // x * 1 (a splat constant of ones that does not broadcast x) is x,
+  // exactly: such as the loss's seed gradient times the other factor.
+  let hasFolder = 1;
+}
 def Soma_DivOp : Soma_BinaryOp<"div", "y = a / b">;
 def Soma_PowOp : Soma_BinaryOp<"pow", "y = a ^ b">;
 def Soma_MaximumOp : Soma_BinaryOp<"maximum", "y = max(a, b), NaN-propagating">;
@@ -167,6 +171,9 @@ def Soma_ReshapeOp : Soma_DiffOp<"reshape"> {
   let arguments = (ins Soma_AnyTensor:$input, DenseI64ArrayAttr:$shape);
   let results = (outs Soma_AnyTensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+  // A splat constant reshaped is a splat constant; a reshape to the same
+  // type is its input.
+  let hasFolder = 1;
 }
 
 def Soma_TransposeOp : Soma_DiffOp<"transpose"> {
@@ -181,6 +188,8 @@ def Soma_BroadcastToOp : Soma_DiffOp<"broadcast_to"> {
   let arguments = (ins Soma_AnyTensor:$input, DenseI64ArrayAttr:$shape);
   let results = (outs Soma_AnyTensor:$output);
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
+  // (Folds as reshape does.)
+  let hasFolder = 1;
 }
 
 def Soma_SliceOp : Soma_DiffOp<"slice"> {
