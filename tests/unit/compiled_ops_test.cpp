@@ -283,6 +283,11 @@ std::vector<Case> allCases() {
                          // unit per image.
                          Conv{"conv_filters_odd", {3, 5, 9, 13}, {24, 5, 3, 5}, {}},
                          Conv{"conv_filters_parallel", {8, 6, 12, 14}, {40, 6, 5, 8}, {}},
+                         // A grid whose window of x over all channels
+                         // exceeds 48 KiB: blocks of channels, each adding
+                         // to C (97 channels: blocks of 49 and 48; 11
+                         // filters: an edge tile).
+                         Conv{"conv_direct_channel_blocks", {2, 97, 5, 64}, {11, 97, 3, 3}, {.padding = 1}},
                          // Stride 2 with output rows of 35: the packing loads
                          // 16 lanes two apart as two vectors and a shuffle.
                          Conv{"conv_stride2_wide", {2, 3, 6, 70}, {4, 3, 3, 3}, {.stride = 2, .padding = 1}},
@@ -310,6 +315,8 @@ std::vector<Case> allCases() {
   // outputs are transposed into place.
   c.push_back({"conv_filters_residual_relu", {{{2, 3, 8, 9}}, {{16, 3, 3, 3}}, {{2, 16, 6, 7}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1]) + x[2])}; }});
+  c.push_back({"conv_direct_channel_blocks_relu", {{{2, 96, 8, 48}}, {{96, 96, 3, 3}}},
+               [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1], {.padding = 1}) + x[0])}; }});
   c.push_back({"max_pool_2x2", {{{2, 3, 8, 8}}}, [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 2)}; }});
   // Windows that tile the input are lowered directly (not decomposed): 3 x
   // 2 of stride 3 x 2 over 9 x 6, and values that tie within windows.

@@ -93,7 +93,62 @@ std::optional<ConvGrid> ConvGrid::of(ArrayRef<int64_t> x, ArrayRef<int64_t> kern
   return g;
 }
 
+namespace {
+
+/// Cycles of one tap of a register tile of kt vectors x px broadcast
+/// points: kt * px FMAs (two a cycle), px + kt loads (about three a
+/// cycle), at least 4 (each accumulator's FMAs depend on each other).
+double tapCycles(int64_t kt, int64_t px) { return std::max({kt * px / 2.0, (px + kt) / 3.0, 4.0}); }
+
+/// [0, total) in steps of `step`: (the number of whole steps, step) and
+/// (0 or 1, the rest).
+std::array<std::pair<int64_t, int64_t>, 2> steps(int64_t total, int64_t step) {
+  return {std::pair{total / step, step}, std::pair{total % step ? int64_t{1} : int64_t{0}, total % step}};
+}
+
+/// The forward convolution's register tile with vectors along the
+/// filters: KT filter vectors x TR rows x TC columns of output pixels, at
+/// most 24 accumulators of 32 registers with AVX-512 (12 of 16
+/// otherwise); the one with the fewest estimated cycles over the whole
+/// image, edge tiles included (LeNet-5's 10 x 10: 4 x 6).
+struct FilterTile {
+  int64_t KT = 1, TR = 1, TC = 1;
+};
+FilterTile filterTile(int64_t OH, int64_t OW, int64_t KV, int64_t VL) {
+  const int64_t budget = VL >= 16 ? 24 : 12;
+  FilterTile t;
+  double best = 0;
+  for (int64_t kt = 1; kt <= std::min<int64_t>(KV, 4); ++kt)
+    for (int64_t tr = 1; tr <= OH && kt * tr <= budget; ++tr)
+      for (int64_t tc = 1; tc <= OW && kt * tr * tc <= budget; ++tc) {
+        double cost = 0;
+        for (auto [nk, k] : steps(KV, kt))
+          for (auto [nr, r] : steps(OH, tr))
+            for (auto [nc, c] : steps(OW, tc))
+              if (nk && nr && nc)
+                cost += double(nk * nr * nc) * tapCycles(k, r * c);
+        if (best == 0 || cost < best - 1e-9 || (cost < best + 1e-9 && kt * tr * tc > t.KT * t.TR * t.TC)) {
+          best = cost;
+          t = {kt, tr, tc};
+        }
+      }
+  return t;
+}
+
+} // namespace
+
 bool ConvGrid::alongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const {
+  const int64_t VL = vectorWidth, KP = (K + VL - 1) / VL * VL, R = x[1] * kh * kw;
+  if (stride != 1 || !unpadded || K < VL || K * x[3] < ow * KP)
+    return false;
+  // Stack: the transposed filters (calling thread), a band's outputs
+  // (each unit).
+  FilterTile t = filterTile(oh, ow, KP / VL, VL);
+  const int64_t band = (t.TR * ow + VL - 1) / VL * VL * KP;
+  return R * KP * 4 <= (1 << 20) && band * 4 <= (256 << 10);
+}
+
+bool ConvGrid::filterGradientAlongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const {
   const int64_t VL = vectorWidth, KP = (K + VL - 1) / VL * VL;
   const int64_t PQ = (oh * ow + VL - 1) / VL * VL, R = x[1] * kh * kw;
   return stride == 1 && unpadded && ow < x[3] && K >= VL && K * x[3] > ow * KP && R * KP * 4 <= (256 << 10) &&
@@ -336,7 +391,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                         const GemmEpilogue &epilogue) {
   Emitter e{b, loc, cfg.vl};
   auto xs = cast<MemRefType>(g.x.getType()).getShape(), ys = cast<MemRefType>(g.dy.getType()).getShape();
-  if (g.grid.alongFilters(xs, ys[1], cfg.vl))
+  if (g.grid.filterGradientAlongFilters(xs, ys[1], cfg.vl))
     return emitFilterGradientAlongFilters(b, loc, g, C, cfg, epilogue);
   const ConvGrid &cg = g.grid;
   const int64_t S = cg.stride;
@@ -640,6 +695,17 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
       }
     }
   const int64_t group = PT * VL;
+  // Blocks of CB channels, when a group's window of x (its pixels and the
+  // window's rows above and below, every channel) exceeds 48 KiB (the L1
+  // data cache): blocks of at most 32 KiB, all the filters sweeping one
+  // block's window, then the next block's, each tile adding to C (the
+  // same sums in the same order). VGG's 128 x 56 x 56 layer (92 KiB): 3
+  // blocks of 43 channels, 33.2 -> 30.3 ms on 1 thread (2 blocks: 31.5);
+  // ResNet's 64 channels (46 KiB) stay one block (2 blocks: 8.1 -> 8.7).
+  // Not on grids wider than the output, whose tiles are stored compressed.
+  const int64_t window = (group * S + (cg.kh - 1) * W + cg.kw) * 4;
+  const int64_t blocks = grid.wide() || Cin * window <= (48 << 10) ? 1 : ceilDiv(Cin * window, 32 << 10);
+  const int64_t CB = ceilDiv(Cin, blocks);
   // The mask table covers whole groups: its chunks past the image are
   // all false.
   const int64_t chunks = ceilDiv(P, group) * PT;
@@ -672,12 +738,25 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
         Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
         // One tile: KT filters from k0 x PT chunks of pixels from g0 of
         // image n (its x at xImage), into C.
-        auto tile = [&](OpBuilder &gb, Value n, Value xImage, Value g0, Value k0) {
+        auto tile = [&](OpBuilder &gb, Value n, Value xImage, Value g0, Value k0, Value c0, Value c1, bool first) {
           SmallVector<Value> wOff;
           for (int64_t a = 0; a < KT; ++a)
             wOff.push_back(e.mul(gb, e.min(gb, e.add(gb, k0, e.idx(gb, a)), e.idx(gb, K - 1)), e.idx(gb, R)));
           Value zero = gb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, gb.getF32FloatAttr(0.0f)));
+          SmallVector<Value> lanes, at;
+          for (int64_t j = 0; j < PT; ++j) {
+            Value p = e.add(gb, g0, e.idx(gb, j * VL));
+            lanes.push_back(e.outputLanes(gb, p, grid));
+            at.push_back(e.outputIndex(gb, p, grid));
+          }
           SmallVector<Value> init(KT * PT, zero);
+          // (A later block of channels: the earlier blocks' sums, from C;
+          // the filters past K read at K - 1 and not stored.)
+          for (int64_t a = 0; !first && a < KT; ++a)
+            for (int64_t j = 0; j < PT; ++j)
+              init[a * PT + j] = gb.create<vector::MaskedLoadOp>(
+                  loc, fvec, C, ValueRange{n, e.min(gb, e.add(gb, k0, e.idx(gb, a)), e.idx(gb, K - 1)), at[j]},
+                  lanes[j], zero);
           Value chunk0 = e.mul(gb, gb.create<arith::DivUIOp>(loc, g0, e.idx(gb, VL)), e.idx(gb, taps));
           // Stride 2: the x offset of each half chunk's first point (row
           // 2 i, column 2 j of output pixel (i, j)), before the tap's shift.
@@ -686,7 +765,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
             for (int64_t h = 0; h < 2; ++h)
               halfBase.push_back(e.halfBase(gb, e.add(gb, g0, e.idx(gb, j * VL + h * VL / 2)), grid));
           auto channels = gb.create<scf::ForOp>(
-              loc, e.idx(gb, 0), e.idx(gb, Cin), e.idx(gb, 1), init,
+              loc, c0, c1, e.idx(gb, 1), init,
               [&](OpBuilder &cb, Location, Value c, ValueRange acc) {
                 SmallVector<Value> out(acc.begin(), acc.end());
                 Value xp = e.add(cb, xImage, e.mul(cb, c, e.idx(cb, PX)));
@@ -725,12 +804,6 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
           // The tile into C: rows past K skipped, only the lanes that are
           // outputs stored (pixels past the grid, and with a wide grid
           // the columns past OW: the others, consecutive in C, compressed).
-          SmallVector<Value> lanes, at;
-          for (int64_t j = 0; j < PT; ++j) {
-            Value p = e.add(gb, g0, e.idx(gb, j * VL));
-            lanes.push_back(e.outputLanes(gb, p, grid));
-            at.push_back(e.outputIndex(gb, p, grid));
-          }
           for (int64_t a = 0; a < KT; ++a) {
             Value k = e.add(gb, k0, e.idx(gb, a));
             gb.create<scf::IfOp>(loc, e.lt(gb, k, e.idx(gb, K)), [&](OpBuilder &sb, Location) {
@@ -752,8 +825,14 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
           // sweep it, and the epilogue reads the group's outputs back
           // from cache.
           e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, P), group, [&](OpBuilder &pb, Value g0) {
-            e.blockLoop(pb, e.idx(pb, 0), e.idx(pb, K), KT,
-                        [&](OpBuilder &gb, Value k0) { tile(gb, n, xImage, g0, k0); });
+            auto filters = [&](OpBuilder &fb, Value c0, bool first) {
+              Value c1 = e.min(fb, e.add(fb, c0, e.idx(fb, CB)), e.idx(fb, Cin));
+              e.blockLoop(fb, e.idx(fb, 0), e.idx(fb, K), KT,
+                          [&](OpBuilder &gb, Value k0) { tile(gb, n, xImage, g0, k0, c0, c1, first); });
+            };
+            filters(pb, e.idx(pb, 0), true);
+            if (CB < Cin)
+              e.blockLoop(pb, e.idx(pb, CB), e.idx(pb, Cin), CB, [&](OpBuilder &fb, Value c0) { filters(fb, c0, false); });
             if (epilogue)
               epilogue(pb, loc, n, e.idx(pb, 0), e.idx(pb, K), e.outputIndex(pb, g0, grid),
                        e.outputIndex(pb, e.min(pb, e.add(pb, g0, e.idx(pb, group)), e.idx(pb, P)), grid));
@@ -779,61 +858,34 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
 // outputs (or the filter gradient) transposed back, VL x VL at a time.
 namespace {
 
-/// Cycles of one tap of a register tile of kt vectors x px broadcast
-/// points: kt * px FMAs (two a cycle), px + kt loads (about three a
-/// cycle), at least 4 (each accumulator's FMAs depend on each other).
-double tapCycles(int64_t kt, int64_t px) { return std::max({kt * px / 2.0, (px + kt) / 3.0, 4.0}); }
-
-/// [0, total) in steps of `step`: (the number of whole steps, step) and
-/// (0 or 1, the rest).
-std::array<std::pair<int64_t, int64_t>, 2> steps(int64_t total, int64_t step) {
-  return {std::pair{total / step, step}, std::pair{total % step ? int64_t{1} : int64_t{0}, total % step}};
-}
-
 // out[n, k, q] = sum over (c, u, v) of w[k, c, u, v] * x[n, c, i + u, j + v]
 // for output pixel q = i * OW + j:
 //
 //   wT[(c, u, v), k] = w[k, c, u, v] (0 past K), once per call
 //   parallel over the images (when there is enough work):
-//     for each tile of TR x TC output pixels, each tile of KT filter vectors:
-//       KT x TR x TC accumulators
-//       for each channel c, each tap (unrolled): KT loads of wT, and per
-//         pixel one broadcast point of x (a constant offset), KT FMAs
-//       the accumulators into T[q, k] (a stack scratch, pixel-major)
-//     T transposed into out[n] (VL x VL blocks), then the epilogue
+//     for each band of TR output rows:
+//       for each tile of TR x TC output pixels, each tile of KT filter vectors:
+//         KT x TR x TC accumulators
+//         for each (c, u, v): KT loads of wT, and per pixel one broadcast
+//           point of x (a constant offset), KT FMAs
+//         the accumulators into T[q, k] (a stack scratch, pixel-major)
+//       T transposed into the band's outputs (VL x VL blocks), then the
+//       epilogue over them
 void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value C, const GemmConfig &cfg,
                           const GemmEpilogue &epilogue) {
   Emitter e{b, loc, cfg.vl};
   auto xs = cast<MemRefType>(g.x.getType()).getShape();
   const ConvGrid &cg = g.grid;
-  const int64_t N = xs[0], Cin = xs[1], W = xs[3], PX = xs[2] * W, OH = cg.oh, OW = cg.ow, PY = OH * OW;
+  const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], PX = H * W, OH = cg.oh, OW = cg.ow, PY = OH * OW;
   const int64_t K = cast<MemRefType>(C.getType()).getShape()[1];
   const int64_t taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
-  const int64_t KV = ceilDiv(K, VL), KP = KV * VL, PQ = ceilDiv(PY, VL) * VL;
-  // The register tile: KT filter vectors x TR rows x TC columns of output
-  // pixels (each point of x at a constant offset from the tile's), at
-  // most 24 accumulators of 32 registers with AVX-512 (12 of 16
-  // otherwise); the one with the fewest estimated cycles over the whole
-  // image, edge tiles included (LeNet-5's 10 x 10: 2 x 10).
-  const int64_t budget = VL >= 16 ? 24 : 12;
-  int64_t KT = 1, TR = 1, TC = 1;
-  double best = 0;
-  for (int64_t kt = 1; kt <= std::min<int64_t>(KV, 4); ++kt)
-    for (int64_t tr = 1; tr <= OH && kt * tr <= budget; ++tr)
-      for (int64_t tc = 1; tc <= OW && kt * tr * tc <= budget; ++tc) {
-        double cost = 0;
-        for (auto [nk, k] : steps(KV, kt))
-          for (auto [nr, r] : steps(OH, tr))
-            for (auto [nc, c] : steps(OW, tc))
-              if (nk && nr && nc)
-                cost += double(nk * nr * nc) * tapCycles(k, r * c);
-        if (best == 0 || cost < best - 1e-9 || (cost < best + 1e-9 && kt * tr * tc > KT * TR * TC)) {
-          best = cost;
-          KT = kt, TR = tr, TC = tc;
-        }
-      }
+  const int64_t KV = ceilDiv(K, VL), KP = KV * VL;
+  // The register tile (each point of x at a constant offset from the
+  // tile's first).
+  const auto [KT, TR, TC] = filterTile(OH, OW, KV, VL);
   const int64_t units = N * K * R * PY / cfg.macs_per_point >= cfg.grain ? N : 1;
+  const int64_t TQ = ceilDiv(TR * OW, VL) * VL; // a band's pixels, whole blocks
 
   Type f32 = b.getF32Type();
   VectorType fvec = VectorType::get({VL}, f32);
@@ -858,73 +910,81 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
       [&](OpBuilder &ub, Location, Value u, ValueRange) {
         Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
         Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
-        // T[q * KP + k]: one image's outputs, pixel-major.
-        Value T = ub.create<memref::AllocaOp>(loc, MemRefType::get({PQ * KP}, f32), ub.getI64IntegerAttr(64));
+        Value zero = ub.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, ub.getF32FloatAttr(0.0f)));
+        // T[q * KP + k]: a band's outputs, pixel-major.
+        Value T = ub.create<memref::AllocaOp>(loc, MemRefType::get({TQ * KP}, f32), ub.getI64IntegerAttr(64));
         e.blockLoop(ub, n0, n1, 1, [&](OpBuilder &nb, Value n) {
           Value xImage = e.mul(nb, n, e.idx(nb, Cin * PX));
-          // One tile: kt filter vectors from kv0 x tr rows from i0 x tc
-          // columns from j0.
-          auto tile = [&](OpBuilder &tb, Value i0, Value j0, Value kv0, int64_t tr, int64_t tc, int64_t kt) {
-            Value xBase = e.add(tb, xImage, e.add(tb, e.mul(tb, i0, e.idx(tb, W)), j0));
-            Value wBase = e.mul(tb, kv0, e.idx(tb, VL));
-            Value zero = tb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, tb.getF32FloatAttr(0.0f)));
-            SmallVector<Value> init(kt * tr * tc, zero);
-            // (c, u, v) as loops, not unrolled: unrolled, LLVM finds the
-            // same point of x in several taps and pixels (pixel (r, s + 1)
-            // at tap (u, v) is pixel (r, s) at (u, v + 1)), keeps it in a
-            // register, and spills the accumulators.
-            auto loop = [&](OpBuilder &lb, int64_t n, ValueRange acc,
-                            function_ref<SmallVector<Value>(OpBuilder &, Value, ValueRange)> body) {
-              auto l = lb.create<scf::ForOp>(loc, e.idx(lb, 0), e.idx(lb, n), e.idx(lb, 1), acc,
-                                             [&](OpBuilder &ib, Location, Value i, ValueRange in) {
-                                               ib.create<scf::YieldOp>(loc, body(ib, i, in));
-                                             });
-              l->setAttr(kNoUnrollAttr, lb.getUnitAttr());
-              return l;
-            };
-            auto channels = loop(tb, Cin, init, [&](OpBuilder &cb, Value c, ValueRange accC) {
-              Value xc = e.add(cb, xBase, e.mul(cb, c, e.idx(cb, PX)));
-              Value wc = e.add(cb, wBase, e.mul(cb, c, e.idx(cb, taps * KP)));
-              auto rowsU = loop(cb, cg.kh, accC, [&](OpBuilder &ub2, Value uu, ValueRange accU) {
-                Value xu = e.add(ub2, xc, e.mul(ub2, uu, e.idx(ub2, W)));
-                Value wu = e.add(ub2, wc, e.mul(ub2, uu, e.idx(ub2, cg.kw * KP)));
-                auto colsV = loop(ub2, cg.kw, accU, [&](OpBuilder &vb, Value vv, ValueRange acc) {
-                  SmallVector<Value> out(acc.begin(), acc.end());
-                  Value xv = e.add(vb, xu, vv);
-                  Value wv0 = e.add(vb, wu, e.mul(vb, vv, e.idx(vb, KP)));
-                  SmallVector<Value> wv;
-                  for (int64_t a = 0; a < kt; ++a)
-                    wv.push_back(
-                        vb.create<vector::LoadOp>(loc, fvec, wT, ValueRange{e.add(vb, wv0, e.idx(vb, a * VL))}));
-                  for (int64_t r = 0; r < tr; ++r)
-                    for (int64_t s = 0; s < tc; ++s) {
-                      Value point = vb.create<memref::LoadOp>(loc, xF, ValueRange{e.add(vb, xv, e.idx(vb, r * W + s))});
-                      Value bc = vb.create<vector::BroadcastOp>(loc, fvec, point);
-                      for (int64_t a = 0; a < kt; ++a)
-                        out[(a * tr + r) * tc + s] = vb.create<vector::FMAOp>(loc, wv[a], bc, out[(a * tr + r) * tc + s]);
-                    }
-                  return out;
+          // One band: tr output rows from i0.
+          auto band = [&](OpBuilder &ib, Value i0, int64_t tr) {
+            Value first = e.add(ib, xImage, e.mul(ib, i0, e.idx(ib, W)));
+            // One tile: kt filter vectors from kv0 x tr rows x tc columns
+            // from j0.
+            auto tile = [&](OpBuilder &tb, Value j0, Value kv0, int64_t tc, int64_t kt) {
+              Value xBase = e.add(tb, first, j0);
+              Value wBase = e.mul(tb, kv0, e.idx(tb, VL));
+              SmallVector<Value> init(kt * tr * tc, zero);
+              // (c, u, v) as loops, not unrolled: unrolled, LLVM finds the
+              // same point of x in several taps and pixels (pixel (r, s + 1)
+              // at tap (u, v) is pixel (r, s) at (u, v + 1)), keeps it in a
+              // register, and spills the accumulators.
+              auto loop = [&](OpBuilder &lb, int64_t count, ValueRange acc,
+                              function_ref<SmallVector<Value>(OpBuilder &, Value, ValueRange)> body) {
+                auto l = lb.create<scf::ForOp>(loc, e.idx(lb, 0), e.idx(lb, count), e.idx(lb, 1), acc,
+                                               [&](OpBuilder &xb, Location, Value i, ValueRange in) {
+                                                 xb.create<scf::YieldOp>(loc, body(xb, i, in));
+                                               });
+                l->setAttr(kNoUnrollAttr, lb.getUnitAttr());
+                return l;
+              };
+              auto channels = loop(tb, Cin, init, [&](OpBuilder &cb, Value c, ValueRange accC) {
+                Value xc = e.add(cb, xBase, e.mul(cb, c, e.idx(cb, PX)));
+                Value wc = e.add(cb, wBase, e.mul(cb, c, e.idx(cb, taps * KP)));
+                auto rowsU = loop(cb, cg.kh, accC, [&](OpBuilder &ub2, Value uu, ValueRange accU) {
+                  Value xu = e.add(ub2, xc, e.mul(ub2, uu, e.idx(ub2, W)));
+                  Value wu = e.add(ub2, wc, e.mul(ub2, uu, e.idx(ub2, cg.kw * KP)));
+                  auto colsV = loop(ub2, cg.kw, accU, [&](OpBuilder &vb, Value vv, ValueRange acc) {
+                    SmallVector<Value> out(acc.begin(), acc.end());
+                    Value xv = e.add(vb, xu, vv);
+                    Value wv0 = e.add(vb, wu, e.mul(vb, vv, e.idx(vb, KP)));
+                    SmallVector<Value> wv;
+                    for (int64_t a = 0; a < kt; ++a)
+                      wv.push_back(
+                          vb.create<vector::LoadOp>(loc, fvec, wT, ValueRange{e.add(vb, wv0, e.idx(vb, a * VL))}));
+                    for (int64_t r = 0; r < tr; ++r)
+                      for (int64_t s = 0; s < tc; ++s) {
+                        Value point =
+                            vb.create<memref::LoadOp>(loc, xF, ValueRange{e.add(vb, xv, e.idx(vb, r * W + s))});
+                        Value bc = vb.create<vector::BroadcastOp>(loc, fvec, point);
+                        for (int64_t a = 0; a < kt; ++a)
+                          out[(a * tr + r) * tc + s] =
+                              vb.create<vector::FMAOp>(loc, wv[a], bc, out[(a * tr + r) * tc + s]);
+                      }
+                    return out;
+                  });
+                  return SmallVector<Value>(colsV.getResults());
                 });
-                return SmallVector<Value>(colsV.getResults());
+                return SmallVector<Value>(rowsU.getResults());
               });
-              return SmallVector<Value>(rowsU.getResults());
-            });
-            Value tBase = e.add(tb, e.mul(tb, e.add(tb, e.mul(tb, i0, e.idx(tb, OW)), j0), e.idx(tb, KP)), wBase);
-            for (int64_t a = 0; a < kt; ++a)
-              for (int64_t r = 0; r < tr; ++r)
-                for (int64_t s = 0; s < tc; ++s)
-                  tb.create<vector::StoreOp>(loc, channels.getResult((a * tr + r) * tc + s), T,
-                                             ValueRange{e.add(tb, tBase, e.idx(tb, (r * OW + s) * KP + a * VL))});
-          };
-          e.stepLoop(nb, OH, TR, [&](OpBuilder &ib, Value i0, int64_t tr) {
+              Value tBase = e.add(tb, e.mul(tb, j0, e.idx(tb, KP)), wBase);
+              for (int64_t a = 0; a < kt; ++a)
+                for (int64_t r = 0; r < tr; ++r)
+                  for (int64_t s = 0; s < tc; ++s)
+                    tb.create<vector::StoreOp>(loc, channels.getResult((a * tr + r) * tc + s), T,
+                                               ValueRange{e.add(tb, tBase, e.idx(tb, (r * OW + s) * KP + a * VL))});
+            };
             e.stepLoop(ib, OW, TC, [&](OpBuilder &jb, Value j0, int64_t tc) {
-              e.stepLoop(jb, KV, KT, [&](OpBuilder &kb, Value kv0, int64_t kt) { tile(kb, i0, j0, kv0, tr, tc, kt); });
+              e.stepLoop(jb, KV, KT, [&](OpBuilder &kb, Value kv0, int64_t kt) { tile(kb, j0, kv0, tc, kt); });
             });
-          });
-          // T into out[n] (the pixels past PY and the filters past K left).
-          e.transposeInto(nb, T, e.idx(nb, 0), KP, PY, K, cF, e.mul(nb, n, e.idx(nb, K * PY)), PY, /*padded=*/false);
-          if (epilogue)
-            epilogue(nb, loc, n, e.idx(nb, 0), e.idx(nb, K), e.idx(nb, 0), e.idx(nb, PY));
+            // T into the band's outputs (the filters past K left), then
+            // the epilogue over them.
+            Value q0 = e.mul(ib, i0, e.idx(ib, OW));
+            e.transposeInto(ib, T, e.idx(ib, 0), KP, tr * OW, K, cF,
+                            e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), q0), PY, /*padded=*/false);
+            if (epilogue)
+              epilogue(ib, loc, n, e.idx(ib, 0), e.idx(ib, K), q0, e.add(ib, q0, e.idx(ib, tr * OW)));
+          };
+          e.stepLoop(nb, OH, TR, [&](OpBuilder &ib, Value i0, int64_t tr) { band(ib, i0, tr); });
         });
         ub.create<LLVM::StackRestoreOp>(loc, stack);
         ub.create<scf::YieldOp>(loc);

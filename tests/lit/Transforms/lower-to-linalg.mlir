@@ -1055,6 +1055,38 @@ func.func @direct_conv_valid(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: ten
 
 // -----
 
+// When a group's window of x over every channel exceeds 48 KiB (96
+// channels of rows of 64), the channels come in blocks of at most 32 KiB
+// (here 2 of 48): all the filter tiles sweep the first block's window,
+// then the second's, whose tiles start from the first's sums, read back
+// from C (masked loads).
+// CHECK-LABEL: func.func @direct_conv_channel_blocks(
+//       CHECK: scf.execute_region {
+//       CHECK:   scf.for %{{.*}} = %c0{{.*}} to %{{.*}} step %c1{{.*}} iter_args(
+//       CHECK:   vector.maskedstore %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], %{{.*}}, %{{.*}} : memref<2x4x256xf32>, vector<8xi1>, vector<8xf32>
+//       CHECK:   scf.for %{{.*}} = %c48{{.*}} to %c96{{.*}} step %c48{{.*}} {
+//       CHECK:   vector.maskedload %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], %{{.*}}, %{{.*}} : memref<2x4x256xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c1{{.*}} iter_args(
+//       CHECK:   vector.maskedstore %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], %{{.*}}, %{{.*}} : memref<2x4x256xf32>, vector<8xi1>, vector<8xf32>
+func.func @direct_conv_channel_blocks(%w: tensor<4x96x3x3xf32> {soma.input = "w"}, %x: tensor<2x96x4x64xf32> {soma.input = "x"}) -> (tensor<2x4x4x64xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<4x96x3x3xf32>, tensor<2x96x4x64xf32>) -> tensor<2x4x4x64xf32> {
+  ^bb0(%a: tensor<4x96x3x3xf32>, %b: tensor<2x96x4x64xf32>):
+    %1 = soma.reshape %a {shape = array<i64: 1, 1, 4, 864>} : tensor<4x96x3x3xf32> -> tensor<1x1x4x864xf32>
+    %2 = soma.broadcast_to %1 {shape = array<i64: 2, 1, 4, 864>} : tensor<1x1x4x864xf32> -> tensor<2x1x4x864xf32>
+    %3 = soma.reshape %2 {shape = array<i64: 2, 4, 864>} : tensor<2x1x4x864xf32> -> tensor<2x4x864xf32>
+    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 1, 1>} : tensor<2x96x4x64xf32> -> tensor<864x512xf32>
+    %5 = soma.reshape %4 {shape = array<i64: 1, 864, 2, 256>} : tensor<864x512xf32> -> tensor<1x864x2x256xf32>
+    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x864x2x256xf32> -> tensor<2x1x864x256xf32>
+    %7 = soma.reshape %6 {shape = array<i64: 2, 864, 256>} : tensor<2x1x864x256xf32> -> tensor<2x864x256xf32>
+    %8 = soma.matmul %3, %7 : (tensor<2x4x864xf32>, tensor<2x864x256xf32>) -> tensor<2x4x256xf32>
+    %9 = soma.reshape %8 {shape = array<i64: 2, 4, 4, 64>} : tensor<2x4x256xf32> -> tensor<2x4x4x64xf32>
+    soma.yield %9 : tensor<2x4x4x64xf32>
+  }
+  return %0 : tensor<2x4x4x64xf32>
+}
+
+// -----
+
 // With 8 filters, the same "valid" convolution has its vectors along the
 // filters: the filters transposed once (32 x 8 on the stack, whole blocks
 // of 8), each tile
