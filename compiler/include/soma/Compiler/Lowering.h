@@ -121,23 +121,22 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
 ///    output, and a half's points are the even elements of VL consecutive
 ///    elements of a row of x (two vector loads and a shuffle).
 ///
-/// A convolution of stride 1 with at least VL filters has its vectors
-/// along the filters instead when they fill them at least as well as the
-/// outputs fill the grid's (alongFilters): LeNet-5's second layer (16
-/// filters; 10 outputs of every 14 grid pixels), ResNet's and VGG's 3 x 3
-/// layers (64 and 128 filters); its filter gradient too when it has no
-/// padding and its grid wastes more.
+/// A convolution of stride 1 without padding, with at least VL filters,
+/// has its vectors along the filters instead when they fill them at least
+/// as well as the outputs fill the grid's (alongFilters): LeNet-5's second
+/// layer (16 filters; 10 outputs of every 14 grid pixels); its filter
+/// gradient too when the grid wastes more.
 struct ConvGrid {
   int64_t kh = 0, kw = 0, pt = 0, pl = 0;
   int64_t oh = 0, ow = 0; ///< the output's height and width
   int64_t stride = 1;     ///< 1 or 2, both axes
   bool unpadded = false;  ///< no padding on any side
   /// Whether a convolution of `x` ([N, C, H, W]) on this grid with K
-  /// filters is computed with vectors along the filters: stride 1,
-  /// K >= VL, the filters' share of their vectors (K / (VL * ceil(K /
-  /// VL))) at least the grid's share of outputs (OW / W), and its stack
-  /// scratch within bounds (the transposed filters 1 MiB, a band of
-  /// outputs 256 KiB, a padded band of input 512 KiB).
+  /// filters is computed with vectors along the filters: stride 1, no
+  /// padding, K >= VL, the filters' share of their vectors (K / (VL *
+  /// ceil(K / VL))) at least the grid's share of outputs (OW / W), and its
+  /// stack scratch within bounds (the transposed filters 1 MiB, a band of
+  /// outputs 256 KiB).
   bool alongFilters(mlir::ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const;
   /// Whether its filter gradient is: stride 1, no padding, OW < W,
   /// K >= VL, the filters' share above the grid's, the transposed dy of
