@@ -184,24 +184,30 @@ struct Emitter {
     l->setAttr(kNoUnrollAttr, nb.getUnitAttr());
     return l;
   }
-  /// The VL x VL matrix whose rows are `rows`, transposed: the
-  /// off-diagonal blocks of VL / 2, then VL / 4, ..., 1 rows and columns
-  /// swapped (VL log2 VL two-vector shuffles).
-  SmallVector<Value> transpose(OpBuilder &nb, SmallVector<Value> rows) {
-    for (int64_t h = VL / 2; h >= 1; h /= 2) {
-      SmallVector<int64_t> top, bottom;
-      for (int64_t l = 0; l < VL; ++l) {
-        top.push_back(l & h ? VL + l - h : l);
-        bottom.push_back(l & h ? VL + l : l + h);
-      }
-      for (int64_t i = 0; i < VL; ++i)
-        if (!(i & h)) {
-          Value x = rows[i], y = rows[i + h];
-          rows[i] = nb.create<vector::ShuffleOp>(loc, x, y, top);
-          rows[i + h] = nb.create<vector::ShuffleOp>(loc, x, y, bottom);
-        }
-    }
-    return rows;
+  /// for u < units: body(u) between a stack save and restore (the unit's
+  /// scratch), a loop marked with `work` for soma-linalg-to-loops' grain
+  /// when there are several units (made parallel), not unrolled otherwise.
+  void unitLoop(OpBuilder &nb, int64_t units, int64_t work, function_ref<void(OpBuilder &, Value)> body) {
+    auto outer = nb.create<scf::ForOp>(loc, idx(nb, 0), idx(nb, units), idx(nb, 1), ValueRange{},
+                                       [&](OpBuilder &ub, Location, Value u, ValueRange) {
+                                         Value stack = ub.create<LLVM::StackSaveOp>(
+                                             loc, LLVM::LLVMPointerType::get(ub.getContext()));
+                                         body(ub, u);
+                                         ub.create<LLVM::StackRestoreOp>(loc, stack);
+                                         ub.create<scf::YieldOp>(loc);
+                                       });
+    if (units > 1)
+      outer->setAttr(kParallelWorkAttr, nb.getI64IntegerAttr(work));
+    else
+      outer->setAttr(kNoUnrollAttr, nb.getUnitAttr());
+  }
+  /// `v` (an identity-layout memref) viewed as one dimension, at b.
+  Value flat(Value v) {
+    auto type = cast<MemRefType>(v.getType());
+    ReassociationIndices all;
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      all.push_back(d);
+    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{all}).getResult();
   }
   /// dst[j][i] = src[i][j] for i < rows, j < cols, VL x VL blocks at a
   /// time (flat memrefs; src's row i from srcAt + i * srcPitch, dst's row
@@ -228,7 +234,7 @@ struct Emitter {
                                      : jb.create<vector::MaskedLoadOp>(loc, fvec, src, ValueRange{at}, lanes(jb, nj), zero)
                                            .getResult());
         }
-        block = transpose(jb, block);
+        block = transposeVectors(jb, loc, block);
         Value to = add(jb, dstAt, add(jb, mul(jb, j0, idx(jb, dstPitch)), i0));
         for (int64_t l = 0; l < (padded ? VL : nj); ++l) {
           Value at = add(jb, to, idx(jb, l * dstPitch));
@@ -426,16 +432,12 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   const int64_t PB = P <= 1024 ? P : ceilDiv(ceilDiv(P, ceilDiv(P, 1024)), VL) * VL; // VL-aligned
 
   Type f32 = b.getF32Type();
-  auto flat = [&](Value v) {
-    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}}).getResult();
-  };
-  Value dyF = flat(g.dy), xF = flat(g.x);
+  Value dyF = e.flat(g.dy), xF = e.flat(g.x);
   Value partial, partialF, cF;
   if (units > 1) {
     partial = b.create<memref::AllocOp>(loc, MemRefType::get({units, K, R}, f32), b.getI64IntegerAttr(64));
-    SmallVector<ReassociationIndices> all{{0, 1, 2}};
-    partialF = b.create<memref::CollapseShapeOp>(loc, partial, all);
-    cF = b.create<memref::CollapseShapeOp>(loc, C, all);
+    partialF = e.flat(partial);
+    cF = e.flat(C);
   }
   VectorType fvec = VectorType::get({VL}, f32);
   // The table of window masks: for each chunk of VL pixels and each
@@ -463,12 +465,9 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
     sharedTable = e.maskTable(rb, chunks, taps * S);
     e.fillMaskTable(rb, sharedTable, e.idx(rb, 0), e.idx(rb, P), grid, cg.kh, cg.kw, cg.pt, cg.pl);
   }
-  auto outer = rb.create<scf::ForOp>(
-      loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
-      [&](OpBuilder &ub, Location, Value u, ValueRange) {
+  e.unitLoop(rb, units, work, [&](OpBuilder &ub, Value u) {
         Value n0 = e.mul(ub, u, e.idx(ub, perUnit));
         Value n1 = e.min(ub, e.add(ub, n0, e.idx(ub, perUnit)), e.idx(ub, N));
-        Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
         Value table = shared ? sharedTable : e.maskTable(ub, chunks, taps * S);
         Value dyGrid = spread ? ub.create<memref::AllocaOp>(loc, MemRefType::get({block * K * PG}, f32),
                                                             ub.getI64IntegerAttr(64))
@@ -618,11 +617,8 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
             });
           });
         });
-        ub.create<LLVM::StackRestoreOp>(loc, stack);
-        ub.create<scf::YieldOp>(loc);
-      });
+  });
   if (units > 1) {
-    outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(work));
     // dw = the parts' sum, in part order, VL points at a time.
     e.stepLoop(rb, K * R, VL, [&](OpBuilder &xb, Value at, int64_t n) {
       Value lanes = xb.create<vector::CreateMaskOp>(loc, e.mvec, ValueRange{e.idx(xb, n)});
@@ -635,8 +631,6 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
       }
       xb.create<vector::MaskedStoreOp>(loc, cF, ValueRange{at}, lanes, acc);
     });
-  } else {
-    outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());
   }
   if (epilogue)
     epilogue(rb, loc, e.idx(rb, 0), e.idx(rb, 0), e.idx(rb, K), e.idx(rb, 0), e.idx(rb, R));
@@ -713,14 +707,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
 
   Type f32 = b.getF32Type();
   VectorType fvec = VectorType::get({VL}, f32);
-  auto flat = [&](Value v) {
-    auto type = cast<MemRefType>(v.getType());
-    ReassociationIndices all;
-    for (int64_t d = 0; d < type.getRank(); ++d)
-      all.push_back(d);
-    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{all}).getResult();
-  };
-  Value xF = flat(g.x), wF = flat(g.w);
+  Value xF = e.flat(g.x), wF = e.flat(g.w);
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("conv"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
@@ -731,10 +718,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   // against 6 x 49 x 25 FMAs).
   Value table = e.maskTable(rb, chunks, taps * S);
   e.fillMaskTable(rb, table, e.idx(rb, 0), e.idx(rb, chunks * VL), grid, cg.kh, cg.kw, cg.pt, cg.pl);
-  auto outer = rb.create<scf::ForOp>(
-      loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
-      [&](OpBuilder &ub, Location, Value u, ValueRange) {
-        Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
+  e.unitLoop(rb, units, N * K * R * P / cfg.macs_per_point, [&](OpBuilder &ub, Value u) {
         Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
         // One tile: KT filters from k0 x PT chunks of pixels from g0 of
         // image n (its x at xImage), into C.
@@ -838,13 +822,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
                        e.outputIndex(pb, e.min(pb, e.add(pb, g0, e.idx(pb, group)), e.idx(pb, P)), grid));
           });
         });
-        ub.create<LLVM::StackRestoreOp>(loc, stack);
-        ub.create<scf::YieldOp>(loc);
-      });
-  if (units > 1)
-    outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(N * K * R * P / cfg.macs_per_point));
-  else
-    outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());
+  });
   rb.create<scf::YieldOp>(loc);
 }
 
@@ -889,14 +867,7 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
 
   Type f32 = b.getF32Type();
   VectorType fvec = VectorType::get({VL}, f32);
-  auto flat = [&](Value v) {
-    auto type = cast<MemRefType>(v.getType());
-    ReassociationIndices all;
-    for (int64_t d = 0; d < type.getRank(); ++d)
-      all.push_back(d);
-    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{all}).getResult();
-  };
-  Value xF = flat(g.x), wF = flat(g.w), cF = flat(C);
+  Value xF = e.flat(g.x), wF = e.flat(g.w), cF = e.flat(C);
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("conv"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
@@ -905,10 +876,7 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
   const int64_t RQ = ceilDiv(R, VL) * VL;
   Value wT = rb.create<memref::AllocaOp>(loc, MemRefType::get({RQ * KP}, f32), rb.getI64IntegerAttr(64));
   e.transposeInto(rb, wF, e.idx(rb, 0), R, K, R, wT, e.idx(rb, 0), KP, /*padded=*/true);
-  auto outer = rb.create<scf::ForOp>(
-      loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
-      [&](OpBuilder &ub, Location, Value u, ValueRange) {
-        Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
+  e.unitLoop(rb, units, N * K * R * PY / cfg.macs_per_point, [&](OpBuilder &ub, Value u) {
         Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
         Value zero = ub.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, ub.getF32FloatAttr(0.0f)));
         // T[q * KP + k]: a band's outputs, pixel-major.
@@ -986,13 +954,7 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
           };
           e.stepLoop(nb, OH, TR, [&](OpBuilder &ib, Value i0, int64_t tr) { band(ib, i0, tr); });
         });
-        ub.create<LLVM::StackRestoreOp>(loc, stack);
-        ub.create<scf::YieldOp>(loc);
-      });
-  if (units > 1)
-    outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(N * K * R * PY / cfg.macs_per_point));
-  else
-    outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());
+  });
   rb.create<scf::YieldOp>(loc);
 }
 
@@ -1047,23 +1009,14 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
 
   Type f32 = b.getF32Type();
   VectorType fvec = VectorType::get({VL}, f32);
-  auto flat = [&](Value v) {
-    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2, 3}}).getResult();
-  };
-  auto flat3 = [&](Value v) {
-    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{{0, 1, 2}}).getResult();
-  };
-  Value dyF = flat(g.dy), xF = flat(g.x), cF = flat3(C);
+  Value dyF = e.flat(g.dy), xF = e.flat(g.x), cF = e.flat(C);
   Value part = b.create<memref::AllocOp>(loc, MemRefType::get({units * R * KP}, f32), b.getI64IntegerAttr(64));
   auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
   region->setAttr(kOutlineAttr, b.getStringAttr("dw"));
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
-  auto outer = rb.create<scf::ForOp>(
-      loc, e.idx(rb, 0), e.idx(rb, units), e.idx(rb, 1), ValueRange{},
-      [&](OpBuilder &ub, Location, Value u, ValueRange) {
+  e.unitLoop(rb, units, work, [&](OpBuilder &ub, Value u) {
         Value n0 = e.mul(ub, u, e.idx(ub, perUnit));
         Value n1 = e.min(ub, e.add(ub, n0, e.idx(ub, perUnit)), e.idx(ub, N));
-        Value stack = ub.create<LLVM::StackSaveOp>(loc, LLVM::LLVMPointerType::get(ub.getContext()));
         // dyT[q * KP + k]: one image's dy, pixel-major.
         Value dyT = ub.create<memref::AllocaOp>(loc, MemRefType::get({PQ * KP}, f32), ub.getI64IntegerAttr(64));
         Value partU = e.mul(ub, u, e.idx(ub, R * KP));
@@ -1126,13 +1079,7 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
             }
           });
         });
-        ub.create<LLVM::StackRestoreOp>(loc, stack);
-        ub.create<scf::YieldOp>(loc);
-      });
-  if (units > 1)
-    outer->setAttr(kParallelWorkAttr, rb.getI64IntegerAttr(work));
-  else
-    outer->setAttr(kNoUnrollAttr, rb.getUnitAttr());
+  });
   // dw = the parts' sum, in part order (into the first part), transposed.
   if (units > 1)
     e.blockLoop(rb, e.idx(rb, 0), e.idx(rb, R * KP), VL, [&](OpBuilder &xb, Value at) {

@@ -44,6 +44,26 @@ using namespace mlir;
 
 namespace soma {
 
+SmallVector<Value> transposeVectors(OpBuilder &b, Location loc, SmallVector<Value> rows) {
+  const int64_t n = static_cast<int64_t>(rows.size());
+  assert(n > 0 && (n & (n - 1)) == 0 && "the vector width is a power of two");
+  for (int64_t s = n / 2; s >= 1; s /= 2) {
+    SmallVector<int64_t> lo(n), hi(n);
+    for (int64_t l = 0; l < n; ++l) {
+      bool low = (l & s) == 0;
+      lo[l] = low ? l : n + l - s; // row i: its own lane, or row i + s's lane l - s
+      hi[l] = low ? l + s : n + l; // row i + s: row i's lane l + s, or its own lane
+    }
+    for (int64_t i = 0; i < n; ++i)
+      if ((i & s) == 0) {
+        Value a = rows[i], c = rows[i + s];
+        rows[i] = b.create<vector::ShuffleOp>(loc, a, c, lo);
+        rows[i + s] = b.create<vector::ShuffleOp>(loc, a, c, hi);
+      }
+  }
+  return rows;
+}
+
 namespace {
 
 /// The length a flat view of an operand claims (memref<kFlat x f32>, see
@@ -94,28 +114,8 @@ struct GemmEmitter {
   }
   Value zeroF(OpBuilder &nb) { return nb.create<arith::ConstantOp>(loc, nb.getF32FloatAttr(0.0f)); }
 
-  /// The VL x VL matrix whose rows are `rows` (VL a power of two),
-  /// transposed in registers: log2(VL) rounds of two-source shuffles, round
-  /// s exchanging bit s of the row and lane indices (Eklundh's algorithm),
-  /// VL / 2 shuffle pairs each: VL = 16 is 64 shuffles for 256 elements.
   SmallVector<Value> transpose(OpBuilder &nb, SmallVector<Value> rows) {
-    const int64_t n = static_cast<int64_t>(rows.size());
-    assert(n > 0 && (n & (n - 1)) == 0 && "the vector width is a power of two");
-    for (int64_t s = n / 2; s >= 1; s /= 2) {
-      SmallVector<int64_t> lo(n), hi(n);
-      for (int64_t l = 0; l < n; ++l) {
-        bool low = (l & s) == 0;
-        lo[l] = low ? l : n + l - s; // row i: its own lane, or row i + s's lane l - s
-        hi[l] = low ? l + s : n + l; // row i + s: row i's lane l + s, or its own lane
-      }
-      for (int64_t i = 0; i < n; ++i)
-        if ((i & s) == 0) {
-          Value a = rows[i], c = rows[i + s];
-          rows[i] = nb.create<vector::ShuffleOp>(loc, a, c, lo);
-          rows[i + s] = nb.create<vector::ShuffleOp>(loc, a, c, hi);
-        }
-    }
-    return rows;
+    return transposeVectors(nb, loc, std::move(rows));
   }
 
   /// for (i = lo; i < hi; i += step) body(i)

@@ -98,6 +98,14 @@ struct GemmOperand {
   static GemmOperand of(mlir::Value memref, bool transposed);
 };
 
+/// The n x n matrix (n a power of two) whose rows are the n vectors
+/// `rows`, transposed in registers: log2(n) rounds of two-source shuffles,
+/// round s exchanging bit s of the row and lane indices (Eklundh's
+/// algorithm), n / 2 shuffle pairs each: n = 16 is 64 shuffles for 256
+/// elements.
+llvm::SmallVector<mlir::Value> transposeVectors(mlir::OpBuilder &b, mlir::Location loc,
+                                                llvm::SmallVector<mlir::Value> rows);
+
 /// C[b] = op(A[b]) x op(B[b]) (op transposes the last two dimensions of a
 /// transposed operand) into the rank-3 memref C, then `epilogue` per block.
 /// The register tile is a function in `module`, shared by its GEMMs.
