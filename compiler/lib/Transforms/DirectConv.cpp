@@ -212,12 +212,12 @@ struct Emitter {
   /// dst[j][i] = src[i][j] for i < rows, j < cols, VL x VL blocks at a
   /// time (flat memrefs; src's row i from srcAt + i * srcPitch, dst's row
   /// j from dstAt + j * dstPitch). Source rows past `rows` and columns
-  /// past `cols` read as 0. `padded`: dst holds whole blocks, which are
-  /// stored whole (its rows and columns past cols and rows get 0);
+  /// past `cols` read as 0. `wholeBlocks`: dst holds whole blocks, which
+  /// are stored whole (its rows and columns past cols and rows get 0);
   /// otherwise only dst's rows below cols are stored, masked to its
   /// columns below rows.
   void transposeInto(OpBuilder &nb, Value src, Value srcAt, int64_t srcPitch, int64_t rows, int64_t cols,
-                     Value dst, Value dstAt, int64_t dstPitch, bool padded) {
+                     Value dst, Value dstAt, int64_t dstPitch, bool wholeBlocks) {
     VectorType fvec = VectorType::get({VL}, b.getF32Type());
     auto lanes = [&](OpBuilder &ob, int64_t n) {
       return ob.create<vector::CreateMaskOp>(loc, mvec, ValueRange{idx(ob, n)}).getResult();
@@ -236,9 +236,9 @@ struct Emitter {
         }
         block = transposeVectors(jb, loc, block);
         Value to = add(jb, dstAt, add(jb, mul(jb, j0, idx(jb, dstPitch)), i0));
-        for (int64_t l = 0; l < (padded ? VL : nj); ++l) {
+        for (int64_t l = 0; l < (wholeBlocks ? VL : nj); ++l) {
           Value at = add(jb, to, idx(jb, l * dstPitch));
-          if (padded || ni == VL)
+          if (wholeBlocks || ni == VL)
             jb.create<vector::StoreOp>(loc, block[l], dst, ValueRange{at});
           else
             jb.create<vector::MaskedStoreOp>(loc, dst, ValueRange{at}, lanes(jb, ni), block[l]);
@@ -875,7 +875,7 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
   // block): on the calling thread's stack.
   const int64_t RQ = ceilDiv(R, VL) * VL;
   Value wT = rb.create<memref::AllocaOp>(loc, MemRefType::get({RQ * KP}, f32), rb.getI64IntegerAttr(64));
-  e.transposeInto(rb, wF, e.idx(rb, 0), R, K, R, wT, e.idx(rb, 0), KP, /*padded=*/true);
+  e.transposeInto(rb, wF, e.idx(rb, 0), R, K, R, wT, e.idx(rb, 0), KP, /*wholeBlocks=*/true);
   e.unitLoop(rb, units, N * K * R * PY / cfg.macs_per_point, [&](OpBuilder &ub, Value u) {
         Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
         Value zero = ub.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, ub.getF32FloatAttr(0.0f)));
@@ -948,7 +948,7 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
             // the epilogue over them.
             Value q0 = e.mul(ib, i0, e.idx(ib, OW));
             e.transposeInto(ib, T, e.idx(ib, 0), KP, tr * OW, K, cF,
-                            e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), q0), PY, /*padded=*/false);
+                            e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), q0), PY, /*wholeBlocks=*/false);
             if (epilogue)
               epilogue(ib, loc, n, e.idx(ib, 0), e.idx(ib, K), q0, e.add(ib, q0, e.idx(ib, tr * OW)));
           };
@@ -1023,7 +1023,7 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
         e.blockLoop(ub, n0, n1, 1, [&](OpBuilder &nb, Value n) {
           Value zero = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
           e.transposeInto(nb, dyF, e.mul(nb, n, e.idx(nb, K * PY)), PY, K, PY, dyT, e.idx(nb, 0), KP,
-                          /*padded=*/true);
+                          /*wholeBlocks=*/true);
           Value first = nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, n, n0);
           Value xImage = e.mul(nb, n, e.idx(nb, Cin * PX));
           e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, Cin), 1, [&](OpBuilder &cb, Value c) {
@@ -1090,7 +1090,7 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
       }
       xb.create<vector::StoreOp>(loc, acc, part, ValueRange{at});
     });
-  e.transposeInto(rb, part, e.idx(rb, 0), KP, R, K, cF, e.idx(rb, 0), R, /*padded=*/false);
+  e.transposeInto(rb, part, e.idx(rb, 0), KP, R, K, cF, e.idx(rb, 0), R, /*wholeBlocks=*/false);
   if (epilogue)
     epilogue(rb, loc, e.idx(rb, 0), e.idx(rb, 0), e.idx(rb, K), e.idx(rb, 0), e.idx(rb, R));
   rb.create<scf::YieldOp>(loc);
