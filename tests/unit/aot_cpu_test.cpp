@@ -1,9 +1,9 @@
-// Code for another vector width, run: graphs compiled ahead of time for
-// x86-64-v3 (AVX2 and FMA: 8-wide vectors, 16 registers), linked into a
-// shared object with the C compiler, loaded and called, and compared with
-// the interpreter. The JIT always targets this machine (AVX-512 here), so
-// without this the 8-wide paths of the GEMM and the convolutions would only
-// be printed (lit), never run.
+// Code for other vector widths, run: graphs compiled ahead of time for
+// x86-64-v3 (AVX2 and FMA: 8-wide vectors, 16 registers) and x86-64 (SSE2:
+// 4-wide, no FMA), linked into a shared object with the C compiler, loaded
+// and called, and compared with the interpreter. The JIT always targets
+// this machine (AVX-512 here), so without this the 8- and 4-wide paths of
+// the GEMM and the convolutions would only be printed (lit), never run.
 #include "test_util.h"
 
 #include <soma/soma.h>
@@ -12,6 +12,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -51,12 +52,19 @@ void callAot(void *fn, std::vector<const float *> in, float *out, void *ws) {
 
 void PrintTo(const AotCase &c, std::ostream *os) { *os << c.name; }
 
-class AotCpu : public ::testing::TestWithParam<AotCase> {};
+/// A target CPU, the widest vector registers its code may use, and those
+/// it must not.
+struct Cpu {
+  std::string name, uses, never;
+};
+void PrintTo(const Cpu &c, std::ostream *os) { *os << c.name; }
 
-TEST_P(AotCpu, Avx2ObjectMatchesTheInterpreter) {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+class AotCpu : public ::testing::TestWithParam<std::tuple<Cpu, AotCase>> {};
+
+TEST_P(AotCpu, ObjectMatchesTheInterpreter) {
+  const auto &[cpu, tc] = GetParam();
+  if (cpu.name == "x86-64-v3" && (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")))
     GTEST_SKIP() << "this machine cannot run x86-64-v3 code";
-  const AotCase &tc = GetParam();
   Graph g(tc.name);
   Ts xs;
   std::map<std::string, Array> inputs;
@@ -66,9 +74,8 @@ TEST_P(AotCpu, Avx2ObjectMatchesTheInterpreter) {
     inputs[name] = test::randomF32(tc.inputs[i], -1, 1, static_cast<uint32_t>(i + 1));
   }
   g.output("out", tc.build(xs));
-  test::TempDir dir("aot_cpu_" + tc.name);
-  compile_aot(g, dir.str(), {.object = true, .header = true, .weights = false, .cpu = "x86-64-v3"});
-  // Built for x86-64-v3: no AVX-512 register (zmm) in the object.
+  test::TempDir dir("aot_cpu_" + cpu.name + "_" + tc.name);
+  compile_aot(g, dir.str(), {.object = true, .header = true, .weights = false, .cpu = cpu.name});
   std::string so = dir / "kernel.so";
   std::string cmd = std::string(SOMA_TEST_CC) + " -shared -o " + so + " " + (dir / (tc.name + ".o")) + " " +
                     SOMA_TEST_OMP_LIB + " -lm";
@@ -76,8 +83,8 @@ TEST_P(AotCpu, Avx2ObjectMatchesTheInterpreter) {
   std::string dis = dir / "kernel.s";
   if (std::system(("objdump -d " + so + " > " + dis + " 2>/dev/null").c_str()) == 0) {
     std::string text = slurp(dis);
-    EXPECT_NE(text.find("ymm"), std::string::npos) << "no 8-wide vector code";
-    EXPECT_EQ(text.find("zmm"), std::string::npos) << "AVX-512 code in an x86-64-v3 object";
+    EXPECT_NE(text.find(cpu.uses), std::string::npos) << "no " << cpu.uses << " code";
+    EXPECT_EQ(text.find(cpu.never), std::string::npos) << cpu.never << " code in an object for " << cpu.name;
   }
   void *lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
   ASSERT_NE(lib, nullptr) << dlerror();
@@ -105,7 +112,7 @@ std::vector<AotCase> aotCases() {
     c.push_back({name, {x, w}, [o](Ts &t) { return conv2d(t[0], t[1], o); }});
   };
   // Vectors along the filters: 20 filters (3 vectors of 8, the last with
-  // 4), a "valid" 3 x 5 window, edge tiles.
+  // 4; or 5 of 4), a "valid" 3 x 5 window, edge tiles.
   conv("conv_filters", {2, 3, 9, 13}, {20, 3, 3, 5}, {});
   // The grid: padded (63 pixels, 11 filters), a "valid" one narrower than
   // its input (compressed stores), stride 2, blocks of channels.
@@ -128,7 +135,14 @@ std::vector<AotCase> aotCases() {
   return c;
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, AotCpu, ::testing::ValuesIn(aotCases()),
-                         [](const ::testing::TestParamInfo<AotCase> &info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Cases, AotCpu,
+                         ::testing::Combine(::testing::Values(Cpu{"x86-64-v3", "ymm", "zmm"},
+                                                              Cpu{"x86-64", "xmm", "ymm"}),
+                                            ::testing::ValuesIn(aotCases())),
+                         [](const ::testing::TestParamInfo<std::tuple<Cpu, AotCase>> &info) {
+                           std::string cpu = std::get<0>(info.param).name;
+                           std::replace(cpu.begin(), cpu.end(), '-', '_');
+                           return cpu + "_" + std::get<1>(info.param).name;
+                         });
 
 } // namespace
