@@ -288,6 +288,8 @@ std::vector<Case> allCases() {
                          // to C (97 channels: blocks of 49 and 48; 11
                          // filters: an edge tile).
                          Conv{"conv_direct_channel_blocks", {2, 97, 5, 64}, {11, 97, 3, 3}, {.padding = 1}},
+                         Conv{"conv_direct_channel_blocks_stride2", {2, 128, 8, 64}, {8, 128, 3, 3},
+                              {.stride = 2, .padding = 1}},
                          // Stride 2 with output rows of 35: the packing loads
                          // 16 lanes two apart as two vectors and a shuffle.
                          Conv{"conv_stride2_wide", {2, 3, 6, 70}, {4, 3, 3, 3}, {.stride = 2, .padding = 1}},
