@@ -283,6 +283,9 @@ std::vector<Case> allCases() {
                          // unit per image.
                          Conv{"conv_filters_odd", {3, 5, 9, 13}, {24, 5, 3, 5}, {}},
                          Conv{"conv_filters_parallel", {8, 6, 12, 14}, {40, 6, 5, 8}, {}},
+                         // A 1 x 1 one with 16 filters fills the grid as well
+                         // as its vectors: it stays on the grid.
+                         Conv{"conv_1x1_16_filters", {2, 8, 5, 7}, {16, 8, 1, 1}, {}},
                          // A grid whose window of x over all channels
                          // exceeds 48 KiB: blocks of channels, each adding
                          // to C (97 channels: blocks of 49 and 48; 11

@@ -130,10 +130,10 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
 ///    elements of a row of x (two vector loads and a shuffle).
 ///
 /// A convolution of stride 1 without padding, with at least VL filters,
-/// has its vectors along the filters instead when they fill them at least
-/// as well as the outputs fill the grid's (alongFilters): LeNet-5's second
-/// layer (16 filters; 10 outputs of every 14 grid pixels); its filter
-/// gradient too when the grid wastes more.
+/// has its vectors along the filters instead when they fill them better
+/// than the outputs fill the grid's (alongFilters): LeNet-5's second layer
+/// (16 filters; 10 outputs of every 14 grid pixels), forward pass and
+/// filter gradient.
 struct ConvGrid {
   int64_t kh = 0, kw = 0, pt = 0, pl = 0;
   int64_t oh = 0, ow = 0; ///< the output's height and width
@@ -142,13 +142,12 @@ struct ConvGrid {
   /// Whether a convolution of `x` ([N, C, H, W]) on this grid with K
   /// filters is computed with vectors along the filters: stride 1, no
   /// padding, K >= VL, the filters' share of their vectors (K / (VL *
-  /// ceil(K / VL))) at least the grid's share of outputs (OW / W), and its
+  /// ceil(K / VL))) above the grid's share of outputs (OW / W), and its
   /// stack scratch within bounds (the transposed filters 1 MiB, a band of
   /// outputs 256 KiB).
   bool alongFilters(mlir::ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const;
-  /// Whether its filter gradient is: stride 1, no padding, OW < W,
-  /// K >= VL, the filters' share above the grid's, the transposed dy of
-  /// an image and the parts each within 256 KiB.
+  /// Whether its filter gradient is: the same conditions, with the
+  /// transposed dy of an image and the parts each within 256 KiB.
   bool filterGradientAlongFilters(mlir::ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const;
   /// The grid for a convolution of `x` ([N, C, H, W]) with these
   /// attributes and vectors of `vectorWidth` floats, or none when it does
