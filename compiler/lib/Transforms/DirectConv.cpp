@@ -25,8 +25,8 @@
 // the others (compressed stores), and the filter gradient reads dy there
 // as 0 (dy's rows spread over the grid by expanding loads, once per block
 // into stack scratch when it fits, and masked loads of x). LeNet-5's
-// second layer (14 x 14 -> 10 x 10) computes 14 of every 10 outputs'
-// worth, instead of packing 25 shifted copies of its input.
+// second layer (14 x 14 -> 10 x 10) would compute 14 of every 10 outputs'
+// worth here; with 16 filters it takes the vectors along the filters.
 //
 // As a GEMM, both operands of the filter gradient are read along the sum
 // (the pixels): the packing must gather im2col's columns and transpose
