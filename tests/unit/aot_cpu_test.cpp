@@ -29,6 +29,7 @@ struct AotCase {
   std::string name;
   std::vector<Shape> inputs;
   std::function<Tensor(Ts &)> build;
+  std::string mlir = {}; // instead of build: the graph as text
 };
 
 std::string slurp(const std::string &path) {
@@ -65,15 +66,17 @@ TEST_P(AotCpu, ObjectMatchesTheInterpreter) {
   const auto &[cpu, tc] = GetParam();
   if (cpu.name == "x86-64-v3" && (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")))
     GTEST_SKIP() << "this machine cannot run x86-64-v3 code";
-  Graph g(tc.name);
+  Graph g = tc.mlir.empty() ? Graph(tc.name) : parse(tc.mlir, tc.name + ".mlir");
   Ts xs;
   std::map<std::string, Array> inputs;
   for (size_t i = 0; i < tc.inputs.size(); ++i) {
     std::string name = "in" + std::to_string(i);
-    xs.push_back(g.input(name, tc.inputs[i]));
+    if (tc.mlir.empty())
+      xs.push_back(g.input(name, tc.inputs[i]));
     inputs[name] = test::randomF32(tc.inputs[i], -1, 1, static_cast<uint32_t>(i + 1));
   }
-  g.output("out", tc.build(xs));
+  if (tc.mlir.empty())
+    g.output("out", tc.build(xs));
   test::TempDir dir("aot_cpu_" + cpu.name + "_" + tc.name);
   compile_aot(g, dir.str(), {.object = true, .header = true, .weights = false, .cpu = cpu.name});
   std::string so = dir / "kernel.so";
@@ -132,6 +135,38 @@ std::vector<AotCase> aotCases() {
   mm("matmul_split_k", {64, 784}, {784, 256}, {});
   mm("matmul_at_bt", {63, 65}, {129, 63}, {.transpose_a = true, .transpose_b = true});
   mm("matmul_one", {1, 7}, {7, 1}, {});
+  // Filter gradients, as the gradient has them (dy channel-major times the
+  // columns of x, transposed; soma.im2col has no DSL function, so the
+  // graph is text): a "valid" one with 20 filters (vectors along the
+  // filters) and a padded one with 6 (the grid).
+  auto dw = [&](std::string name, int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t K, int64_t kh, int64_t kw,
+                int64_t pad) {
+    const int64_t OH = H + 2 * pad - kh + 1, OW = W + 2 * pad - kw + 1, P = N * OH * OW, R = Cin * kh * kw;
+    auto t = [](std::vector<int64_t> d) {
+      std::string s = "tensor<";
+      for (int64_t v : d)
+        s += std::to_string(v) + "x";
+      return s + "f32>";
+    };
+    auto n = [](int64_t v) { return std::to_string(v); };
+    std::string dy = t({N, K, OH, OW}), x = t({N, Cin, H, W}), out = t({1, K, R});
+    AotCase a{name, {{N, K, OH, OW}, {N, Cin, H, W}}, nullptr};
+    a.mlir = "module @" + name + " {\n func.func @" + name + "(%dy: " + dy + " {soma.input = \"in0\"}, %x: " + x +
+             " {soma.input = \"in1\"}) -> (" + out + " {soma.output = \"out\"}) {\n" +
+             "  %1 = soma.transpose %dy {perm = array<i64: 1, 0, 2, 3>} : " + dy + " -> " + t({K, N, OH, OW}) + "\n" +
+             "  %2 = soma.reshape %1 {shape = array<i64: 1, " + n(K) + ", " + n(P) + ">} : " + t({K, N, OH, OW}) +
+             " -> " + t({1, K, P}) + "\n" +
+             "  %3 = soma.im2col %x {dilation = array<i64: 1, 1>, kernel = array<i64: " + n(kh) + ", " + n(kw) +
+             ">, padding = array<i64: " + n(pad) + ", " + n(pad) + ", " + n(pad) + ", " + n(pad) +
+             ">, stride = array<i64: 1, 1>} : " + x + " -> " + t({R, P}) + "\n" +
+             "  %4 = soma.reshape %3 {shape = array<i64: 1, " + n(R) + ", " + n(P) + ">} : " + t({R, P}) + " -> " +
+             t({1, R, P}) + "\n" +
+             "  %5 = soma.matmul %2, %4 {transpose_b = true} : (" + t({1, K, P}) + ", " + t({1, R, P}) + ") -> " + out +
+             "\n  return %5 : " + out + "\n }\n}\n";
+    c.push_back(a);
+  };
+  dw("filter_gradient_filters", 3, 2, 7, 12, 20, 3, 4, 0);
+  dw("filter_gradient_grid", 2, 3, 6, 9, 6, 3, 3, 1);
   return c;
 }
 
