@@ -284,7 +284,8 @@ std::vector<Case> allCases() {
                          Conv{"conv_filters_odd", {3, 5, 9, 13}, {24, 5, 3, 5}, {}},
                          Conv{"conv_filters_parallel", {8, 6, 12, 14}, {40, 6, 5, 8}, {}},
                          // A 1 x 1 one with 16 filters fills the grid as well
-                         // as its vectors: it stays on the grid.
+                         // as its vectors: it stays on the grid (lit
+                         // @conv_1x1_stays_on_grid checks the path).
                          Conv{"conv_1x1_16_filters", {2, 8, 5, 7}, {16, 8, 1, 1}, {}},
                          // A grid whose window of x over all channels
                          // exceeds 48 KiB: blocks of channels, each adding

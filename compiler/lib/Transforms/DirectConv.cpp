@@ -203,6 +203,23 @@ struct Emitter {
     else
       outer->setAttr(kNoUnrollAttr, nb.getUnitAttr());
   }
+  /// dst[0, size) = the sum of `count` parts of `size` floats laid one
+  /// after another in `parts` (flat), in part order, VL points at a time
+  /// (the last ones masked). dst may be the first part.
+  void sumParts(OpBuilder &nb, Value parts, int64_t count, int64_t size, Value dst) {
+    VectorType fvec = VectorType::get({VL}, b.getF32Type());
+    stepLoop(nb, size, VL, [&](OpBuilder &xb, Value at, int64_t n) {
+      Value lanes = xb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{idx(xb, n)});
+      Value zero = xb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, xb.getF32FloatAttr(0.0f)));
+      Value acc;
+      for (int64_t part = 0; part < count; ++part) {
+        Value x = xb.create<vector::MaskedLoadOp>(loc, fvec, parts, ValueRange{add(xb, at, idx(xb, part * size))},
+                                                  lanes, zero);
+        acc = part == 0 ? x : xb.create<arith::AddFOp>(loc, acc, x);
+      }
+      xb.create<vector::MaskedStoreOp>(loc, dst, ValueRange{at}, lanes, acc);
+    });
+  }
   /// `v` (an identity-layout memref) viewed as one dimension, at b.
   Value flat(Value v) {
     auto type = cast<MemRefType>(v.getType());
@@ -621,18 +638,8 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
         });
   });
   if (units > 1) {
-    // dw = the parts' sum, in part order, VL points at a time.
-    e.stepLoop(rb, K * R, VL, [&](OpBuilder &xb, Value at, int64_t n) {
-      Value lanes = xb.create<vector::CreateMaskOp>(loc, e.mvec, ValueRange{e.idx(xb, n)});
-      Value zero = xb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, xb.getF32FloatAttr(0.0f)));
-      Value acc;
-      for (int64_t part = 0; part < units; ++part) {
-        Value x = xb.create<vector::MaskedLoadOp>(loc, fvec, partialF, ValueRange{e.add(xb, at, e.idx(xb, part * K * R))},
-                                                  lanes, zero);
-        acc = part == 0 ? x : xb.create<arith::AddFOp>(loc, acc, x);
-      }
-      xb.create<vector::MaskedStoreOp>(loc, cF, ValueRange{at}, lanes, acc);
-    });
+    // dw = the parts' sum, in part order.
+    e.sumParts(rb, partialF, units, K * R, cF);
   }
   if (epilogue)
     epilogue(rb, loc, e.idx(rb, 0), e.idx(rb, 0), e.idx(rb, K), e.idx(rb, 0), e.idx(rb, R));
@@ -1084,14 +1091,7 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
   });
   // dw = the parts' sum, in part order (into the first part), transposed.
   if (units > 1)
-    e.blockLoop(rb, e.idx(rb, 0), e.idx(rb, R * KP), VL, [&](OpBuilder &xb, Value at) {
-      Value acc;
-      for (int64_t u = 0; u < units; ++u) {
-        Value x = xb.create<vector::LoadOp>(loc, fvec, part, ValueRange{e.add(xb, at, e.idx(xb, u * R * KP))});
-        acc = u == 0 ? x : xb.create<arith::AddFOp>(loc, acc, x);
-      }
-      xb.create<vector::StoreOp>(loc, acc, part, ValueRange{at});
-    });
+    e.sumParts(rb, part, units, R * KP, part);
   e.transposeInto(rb, part, e.idx(rb, 0), KP, R, K, cF, e.idx(rb, 0), R, /*wholeBlocks=*/false);
   if (epilogue)
     epilogue(rb, loc, e.idx(rb, 0), e.idx(rb, 0), e.idx(rb, K), e.idx(rb, 0), e.idx(rb, R));

@@ -1131,6 +1131,33 @@ func.func @conv_along_filters(%w: tensor<8x3x3x3xf32> {soma.input = "w"}, %x: te
 
 // -----
 
+// A 1 x 1 convolution with 8 filters fills its grid (OW = W) as well as
+// the filters would fill their vectors: it stays on the grid (a mask
+// table, masked loads of x, no transposition), which measured faster.
+// CHECK-LABEL: func.func @conv_1x1_stays_on_grid(
+//       CHECK: scf.execute_region {
+//       CHECK:   memref.alloca() {alignment = 64 : i64} : memref<{{[0-9]+}}xvector<8xi1>>
+//       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<120xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//   CHECK-NOT: vector.shuffle
+func.func @conv_1x1_stays_on_grid(%w: tensor<8x3x1x1xf32> {soma.input = "w"}, %x: tensor<2x3x4x5xf32> {soma.input = "x"}) -> (tensor<2x8x4x5xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<8x3x1x1xf32>, tensor<2x3x4x5xf32>) -> tensor<2x8x4x5xf32> {
+  ^bb0(%a: tensor<8x3x1x1xf32>, %b: tensor<2x3x4x5xf32>):
+    %1 = soma.reshape %a {shape = array<i64: 1, 1, 8, 3>} : tensor<8x3x1x1xf32> -> tensor<1x1x8x3xf32>
+    %2 = soma.broadcast_to %1 {shape = array<i64: 2, 1, 8, 3>} : tensor<1x1x8x3xf32> -> tensor<2x1x8x3xf32>
+    %3 = soma.reshape %2 {shape = array<i64: 2, 8, 3>} : tensor<2x1x8x3xf32> -> tensor<2x8x3xf32>
+    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : tensor<2x3x4x5xf32> -> tensor<3x40xf32>
+    %5 = soma.reshape %4 {shape = array<i64: 1, 3, 2, 20>} : tensor<3x40xf32> -> tensor<1x3x2x20xf32>
+    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x3x2x20xf32> -> tensor<2x1x3x20xf32>
+    %7 = soma.reshape %6 {shape = array<i64: 2, 3, 20>} : tensor<2x1x3x20xf32> -> tensor<2x3x20xf32>
+    %8 = soma.matmul %3, %7 : (tensor<2x8x3xf32>, tensor<2x3x20xf32>) -> tensor<2x8x20xf32>
+    %9 = soma.reshape %8 {shape = array<i64: 2, 8, 4, 5>} : tensor<2x8x20xf32> -> tensor<2x8x4x5xf32>
+    soma.yield %9 : tensor<2x8x4x5xf32>
+  }
+  return %0 : tensor<2x8x4x5xf32>
+}
+
+// -----
+
 // col2im without dilation gathers: per (image, channel) plane, chunk of 8
 // columns and row, the window rows u that reach the row, and per u the
 // kw = 3 terms as masked loads of the columns at consecutive offsets
