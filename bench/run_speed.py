@@ -199,9 +199,9 @@ def gemm(args, res, csv):
 
 CONV_ROWS = [  # (label, soma item suffix, oneDNN passes summed)
     ("fwd", "fwd", ["fwd"]),
-    ("fwd+bwd_data", "fwd+bwd_data", ["fwd", "bwd_data"]),
-    ("fwd+bwd_weights", "fwd+bwd_weights", ["fwd", "bwd_weights"]),
-    ("fwd+both bwd", "fwd+bwd_data+bwd_weights", ["fwd", "bwd_data", "bwd_weights"]),
+    ("bwd_data", "bwd_data", ["bwd_data"]),
+    ("bwd_weights", "bwd_weights", ["bwd_weights"]),
+    ("both bwd", "bwd_data+bwd_weights", ["bwd_data", "bwd_weights"]),
 ]
 
 
@@ -216,26 +216,19 @@ def conv(args, res, csv):
         if sec == "conv" and layer not in layers:
             layers.append(layer)
     print("\n== Convolution, NCHW f32: soma vs oneDNN (blocked: format_tag::any; nchw: plain layouts) ==")
-    print("soma computes a gradient only together with the forward pass and the loss sum(y*dy), so its backward")
-    print("rows are compared with the sum of oneDNN's medians of the same passes; '~bwd_*' rows estimate soma's")
-    print("backward pass alone as soma[fwd+bwd_*] - soma[fwd]. median ms ±IQR/2, GFLOP/s; ratio = oneDNN / soma;")
+    print("soma's backward rows are the gradients of y = conv(x, w) given dy, without y (compile_gradients with")
+    print("output_gradient, outputs = false); 'both bwd' is one soma function against the sum of oneDNN's two")
+    print("passes. median ms ±IQR/2, GFLOP/s; ratio = oneDNN / soma;")
     print("oneDNN: the faster of OMP_WAIT_POLICY=passive and active (* = active)")
     for t in args.threads:
         print("\n%d thread(s), peak %.0f GFLOP/s" % (t, PEAK_GFLOPS.get(t, 99.0 * t)))
         print("%-12s %-16s | %-18s %6s | %-11s %6s | %-11s %6s | %6s %6s | %s" % (
             "layer", "pass", "soma ms", "GF/s", "DNNL blk ms", "GF/s", "DNNL nchw", "GF/s", "blk/s", "nchw/s", "err soma (dx/dw)"))
         for layer in layers:
-            fwd_soma = res.median("conv", layer + ":fwd", "soma", t)
-            rows = list(CONV_ROWS) + [("~bwd_data", None, ["bwd_data"]), ("~bwd_weights", None, ["bwd_weights"])]
-            for label, suffix, passes in rows:
-                if suffix:
-                    st = res.stats("conv", layer + ":" + suffix, "soma", t)
-                    s_ms = st["median"] if st else None
-                    shown = fmt_ms(st)
-                else:  # estimated from the difference of two medians
-                    full = res.median("conv", layer + ":fwd+" + passes[0], "soma", t)
-                    s_ms = full - fwd_soma if full and fwd_soma else None
-                    shown = "%10.4g   (est.)" % s_ms if s_ms else "%18s" % "-"
+            for label, suffix, passes in CONV_ROWS:
+                st = res.stats("conv", layer + ":" + suffix, "soma", t)
+                s_ms = st["median"] if st else None
+                shown = fmt_ms(st)
                 fl = sum(res.flops.get(("conv", layer + ":" + p), 0) for p in passes)
                 peer, spun = {}, {}
                 for who in ("onednn", "onednn_nchw"):
@@ -246,7 +239,7 @@ def conv(args, res, csv):
                             sums.append((sum(ms), w != who))
                     peer[who], spun[who] = min(sums) if sums else (None, False)
                 errs = "/".join("%.0e" % e for e in [
-                    res.errs.get(("conv", layer + ":" + suffix + s, "soma", t)) for s in ("", "(dx)", "(dw)")] if e is not None) if suffix else ""
+                    res.errs.get(("conv", layer + ":" + suffix + s, "soma", t)) for s in ("", "(dx)", "(dw)")] if e is not None)
                 gf = lambda ms: fl / ms / 1e6 if ms and fl else 0.0
                 mark = {w: "*" if spun[w] else " " for w in spun}
                 print("%-12s %-16s | %s %6.1f | %10.4g%s %6.1f | %10.4g%s %6.1f | %s %s | %s" % (

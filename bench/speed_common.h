@@ -197,8 +197,8 @@ inline std::vector<Conv> convLayers() {
   return v;
 }
 
-/// The passes; a soma gradient graph also computes the forward pass and the
-/// loss sum(y * dy), see speed_soma.cpp.
+/// The passes (soma's backward passes are gradients given dy, without the
+/// forward pass, see speed_soma.cpp).
 enum class Pass { fwd, bwdData, bwdWeights };
 
 /// Max |got - ref| / max |ref| over sampled elements of y (fwd), dx

@@ -346,6 +346,34 @@ TEST_F(Cli, RunWritesGradients) {
     EXPECT_TRUE(test::allClose(read_npy(path("jit/") + f), read_npy(path("ref/") + f), 1e-4)) << f;
   }
   EXPECT_FALSE(std::filesystem::exists(path("jit/grad_y.npy"))); // integer labels have none
+
+  // The logits (not a scalar) with their gradient given: the
+  // vector-Jacobian products alone, from the JIT and the interpreter.
+  write_npy(path("dlogits.npy"), test::randomF32({4, 10}, -1, 1, 2));
+  std::string vjp = " --grad --loss logits --output-gradient --gradients-only --input x=" + path("x.npy") +
+                    " --input y=" + path("y.npy") + " --input grad_logits=" + path("dlogits.npy");
+  Result vjit = soma("run " + path("lf.mlir") + vjp + " --output-dir " + path("vjit"), *dir);
+  ASSERT_EQ(vjit.code, 0) << vjit.err;
+  Result vref = soma("run " + path("lf.mlir") + vjp + " --interpret --output-dir " + path("vref"), *dir);
+  ASSERT_EQ(vref.code, 0) << vref.err;
+  for (const char *f : {"grad_dense0.weight.npy", "grad_dense0.bias.npy", "grad_x.npy"}) {
+    ASSERT_TRUE(std::filesystem::exists(path("vjit/") + f)) << f;
+    EXPECT_TRUE(test::allClose(read_npy(path("vjit/") + f), read_npy(path("vref/") + f), 1e-4)) << f;
+  }
+  // d(sum(logits * g))/d bias = the sum of g over the batch.
+  Array db = read_npy(path("vjit/grad_dense0.bias.npy")), dl = read_npy(path("dlogits.npy"));
+  for (int j = 0; j < 10; ++j) {
+    float want = 0;
+    for (int i = 0; i < 4; ++i)
+      want += dl.data<float>()[i * 10 + j];
+    EXPECT_NEAR(db.data<float>()[j], want, 1e-5) << j;
+  }
+  for (const char *f : {"loss.npy", "logits.npy", "dot_grad_logits.npy"})
+    EXPECT_FALSE(std::filesystem::exists(path("vjit/") + f)) << f;
+  expectError(soma("run " + path("lf.mlir") + " --gradients-only --input x=" + path("x.npy") + " --input y=" +
+                       path("y.npy") + " --output-dir " + path("v2"),
+                   *dir),
+              2, {"--gradients-only goes with --grad"});
 }
 
 TEST_F(Cli, UnwritableOutputDirectory) {

@@ -386,3 +386,102 @@ TEST(Autodiff, UnusedParameterGetsZeroGradient) {
 }
 
 } // namespace
+
+namespace {
+
+/// The number of times `what` occurs in `text`.
+int count(const std::string &text, const std::string &what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+    ++n;
+  return n;
+}
+
+// A non-scalar output differentiated with its gradient given as an input
+// (torch.autograd.grad's grad_outputs): the vector-Jacobian products agree
+// with finite differences, and with the loss sum(y * dy) written by hand.
+TEST(Autodiff, OutputGradientGivesVectorJacobianProducts) {
+  Graph g("vjp");
+  Tensor x = g.input("x", {2, 3, 9, 9});
+  Tensor w = g.param("w", {5, 3, 3, 3}, init::uniform(-1, 1));
+  g.output("y", tanh(conv2d(x, w, {.padding = 1})));
+  GradientCheckOptions check;
+  check.grad = {.inputs = true, .output_gradient = true};
+  GradientCheckReport report = check_gradients(g, check);
+  EXPECT_TRUE(report.passed) << report.str();
+  ASSERT_EQ(report.entries.size(), 2u) << report.str();
+
+  Graph h("by_hand");
+  Tensor hx = h.input("x", {2, 3, 9, 9});
+  Tensor hw = h.param("w", {5, 3, 3, 3}, init::uniform(-1, 1));
+  Tensor dy = h.input("dy", {2, 5, 9, 9});
+  h.output("loss", sum(tanh(conv2d(hx, hw, {.padding = 1})) * dy));
+  Array xv = test::randomF32({2, 3, 9, 9}, -1, 1, 1), dyv = test::randomF32({2, 5, 9, 9}, -1, 1, 2);
+  NamedArrays params{{"w", test::randomF32({5, 3, 3, 3}, -1, 1, 3)}};
+  Inference fn = compile_gradients(g, check.grad);
+  fn.set_params(params);
+  auto got = fn.run({{"x", xv}, {"grad_y", dyv}});
+  Inference byHand = compile_gradients(h, {.loss = "loss", .inputs = true});
+  byHand.set_params(params);
+  auto want = byHand.run({{"x", xv}, {"dy", dyv}});
+  for (const char *name : {"grad_x", "grad_w"})
+    EXPECT_TRUE(test::allClose(got.at(name), want.at(name), 1e-6)) << name;
+  EXPECT_TRUE(test::allClose(got.at("dot_grad_y"), want.at("loss"), 1e-5));
+  EXPECT_TRUE(test::allClose(got.at("y"), interpret(g, {{"x", xv}}, &params).at("y"), 1e-5));
+  auto ref = interpret_gradients(g, {{"x", xv}, {"grad_y", dyv}}, &params, check.grad);
+  for (const char *name : {"grad_x", "grad_w", "dot_grad_y", "y"})
+    EXPECT_TRUE(test::allClose(got.at(name), ref.at(name), 1e-4)) << name;
+}
+
+// Without the outputs, only the gradients are returned and the forward
+// work nothing else reads is gone: the input gradient of a convolution is
+// one transposed convolution, as a framework's backward-data pass.
+TEST(Autodiff, GradientsAloneDropTheForwardWork) {
+  Graph g("bwd_data");
+  Tensor x = g.input("x", {2, 4, 8, 8});
+  Tensor w = g.input("w", {6, 4, 3, 3});
+  g.output("y", conv2d(x, w, {.padding = 1}));
+  std::map<std::string, Array> in{{"x", test::randomF32({2, 4, 8, 8}, -1, 1, 1)},
+                                  {"w", test::randomF32({6, 4, 3, 3}, -1, 1, 2)},
+                                  {"grad_y", test::randomF32({2, 6, 8, 8}, -1, 1, 3)}};
+  auto products = [&](bool outputs) {
+    test::TempDir dir(std::string("gradients_alone_") + (outputs ? "1" : "0"));
+    GradientOptions opts{.inputs = true, .output_gradient = true, .outputs = outputs};
+    auto got = compile_gradients(g, opts, {.dump = "fused", .dump_dir = dir.str(), .use_environment = false})
+                   .run(in);
+    auto want = interpret_gradients(g, in, nullptr, opts);
+    EXPECT_EQ(got.size(), outputs ? 4u : 2u);
+    for (auto &[name, value] : want) {
+      EXPECT_EQ(got.count(name), 1u) << name;
+      if (got.count(name))
+        EXPECT_TRUE(test::allClose(got[name], value, 1e-4)) << name;
+    }
+    std::string fused = read_file(dir / "20-fused.mlir");
+    EXPECT_EQ(count(fused, "soma.reduce_sum "), outputs ? 1 : 0); // sum(y * grad_y)
+    return count(fused, "soma.matmul ");
+  };
+  // The convolutions are products by now: forward, input and filter
+  // gradients, or the last two alone.
+  EXPECT_EQ(products(true), 3);
+  EXPECT_EQ(products(false), 2);
+}
+
+TEST(Autodiff, OutputGradientErrors) {
+  Graph g("t");
+  Tensor x = g.input("x", {4, 3});
+  g.output("i", argmax(x, 1));
+  g.output("y", x * 2.0f);
+  EXPECT_SOMA_ERROR(compile_gradients(g, {.loss = "i", .inputs = true, .output_gradient = true}),
+                    "output 'i' of graph 't' is not f32");
+  EXPECT_SOMA_ERROR(compile_gradients(g, {.loss = "y"}), "the loss must be a scalar f32 (rank 0), got tensor<4x3xf32>",
+                    "output 'y'", "GradientOptions::output_gradient");
+  Graph h("u");
+  Tensor v = h.input("grad_y", {3});
+  h.output("y", v * 2.0f);
+  EXPECT_SOMA_ERROR(compile_gradients(h, {.inputs = true, .output_gradient = true}),
+                    "already has an input or parameter named 'grad_y'");
+  EXPECT_SOMA_ERROR(compile_gradients(g, {.loss = "y", .output_gradient = true, .outputs = false}),
+                    "has nothing to differentiate (no parameters)");
+}
+
+} // namespace

@@ -18,10 +18,18 @@ using namespace mlir;
 
 namespace soma {
 
+static std::string outputName(func::FuncOp fn, unsigned j) {
+  return fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr).str();
+}
+
 /// A clone of the graph with mode-dependent ops in their training form
 /// (batch statistics) and without the running-statistic updates: the
-/// function whose gradients training uses.
-static OwningOpRef<ModuleOp> trainingForward(const Graph &g) {
+/// function whose gradients training uses. `lossIndex` receives the result
+/// to differentiate: grad.loss (or the first output), or with
+/// grad.output_gradient the scalar sum(loss * grad_<loss>) that this
+/// function adds, with grad_<loss> a new input.
+static OwningOpRef<ModuleOp> trainingForward(const Graph &g, const GradientOptions &grad,
+                                             unsigned &lossIndex) {
   OwningOpRef<ModuleOp> m(cast<ModuleOp>(g.impl()->module->getOperation()->clone()));
   runPasses(*m, DumpConfig{}, nullptr, [](PassManager &pm) {
     SomaExpandModesOptions mode;
@@ -56,36 +64,94 @@ static OwningOpRef<ModuleOp> trainingForward(const Graph &g) {
   }
   if (erase.any())
     (void)fn.eraseArguments(erase);
+
+  if (fn.getNumResults() == 0)
+    throw Error("graph '" + g.name() + "' has no outputs to differentiate");
+  lossIndex = 0;
+  if (!grad.loss.empty()) {
+    bool found = false;
+    for (unsigned j = 0; j < fn.getNumResults(); ++j)
+      if (auto s = fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr); s && s.getValue() == grad.loss) {
+        lossIndex = j;
+        found = true;
+      }
+    if (!found)
+      throw Error("graph '" + g.name() + "' has no output named '" + grad.loss + "'");
+  }
+  std::string name = outputName(fn, lossIndex);
+  auto type = cast<RankedTensorType>(fn.getResultTypes()[lossIndex]);
+  if (!grad.output_gradient && (type.getRank() != 0 || !type.getElementType().isF32())) {
+    std::string shown;
+    llvm::raw_string_ostream os(shown);
+    type.print(os);
+    throw Error("the loss must be a scalar f32 (rank 0), got " + shown + " (output '" + name + "' of graph '" +
+                g.name() + "'): reduce it with sum or mean first, or give its gradient as an input "
+                "(GradientOptions::output_gradient; soma run --output-gradient)");
+  }
+  if (grad.output_gradient) {
+    if (!type.getElementType().isF32())
+      throw Error("output '" + name + "' of graph '" + g.name() + "' is not f32: it has no gradient to give");
+    std::string input = "grad_" + name;
+    for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+      for (const char *attr : {ir::kInputAttr, ir::kParamAttr})
+        if (auto s = fn.getArgAttrOfType<StringAttr>(i, attr); s && s.getValue() == input)
+          throw Error("graph '" + g.name() + "' already has an input or parameter named '" + input +
+                      "', the name of the gradient of output '" + name + "'");
+    auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+    Location loc = ret.getOperand(lossIndex).getLoc();
+    unsigned idx = fn.getNumArguments();
+    fn.insertArgument(idx, type, b.getDictionaryAttr({b.getNamedAttr(ir::kInputAttr, b.getStringAttr(input))}),
+                      loc);
+    b.setInsertionPoint(ret);
+    SmallVector<int64_t> axes;
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      axes.push_back(d);
+    Value product = b.create<ir::MulOp>(loc, ret.getOperand(lossIndex), fn.getArgument(idx));
+    Value dot = b.create<ir::ReduceSumOp>(loc, product, b.getDenseI64ArrayAttr(axes), b.getBoolAttr(false));
+    SmallVector<Value> values(ret.getOperands());
+    SmallVector<DictionaryAttr> attrs;
+    for (unsigned j = 0; j < fn.getNumResults(); ++j)
+      attrs.push_back(fn.getResultAttrDict(j));
+    values.push_back(dot);
+    attrs.push_back(b.getDictionaryAttr({b.getNamedAttr(ir::kOutputAttr, b.getStringAttr("dot_" + input))}));
+    ir::setGraphResults(fn, values, attrs);
+    lossIndex = fn.getNumResults() - 1;
+  }
   return m;
 }
 
 OwningOpRef<ModuleOp> buildGradientModule(const Graph &g, const GradientOptions &grad) {
-  OwningOpRef<ModuleOp> m = trainingForward(g);
+  unsigned lossIndex = 0;
+  OwningOpRef<ModuleOp> m = trainingForward(g, grad, lossIndex);
   func::FuncOp fn = graphFunction(*m);
-  if (fn.getNumResults() == 0)
-    throw Error("graph '" + g.name() + "' has no outputs to differentiate");
-  int lossIndex = 0;
-  if (!grad.loss.empty()) {
-    lossIndex = -1;
-    for (unsigned j = 0; j < fn.getNumResults(); ++j)
-      if (auto s = fn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr))
-        if (s.getValue() == grad.loss)
-          lossIndex = static_cast<int>(j);
-    if (lossIndex < 0)
-      throw Error("graph '" + g.name() + "' has no output named '" + grad.loss + "'");
-  }
   Builder b(m->getContext());
   fn.setResultAttr(lossIndex, "soma.loss", b.getUnitAttr());
+  // (The output's gradient, the last input with grad.output_gradient, is
+  // not differentiated.)
   if (grad.inputs)
-    for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+    for (unsigned i = 0; i + (grad.output_gradient ? 1 : 0) < fn.getNumArguments(); ++i)
       if (fn.getArgAttr(i, ir::kInputAttr) &&
           cast<RankedTensorType>(fn.getArgument(i).getType()).getElementType().isF32())
         fn.setArgAttr(i, "soma.requires_grad", b.getUnitAttr());
   runPasses(*m, DumpConfig{}, nullptr, [](PassManager &pm) { pm.addPass(createSomaAutodiff()); });
-  // Name the gradients as outputs.
+  // Name the gradients as outputs; without grad.outputs they are the only
+  // results, and the forward work only the outputs needed is dead code.
+  SmallVector<Value> grads;
+  SmallVector<DictionaryAttr> attrs;
+  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
   for (unsigned j = 0; j < fn.getNumResults(); ++j)
-    if (auto name = fn.getResultAttrOfType<StringAttr>(j, "soma.grad"))
+    if (auto name = fn.getResultAttrOfType<StringAttr>(j, "soma.grad")) {
       fn.setResultAttr(j, ir::kOutputAttr, b.getStringAttr("grad_" + name.str()));
+      grads.push_back(ret.getOperand(j));
+      attrs.push_back(fn.getResultAttrDict(j));
+    }
+  if (!grad.outputs) {
+    if (grads.empty())
+      throw Error("graph '" + g.name() + "' has nothing to differentiate (no parameters" +
+                  (grad.inputs ? std::string(" or f32 inputs") : std::string()) +
+                  ") and its outputs are not asked for");
+    ir::setGraphResults(fn, grads, attrs);
+  }
   return m;
 }
 
@@ -134,10 +200,25 @@ std::string GradientCheckReport::str() const {
 }
 
 GradientCheckReport check_gradients(const Graph &g, const GradientCheckOptions &options) {
-  // Inputs: the given ones, the rest random.
+  OwningOpRef<ModuleOp> gradModule = buildGradientModule(g, options.grad);
+  func::FuncOp gradFn = graphFunction(*gradModule);
+  // The forward graph alone (training form), for the finite differences.
+  unsigned lossIndex = 0;
+  OwningOpRef<ModuleOp> forward = trainingForward(g, options.grad, lossIndex);
+  func::FuncOp fwd = graphFunction(*forward);
+  std::string lossName = outputName(fwd, lossIndex);
+
+  // Inputs: the given ones, the rest random (the graph's, and the output
+  // gradient that grad.output_gradient adds).
+  std::vector<TensorSpec> specs = g.inputs();
+  if (options.grad.output_gradient) {
+    auto type = cast<RankedTensorType>(fwd.getArgument(fwd.getNumArguments() - 1).getType());
+    specs.push_back({fwd.getArgAttrOfType<StringAttr>(fwd.getNumArguments() - 1, ir::kInputAttr).str(), DType::f32,
+                     Shape(type.getShape().begin(), type.getShape().end())});
+  }
   std::map<std::string, Array> inputs = options.inputs;
   std::mt19937_64 gen(options.seed);
-  for (const TensorSpec &spec : g.inputs()) {
+  for (const TensorSpec &spec : specs) {
     if (inputs.count(spec.name))
       continue;
     Array a(spec.dtype, spec.shape);
@@ -153,21 +234,11 @@ GradientCheckReport check_gradients(const Graph &g, const GradientCheckOptions &
   }
   NamedArrays params = g.init_params();
 
-  OwningOpRef<ModuleOp> gradModule = buildGradientModule(g, options.grad);
-  func::FuncOp gradFn = graphFunction(*gradModule);
-  std::string lossName;
-  for (unsigned j = 0; j < gradFn.getNumResults(); ++j)
-    if (gradFn.getResultAttr(j, "soma.loss"))
-      lossName = gradFn.getResultAttrOfType<StringAttr>(j, ir::kOutputAttr).str();
-
   Inference compiled(jitCompile(*gradModule, {}), params);
   std::map<std::string, Array> got = compiled.run(inputs);
   std::map<std::string, RefTensor> args = refArgs(g, inputs, &params);
   std::map<std::string, RefTensor> ref = interpretByName(gradFn, args);
 
-  // The forward graph alone (training form), for the finite differences.
-  OwningOpRef<ModuleOp> forward = trainingForward(g);
-  func::FuncOp fwd = graphFunction(*forward);
   auto lossAt = [&](const std::map<std::string, RefTensor> &a) {
     return interpretByName(fwd, a).at(lossName).data.at(0);
   };

@@ -195,6 +195,11 @@ options:
                       or --loss NAME; a scalar) with respect to every
                       parameter and f32 input as DIR/grad_NAME.npy
   --loss NAME         the output to differentiate with --grad
+  --output-gradient   with --grad: the output (of any shape) comes with its
+                      gradient, --input grad_NAME=FILE.npy; the gradients
+                      written are the vector-Jacobian products
+  --gradients-only    with --grad: write only the gradients, and skip the
+                      forward work that only the outputs need
   --mode MODE         eval (default): batch norm with its running statistics,
                       dropout off; train: batch statistics, dropout on (the
                       mask of step 0; not with --interpret). --grad always
@@ -438,7 +443,13 @@ int cmdRun(const Args &args) {
     throw soma::Error("cannot create output directory " + dir + ": " +
                       (ec ? ec.message() : std::string("not a directory")));
   std::map<std::string, soma::Array> outputs;
-  soma::GradientOptions grad{.loss = args.get("loss"), .inputs = true};
+  soma::GradientOptions grad{.loss = args.get("loss"),
+                             .inputs = true,
+                             .output_gradient = args.has("output-gradient"),
+                             .outputs = !args.has("gradients-only")};
+  for (const char *flag : {"output-gradient", "gradients-only"})
+    if (args.has(flag) && !args.has("grad"))
+      throw UsageError(std::string("--") + flag + " goes with --grad");
   if (args.has("grad")) {
     if (args.has("interpret")) {
       outputs = soma::interpret_gradients(g, inputs, &params, grad);
@@ -696,6 +707,7 @@ int main(int argc, char **argv) {
                    cmdCompile}},
       {"run", {kRunHelp, withCommon({{"input", true}, {"params", true}, {"output-dir", true},
                                      {"interpret", false}, {"grad", false}, {"loss", true},
+                                     {"output-gradient", false}, {"gradients-only", false},
                                      {"mode", true}, {"no-cache", false}}),
                cmdRun}},
       {"dump", {kDumpHelp, withCommon({{"stage", true}, {"train", false}, {"optimizer", true}, {"lr", true},

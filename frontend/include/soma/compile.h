@@ -156,6 +156,16 @@ struct GradientOptions {
   /// Also differentiate with respect to every f32 input (not only the
   /// parameters).
   bool inputs = false;
+  /// Differentiate an output of any shape, given its gradient: the compiled
+  /// function takes one more input, "grad_<loss>" (the output's shape), and
+  /// returns the vector-Jacobian products d(sum(loss * grad_<loss>))/dp,
+  /// as torch.autograd.grad does with grad_outputs. The scalar
+  /// sum(loss * grad_<loss>) is the output "dot_grad_<loss>".
+  bool output_gradient = false;
+  /// Return the graph's outputs with the gradients; with false, only the
+  /// gradients, and the forward work that only the outputs needed (the loss
+  /// itself, values that no gradient reads) is not done.
+  bool outputs = true;
 };
 
 /// JIT-compiles forward + backward: the outputs are the graph's outputs plus
