@@ -192,6 +192,23 @@ TEST(Fusion, ConvolutionOutputsAndTheirEpilogues) {
   }
 }
 
+// A product with fewer columns than the register tile is computed as its
+// transpose and transposed back (Gemm.cpp, transposeNarrowProduct); its
+// epilogue (bias, residual, ReLU) then runs on the transposed-back C.
+TEST(Fusion, NarrowProductsKeepTheirEpilogue) {
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{64, 129, 10}, {65, 300, 7}, {5, 512, 3}}) {
+    std::string name = "narrow_" + std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
+    Graph g(name);
+    Tensor x = g.input("x", {m, k}), w = g.input("w", {k, n}), bias = g.input("b", {n}), r = g.input("r", {m, n});
+    g.output("y", relu(matmul(x, w) + bias + r));
+    std::map<std::string, Array> in{{"x", test::randomF32({m, k}, -1, 1, 1)},
+                                    {"w", test::randomF32({k, n}, -1, 1, 2)},
+                                    {"b", test::randomF32({n}, -1, 1, 3)},
+                                    {"r", test::randomF32({m, n}, -1, 1, 4)}};
+    EXPECT_EQ(compileAndCompare(g, in, name), 1) << name;
+  }
+}
+
 TEST(Fusion, ReductionsTakeInTheirElementwiseProducers) {
   Graph g("red", 3);
   Tensor x = g.input("x", {5, 7, 9});

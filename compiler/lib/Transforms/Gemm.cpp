@@ -879,10 +879,60 @@ GemmOperand GemmOperand::of(Value memref, bool transposed) {
   return op;
 }
 
+/// True when C = op(A) op(B) is better computed as its transpose
+/// C^T = op(B)^T op(A)^T (then transposed into C): a product with fewer
+/// columns than the register tile's NR, such as an MLP's 10-wide last
+/// layer, fills only N of each tile's NR columns, where the transpose has
+/// those N as rows and fills its columns with M. Taken when the transpose's
+/// register tiles cover at most three quarters of the area of C's
+/// (64x10x256: 64 x 32 against 12 x 64), and K is long enough to pay for
+/// the transposition's M x N moves (at least two vectors: a 4x3x2 product
+/// stays as it is). The operands are stored ones (a computed operand is
+/// packed only as the side it was written for).
+static bool transposeNarrowProduct(const GemmOperand &A, const GemmOperand &B, int64_t M, int64_t N, int64_t K,
+                                   const GemmConfig &cfg) {
+  if (A.computed() || B.computed() || N >= cfg.nr || M <= N || K < 2 * cfg.vl)
+    return false;
+  auto area = [&](int64_t rows, int64_t cols) {
+    int64_t mr = cfg.forRows(rows).mr;
+    return (rows + mr - 1) / mr * mr * ((cols + cfg.nr - 1) / cfg.nr * cfg.nr);
+  };
+  return 4 * area(N, M) <= 3 * area(M, N);
+}
+
 void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A, const GemmOperand &B,
               Value C, const GemmConfig &cfg, const GemmEpilogue &epilogue) {
   auto cs = cast<MemRefType>(C.getType()).getShape();
   int64_t K = A.transposed ? A.shape[1] : A.shape[2];
+  if (transposeNarrowProduct(A, B, cs[1], cs[2], K, cfg)) {
+    // C^T into T [batch, N, M], then C[b, m, n] = T[b, n, m] and the
+    // epilogue over each batch entry's whole C.
+    GemmOperand At = B, Bt = A;
+    At.transposed = !B.transposed;
+    Bt.transposed = !A.transposed;
+    Value T = b.create<memref::AllocOp>(loc, MemRefType::get({cs[0], cs[2], cs[1]}, b.getF32Type()),
+                                        b.getI64IntegerAttr(64));
+    emitGemm(module, b, loc, At, Bt, T, cfg, {});
+    auto idx = [&](OpBuilder &nb, int64_t v) -> Value { return nb.create<arith::ConstantIndexOp>(loc, v); };
+    auto loop = [&](OpBuilder &nb, int64_t n, auto body) {
+      nb.create<scf::ForOp>(loc, idx(nb, 0), idx(nb, n), idx(nb, 1), ValueRange{},
+                            [&](OpBuilder &lb, Location, Value i, ValueRange) {
+                              body(lb, i);
+                              lb.create<scf::YieldOp>(loc);
+                            });
+    };
+    loop(b, cs[0], [&](OpBuilder &bb, Value bi) {
+      loop(bb, cs[1], [&](OpBuilder &mb, Value m) {
+        loop(mb, cs[2], [&](OpBuilder &nb, Value n) {
+          Value x = nb.create<memref::LoadOp>(loc, T, ValueRange{bi, n, m});
+          nb.create<memref::StoreOp>(loc, x, C, ValueRange{bi, m, n});
+        });
+      });
+      if (epilogue)
+        epilogue(bb, loc, bi, idx(bb, 0), idx(bb, cs[1]), idx(bb, 0), idx(bb, cs[2]));
+    });
+    return;
+  }
   GemmEmitter e{module, b, loc, A, B, C, A.transposed, B.transposed, cfg.forRows(cs[1]), cs[0], cs[1], cs[2], K};
   e.vec = VectorType::get({cfg.vl}, b.getF32Type());
   if (K == 0) {
