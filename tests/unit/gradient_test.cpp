@@ -252,7 +252,7 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
   // of 256 x 240, whose table of window masks is too big to be made once
   // for the whole grid: each block of pixels makes its own. Then stride 2
   // (output rows of 8: x read as two vectors and a shuffle). Then two more
-  // "valid" ones: a grid of 36 x 44 pixels in two blocks of pixels (dy
+  // "valid" ones: a grid of 36 x 64 pixels in two blocks of pixels (dy
   // spread over each block's grid in turn), and one whose spread dy would
   // not fit its 128 KiB of stack (64 filters, two images a block), which
   // reads dy by expanding loads in the tiles.
@@ -267,7 +267,7 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
                         Case{"partial", {40, 8, 7, 9}, {11, 8, 3, 3}, {1, 1, 0, 0}},
                         Case{"large", {1, 2, 256, 240}, {3, 2, 3, 3}, {1, 1, 1, 1}},
                         Case{"stride2", {40, 8, 7, 16}, {11, 8, 3, 3}, {1, 1, 1, 1}, 2},
-                        Case{"valid_blocks", {2, 3, 40, 44}, {5, 3, 5, 5}, {0, 0, 0, 0}},
+                        Case{"valid_blocks", {2, 3, 40, 64}, {5, 3, 5, 5}, {0, 0, 0, 0}},
                         Case{"valid_unspread", {4, 2, 30, 30}, {64, 2, 3, 3}, {0, 0, 0, 0}}}) {
     Graph g("filtergrad");
     Tensor x = g.input("x", c.x);

@@ -860,8 +860,11 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 // directly: no GEMM, no packing, no gather. A table of window masks per
 // chunk of 8 pixels and kernel tap (5 chunks x 9 taps), then tiles of 2
 // filters x one kernel row (3 columns (c, u, v)) of 8-pixel accumulators fed by masked
-// vector loads of dy and x read flat, each accumulator summed by a tree of
-// shuffles into its point of dw.
+// vector loads of dy and x read flat. The 6 accumulators' lanes are summed
+// together: 3 rounds of merging pairs of vectors (two shuffles and an add
+// each) leave sum j in lane j of one vector; each filter's 3 sums are
+// shuffled to the front and added to its row of dw with a masked load and
+// store of 3 lanes (0 instead of dw's old value in the first block).
 // CHECK-LABEL: func.func @filter_gradient(
 //  CHECK-SAME: %{{.*}}: memref<2x4x5x7xf32> {soma.input = "dy"}, %{{.*}}: memref<2x3x5x7xf32> {soma.input = "x"}, %[[DW:.*]]: memref<1x4x27xf32> {soma.output = "dw"}
 //   CHECK-NOT: vector.gather
@@ -874,8 +877,23 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 //       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<280xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
 //       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<210xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
 //       CHECK:   vector.fma
-//       CHECK:   vector.shuffle
-//       CHECK:   memref.store %{{.*}}, %[[DW]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x4x27xf32>
+//       CHECK:   %[[L0:.*]] = vector.shuffle %[[ACC:.*]]#0, %[[ACC]]#1 [0, 1, 2, 3, 8, 9, 10, 11] : vector<8xf32>, vector<8xf32>
+//  CHECK-NEXT:   %[[H0:.*]] = vector.shuffle %[[ACC]]#0, %[[ACC]]#1 [4, 5, 6, 7, 12, 13, 14, 15] : vector<8xf32>, vector<8xf32>
+//  CHECK-NEXT:   %[[S01:.*]] = arith.addf %[[L0]], %[[H0]] : vector<8xf32>
+//       CHECK:   %[[S23:.*]] = arith.addf
+//       CHECK:   %[[S45:.*]] = arith.addf
+//       CHECK:   vector.shuffle %[[S01]], %[[S23]] [0, 1, 4, 5, 8, 9, 12, 13]
+//       CHECK:   vector.shuffle %[[S45]], %{{.*}} [0, 1, 4, 5, 8, 9, 12, 13]
+//       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [0, 2, 4, 6, 8, 10, 12, 14]
+//       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [1, 3, 5, 7, 9, 11, 13, 15]
+//  CHECK-NEXT:   %[[SUMS:.*]] = arith.addf %{{.*}}, %{{.*}} : vector<8xf32>
+//       CHECK:   %[[LANES:.*]] = vector.create_mask %{{.*}} : vector<8xi1>
+//       CHECK:   %[[ROW0:.*]] = vector.shuffle %[[SUMS]], %[[SUMS]] [0, 1, 2, 0, 0, 0, 0, 0]
+//       CHECK:   %[[OLD:.*]] = vector.maskedload %[[DW]][%{{.*}}, %{{.*}}, %{{.*}}], %[[LANES]], %{{.*}} : memref<1x4x27xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   %[[BASE:.*]] = arith.select %{{.*}}, %{{.*}}, %[[OLD]] : vector<8xf32>
+//       CHECK:   %[[NEW:.*]] = arith.addf %[[BASE]], %[[ROW0]] : vector<8xf32>
+//       CHECK:   vector.maskedstore %[[DW]][%{{.*}}, %{{.*}}, %{{.*}}], %[[LANES]], %[[NEW]] : memref<1x4x27xf32>, vector<8xi1>, vector<8xf32>
+//       CHECK:   vector.shuffle %[[SUMS]], %[[SUMS]] [3, 4, 5, 0, 0, 0, 0, 0]
 //   CHECK-NOT: vector.gather
 func.func @filter_gradient(%dy: tensor<2x4x5x7xf32> {soma.input = "dy"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<1x4x27xf32> {soma.output = "dw"}) {
   %0 = soma.fusion "contraction"(%dy, %x) : (tensor<2x4x5x7xf32>, tensor<2x3x5x7xf32>) -> tensor<1x4x27xf32> {
