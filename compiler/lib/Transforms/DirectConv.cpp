@@ -35,18 +35,19 @@
 // vector load of dy or x:
 //
 //   parallel over units (groups of images; their partial sums added after):
-//     for each block of about 1024 pixels (several images or part of one):
+//     for each block of 1024-2048 pixels (several images or part of one):
 //       table: for each chunk of VL pixels and each tap (u, v), the lanes
 //              whose window point is inside the image (and that are
 //              outputs)
 //       (grid wider than the output: dy of the block spread over the grid)
-//       for each row (c, u) of the kernel: RT = kw columns r = (c, u, v)
-//         for each tile of KT rows k:
+//       for each tile of KT rows k:
+//         for each row (c, u) of the kernel: RT = kw columns r = (c, u, v)
 //           KT x RT accumulators of VL pixels
 //           for each chunk p0 of the block: the RT masks from the table
 //             for n in the block: KT loads of dy, RT of x (consecutive
 //             windows: one base, constant offsets), KT x RT FMAs
-//           each accumulator summed (a fixed tree) into dw (or the part)
+//           the accumulators' lanes summed (a fixed tree each, VL
+//           accumulators merged at once), added to dw (or the part)
 //
 // The order of every sum is fixed by the shapes alone: pixels p0 + lane,
 // images in order, lanes by the tree, then the blocks and the units in
@@ -474,13 +475,13 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   // Blocks of about 1024 pixels (several images, or a part of one),
   // whose dy and x (all channels) stay in L2 while the tiles sweep them.
   // An image of more than 1024 pixels is cut into blocks of up to 2048,
-  // as long as their dy and x fit in 800 KiB: every block ends with the
-  // accumulators' sums, which fewer blocks pay fewer times. ResNet's
-  // 64 -> 64 channels at 56 x 56 take 2 blocks of 1568 pixels instead of
-  // 4 of 784 (in-process A/B, 8 images: 1 thread 8.27 -> 8.04 ms, 2
-  // threads 3.86 -> 3.72 ms); VGG's 128 -> 128 stay at 784 (2 blocks
-  // of 1568 measured slower, 32.4 -> 37.4 ms on 1 thread).
-  const int64_t BP = P > 1024 ? std::clamp<int64_t>(819200 / (4 * (K + Cin)), 1024, 2048) : 1024;
+  // as long as their x fits in 800 KiB (x streams from L2 once per tile
+  // of filters): every block ends with the accumulators' sums, which fewer
+  // blocks pay fewer times. ResNet's 64 -> 64 channels and VGG's 128 ->
+  // 128 at 56 x 56 take 2 blocks of 1568 pixels instead of 4 of 784
+  // (in-process A/B, 8 images, 2 threads: 3.72 -> 3.61 ms and 15.57 ->
+  // 15.25 ms; 1 block of 3136: 4.21 ms).
+  const int64_t BP = P > 1024 ? std::clamp<int64_t>(819200 / (4 * Cin), 1024, 2048) : 1024;
   const int64_t block = std::min(perUnit, ceilDiv(BP, P));
   const int64_t PB = P <= BP ? P : ceilDiv(ceilDiv(P, ceilDiv(P, BP)), VL) * VL; // VL-aligned
 
@@ -554,25 +555,28 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
             }
             auto eq = [&](Value x, Value y) { return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, x, y); };
             Value first = nb.create<arith::AndIOp>(loc, eq(nb0, n0), eq(pb0, e.idx(nb, 0)));
-            e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, R), RT, [&](OpBuilder &cb, Value r0) {
-              // The tile's kernel row: channel c, row u; column t of the
-              // tile is tap (u, t), at x offset c * PX + (u - pt) * W + t - pl.
+            // The tile's kernel row: channel c, row u; column t of the
+            // tile is tap (u, t), at x offset c * PX + (u - pt) * W + t - pl.
+            auto rowOffsets = [&](OpBuilder &cb, Value r0, SmallVector<Value> &xOff, SmallVector<Value> &tapOf) {
               Value row = cb.create<arith::DivUIOp>(loc, r0, e.idx(cb, cg.kw)); // c * kh + u
               Value c = cb.create<arith::DivUIOp>(loc, row, e.idx(cb, cg.kh));
               Value uu = cb.create<arith::RemUIOp>(loc, row, e.idx(cb, cg.kh));
               Value du = cb.create<arith::SubIOp>(loc, uu, e.idx(cb, cg.pt));
               Value x0 = e.add(cb, e.mul(cb, c, e.idx(cb, PX)), e.mul(cb, du, e.idx(cb, W)));
               Value tap0 = e.mul(cb, uu, e.idx(cb, cg.kw));
-              SmallVector<Value> xOff, tapOf;
               for (int64_t t = 0; t < RT; ++t) {
                 xOff.push_back(e.add(cb, x0, e.idx(cb, t - cg.pl)));
                 tapOf.push_back(e.add(cb, tap0, e.idx(cb, t)));
               }
-              e.blockLoop(cb, e.idx(cb, 0), e.idx(cb, K), KT, [&](OpBuilder &kb, Value k0) {
-                SmallVector<Value> dyOff;
-                for (int64_t a = 0; a < KT; ++a)
-                  dyOff.push_back(e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)),
-                                        e.idx(kb, spread ? PG : PY)));
+            };
+            // The tile's filters' rows of dy.
+            auto filterOffsets = [&](OpBuilder &kb, Value k0, SmallVector<Value> &dyOff) {
+              for (int64_t a = 0; a < KT; ++a)
+                dyOff.push_back(e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)),
+                                      e.idx(kb, spread ? PG : PY)));
+            };
+            auto tile = [&](OpBuilder &kb, Value r0, Value k0, ArrayRef<Value> xOff, ArrayRef<Value> tapOf,
+                            ArrayRef<Value> dyOff) {
                 Value zero = kb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, kb.getF32FloatAttr(0.0f)));
                 SmallVector<Value> init(KT * RT, zero);
                 auto pixels = kb.create<scf::ForOp>(
@@ -676,6 +680,18 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                     sb.create<scf::YieldOp>(loc);
                   });
                 }
+            };
+            // Filters outer, kernel rows inner: a tile's rows of dy stay in
+            // L1 while the rows of x stream from L2 (kernel rows outer
+            // streamed all of dy's block from L2 for every row of the
+            // kernel, about 40 bytes a cycle on the ResNet layer).
+            e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, K), KT, [&](OpBuilder &kb, Value k0) {
+              SmallVector<Value> dyOff;
+              filterOffsets(kb, k0, dyOff);
+              e.blockLoop(kb, e.idx(kb, 0), e.idx(kb, R), RT, [&](OpBuilder &cb, Value r0) {
+                SmallVector<Value> xOff, tapOf;
+                rowOffsets(cb, r0, xOff, tapOf);
+                tile(cb, r0, k0, xOff, tapOf, dyOff);
               });
             });
           });
