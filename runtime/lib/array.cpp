@@ -64,8 +64,19 @@ std::string shape_str(const Shape &shape) {
   return fmt::format("[{}]", fmt::join(shape, ","));
 }
 
-Array::Array(DType dtype, Shape shape)
-    : dtype_(dtype), shape_(std::move(shape)) {
+Array::Array(DType dtype, Shape shape) : Array(uninitialized(dtype, std::move(shape))) {
+  std::memset(storage_.get(), 0, nbytes());
+}
+
+Array Array::uninitialized(DType dtype, Shape shape) {
+  Array a;
+  a.dtype_ = dtype;
+  a.shape_ = std::move(shape);
+  a.allocate();
+  return a;
+}
+
+void Array::allocate() {
   int64_t n = soma::numel(shape_);
   size_t elem = dtype_size(dtype_);
   if (static_cast<uint64_t>(n) >
@@ -80,7 +91,6 @@ Array::Array(DType dtype, Shape shape)
   void *p = std::aligned_alloc(kAlignment, alloc);
   if (!p)
     throw std::bad_alloc();
-  std::memset(p, 0, alloc);
   storage_ = std::shared_ptr<std::byte>(static_cast<std::byte *>(p),
                                         [](std::byte *q) { std::free(q); });
 }

@@ -3,6 +3,8 @@
 #include "soma/array.h"
 #include "test_util.h"
 
+#include <cstring>
+
 #include <cstdint>
 
 namespace soma {
@@ -47,6 +49,24 @@ TEST(Array, AlignedAndZeroFilled) {
         ASSERT_EQ(bytes[i], 0) << "byte " << i << " of " << shape_str(shape);
     }
   }
+}
+
+// Array::uninitialized: the same shape, dtype, size and alignment as a
+// zero-filled array, and writable; its contents are not specified.
+TEST(Array, UninitializedHasTheShapeAndAlignment) {
+  for (Shape shape : {Shape{}, Shape{0}, Shape{3}, Shape{17, 5}, Shape{64, 784}})
+    for (DType dt : {DType::f32, DType::i32, DType::i64}) {
+      Array a = Array::uninitialized(dt, shape);
+      ASSERT_FALSE(a.empty());
+      EXPECT_EQ(a.dtype(), dt);
+      EXPECT_EQ(a.shape(), shape);
+      EXPECT_EQ(a.nbytes(), static_cast<size_t>(numel(shape)) * dtype_size(dt));
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(a.raw()) % kAlignment, 0u);
+      std::memset(a.raw(), 0x5a, a.nbytes());
+      for (size_t i = 0; i < a.nbytes(); ++i)
+        ASSERT_EQ(static_cast<const unsigned char *>(a.raw())[i], 0x5a);
+    }
+  EXPECT_SOMA_ERROR(Array::uninitialized(DType::f32, {3, -2}), "negative dimension", "[3,-2]");
 }
 
 TEST(Array, DefaultIsEmpty) {

@@ -37,6 +37,10 @@ public:
   Array() = default;
   /// A zero-filled array of the given dtype and shape.
   Array(DType dtype, Shape shape);
+  /// An array whose elements are left as the allocator gives them (as
+  /// numpy.empty): for a buffer that is written whole before it is read,
+  /// such as a compiled function's outputs, without the cost of zeroing it.
+  static Array uninitialized(DType dtype, Shape shape);
 
   /// Convenience constructors; throw soma::Error if values.size() does not
   /// match the shape.
@@ -67,6 +71,7 @@ private:
   DType dtype_ = DType::f32;
   Shape shape_;
   std::shared_ptr<std::byte> storage_; // kAlignment-aligned, nbytes() long
+  void allocate(); // storage_ for dtype_ and shape_, not initialized
 };
 
 } // namespace soma
