@@ -734,11 +734,17 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   // The register tile: KT filters x PT chunks of VL pixels, at most 24
   // accumulators of 32 registers with AVX-512 (8 of 16 otherwise). Each
-  // tap costs KT * PT FMAs (two a cycle) and 2 * PT + KT loads (the
-  // windows, their masks, the weights; about two a cycle); the tile with
-  // the most useful FMAs a cycle wins, counting the filters and pixels
-  // that edge tiles compute for nothing (an 8 x 8 image is 4 chunks: 6
-  // filters x 4 chunks, not 4 x 6 with a third of the pixels wasted).
+  // tap costs KT * PT FMAs (two a cycle), PT window loads of x (masked,
+  // unaligned: most cross a cache line, and each needs its mask loaded;
+  // counted as two cycles each) and KT broadcast weights (half a cycle);
+  // the tile with the most useful FMAs a cycle wins, counting the filters
+  // and pixels that edge tiles compute for nothing (an 8 x 8 image is 4
+  // chunks: 6 filters x 4 chunks, not 4 x 6 with a third of the pixels
+  // wasted). Counting a window as one cycle chose 4 x 4 for the ResNet
+  // 64 x 56 x 56 layer; it now takes 8 x 2 (in-process A/B, 2 threads:
+  // 3.67 -> 3.48 ms; 1 thread, forced tiles: 8 x 3 and 8 x 2 6.7 ms, 4 x 6
+  // 6.9, 4 x 4 7.0, 6 x 4 7.2, 3 x 8 10.2), and LeNet-5's first layer
+  // 0.083 -> 0.064 ms; the ResNet-8 layers did not change.
   const int64_t budget = VL >= 16 ? 24 : 8, maxKT = VL >= 16 ? 8 : 4;
   const int64_t imageChunks = ceilDiv(P, VL);
   int64_t KT = 1, PT = 1;
@@ -750,7 +756,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
       // (At least 4 cycles a tap: each accumulator's FMAs depend on each
       // other. Of equal scores, the larger tile: fewer loop overheads.)
       // (With stride 2, twice the loads of x and of masks.)
-      double cycles = std::max({kt * pt / 2.0, (2.0 * S * pt + kt) / 2.0, 4.0});
+      double cycles = std::max({kt * pt / 2.0, (4.0 * S * pt + kt) / 2.0, 4.0});
       double score = useful * kt * pt / cycles;
       if (score > best + 1e-9 || (score > best - 1e-9 && kt * pt > KT * PT)) {
         best = score;

@@ -1219,10 +1219,12 @@ func.func @col2im_stride2(%cols: tensor<18x12xf32> {soma.input = "cols"}) -> (te
 // vector is computed directly too: the mask table holds two masks per
 // chunk and tap, each lane's mask moved to its even element; each half
 // chunk of 4 pixels is the even elements of 8 consecutive ones of x, so a
-// chunk is two masked loads and a shuffle of the even elements.
+// chunk is two masked loads and a shuffle of the even elements. (The table:
+// the image's 3 chunks of 8 pixels, one per group of the 4 x 1 tile, x 9
+// taps x 2 halves.)
 // CHECK-LABEL: func.func @direct_conv_stride2(
 //   CHECK-NOT: func.call
-//       CHECK: memref.alloca() {alignment = 64 : i64} : memref<72xvector<8xi1>>
+//       CHECK: memref.alloca() {alignment = 64 : i64} : memref<54xvector<8xi1>>
 //       CHECK: vector.shuffle %{{.*}}, %{{.*}} [0, 8, 1, 8, 2, 8, 3, 8] : vector<8xi1>, vector<8xi1>
 //       CHECK: vector.shuffle %{{.*}}, %{{.*}} [4, 8, 5, 8, 6, 8, 7, 8] : vector<8xi1>, vector<8xi1>
 //       CHECK: %[[LO:.*]] = vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<480xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
