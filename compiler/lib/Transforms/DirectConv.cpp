@@ -766,14 +766,16 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   const int64_t group = PT * VL;
   // Blocks of CB channels, when a group's window of x (its pixels and the
   // window's rows above and below, every channel) exceeds 48 KiB (the L1
-  // data cache): blocks of at most 32 KiB, all the filters sweeping one
+  // data cache): blocks of at most 40 KiB, all the filters sweeping one
   // block's window, then the next block's, each tile adding to C (the
-  // same sums in the same order). VGG's 128 x 56 x 56 layer (92 KiB): 3
-  // blocks of 43 channels, 33.2 -> 30.3 ms on 1 thread (2 blocks: 31.5);
-  // ResNet's 64 channels (46 KiB) stay one block (2 blocks: 8.1 -> 8.7).
-  // Not on grids wider than the output, whose tiles are stored compressed.
+  // same sums in the same order). VGG's 128 x 56 x 56 layer (with 8 x 2
+  // tiles: 75 KiB) takes 2 blocks of 64 channels (in-process A/B, 1
+  // thread: 3 blocks of 43, 31.2 ms; 2 blocks, 30.3; one, 30.9; with 4 x 4
+  // tiles, before, 1 block 33.2, 3 blocks 30.3); ResNet's 64 channels (38
+  // KiB) stay one block. Not on grids wider than the output, whose tiles
+  // are stored compressed.
   const int64_t window = (group * S + (cg.kh - 1) * W + cg.kw) * 4;
-  const int64_t blocks = grid.wide() || Cin * window <= (48 << 10) ? 1 : ceilDiv(Cin * window, 32 << 10);
+  const int64_t blocks = grid.wide() || Cin * window <= (48 << 10) ? 1 : ceilDiv(Cin * window, 40 << 10);
   const int64_t CB = ceilDiv(Cin, blocks);
   // The mask table covers whole groups: its chunks past the image are
   // all false.
