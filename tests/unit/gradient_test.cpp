@@ -482,6 +482,12 @@ TEST(Autodiff, OutputGradientErrors) {
                     "already has an input or parameter named 'grad_y'");
   EXPECT_SOMA_ERROR(compile_gradients(g, {.loss = "y", .output_gradient = true, .outputs = false}),
                     "has nothing to differentiate (no parameters)");
+  Graph d("d");
+  Tensor z = d.input("z", {2});
+  d.output("y", z * 3.0f);
+  d.output("dot_grad_y", sum(z));
+  EXPECT_SOMA_ERROR(compile_gradients(d, {.loss = "y", .inputs = true, .output_gradient = true}),
+                    "already has an output named 'dot_grad_y'");
 }
 
 } // namespace

@@ -97,6 +97,10 @@ static OwningOpRef<ModuleOp> trainingForward(const Graph &g, const GradientOptio
         if (auto s = fn.getArgAttrOfType<StringAttr>(i, attr); s && s.getValue() == input)
           throw Error("graph '" + g.name() + "' already has an input or parameter named '" + input +
                       "', the name of the gradient of output '" + name + "'");
+    for (unsigned j = 0; j < fn.getNumResults(); ++j)
+      if (outputName(fn, j) == "dot_" + input)
+        throw Error("graph '" + g.name() + "' already has an output named 'dot_" + input +
+                    "', the name of sum(" + name + " * " + input + ")");
     auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
     Location loc = ret.getOperand(lossIndex).getLoc();
     unsigned idx = fn.getNumArguments();
