@@ -72,16 +72,11 @@ Array Array::uninitialized(DType dtype, Shape shape) {
   Array a;
   a.dtype_ = dtype;
   a.shape_ = std::move(shape);
-  a.allocate();
-  return a;
-}
-
-void Array::allocate() {
-  int64_t n = soma::numel(shape_);
-  size_t elem = dtype_size(dtype_);
+  int64_t n = soma::numel(a.shape_);
+  size_t elem = dtype_size(dtype);
   if (static_cast<uint64_t>(n) >
       std::numeric_limits<size_t>::max() / elem - kAlignment)
-    throw Error(fmt::format("shape {} is too large", shape_str(shape_)));
+    throw Error(fmt::format("shape {} is too large", shape_str(a.shape_)));
   size_t bytes = static_cast<size_t>(n) * elem;
   // aligned_alloc wants a multiple of the alignment; allocate at least one
   // block so that zero-element arrays still have (non-null) storage.
@@ -91,8 +86,9 @@ void Array::allocate() {
   void *p = std::aligned_alloc(kAlignment, alloc);
   if (!p)
     throw std::bad_alloc();
-  storage_ = std::shared_ptr<std::byte>(static_cast<std::byte *>(p),
-                                        [](std::byte *q) { std::free(q); });
+  a.storage_ = std::shared_ptr<std::byte>(static_cast<std::byte *>(p),
+                                          [](std::byte *q) { std::free(q); });
+  return a;
 }
 
 template <class T>

@@ -555,28 +555,30 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
             }
             auto eq = [&](Value x, Value y) { return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, x, y); };
             Value first = nb.create<arith::AndIOp>(loc, eq(nb0, n0), eq(pb0, e.idx(nb, 0)));
-            // The tile's kernel row: channel c, row u; column t of the
-            // tile is tap (u, t), at x offset c * PX + (u - pt) * W + t - pl.
-            auto rowOffsets = [&](OpBuilder &cb, Value r0, SmallVector<Value> &xOff, SmallVector<Value> &tapOf) {
-              Value row = cb.create<arith::DivUIOp>(loc, r0, e.idx(cb, cg.kw)); // c * kh + u
-              Value c = cb.create<arith::DivUIOp>(loc, row, e.idx(cb, cg.kh));
-              Value uu = cb.create<arith::RemUIOp>(loc, row, e.idx(cb, cg.kh));
-              Value du = cb.create<arith::SubIOp>(loc, uu, e.idx(cb, cg.pt));
-              Value x0 = e.add(cb, e.mul(cb, c, e.idx(cb, PX)), e.mul(cb, du, e.idx(cb, W)));
-              Value tap0 = e.mul(cb, uu, e.idx(cb, cg.kw));
-              for (int64_t t = 0; t < RT; ++t) {
-                xOff.push_back(e.add(cb, x0, e.idx(cb, t - cg.pl)));
-                tapOf.push_back(e.add(cb, tap0, e.idx(cb, t)));
-              }
-            };
-            // The tile's filters' rows of dy.
-            auto filterOffsets = [&](OpBuilder &kb, Value k0, SmallVector<Value> &dyOff) {
+            // Filters outer, kernel rows inner: a tile's rows of dy stay in
+            // L1 while the rows of x stream from L2 (kernel rows outer
+            // streamed all of dy's block from L2 for every row of the
+            // kernel, about 40 bytes a cycle on the ResNet layer).
+            e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, K), KT, [&](OpBuilder &fb, Value k0) {
+              // The tile's filters' rows of dy.
+              SmallVector<Value> dyOff;
               for (int64_t a = 0; a < KT; ++a)
-                dyOff.push_back(e.mul(kb, e.min(kb, e.add(kb, k0, e.idx(kb, a)), e.idx(kb, K - 1)),
-                                      e.idx(kb, spread ? PG : PY)));
-            };
-            auto tile = [&](OpBuilder &kb, Value r0, Value k0, ArrayRef<Value> xOff, ArrayRef<Value> tapOf,
-                            ArrayRef<Value> dyOff) {
+                dyOff.push_back(e.mul(fb, e.min(fb, e.add(fb, k0, e.idx(fb, a)), e.idx(fb, K - 1)),
+                                      e.idx(fb, spread ? PG : PY)));
+              e.blockLoop(fb, e.idx(fb, 0), e.idx(fb, R), RT, [&](OpBuilder &kb, Value r0) {
+                // The tile's kernel row: channel c, row u; column t of the
+                // tile is tap (u, t), at x offset c * PX + (u - pt) * W + t - pl.
+                Value row = kb.create<arith::DivUIOp>(loc, r0, e.idx(kb, cg.kw)); // c * kh + u
+                Value c = kb.create<arith::DivUIOp>(loc, row, e.idx(kb, cg.kh));
+                Value uu = kb.create<arith::RemUIOp>(loc, row, e.idx(kb, cg.kh));
+                Value du = kb.create<arith::SubIOp>(loc, uu, e.idx(kb, cg.pt));
+                Value x0 = e.add(kb, e.mul(kb, c, e.idx(kb, PX)), e.mul(kb, du, e.idx(kb, W)));
+                Value tap0 = e.mul(kb, uu, e.idx(kb, cg.kw));
+                SmallVector<Value> xOff, tapOf;
+                for (int64_t t = 0; t < RT; ++t) {
+                  xOff.push_back(e.add(kb, x0, e.idx(kb, t - cg.pl)));
+                  tapOf.push_back(e.add(kb, tap0, e.idx(kb, t)));
+                }
                 Value zero = kb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, kb.getF32FloatAttr(0.0f)));
                 SmallVector<Value> init(KT * RT, zero);
                 auto pixels = kb.create<scf::ForOp>(
@@ -680,18 +682,6 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                     sb.create<scf::YieldOp>(loc);
                   });
                 }
-            };
-            // Filters outer, kernel rows inner: a tile's rows of dy stay in
-            // L1 while the rows of x stream from L2 (kernel rows outer
-            // streamed all of dy's block from L2 for every row of the
-            // kernel, about 40 bytes a cycle on the ResNet layer).
-            e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, K), KT, [&](OpBuilder &kb, Value k0) {
-              SmallVector<Value> dyOff;
-              filterOffsets(kb, k0, dyOff);
-              e.blockLoop(kb, e.idx(kb, 0), e.idx(kb, R), RT, [&](OpBuilder &cb, Value r0) {
-                SmallVector<Value> xOff, tapOf;
-                rowOffsets(cb, r0, xOff, tapOf);
-                tile(cb, r0, k0, xOff, tapOf, dyOff);
               });
             });
           });

@@ -114,10 +114,6 @@ struct GemmEmitter {
   }
   Value zeroF(OpBuilder &nb) { return nb.create<arith::ConstantOp>(loc, nb.getF32FloatAttr(0.0f)); }
 
-  SmallVector<Value> transpose(OpBuilder &nb, SmallVector<Value> rows) {
-    return transposeVectors(nb, loc, std::move(rows));
-  }
-
   /// for (i = lo; i < hi; i += step) body(i)
   scf::ForOp loop(OpBuilder &nb, Value lo, Value hi, int64_t step, function_ref<void(OpBuilder &, Value)> body) {
     return nb.create<scf::ForOp>(loc, lo, hi, idx(nb, step), ValueRange{},
@@ -506,7 +502,7 @@ struct GemmEmitter {
     SmallVector<Value> columns;
     for (int64_t jj = 0; jj < VL; ++jj)
       columns.push_back(nb.create<vector::LoadOp>(loc, vec, T, ValueRange{idx(nb, jj * VL)}));
-    storeRows(nb, transpose(nb, columns), P, base, stride, width, rows);
+    storeRows(nb, transposeVectors(nb, loc, columns), P, base, stride, width, rows);
     nb.create<func::ReturnOp>(loc);
     return fn;
   }
@@ -526,7 +522,7 @@ struct GemmEmitter {
   /// every GEMM of the module that packs into panels of P's type: VL
   /// columns of the panel, each VL consecutive k of a stored row (row jj at
   /// X[src + jj * ld], `kk` of them, rows from `cols` on zero), loaded
-  /// masked into registers and transposed there (transpose()); its first
+  /// masked into registers and transposed there (transposeVectors); its first
   /// `kk` rows (k) stored at P[base + t * stride], `width` lanes each. X
   /// comes as a flat view of 2^30 floats (see kFlat in emitGemm), so one
   /// function serves every size. Straight into registers, not through
@@ -553,7 +549,7 @@ struct GemmEmitter {
       Value at = add(nb, src, mul(nb, idx(nb, jj), ld));
       rows.push_back(nb.create<vector::MaskedLoadOp>(loc, vec, X, ValueRange{at}, lanes, zeroVec));
     }
-    storeRows(nb, transpose(nb, rows), P, base, stride, width, kk);
+    storeRows(nb, transposeVectors(nb, loc, rows), P, base, stride, width, kk);
     nb.create<func::ReturnOp>(loc);
     return fn;
   }
@@ -904,36 +900,28 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
               Value C, const GemmConfig &cfg, const GemmEpilogue &epilogue) {
   auto cs = cast<MemRefType>(C.getType()).getShape();
   int64_t K = A.transposed ? A.shape[1] : A.shape[2];
+  GemmEmitter e{module, b, loc, A, B, C, A.transposed, B.transposed, cfg.forRows(cs[1]), cs[0], cs[1], cs[2], K};
   if (transposeNarrowProduct(A, B, cs[1], cs[2], K, cfg)) {
     // C^T into T [batch, N, M], then C[b, m, n] = T[b, n, m] and the
     // epilogue over each batch entry's whole C.
     GemmOperand At = B, Bt = A;
     At.transposed = !B.transposed;
     Bt.transposed = !A.transposed;
-    Value T = b.create<memref::AllocOp>(loc, MemRefType::get({cs[0], cs[2], cs[1]}, b.getF32Type()),
+    Value T = b.create<memref::AllocOp>(loc, MemRefType::get({e.batch, e.N, e.M}, b.getF32Type()),
                                         b.getI64IntegerAttr(64));
     emitGemm(module, b, loc, At, Bt, T, cfg, {});
-    auto idx = [&](OpBuilder &nb, int64_t v) -> Value { return nb.create<arith::ConstantIndexOp>(loc, v); };
-    auto loop = [&](OpBuilder &nb, int64_t n, auto body) {
-      nb.create<scf::ForOp>(loc, idx(nb, 0), idx(nb, n), idx(nb, 1), ValueRange{},
-                            [&](OpBuilder &lb, Location, Value i, ValueRange) {
-                              body(lb, i);
-                              lb.create<scf::YieldOp>(loc);
-                            });
-    };
-    loop(b, cs[0], [&](OpBuilder &bb, Value bi) {
-      loop(bb, cs[1], [&](OpBuilder &mb, Value m) {
-        loop(mb, cs[2], [&](OpBuilder &nb, Value n) {
+    e.loop(b, e.idx(b, 0), e.idx(b, e.batch), 1, [&](OpBuilder &bb, Value bi) {
+      e.loop(bb, e.idx(bb, 0), e.idx(bb, e.M), 1, [&](OpBuilder &mb, Value m) {
+        e.loop(mb, e.idx(mb, 0), e.idx(mb, e.N), 1, [&](OpBuilder &nb, Value n) {
           Value x = nb.create<memref::LoadOp>(loc, T, ValueRange{bi, n, m});
           nb.create<memref::StoreOp>(loc, x, C, ValueRange{bi, m, n});
         });
       });
       if (epilogue)
-        epilogue(bb, loc, bi, idx(bb, 0), idx(bb, cs[1]), idx(bb, 0), idx(bb, cs[2]));
+        epilogue(bb, loc, bi, e.idx(bb, 0), e.idx(bb, e.M), e.idx(bb, 0), e.idx(bb, e.N));
     });
     return;
   }
-  GemmEmitter e{module, b, loc, A, B, C, A.transposed, B.transposed, cfg.forRows(cs[1]), cs[0], cs[1], cs[2], K};
   e.vec = VectorType::get({cfg.vl}, b.getF32Type());
   if (K == 0) {
     // An empty sum: C = 0 (then the epilogue over all of C).

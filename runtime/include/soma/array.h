@@ -71,7 +71,6 @@ private:
   DType dtype_ = DType::f32;
   Shape shape_;
   std::shared_ptr<std::byte> storage_; // kAlignment-aligned, nbytes() long
-  void allocate(); // storage_ for dtype_ and shape_, not initialized
 };
 
 } // namespace soma

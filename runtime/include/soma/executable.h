@@ -66,7 +66,8 @@ public:
   void call(std::span<const Array> inputs, std::span<const Array> params,
             std::span<const Array> states, std::span<Array> outputs);
 
-  /// Freshly allocated output arrays with the signature's shapes.
+  /// Freshly allocated output arrays with the signature's shapes, not
+  /// initialized (Array::uninitialized): a call writes them whole.
   std::vector<Array> make_outputs() const;
   /// Freshly allocated state buffers holding their initial values
   /// (`state_init`), in signature order.
