@@ -79,6 +79,7 @@ DumpConfig makeDumpConfig(const CompileOptions &options) {
   cfg.printIrAfterAll = options.print_ir_after_all;
   cfg.report = options.report;
   cfg.cache = options.cache;
+  cfg.worker = options.worker;
   std::stringstream ss(list);
   std::string item;
   while (std::getline(ss, item, ',')) {
@@ -1028,6 +1029,36 @@ static std::vector<std::string> compileInPieces(llvm::Module &module,
   return objects;
 }
 
+CachedObject compileObjects(ModuleOp graphModule, const DumpConfig &dump, int optLevel, Mode mode,
+                            int64_t threads) {
+  auto tm = createTargetMachine("host", optLevel);
+  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode, vectorWidthOf(*tm), threads);
+  std::vector<std::string> objects;
+  {
+    StageTimer jit("JIT (incl. LLVM IR)", dump.report);
+    llvm::LLVMContext ctx;
+    // A large module is optimised and compiled in pieces on the CPUs the
+    // process has (LeNet-5's training step, its evaluation function
+    // compiling alongside: the JIT stage 0.76 s -> 0.53 s on 2 cores), in
+    // one piece when the dump wants the whole optimised module.
+    std::unique_ptr<llvm::Module> module = translate(*lowered.module, ctx, *tm, dump);
+    const std::string &entry = lowered.signature.name;
+    std::vector<std::set<std::string>> pieces{{}};
+    if (!dump.wants("llvm") && !dump.wants("asm"))
+      pieces = partitionModule(*module, compileThreads());
+    if (pieces.size() > 1) {
+      StageTimer parallel("opt + codegen, " + std::to_string(pieces.size()) + " threads", dump.report);
+      objects = compileInPieces(*module, pieces, optLevel, entry);
+    } else {
+      optimizeAndDump(*module, *tm, optLevel, dump);
+      addPackedEntry(*module, entry);
+      StageTimer codegen("code generation", dump.report);
+      objects.push_back(emitInPlace(*module, *tm, false));
+    }
+  }
+  return {lowered.signature, std::move(objects)};
+}
+
 Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel, Mode mode) {
   ObjectCacheStats &stats = objectCacheStats();
   ObjectCache cache = dump.cache ? ObjectCache::fromEnvironment() : ObjectCache();
@@ -1059,37 +1090,23 @@ Executable jitCompile(ModuleOp graphModule, const DumpConfig &dump, int optLevel
     }
   }
   ++stats.compiles;
-  auto tm = createTargetMachine("host", optLevel);
-  LoweredModule lowered = lowerToLLVMDialect(graphModule, dump, mode, vectorWidthOf(*tm), host.threads);
-  std::vector<std::string> objects;
-  {
-    StageTimer jit("JIT (incl. LLVM IR)", dump.report);
-    llvm::LLVMContext ctx;
-    // A large module is optimised and compiled in pieces on the CPUs the
-    // process has (LeNet-5's training step, its evaluation function
-    // compiling alongside: the JIT stage 0.76 s -> 0.53 s on 2 cores), in
-    // one piece when the dump wants the whole optimised module.
-    std::unique_ptr<llvm::Module> module = translate(*lowered.module, ctx, *tm, dump);
-    const std::string &entry = lowered.signature.name;
-    std::vector<std::set<std::string>> pieces{{}};
-    if (!dump.wants("llvm") && !dump.wants("asm"))
-      pieces = partitionModule(*module, compileThreads());
-    if (pieces.size() > 1) {
-      StageTimer parallel("opt + codegen, " + std::to_string(pieces.size()) + " threads", dump.report);
-      objects = compileInPieces(*module, pieces, optLevel, entry);
-    } else {
-      optimizeAndDump(*module, *tm, optLevel, dump);
-      addPackedEntry(*module, entry);
-      StageTimer codegen("code generation", dump.report);
-      objects.push_back(emitInPlace(*module, *tm, false));
-    }
-  }
+  // Out of this process when nothing is dumped or reported: the compiler's
+  // memory goes back to the system when the worker exits (see
+  // compileInWorker), and a crash in it is an error, not the end of the
+  // process.
+  std::optional<CachedObject> compiled;
+  if (dump.worker && !dump.wantsAnything())
+    compiled = compileInWorker(graphModule, mode, optLevel, host.threads);
+  if (compiled)
+    ++stats.in_worker;
+  else
+    compiled = compileObjects(graphModule, dump, optLevel, mode, host.threads);
   if (cache.enabled()) {
     StageTimer store("cache store", dump.report);
-    cache.store(key, {lowered.signature, objects});
+    cache.store(key, *compiled);
   }
   StageTimer link("JIT link", dump.report);
-  return loadObject(objects, lowered.signature);
+  return loadObject(compiled->objects, compiled->signature);
 }
 
 //===----------------------------------------------------------------------===//

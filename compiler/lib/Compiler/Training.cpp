@@ -227,7 +227,7 @@ void runPass(ModuleOp m, std::unique_ptr<Pass> pass) {
 
 TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
                                      const optim::Optimizer &opt,
-                                     const Checkpointing &checkpointing, bool useCache) {
+                                     const Checkpointing &checkpointing, bool useCache, bool useWorker) {
   if (!loss.valid() || loss.impl() != g.impl())
     throw Error("compile_training: the loss is not a tensor of graph '" + g.name() + "'");
   if (loss.rank() != 0 || loss.dtype() != DType::f32)
@@ -311,7 +311,9 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
           if (std::optional<CachedObject> e = cache.load(key); e && e->signature.name == kPlanEntry)
             return e->signature.workspace_bytes;
         }
-        int64_t bytes = plannedWorkspaceBytes(mod);
+        // (In a worker, like compiling: planning lowers the whole step.)
+        std::optional<int64_t> planned = useWorker ? planInWorker(mod, Mode::eval) : std::nullopt;
+        int64_t bytes = planned ? *planned : plannedWorkspaceBytes(mod);
         if (cache.enabled()) {
           CachedObject e;
           e.signature.name = kPlanEntry;
@@ -362,7 +364,8 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
 
 TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Optimizer &opt,
                            const TrainOptions &options) {
-  TrainingModules modules = buildTrainingModules(g, loss, opt, options.checkpointing, options.compile.cache);
+  TrainingModules modules = buildTrainingModules(g, loss, opt, options.checkpointing, options.compile.cache,
+                                                 options.compile.worker);
   // The dumps show the graph as built, the training function after
   // autodiff and the optimizer, and then the lowering of the training step.
   DumpConfig dump = makeDumpConfig(options.compile);
@@ -379,6 +382,7 @@ TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Opti
   DumpConfig none;
   none.report = dump.report ? &evalReport : nullptr;
   none.cache = dump.cache;
+  none.worker = dump.worker;
   std::future<Executable> pending;
   if (!dump.printIrAfterAll) {
     std::string text = printModule(*modules.eval, /*debugInfo=*/true);

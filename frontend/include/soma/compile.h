@@ -95,6 +95,13 @@ struct CompileOptions {
   /// off for the whole process). A compilation that dumps stages or fills
   /// a report always compiles, and only writes the cache.
   bool cache = true;
+  /// JIT-compile in a separate process, soma-jit-worker (built next to
+  /// libsoma.so), when nothing is dumped or reported: the memory the
+  /// compiler used is returned to the system when it exits, instead of
+  /// staying in the training process, and a crash of the compiler is an
+  /// error rather than the end of the program. Without a worker (or with
+  /// SOMA_JIT_WORKER=0) the compilation runs in this process.
+  bool worker = true;
 };
 
 /// A JIT-compiled inference function with its own parameter values.

@@ -90,6 +90,7 @@ struct ObjectCacheStats {
   std::atomic<uint64_t> rejected{0}; // entries found corrupt or unloadable
   std::atomic<uint64_t> stores{0};   // entries written
   std::atomic<uint64_t> compiles{0}; // JIT compilations that ran the lowering
+  std::atomic<uint64_t> in_worker{0}; // ... of which in soma-jit-worker
 };
 ObjectCacheStats &objectCacheStats();
 

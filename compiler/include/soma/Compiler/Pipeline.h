@@ -13,6 +13,7 @@
 #include "llvm/Target/TargetMachine.h"
 
 #include <memory>
+#include <optional>
 #include <set>
 #include <functional>
 #include <string>
@@ -30,6 +31,9 @@ struct DumpConfig {
   /// May the JIT use the compiled-object cache (CompileOptions::cache)?
   /// It serves from it only when nothing is dumped or reported.
   bool cache = true;
+  /// May the JIT compile in a worker process (CompileOptions::worker)? It
+  /// does only when nothing is dumped or reported.
+  bool worker = true;
   /// Something to dump or report: the stages must really run.
   bool wantsAnything() const { return !stages.empty() || printIrAfterAll || report; }
   bool wants(const std::string &stage) const { return stages.count(stage) > 0; }
@@ -96,6 +100,29 @@ std::unique_ptr<llvm::Module> translateAndOptimize(mlir::ModuleOp llvmDialect,
 
 /// Emits an object or assembly file for `module` (which is not modified).
 std::string emitMachineCode(llvm::Module &module, llvm::TargetMachine &tm, bool assembly);
+
+/// Lowers and compiles `graphModule` into relocatable objects for this
+/// machine (GEMMs cut into units for `threads` threads), dumping and
+/// reporting as configured; no cache, nothing loaded.
+CachedObject compileObjects(mlir::ModuleOp graphModule, const DumpConfig &dump, int optLevel,
+                            Mode mode, int64_t threads);
+
+/// compileObjects(graphModule, {}, ...) in a new process, soma-jit-worker:
+/// the module goes to it as MLIR bytecode, the objects come back. The
+/// worker is $SOMA_JIT_WORKER, else the soma-jit-worker next to libsoma.so;
+/// SOMA_JIT_WORKER=0 turns workers off. Gives nothing (compile in this
+/// process) when there is no worker or it is from another build of soma;
+/// a compile error in the worker throws it as soma::Error, and so does a
+/// worker that crashes or cannot be started.
+std::optional<CachedObject> compileInWorker(mlir::ModuleOp graphModule, Mode mode, int optLevel,
+                                            int64_t threads);
+
+/// plannedWorkspaceBytes(graphModule, mode) in soma-jit-worker, as
+/// compileInWorker (nothing when there is no worker).
+std::optional<int64_t> planInWorker(mlir::ModuleOp graphModule, Mode mode);
+
+/// soma-jit-worker's main: one request from stdin, its reply to stdout.
+int jitWorkerMain();
 
 /// JIT-compiles a graph module into an Executable. With dump.cache and the
 /// cache enabled (ObjectCache::fromEnvironment) the object code is looked up

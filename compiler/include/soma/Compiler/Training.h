@@ -19,9 +19,11 @@ struct TrainingModules {
 
 /// With checkpointing (Policy::best) the step is planned three ways; with
 /// `useCache` each plan's arena is looked up in, and stored to, the
-/// compiled-object cache.
+/// compiled-object cache, and with `useWorker` planned in soma-jit-worker
+/// (planInWorker) when there is one.
 TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
                                      const optim::Optimizer &opt,
-                                     const Checkpointing &checkpointing = {}, bool useCache = false);
+                                     const Checkpointing &checkpointing = {}, bool useCache = false,
+                                     bool useWorker = false);
 
 } // namespace soma

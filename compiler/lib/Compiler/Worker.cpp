@@ -1,0 +1,347 @@
+//===- Worker.cpp - JIT compilation in a worker process -------------------===//
+//
+// jitCompile lowers and compiles in a child process, soma-jit-worker, when
+// nothing is dumped or reported. The training process then keeps none of
+// what the compiler touched: MLIR's and LLVM's heaps (freed, but fragmented
+// and not returned to the system) and the pages of libMLIR and libLLVM that
+// only lowering and code generation use. Measured by bench/run_memory.sh:
+// the whole process's peak of a first run (which compiles) falls to that of
+// a run served by the compiled-object cache. A compiler crash (an LLVM
+// fatal error, a segfault) also becomes a soma::Error instead of killing
+// the user's program.
+//
+// The worker is a fresh process (posix_spawn, not fork: the parent may run
+// other threads, and a fork would copy their locks). The request goes to
+// its stdin and the reply comes from its stdout, over one socket pair:
+//   request: "SOMAJIT1", what (0: compile, 1: plan the memory only), mode,
+//            opt level, threads (u64 each), the parent's compilerIdentity()
+//            and the graph module as MLIR bytecode (length-prefixed
+//            strings);
+//   reply:   'O' and a cache entry (serializeCachedObject: checksummed), or
+//            'P' and the planned workspace bytes (u64), or
+//            'E' and an error message (thrown in the parent as it is), or
+//            'V' and the worker's identity when it is not the parent's
+//            build of soma (the parent then compiles itself).
+//
+//===----------------------------------------------------------------------===//
+
+#include "soma/Compiler/Context.h"
+#include "soma/Compiler/Pipeline.h"
+
+#include "mlir/Bytecode/BytecodeWriter.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Parser/Parser.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <set>
+
+#include <dlfcn.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+using namespace mlir;
+
+namespace soma {
+namespace {
+
+constexpr char kRequestMagic[8] = {'S', 'O', 'M', 'A', 'J', 'I', 'T', '1'};
+/// The key the entries exchanged with a worker are framed with (they are
+/// never stored under it).
+const std::string kWireKey(64, '0');
+
+void putU64(std::string &out, uint64_t v) { out.append(reinterpret_cast<const char *>(&v), sizeof v); }
+void putString(std::string &out, const std::string &s) {
+  putU64(out, s.size());
+  out += s;
+}
+
+/// Reads a request; anything short or malformed throws soma::Error.
+class RequestReader {
+public:
+  explicit RequestReader(const std::string &in) : in_(in) {}
+  uint64_t u64() {
+    need(sizeof(uint64_t));
+    uint64_t v;
+    std::memcpy(&v, in_.data() + pos_, sizeof v);
+    pos_ += sizeof v;
+    return v;
+  }
+  std::string str() {
+    uint64_t n = u64();
+    need(n);
+    std::string s = in_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  void magic() {
+    need(sizeof kRequestMagic);
+    if (std::memcmp(in_.data(), kRequestMagic, sizeof kRequestMagic) != 0)
+      throw Error("soma-jit-worker: not a soma JIT request (soma-jit-worker is started by libsoma)");
+    pos_ += sizeof kRequestMagic;
+  }
+
+private:
+  void need(uint64_t n) {
+    if (n > in_.size() - pos_)
+      throw Error("soma-jit-worker: truncated request");
+  }
+  const std::string &in_;
+  size_t pos_ = 0;
+};
+
+/// All of `fd` until end of file (EINTR retried); false on a read error.
+bool readAll(int fd, std::string &out) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0)
+      out.append(buf, static_cast<size_t>(n));
+    else if (n == 0)
+      return true;
+    else if (errno != EINTR)
+      return false;
+  }
+}
+
+/// Writes all of `data` to `fd`; to a socket without raising SIGPIPE (a
+/// worker that died must not kill the parent). False on an error.
+bool writeAll(int fd, const std::string &data, bool socket) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = socket ? ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL)
+                       : ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void warnOnce(const std::string &message) {
+  static std::mutex mutex;
+  static std::set<std::string> said;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (said.insert(message).second)
+    std::fprintf(stderr, "soma: warning: %s\n", message.c_str());
+}
+
+/// The worker to run: $SOMA_JIT_WORKER ("0": none), else soma-jit-worker
+/// in libsoma.so's directory if it is there. `named` says the user named it.
+std::string workerPath(bool &named) {
+  named = false;
+  if (const char *e = std::getenv("SOMA_JIT_WORKER"); e && *e) {
+    if (std::string(e) == "0")
+      return "";
+    named = true;
+    return e;
+  }
+  Dl_info info;
+  if (!dladdr(reinterpret_cast<const void *>(&jitWorkerMain), &info) || !info.dli_fname)
+    return "";
+  std::string lib = info.dli_fname;
+  size_t slash = lib.rfind('/');
+  std::string path = (slash == std::string::npos ? std::string(".") : lib.substr(0, slash)) + "/soma-jit-worker";
+  return ::access(path.c_str(), X_OK) == 0 ? path : "";
+}
+
+/// How a worker that gave no reply ended, from waitpid's status.
+std::string howItEnded(int status) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    const char *name = sigabbrev_np(sig);
+    return "was killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+  }
+  if (WIFEXITED(status))
+    return "exited with status " + std::to_string(WEXITSTATUS(status)) + " without a reply";
+  return "ended without a reply";
+}
+
+std::string graphName(ModuleOp m) {
+  for (auto f : m.getOps<func::FuncOp>())
+    return f.getSymName().str();
+  return "?";
+}
+
+} // namespace
+
+namespace {
+
+/// A request for `what` (0: compile, 1: plan) of `graphModule`.
+std::string makeRequest(uint64_t what, ModuleOp graphModule, Mode mode, int optLevel, int64_t threads) {
+  std::string request(kRequestMagic, sizeof kRequestMagic);
+  putU64(request, what);
+  putU64(request, mode == Mode::train ? 1 : 0);
+  putU64(request, static_cast<uint64_t>(optLevel));
+  putU64(request, static_cast<uint64_t>(threads));
+  putString(request, compilerIdentity());
+  std::string bytecode;
+  llvm::raw_string_ostream os(bytecode);
+  if (failed(writeBytecodeToFile(graphModule, os)))
+    throw Error("JIT: cannot write the graph module as MLIR bytecode for soma-jit-worker");
+  os.flush();
+  putString(request, bytecode);
+  return request;
+}
+
+/// Runs a worker on `request` and returns its reply's body when it is of
+/// kind `ok`; nothing when there is no worker or it is another build's.
+/// `doing` ("compiling", "planning") and the graph's name go into errors.
+std::optional<std::string> askWorker(const std::string &request, char ok, const char *doing,
+                                     ModuleOp graphModule) {
+  bool named = false;
+  std::string path = workerPath(named);
+  if (path.empty())
+    return std::nullopt;
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    warnOnce(std::string("cannot talk to soma-jit-worker (socketpair: ") + std::strerror(errno) +
+             "); compiling in this process");
+    return std::nullopt;
+  }
+  // The worker's end becomes its stdin and stdout (dup2 clears close-on-exec
+  // there); stderr is ours, for its warnings.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, sv[1], 0);
+  posix_spawn_file_actions_adddup2(&actions, sv[1], 1);
+  char *argv[] = {const_cast<char *>(path.c_str()), nullptr};
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(sv[1]);
+  if (rc != 0) {
+    ::close(sv[0]);
+    std::string why = "cannot start the JIT worker " + path + ": " + std::strerror(rc);
+    if (named)
+      throw Error(why + " (SOMA_JIT_WORKER=0 compiles in this process)");
+    warnOnce(why + "; compiling in this process");
+    return std::nullopt;
+  }
+  // A worker that dies early leaves the request half sent: its status says
+  // why, below.
+  writeAll(sv[0], request, /*socket=*/true);
+  ::shutdown(sv[0], SHUT_WR);
+  std::string reply;
+  bool readOk = readAll(sv[0], reply);
+  ::close(sv[0]);
+  int status = 0;
+  pid_t waited;
+  do
+    waited = ::waitpid(pid, &status, 0);
+  while (waited < 0 && errno == EINTR);
+  // (With SIGCHLD ignored by the program, waitpid finds no child: then the
+  // reply alone tells.)
+  bool statusKnown = waited == pid;
+
+  std::string what = std::string(doing) + " '" + graphName(graphModule) + "'";
+  if (readOk && !reply.empty()) {
+    char kind = reply[0];
+    if (kind == ok)
+      return reply.substr(1);
+    if (kind == 'E')
+      throw Error(reply.substr(1));
+    if (kind == 'V') {
+      warnOnce(path + " is from another build of soma (" + reply.substr(1) + "; this process: " +
+               compilerIdentity() + "); compiling in this process");
+      return std::nullopt;
+    }
+  }
+  std::string where = "JIT: the compiler process (" + path + ", pid " + std::to_string(pid) + ")";
+  if (readOk && !reply.empty())
+    throw Error(where + " sent a bad reply " + what);
+  throw Error(where + " " + (statusKnown ? howItEnded(status) : std::string("ended without a reply")) +
+              " while " + what +
+              ". This is a bug in soma; SOMA_JIT_WORKER=0 compiles in this process (to debug it there)");
+}
+
+} // namespace
+
+std::optional<CachedObject> compileInWorker(ModuleOp graphModule, Mode mode, int optLevel, int64_t threads) {
+  std::optional<std::string> body =
+      askWorker(makeRequest(0, graphModule, mode, optLevel, threads), 'O', "compiling", graphModule);
+  if (!body)
+    return std::nullopt;
+  try {
+    return parseCachedObject(kWireKey, *body);
+  } catch (const Error &e) {
+    throw Error("JIT: soma-jit-worker sent a bad reply compiling '" + graphName(graphModule) + "': " + e.what());
+  }
+}
+
+std::optional<int64_t> planInWorker(ModuleOp graphModule, Mode mode) {
+  std::optional<std::string> body = askWorker(makeRequest(1, graphModule, mode, 0, 0), 'P', "planning", graphModule);
+  if (!body)
+    return std::nullopt;
+  int64_t bytes = -1;
+  if (body->size() == sizeof bytes)
+    std::memcpy(&bytes, body->data(), sizeof bytes);
+  if (bytes < 0)
+    throw Error("JIT: soma-jit-worker sent a bad reply planning '" + graphName(graphModule) + "'");
+  return bytes;
+}
+
+int jitWorkerMain() {
+  // The reply goes to the original stdout; anything printed to stdout while
+  // compiling goes to stderr, so it cannot corrupt the reply.
+  int replyFd = ::dup(1);
+  if (replyFd < 0 || ::dup2(2, 1) < 0) {
+    std::perror("soma-jit-worker");
+    return 1;
+  }
+  std::string request, reply;
+  if (!readAll(0, request)) {
+    std::perror("soma-jit-worker: reading the request");
+    return 1;
+  }
+  try {
+    RequestReader in(request);
+    in.magic();
+    uint64_t what = in.u64();
+    Mode mode = in.u64() == 1 ? Mode::train : Mode::eval;
+    int optLevel = static_cast<int>(in.u64());
+    int64_t threads = static_cast<int64_t>(in.u64());
+    std::string identity = in.str();
+    if (identity != compilerIdentity()) {
+      reply = "V" + compilerIdentity();
+    } else {
+      std::string bytecode = in.str();
+      std::unique_ptr<MLIRContext> ctx = createContext();
+      DiagnosticCollector diags(ctx.get());
+      OwningOpRef<ModuleOp> m = parseSourceString<ModuleOp>(bytecode, ParserConfig(ctx.get()));
+      if (!m)
+        throw Error("soma-jit-worker: cannot read the graph module: " + diags.message());
+      if (what == 1) {
+        reply = "P";
+        putU64(reply, static_cast<uint64_t>(plannedWorkspaceBytes(*m, mode)));
+      } else {
+        DumpConfig none;
+        none.cache = false;
+        none.worker = false;
+        reply = "O" + serializeCachedObject(kWireKey, compileObjects(*m, none, optLevel, mode, threads));
+      }
+    }
+  } catch (const Error &e) {
+    reply = std::string("E") + e.what();
+  } catch (const std::exception &e) {
+    reply = std::string("Esoma-jit-worker: internal compiler error: ") + e.what();
+  }
+  std::fflush(stdout);
+  if (!writeAll(replyFd, reply, /*socket=*/false)) {
+    std::perror("soma-jit-worker: writing the reply");
+    return 1;
+  }
+  return 0;
+}
+
+} // namespace soma
