@@ -135,6 +135,15 @@ std::vector<Case> allCases() {
                        return Ts{matmul(x[0], x[1], {.transpose_a = ta, .transpose_b = tb})};
                      }});
       }
+  // A C larger than 1 MiB (300 x 1000 floats), over 3 blocks of K: the
+  // register tiles prefetch C's block and add it after their k loop (A
+  // packed, and A's rows read where they are stored), with an epilogue.
+  for (bool ta : {false, true})
+    c.push_back({std::string("matmul_large_c_") + (ta ? "T" : "N") + "N_300x520x1000",
+                 {{ta ? Shape{520, 300} : Shape{300, 520}}, {{520, 1000}}},
+                 [ta](Graph &, Ts &x) { return Ts{matmul(x[0], x[1], {.transpose_a = ta})}; }});
+  c.push_back({"epilogue_bias_relu_large_c_300x520x1000", {{{300, 520}}, {{520, 1000}}, {{1000}}},
+               [](Graph &, Ts &x) { return Ts{relu(matmul(x[0], x[1]) + x[2])}; }});
   c.push_back({"matmul_batched", {{{3, 5, 7}}, {{3, 7, 4}}},
                [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1])}; }});
   c.push_back({"matmul_batched_TT", {{{2, 7, 5}}, {{2, 4, 7}}}, [](Graph &, Ts &x) {
