@@ -19,7 +19,9 @@
 #include <cstdio>
 #include <fstream>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 using namespace soma;
 using soma::test::ScopedEnv;
@@ -193,6 +195,22 @@ TEST_F(JitWorkerTest, AWorkerFromAnotherBuildIsNotUsed) {
   EXPECT_EQ(stats.in_worker.load(), inWorker);
   EXPECT_EQ(y.at("y").shape(), (Shape{64, 10}));
   EXPECT_THAT(err, HasSubstr("is from another build of soma"));
+}
+
+TEST_F(JitWorkerTest, TheWorkerGetsNoneOfTheProgramsFiles) {
+  // A descriptor without close-on-exec, at 50; the fake worker replies with
+  // the list of its own.
+  int fd = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::dup2(fd, 50), 50);
+  ScopedEnv w("SOMA_JIT_WORKER", fakeWorker("cat >/dev/null; printf 'E'; ls /proc/$$/fd | tr '\\n' ' '"));
+  std::string fds = compileError(workerGraph());
+  ::close(50);
+  ::close(fd);
+  // The shell keeps its script open at a descriptor of its own choosing (dash:
+  // 10); the program's 50 must not be there.
+  EXPECT_THAT(" " + fds, HasSubstr(" 0 1 "));
+  EXPECT_THAT(" " + fds, ::testing::Not(HasSubstr(" 50 ")));
 }
 
 TEST_F(JitWorkerTest, ANamedWorkerThatCannotStartIsAnError) {

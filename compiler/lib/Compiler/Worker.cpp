@@ -215,6 +215,9 @@ std::optional<std::string> askWorker(const std::string &request, char ok, const 
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, sv[1], 0);
   posix_spawn_file_actions_adddup2(&actions, sv[1], 1);
+  // Nothing else of ours: a worker holding the program's other files (the
+  // write end of a pipe, a socket) could delay their end for it.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   char *argv[] = {const_cast<char *>(path.c_str()), nullptr};
   pid_t pid = 0;
   int rc = ::posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, environ);
