@@ -147,6 +147,15 @@ TEST_F(JitWorkerTest, OffWithSomaJitWorkerZero) {
   EXPECT_EQ(stats.in_worker.load(), inWorker);
 }
 
+TEST_F(JitWorkerTest, OnWithSomaJitWorkerOne) {
+  // "1" is the default worker, not a program named 1.
+  ScopedEnv on("SOMA_JIT_WORKER", "1");
+  Graph g = workerGraph();
+  uint64_t inWorker = stats.in_worker;
+  runOnce(g, uncached());
+  EXPECT_EQ(stats.in_worker.load(), inWorker + 1);
+}
+
 TEST_F(JitWorkerTest, ACompileErrorInTheWorkerIsThrownAsItIs) {
   ScopedEnv w("SOMA_JIT_WORKER", fakeWorker("cat >/dev/null; printf 'Emodel.cpp:3: some compile error'"));
   EXPECT_EQ(compileError(workerGraph()), "model.cpp:3: some compile error");

@@ -136,11 +136,12 @@ void warnOnce(const std::string &message) {
     std::fprintf(stderr, "soma: warning: %s\n", message.c_str());
 }
 
-/// The worker to run: $SOMA_JIT_WORKER ("0": none), else soma-jit-worker
-/// in libsoma.so's directory if it is there. `named` says the user named it.
+/// The worker to run: $SOMA_JIT_WORKER ("0": none; "1": the default), else
+/// soma-jit-worker in libsoma.so's directory if it is there. `named` says the
+/// user named it.
 std::string workerPath(bool &named) {
   named = false;
-  if (const char *e = std::getenv("SOMA_JIT_WORKER"); e && *e) {
+  if (const char *e = std::getenv("SOMA_JIT_WORKER"); e && *e && std::string(e) != "1") {
     if (std::string(e) == "0")
       return "";
     named = true;
