@@ -1,6 +1,7 @@
 //===- ObjectCache.cpp - Compiled objects on disk, for the JIT -------------===//
 
 #include "soma/Compiler/ObjectCache.h"
+#include "soma/Compiler/Bytes.h"
 #include "soma/io.h"
 
 #include "mlir/IR/OperationSupport.h"
@@ -131,15 +132,10 @@ std::string objectIdentity(const void *address) {
 
 void warn(const std::string &message) { std::fprintf(stderr, "soma: warning: %s\n", message.c_str()); }
 
-// --- entry format: little-endian fields, strings length-prefixed ---------
+// --- entry format: Bytes.h's fields, and tensor specs -----------------------
 
-class Writer {
+class Writer : public ByteWriter {
 public:
-  void u64(uint64_t v) { out.append(reinterpret_cast<const char *>(&v), sizeof v); }
-  void str(const std::string &s) {
-    u64(s.size());
-    out += s;
-  }
   void spec(const TensorSpec &t) {
     str(t.name);
     str(dtype_name(t.dtype));
@@ -152,34 +148,11 @@ public:
     for (const TensorSpec &t : ts)
       spec(t);
   }
-  std::string out;
 };
 
-class Reader {
+class Reader : public ByteReader {
 public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  uint64_t u64() {
-    need(sizeof(uint64_t));
-    uint64_t v;
-    std::memcpy(&v, in_.data() + pos_, sizeof v);
-    pos_ += sizeof v;
-    return v;
-  }
-  std::string str() {
-    uint64_t n = u64();
-    need(n);
-    std::string s(in_.substr(pos_, n));
-    pos_ += n;
-    return s;
-  }
-  /// A count of items each at least `minBytes` long (a corrupt count must
-  /// not allocate gigabytes).
-  uint64_t count(size_t minBytes) {
-    uint64_t n = u64();
-    if (n > (in_.size() - pos_) / minBytes)
-      throw Error("a count runs past the end");
-    return n;
-  }
+  using ByteReader::ByteReader;
   TensorSpec spec() {
     TensorSpec t;
     t.name = str();
@@ -196,15 +169,6 @@ public:
       ts.push_back(spec());
     return ts;
   }
-  bool atEnd() const { return pos_ == in_.size(); }
-
-private:
-  void need(uint64_t n) {
-    if (n > in_.size() - pos_)
-      throw Error("truncated");
-  }
-  std::string_view in_;
-  size_t pos_ = 0;
 };
 
 std::string keyBytes(const std::string &key) {

@@ -25,6 +25,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "soma/Compiler/Bytes.h"
 #include "soma/Compiler/Context.h"
 #include "soma/Compiler/Pipeline.h"
 
@@ -57,46 +58,6 @@ constexpr char kRequestMagic[8] = {'S', 'O', 'M', 'A', 'J', 'I', 'T', '1'};
 /// The key the entries exchanged with a worker are framed with (they are
 /// never stored under it).
 const std::string kWireKey(64, '0');
-
-void putU64(std::string &out, uint64_t v) { out.append(reinterpret_cast<const char *>(&v), sizeof v); }
-void putString(std::string &out, const std::string &s) {
-  putU64(out, s.size());
-  out += s;
-}
-
-/// Reads a request; anything short or malformed throws soma::Error.
-class RequestReader {
-public:
-  explicit RequestReader(const std::string &in) : in_(in) {}
-  uint64_t u64() {
-    need(sizeof(uint64_t));
-    uint64_t v;
-    std::memcpy(&v, in_.data() + pos_, sizeof v);
-    pos_ += sizeof v;
-    return v;
-  }
-  std::string str() {
-    uint64_t n = u64();
-    need(n);
-    std::string s = in_.substr(pos_, n);
-    pos_ += n;
-    return s;
-  }
-  void magic() {
-    need(sizeof kRequestMagic);
-    if (std::memcmp(in_.data(), kRequestMagic, sizeof kRequestMagic) != 0)
-      throw Error("soma-jit-worker: not a soma JIT request (soma-jit-worker is started by libsoma)");
-    pos_ += sizeof kRequestMagic;
-  }
-
-private:
-  void need(uint64_t n) {
-    if (n > in_.size() - pos_)
-      throw Error("soma-jit-worker: truncated request");
-  }
-  const std::string &in_;
-  size_t pos_ = 0;
-};
 
 /// All of `fd` until end of file (EINTR retried); false on a read error.
 bool readAll(int fd, std::string &out) {
@@ -180,19 +141,20 @@ namespace {
 
 /// A request for `what` (0: compile, 1: plan) of `graphModule`.
 std::string makeRequest(uint64_t what, ModuleOp graphModule, Mode mode, int optLevel, int64_t threads) {
-  std::string request(kRequestMagic, sizeof kRequestMagic);
-  putU64(request, what);
-  putU64(request, mode == Mode::train ? 1 : 0);
-  putU64(request, static_cast<uint64_t>(optLevel));
-  putU64(request, static_cast<uint64_t>(threads));
-  putString(request, compilerIdentity());
+  ByteWriter request;
+  request.out.assign(kRequestMagic, sizeof kRequestMagic);
+  request.u64(what);
+  request.u64(mode == Mode::train ? 1 : 0);
+  request.u64(static_cast<uint64_t>(optLevel));
+  request.u64(static_cast<uint64_t>(threads));
+  request.str(compilerIdentity());
   std::string bytecode;
   llvm::raw_string_ostream os(bytecode);
   if (failed(writeBytecodeToFile(graphModule, os)))
     throw Error("JIT: cannot write the graph module as MLIR bytecode for soma-jit-worker");
   os.flush();
-  putString(request, bytecode);
-  return request;
+  request.str(bytecode);
+  return std::move(request.out);
 }
 
 /// Runs a worker on `request` and returns its reply's body when it is of
@@ -309,8 +271,9 @@ int jitWorkerMain() {
     return 1;
   }
   try {
-    RequestReader in(request);
-    in.magic();
+    ByteReader in(request, "soma-jit-worker: truncated request");
+    if (!in.skip(std::string_view(kRequestMagic, sizeof kRequestMagic)))
+      throw Error("soma-jit-worker: not a soma JIT request (soma-jit-worker is started by libsoma)");
     uint64_t what = in.u64();
     Mode mode = in.u64() == 1 ? Mode::train : Mode::eval;
     int optLevel = static_cast<int>(in.u64());
@@ -326,8 +289,10 @@ int jitWorkerMain() {
       if (!m)
         throw Error("soma-jit-worker: cannot read the graph module: " + diags.message());
       if (what == 1) {
-        reply = "P";
-        putU64(reply, static_cast<uint64_t>(plannedWorkspaceBytes(*m, mode)));
+        ByteWriter p;
+        p.out = "P";
+        p.u64(static_cast<uint64_t>(plannedWorkspaceBytes(*m, mode)));
+        reply = std::move(p.out);
       } else {
         DumpConfig none;
         none.cache = false;
