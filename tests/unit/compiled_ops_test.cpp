@@ -144,6 +144,20 @@ std::vector<Case> allCases() {
                  [ta](Graph &, Ts &x) { return Ts{matmul(x[0], x[1], {.transpose_a = ta})}; }});
   c.push_back({"epilogue_bias_relu_large_c_300x520x1000", {{{300, 520}}, {{520, 1000}}, {{1000}}},
                [](Graph &, Ts &x) { return Ts{relu(matmul(x[0], x[1]) + x[2])}; }});
+  // B read in place by the register tile (A's rows read in place, B's
+  // columns whole panels: 64 and its multiples, for the 16 and 32 columns of
+  // AVX2's and AVX-512's tiles; few rows per unit): odd rows and K, the
+  // MLP's layer (K split in parts), A's rows copied (K = 512) with edge
+  // rows, parallel units, batches, and an epilogue.
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 65, 64}, {64, 784, 256}, {37, 512, 96},
+                         {130, 300, 128}})
+    c.push_back({"matmul_b_in_place_" + std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n),
+                 {{{m, k}}, {{k, n}}},
+                 [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1])}; }});
+  c.push_back({"matmul_b_in_place_batched", {{{3, 20, 70}}, {{3, 70, 64}}},
+               [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1])}; }});
+  c.push_back({"epilogue_bias_relu_b_in_place_50x300x64", {{{50, 300}}, {{300, 64}}, {{64}}},
+               [](Graph &, Ts &x) { return Ts{relu(matmul(x[0], x[1]) + x[2])}; }});
   c.push_back({"matmul_batched", {{{3, 5, 7}}, {{3, 7, 4}}},
                [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1])}; }});
   c.push_back({"matmul_batched_TT", {{{2, 7, 5}}, {{2, 4, 7}}}, [](Graph &, Ts &x) {

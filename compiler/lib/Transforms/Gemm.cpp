@@ -19,7 +19,9 @@
 // Transposed operands cost nothing: only the packing reads them another way.
 // A stored A read along its rows is not packed at all: the register tile
 // reads its rows in place (rowsTileFunction), or, when they are a multiple
-// of 2 KiB long, from a copy of the block's rows at a padded stride.
+// of 2 KiB long, from a copy of the block's rows at a padded stride. With
+// such an A, a stored B read along its rows by units of few rows is not
+// packed either: the tile reads its rows where they are (bInPlace).
 // Packing pads the edges with zeros, so the micro-kernel always runs the full
 // MR x NR tile; only the stores of edge tiles are masked. Each unit packs its
 // own panels into stack scratch (llvm.intr.stacksave / stackrestore around
@@ -98,6 +100,9 @@ struct GemmEmitter {
   // B stored transposed, flat: the packing reads it along k (its rows
   // transposed by packAlongKFunction straight from memory).
   Value bAlongK;
+  /// B as stored, read by the register tile in place of its packed panels
+  /// (bInPlace()): a flat view of it, or null.
+  Value bFlat;
   VectorType vec;
 
   Value idx(OpBuilder &nb, int64_t v) { return nb.create<arith::ConstantIndexOp>(loc, v); }
@@ -161,6 +166,19 @@ struct GemmEmitter {
   /// such a point, so a GEMM goes parallel only when it has enough of them
   /// to pay for waking the threads.
   int64_t work() const { return batch * M * N * K / cfg.macs_per_point; }
+
+  /// The register tile reads B's rows where they are stored instead of
+  /// packed panels: B stored along N (not transposed, not computed) in
+  /// whole panels (N a multiple of NR, so no tile reads past a row), with
+  /// A's rows read in place too (the rows tile), and few rows per unit (at
+  /// most 6 row blocks): packing B (K x NC per unit) then costs much of the
+  /// unit's work (GR x NC x K), and the panel's reuse, GR / MR tiles, is low
+  /// enough that reading it from L2 instead of L1 costs less. Same sums,
+  /// same bits. On 2 threads, one process, min: 64x256x784 0.0610 ->
+  /// 0.0550 ms (1 thread 0.1030 -> 0.0944), 128x1024x1024 0.616 -> 0.543,
+  /// 256^3 0.0662 -> 0.0632, 512^3 0.526 -> 0.514; 1024^3, with 1032 rows
+  /// per unit, was 2.5% slower and keeps packing.
+  bool bInPlace() const { return static_cast<bool>(bFlat); }
 
   /// Element (b, i, j) of a stored operand.
   Value load(OpBuilder &nb, const GemmOperand &op, Value bIdx, Value i, Value j) {
@@ -583,7 +601,7 @@ struct GemmEmitter {
     Value Ap = entry->getArgument(0), Bp = entry->getArgument(1), aBase = entry->getArgument(2),
           bBase = entry->getArgument(3), kc = entry->getArgument(4), T = entry->getArgument(5);
     TileTarget out{T, entry->getArgument(6), entry->getArgument(7), entry->getArgument(8), entry->getArgument(9)};
-    tileBody(nb, Bp, bBase, kc, out, [&](OpBuilder &kb, Value k, int64_t i) {
+    tileBody(nb, Bp, bBase, idx(nb, NR), kc, out, [&](OpBuilder &kb, Value k, int64_t i) {
       Value ak = add(kb, aBase, mul(kb, k, idx(kb, MR)));
       return kb.create<memref::LoadOp>(loc, Ap, ValueRange{add(kb, ak, idx(kb, i))});
     });
@@ -600,9 +618,10 @@ struct GemmEmitter {
   MemRefType flatType() { return MemRefType::get({kFlat}, b.getF32Type()); }
 
   /// The body of a register tile function: the product over k < kc of A's
-  /// column k (element i from `aAt(k, i)`) and row k of the B panel at
-  /// bBase, MR x NR / VL accumulators carried by the k loop, into `out`.
-  void tileBody(OpBuilder &nb, Value Bp, Value bBase, Value kc, const TileTarget &out,
+  /// column k (element i from `aAt(k, i)`) and row k of B's NR columns at
+  /// bBase + k * ldb (a packed panel: ldb = NR), MR x NR / VL accumulators
+  /// carried by the k loop, into `out`.
+  void tileBody(OpBuilder &nb, Value Bp, Value bBase, Value ldb, Value kc, const TileTarget &out,
                 function_ref<Value(OpBuilder &, Value, int64_t)> aAt) {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
     Value zeroVec = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
@@ -637,7 +656,7 @@ struct GemmEmitter {
     }
     auto kloop = nb.create<scf::ForOp>(
         loc, idx(nb, 0), kc, idx(nb, 1), init, [&](OpBuilder &kb, Location, Value k, ValueRange acc) {
-          Value bk = add(kb, bBase, mul(kb, k, idx(kb, NR)));
+          Value bk = add(kb, bBase, mul(kb, k, ldb));
           SmallVector<Value> bv;
           for (int64_t v = 0; v < NV; ++v)
             bv.push_back(kb.create<vector::LoadOp>(loc, vec, Bp, ValueRange{add(kb, bk, idx(kb, v * VL))}));
@@ -688,11 +707,12 @@ struct GemmEmitter {
   }
 
   /// The register tile reading A's rows where they are stored (no packing
-  /// of A): T[MR x NR] = A[rows, k0 : k0 + kc] x the B panel, with A flat,
+  /// of A): T[MR x NR] = A[rows, k0 : k0 + kc] x B's panel, with A flat,
   /// row i at aBase + min(i, rows - 1) * lda (rows past the last valid one
-  /// read it again; their results are not stored). A comes as
-  /// memref<kFlat x f32> whatever its size (see emitGemm), so that one
-  /// function serves every GEMM with this blocking.
+  /// read it again; their results are not stored), and B's row k at bBase +
+  /// k * ldb: the packed panel (ldb = NR) or B itself (ldb = N, see
+  /// bInPlace). A and B come as memref<kFlat x f32> whatever their size (see
+  /// emitGemm), so that one function serves every GEMM with this blocking.
   func::FuncOp rowsTileFunction(MemRefType flatA) {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl;
     std::string name = "soma_gemm_tile_rows_" + std::to_string(MR) + "x" + std::to_string(NR) + "_v" +
@@ -700,8 +720,7 @@ struct GemmEmitter {
     Type f32 = b.getF32Type(), index = b.getIndexType();
     Block *entry = nullptr;
     func::FuncOp fn = sharedFunction(name,
-                                     {flatA, index, index, index,
-                                      MemRefType::get({cfg.kc * cfg.nc}, f32), index, index,
+                                     {flatA, index, index, index, flatType(), index, index, index,
                                       MemRefType::get({MR * NR}, f32), flatType(), index, index, index},
                                      entry);
     if (!entry)
@@ -709,12 +728,12 @@ struct GemmEmitter {
     OpBuilder nb = OpBuilder::atBlockEnd(entry);
     Value A = entry->getArgument(0), aBase = entry->getArgument(1), lda = entry->getArgument(2),
           rows = entry->getArgument(3), Bp = entry->getArgument(4), bBase = entry->getArgument(5),
-          kc = entry->getArgument(6), T = entry->getArgument(7);
-    TileTarget out{T, entry->getArgument(8), entry->getArgument(9), entry->getArgument(10), entry->getArgument(11)};
+          ldb = entry->getArgument(6), kc = entry->getArgument(7), T = entry->getArgument(8);
+    TileTarget out{T, entry->getArgument(9), entry->getArgument(10), entry->getArgument(11), entry->getArgument(12)};
     SmallVector<Value> rowAt;
     for (int64_t i = 0; i < MR; ++i)
       rowAt.push_back(add(nb, aBase, mul(nb, min(nb, idx(nb, i), sub(nb, rows, idx(nb, 1))), lda)));
-    tileBody(nb, Bp, bBase, kc, out, [&](OpBuilder &kb, Value k, int64_t i) {
+    tileBody(nb, Bp, bBase, ldb, kc, out, [&](OpBuilder &kb, Value k, int64_t i) {
       return kb.create<memref::LoadOp>(loc, A, ValueRange{add(kb, rowAt[i], k)});
     });
     return fn;
@@ -723,6 +742,8 @@ struct GemmEmitter {
   /// The MR x NR tile at (m, n) from panels (aBase, bBase) over kc, through
   /// the tile buffer T; written to C (first block) or added to it, with
   /// masks at the edges (rows beyond M skipped, columns beyond N masked).
+  /// Bp is the packed panels, or (bInPlace) B's flat view, bBase then the
+  /// offset of B's element (k0, n).
   void microKernel(OpBuilder &nb, Value Ap, Value Bp, Value T, Value aBase, Value bBase, Value kc,
                    Value C, Value bIdx, Value m, Value n, Value first) {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl, NV = NR / VL;
@@ -741,12 +762,15 @@ struct GemmEmitter {
     } else {
       flatC = noFlat; // (mode 0: the tile does not touch it)
     }
-    if (aFlat || aCopy) // A's rows: aBase is the offset of (m, k0), in A or in its copy (Ap)
+    if (aFlat || aCopy) { // A's rows: aBase is the offset of (m, k0), in A or in its copy (Ap)
+      Value flatB = bInPlace() ? Bp
+                               : nb.create<memref::ReinterpretCastOp>(loc, flatType(), Bp, /*offset=*/0,
+                                                                      ArrayRef<int64_t>{kFlat}, ArrayRef<int64_t>{1});
       nb.create<func::CallOp>(loc, rowsTileFunction(flatType()),
                               ValueRange{aFlat ? aFlat : Ap, aBase, idx(nb, aFlat ? K : aStride()),
-                                         min(nb, idx(nb, MR), sub(nb, idx(nb, M), m)), Bp, bBase, kc, T, flatC, cOff,
-                                         ldc, mode});
-    else
+                                         min(nb, idx(nb, MR), sub(nb, idx(nb, M), m)), flatB, bBase,
+                                         idx(nb, bInPlace() ? N : NR), kc, T, flatC, cOff, ldc, mode});
+    } else
       nb.create<func::CallOp>(loc, tileFunction(), ValueRange{Ap, Bp, aBase, bBase, kc, T, flatC, cOff, ldc, mode});
     Value zv = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vec, nb.getF32FloatAttr(0.0f)));
     VectorType maskType = VectorType::get({VL}, nb.getI1Type());
@@ -823,7 +847,9 @@ struct GemmEmitter {
             /*offset=*/0, ArrayRef<int64_t>{kFlat}, ArrayRef<int64_t>{1});
       else if (!aFlat)
         Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32), sb.getI64IntegerAttr(64));
-      Value Bp = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.kc * cfg.nc}, f32), sb.getI64IntegerAttr(64));
+      Value Bp = bInPlace() ? Value()
+                            : sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.kc * cfg.nc}, f32),
+                                                          sb.getI64IntegerAttr(64));
       Value T = sb.create<memref::AllocaOp>(loc, MemRefType::get({MR * NR}, f32), sb.getI64IntegerAttr(64));
       int64_t parts = std::max(A.parts, B.parts);
       Scratch S;
@@ -842,7 +868,8 @@ struct GemmEmitter {
       blockLoop(sb, kStart, kEnd, KC, [&](OpBuilder &kb, Value pc) {
         Value kc = min(kb, idx(kb, KC), sub(kb, kEnd, pc));
         Value first = eq(kb, pc, kStart);
-        pack(kb, B, bAlongK, /*kRows=*/!tb, cfg.nr, Bp, S, bIdx, pc, kc, n0, n1);
+        if (!bInPlace())
+          pack(kb, B, bAlongK, /*kRows=*/!tb, cfg.nr, Bp, S, bIdx, pc, kc, n0, n1);
         // (B's parts in S are no longer needed: A's may overwrite them.)
         auto rowBlock = [&](OpBuilder &ib, Value i0) {
           Value i1 = min(ib, add(ib, i0, idx(ib, MC)), m1);
@@ -851,13 +878,17 @@ struct GemmEmitter {
           else if (!aFlat)
             pack(ib, A, Value(), /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
           blockLoop(ib, idx(ib, 0), sub(ib, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
-            Value bBase = mul(qb, qn, idx(qb, KC));
+            // (B in place: the offset of its element (pc, n0 + qn).)
+            Value bBase = bInPlace() ? add(qb, mul(qb, add(qb, mul(qb, storedBatch(qb, B, bIdx), idx(qb, K)), pc), idx(qb, N)),
+                                           add(qb, n0, qn))
+                                     : mul(qb, qn, idx(qb, KC));
             blockLoop(qb, idx(qb, 0), sub(qb, i1, i0), MR, [&](OpBuilder &pb, Value pm) {
               Value aBase = aFlat ? add(pb, mul(pb, add(pb, mul(pb, storedBatch(pb, A, bIdx), idx(pb, M)), add(pb, i0, pm)),
                                                 idx(pb, K)),
                                         pc)
                                   : mul(pb, pm, idx(pb, aCopy ? aStride() : KC));
-              microKernel(pb, Ap, Bp, T, aBase, bBase, kc, target, tIdx, add(pb, i0, pm), add(pb, n0, qn), first);
+              microKernel(pb, Ap, bInPlace() ? bFlat : Bp, T, aBase, bBase, kc, target, tIdx, add(pb, i0, pm),
+                          add(pb, n0, qn), first);
             });
           });
         };
@@ -1017,6 +1048,8 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
     e.aCopy = flatView(A.memref);
   if (!B.parts && B.transposed)
     e.bAlongK = flatView(B.memref);
+  if (!B.parts && !B.transposed && (e.aFlat || e.aCopy) && e.N % e.cfg.nr == 0 && e.GR <= 6 * e.MC)
+    e.bFlat = flatView(B.memref);
   // C (and the split's parts), for whole register blocks stored in place;
   // noFlat stands in for the tile's argument when C has no flat view.
   e.cFlat = flatView(C);

@@ -193,7 +193,8 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 //       CHECK:     memref.load %[[B3]]
 //       CHECK:     memref.store %{{.*}}, %[[BP]]
 //   CHECK-NOT:     call @soma_gemm_transpose
-//       CHECK:     call @[[TILE:soma_gemm_tile_rows_4x16_v8_b65536]](%[[AF]], %{{.*}}, %{{.*}}, %{{.*}}, %[[BP]], %{{.*}}, %{{.*}}, %[[T]], %[[CF]], %{{.*}}, %{{.*}}, %{{.*}})
+//       CHECK:     %[[BPF:.*]] = memref.reinterpret_cast %[[BP]] to offset: [0], sizes: [1073741824], strides: [1] : memref<65536xf32> to memref<1073741824xf32>
+//       CHECK:     call @[[TILE:soma_gemm_tile_rows_4x16_v8_b65536]](%[[AF]], %{{.*}}, %{{.*}}, %{{.*}}, %[[BPF]], %{{.*}}, %c16{{.*}}, %{{.*}}, %[[T]], %[[CF]], %{{.*}}, %{{.*}}, %{{.*}})
 //       CHECK:     vector.load %[[T]]
 //       CHECK:     vector.maskedload %[[C3]]
 //       CHECK:     vector.maskedstore %[[C3]]
@@ -201,14 +202,19 @@ func.func @scalar_bodies(%a: tensor<4xf32> {soma.input = "a"}, %b: tensor<4xf32>
 // One unit: the loop is sequential and not marked for soma-linalg-to-loops.
 //   CHECK-NOT: scf.parallel
 //   CHECK-NOT: soma.parallel_work
-//       CHECK: func.func private @[[TILE]](%[[AA:.*]]: memref<1073741824xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: memref<65536xf32>, %{{.*}}: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<64xf32>, %[[CC:.*]]: memref<1073741824xf32>, %[[OFF:.*]]: index, %[[LDC:.*]]: index, %[[M:.*]]: index) attributes {passthrough = ["noinline"]}
+//       CHECK: func.func private @[[TILE]](%[[AA:.*]]: memref<1073741824xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %[[BB:.*]]: memref<1073741824xf32>, %[[BBASE:.*]]: index, %[[LDB:.*]]: index, %[[KC:.*]]: index, %[[TT:.*]]: memref<64xf32>, %[[CC:.*]]: memref<1073741824xf32>, %[[OFF:.*]]: index, %[[LDC:.*]]: index, %[[M:.*]]: index) attributes {passthrough = ["noinline"]}
 // Mode 2 (a later block of K of a whole tile): the accumulators start from
 // C's block; otherwise from 0.
 //       CHECK:   %[[LATER:.*]] = arith.cmpi eq, %[[M]], %{{.*}} : index
 //       CHECK:   scf.if %[[LATER]] -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
 //       CHECK:     vector.load %[[CC]][%{{.*}}] : memref<1073741824xf32>, vector<8xf32>
-//       CHECK:   scf.for %{{.*}} = %{{.*}} to %[[KC]] step %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
-//       CHECK:     vector.load
+//       CHECK:   scf.for %[[K:.*]] = %{{.*}} to %[[KC]] step %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// B's row k at bBase + k * ldb (the packed panel's NR here; B's N when B is
+// read in place, gemm-b-in-place.mlir).
+//       CHECK:     %[[KB:.*]] = arith.muli %[[K]], %[[LDB]] : index
+//       CHECK:     %[[BK:.*]] = arith.addi %[[BBASE]], %[[KB]] : index
+//       CHECK:     %[[B0:.*]] = arith.addi %[[BK]], %{{.*}} : index
+//  CHECK-NEXT:     vector.load %[[BB]][%[[B0]]]
 //       CHECK:     memref.load %[[AA]]
 //       CHECK:     vector.broadcast
 //       CHECK:     vector.fma
@@ -231,13 +237,16 @@ func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {s
 // 19584 floats) with plain vector loads and stores (K's blocks are
 // multiples of the vector width). The register tile reads the copy's rows as it reads an
 // unpacked A (row stride 272). No transposition, no pack function for A.
+// B (16 columns, one whole panel, 4 rows per unit) is read where it is
+// stored (gemm-b-in-place.mlir): no panels of B, its row stride 16.
 // (16 columns: fewer would compute the product transposed, gemm-narrow.mlir.)
 // CHECK-LABEL: func.func @matmul_packed_a(
 //       CHECK:   %[[AC:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<1x4x512xf32> into memref<2048xf32>
 //       CHECK:   %[[AF:.*]] = memref.reinterpret_cast %[[AC]] to offset: [0], sizes: [1073741824], strides: [1] : memref<2048xf32> to memref<1073741824xf32>
+//       CHECK:   %[[BC:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<1x512x16xf32> into memref<8192xf32>
+//       CHECK:   %[[BF:.*]] = memref.reinterpret_cast %[[BC]]
 //       CHECK:   %[[AS:.*]] = memref.alloca() {alignment = 64 : i64} : memref<19584xf32>
 //       CHECK:   %[[AP:.*]] = memref.reinterpret_cast %[[AS]] to offset: [0], sizes: [1073741824], strides: [1] : memref<19584xf32> to memref<1073741824xf32>
-//       CHECK:   %[[BP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<65536xf32>
 //       CHECK:   %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64xf32>
 //   CHECK-NOT:   memref.alloca
 //   CHECK-NOT:   soma_gemm_pack_along_k
@@ -251,7 +260,7 @@ func.func @matmul(%a: tensor<4x3xf32> {soma.input = "a"}, %b: tensor<3x2xf32> {s
 //   CHECK-NOT:     vector.maskedstore %[[AP]]
 //       CHECK:   } {soma.no_unroll}
 //   CHECK-NOT:   soma_gemm_pack_along_k
-//       CHECK:   call @soma_gemm_tile_rows_4x16_v8_b65536(%[[AP]], %{{.*}}, %c272{{.*}}, %{{.*}}, %[[BP]],
+//       CHECK:   call @soma_gemm_tile_rows_4x16_v8_b65536(%[[AP]], %{{.*}}, %c272{{.*}}, %{{.*}}, %[[BF]], %{{.*}}, %c16{{.*}},
 func.func @matmul_packed_a(%a: tensor<4x512xf32> {soma.input = "a"}, %b: tensor<512x16xf32> {soma.input = "b"}) -> (tensor<4x16xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<4x512xf32>, tensor<512x16xf32>) -> tensor<4x16xf32>
   return %0 : tensor<4x16xf32>
