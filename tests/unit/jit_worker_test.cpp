@@ -16,16 +16,19 @@
 #include "soma/Compiler/ObjectCache.h"
 #include "soma/Compiler/Pipeline.h"
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 using namespace soma;
 using soma::test::ScopedEnv;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 namespace {
@@ -139,6 +142,24 @@ TEST_F(JitWorkerTest, ATrainingStepCompilesBothFunctionsInWorkers) {
   step.run({{"x", test::randomF32({8, 6}, -1, 1, 3)}, {"y", Array(DType::i32, {8})}});
 }
 
+TEST_F(JitWorkerTest, CheckpointingPlansInTheWorker) {
+  // Policy::best plans the step three ways before compiling the smallest.
+  Graph g("ckpt", 1);
+  Tensor x = g.input("x", {8, 6});
+  Tensor y = g.input("y", {8}, DType::i32);
+  g.output("loss", softmax_cross_entropy(nn::dense(relu(nn::dense(x, 12)), 3), y));
+  TrainOptions to;
+  to.compile.cache = false;
+  to.checkpointing.enabled = true;
+  uint64_t plans = stats.plans_in_worker;
+  TrainStep step = compile_training(g, g.output_tensor("loss"), optim::SGD{{.lr = 0.1}}, to);
+  EXPECT_GE(stats.plans_in_worker.load(), plans + 2);
+  to.compile.worker = false;
+  plans = stats.plans_in_worker;
+  step = compile_training(g, g.output_tensor("loss"), optim::SGD{{.lr = 0.1}}, to);
+  EXPECT_EQ(stats.plans_in_worker.load(), plans) << "CompileOptions::worker = false plans here";
+}
+
 TEST_F(JitWorkerTest, OffWithSomaJitWorkerZero) {
   ScopedEnv off("SOMA_JIT_WORKER", "0");
   Graph g = workerGraph();
@@ -167,6 +188,58 @@ TEST_F(JitWorkerTest, ACrashIsAnErrorNamingTheSignalAndTheGraph) {
   EXPECT_THAT(e, HasSubstr("was killed by signal 11 (SIGSEGV)"));
   EXPECT_THAT(e, HasSubstr("compiling 'worker'"));
   EXPECT_THAT(e, HasSubstr("SOMA_JIT_WORKER=0"));
+}
+
+TEST_F(JitWorkerTest, AKilledWorkerIsNotCalledABug) {
+  {
+    ScopedEnv w("SOMA_JIT_WORKER", fakeWorker("cat >/dev/null; kill -KILL $$"));
+    std::string e = compileError(workerGraph());
+    EXPECT_THAT(e, HasSubstr("was killed by signal 9 (SIGKILL): out of memory"));
+    EXPECT_THAT(e, Not(HasSubstr("bug in soma")));
+  }
+  {
+    ScopedEnv w("SOMA_JIT_WORKER", fakeWorker("cat >/dev/null; kill -TERM $$"));
+    std::string e = compileError(workerGraph());
+    EXPECT_THAT(e, HasSubstr("(SIGTERM): interrupted while compiling 'worker'"));
+    EXPECT_THAT(e, Not(HasSubstr("bug in soma")));
+  }
+}
+
+TEST_F(JitWorkerTest, TheWorkerStartsWithDefaultSignals) {
+  // A program that ignores SIGINT (and blocks SIGTERM) must not pass that on:
+  // the fake worker would then reply instead of dying.
+  struct Restore {
+    void (*old)(int);
+    sigset_t mask;
+    ~Restore() {
+      std::signal(SIGINT, old);
+      ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+    }
+  } restore{std::signal(SIGINT, SIG_IGN), {}};
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &term, &restore.mask);
+  {
+    ScopedEnv w("SOMA_JIT_WORKER", fakeWorker("cat >/dev/null; kill -INT $$; printf 'Esigint ignored'"));
+    EXPECT_THAT(compileError(workerGraph()), HasSubstr("(SIGINT): interrupted"));
+  }
+  {
+    ScopedEnv w("SOMA_JIT_WORKER", fakeWorker("cat >/dev/null; kill -TERM $$; printf 'Esigterm blocked'"));
+    EXPECT_THAT(compileError(workerGraph()), HasSubstr("(SIGTERM): interrupted"));
+  }
+}
+
+TEST_F(JitWorkerTest, AWorkerThatReadsNothingDoesNotRaiseSigpipe) {
+  // A request much larger than the socket's buffer (a 2 MB constant in the
+  // module) to a worker that exits at once: writing to it fails with EPIPE,
+  // which must not end this process by SIGPIPE.
+  Graph g("big", 1);
+  Tensor x = g.input("x", {64, 784});
+  Array table = test::randomF32({784, 640}, -1, 1, 5);
+  g.output("y", matmul(x, constant(g, table)));
+  ScopedEnv w("SOMA_JIT_WORKER", fakeWorker("exit 3"));
+  EXPECT_THAT(compileError(g), HasSubstr("exited with status 3 without a reply"));
 }
 
 TEST_F(JitWorkerTest, AnExitWithoutAReplyIsAnError) {
@@ -219,7 +292,7 @@ TEST_F(JitWorkerTest, TheWorkerGetsNoneOfTheProgramsFiles) {
   // The shell keeps its script open at a descriptor of its own choosing (dash:
   // 10); the program's 50 must not be there.
   EXPECT_THAT(" " + fds, HasSubstr(" 0 1 "));
-  EXPECT_THAT(" " + fds, ::testing::Not(HasSubstr(" 50 ")));
+  EXPECT_THAT(" " + fds, Not(HasSubstr(" 50 ")));
 }
 
 TEST_F(JitWorkerTest, ANamedWorkerThatCannotStartIsAnError) {

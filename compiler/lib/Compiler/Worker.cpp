@@ -42,6 +42,7 @@
 #include <set>
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -117,17 +118,62 @@ std::string workerPath(bool &named) {
   return ::access(path.c_str(), X_OK) == 0 ? path : "";
 }
 
-/// How a worker that gave no reply ended, from waitpid's status.
-std::string howItEnded(int status) {
+/// How a worker that gave no reply ended, from waitpid's status, and
+/// whether that says soma has a bug (a crash, an exit without a reply)
+/// rather than that the worker was stopped from outside (the out-of-memory
+/// killer's SIGKILL, a Ctrl-C that reached the whole process group).
+std::string howItEnded(int status, bool &bug) {
+  bug = true;
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
     const char *name = sigabbrev_np(sig);
-    return "was killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+    std::string how = "was killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+    if (sig == SIGKILL) {
+      bug = false;
+      return how + ": out of memory (the kernel's OOM killer), or killed by someone";
+    }
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT) {
+      bug = false;
+      return how + ": interrupted";
+    }
+    return how;
   }
   if (WIFEXITED(status))
     return "exited with status " + std::to_string(WEXITSTATUS(status)) + " without a reply";
   return "ended without a reply";
 }
+
+/// A spawned worker: its socket end closed and the child waited for
+/// (killed first if it has not ended) when the parent leaves early, by an
+/// exception (a reply too large to hold) as well.
+struct SpawnedWorker {
+  pid_t pid = 0;
+  int fd = -1;
+  bool waited = false;
+  int status = 0;
+  void closeSocket() {
+    if (fd >= 0)
+      ::close(fd);
+    fd = -1;
+  }
+  /// waitpid's status; false when the child cannot be waited for (the
+  /// program ignores SIGCHLD).
+  bool wait() {
+    pid_t w;
+    do
+      w = ::waitpid(pid, &status, 0);
+    while (w < 0 && errno == EINTR);
+    waited = true;
+    return w == pid;
+  }
+  ~SpawnedWorker() {
+    closeSocket();
+    if (pid > 0 && !waited) {
+      ::kill(pid, SIGKILL);
+      wait();
+    }
+  }
+};
 
 std::string graphName(ModuleOp m) {
   for (auto f : m.getOps<func::FuncOp>())
@@ -139,8 +185,10 @@ std::string graphName(ModuleOp m) {
 
 namespace {
 
-/// A request for `what` (0: compile, 1: plan) of `graphModule`.
-std::string makeRequest(uint64_t what, ModuleOp graphModule, Mode mode, int optLevel, int64_t threads) {
+/// A request for `what` (0: compile, 1: plan) of `graphModule`; nothing
+/// (after a warning) when the module cannot be written as bytecode.
+std::optional<std::string> makeRequest(uint64_t what, ModuleOp graphModule, Mode mode, int optLevel,
+                                       int64_t threads) {
   ByteWriter request;
   request.out.assign(kRequestMagic, sizeof kRequestMagic);
   request.u64(what);
@@ -150,21 +198,28 @@ std::string makeRequest(uint64_t what, ModuleOp graphModule, Mode mode, int optL
   request.str(compilerIdentity());
   std::string bytecode;
   llvm::raw_string_ostream os(bytecode);
-  if (failed(writeBytecodeToFile(graphModule, os)))
-    throw Error("JIT: cannot write the graph module as MLIR bytecode for soma-jit-worker");
+  if (failed(writeBytecodeToFile(graphModule, os))) {
+    warnOnce("cannot write the graph module as MLIR bytecode for soma-jit-worker; compiling in this process");
+    return std::nullopt;
+  }
   os.flush();
   request.str(bytecode);
   return std::move(request.out);
 }
 
-/// Runs a worker on `request` and returns its reply's body when it is of
-/// kind `ok`; nothing when there is no worker or it is another build's.
-/// `doing` ("compiling", "planning") and the graph's name go into errors.
-std::optional<std::string> askWorker(const std::string &request, char ok, const char *doing,
-                                     ModuleOp graphModule) {
+/// Runs a worker on the request for `what` (see makeRequest) and returns
+/// its reply's body when it is of kind `ok`; nothing when there is no
+/// worker or it is another build's (the request is only made when there is
+/// one). `doing` ("compiling", "planning") and the graph's name go into
+/// errors.
+std::optional<std::string> askWorker(uint64_t what, ModuleOp graphModule, Mode mode, int optLevel, int64_t threads,
+                                     char ok, const char *doing) {
   bool named = false;
   std::string path = workerPath(named);
   if (path.empty())
+    return std::nullopt;
+  std::optional<std::string> request = makeRequest(what, graphModule, mode, optLevel, threads);
+  if (!request)
     return std::nullopt;
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -181,12 +236,27 @@ std::optional<std::string> askWorker(const std::string &request, char ok, const 
   // Nothing else of ours: a worker holding the program's other files (the
   // write end of a pipe, a socket) could delay their end for it.
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  // Signals as a new program expects them, not as this thread has them: no
+  // blocked ones, and the default action for those a program (or an
+  // interpreter embedding soma) commonly ignores or handles.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD})
+    sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   char *argv[] = {const_cast<char *>(path.c_str()), nullptr};
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, environ);
+  SpawnedWorker child;
+  int rc = ::posix_spawn(&child.pid, path.c_str(), &actions, &attr, argv, environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   ::close(sv[1]);
   if (rc != 0) {
+    child.pid = 0;
     ::close(sv[0]);
     std::string why = "cannot start the JIT worker " + path + ": " + std::strerror(rc);
     if (named)
@@ -194,23 +264,20 @@ std::optional<std::string> askWorker(const std::string &request, char ok, const 
     warnOnce(why + "; compiling in this process");
     return std::nullopt;
   }
+  child.fd = sv[0];
   // A worker that dies early leaves the request half sent: its status says
   // why, below.
-  writeAll(sv[0], request, /*socket=*/true);
-  ::shutdown(sv[0], SHUT_WR);
+  writeAll(child.fd, *request, /*socket=*/true);
+  request.reset();
+  ::shutdown(child.fd, SHUT_WR);
   std::string reply;
-  bool readOk = readAll(sv[0], reply);
-  ::close(sv[0]);
-  int status = 0;
-  pid_t waited;
-  do
-    waited = ::waitpid(pid, &status, 0);
-  while (waited < 0 && errno == EINTR);
+  bool readOk = readAll(child.fd, reply);
+  child.closeSocket();
   // (With SIGCHLD ignored by the program, waitpid finds no child: then the
   // reply alone tells.)
-  bool statusKnown = waited == pid;
+  bool statusKnown = child.wait();
 
-  std::string what = std::string(doing) + " '" + graphName(graphModule) + "'";
+  std::string whatFor = std::string(doing) + " '" + graphName(graphModule) + "'";
   if (readOk && !reply.empty()) {
     char kind = reply[0];
     if (kind == ok)
@@ -223,19 +290,20 @@ std::optional<std::string> askWorker(const std::string &request, char ok, const 
       return std::nullopt;
     }
   }
-  std::string where = "JIT: the compiler process (" + path + ", pid " + std::to_string(pid) + ")";
+  std::string where = "JIT: the compiler process (" + path + ", pid " + std::to_string(child.pid) + ")";
   if (readOk && !reply.empty())
-    throw Error(where + " sent a bad reply " + what);
-  throw Error(where + " " + (statusKnown ? howItEnded(status) : std::string("ended without a reply")) +
-              " while " + what +
-              ". This is a bug in soma; SOMA_JIT_WORKER=0 compiles in this process (to debug it there)");
+    throw Error(where + " sent a bad reply " + whatFor);
+  bool bug = true;
+  std::string how = statusKnown ? howItEnded(child.status, bug) : std::string("ended without a reply");
+  throw Error(where + " " + how + " while " + whatFor +
+              (bug ? ". This is a bug in soma; SOMA_JIT_WORKER=0 compiles in this process (to debug it there)"
+                   : ""));
 }
 
 } // namespace
 
 std::optional<CachedObject> compileInWorker(ModuleOp graphModule, Mode mode, int optLevel, int64_t threads) {
-  std::optional<std::string> body =
-      askWorker(makeRequest(0, graphModule, mode, optLevel, threads), 'O', "compiling", graphModule);
+  std::optional<std::string> body = askWorker(0, graphModule, mode, optLevel, threads, 'O', "compiling");
   if (!body)
     return std::nullopt;
   try {
@@ -246,7 +314,7 @@ std::optional<CachedObject> compileInWorker(ModuleOp graphModule, Mode mode, int
 }
 
 std::optional<int64_t> planInWorker(ModuleOp graphModule, Mode mode) {
-  std::optional<std::string> body = askWorker(makeRequest(1, graphModule, mode, 0, 0), 'P', "planning", graphModule);
+  std::optional<std::string> body = askWorker(1, graphModule, mode, 0, 0, 'P', "planning");
   if (!body)
     return std::nullopt;
   int64_t bytes = -1;
@@ -254,12 +322,21 @@ std::optional<int64_t> planInWorker(ModuleOp graphModule, Mode mode) {
     std::memcpy(&bytes, body->data(), sizeof bytes);
   if (bytes < 0)
     throw Error("JIT: soma-jit-worker sent a bad reply planning '" + graphName(graphModule) + "'");
+  ++objectCacheStats().plans_in_worker;
   return bytes;
 }
 
 int jitWorkerMain() {
   // The reply goes to the original stdout; anything printed to stdout while
-  // compiling goes to stderr, so it cannot corrupt the reply.
+  // compiling goes to stderr, so it cannot corrupt the reply. (A program
+  // without a stderr gives the worker none: /dev/null stands in.)
+  if (::fcntl(2, F_GETFD) < 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    if (null >= 0 && null != 2) {
+      ::dup2(null, 2);
+      ::close(null);
+    }
+  }
   int replyFd = ::dup(1);
   if (replyFd < 0 || ::dup2(2, 1) < 0) {
     std::perror("soma-jit-worker");

@@ -91,6 +91,7 @@ struct ObjectCacheStats {
   std::atomic<uint64_t> stores{0};   // entries written
   std::atomic<uint64_t> compiles{0}; // JIT compilations that ran the lowering
   std::atomic<uint64_t> in_worker{0}; // ... of which in soma-jit-worker
+  std::atomic<uint64_t> plans_in_worker{0}; // checkpointing's plans made in soma-jit-worker
 };
 ObjectCacheStats &objectCacheStats();
 
