@@ -1,4 +1,5 @@
 // RUN: soma-opt %s -split-input-file -soma-lower-to-linalg -mlir-print-local-scope | FileCheck %s
+// RUN: soma-opt %s -split-input-file --pass-pipeline='builtin.module(soma-lower-to-linalg{vector-width=16})' -mlir-print-local-scope | FileCheck %s --check-prefix=AVX512
 
 // An MLP layer at batch 64 (64 x 784 times 784 x 256): A's rows and B's
 // are both read where they are stored. B (not transposed, 256 columns, 16
@@ -18,6 +19,11 @@
 //       CHECK:     %[[AT:.*]] = arith.muli %[[ROW]], %c256{{.*}} : index
 //       CHECK:     %[[BB:.*]] = arith.addi %[[AT]], %{{.*}} : index
 //       CHECK:     call @soma_gemm_tile_rows_6x16_v8_b65536(%{{.*}}, %{{.*}}, %c784{{.*}}, %{{.*}}, %[[BF]], %[[BB]], %c256{{.*}}, %{{.*}})
+// With AVX-512's tiles (8 x 32 here: 64 rows), the same: the JIT's
+// interpreter cases (matmul_b_in_place_*) run this path on such a host.
+// AVX512-LABEL: func.func @mlp_layer(
+//   AVX512-NOT:   memref<131072xf32>
+//       AVX512:   call @soma_gemm_tile_rows_8x32_v16_b131072(%{{.*}}, %{{.*}}, %c784{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c256{{.*}}, %{{.*}})
 func.func @mlp_layer(%a: tensor<64x784xf32> {soma.input = "a"}, %b: tensor<784x256xf32> {soma.input = "b"}) -> (tensor<64x256xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<64x784xf32>, tensor<784x256xf32>) -> tensor<64x256xf32>
   return %0 : tensor<64x256xf32>
