@@ -25,8 +25,10 @@ import subprocess
 import sys
 import tempfile
 
-# FP32 FMA peak per thread count of PERF.md's machine (Zen3, AVX2); --peak overrides it.
-PEAK_GFLOPS = {1: 99.0, 2: 198.0}
+# FP32 FMA peak (GFLOP/s) per thread count: measured at the start of a run
+# (speed_soma peak: vector FMA chains on every thread, fma_peak.h); --peak
+# sets it instead (GFLOP/s of one core, times the threads).
+PEAK_GFLOPS = {}
 SECTIONS = ["gemm", "conv", "models", "compile"]
 SPIN = "_spin"  # an OpenMP peer's second run, with OMP_WAIT_POLICY=active
 COMPILE_MODELS = [("mlp", 64), ("lenet5", 64), ("resnet8", 32)]
@@ -318,6 +320,26 @@ def compile_times(args, res, csv):
     progress()
 
 
+def measure_peak(args):
+    """PEAK_GFLOPS[t] for every thread count, from speed_soma peak (the best
+    of 5 runs of 0.2 s)."""
+    soma = os.path.join(args.build, "bench", "speed_soma")
+    cells = []
+    for t in args.threads:
+        p = subprocess.run([soma, "peak", str(t), "5", "1.0"], env=env_for(t), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        f = p.stdout.split()
+        if p.returncode != 0 or len(f) != 4 or f[0] != "peak" or f[3] == "none":
+            print("note: no FMA peak measured for %d thread(s) (%s); %%-of-peak columns use %.0f GFLOP/s a core"
+                  % (t, (p.stderr.strip() or p.stdout.strip() or "no vector FMA"), 99.0))
+            PEAK_GFLOPS[t] = 99.0 * t
+            continue
+        PEAK_GFLOPS[t] = float(f[2])
+        cells.append("%dT %.0f GFLOP/s (%s)" % (t, PEAK_GFLOPS[t], f[3]))
+    if cells:
+        print("FMA peak, measured (speed_soma peak: vector FMA chains on every thread): " + ", ".join(cells))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build-bench", help="build directory with bench/ (default build-bench)")
@@ -327,7 +349,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating process rounds (default 3)")
     ap.add_argument("--budget", type=float, default=1.0,
                     help="seconds of samples per item per process, at least 3 samples (default 1)")
-    ap.add_argument("--peak", type=float, help="FP32 peak GFLOP/s of one core (default 99: PERF.md's Zen3)")
+    ap.add_argument("--peak", type=float,
+                    help="FP32 peak GFLOP/s of one core (default: measured by an FMA loop, speed_soma peak)")
     ap.add_argument("--csv", help="also write every median and spread to this CSV file")
     args = ap.parse_args()
     args.threads = [int(x) for x in args.threads.split(",") if x]
@@ -345,12 +368,8 @@ def main():
           "KMP_BLOCKTIME=0, OMP_WAIT_POLICY=passive;")
     print("soma's workers spin up to SOMA_SPIN_MS=%s ms between the kernels of a call; the OpenMP peers also run with "
           "OMP_WAIT_POLICY=active (2+ threads)" % os.environ.get("SOMA_SPIN_MS", "1"))
-    try:
-        avx512 = " avx512f" in open("/proc/cpuinfo").read()
-    except OSError:
-        avx512 = False
-    if avx512 and not args.peak:
-        print("note: this CPU has AVX-512; the %%-of-peak columns use PERF.md's AVX2 peak (99 GFLOP/s a core): pass --peak")
+    if not args.peak:
+        measure_peak(args)
     res = Results()
     csv = Csv(args.csv)
     for s in SECTIONS:

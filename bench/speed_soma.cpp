@@ -3,6 +3,7 @@
 //   speed_soma gemm|conv THREADS REPS BUDGET_S
 //   speed_soma models THREADS REPS BUDGET_S WEIGHTS_DIR
 //   speed_soma compile THREADS REPS BUDGET_S MODEL BATCH train|infer
+//   speed_soma peak THREADS REPS BUDGET_S
 //
 // gemm: one-op graphs (matmul with transpose flags) compiled into a bare
 // Executable and called on pre-bound arrays. conv: the forward pass the
@@ -14,9 +15,12 @@
 // the initial parameters go to WEIGHTS_DIR for speed_torch, which loads
 // them so that both compute the same losses and logits. compile: one
 // compilation (of a training step or an inference function), timed.
+// peak: the measured FP32 FMA peak of THREADS threads (fma_peak.h), the
+// best of REPS runs of BUDGET_S / REPS seconds each.
 // The thread count comes from OMP_NUM_THREADS (set by the driver).
 #include "soma_jit.h"
 #include "soma_models.h"
+#include "fma_peak.h"
 #include "speed_common.h"
 
 #include <malloc.h>
@@ -174,7 +178,7 @@ void compile(const Args &a) {
 } // namespace
 
 int main(int argc, char **argv) {
-  Args a = bench::parseArgs(argc, argv, "[gemm|conv|models WEIGHTS_DIR|compile MODEL BATCH KIND]");
+  Args a = bench::parseArgs(argc, argv, "[gemm|conv|models WEIGHTS_DIR|compile MODEL BATCH KIND|peak]");
   // Inference::run (conv gradients, model inference) allocates its outputs
   // at every call: serve them from the heap (glibc's largest mmap threshold,
   // 32 MiB) and keep freed memory there, so that they cost no page faults.
@@ -189,6 +193,10 @@ int main(int argc, char **argv) {
       models(a);
     else if (a.section == "compile")
       compile(a);
+    else if (a.section == "peak") {
+      bench::FmaPeak p = bench::measureFmaPeak(a.threads, a.reps, a.budget / a.reps);
+      std::printf("peak %d %.1f %s\n", a.threads, p.gflops, p.isa.empty() ? "none" : p.isa.c_str());
+    }
     else {
       std::fprintf(stderr, "speed_soma: unknown section '%s'\n", a.section.c_str());
       return 2;
