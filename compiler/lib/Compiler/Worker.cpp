@@ -126,7 +126,11 @@ std::string howItEnded(int status, bool &bug) {
   bug = true;
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
+#ifdef SOMA_HAVE_SIGABBREV
     const char *name = sigabbrev_np(sig);
+#else
+    const char *name = nullptr;
+#endif
     std::string how = "was killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
     if (sig == SIGKILL) {
       bug = false;
@@ -234,8 +238,11 @@ std::optional<std::string> askWorker(uint64_t what, ModuleOp graphModule, Mode m
   posix_spawn_file_actions_adddup2(&actions, sv[1], 0);
   posix_spawn_file_actions_adddup2(&actions, sv[1], 1);
   // Nothing else of ours: a worker holding the program's other files (the
-  // write end of a pipe, a socket) could delay their end for it.
+  // write end of a pipe, a socket) could delay their end for it. (Without
+  // glibc's extension, only those marked close-on-exec are closed.)
+#ifdef SOMA_HAVE_SPAWN_CLOSEFROM
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+#endif
   // Signals as a new program expects them, not as this thread has them: no
   // blocked ones, and the default action for those a program (or an
   // interpreter embedding soma) commonly ignores or handles.
