@@ -4,8 +4,6 @@
 // bench/run_speed.py divide by it (ISSUE 6: "the measured FMA peak").
 #pragma once
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,50 +16,37 @@ namespace bench {
 
 namespace detail {
 
-// 24 chains of 16 floats in 32 registers, 12 of 8 in 16: more chains than
-// FMA latency x FMAs a cycle (4 x 2), so the units never wait. Each FMA
-// keeps its chain's values bounded (x * 0.999999 + 1e-7).
-__attribute__((target("avx512f"))) inline float fmaLoop512(int64_t iters) {
-  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-  __m512 acc[24];
-  for (int i = 0; i < 24; ++i)
-    acc[i] = _mm512_set1_ps(float(i));
+// `Chains` chains of FMAs on vectors V, more of them than FMA latency x FMAs
+// a cycle (4 x 2) so the units never wait, and few enough to stay in
+// registers (24 of 16 floats in AVX-512's 32, 12 of 8 in AVX2's 16). Each
+// step keeps its chain bounded (x * 0.999999 + 1e-7); GCC contracts it
+// into one FMA (-ffp-contract=fast, its default), in the ISA of the
+// function it is inlined into.
+template <class V, int Chains>
+__attribute__((always_inline)) inline float fmaChains(int64_t iters) {
+  constexpr int L = sizeof(V) / sizeof(float);
+  V a, b, acc[Chains];
+  for (int l = 0; l < L; ++l)
+    a[l] = 0.999999f, b[l] = 1e-7f;
+  for (int i = 0; i < Chains; ++i)
+    for (int l = 0; l < L; ++l)
+      acc[i][l] = float(i);
   for (int64_t n = 0; n < iters; ++n)
 #pragma GCC unroll 24
-    for (int i = 0; i < 24; ++i)
-      acc[i] = _mm512_fmadd_ps(acc[i], a, b);
-  __m512 s = acc[0];
-  for (int i = 1; i < 24; ++i)
-    s = _mm512_add_ps(s, acc[i]);
-  // (Not _mm512_reduce_add_ps: GCC 12's header warns of an uninitialized
-  // value in it.)
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, s);
+    for (int i = 0; i < Chains; ++i)
+      acc[i] = acc[i] * a + b;
   float t = 0;
-  for (float x : lanes)
-    t += x;
+  for (int i = 0; i < Chains; ++i)
+    for (int l = 0; l < L; ++l)
+      t += acc[i][l];
   return t;
 }
 
-__attribute__((target("avx2,fma"))) inline float fmaLoop256(int64_t iters) {
-  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-  __m256 acc[12];
-  for (int i = 0; i < 12; ++i)
-    acc[i] = _mm256_set1_ps(float(i));
-  for (int64_t n = 0; n < iters; ++n)
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i)
-      acc[i] = _mm256_fmadd_ps(acc[i], a, b);
-  __m256 s = acc[0];
-  for (int i = 1; i < 12; ++i)
-    s = _mm256_add_ps(s, acc[i]);
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, s);
-  float t = 0;
-  for (float x : lanes)
-    t += x;
-  return t;
-}
+typedef float V16 __attribute__((vector_size(64)));
+typedef float V8 __attribute__((vector_size(32)));
+
+__attribute__((target("avx512f"))) inline float fmaLoop512(int64_t iters) { return fmaChains<V16, 24>(iters); }
+__attribute__((target("avx2,fma"))) inline float fmaLoop256(int64_t iters) { return fmaChains<V8, 12>(iters); }
 
 } // namespace detail
 

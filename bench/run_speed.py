@@ -322,11 +322,11 @@ def compile_times(args, res, csv):
 
 def measure_peak(args):
     """PEAK_GFLOPS[t] for every thread count, from speed_soma peak (the best
-    of 5 runs of 0.2 s)."""
+    of 10 runs of 0.2 s)."""
     soma = os.path.join(args.build, "bench", "speed_soma")
     cells = []
     for t in args.threads:
-        p = subprocess.run([soma, "peak", str(t), "5", "1.0"], env=env_for(t), stdout=subprocess.PIPE,
+        p = subprocess.run([soma, "peak", str(t), "10", "2.0"], env=env_for(t), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
         f = p.stdout.split()
         if p.returncode != 0 or len(f) != 4 or f[0] != "peak" or f[3] == "none":
