@@ -1,7 +1,8 @@
 // The machine's measured FP32 FMA peak: independent chains of vector FMAs
 // (fused multiply-adds), as wide as the CPU's vectors (AVX-512: 16 floats,
 // AVX2 + FMA: 8), on every thread at once. The % of peak columns of
-// bench/run_speed.py divide by it (ISSUE 6: "the measured FMA peak").
+// bench/run_speed.py divide by it (issue 6 asks for a share of "the
+// measured FMA peak").
 #pragma once
 
 #include <algorithm>
