@@ -16,9 +16,11 @@
 #include "soma/Compiler/ObjectCache.h"
 #include "soma/Compiler/Pipeline.h"
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <future>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -240,6 +242,22 @@ TEST_F(JitWorkerTest, AWorkerThatReadsNothingDoesNotRaiseSigpipe) {
   g.output("y", matmul(x, constant(g, table)));
   ScopedEnv w("SOMA_JIT_WORKER", fakeWorker("exit 3"));
   EXPECT_THAT(compileError(g), HasSubstr("exited with status 3 without a reply"));
+}
+
+TEST_F(JitWorkerTest, TheReplyEndsWhenTheWorkerExits) {
+  // A process the worker started keeps its stdout (the socket) open after
+  // the worker has replied and exited: the reply must not wait for it. It
+  // holds on until this test opens the fifo (or 60 s have passed: then the
+  // compile was still waiting, and the test fails).
+  std::string fifo = dir / "hold";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ScopedEnv w("SOMA_JIT_WORKER",
+              fakeWorker("cat >/dev/null; printf 'Eheld open'; cat '" + fifo + "' &"));
+  auto error = std::async(std::launch::async, [&] { return compileError(workerGraph()); });
+  bool replied = error.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+  ::close(::open(fifo.c_str(), O_WRONLY)); // lets the holder end
+  EXPECT_TRUE(replied) << "the compile waited for the process holding the worker's socket";
+  EXPECT_EQ(error.get(), "held open");
 }
 
 TEST_F(JitWorkerTest, AnExitWithoutAReplyIsAnError) {

@@ -44,7 +44,9 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,6 +74,54 @@ bool readAll(int fd, std::string &out) {
     else if (errno != EINTR)
       return false;
   }
+}
+
+/// The worker's reply from socket `fd`: until end of file, or, once the
+/// worker `pid` has exited, until nothing more is buffered. (End of file
+/// alone could wait for ever: a process that got a copy of the worker's
+/// socket, forked from this program without exec at the wrong moment or
+/// started by the worker, keeps it open after the worker is gone.) Without
+/// pidfd_open (Linux < 5.3), until end of file. False on a read error.
+bool readReply(int fd, pid_t pid, std::string &out) {
+  // (The system call: Debian 12's <sys/pidfd.h> declares pidfd_open
+  // without C linkage for C++.)
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0)
+    return readAll(fd, out);
+  char buf[65536];
+  bool ok = true, exited = false;
+  for (;;) {
+    pollfd p[2] = {{fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
+    int n = ::poll(p, exited ? 1 : 2, exited ? 0 : -1);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      ok = false;
+      break;
+    }
+    if (n == 0) // exited, and nothing is left to read
+      break;
+    if (p[0].revents) {
+      ssize_t r = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (r > 0) {
+        out.append(buf, static_cast<size_t>(r));
+        continue;
+      }
+      if (r == 0) // every copy of the worker's end is closed
+        break;
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (exited)
+          break;
+        continue;
+      }
+      ok = false;
+      break;
+    }
+    if (p[1].revents & POLLIN)
+      exited = true; // read what it left, then stop
+  }
+  ::close(pidfd);
+  return ok;
 }
 
 /// Writes all of `data` to `fd`; to a socket without raising SIGPIPE (a
@@ -278,7 +328,7 @@ std::optional<std::string> askWorker(uint64_t what, ModuleOp graphModule, Mode m
   request.reset();
   ::shutdown(child.fd, SHUT_WR);
   std::string reply;
-  bool readOk = readAll(child.fd, reply);
+  bool readOk = readReply(child.fd, child.pid, reply);
   child.closeSocket();
   // (With SIGCHLD ignored by the program, waitpid finds no child: then the
   // reply alone tells.)
