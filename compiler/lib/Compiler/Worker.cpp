@@ -235,10 +235,6 @@ std::string graphName(ModuleOp m) {
   return "?";
 }
 
-} // namespace
-
-namespace {
-
 /// A request for `what` (0: compile, 1: plan) of `graphModule`; nothing
 /// (after a warning) when the module cannot be written as bytecode.
 std::optional<std::string> makeRequest(uint64_t what, ModuleOp graphModule, Mode mode, int optLevel,
@@ -375,8 +371,13 @@ std::optional<int64_t> planInWorker(ModuleOp graphModule, Mode mode) {
   if (!body)
     return std::nullopt;
   int64_t bytes = -1;
-  if (body->size() == sizeof bytes)
-    std::memcpy(&bytes, body->data(), sizeof bytes);
+  try {
+    ByteReader in(*body);
+    bytes = static_cast<int64_t>(in.u64());
+    if (!in.atEnd())
+      bytes = -1;
+  } catch (const Error &) {
+  }
   if (bytes < 0)
     throw Error("JIT: soma-jit-worker sent a bad reply planning '" + graphName(graphModule) + "'");
   ++objectCacheStats().plans_in_worker;

@@ -174,10 +174,11 @@ struct GemmEmitter {
   /// most 6 row blocks): packing B (K x NC per unit) then costs much of the
   /// unit's work (GR x NC x K), and the panel's reuse, GR / MR tiles, is low
   /// enough that reading it from L2 instead of L1 costs less. Same sums,
-  /// same bits. On 2 threads, one process, min: 64x256x784 0.0610 ->
-  /// 0.0550 ms (1 thread 0.1030 -> 0.0944), 128x1024x1024 0.616 -> 0.543,
-  /// 256^3 0.0662 -> 0.0632, 512^3 0.526 -> 0.514; 1024^3, with 1032 rows
-  /// per unit, was 2.5% slower and keeps packing.
+  /// same bits. On 2 threads, one process, alternating calls, min:
+  /// 64x256x784 0.0586 -> 0.0529 ms (1 thread 0.1059 -> 0.0940),
+  /// 128x1024x1024 0.616 -> 0.543, 256^3 0.0680 -> 0.0645, 512^3 0.522 ->
+  /// 0.515; 1024^3, with 1032 rows per unit, was 2.5% slower and keeps
+  /// packing.
   bool bInPlace() const { return static_cast<bool>(bFlat); }
 
   /// Element (b, i, j) of a stored operand.
@@ -629,6 +630,12 @@ struct GemmEmitter {
       return add(xb, add(xb, out.off, mul(xb, idx(xb, i), out.ldc)), idx(xb, v * VL));
     };
     const bool late = prefetchC();
+    // The accumulators (acc[i * NV + v]) into C's block in place.
+    auto storeToC = [&](OpBuilder &sb, ValueRange acc) {
+      for (int64_t i = 0; i < MR; ++i)
+        for (int64_t v = 0; v < NV; ++v)
+          sb.create<vector::StoreOp>(loc, acc[i * NV + v], out.c, ValueRange{cAt(sb, i, v)});
+    };
     SmallVector<Value> init;
     if (late) {
       // The tile's block of C, prefetched: the accumulators start from
@@ -678,9 +685,7 @@ struct GemmEmitter {
         },
         [&](OpBuilder &eb, Location) {
           if (!late) {
-            for (int64_t i = 0; i < MR; ++i)
-              for (int64_t v = 0; v < NV; ++v)
-                eb.create<vector::StoreOp>(loc, kloop.getResult(i * NV + v), out.c, ValueRange{cAt(eb, i, v)});
+            storeToC(eb, kloop.getResults());
             eb.create<scf::YieldOp>(loc);
             return;
           }
@@ -696,9 +701,7 @@ struct GemmEmitter {
                 ab.create<scf::YieldOp>(loc);
               },
               [&](OpBuilder &fb, Location) {
-                for (int64_t i = 0; i < MR; ++i)
-                  for (int64_t v = 0; v < NV; ++v)
-                    fb.create<vector::StoreOp>(loc, kloop.getResult(i * NV + v), out.c, ValueRange{cAt(fb, i, v)});
+                storeToC(fb, kloop.getResults());
                 fb.create<scf::YieldOp>(loc);
               });
           eb.create<scf::YieldOp>(loc);
@@ -847,7 +850,8 @@ struct GemmEmitter {
             /*offset=*/0, ArrayRef<int64_t>{kFlat}, ArrayRef<int64_t>{1});
       else if (!aFlat)
         Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32), sb.getI64IntegerAttr(64));
-      Value Bp = bInPlace() ? Value()
+      // B's packed panels, or B itself (its flat view) when read in place.
+      Value Bp = bInPlace() ? bFlat
                             : sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.kc * cfg.nc}, f32),
                                                           sb.getI64IntegerAttr(64));
       Value T = sb.create<memref::AllocaOp>(loc, MemRefType::get({MR * NR}, f32), sb.getI64IntegerAttr(64));
@@ -887,8 +891,7 @@ struct GemmEmitter {
                                                 idx(pb, K)),
                                         pc)
                                   : mul(pb, pm, idx(pb, aCopy ? aStride() : KC));
-              microKernel(pb, Ap, bInPlace() ? bFlat : Bp, T, aBase, bBase, kc, target, tIdx, add(pb, i0, pm),
-                          add(pb, n0, qn), first);
+              microKernel(pb, Ap, Bp, T, aBase, bBase, kc, target, tIdx, add(pb, i0, pm), add(pb, n0, qn), first);
             });
           });
         };

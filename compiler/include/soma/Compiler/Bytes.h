@@ -1,8 +1,9 @@
 //===- Bytes.h - Fields of the cache's entries and the worker's requests -*- C++ -*-===//
 //
-// Little-endian u64 fields and u64-length-prefixed strings: the framing of a
-// compiled-object cache entry (ObjectCache.cpp) and of a request to the JIT
-// worker (Worker.cpp).
+// u64 fields (in this machine's byte order: an entry is only read on the
+// machine kind it was made for, its key says which) and u64-length-prefixed
+// strings: the framing of a compiled-object cache entry (ObjectCache.cpp)
+// and of a request to the JIT worker (Worker.cpp).
 //
 //===----------------------------------------------------------------------===//
 #pragma once

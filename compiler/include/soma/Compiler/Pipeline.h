@@ -113,7 +113,8 @@ CachedObject compileObjects(mlir::ModuleOp graphModule, const DumpConfig &dump, 
 /// SOMA_JIT_WORKER=0 turns workers off. Gives nothing (compile in this
 /// process) when there is no worker or it is from another build of soma;
 /// a compile error in the worker throws it as soma::Error, and so does a
-/// worker that crashes or cannot be started.
+/// worker that crashes, is killed, ends without a reply or sends a bad
+/// one, or, named by $SOMA_JIT_WORKER, cannot be started.
 std::optional<CachedObject> compileInWorker(mlir::ModuleOp graphModule, Mode mode, int optLevel,
                                             int64_t threads);
 
