@@ -292,6 +292,18 @@ std::vector<Case> allCases() {
                          Conv{"conv_direct_odd", {3, 5, 7, 9}, {11, 5, 3, 3}, {.padding = 1}},
                          Conv{"conv_direct_uneven", {2, 3, 5, 6}, {4, 3, 2, 3}, {.padding = {0, 1, 1, 1}}},
                          Conv{"conv_direct_parallel", {8, 16, 20, 20}, {20, 16, 3, 3}, {.padding = 1}},
+                         // Rows whose windows stay inside the image: x
+                         // loaded whole, the columns off the row's edges
+                         // cleared by a lane mask (the conv_direct cases
+                         // above from 20 x 20 up have such rows too): a 7 x 7
+                         // window (3 columns off each side), and all the
+                         // padding on the left (columns off the left edge
+                         // only) or on the right.
+                         Conv{"conv_direct_interior_7x7", {2, 3, 24, 30}, {5, 3, 7, 7}, {.padding = 3}},
+                         Conv{"conv_direct_interior_left", {2, 4, 12, 37}, {6, 4, 3, 3}, {.padding = {1, 2, 1, 0}}},
+                         Conv{"conv_direct_interior_right", {2, 4, 12, 37}, {6, 4, 3, 3}, {.padding = {1, 0, 1, 2}}},
+                         // None: a window taller than the image.
+                         Conv{"conv_direct_no_interior", {2, 2, 2, 200}, {3, 2, 7, 7}, {.padding = 3}},
                          // Narrower than the input ("valid", or part of the
                          // padding): the grid's extra columns are not
                          // stored. 7 x 13 grids of 91 pixels (edge chunks),
