@@ -913,9 +913,21 @@ GemmConfig GemmConfig::forVectorWidth(int64_t vectorWidth) {
   GemmConfig c;
   if (vectorWidth >= 16) {
     // 32 registers: 12 x 32 accumulators in 24, two B vectors, a broadcast.
-    // B's block up to 256 x 512 (512 KiB, in a 1 MiB L2 with A's block): a
-    // 2048-square product then packs A 4 times instead of 8.
-    c.vl = 16, c.mr = 12, c.nr = 32, c.mc = 96, c.nc = 512, c.kc = 256;
+    // B's block up to 512 x 512 (1 MiB, the size of the L2; the register
+    // tile's panel of 512 x 32, 64 KiB, exceeds the 48 KiB L1 and streams
+    // from L2): a 2048-square product packs A 4 times instead of 8, and
+    // the tile loads and stores its block of C half as often as with K
+    // blocks of 256. In-process A/B on AMD Zen 5, min ms, kc 256 -> 512:
+    // 2048-square 67.9 -> 66.3 on 1 thread, 34.1 -> 33.7 on 2; 1024-square
+    // 4.14 -> 4.01 on 2; 64x256x784 0.0538 -> 0.0499 on 2 (each of the
+    // split's two parts of K one block of 400 instead of two of 200);
+    // 128x1024x1024 0.548 -> 0.531;
+    // 256-square level; the MLP, LeNet-5 and ResNet-8 training steps
+    // level or 1-3% faster. (A session before, kc 512 measured 25% slower
+    // on the MLP's training step at batch 64; not seen again since B is
+    // read in place: 0.1846 -> 0.1814 ms on 2 threads.) With B's block
+    // 512 x 256 instead, 2048-square was 3% slower.
+    c.vl = 16, c.mr = 12, c.nr = 32, c.mc = 96, c.nc = 512, c.kc = 512;
   } else if (vectorWidth <= 4) {
     // 16 registers of 4: 6 x 8 in 12.
     c.vl = 4, c.mr = 6, c.nr = 8, c.mc = 72, c.nc = 256, c.kc = 256;

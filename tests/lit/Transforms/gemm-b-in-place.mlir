@@ -22,8 +22,8 @@
 // With AVX-512's tiles (8 x 32 here: 64 rows), the same: the JIT's
 // interpreter cases (matmul_b_in_place_*) run this path on such a host.
 // AVX512-LABEL: func.func @mlp_layer(
-//   AVX512-NOT:   memref<131072xf32>
-//       AVX512:   call @soma_gemm_tile_rows_8x32_v16_b131072(%{{.*}}, %{{.*}}, %c784{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c256{{.*}}, %{{.*}})
+//   AVX512-NOT:   memref<262144xf32>
+//       AVX512:   call @soma_gemm_tile_rows_8x32_v16_b262144(%{{.*}}, %{{.*}}, %c784{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c256{{.*}}, %{{.*}})
 func.func @mlp_layer(%a: tensor<64x784xf32> {soma.input = "a"}, %b: tensor<784x256xf32> {soma.input = "b"}) -> (tensor<64x256xf32> {soma.output = "c"}) {
   %0 = soma.matmul %a, %b : (tensor<64x784xf32>, tensor<784x256xf32>) -> tensor<64x256xf32>
   return %0 : tensor<64x256xf32>
