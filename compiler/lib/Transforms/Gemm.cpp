@@ -95,6 +95,11 @@ struct GemmEmitter {
   // unit copies a block's rows into scratch at a padded stride (aStride),
   // and the tile reads them there as it reads an unpacked A.
   Value aCopy;
+  // A stored transposed (K x M), flat, when the register tile reads it
+  // where it is stored: A's column k (the MR rows of a tile) is MR
+  // consecutive floats of A's stored row k, as in a packed panel, at a
+  // stride of M instead of MR (rowsTileFunction with alongK).
+  Value aCols;
   static constexpr int64_t kRowPad = 16;
   int64_t aStride() const { return cfg.kc + kRowPad; }
   // B stored transposed, flat: the packing reads it along k (its rows
@@ -709,16 +714,19 @@ struct GemmEmitter {
     nb.create<func::ReturnOp>(loc);
   }
 
-  /// The register tile reading A's rows where they are stored (no packing
-  /// of A): T[MR x NR] = A[rows, k0 : k0 + kc] x B's panel, with A flat,
-  /// row i at aBase + min(i, rows - 1) * lda (rows past the last valid one
-  /// read it again; their results are not stored), and B's row k at bBase +
-  /// k * ldb: the packed panel (ldb = NR) or B itself (ldb = N, see
-  /// bInPlace). A and B come as memref<kFlat x f32> whatever their size (see
-  /// emitGemm), so that one function serves every GEMM with this blocking.
-  func::FuncOp rowsTileFunction(MemRefType flatA) {
+  /// The register tile reading A where it is stored (no packing of A):
+  /// T[MR x NR] = A[rows, k0 : k0 + kc] x B's panel, with A flat, row i at
+  /// aBase + min(i, rows - 1) * lda (rows past the last valid one read it
+  /// again; their results are not stored), or with `alongK` (A stored
+  /// transposed, K x M) element (i, k) at aBase + k * lda + min(i, rows -
+  /// 1); and B's row k at bBase + k * ldb: the packed panel (ldb = NR) or B
+  /// itself (ldb = N, see bInPlace). A and B come as memref<kFlat x f32>
+  /// whatever their size (see emitGemm), so that one function serves every
+  /// GEMM with this blocking.
+  func::FuncOp rowsTileFunction(MemRefType flatA, bool alongK) {
     const int64_t MR = cfg.mr, NR = cfg.nr, VL = cfg.vl;
-    std::string name = "soma_gemm_tile_rows_" + std::to_string(MR) + "x" + std::to_string(NR) + "_v" +
+    std::string name = std::string(alongK ? "soma_gemm_tile_cols_" : "soma_gemm_tile_rows_") + std::to_string(MR) +
+                       "x" + std::to_string(NR) + "_v" +
                        std::to_string(VL) + "_b" + std::to_string(cfg.kc * cfg.nc) + (prefetchC() ? "_pc" : "");
     Type f32 = b.getF32Type(), index = b.getIndexType();
     Block *entry = nullptr;
@@ -733,10 +741,14 @@ struct GemmEmitter {
           rows = entry->getArgument(3), Bp = entry->getArgument(4), bBase = entry->getArgument(5),
           ldb = entry->getArgument(6), kc = entry->getArgument(7), T = entry->getArgument(8);
     TileTarget out{T, entry->getArgument(9), entry->getArgument(10), entry->getArgument(11), entry->getArgument(12)};
-    SmallVector<Value> rowAt;
-    for (int64_t i = 0; i < MR; ++i)
-      rowAt.push_back(add(nb, aBase, mul(nb, min(nb, idx(nb, i), sub(nb, rows, idx(nb, 1))), lda)));
+    SmallVector<Value> rowAt; // (alongK: the row's offset in A's column)
+    for (int64_t i = 0; i < MR; ++i) {
+      Value row = min(nb, idx(nb, i), sub(nb, rows, idx(nb, 1)));
+      rowAt.push_back(alongK ? row : add(nb, aBase, mul(nb, row, lda)));
+    }
     tileBody(nb, Bp, bBase, ldb, kc, out, [&](OpBuilder &kb, Value k, int64_t i) {
+      if (alongK)
+        return kb.create<memref::LoadOp>(loc, A, ValueRange{add(kb, add(kb, aBase, mul(kb, k, lda)), rowAt[i])});
       return kb.create<memref::LoadOp>(loc, A, ValueRange{add(kb, rowAt[i], k)});
     });
     return fn;
@@ -765,12 +777,13 @@ struct GemmEmitter {
     } else {
       flatC = noFlat; // (mode 0: the tile does not touch it)
     }
-    if (aFlat || aCopy) { // A's rows: aBase is the offset of (m, k0), in A or in its copy (Ap)
+    if (aFlat || aCopy || aCols) { // A in place: aBase is the offset of (m, k0), in A or in its copy (Ap)
       Value flatB = bInPlace() ? Bp
                                : nb.create<memref::ReinterpretCastOp>(loc, flatType(), Bp, /*offset=*/0,
                                                                       ArrayRef<int64_t>{kFlat}, ArrayRef<int64_t>{1});
-      nb.create<func::CallOp>(loc, rowsTileFunction(flatType()),
-                              ValueRange{aFlat ? aFlat : Ap, aBase, idx(nb, aFlat ? K : aStride()),
+      nb.create<func::CallOp>(loc, rowsTileFunction(flatType(), /*alongK=*/static_cast<bool>(aCols)),
+                              ValueRange{aFlat ? aFlat : aCols ? aCols : Ap, aBase,
+                                         idx(nb, aFlat ? K : aCols ? M : aStride()),
                                          min(nb, idx(nb, MR), sub(nb, idx(nb, M), m)), flatB, bBase,
                                          idx(nb, bInPlace() ? N : NR), kc, T, flatC, cOff, ldc, mode});
     } else
@@ -848,7 +861,7 @@ struct GemmEmitter {
             loc, flatType(),
             sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * aStride()}, f32), sb.getI64IntegerAttr(64)),
             /*offset=*/0, ArrayRef<int64_t>{kFlat}, ArrayRef<int64_t>{1});
-      else if (!aFlat)
+      else if (!aFlat && !aCols)
         Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32), sb.getI64IntegerAttr(64));
       // B's packed panels, or B itself (its flat view) when read in place.
       Value Bp = bInPlace() ? bFlat
@@ -859,7 +872,7 @@ struct GemmEmitter {
       Scratch S;
       // (The VL x VL scratch of the packing along k: computed operands, and
       // stored ones without a flat view.)
-      if (parts || (!aFlat && !aCopy && !ta) || (tb && !bAlongK))
+      if (parts || (!aFlat && !aCopy && !aCols && !ta) || (tb && !bAlongK))
         S.T = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.vl * cfg.vl}, f32), sb.getI64IntegerAttr(64));
       if (parts) {
         auto scratch = [&](int64_t n, Type t) {
@@ -879,7 +892,7 @@ struct GemmEmitter {
           Value i1 = min(ib, add(ib, i0, idx(ib, MC)), m1);
           if (aCopy)
             copyRows(ib, Ap, bIdx, pc, kc, i0, i1);
-          else if (!aFlat)
+          else if (!aFlat && !aCols)
             pack(ib, A, Value(), /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
           blockLoop(ib, idx(ib, 0), sub(ib, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
             // (B in place: the offset of its element (pc, n0 + qn).)
@@ -887,10 +900,12 @@ struct GemmEmitter {
                                            add(qb, n0, qn))
                                      : mul(qb, qn, idx(qb, KC));
             blockLoop(qb, idx(qb, 0), sub(qb, i1, i0), MR, [&](OpBuilder &pb, Value pm) {
-              Value aBase = aFlat ? add(pb, mul(pb, add(pb, mul(pb, storedBatch(pb, A, bIdx), idx(pb, M)), add(pb, i0, pm)),
-                                                idx(pb, K)),
-                                        pc)
-                                  : mul(pb, pm, idx(pb, aCopy ? aStride() : KC));
+              Value aBase =
+                  aFlat ? add(pb, mul(pb, add(pb, mul(pb, storedBatch(pb, A, bIdx), idx(pb, M)), add(pb, i0, pm)), idx(pb, K)),
+                              pc)
+                  : aCols ? add(pb, mul(pb, add(pb, mul(pb, storedBatch(pb, A, bIdx), idx(pb, K)), pc), idx(pb, M)),
+                                add(pb, i0, pm))
+                          : mul(pb, pm, idx(pb, aCopy ? aStride() : KC));
               microKernel(pb, Ap, Bp, T, aBase, bBase, kc, target, tIdx, add(pb, i0, pm), add(pb, n0, qn), first);
             });
           });
@@ -1042,6 +1057,18 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
   // the same L1 sets: then each unit copies its block's rows at a padded
   // stride (copyRows), which costs less than packing them as panels
   // (transposed; 1024-square on 2 threads 5.02 -> 4.48 ms, the same blocks).
+  // A stored transposed (K x M, as in a weight gradient X^T dY) is read in
+  // place too, along K: a tile's MR rows at step k are MR consecutive
+  // floats of A's stored row k, as in a packed panel, at a stride of M
+  // (rowsTileFunction alongK; the same sums in the same order). Against
+  // packing A's panels, in-process A/B on Zen 5, min ms, 2 threads:
+  // 784x256x64 0.0517 -> 0.0481 (1 thread 0.0990 -> 0.0930); 256x128x64
+  // 0.0112 -> 0.0098; 400x120x64 0.0169 -> 0.0153; 1000-square 3.88 ->
+  // 3.75; 300x500x700 0.439 -> 0.412; 512-square 0.525 -> 0.483;
+  // 2048-square 35.1 -> 33.4; 4096x64x128 0.165 -> 0.126. Rows a multiple
+  // of 2 KiB apart (M = 512, 1024, 2048) did not need the padded copy that
+  // A's rows take: the tile reads 12 consecutive floats per k, one or two
+  // cache lines, not 12 lines in the same L1 set.
   // (The tile function takes A as memref<kFlat x f32>, a view of A's
   // buffer that claims more elements than it has: the calling convention
   // passes a static shape as a bare pointer, and the tile reads only
@@ -1061,9 +1088,11 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
     e.aFlat = flatView(A.memref);
   else if (!A.parts && !A.transposed)
     e.aCopy = flatView(A.memref);
+  else if (!A.parts && A.transposed)
+    e.aCols = flatView(A.memref);
   if (!B.parts && B.transposed)
     e.bAlongK = flatView(B.memref);
-  if (!B.parts && !B.transposed && (e.aFlat || e.aCopy) && e.N % e.cfg.nr == 0 && e.GR <= 6 * e.MC)
+  if (!B.parts && !B.transposed && (e.aFlat || e.aCopy || e.aCols) && e.N % e.cfg.nr == 0 && e.GR <= 6 * e.MC)
     e.bFlat = flatView(B.memref);
   // C (and the split's parts), for whole register blocks stored in place;
   // noFlat stands in for the tile's argument when C has no flat view.

@@ -280,13 +280,17 @@ func.func @matmul_balanced_k(%a: tensor<4x300xf32> {soma.input = "a"}, %b: tenso
 
 // -----
 
-// Transposed operands are read transposed by the packing (a^T at
-// [b, k, m], b^T at [b, n, k], the latter along k as vectors transposed in
-// registers, from a flat view of it): no copies, no buffers besides the
-// panels.
+// Transposed operands are read transposed: a^T where it is stored, by the
+// register tile along k (its flat view, A's row i of step k at k * 4 + i:
+// the "cols" tile, lda = M = 4), b^T by the packing (at [b, n, k], along k
+// as vectors transposed in registers, from a flat view of it): no copies,
+// no buffers besides B's panels.
 // CHECK-LABEL: func.func @matmul_transposed
 //   CHECK-NOT: memref.alloc()
-//       CHECK: memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x3x4xf32>
+//       CHECK: %[[AC:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<1x3x4xf32> into memref<12xf32>
+//       CHECK: %[[AF:.*]] = memref.reinterpret_cast %[[AC]]
+//   CHECK-NOT: memref.alloc()
+//       CHECK: call @soma_gemm_tile_cols_4x16_v8_b65536(%[[AF]], %{{.*}}, %c4{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c16{{.*}},
 //   CHECK-NOT: memref.alloc()
 //       CHECK: %[[BC:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<1x2x3xf32> into memref<6xf32>
 //       CHECK: %[[BF:.*]] = memref.reinterpret_cast %[[BC]]
