@@ -299,15 +299,19 @@ std::vector<Case> allCases() {
                          Conv{"conv_direct_parallel", {8, 16, 20, 20}, {20, 16, 3, 3}, {.padding = 1}},
                          // Rows whose windows stay inside the image: x
                          // loaded whole, the columns off the row's edges
-                         // cleared by a lane mask (the conv_direct cases
-                         // above from 20 x 20 up have such rows too): a 7 x 7
-                         // window (3 columns off each side), and all the
+                         // cleared by a lane mask, when the convolution has
+                         // at least 2^27 multiply-adds (GemmConfig::
+                         // conv_interior_work): a 3 x 3 window, a
+                         // 7 x 7 one (3 columns off each side), all the
                          // padding on the left (columns off the left edge
-                         // only) or on the right.
-                         Conv{"conv_direct_interior_7x7", {2, 3, 24, 30}, {5, 3, 7, 7}, {.padding = 3}},
-                         Conv{"conv_direct_interior_left", {2, 4, 12, 37}, {6, 4, 3, 3}, {.padding = {1, 2, 1, 0}}},
-                         Conv{"conv_direct_interior_right", {2, 4, 12, 37}, {6, 4, 3, 3}, {.padding = {1, 0, 1, 2}}},
-                         // None: a window taller than the image.
+                         // only) or on the right, and a grid taller than the
+                         // image (padding 2 above and below). None: a window
+                         // taller than the image.
+                         Conv{"conv_direct_interior_3x3", {2, 64, 44, 44}, {64, 64, 3, 3}, {.padding = 1}},
+                         Conv{"conv_direct_interior_7x7", {2, 16, 48, 48}, {40, 16, 7, 7}, {.padding = 3}},
+                         Conv{"conv_direct_interior_left", {2, 64, 42, 45}, {64, 64, 3, 3}, {.padding = {1, 2, 1, 0}}},
+                         Conv{"conv_direct_interior_right", {2, 64, 42, 45}, {64, 64, 3, 3}, {.padding = {1, 0, 1, 2}}},
+                         Conv{"conv_direct_interior_taller", {2, 64, 40, 44}, {64, 64, 3, 3}, {.padding = {2, 1}}},
                          Conv{"conv_direct_no_interior", {2, 2, 2, 200}, {3, 2, 7, 7}, {.padding = 3}},
                          // Narrower than the input ("valid", or part of the
                          // padding): the grid's extra columns are not
@@ -476,11 +480,12 @@ TEST(CompiledModel, PerfMapNamesEveryKernel) {
 
 // The JIT cuts a GEMM into units for the threads OpenMP would use
 // (omp_get_max_threads when it compiles): code made for 1, 2 or 3 threads
-// and run on 1, 2 or 3 gives the same bits. Shapes: a split K (64x256x784,
-// an MLP layer; 64x2600x1024, 6 to 11 blocks of K, whose split would differ if
-// it were decided for the thread count), copied rows of A in row groups and column blocks
-// (130x1024x97), many column blocks (LeNet-5's conv2 input gradient,
-// 150x6400x16 with A transposed).
+// and run on 1, 2 or 3 gives the same bits. Shapes: an MLP layer
+// (64x256x784: K split in two with AVX2's blocks of K, whole with
+// AVX-512's), 64x2600x1024 (6 to 11 blocks of K, whose split would differ
+// if it were decided for the thread count), copied rows of A in row groups
+// and column blocks (130x1024x97), many column blocks (LeNet-5's conv2
+// input gradient, 150x6400x16 with A transposed, read in place).
 TEST(CompiledModel, GemmResultsDoNotDependOnThreads) {
   struct S {
     int64_t m, k, n;

@@ -769,18 +769,28 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   const int64_t CB = ceilDiv(Cin, blocks);
   // The interior groups [interiorBegin, interiorEnd) (stride 1, the grid
   // the output): those whose every pixel's window rows are inside the
-  // image (rows pt to H - kh + pt) and whose every load stays in x's
-  // plane (from pixel pt * W + pl; up to P less the largest shift). Their
-  // loads of x need no table: see colMask in the tile. (ResNet's and
-  // VGG's 56 x 56 layers: 94 of 98 groups; masked loads took 13% of
-  // VGG's time, measured against unmasked ones.)
+  // image (rows pt to H - kh + pt) and whose every load stays in x's plane
+  // (from pixel pt * W + pl; up to PX less the largest shift: a grid taller
+  // than the image, pt + pb > kh - 1, has its last such row's last pixels'
+  // windows past the plane). Their loads of x need no table: see colMask
+  // in the tile. (ResNet's and VGG's 56 x 56 layers: 94 of 98 groups;
+  // masked loads took 13% of VGG's time, measured against unmasked ones.)
+  // Only for convolutions of at least cfg.conv_interior_work multiply-adds:
+  // the interior tile is a second copy of the tile, unrolled over the taps,
+  // and made LeNet-5's training step compile 20% longer (0.71-0.75 ->
+  // 0.91-0.95 s, its first layer) and ResNet-8's 2.3 -> 2.8 s, for at most
+  // 1% on their layers (in-process A/B, 1 thread: ResNet-8's 16 x 32 x 32
+  // layer 0.575 -> 0.568 ms, 32 x 16 x 16 0.567 -> 0.565, 64 x 8 x 8
+  // 0.544 -> 0.541; the ResNet 64 x 56 x 56 layer level, VGG's 128 x 56 x
+  // 56 29.7-29.8 -> 26.9-27.3). The default, 2^27, takes VGG's and
+  // ResNet's 56 x 56 layers at batch 8 and none of ResNet-8's at batch 32.
   int64_t interiorBegin = 0, interiorEnd = 0;
-  if (S == 1 && !grid.wide()) {
+  if (S == 1 && !grid.wide() && N * K * R * P >= cfg.conv_interior_work) {
     const int64_t maxShift = (cg.kh - 1 - cg.pt) * W + (cg.kw - 1 - cg.pl);
-    const int64_t last = std::min((xs[2] - cg.kh + cg.pt + 1) * W, P - maxShift); // pixels below it
+    const int64_t last = std::min((xs[2] - cg.kh + cg.pt + 1) * W, PX - maxShift); // pixels below it
     interiorBegin = ceilDiv(cg.pt * W + cg.pl, group) * group;
     interiorEnd = last > 0 ? last / group * group : 0;
-    if (interiorEnd <= interiorBegin) // (none: not even the first group's start past P)
+    if (interiorEnd <= interiorBegin) // (no interior group)
       interiorBegin = interiorEnd = 0;
   }
   // The mask table covers whole groups: its chunks past the image are
@@ -929,10 +939,20 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
           // of x (every channel) stays in cache while all the filters
           // sweep it, and the epilogue reads the group's outputs back
           // from cache.
-          auto groups = [&](int64_t lo, int64_t hi, bool interior) {
+          // The groups with masks (those before interiorBegin, then those
+          // from interiorEnd: one loop, one copy of the tile), then the
+          // interior ones.
+          const int64_t groups = ceilDiv(P, group), inside = (interiorEnd - interiorBegin) / group;
+          const int64_t head = interiorBegin / group;
+          auto groupLoop = [&](int64_t lo, int64_t hi, bool interior) {
             if (lo >= hi)
               return;
-            e.blockLoop(nb, e.idx(nb, lo), e.idx(nb, hi), group, [&](OpBuilder &pb, Value g0) {
+            e.blockLoop(nb, e.idx(nb, lo), e.idx(nb, hi), 1, [&](OpBuilder &pb, Value gi) {
+              // Group gi's first pixel (past the interior ones when gi >= head).
+              Value g0 = e.mul(pb, gi, e.idx(pb, group));
+              if (!interior && inside > 0)
+                g0 = pb.create<arith::SelectOp>(loc, e.lt(pb, gi, e.idx(pb, head)), g0,
+                                                e.add(pb, g0, e.idx(pb, inside * group)));
               auto filters = [&](OpBuilder &fb, Value c0, bool first) {
                 Value c1 = e.min(fb, e.add(fb, c0, e.idx(fb, CB)), e.idx(fb, Cin));
                 e.blockLoop(fb, e.idx(fb, 0), e.idx(fb, K), KT,
@@ -947,9 +967,8 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
                          e.outputIndex(pb, e.min(pb, e.add(pb, g0, e.idx(pb, group)), e.idx(pb, P)), grid));
             });
           };
-          groups(0, interiorBegin, false);
-          groups(interiorBegin, interiorEnd, true);
-          groups(interiorEnd, P, false);
+          groupLoop(0, groups - inside, false);
+          groupLoop(head, head + inside, true);
         });
   });
   rb.create<scf::YieldOp>(loc);

@@ -16,12 +16,14 @@
 //             C tile = acc (edge tiles: through a buffer, masked)
 //     epilogue(tile)                              (fused elementwise consumers)
 //
-// Transposed operands cost nothing: only the packing reads them another way.
-// A stored A read along its rows is not packed at all: the register tile
+// Transposed operands cost nothing: only the packing (or the tile) reads
+// them another way. A stored A is not packed at all: the register tile
 // reads its rows in place (rowsTileFunction), or, when they are a multiple
-// of 2 KiB long, from a copy of the block's rows at a padded stride. With
-// such an A, a stored B read along its rows by units of few rows is not
-// packed either: the tile reads its rows where they are (bInPlace).
+// of 2 KiB long, from a copy of the block's rows at a padded stride; A
+// stored transposed, along K (the tile's MR rows of step k consecutive in
+// A's stored row k). With such an A, a stored B read along its rows by
+// units of few rows is not packed either: the tile reads its rows where
+// they are (bInPlace).
 // Packing pads the edges with zeros, so the micro-kernel always runs the full
 // MR x NR tile; only the stores of edge tiles are masked. Each unit packs its
 // own panels into stack scratch (llvm.intr.stacksave / stackrestore around
@@ -175,7 +177,7 @@ struct GemmEmitter {
   /// The register tile reads B's rows where they are stored instead of
   /// packed panels: B stored along N (not transposed, not computed) in
   /// whole panels (N a multiple of NR, so no tile reads past a row), with
-  /// A's rows read in place too (the rows tile), and few rows per unit (at
+  /// A read in place too (the rows or cols tile), and few rows per unit (at
   /// most 6 row blocks): packing B (K x NC per unit) then costs much of the
   /// unit's work (GR x NC x K), and the panel's reuse, GR / MR tiles, is low
   /// enough that reading it from L2 instead of L1 costs less. Same sums,
@@ -205,7 +207,8 @@ struct GemmEmitter {
     auto roundUp = [](int64_t v, int64_t m) { return (v + m - 1) / m * m; };
     // Blocks of K of (nearly) equal length, a multiple of the vector width:
     // a short last block would pay the C update and the panel setup for
-    // little work (K = 784: 208, 208, 208, 160 rather than 256 x 3 + 16).
+    // little work (K = 784 with AVX2's kc of 256: 200, 200, 200, 184
+    // rather than 256 x 3 + 16; with AVX-512's 512: 400 and 384).
     KC = std::min<int64_t>(cfg.kc, K);
     if (K > cfg.kc) {
       int64_t blocks = (K + cfg.kc - 1) / cfg.kc;
@@ -934,8 +937,9 @@ GemmConfig GemmConfig::forVectorWidth(int64_t vectorWidth) {
     // the tile loads and stores its block of C half as often as with K
     // blocks of 256. In-process A/B on AMD Zen 5, min ms, kc 256 -> 512:
     // 2048-square 67.9 -> 66.3 on 1 thread, 34.1 -> 33.7 on 2; 1024-square
-    // 4.14 -> 4.01 on 2; 64x256x784 0.0538 -> 0.0499 on 2 (each of the
-    // split's two parts of K one block of 400 instead of two of 200);
+    // 4.14 -> 4.01 on 2; 64x256x784 0.0538 -> 0.0499 on 2 (K no longer
+    // split in two parts, whose sum was a pass of its own: two column
+    // blocks over K in blocks of 400 and 384);
     // 128x1024x1024 0.548 -> 0.531;
     // 256-square level; the MLP, LeNet-5 and ResNet-8 training steps
     // level or 1-3% faster. (A session before, kc 512 measured 25% slower

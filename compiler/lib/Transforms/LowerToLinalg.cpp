@@ -202,10 +202,11 @@ AffineMap broadcastMap(ArrayRef<int64_t> in, ArrayRef<int64_t> out,
 
 class GraphLowering {
 public:
-  GraphLowering(ModuleOp module, func::FuncOp graph, int64_t vectorWidth, int64_t threads)
+  GraphLowering(ModuleOp module, func::FuncOp graph, int64_t vectorWidth, int64_t threads, int64_t convInteriorWork)
       : module(module), graph(graph), ctx(module.getContext()), b(ctx),
         gemmConfig(GemmConfig::forVectorWidth(vectorWidth)) {
     gemmConfig.threads = threads;
+    gemmConfig.conv_interior_work = convInteriorWork;
   }
 
   LogicalResult run();
@@ -2025,7 +2026,7 @@ struct SomaLowerToLinalgPass
       if (!fn->hasAttr("soma.kernel") && !fn.isDeclaration())
         graphs.push_back(fn);
     for (auto fn : graphs)
-      if (failed(GraphLowering(getOperation(), fn, vectorWidth, threads).run()))
+      if (failed(GraphLowering(getOperation(), fn, vectorWidth, threads, convInteriorWork).run()))
         return signalPassFailure();
   }
 };

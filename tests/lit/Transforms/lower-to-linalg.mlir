@@ -1119,49 +1119,6 @@ func.func @direct_conv_channel_blocks(%w: tensor<4x96x3x3xf32> {soma.input = "w"
 
 // -----
 
-// The groups of 16 pixels of a 3x3 "same" convolution over 8 x 16 whose
-// windows stay inside the image's rows and x's plane (rows 1 to 6, from
-// pixel 17 to 110: groups 32 to 96) load x whole, without the table: the
-// window columns off the row's left or right edge are cleared by an AND
-// with a lane mask made once per tile (the sign of a difference: arith
-// shift right by 31), and the tile is stored whole. The first and last
-// rows' groups keep the masked loads and stores.
-// CHECK-LABEL: func.func @direct_conv_interior(
-//       CHECK:   scf.for %{{.*}} = %c0{{.*}} to %c32{{.*}} step %c16{{.*}} {
-//       CHECK:     vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<768xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
-//       CHECK:     vector.maskedstore
-//       CHECK:   scf.for %{{.*}} = %c32{{.*}} to %c96{{.*}} step %c16{{.*}} {
-//       CHECK:     arith.shrsi %{{.*}}, %{{.*}} : vector<8xi32>
-//       CHECK:     scf.for %{{.*}} iter_args(
-//   CHECK-NOT:     vector.maskedload
-//       CHECK:       %[[X:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<768xf32>, vector<8xf32>
-//       CHECK:       %[[I:.*]] = arith.bitcast %[[X]] : vector<8xf32> to vector<8xi32>
-//       CHECK:       arith.andi %[[I]], %{{.*}} : vector<8xi32>
-//       CHECK:       vector.fma
-//   CHECK-NOT:     vector.maskedstore
-//       CHECK:     vector.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<2x4x128xf32>, vector<8xf32>
-//   CHECK-NOT:     vector.maskedload
-//       CHECK:   scf.for %{{.*}} = %c96{{.*}} to %c128{{.*}} step %c16{{.*}} {
-//       CHECK:     vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<768xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
-func.func @direct_conv_interior(%w: tensor<4x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x8x16xf32> {soma.input = "x"}) -> (tensor<2x4x8x16xf32> {soma.output = "y"}) {
-  %0 = soma.fusion "contraction"(%w, %x) : (tensor<4x3x3x3xf32>, tensor<2x3x8x16xf32>) -> tensor<2x4x8x16xf32> {
-  ^bb0(%a: tensor<4x3x3x3xf32>, %b: tensor<2x3x8x16xf32>):
-    %1 = soma.reshape %a {shape = array<i64: 1, 1, 4, 27>} : tensor<4x3x3x3xf32> -> tensor<1x1x4x27xf32>
-    %2 = soma.broadcast_to %1 {shape = array<i64: 2, 1, 4, 27>} : tensor<1x1x4x27xf32> -> tensor<2x1x4x27xf32>
-    %3 = soma.reshape %2 {shape = array<i64: 2, 4, 27>} : tensor<2x1x4x27xf32> -> tensor<2x4x27xf32>
-    %4 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 1, 1>} : tensor<2x3x8x16xf32> -> tensor<27x256xf32>
-    %5 = soma.reshape %4 {shape = array<i64: 1, 27, 2, 128>} : tensor<27x256xf32> -> tensor<1x27x2x128xf32>
-    %6 = soma.transpose %5 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x128xf32> -> tensor<2x1x27x128xf32>
-    %7 = soma.reshape %6 {shape = array<i64: 2, 27, 128>} : tensor<2x1x27x128xf32> -> tensor<2x27x128xf32>
-    %8 = soma.matmul %3, %7 : (tensor<2x4x27xf32>, tensor<2x27x128xf32>) -> tensor<2x4x128xf32>
-    %9 = soma.reshape %8 {shape = array<i64: 2, 4, 8, 16>} : tensor<2x4x128xf32> -> tensor<2x4x8x16xf32>
-    soma.yield %9 : tensor<2x4x8x16xf32>
-  }
-  return %0 : tensor<2x4x8x16xf32>
-}
-
-// -----
-
 // With 8 filters, the same "valid" convolution has its vectors along the
 // filters: the filters transposed once (32 x 8 on the stack, whole blocks
 // of 8), each tile

@@ -46,6 +46,10 @@ struct GemmConfig {
   int64_t macs_per_point = 8;          // multiply-adds per point of the grain
   int64_t min_units = 8;               // units for the threads to share
   int64_t threads = 0;                 // the threads the units are cut for (0: unknown)
+  /// A direct convolution of at least this many multiply-adds (N K R P)
+  /// computes its interior groups without masks (DirectConv.cpp): a second
+  /// copy of its register tile, which costs compile time.
+  int64_t conv_interior_work = int64_t{1} << 27;
   /// The blocking for vector registers of `vectorWidth` floats: 4 (SSE,
   /// NEON: 16 registers), 8 (AVX2: 16 registers), 16 (AVX-512: 32).
   static GemmConfig forVectorWidth(int64_t vectorWidth);
