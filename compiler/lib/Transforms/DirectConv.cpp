@@ -778,7 +778,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   // Only for convolutions of at least cfg.conv_interior_work multiply-adds:
   // the interior tile is a second copy of the tile, unrolled over the taps,
   // and made LeNet-5's training step compile 20% longer (0.71-0.75 ->
-  // 0.91-0.95 s, its first layer) and ResNet-8's 2.3 -> 2.8 s, for at most
+  // 0.91-0.95 s, its first layer) and ResNet-8's 2.5 -> 2.8 s, for at most
   // 1% on their layers (in-process A/B, 1 thread: ResNet-8's 16 x 32 x 32
   // layer 0.575 -> 0.568 ms, 32 x 16 x 16 0.567 -> 0.565, 64 x 8 x 8
   // 0.544 -> 0.541; the ResNet 64 x 56 x 56 layer level, VGG's 128 x 56 x
