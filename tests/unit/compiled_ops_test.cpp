@@ -467,9 +467,10 @@ TEST(CompiledModel, PerfMapNamesEveryKernel) {
   for (size_t i = 0; i < ranges.size(); ++i) {
     names.insert(std::get<2>(ranges[i]));
     EXPECT_GT(std::get<1>(ranges[i]), 0u) << std::get<2>(ranges[i]);
-    if (i + 1 < ranges.size())
+    if (i + 1 < ranges.size()) {
       EXPECT_LE(std::get<0>(ranges[i]) + std::get<1>(ranges[i]), std::get<0>(ranges[i + 1]))
           << std::get<2>(ranges[i]) << " overlaps " << std::get<2>(ranges[i + 1]);
+    }
   }
   for (const char *kernel : {"mlp", "mlp_gemm0", "mlp_gemm1", "mlp_gemm2"})
     EXPECT_TRUE(names.count(kernel)) << kernel << " in\n" << map;

@@ -453,8 +453,9 @@ TEST(Autodiff, GradientsAloneDropTheForwardWork) {
     EXPECT_EQ(got.size(), outputs ? 4u : 2u);
     for (auto &[name, value] : want) {
       EXPECT_EQ(got.count(name), 1u) << name;
-      if (got.count(name))
+      if (got.count(name)) {
         EXPECT_TRUE(test::allClose(got[name], value, 1e-4)) << name;
+      }
     }
     std::string fused = read_file(dir / "20-fused.mlir");
     EXPECT_EQ(count(fused, "soma.reduce_sum "), outputs ? 1 : 0); // sum(y * grad_y)

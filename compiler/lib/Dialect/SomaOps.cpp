@@ -293,9 +293,11 @@ LogicalResult OneHotOp::inferReturnTypes(MLIRContext *ctx, std::optional<Locatio
     return failure();
   if (t->getRank() != 1 || !t->getElementType().isInteger())
     return fail(loc, "one_hot", "labels must be [N] i32 or i64, got " + typeStr(*t));
-  if (adaptor.getClasses() < 1)
-    return fail(loc, "one_hot", "classes must be >= 1, got " + Twine(adaptor.getClasses()));
-  results.push_back(RankedTensorType::get({t->getDimSize(0), adaptor.getClasses()}, Float32Type::get(ctx)));
+  // The attribute is an I64Attr, read back unsigned: -1 would be 2^64 - 1.
+  auto classes = static_cast<int64_t>(adaptor.getClasses());
+  if (classes < 1)
+    return fail(loc, "one_hot", "classes must be >= 1, got " + Twine(classes));
+  results.push_back(RankedTensorType::get({t->getDimSize(0), classes}, Float32Type::get(ctx)));
   return success();
 }
 
@@ -1134,7 +1136,7 @@ SOMA_VJP(PadOp) { // the padded interior: a strided slice
 SOMA_VJP(SoftmaxOp) { // dx = y (g - sum(g y, axis))
   Location l = getLoc();
   Value y = getResult(), g = resultGrads[0];
-  int64_t axes[] = {getAxis()};
+  int64_t axes[] = {static_cast<int64_t>(getAxis())};
   Value s = b.create<ReduceSumOp>(l, mul(b, l, g, y), b.getDenseI64ArrayAttr(axes), b.getBoolAttr(true));
   operandGrads.push_back(mul(b, l, y, sub(b, l, g, s)));
   return success();
@@ -1142,7 +1144,7 @@ SOMA_VJP(SoftmaxOp) { // dx = y (g - sum(g y, axis))
 SOMA_VJP(LogSoftmaxOp) { // dx = g - softmax(x) sum(g, axis)
   Location l = getLoc();
   Value g = resultGrads[0];
-  int64_t axes[] = {getAxis()};
+  int64_t axes[] = {static_cast<int64_t>(getAxis())};
   Value s = b.create<ReduceSumOp>(l, g, b.getDenseI64ArrayAttr(axes), b.getBoolAttr(true));
   operandGrads.push_back(sub(b, l, g, mul(b, l, b.create<ExpOp>(l, getResult()), s)));
   return success();

@@ -632,3 +632,26 @@ func.func @max_pool2d_grad_shapes(%x: tensor<1x1x4x4xf32>, %y: tensor<1x1x2x2xf3
   %0 = soma.max_pool2d_grad %x, %y, %g {kernel = array<i64: 2, 2>} : (tensor<1x1x4x4xf32>, tensor<1x1x2x2xf32>, tensor<1x1x2x3xf32>) -> tensor<1x1x4x4xf32>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// one_hot
+//===----------------------------------------------------------------------===//
+
+// The attribute is read back unsigned; -1 must not pass as 2^64 - 1.
+func.func @one_hot_negative_classes(%l: tensor<4xi32>) {
+  // expected-error @+2 {{one_hot: classes must be >= 1, got -1}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.one_hot %l {classes = -1 : i64} : tensor<4xi32> -> tensor<4x3xf32>
+  return
+}
+
+// -----
+
+func.func @one_hot_labels_rank(%l: tensor<4x2xi32>) {
+  // expected-error @+2 {{one_hot: labels must be [N] i32 or i64, got i32[4,2]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.one_hot %l {classes = 3 : i64} : tensor<4x2xi32> -> tensor<4x3xf32>
+  return
+}
