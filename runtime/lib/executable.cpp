@@ -6,10 +6,13 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <pthread.h>
+
 // libomp's own interface (the compiled kernels run on libomp's threads).
 extern "C" int kmp_get_blocktime(void);
 extern "C" void kmp_set_blocktime(int msec);
 extern "C" int omp_get_max_threads(void);
+extern "C" size_t kmp_get_stacksize_s(void);
 
 namespace soma {
 
@@ -114,6 +117,57 @@ Executable::Executable(Signature signature, PackedFn fn, std::shared_ptr<void> o
   workspace_ = std::shared_ptr<std::byte>(static_cast<std::byte *>(p), [](std::byte *q) { std::free(q); });
 }
 
+namespace {
+std::string mib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+/// The lowest address of the running thread's stack (0 if unknown), found
+/// once per thread: for the main thread glibc reads /proc/self/maps.
+uintptr_t stackLow() {
+  thread_local const uintptr_t low = [] {
+    pthread_attr_t attr;
+    void *addr = nullptr;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+      if (pthread_attr_getstack(&attr, &addr, &size) != 0)
+        addr = nullptr;
+      pthread_attr_destroy(&attr);
+    }
+    return reinterpret_cast<uintptr_t>(addr);
+  }();
+  return low;
+}
+
+/// The compiled code keeps its scratch on the stacks of the threads that
+/// run it (Signature::stack_bytes); a stack too small for it would end
+/// the program with SIGSEGV, so this says so first.
+void checkStack(const Signature &sig) {
+  if (sig.stack_bytes <= 0)
+    return;
+  const auto need = static_cast<uintptr_t>(sig.stack_bytes);
+  char here;
+  uintptr_t low = stackLow(), sp = reinterpret_cast<uintptr_t>(&here);
+  if (low && sp > low && sp - low < need)
+    throw Error("'" + sig.name + "' needs about " + mib(sig.stack_bytes) +
+                " of stack for its scratch (packed GEMM panels, convolution masks), and the calling thread has " +
+                mib(static_cast<int64_t>(sp - low)) +
+                " left: call it from a thread with a larger stack (the main thread's is `ulimit -s`, 8 MiB by "
+                "default; a std::thread's 8 MiB)");
+  if (omp_get_max_threads() > 1) {
+    size_t worker = kmp_get_stacksize_s();
+    if (worker > 0 && worker < need)
+      throw Error("'" + sig.name + "' needs about " + mib(sig.stack_bytes) +
+                  " of stack for its scratch on every OpenMP thread, and OpenMP's threads have " +
+                  mib(static_cast<int64_t>(worker)) + " (OMP_STACKSIZE): set OMP_STACKSIZE=" +
+                  std::to_string((sig.stack_bytes + (1 << 20) - 1) >> 20) + "M or more, or run on one thread "
+                  "(OMP_NUM_THREADS=1)");
+  }
+}
+} // namespace
+
 static void check(const char *role, const std::vector<TensorSpec> &specs,
                   std::span<const Array> arrays) {
   if (arrays.size() != specs.size())
@@ -139,6 +193,7 @@ void Executable::call(std::span<const Array> inputs, std::span<const Array> para
                       std::span<const Array> states, std::span<Array> outputs) {
   if (!fn_)
     throw Error("calling an empty Executable");
+  checkStack(sig_);
   check("input", sig_.inputs, inputs);
   check("parameter", sig_.params, params);
   check("state", sig_.states, states);

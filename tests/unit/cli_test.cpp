@@ -435,6 +435,23 @@ TEST_F(Cli, ABadSpinSettingIsReportedAndIgnored) {
   EXPECT_TRUE(std::filesystem::exists(path("o/y.npy")));
 }
 
+// OpenMP's threads made with less stack than the compiled code needs: an
+// error naming OMP_STACKSIZE and the size to set, not SIGSEGV.
+TEST_F(Cli, OpenMPThreadsWithTooSmallAStack) {
+  ASSERT_EQ(soma("export mlp -o " + path("mlp.mlir"), *dir).code, 0);
+  write_npy(path("x.npy"), test::randomF32({64, 784}, 0, 1, 3));
+  std::string run = std::string(SOMA_CLI) + " run " + path("mlp.mlir") + " --input x=" + path("x.npy") +
+                    " --output-dir " + path("o");
+  expectError(sh("OMP_STACKSIZE=64K OMP_NUM_THREADS=2 " + run, *dir), 1,
+              {"'mlp' needs about", "OpenMP's threads have 0.06 MiB (OMP_STACKSIZE): set OMP_STACKSIZE=",
+               "OMP_NUM_THREADS=1"});
+  EXPECT_FALSE(std::filesystem::exists(path("o/logits.npy")));
+  // On one thread the workers' stacks do not matter.
+  Result one = sh("OMP_STACKSIZE=64K OMP_NUM_THREADS=1 " + run, *dir);
+  EXPECT_EQ(one.code, 0) << one.err;
+  EXPECT_TRUE(std::filesystem::exists(path("o/logits.npy")));
+}
+
 } // namespace
 
 namespace {

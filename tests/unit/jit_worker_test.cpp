@@ -94,6 +94,7 @@ TEST_F(JitWorkerTest, MakesTheObjectsThisProcessMakes) {
   CachedObject local = compileObjects(*g.impl()->module, DumpConfig{}, 3, Mode::eval, 3);
   EXPECT_EQ(remote->signature.name, local.signature.name);
   EXPECT_EQ(remote->signature.workspace_bytes, local.signature.workspace_bytes);
+  EXPECT_EQ(remote->signature.stack_bytes, local.signature.stack_bytes);
   ASSERT_EQ(remote->objects.size(), local.objects.size());
   for (size_t i = 0; i < local.objects.size(); ++i)
     EXPECT_TRUE(remote->objects[i] == local.objects[i]) << "object " << i << " differs";

@@ -254,6 +254,7 @@ TEST_F(ObjectCacheTest, EntriesRoundTripTheSignature) {
   e.signature.state_init = {0.25};
   e.signature.outputs = {{"o", DType::i64, {1, 2, 3}}};
   e.signature.workspace_bytes = 4096;
+  e.signature.stack_bytes = 1115648;
   e.objects = {std::string("\x7f" "ELF\0 object bytes", 17), "a second piece"};
   std::string key(64, 'a');
   CachedObject back = parseCachedObject(key, serializeCachedObject(key, e));
@@ -269,6 +270,7 @@ TEST_F(ObjectCacheTest, EntriesRoundTripTheSignature) {
   EXPECT_EQ(s.state_init, std::vector<double>{0.25});
   EXPECT_EQ(s.outputs[0].dtype, DType::i64);
   EXPECT_EQ(s.workspace_bytes, 4096);
+  EXPECT_EQ(s.stack_bytes, 1115648);
   EXPECT_SOMA_ERROR(parseCachedObject(std::string(64, 'b'), serializeCachedObject(key, e)), "another key");
 }
 

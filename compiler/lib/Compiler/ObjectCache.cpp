@@ -31,7 +31,7 @@ namespace soma {
 namespace {
 
 /// Bump when the entry format or anything the key does not cover changes.
-constexpr uint32_t kFormatVersion = 2; // 2: several objects per entry
+constexpr uint32_t kFormatVersion = 3; // 2: several objects per entry; 3: stack_bytes
 constexpr char kMagic[8] = {'S', 'O', 'M', 'A', 'O', 'B', 'J', '\n'};
 constexpr size_t kHashBytes = 32;
 
@@ -242,6 +242,7 @@ std::string serializeCachedObject(const std::string &key, const CachedObject &en
     payload.u64(bits);
   }
   payload.u64(static_cast<uint64_t>(sig.workspace_bytes));
+  payload.u64(static_cast<uint64_t>(sig.stack_bytes));
   payload.u64(entry.objects.size());
   for (const std::string &object : entry.objects)
     payload.str(object);
@@ -298,6 +299,7 @@ CachedObject parseCachedObject(const std::string &key, const std::string &bytes)
     sig.state_init.push_back(v);
   }
   sig.workspace_bytes = static_cast<int64_t>(in.u64());
+  sig.stack_bytes = static_cast<int64_t>(in.u64());
   uint64_t objects = in.count(sizeof(uint64_t));
   for (uint64_t i = 0; i < objects; ++i) {
     entry.objects.push_back(in.str());

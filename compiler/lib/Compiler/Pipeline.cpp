@@ -439,6 +439,97 @@ static Signature signatureOf(func::FuncOp kernel) {
   return sig;
 }
 
+/// The bytes of a static memref.alloca as LLVM lays it out (64-byte
+/// aligned); a vector of n b-bit lanes takes n * b bits rounded up to a
+/// power of two bytes (the window masks are vector<16xi1>: 2 bytes).
+static int64_t allocaBytes(memref::AllocaOp a) {
+  MemRefType t = a.getType();
+  if (!t.hasStaticShape())
+    return 1 << 20; // soma's passes make none; a guess
+  Type e = t.getElementType();
+  int64_t bytes = 8; // an index or a pointer
+  if (auto v = dyn_cast<VectorType>(e))
+    bytes = static_cast<int64_t>(llvm::PowerOf2Ceil((v.getNumElements() * v.getElementTypeBitWidth() + 7) / 8));
+  else if (e.isIntOrFloat())
+    bytes = static_cast<int64_t>(llvm::PowerOf2Ceil((e.getIntOrFloatBitWidth() + 7) / 8));
+  return (t.getNumElements() * bytes + 63) / 64 * 64;
+}
+
+namespace {
+/// The stack the planned module's code may use (see stackBytesOf).
+class StackNeed {
+public:
+  explicit StackNeed(ModuleOp m) : symbols_(m) {}
+
+  /// The most `fn` and what it calls may have on the stack at once.
+  int64_t of(func::FuncOp fn) {
+    auto [it, fresh] = memo_.try_emplace(fn, 0);
+    if (!fresh)
+      return it->second; // done, or on the call path (soma makes no recursion)
+    int64_t n = region(fn.getBody()).peak;
+    memo_[fn] = n;
+    return n;
+  }
+
+private:
+  struct Use {
+    int64_t peak = 0;     // the most at once
+    int64_t residual = 0; // still allocated at the end
+  };
+  /// Walks each block in order: an alloca adds its bytes until a stack
+  /// restore to a save made before it (the GEMM's and the convolutions'
+  /// units) or the function's return; a call adds the callee's need for
+  /// its duration; a nested region (a loop body, counted once) adds its
+  /// peak while it runs and what it leaves allocated after.
+  Use region(Region &r) {
+    Use out;
+    for (Block &block : r) {
+      int64_t live = 0, peak = 0;
+      llvm::DenseMap<Value, int64_t> saved;
+      for (Operation &op : block) {
+        if (auto a = dyn_cast<memref::AllocaOp>(op)) {
+          live += allocaBytes(a);
+        } else if (auto save = dyn_cast<LLVM::StackSaveOp>(op)) {
+          saved[save.getResult()] = live;
+        } else if (auto restore = dyn_cast<LLVM::StackRestoreOp>(op)) {
+          if (auto it = saved.find(restore.getOperand()); it != saved.end())
+            live = std::min(live, it->second);
+        } else if (auto call = dyn_cast<func::CallOp>(op)) {
+          if (auto callee = symbols_.lookup<func::FuncOp>(call.getCallee()); callee && !callee.isDeclaration())
+            peak = std::max(peak, live + of(callee));
+        } else {
+          int64_t left = 0;
+          for (Region &nested : op.getRegions()) {
+            Use u = region(nested);
+            peak = std::max(peak, live + u.peak);
+            left += u.residual;
+          }
+          live += left;
+        }
+        peak = std::max(peak, live);
+      }
+      out.peak = std::max(out.peak, peak);
+      out.residual = std::max(out.residual, live);
+    }
+    return out;
+  }
+
+  SymbolTable symbols_;
+  llvm::DenseMap<Operation *, int64_t> memo_;
+};
+} // namespace
+
+/// The stack the kernel's code may use on the calling thread: its scratch
+/// (the static allocas: a GEMM unit's packed panels, a direct
+/// convolution's window masks and transposed blocks), the most of it live
+/// at once along any call path, plus 64 KiB for frames, spills and libomp.
+/// An OpenMP worker runs a part of some function's body, so the same
+/// bound holds for it.
+static int64_t stackBytesOf(ModuleOp m, func::FuncOp kernel) {
+  constexpr int64_t kStackMargin = 64 << 10;
+  return StackNeed(m).of(kernel) + kStackMargin;
+}
+
 int64_t vectorWidthOf(const llvm::TargetMachine &tm) {
   const llvm::MCSubtargetInfo *sti = tm.getMCSubtargetInfo();
   if (sti->checkFeatures("+avx512f"))
@@ -496,6 +587,7 @@ LoweredModule lowerAndPlan(ModuleOp graphModule, const DumpConfig &dump, Mode mo
   if (!kernel)
     throw Error("lowering produced no kernel function");
   out.signature = signatureOf(kernel);
+  out.signature.stack_bytes = stackBytesOf(m, kernel);
   if (dump.report)
     if (CompileReport::Function *f = reportEntry(dump.report, firstEntry, kernel.getSymName()))
       memoryNumbers(kernel, *f);
@@ -1169,13 +1261,17 @@ std::string aotHeader(const Signature &sig, const std::vector<size_t> &offsets,
     << " * with " << fn << "_load_weights), then the outputs, then a workspace of\n"
     << " * " << FN << "_WORKSPACE_BYTES bytes aligned to " << FN << "_WORKSPACE_ALIGNMENT.\n"
     << " * Link the object with libomp (-lomp) and libm. Calls are not reentrant\n"
-    << " * on the same workspace.\n"
+    << " * on the same workspace. The code keeps scratch on the stack: the calling\n"
+    << " * thread and each OpenMP worker need " << FN << "_STACK_BYTES of free stack\n"
+    << " * (a program's main thread has 8 MiB on Debian, libomp's workers\n"
+    << " * OMP_STACKSIZE).\n"
     << " */\n"
     << "#ifndef SOMA_AOT_" << FN << "_H\n#define SOMA_AOT_" << FN << "_H\n\n"
     << "#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n\n"
     << "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
     << "#define " << FN << "_WORKSPACE_BYTES " << std::max<int64_t>(sig.workspace_bytes, 0) << "\n"
-    << "#define " << FN << "_WORKSPACE_ALIGNMENT 64\n\n";
+    << "#define " << FN << "_WORKSPACE_ALIGNMENT 64\n"
+    << "#define " << FN << "_STACK_BYTES " << std::max<int64_t>(sig.stack_bytes, 0) << "\n\n";
   auto numel = [](const TensorSpec &s) { return soma::numel(s.shape); };
   auto describe = [&](const char *role, const TensorSpec &s, const std::string &id) {
     std::string shape = "{";

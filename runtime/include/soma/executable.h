@@ -27,6 +27,12 @@ struct Signature {
   std::vector<TensorSpec> inputs, params, states, outputs;
   std::vector<double> state_init; // one per state
   int64_t workspace_bytes = 0;
+  /// The stack the compiled code may use on the calling thread and on each
+  /// OpenMP worker: its scratch buffers (a GEMM's packed panels, a direct
+  /// convolution's window masks) live there, plus a margin for frames.
+  /// Executable::call checks both before it runs the code; 0 means unknown
+  /// and is not checked.
+  int64_t stack_bytes = 0;
 
   /// Index of the input/param/output named `name`, or -1.
   int find_input(const std::string &name) const;
