@@ -124,21 +124,27 @@ std::string mib(int64_t bytes) {
   return buf;
 }
 
-/// The lowest address of the running thread's stack (0 if unknown), found
-/// once per thread: for the main thread glibc reads /proc/self/maps.
-uintptr_t stackLow() {
-  thread_local const uintptr_t low = [] {
+/// The running thread's stack, [low, high) (both 0 if unknown), found once
+/// per thread: for the main thread glibc reads /proc/self/maps.
+struct StackRange {
+  uintptr_t low = 0, high = 0;
+};
+StackRange threadStack() {
+  thread_local const StackRange range = [] {
+    StackRange r;
     pthread_attr_t attr;
     void *addr = nullptr;
     size_t size = 0;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-      if (pthread_attr_getstack(&attr, &addr, &size) != 0)
-        addr = nullptr;
+      if (pthread_attr_getstack(&attr, &addr, &size) == 0 && addr) {
+        r.low = reinterpret_cast<uintptr_t>(addr);
+        r.high = r.low + size;
+      }
       pthread_attr_destroy(&attr);
     }
-    return reinterpret_cast<uintptr_t>(addr);
+    return r;
   }();
-  return low;
+  return range;
 }
 
 /// The compiled code keeps its scratch on the stacks of the threads that
@@ -148,11 +154,14 @@ void checkStack(const Signature &sig) {
   if (sig.stack_bytes <= 0)
     return;
   const auto need = static_cast<uintptr_t>(sig.stack_bytes);
-  char here;
-  uintptr_t low = stackLow(), sp = reinterpret_cast<uintptr_t>(&here);
-  if (low && sp > low && sp - low < need)
+  // (Not checked when the frame is not on the thread's stack: a fiber, a
+  // signal stack, a sanitizer's fake stack.)
+  StackRange stack = threadStack();
+  auto sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  const uintptr_t low = stack.low;
+  if (low && sp > low && sp < stack.high && sp - low < need)
     throw Error("'" + sig.name + "' needs about " + mib(sig.stack_bytes) +
-                " of stack for its scratch (packed GEMM panels, convolution masks), and the calling thread has " +
+                " of stack for its scratch (packed GEMM panels, convolution blocks and masks), and the calling thread has " +
                 mib(static_cast<int64_t>(sp - low)) +
                 " left: call it from a thread with a larger stack (the main thread's is `ulimit -s`, 8 MiB by "
                 "default; a std::thread's 8 MiB)");

@@ -9,6 +9,8 @@
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Interfaces/LoopLikeInterface.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Export.h"
@@ -479,8 +481,8 @@ private:
   /// Walks each block in order: an alloca adds its bytes until a stack
   /// restore to a save made before it (the GEMM's and the convolutions'
   /// units) or the function's return; a call adds the callee's need for
-  /// its duration; a nested region (a loop body, counted once) adds its
-  /// peak while it runs and what it leaves allocated after.
+  /// its duration; a nested region adds its peak while it runs and what
+  /// it leaves allocated after (a loop body must leave nothing).
   Use region(Region &r) {
     Use out;
     for (Block &block : r) {
@@ -497,13 +499,22 @@ private:
         } else if (auto call = dyn_cast<func::CallOp>(op)) {
           if (auto callee = symbols_.lookup<func::FuncOp>(call.getCallee()); callee && !callee.isDeclaration())
             peak = std::max(peak, live + of(callee));
-        } else {
+        } else if (op.getNumRegions() > 0) {
+          // (The regions of an scf.if are alternatives; an
+          // execute_region's runs once.)
           int64_t left = 0;
           for (Region &nested : op.getRegions()) {
             Use u = region(nested);
             peak = std::max(peak, live + u.peak);
-            left += u.residual;
+            left = std::max(left, u.residual);
           }
+          // A loop body that leaves stack allocated grows the stack on
+          // every iteration: no bound holds, and soma's passes make none.
+          if (left > 0 && (isa<LoopLikeOpInterface>(op) || isa<scf::WhileOp>(op)))
+            throw Error("internal error: a '" + op.getName().getStringRef().str() +
+                        "' loop allocates stack on every iteration (" + std::to_string(left) +
+                        " bytes without a stack restore) in '" +
+                        op.getParentOfType<func::FuncOp>().getSymName().str() + "'");
           live += left;
         }
         peak = std::max(peak, live);

@@ -29,7 +29,8 @@ struct Signature {
   int64_t workspace_bytes = 0;
   /// The stack the compiled code may use on the calling thread and on each
   /// OpenMP worker: its scratch buffers (a GEMM's packed panels, a direct
-  /// convolution's window masks) live there, plus a margin for frames.
+  /// convolution's window masks and blocks) live there, plus a margin for
+  /// frames.
   /// Executable::call checks both before it runs the code; 0 means unknown
   /// and is not checked.
   int64_t stack_bytes = 0;
