@@ -159,20 +159,20 @@ void checkStack(const Signature &sig) {
   StackRange stack = threadStack();
   auto sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   const uintptr_t low = stack.low;
+  auto needs = [&] { // (the start of either message; built only to throw)
+    return "'" + sig.name + "' needs about " + mib(sig.stack_bytes) +
+           " of stack for its scratch (packed GEMM panels, convolution blocks and masks)";
+  };
   if (low && sp > low && sp < stack.high && sp - low < need)
-    throw Error("'" + sig.name + "' needs about " + mib(sig.stack_bytes) +
-                " of stack for its scratch (packed GEMM panels, convolution blocks and masks), and the calling thread has " +
-                mib(static_cast<int64_t>(sp - low)) +
+    throw Error(needs() + ", and the calling thread has " + mib(static_cast<int64_t>(sp - low)) +
                 " left: call it from a thread with a larger stack (the main thread's is `ulimit -s`, 8 MiB by "
                 "default; a std::thread's 8 MiB)");
   if (omp_get_max_threads() > 1) {
     size_t worker = kmp_get_stacksize_s();
     if (worker > 0 && worker < need)
-      throw Error("'" + sig.name + "' needs about " + mib(sig.stack_bytes) +
-                  " of stack for its scratch on every OpenMP thread, and OpenMP's threads have " +
-                  mib(static_cast<int64_t>(worker)) + " (OMP_STACKSIZE): set OMP_STACKSIZE=" +
-                  std::to_string((sig.stack_bytes + (1 << 20) - 1) >> 20) + "M or more, or run on one thread "
-                  "(OMP_NUM_THREADS=1)");
+      throw Error(needs() + " on every OpenMP thread, and OpenMP's threads have " + mib(static_cast<int64_t>(worker)) +
+                  " (OMP_STACKSIZE): set OMP_STACKSIZE=" + std::to_string((sig.stack_bytes + (1 << 20) - 1) >> 20) +
+                  "M or more, or run on one thread (OMP_NUM_THREADS=1)");
   }
 }
 } // namespace

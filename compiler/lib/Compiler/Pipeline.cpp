@@ -446,8 +446,13 @@ static Signature signatureOf(func::FuncOp kernel) {
 /// power of two bytes (the window masks are vector<16xi1>: 2 bytes).
 static int64_t allocaBytes(memref::AllocaOp a) {
   MemRefType t = a.getType();
-  if (!t.hasStaticShape())
-    return 1 << 20; // soma's passes make none; a guess
+  if (!t.hasStaticShape()) { // (soma's passes make none)
+    std::string type;
+    llvm::raw_string_ostream os(type);
+    t.print(os);
+    throw Error("internal error: an alloca of unknown size, " + type + ", in '" +
+                a->getParentOfType<func::FuncOp>().getSymName().str() + "': no bound on the stack it uses");
+  }
   Type e = t.getElementType();
   int64_t bytes = 8; // an index or a pointer
   if (auto v = dyn_cast<VectorType>(e))

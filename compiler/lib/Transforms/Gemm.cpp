@@ -187,6 +187,9 @@ struct GemmEmitter {
   /// 0.515; 1024^3, with 1032 rows per unit, was 2.5% slower and keeps
   /// packing.
   bool bInPlace() const { return static_cast<bool>(bFlat); }
+  /// The register tile reads A where it is stored (aFlat, aCols) or from a
+  /// copy of its rows (aCopy), not from packed panels.
+  bool aUnpacked() const { return aFlat || aCopy || aCols; }
 
   /// Element (b, i, j) of a stored operand.
   Value load(OpBuilder &nb, const GemmOperand &op, Value bIdx, Value i, Value j) {
@@ -780,7 +783,7 @@ struct GemmEmitter {
     } else {
       flatC = noFlat; // (mode 0: the tile does not touch it)
     }
-    if (aFlat || aCopy || aCols) { // A in place: aBase is the offset of (m, k0), in A or in its copy (Ap)
+    if (aUnpacked()) { // A in place: aBase is the offset of (m, k0), in A or in its copy (Ap)
       Value flatB = bInPlace() ? Bp
                                : nb.create<memref::ReinterpretCastOp>(loc, flatType(), Bp, /*offset=*/0,
                                                                       ArrayRef<int64_t>{kFlat}, ArrayRef<int64_t>{1});
@@ -864,7 +867,7 @@ struct GemmEmitter {
             loc, flatType(),
             sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * aStride()}, f32), sb.getI64IntegerAttr(64)),
             /*offset=*/0, ArrayRef<int64_t>{kFlat}, ArrayRef<int64_t>{1});
-      else if (!aFlat && !aCols)
+      else if (!aUnpacked())
         Ap = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.mc * cfg.kc}, f32), sb.getI64IntegerAttr(64));
       // B's packed panels, or B itself (its flat view) when read in place.
       Value Bp = bInPlace() ? bFlat
@@ -875,7 +878,7 @@ struct GemmEmitter {
       Scratch S;
       // (The VL x VL scratch of the packing along k: computed operands, and
       // stored ones without a flat view.)
-      if (parts || (!aFlat && !aCopy && !aCols && !ta) || (tb && !bAlongK))
+      if (parts || (!aUnpacked() && !ta) || (tb && !bAlongK))
         S.T = sb.create<memref::AllocaOp>(loc, MemRefType::get({cfg.vl * cfg.vl}, f32), sb.getI64IntegerAttr(64));
       if (parts) {
         auto scratch = [&](int64_t n, Type t) {
@@ -895,7 +898,7 @@ struct GemmEmitter {
           Value i1 = min(ib, add(ib, i0, idx(ib, MC)), m1);
           if (aCopy)
             copyRows(ib, Ap, bIdx, pc, kc, i0, i1);
-          else if (!aFlat && !aCols)
+          else if (!aUnpacked())
             pack(ib, A, Value(), /*kRows=*/ta, cfg.mr, Ap, S, bIdx, pc, kc, i0, i1);
           blockLoop(ib, idx(ib, 0), sub(ib, n1, n0), NR, [&](OpBuilder &qb, Value qn) {
             // (B in place: the offset of its element (pc, n0 + qn).)
@@ -1096,7 +1099,7 @@ void emitGemm(ModuleOp module, OpBuilder &b, Location loc, const GemmOperand &A,
     e.aCols = flatView(A.memref);
   if (!B.parts && B.transposed)
     e.bAlongK = flatView(B.memref);
-  if (!B.parts && !B.transposed && (e.aFlat || e.aCopy || e.aCols) && e.N % e.cfg.nr == 0 && e.GR <= 6 * e.MC)
+  if (!B.parts && !B.transposed && e.aUnpacked() && e.N % e.cfg.nr == 0 && e.GR <= 6 * e.MC)
     e.bFlat = flatView(B.memref);
   // C (and the split's parts), for whole register blocks stored in place;
   // noFlat stands in for the tile's argument when C has no flat view.
