@@ -1973,13 +1973,23 @@ LogicalResult GraphLowering::run() {
   unsigned pos = 0;
   for (Operation &op : graph.getBody().front())
     position[&op] = pos++;
-  // Outputs: computed straight into their argument when possible.
+  // Outputs: computed straight into their argument when possible. An
+  // output that is a view (reshape, stop_gradient) of a computed value has
+  // that value computed into the argument, seen in the value's shape (a
+  // convolution's [N, K, OH * OW] product is its NCHW output): no copy.
+  b.setInsertionPointToStart(entry);
+  llvm::SmallDenseSet<unsigned> inPlaceOutputs;
   for (auto [k, j] : llvm::enumerate(outputs)) {
     Value v = ret.getOperand(j);
-    Operation *def = v.getDefiningOp();
-    if (!def || destinations.count(v) || isa<ReshapeOp, ConstantOp, StopGradientOp>(def))
-      continue; // arguments, views, constants and repeats are copied at the end
-    destinations[v] = entry->getArgument(firstOutput + k);
+    Value source = v;
+    while (source.getDefiningOp() && isa<ReshapeOp, StopGradientOp>(source.getDefiningOp()))
+      source = source.getDefiningOp()->getOperand(0);
+    Operation *def = source.getDefiningOp();
+    if (!def || destinations.count(source) || isa<ConstantOp>(def))
+      continue; // arguments, constants and repeats are copied at the end
+    Value arg = entry->getArgument(firstOutput + k);
+    destinations[source] = source == v ? arg : reshapeView(loc, arg, memrefOf(source.getType()));
+    inPlaceOutputs.insert(k);
   }
   // Updates: in place when the producer is in-place-able and every other
   // reader of the old value runs before it; otherwise through a temporary
@@ -1994,7 +2004,6 @@ LogicalResult GraphLowering::run() {
       destinations[v] = argBuffer[i];
   }
 
-  b.setInsertionPointToStart(entry);
   for (Operation &op : graph.getBody().front().without_terminator()) {
     if (op.getDialect() != ctx->getLoadedDialect<SomaDialect>())
       return op.emitOpError("is not a soma op; graphs contain only soma ops");
@@ -2004,7 +2013,7 @@ LogicalResult GraphLowering::run() {
   for (auto [k, j] : llvm::enumerate(outputs)) {
     Value v = ret.getOperand(j);
     Value dest = entry->getArgument(firstOutput + k);
-    if (buffers[v] != dest)
+    if (!inPlaceOutputs.contains(k))
       copy(ret.getLoc(), buffers[v], dest);
   }
   for (auto [j, i] : updateTarget) {

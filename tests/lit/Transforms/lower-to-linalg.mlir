@@ -676,7 +676,8 @@ func.func @bce(%p: tensor<3x4xf32> {soma.input = "p"}, %t: tensor<3x4xf32> {soma
 
 // Outputs that cannot be computed in place are copied at the end: an input
 // returned as an output, the second occurrence of a value returned twice
-// (copied from the first output), a reshape view and a constant.
+// (copied from the first output), a reshape view of a value already
+// computed into another output, and a constant.
 // CHECK-LABEL: func.func @copies(
 //  CHECK-SAME: %[[X:[a-z0-9]+]]: memref<4xf32> {soma.input = "x"},
 //  CHECK-SAME: %[[SAME:[a-z0-9]+]]: memref<4xf32> {soma.output = "same"},
@@ -701,6 +702,43 @@ func.func @copies(%x: tensor<4xf32> {soma.input = "x"})
   %1 = soma.reshape %0 {shape = array<i64: 2, 2>} : tensor<4xf32> -> tensor<2x2xf32>
   %2 = soma.constant dense<[3, 4]> : tensor<2xi32>
   return %x, %0, %0, %1, %2 : tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<2x2xf32>, tensor<2xi32>
+}
+
+// -----
+
+// An output that is a view (reshape, stop_gradient) of a computed value:
+// the value is computed into the output argument, seen in its own shape,
+// and not copied (a convolution's [N, K, OH * OW] product into its NCHW
+// output). Later readers of the value read the argument; none writes over
+// it.
+// CHECK-LABEL: func.func @output_view(
+//  CHECK-SAME: %[[X:[a-z0-9]+]]: memref<2x6xf32> {soma.input = "x"},
+//  CHECK-SAME: %[[R:[a-z0-9]+]]: memref<3x4xf32> {soma.output = "r"},
+//  CHECK-SAME: %[[S:[a-z0-9]+]]: memref<12xf32> {soma.output = "s"},
+//  CHECK-SAME: %[[T:[a-z0-9]+]]: memref<2x6xf32> {soma.output = "t"},
+//   CHECK-NOT: memref.alloc
+//       CHECK: %[[RF:.*]] = memref.collapse_shape %[[R]] {{\[}}[0, 1]] : memref<3x4xf32> into memref<12xf32>
+//  CHECK-NEXT: %[[RV:.*]] = memref.expand_shape %[[RF]] {{\[}}[0, 1]] output_shape [2, 6] : memref<12xf32> into memref<2x6xf32>
+//  CHECK-NEXT: %[[SV:.*]] = memref.expand_shape %[[S]] {{\[}}[0, 1]] output_shape [2, 6] : memref<12xf32> into memref<2x6xf32>
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[X]] : memref<2x6xf32>) outs(%[[RV]] : memref<2x6xf32>)
+//       CHECK: math.exp
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[X]] : memref<2x6xf32>) outs(%[[SV]] : memref<2x6xf32>)
+//       CHECK: arith.negf
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%[[RV]], %[[SV]] : memref<2x6xf32>, memref<2x6xf32>) outs(%[[T]] : memref<2x6xf32>)
+//   CHECK-NOT: linalg.copy
+//       CHECK: return
+func.func @output_view(%x: tensor<2x6xf32> {soma.input = "x"})
+    -> (tensor<3x4xf32> {soma.output = "r"}, tensor<12xf32> {soma.output = "s"}, tensor<2x6xf32> {soma.output = "t"}) {
+  %0 = soma.exp %x : tensor<2x6xf32>
+  %1 = soma.reshape %0 {shape = array<i64: 3, 4>} : tensor<2x6xf32> -> tensor<3x4xf32>
+  %2 = soma.neg %x : tensor<2x6xf32>
+  %3 = soma.stop_gradient %2 : tensor<2x6xf32>
+  %4 = soma.reshape %3 {shape = array<i64: 12>} : tensor<2x6xf32> -> tensor<12xf32>
+  %5 = soma.add %0, %2 : tensor<2x6xf32>, tensor<2x6xf32>
+  return %1, %4, %5 : tensor<3x4xf32>, tensor<12xf32>, tensor<2x6xf32>
 }
 
 // -----
