@@ -255,7 +255,12 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
   // "valid" ones: a grid of 36 x 64 pixels in two blocks of pixels (dy
   // spread over each block's grid in turn), and one whose spread dy would
   // not fit its 128 KiB of stack (64 filters, two images a block), which
-  // reads dy by expanding loads in the tiles.
+  // reads dy by expanding loads in the tiles. Then padded ones with vectors
+  // along the filters (at least VL filters, filling their vectors): 48
+  // filters over 40 columns, bands of 8 rows of dy with a partial one (20
+  // rows), in two parallel units; a 3 x 5 window with uneven padding (top
+  // 2, left 0, bottom 1, right 2), bands of 9 rows; and a small image in
+  // one band.
   struct Case {
     const char *name;
     Shape x, w;
@@ -268,7 +273,10 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
                         Case{"large", {1, 2, 256, 240}, {3, 2, 3, 3}, {1, 1, 1, 1}},
                         Case{"stride2", {40, 8, 7, 16}, {11, 8, 3, 3}, {1, 1, 1, 1}, 2},
                         Case{"valid_blocks", {2, 3, 40, 64}, {5, 3, 5, 5}, {0, 0, 0, 0}},
-                        Case{"valid_unspread", {4, 2, 30, 30}, {64, 2, 3, 3}, {0, 0, 0, 0}}}) {
+                        Case{"valid_unspread", {4, 2, 30, 30}, {64, 2, 3, 3}, {0, 0, 0, 0}},
+                        Case{"filters_same", {3, 4, 20, 40}, {48, 4, 3, 3}, {1, 1, 1, 1}},
+                        Case{"filters_uneven", {2, 3, 19, 37}, {48, 3, 3, 5}, {2, 0, 1, 2}},
+                        Case{"filters_one_band", {5, 7, 6, 9}, {32, 7, 3, 3}, {1, 1, 1, 1}}}) {
     Graph g("filtergrad");
     Tensor x = g.input("x", c.x);
     Tensor w = g.param("w", c.w, init::uniform(-1, 1));

@@ -137,7 +137,9 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
 /// has its vectors along the filters instead when they fill them better
 /// than the outputs fill the grid's (alongFilters): LeNet-5's second layer
 /// (16 filters; 10 outputs of every 14 grid pixels), forward pass and
-/// filter gradient.
+/// filter gradient. The filter gradient does so with padding too, when
+/// the filters fill their vectors at least as well (filterGradientAlongFilters:
+/// ResNet's and VGG's 3 x 3 layers).
 struct ConvGrid {
   int64_t kh = 0, kw = 0, pt = 0, pl = 0;
   int64_t oh = 0, ow = 0; ///< the output's height and width
@@ -150,8 +152,10 @@ struct ConvGrid {
   /// stack scratch within bounds (the transposed filters 1 MiB, a band of
   /// outputs 256 KiB).
   bool alongFilters(mlir::ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const;
-  /// Whether its filter gradient is: the same conditions, with the
-  /// transposed dy of an image and the parts each within 256 KiB.
+  /// Whether its filter gradient is: stride 1, K >= VL, K * W >= OW * VL *
+  /// ceil(K / VL) (padding allowed: each band of x's rows is copied
+  /// between zeros), and a row of transposed dy and a band of x's rows
+  /// within 64 KiB of stack each.
   bool filterGradientAlongFilters(mlir::ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const;
   /// The grid for a convolution of `x` ([N, C, H, W]) with these
   /// attributes and vectors of `vectorWidth` floats, or none when it does
