@@ -141,7 +141,8 @@ std::vector<AotCase> aotCases() {
   // Filter gradients, as the gradient has them (dy channel-major times the
   // columns of x, transposed; soma.im2col has no DSL function, so the
   // graph is text): a "valid" one with 20 filters (vectors along the
-  // filters) and a padded one with 6 (the grid).
+  // filters), a padded one with 6 (the grid), and a padded one with 16
+  // (vectors along the filters, x's rows copied between zeros).
   auto dw = [&](std::string name, int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t K, int64_t kh, int64_t kw,
                 int64_t pad) {
     const int64_t OH = H + 2 * pad - kh + 1, OW = W + 2 * pad - kw + 1, P = N * OH * OW, R = Cin * kh * kw;
@@ -170,6 +171,7 @@ std::vector<AotCase> aotCases() {
   };
   dw("filter_gradient_filters", 3, 2, 7, 12, 20, 3, 4, 0);
   dw("filter_gradient_grid", 2, 3, 6, 9, 6, 3, 3, 1);
+  dw("filter_gradient_filters_padded", 2, 3, 9, 11, 16, 3, 3, 1);
   return c;
 }
 
