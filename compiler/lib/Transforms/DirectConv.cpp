@@ -152,12 +152,27 @@ bool ConvGrid::alongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth)
   return R * KP * 4 <= (1 << 20) && band * 4 <= (256 << 10);
 }
 
+namespace {
+/// The filter gradient along the filters (KP filters, whole vectors of VL)
+/// works in bands of output rows whose transposed dy is at most 64 KiB
+/// (at least one row), and with padding copies each band's kh - 1 + rows
+/// rows of x (W wide) at a pitch of whole vectors: both on the stack.
+struct GradientBand {
+  int64_t rows, pitch;
+};
+GradientBand gradientBand(const ConvGrid &g, int64_t W, int64_t KP, int64_t VL) {
+  return {std::clamp<int64_t>((int64_t{64} << 10) / (g.ow * KP * 4), 1, g.oh),
+          g.unpadded ? W : (g.ow + g.kw - 1 + VL - 1) / VL * VL};
+}
+} // namespace
+
 bool ConvGrid::filterGradientAlongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const {
   const int64_t VL = vectorWidth, KP = (K + VL - 1) / VL * VL;
-  // Stack: a row of dy transposed, and with padding a band of x's rows
-  // (at most 64 KiB each).
-  return stride == 1 && K >= VL && K * x[3] >= ow * KP && ow * KP * 4 <= (64 << 10) &&
-         (unpadded || (kh + std::min<int64_t>(oh, (64 << 10) / (ow * KP * 4))) * (ow + kw - 1 + VL) * 4 <= (64 << 10));
+  if (stride != 1 || K < VL || K * x[3] < ow * KP || ow * KP * 4 > (64 << 10))
+    return false;
+  // (The copy of x's rows at most 64 KiB too.)
+  const GradientBand band = gradientBand(*this, x[3], KP, VL);
+  return unpadded || (band.rows + kh - 1) * band.pitch * 4 <= (64 << 10);
 }
 
 namespace {
@@ -1175,14 +1190,14 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
   // Bands of TB output rows, whose transposed dy (on the unit's stack) is
   // at most 64 KiB: LeNet-5's 10 x 10 layer is one band, the ResNet 64 x
   // 56 x 56 layer's bands are 4 rows, VGG's 128 x 56 x 56 layer's 2.
-  const int64_t TB = std::clamp<int64_t>((int64_t{64} << 10) / (OW * KP * 4), 1, OH);
-  const int64_t TQ = ceilDiv(TB * OW, VL) * VL;
   // With padding, each band's rows of x for one channel are copied with
-  // their zeros (TB + kh - 1 rows of OW + kw - 1 points, whole vectors),
-  // so that every tap reads a point; without, x is read in place.
+  // their zeros (TB + kh - 1 rows of OW + kw - 1 points at a pitch of XW,
+  // whole vectors), so that every tap reads a point; without, x is read
+  // in place (pitch W).
+  const GradientBand band = gradientBand(cg, W, KP, VL);
+  const int64_t TB = band.rows, XW = band.pitch, XR = TB + cg.kh - 1;
+  const int64_t TQ = ceilDiv(TB * OW, VL) * VL;
   const bool padded = !cg.unpadded;
-  const int64_t XW = padded ? ceilDiv(OW + cg.kw - 1, VL) * VL : W; // the rows' pitch
-  const int64_t XR = TB + cg.kh - 1;
 
   Type f32 = b.getF32Type();
   VectorType fvec = VectorType::get({VL}, f32);
@@ -1241,7 +1256,6 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
                   }
                 });
               }
-              const int64_t pitch = padded ? XW : W;
               Value partC = e.add(cb, partU, e.mul(cb, c, e.idx(cb, taps * KP)));
               for (int64_t t = 0, t0 = 0; t < NT; ++t) {
                 const int64_t rt = taps / NT + (t < taps % NT ? 1 : 0);
@@ -1258,7 +1272,7 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
                   auto rowsLoop = kb.create<scf::ForOp>(
                       loc, e.idx(kb, 0), e.idx(kb, tb), e.idx(kb, 1), init,
                       [&](OpBuilder &ib, Location, Value i, ValueRange accI) {
-                        Value xi = e.add(ib, xRow0, e.mul(ib, i, e.idx(ib, pitch)));
+                        Value xi = e.add(ib, xRow0, e.mul(ib, i, e.idx(ib, XW)));
                         Value qi = e.mul(ib, i, e.idx(ib, OW));
                         auto colsLoop = ib.create<scf::ForOp>(
                             loc, e.idx(ib, 0), e.idx(ib, OW), e.idx(ib, 1), accI,
@@ -1273,7 +1287,7 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
                               for (int64_t ti = 0; ti < rt; ++ti) {
                                 const int64_t tap = t0 + ti;
                                 Value point = jb.create<memref::LoadOp>(
-                                    loc, xBuf, ValueRange{e.add(jb, xq, e.idx(jb, (tap / cg.kw) * pitch + tap % cg.kw))});
+                                    loc, xBuf, ValueRange{e.add(jb, xq, e.idx(jb, (tap / cg.kw) * XW + tap % cg.kw))});
                                 Value bc = jb.create<vector::BroadcastOp>(loc, fvec, point);
                                 for (int64_t a = 0; a < kt; ++a)
                                   out[a * rt + ti] = jb.create<vector::FMAOp>(loc, dyv[a], bc, out[a * rt + ti]);
