@@ -748,27 +748,45 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   // and pixels that edge tiles compute for nothing (an 8 x 8 image is 4
   // chunks: 6 filters x 4 chunks, not 4 x 6 with a third of the pixels
   // wasted). Counting a window as one cycle chose 4 x 4 for the ResNet
-  // 64 x 56 x 56 layer; it now takes 8 x 2 (in-process A/B, 2 threads:
-  // 3.67 -> 3.48 ms; 1 thread, forced tiles: 8 x 3 and 8 x 2 6.7 ms, 4 x 6
-  // 6.9, 4 x 4 7.0, 6 x 4 7.2, 3 x 8 10.2), and LeNet-5's first layer
-  // 0.083 -> 0.064 ms; the ResNet-8 layers did not change.
+  // 64 x 56 x 56 layer; 8 x 2 was faster (AMD Zen 5, in-process A/B, 2
+  // threads: 3.67 -> 3.48 ms; 1 thread, forced tiles: 8 x 3 and 8 x 2 6.7
+  // ms, 4 x 6 6.9, 4 x 4 7.0, 6 x 4 7.2, 3 x 8 10.2), and LeNet-5's first
+  // layer 0.083 -> 0.064 ms; the ResNet-8 layers did not change.
+  //
+  // Of the tiles within 2% of the best score, the one with the most
+  // accumulators (then the best score): a larger tile has fewer loop,
+  // mask and epilogue overheads, which the score does not count. On an
+  // Intel Xeon (Sapphire Rapids), 2 threads, in-process A/B: the ResNet
+  // 64 x 56 x 56 layer takes 8 x 3 (its score 1% below 8 x 2's, for the
+  // last group's unused chunk), 4.70-4.78 -> 4.61-4.68 ms; LeNet-5's first
+  // layer 6 x 4 instead of 6 x 3, its inference 0.258 -> 0.236 ms;
+  // ResNet-8's layers keep theirs (8 x 3 on its 16 x 32 x 32 layer, 3%
+  // below, made its inference 2% slower).
   const int64_t budget = VL >= 16 ? 24 : 8, maxKT = VL >= 16 ? 8 : 4;
   const int64_t imageChunks = ceilDiv(P, VL);
-  int64_t KT = 1, PT = 1;
+  struct Candidate {
+    int64_t kt, pt;
+    double score;
+  };
+  SmallVector<Candidate> candidates;
   double best = 0;
   for (int64_t kt = 1; kt <= std::min(maxKT, K); ++kt)
     for (int64_t pt = 1; kt * pt <= budget && pt <= imageChunks; ++pt) {
       double useful = double(K) / double(ceilDiv(K, kt) * kt) * double(imageChunks) /
                       double(ceilDiv(imageChunks, pt) * pt);
       // (At least 4 cycles a tap: each accumulator's FMAs depend on each
-      // other. Of equal scores, the larger tile: fewer loop overheads.)
-      // (With stride 2, twice the loads of x and of masks.)
+      // other.) (With stride 2, twice the loads of x and of masks.)
       double cycles = std::max({kt * pt / 2.0, (4.0 * S * pt + kt) / 2.0, 4.0});
-      double score = useful * kt * pt / cycles;
-      if (score > best + 1e-9 || (score > best - 1e-9 && kt * pt > KT * PT)) {
-        best = score;
-        KT = kt, PT = pt;
-      }
+      candidates.push_back({kt, pt, useful * kt * pt / cycles});
+      best = std::max(best, candidates.back().score);
+    }
+  int64_t KT = 1, PT = 1;
+  double chosen = 0;
+  for (const Candidate &t : candidates)
+    if (t.score >= 0.98 * best &&
+        (t.kt * t.pt > KT * PT || (t.kt * t.pt == KT * PT && t.score > chosen + 1e-9))) {
+      KT = t.kt, PT = t.pt;
+      chosen = t.score;
     }
   const int64_t group = PT * VL;
   // Blocks of CB channels, when a group's window of x (its pixels and the
