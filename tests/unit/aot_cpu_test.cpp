@@ -123,7 +123,7 @@ std::vector<AotCase> aotCases() {
   conv("conv_grid_valid", {3, 5, 9, 13}, {6, 5, 3, 5}, {});
   conv("conv_stride2", {2, 3, 9, 32}, {11, 3, 3, 3}, {.stride = 2, .padding = 1});
   conv("conv_channel_blocks", {2, 97, 5, 64}, {11, 97, 3, 3}, {.padding = 1});
-  // Interior groups without masks (at least 2^27 multiply-adds), with
+  // Interior groups without masks (at least 2^26 multiply-adds), with
   // AVX2's and SSE's tiles and colMask vectors of 8 and 4 lanes.
   conv("conv_interior", {2, 64, 44, 44}, {64, 64, 3, 3}, {.padding = 1});
   // An epilogue: ReLU of the sum with a third input.

@@ -300,7 +300,7 @@ std::vector<Case> allCases() {
                          // Rows whose windows stay inside the image: x
                          // loaded whole, the columns off the row's edges
                          // cleared by a lane mask, when the convolution has
-                         // at least 2^27 multiply-adds (GemmConfig::
+                         // at least 2^26 multiply-adds (GemmConfig::
                          // conv_interior_work): a 3 x 3 window, a
                          // 7 x 7 one (3 columns off each side), all the
                          // padding on the left (columns off the left edge

@@ -817,8 +817,13 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   // 1% on their layers (in-process A/B, 1 thread: ResNet-8's 16 x 32 x 32
   // layer 0.575 -> 0.568 ms, 32 x 16 x 16 0.567 -> 0.565, 64 x 8 x 8
   // 0.544 -> 0.541; the ResNet 64 x 56 x 56 layer level, VGG's 128 x 56 x
-  // 56 29.7-29.8 -> 26.9-27.3). The default, 2^27, takes VGG's and
-  // ResNet's 56 x 56 layers at batch 8 and none of ResNet-8's at batch 32.
+  // 56 29.7-29.8 -> 26.9-27.3: AMD Zen 5). On an Intel Xeon (Sapphire
+  // Rapids), where masked loads cost more, ResNet-8's layers gain: its
+  // inference 2.61-2.67 -> 2.51-2.58 ms on 2 threads, the training step
+  // 11.0-11.1 -> 10.9-11.05, for 1.9 -> 2.2 s of compile. The default,
+  // 2^26, takes VGG's and ResNet's 56 x 56 layers at batch 8 and
+  // ResNet-8's 3 x 3 stride-1 layers at batch 32 (75 M multiply-adds),
+  // not LeNet-5's (7.5 M at batch 64).
   int64_t interiorBegin = 0, interiorEnd = 0;
   if (S == 1 && !grid.wide() && N * K * R * P >= cfg.conv_interior_work) {
     const int64_t maxShift = (cg.kh - 1 - cg.pt) * W + (cg.kw - 1 - cg.pl);

@@ -30,7 +30,7 @@
 //       CHECK:     vector.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<2x4x128xf32>, vector<8xf32>
 //   CHECK-NOT:     vector.maskedload
 //       CHECK:   return
-// Below the default threshold of work (2^27 multiply-adds; this one has
+// Below the default threshold of work (2^26 multiply-adds; this one has
 // 27,648): every group has masks, one loop over the 8 groups.
 // SMALL-LABEL: func.func @direct_conv_interior(
 //   SMALL-NOT:   arith.shrsi

@@ -49,7 +49,7 @@ struct GemmConfig {
   /// A direct convolution of at least this many multiply-adds (N K R P)
   /// computes its interior groups without masks (DirectConv.cpp): a second
   /// copy of its register tile, which costs compile time.
-  int64_t conv_interior_work = int64_t{1} << 27;
+  int64_t conv_interior_work = int64_t{1} << 26;
   /// The blocking for vector registers of `vectorWidth` floats: 4 (SSE,
   /// NEON: 16 registers), 8 (AVX2: 16 registers), 16 (AVX-512: 32).
   static GemmConfig forVectorWidth(int64_t vectorWidth);

@@ -140,7 +140,7 @@ def SomaLowerToLinalg : Pass<"soma-lower-to-linalg", "mlir::ModuleOp"> {
            "Threads the code will run on, for cutting GEMMs into units "
            "(0: unknown, units for 2, 4 and 8 threads); the results do not "
            "depend on it">,
-    Option<"convInteriorWork", "conv-interior-work", "int64_t", /*default=*/"(int64_t{1} << 27)",
+    Option<"convInteriorWork", "conv-interior-work", "int64_t", /*default=*/"(int64_t{1} << 26)",
            "Multiply-adds from which a direct convolution computes its "
            "interior pixel groups without masks (a second copy of its tile)">
   ];
