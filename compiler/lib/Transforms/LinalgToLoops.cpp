@@ -12,6 +12,8 @@
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Dialect/SCF/Utils/Utils.h"
 #include "mlir/Transforms/RegionUtils.h"
@@ -22,6 +24,7 @@ namespace soma {
 #define GEN_PASS_DEF_SOMALINALGTOLOOPS
 #define GEN_PASS_DEF_SOMAOUTLINELOOPS
 #define GEN_PASS_DEF_SOMASCFTOCF
+#define GEN_PASS_DEF_SOMAAPPROXIMATEMATH
 #include "soma/Dialect/Passes.h.inc"
 } // namespace soma
 
@@ -594,12 +597,24 @@ struct SomaSCFToCFPass : impl::SomaSCFToCFBase<SomaSCFToCFPass> {
   }
 };
 
+struct SomaApproximateMathPass : impl::SomaApproximateMathBase<SomaApproximateMathPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateMathPolynomialApproximationPatterns(patterns);
+    if (failed(applyPatternsAndFoldGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
 } // namespace
 
 void buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createSomaLinalgToLoops());
   pm.addPass(createSomaOutlineLoops());
   pm.addPass(createCanonicalizerPass());
+  // (Before the vector ops are lowered: the approximations of vector math
+  // ops are made of vector ops too.)
+  pm.addPass(createSomaApproximateMath());
   pm.addPass(createConvertSCFToOpenMPPass());
   pm.addPass(createLowerAffinePass());
   pm.addPass(memref::createExpandStridedMetadataPass());

@@ -227,4 +227,19 @@ def SomaSCFToCF : Pass<"soma-scf-to-cf", "mlir::ModuleOp"> {
                            "mlir::arith::ArithDialect"];
 }
 
+def SomaApproximateMath : Pass<"soma-approximate-math", "mlir::ModuleOp"> {
+  let summary = "f32 exp, log, tanh, erf (and MLIR's other approximated math ops) as polynomials";
+  let description = [{
+    MLIR's polynomial approximations of the f32 math functions (Cephes'
+    exp and log, tanh, erf: relative errors of a few units in the last
+    place; denormal results of exp flushed to 0) in place of calls to libm
+    (`expf`, `logf`, ...), which LLVM cannot vectorise: softmax, the
+    cross-entropy losses, sigmoid, tanh, GELU and their gradients then run
+    16 lanes at a time (AVX-512) instead of one call per element. Other
+    types (f64) keep their libm calls.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
+                           "mlir::vector::VectorDialect"];
+}
+
 #endif // SOMA_PASSES_TD
