@@ -14,7 +14,7 @@ libtorch) run a second time with more than one thread under
 OMP_WAIT_POLICY=active (suffix _spin in the CSV), and their cells show the
 faster of the two policies (marked * where spinning won).
 
-  bench/run_speed.py [--build build-bench] [--only gemm,conv,models,compile]
+  bench/run_speed.py [--build build-bench] [--only gemm,conv,ops,models,compile]
                      [--threads 1,2] [--reps N] [--rounds R] [--budget S] [--csv FILE]
 """
 import argparse
@@ -29,7 +29,7 @@ import tempfile
 # (speed_soma peak: vector FMA chains on every thread, fma_peak.h); --peak
 # sets it instead (GFLOP/s of one core, times the threads).
 PEAK_GFLOPS = {}
-SECTIONS = ["gemm", "conv", "models", "compile"]
+SECTIONS = ["gemm", "conv", "ops", "models", "compile"]
 SPIN = "_spin"  # an OpenMP peer's second run, with OMP_WAIT_POLICY=active
 COMPILE_MODELS = [("mlp", 64), ("lenet5", 64), ("resnet8", 32)]
 
@@ -253,6 +253,35 @@ def conv(args, res, csv):
                 csv.row(res, sec, item, who, t)
 
 
+def ops(args, res, csv):
+    """The memory-bound kernels against their bandwidth bound: the time of a
+    memcpy moving as many bytes as the op must read and write, measured
+    right after the op in the same process (speed_soma ops)."""
+    soma = os.path.join(args.build, "bench", "speed_soma")
+    for t in args.threads:
+        alternate([[soma, "ops"]], t, args, res, "ops")
+    items = []
+    for (sec, item, who, t) in res.times:
+        if sec == "ops" and item not in items:
+            items.append(item)
+    print("\n== Memory-bound kernels: soma against the memory-bandwidth bound ==")
+    print("bound = a memcpy moving the bytes the op must read and write at least (x and y; backward: x, dy and dx;")
+    print("avg_pool and global_avg_pool backward: dy and dx), on the same threads, timed right after the op;")
+    print("backward = the gradient given dy, without y (compile_gradients, outputs = false). Shapes: [32, 64, 32, 32]")
+    print("(8 MiB; pooling 2 x 2), softmax [8192, 256] over its rows. median ms ±IQR/2; x bound = soma / bound (target <= 2)")
+    for t in args.threads:
+        print("\n%d thread(s)" % t)
+        print("%-22s | %-18s %7s | %-18s %7s | %7s" % ("op:pass", "soma ms", "GB/s", "bound (copy) ms", "GB/s", "x bound"))
+        for item in items:
+            st, cp = res.stats("ops", item, "soma", t), res.stats("ops", item, "copy", t)
+            by = res.flops.get(("ops", item), 0)
+            gb = lambda s: by / s["median"] / 1e6 if s and by else 0.0
+            x = "%7.2f" % (st["median"] / cp["median"]) if st and cp else "%7s" % "-"
+            print("%-22s | %s %7.1f | %s %7.1f | %s" % (item, fmt_ms(st), gb(st), fmt_ms(cp), gb(cp), x))
+            for w in ("soma", "copy"):
+                csv.row(res, "ops", item, w, t)
+
+
 def models(args, res, csv):
     soma = os.path.join(args.build, "bench", "speed_soma")
     torch = os.path.join(args.build, "bench", "speed_torch")
@@ -374,7 +403,7 @@ def main():
     csv = Csv(args.csv)
     for s in SECTIONS:
         if s in only:
-            {"gemm": gemm, "conv": conv, "models": models, "compile": compile_times}[s](args, res, csv)
+            {"gemm": gemm, "conv": conv, "ops": ops, "models": models, "compile": compile_times}[s](args, res, csv)
             sys.stdout.flush()
     print("\nload average at the end: %.2f (a second busy process halves every 2-thread number)" % os.getloadavg()[0])
 

@@ -1,6 +1,6 @@
 // speed_soma: soma's side of the speed benchmark (bench/run_speed.py runs it).
 //
-//   speed_soma gemm|conv THREADS REPS BUDGET_S
+//   speed_soma gemm|conv|ops THREADS REPS BUDGET_S
 //   speed_soma models THREADS REPS BUDGET_S WEIGHTS_DIR
 //   speed_soma compile THREADS REPS BUDGET_S MODEL BATCH train|infer
 //   speed_soma peak THREADS REPS BUDGET_S
@@ -15,11 +15,15 @@
 // the initial parameters go to WEIGHTS_DIR for speed_torch, which loads
 // them so that both compute the same losses and logits. compile: one
 // compilation (of a training step or an inference function), timed.
+// ops: the memory-bound kernels (elementwise, softmax, batch norm,
+// pooling; forward and backward), each with the time of a memcpy moving
+// the bytes the op must read and write (bandwidth.h), their bound.
 // peak: the measured FP32 FMA peak of THREADS threads (fma_peak.h), the
 // best of REPS runs of BUDGET_S / REPS seconds each.
 // The thread count comes from OMP_NUM_THREADS (set by the driver).
 #include "soma_jit.h"
 #include "soma_models.h"
+#include "bandwidth.h"
 #include "fma_peak.h"
 #include "speed_common.h"
 
@@ -103,6 +107,74 @@ void conv(const Args &a) {
                                         dy.data<float>(), out["grad_w"].data<float>()));
       double flops = cv.flops() * ((dx ? 1 : 0) + (dw ? 1 : 0));
       bench::emitTime(a, item + pass, "soma", flops, bench::measure([&] { fn.run(in); }, a));
+    }
+  }
+}
+
+/// The memory-bound kernels: elementwise ops, softmax, batch norm (its
+/// training form), pooling, and their backward passes (the gradients given
+/// the output's gradient, without the output, as for conv), each followed
+/// by the copy that moves as many bytes as the op must read and write at
+/// least (the item's "flops" field carries those bytes).
+void ops(const Args &a) {
+  // An activation of a small CNN (8 MiB) and a row-wise softmax (8 MiB).
+  const soma::Shape act{32, 64, 32, 32}, pooled{32, 64, 16, 16}, rows{8192, 256};
+  const int64_t f = 4, nAct = bench::numel(act), nPooled = bench::numel(pooled), nRows = bench::numel(rows);
+  struct Case {
+    std::string name;
+    soma::Shape x;
+    std::function<soma::Tensor(const soma::Tensor &)> op;
+    int64_t fwdBytes, bwdBytes; // forward: x and y; backward: x, dy and dx
+    bool train = false;         // the forward in training form (batch norm)
+  };
+  std::vector<Case> cases{
+      {"relu", act, [](const soma::Tensor &x) { return soma::relu(x); }, 2 * nAct * f, 3 * nAct * f},
+      {"softmax", rows, [](const soma::Tensor &x) { return soma::softmax(x, -1); }, 2 * nRows * f, 3 * nRows * f},
+      {"batch_norm", act, [](const soma::Tensor &x) { return soma::nn::batch_norm(x); }, 2 * nAct * f,
+       3 * nAct * f, true},
+      {"max_pool", act, [](const soma::Tensor &x) { return soma::max_pool2d(x, {2, 2}); },
+       (nAct + nPooled) * f, (2 * nAct + nPooled) * f},
+      {"avg_pool", act, [](const soma::Tensor &x) { return soma::avg_pool2d(x, {2, 2}); },
+       (nAct + nPooled) * f, (nAct + nPooled) * f},
+      {"global_avg_pool", act, [](const soma::Tensor &x) { return soma::global_avg_pool2d(x); },
+       nAct * f, nAct * f},
+  };
+  std::erase_if(cases, [](const Case &c) { return !bench::kept("OPS", c.name); });
+  // The first calls of a new function were 3 to 6 times slower for a few
+  // milliseconds (first touches of its buffers): 50 ms of calls before
+  // measure()'s own warm-up.
+  auto warm = [](const std::function<void()> &fn) {
+    for (double t0 = bench::seconds(); bench::seconds() - t0 < 0.05;)
+      fn();
+  };
+  for (const Case &c : cases) {
+    soma::Array x(soma::DType::f32, c.x);
+    bench::fill(x.data<float>(), x.numel(), 6);
+    std::string item = c.name + ":";
+    {
+      soma::Graph g("op");
+      g.output("y", c.op(g.input("x", c.x)));
+      soma::Inference fn = soma::compile_inference(g, {.mode = c.train ? soma::Mode::train : soma::Mode::eval});
+      std::map<std::string, soma::Array> in{{"x", x}};
+      warm([&] { fn.run(in); });
+      std::vector<double> ms = bench::measure([&] { fn.run(in); }, a);
+      bench::emitTime(a, item + "fwd", "soma", double(c.fwdBytes), ms);
+      bench::emitTime(a, item + "fwd", "copy", double(c.fwdBytes), bench::measureCopy(c.fwdBytes, a));
+    }
+    {
+      soma::Graph g("op_grad");
+      g.output("y", c.op(g.param("x", c.x, soma::init::zeros())));
+      soma::Inference fn = soma::compile_gradients(g, {.output_gradient = true, .outputs = false});
+      for (auto &[name, arr] : fn.params())
+        if (name == "x")
+          arr = x;
+      soma::Array dy(soma::DType::f32, g.outputs()[0].shape);
+      bench::fill(dy.data<float>(), dy.numel(), 7);
+      std::map<std::string, soma::Array> in{{"grad_y", dy}};
+      warm([&] { fn.run(in); });
+      std::vector<double> ms = bench::measure([&] { fn.run(in); }, a);
+      bench::emitTime(a, item + "bwd", "soma", double(c.bwdBytes), ms);
+      bench::emitTime(a, item + "bwd", "copy", double(c.bwdBytes), bench::measureCopy(c.bwdBytes, a));
     }
   }
 }
@@ -191,6 +263,8 @@ int main(int argc, char **argv) {
       conv(a);
     else if (a.section == "models")
       models(a);
+    else if (a.section == "ops")
+      ops(a);
     else if (a.section == "compile")
       compile(a);
     else if (a.section == "peak") {

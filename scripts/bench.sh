@@ -4,7 +4,7 @@
 # libdnnl-dev), configures build-bench/ with SOMA_BUILD_BENCH=ON and prints
 # the tables: speed (bench/run_speed.py, see bench/README.md) and the
 # resident memory of training steps (bench/run_memory.sh).
-#   scripts/bench.sh [--only gemm,conv,models,compile,memory] [--threads 1,2]
+#   scripts/bench.sh [--only gemm,conv,ops,models,compile,memory] [--threads 1,2]
 #                    [--reps N] [--rounds R] [--budget S] [--csv FILE]
 # Without --only every section runs (about half an hour on 2 cores); the
 # memory table uses the last of --threads.
@@ -23,7 +23,7 @@ fi
 cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOMA_BUILD_BENCH=ON >/dev/null
 cmake --build build-bench --target memory_soma memory_torch speed_soma speed_peers speed_torch
 
-only=gemm,conv,models,compile,memory threads=1,2 speed_args=()
+only=gemm,conv,ops,models,compile,memory threads=1,2 speed_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --only) only=$2; shift 2 ;;
