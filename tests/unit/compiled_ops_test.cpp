@@ -377,6 +377,13 @@ std::vector<Case> allCases() {
   c.push_back({"max_pool_negative", {{{1, 2, 4, 4}, DType::f32, -5, -1}},
                [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 3, {.stride = 1, .padding = 1})}; }});
   c.push_back({"avg_pool_2x2", {{{2, 3, 8, 8}}}, [](Graph &, Ts &x) { return Ts{avg_pool2d(x[0], 2)}; }});
+  // Average pooling whose windows tile the input, lowered directly too:
+  // 3 x 2 of stride 3 x 2, 1 x 1, and rows of 35 outputs (chunks of 16 and
+  // a masked rest with AVX-512, of 8 with AVX2).
+  c.push_back({"avg_pool_tiled_3x2", {{{2, 3, 9, 6}}},
+               [](Graph &, Ts &x) { return Ts{avg_pool2d(x[0], {3, 2}, {.stride = {3, 2}})}; }});
+  c.push_back({"avg_pool_tiled_1x1", {{{1, 2, 3, 5}}}, [](Graph &, Ts &x) { return Ts{avg_pool2d(x[0], 1)}; }});
+  c.push_back({"avg_pool_tiled_wide", {{{1, 2, 4, 70}}}, [](Graph &, Ts &x) { return Ts{avg_pool2d(x[0], 2)}; }});
   c.push_back({"avg_pool_3x3_s2_p1", {{{2, 3, 9, 9}}},
                [](Graph &, Ts &x) { return Ts{avg_pool2d(x[0], 3, {.stride = 2, .padding = 1})}; }});
   c.push_back({"global_avg_pool", {{{2, 5, 6, 7}}}, [](Graph &, Ts &x) { return Ts{global_avg_pool2d(x[0])}; }});

@@ -25,22 +25,24 @@ func.func @conv(%x: tensor<2x4x8x8xf32> {soma.input = "x"}, %w: tensor<6x2x3x3xf
 // -----
 
 // Pooling: im2col (max pads with -inf, average with 0), a reduction over the
-// window dimension, back to NCHW. Max pooling whose windows tile the input
-// (2 x 2 of stride 2 over 4 x 4) stays: it is lowered directly.
+// window dimension, back to NCHW. Max and average pooling whose windows
+// tile the input (2 x 2 of stride 2 over 4 x 4) stay: they are lowered
+// directly.
 // CHECK-LABEL: func.func @pools(
 //       CHECK: soma.im2col %arg0 {{.*}}pad_value = 0xFFF0000000000000 : f64
 //       CHECK: soma.reduce_max %{{.*}} {axes = array<i64: 1>} : tensor<3x9x8xf32> -> tensor<3x8xf32>
 // (a zero pad_value is the default and not printed)
-//       CHECK: soma.im2col %arg0 {dilation = array<i64: 1, 1>, kernel = array<i64: 2, 2>, padding
-//       CHECK: soma.reduce_mean %{{.*}} {axes = array<i64: 1>} : tensor<3x4x8xf32> -> tensor<3x8xf32>
+//       CHECK: soma.im2col %arg0 {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding
+//       CHECK: soma.reduce_mean %{{.*}} {axes = array<i64: 1>} : tensor<3x9x8xf32> -> tensor<3x8xf32>
 //       CHECK: %[[TILED:.*]] = soma.max_pool2d %arg0 {kernel = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 2, 2>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
-//       CHECK: return %{{.*}}, %{{.*}}, %[[TILED]]
-//   CHECK-NOT: soma.avg_pool2d
-func.func @pools(%x: tensor<2x3x4x4xf32> {soma.input = "x"}) -> (tensor<2x3x2x2xf32> {soma.output = "m"}, tensor<2x3x2x2xf32> {soma.output = "a"}, tensor<2x3x2x2xf32> {soma.output = "t"}) {
+//       CHECK: %[[ATILED:.*]] = soma.avg_pool2d %arg0 {kernel = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 2, 2>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
+//       CHECK: return %{{.*}}, %{{.*}}, %[[TILED]], %[[ATILED]]
+func.func @pools(%x: tensor<2x3x4x4xf32> {soma.input = "x"}) -> (tensor<2x3x2x2xf32> {soma.output = "m"}, tensor<2x3x2x2xf32> {soma.output = "a"}, tensor<2x3x2x2xf32> {soma.output = "t"}, tensor<2x3x2x2xf32> {soma.output = "at"}) {
   %0 = soma.max_pool2d %x {kernel = array<i64: 3, 3>, stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
-  %1 = soma.avg_pool2d %x {kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
+  %1 = soma.avg_pool2d %x {kernel = array<i64: 3, 3>, stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
   %2 = soma.max_pool2d %x {kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
-  return %0, %1, %2 : tensor<2x3x2x2xf32>, tensor<2x3x2x2xf32>, tensor<2x3x2x2xf32>
+  %3 = soma.avg_pool2d %x {kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x4xf32> -> tensor<2x3x2x2xf32>
+  return %0, %1, %2, %3 : tensor<2x3x2x2xf32>, tensor<2x3x2x2xf32>, tensor<2x3x2x2xf32>, tensor<2x3x2x2xf32>
 }
 
 // -----

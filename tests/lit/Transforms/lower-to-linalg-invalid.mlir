@@ -35,10 +35,19 @@ func.func @g(%x: tensor<4xf32> {soma.input = "x"}) -> (tensor<4xf32> {soma.outpu
 
 // -----
 
-// Max pooling whose windows overlap is decomposed (soma-decompose) before
-// it is lowered; only windows that tile the input are lowered directly.
+// Max or average pooling whose windows overlap is decomposed
+// (soma-decompose) before it is lowered; only windows that tile the input
+// are lowered directly.
 func.func @g(%x: tensor<1x1x5x5xf32> {soma.input = "x"}) -> (tensor<1x1x3x3xf32> {soma.output = "o"}) {
-  // expected-error @+1 {{max pooling whose windows do not tile the input must be decomposed first}}
+  // expected-error @+1 {{pooling whose windows do not tile the input must be decomposed first}}
   %0 = soma.max_pool2d %x {kernel = array<i64: 3, 3>, stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>} : tensor<1x1x5x5xf32> -> tensor<1x1x3x3xf32>
+  return %0 : tensor<1x1x3x3xf32>
+}
+
+// -----
+
+func.func @g(%x: tensor<1x1x5x5xf32> {soma.input = "x"}) -> (tensor<1x1x3x3xf32> {soma.output = "o"}) {
+  // expected-error @+1 {{pooling whose windows do not tile the input must be decomposed first}}
+  %0 = soma.avg_pool2d %x {kernel = array<i64: 3, 3>, stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>} : tensor<1x1x5x5xf32> -> tensor<1x1x3x3xf32>
   return %0 : tensor<1x1x3x3xf32>
 }

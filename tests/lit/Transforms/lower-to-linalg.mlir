@@ -1427,3 +1427,23 @@ func.func @max_pool_tiled(%x: tensor<2x3x4x6xf32> {soma.input = "x"}, %dy: tenso
   %dx = soma.max_pool2d_grad %x, %y, %dy {kernel = array<i64: 2, 2>} : (tensor<2x3x4x6xf32>, tensor<2x3x2x3xf32>, tensor<2x3x2x3xf32>) -> tensor<2x3x4x6xf32>
   return %y, %dx : tensor<2x3x2x3xf32>, tensor<2x3x4x6xf32>
 }
+
+// -----
+
+// Average pooling whose windows tile the input, the same way: the window's
+// elements summed from -0 in (u, v) order, divided by the window's size.
+// CHECK-LABEL: func.func @avg_pool_tiled(
+//   CHECK-NOT: linalg.
+//       CHECK: scf.for
+//       CHECK:   vector.maskedload %{{.*}} : memref<144xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [0, 2, 4, 6, 8, 10, 12, 14]
+//       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [1, 3, 5, 7, 9, 11, 13, 15]
+// CHECK-COUNT-4:   arith.addf %{{.*}}, %{{.*}} : vector<8xf32>
+//       CHECK:   %[[AVG:.*]] = arith.divf %{{.*}}, %{{.*}} : vector<8xf32>
+//       CHECK:   vector.maskedstore %{{.*}}, %[[AVG]] : memref<36xf32>, vector<8xi1>, vector<8xf32>
+//       CHECK: } {soma.parallel_work = 288 : i64}
+//   CHECK-NOT: linalg.
+func.func @avg_pool_tiled(%x: tensor<2x3x4x6xf32> {soma.input = "x"}) -> (tensor<2x3x2x3xf32> {soma.output = "y"}) {
+  %y = soma.avg_pool2d %x {kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x6xf32> -> tensor<2x3x2x3xf32>
+  return %y : tensor<2x3x2x3xf32>
+}
