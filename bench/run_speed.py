@@ -70,6 +70,14 @@ class Results:
         return {"n": len(xs), "median": statistics.median(xs), "min": min(xs), "max": max(xs),
                 "q1": quantile(xs, 0.25), "q3": quantile(xs, 0.75)}
 
+    def items(self, section):
+        """The section's items, in the order the workers first printed them."""
+        seen = []
+        for (sec, item, who, t) in self.times:
+            if sec == section and item not in seen:
+                seen.append(item)
+        return seen
+
     def median(self, section, item, who, threads):
         s = self.stats(section, item, who, threads)
         return s["median"] if s else None
@@ -169,13 +177,10 @@ class Csv:
 def gemm(args, res, csv):
     soma = os.path.join(args.build, "bench", "speed_soma")
     peers = os.path.join(args.build, "bench", "speed_peers")
-    names = []
     for t in args.threads:
         alternate([[soma, "gemm"], [peers, "gemm", "openblas"], [peers, "gemm", "onednn"]], t, args, res, "gemm",
                   openmp=[2])
-    for (sec, item, who, t) in res.times:
-        if sec == "gemm" and item not in names:
-            names.append(item)
+    names = res.items("gemm")
     print("\n== SGEMM, row-major f32 (M x N x K; _At/_Bt: A/B transposed): median ms ±IQR/2, GFLOP/s, % of FMA peak ==")
     print("ratio = peer time / soma time (> 1: soma faster); err = max relative error vs a double-precision reference (sampled)")
     print("oneDNN: the faster of OMP_WAIT_POLICY=passive and active (* = active)")
@@ -260,10 +265,7 @@ def ops(args, res, csv):
     soma = os.path.join(args.build, "bench", "speed_soma")
     for t in args.threads:
         alternate([[soma, "ops"]], t, args, res, "ops")
-    items = []
-    for (sec, item, who, t) in res.times:
-        if sec == "ops" and item not in items:
-            items.append(item)
+    items = res.items("ops")
     print("\n== Memory-bound kernels: soma against the memory-bandwidth bound ==")
     print("bound = a memcpy moving the bytes the op must read and write at least (x and y; backward: x, dy and dx;")
     print("avg_pool and global_avg_pool backward: dy and dx), on the same threads, timed right after the op;")
@@ -289,10 +291,7 @@ def models(args, res, csv):
         for t in args.threads:
             # soma first: it writes the initial parameters that libtorch loads.
             alternate([[soma, "models", d], [torch, "models", d]], t, args, res, "models", openmp=[1])
-    items = []
-    for (sec, item, who, t) in res.times:
-        if sec == "models" and item not in items:
-            items.append(item)
+    items = res.items("models")
     print("\n== Whole models (Adam training step: forward + backward + update; inference: forward, eval mode) ==")
     print("median ms ±IQR/2; ratio = libtorch / soma (> 1: soma faster); best = each at its best thread count;")
     print("libtorch: the faster of OMP_WAIT_POLICY=passive and active (* = active);")
