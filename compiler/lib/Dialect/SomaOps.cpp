@@ -1469,6 +1469,17 @@ bool tilesInput(ArrayRef<int64_t> x, ArrayRef<int64_t> kernel, ArrayRef<int64_t>
          llvm::all_of(padding, [](int64_t p) { return p == 0; }) && x[2] % kernel[0] == 0 && x[3] % kernel[1] == 0;
 }
 
+bool isTilingPool(Operation *op) {
+  auto tiles = [](auto pool) {
+    return tilesInput(shapeOf(pool.getInput()), pool.getKernel(), pool.getStride(), pool.getPadding());
+  };
+  if (auto m = dyn_cast<MaxPool2dOp>(op))
+    return tiles(m);
+  if (auto a = dyn_cast<AvgPool2dOp>(op))
+    return tiles(a);
+  return false;
+}
+
 Value decomposeMaxPool2d(OpBuilder &b, MaxPool2dOp op) {
   Location l = op.getLoc();
   Value win = poolWindows(b, l, op.getInput(), op.getKernel(), op.getStrideAttr(), op.getPaddingAttr(),

@@ -55,13 +55,7 @@ struct SomaDecomposePass : impl::SomaDecomposeBase<SomaDecomposePass> {
     getOperation().walk([&](Operation *op) {
       // (Max and average pooling whose windows tile the input are lowered
       // directly.)
-      if (auto m = dyn_cast<MaxPool2dOp>(op);
-          m && tilesInput(cast<RankedTensorType>(m.getInput().getType()).getShape(), m.getKernel(), m.getStride(),
-                          m.getPadding()))
-        return;
-      if (auto a = dyn_cast<AvgPool2dOp>(op);
-          a && tilesInput(cast<RankedTensorType>(a.getInput().getType()).getShape(), a.getKernel(), a.getStride(),
-                          a.getPadding()))
+      if (isTilingPool(op))
         return;
       if (isa<Conv2dOp, MaxPool2dOp, AvgPool2dOp>(op))
         ops.push_back(op);

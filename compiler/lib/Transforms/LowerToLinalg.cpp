@@ -1216,12 +1216,11 @@ LogicalResult GraphLowering::lowerTilingPool(Operation *op) {
   auto fwd = dyn_cast<MaxPool2dOp>(op);
   auto grad = dyn_cast<MaxPool2dGradOp>(op);
   auto avg = dyn_cast<AvgPool2dOp>(op);
-  Value xv = fwd ? fwd.getInput() : avg ? avg.getInput() : grad.getInput();
-  ArrayRef<int64_t> k = fwd ? fwd.getKernel() : avg ? avg.getKernel() : grad.getKernel();
+  // (x is the first operand of all three, the kernel their attribute.)
+  Value xv = op->getOperand(0);
+  ArrayRef<int64_t> k = op->getAttrOfType<DenseI64ArrayAttr>("kernel").asArrayRef();
   ArrayRef<int64_t> xs = cast<RankedTensorType>(xv.getType()).getShape();
-  if (!(fwd   ? tilesInput(xs, k, fwd.getStride(), fwd.getPadding())
-        : avg ? tilesInput(xs, k, avg.getStride(), avg.getPadding())
-              : tilesInput(xs, k, k, {0, 0, 0, 0})))
+  if (!(grad ? tilesInput(xs, k, k, {0, 0, 0, 0}) : isTilingPool(op)))
     return op->emitOpError("pooling whose windows do not tile the input must be decomposed first");
   const int64_t VL = gemmConfig.vl, kh = k[0], kw = k[1], H = xs[2], W = xs[3], OH = H / kh, OW = W / kw;
   const int64_t planes = xs[0] * xs[1];

@@ -63,10 +63,12 @@ mlir::Value decomposeAvgPool2d(mlir::OpBuilder &b, AvgPool2dOp op);
 /// Whether pooling windows tile the input [N, C, H, W]: stride equal to the
 /// kernel, no padding, H and W multiples of it, and at most 2 wide (a
 /// window row is then whole vectors split by one shuffle per column).
-/// max_pool2d is then lowered directly (not decomposed), and its gradient
-/// is soma.max_pool2d_grad.
+/// max_pool2d and avg_pool2d are then lowered directly (not decomposed),
+/// and max_pool2d's gradient is soma.max_pool2d_grad.
 bool tilesInput(llvm::ArrayRef<int64_t> x, llvm::ArrayRef<int64_t> kernel, llvm::ArrayRef<int64_t> stride,
                 llvm::ArrayRef<int64_t> padding);
+/// Whether `op` is a max_pool2d or avg_pool2d whose windows tile its input.
+bool isTilingPool(mlir::Operation *op);
 
 /// How a contraction reads one operand of its matmul: as stored, or through
 /// a chain of view ops that its GEMM computes while it packs panels, so
