@@ -256,6 +256,12 @@ std::vector<Case> allCases() {
                  [](Graph &, Ts &x) { return Ts{softmax(x[0]), log_softmax(x[0])}; }});
   c.push_back({"softmax_axis0", {{{5, 3, 2}, DType::f32, -10, 10}},
                [](Graph &, Ts &x) { return Ts{softmax(x[0], 0), log_softmax(x[0], 1)}; }});
+  // Row kernels: rows of 65 (4 full vectors of 16 and a masked one, or 8
+  // of 8) on the OpenMP path; an axis followed by a dimension of 1.
+  c.push_back({"softmax_rows_parallel", {{{257, 65}, DType::f32, -10, 10}},
+               [](Graph &, Ts &x) { return Ts{softmax(x[0]), log_softmax(x[0])}; }});
+  c.push_back({"softmax_axis_then_1", {{{3, 17, 1}, DType::f32, -10, 10}},
+               [](Graph &, Ts &x) { return Ts{softmax(x[0], 1), log_softmax(x[0], 1)}; }});
   c.push_back({"softmax_huge_logits", {{{4, 6}, DType::f32, 80, 100}},
                [](Graph &, Ts &x) { return Ts{softmax(x[0]), log_softmax(x[0])}; }});
   for (DType dt : {DType::i32, DType::i64})

@@ -112,6 +112,8 @@ std::vector<GradCase> gradCases() {
   c.push_back({"softmax", {{{3, 5}, -2, 2}}, [](Graph &, Ts &x) { return softmax(x[0]); }});
   c.push_back({"softmax_axis0", {{{3, 5}, -2, 2}}, [](Graph &, Ts &x) { return softmax(x[0], 0); }});
   c.push_back({"log_softmax", {{{3, 5}, -2, 2}}, [](Graph &, Ts &x) { return log_softmax(x[0]); }});
+  c.push_back({"log_softmax_axis0", {{{3, 5}, -2, 2}}, [](Graph &, Ts &x) { return log_softmax(x[0], 0); }});
+  c.push_back({"softmax_rows_of_17", {{{2, 3, 17}, -2, 2}}, [](Graph &, Ts &x) { return softmax(x[0], 2); }});
   c.push_back({"softmax_ce_mean", {{{4, 5}, -2, 2}, {{4}, 0, 5, DType::i32}},
                [](Graph &, Ts &x) { return softmax_cross_entropy(x[0], x[1]); }});
   c.push_back({"softmax_ce_sum", {{{4, 5}, -2, 2}, {{4}, 0, 5, DType::i64}},
@@ -227,6 +229,25 @@ TEST(Autodiff, CompiledFilterGradientInPartsMatchesTheInterpreter) {
   for (const char *name : {"grad_w", "grad_x", "loss"}) {
     ASSERT_TRUE(got.count(name)) << name;
     EXPECT_TRUE(test::allClose(got[name], want[name], 1e-4)) << name;
+  }
+}
+
+// softmax_grad and log_softmax_grad along the last axis are row kernels
+// (one pass for the row's sum, one from cache): rows of 1, 10, 65 (full
+// vectors and a masked one) and 129, the last two shapes on the OpenMP
+// path; along the first axis, the linalg form.
+TEST(Autodiff, CompiledSoftmaxGradientsMatchTheInterpreter) {
+  for (auto [shape, axis] : {std::pair{Shape{7, 1}, 1}, std::pair{Shape{7, 10}, 1}, std::pair{Shape{257, 65}, 1},
+                             std::pair{Shape{130, 129}, 1}, std::pair{Shape{65, 33}, 0}}) {
+    Graph g("softmax_grads");
+    Tensor x = g.input("x", shape);
+    Tensor w = constant(g, test::randomF32(shape, -1, 1, 3));
+    g.output("loss", sum(softmax(x, axis) * w) + sum(log_softmax(x, axis) * w * w));
+    std::map<std::string, Array> in{{"x", test::randomF32(shape, -8, 8, 4)}};
+    GradientOptions opts{.loss = "loss", .inputs = true};
+    auto got = compile_gradients(g, opts).run(in);
+    auto want = interpret_gradients(g, in, nullptr, opts);
+    EXPECT_TRUE(test::allClose(got["grad_x"], want["grad_x"], 1e-5)) << shape_str(shape) << " axis " << axis;
   }
 }
 

@@ -620,6 +620,34 @@ LogicalResult LogSoftmaxOp::inferReturnTypes(MLIRContext *,
                       adaptor.getAxis(), results);
 }
 
+/// The output of a softmax or log-softmax and its gradient: the same shape.
+static LogicalResult inferSoftmaxGrad(std::optional<Location> loc, StringRef op, Value output, Value grad,
+                                      int64_t axis, SmallVectorImpl<Type> &results) {
+  auto g = f32TensorOf(loc, op, grad, "grad");
+  if (failed(g) || failed(inferSoftmax(loc, op, output, axis, results)))
+    return failure();
+  if (g->getShape() != cast<RankedTensorType>(results[0]).getShape())
+    return fail(loc, op, "output and grad must have the same shape, got " + typeStr(results[0]) + " and " +
+                             typeStr(*g));
+  return success();
+}
+
+LogicalResult SoftmaxGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
+                                              SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "softmax_grad", adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
+    return failure();
+  return inferSoftmaxGrad(loc, "softmax_grad", adaptor.getOutput(), adaptor.getGrad(), adaptor.getAxis(),
+                          results);
+}
+
+LogicalResult LogSoftmaxGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
+                                                 SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, "log_softmax_grad", adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
+    return failure();
+  return inferSoftmaxGrad(loc, "log_softmax_grad", adaptor.getOutput(), adaptor.getGrad(), adaptor.getAxis(),
+                          results);
+}
+
 LogicalResult SoftmaxCrossEntropyOp::inferReturnTypes(
     MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
     SmallVectorImpl<Type> &results) {
@@ -1133,20 +1161,12 @@ SOMA_VJP(PadOp) { // the padded interior: a strided slice
   return success();
 }
 
-SOMA_VJP(SoftmaxOp) { // dx = y (g - sum(g y, axis))
-  Location l = getLoc();
-  Value y = getResult(), g = resultGrads[0];
-  int64_t axes[] = {static_cast<int64_t>(getAxis())};
-  Value s = b.create<ReduceSumOp>(l, mul(b, l, g, y), b.getDenseI64ArrayAttr(axes), b.getBoolAttr(true));
-  operandGrads.push_back(mul(b, l, y, sub(b, l, g, s)));
+SOMA_VJP(SoftmaxOp) { // dx = y (g - sum(g y, axis)), one op
+  operandGrads.push_back(b.create<SoftmaxGradOp>(getLoc(), getResult(), resultGrads[0], getAxisAttr()));
   return success();
 }
-SOMA_VJP(LogSoftmaxOp) { // dx = g - softmax(x) sum(g, axis)
-  Location l = getLoc();
-  Value g = resultGrads[0];
-  int64_t axes[] = {static_cast<int64_t>(getAxis())};
-  Value s = b.create<ReduceSumOp>(l, g, b.getDenseI64ArrayAttr(axes), b.getBoolAttr(true));
-  operandGrads.push_back(sub(b, l, g, mul(b, l, b.create<ExpOp>(l, getResult()), s)));
+SOMA_VJP(LogSoftmaxOp) { // dx = g - softmax(x) sum(g, axis), one op
+  operandGrads.push_back(b.create<LogSoftmaxGradOp>(getLoc(), getResult(), resultGrads[0], getAxisAttr()));
   return success();
 }
 SOMA_VJP(SoftmaxCrossEntropyOp) { // the fused (softmax - onehot) / N

@@ -333,6 +333,22 @@ RefTensor softmax(const RefTensor &x, int64_t axis, bool logOutput) {
   return y;
 }
 
+/// The gradient of softmax (y (g - sum g y)) or log-softmax (g - e^y sum g)
+/// along `axis` from its output y and the output's gradient g.
+RefTensor softmaxGrad(const RefTensor &y, const RefTensor &g, int64_t axis, bool logOutput) {
+  RefTensor dx = zeros(DType::f32, y.shape);
+  forEachLane(y.shape, axis, [&](int64_t base, int64_t stride, int64_t n) {
+    double s = 0.0;
+    for (int64_t j = 0; j < n; ++j)
+      s += g.data[base + j * stride] * (logOutput ? 1.0 : y.data[base + j * stride]);
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t i = base + j * stride;
+      dx.data[i] = logOutput ? g.data[i] - std::exp(y.data[i]) * s : y.data[i] * (g.data[i] - s);
+    }
+  });
+  return dx;
+}
+
 RefTensor scalar(double v) { return RefTensor{DType::f32, {}, {v}}; }
 
 /// Divides a summed loss by `count` for reduction "mean".
@@ -666,6 +682,10 @@ RefTensor evaluate(Operation *op, const Operands &in) {
       })
       .Case([&](SoftmaxCrossEntropyOp o) {
         return softmaxCrossEntropy(in[0], in[1], o.getReduction());
+      })
+      .Case([&](SoftmaxGradOp o) { return softmaxGrad(in[0], in[1], static_cast<int64_t>(o.getAxis()), false); })
+      .Case([&](LogSoftmaxGradOp o) {
+        return softmaxGrad(in[0], in[1], static_cast<int64_t>(o.getAxis()), true);
       })
       .Case([&](MseOp o) { return mse(in[0], in[1], o.getReduction()); })
       .Case([&](BinaryCrossEntropyOp o) {

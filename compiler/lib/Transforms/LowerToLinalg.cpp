@@ -184,6 +184,12 @@ MemRefType memrefOf(Type t) {
   return MemRefType::get(rt.getShape(), rt.getElementType());
 }
 
+/// Whether `axis` is the last dimension of `shape` but for dimensions of 1:
+/// its lanes are contiguous rows (RowKernels.cpp).
+bool isLastAxis(ArrayRef<int64_t> shape, int64_t axis) {
+  return llvm::all_of(shape.drop_front(axis + 1), [](int64_t d) { return d == 1; });
+}
+
 /// The indexing map reading an operand of shape `in` for an output of shape
 /// `out` under numpy broadcasting: dimensions aligned at the right, size-1
 /// dimensions read at index 0.
@@ -245,6 +251,8 @@ private:
   LogicalResult lowerMatmul(MatmulOp op);
   LogicalResult lowerSoftmax(Operation *op, Value input, int64_t axis, bool log);
   LogicalResult lowerSoftmaxCrossEntropy(SoftmaxCrossEntropyOp op);
+  /// softmax_grad or (log) log_softmax_grad: operands y and g.
+  LogicalResult lowerSoftmaxGrad(Operation *op, int64_t axis, bool log);
   LogicalResult lowerPairwiseLoss(Operation *op, Value a, Value t,
                                   StringRef reduction, bool bce);
   LogicalResult lowerConstant(ConstantOp op);
@@ -509,6 +517,13 @@ LogicalResult GraphLowering::lowerSoftmax(Operation *op, Value input,
   Value x = buffers[input];
   Value y = resultBuffer(op->getResult(0));
   auto type = cast<MemRefType>(x.getType());
+  if (isLastAxis(type.getShape(), axis)) {
+    int64_t cols = type.getDimSize(axis);
+    emitRowKernel(b, loc, log ? RowOp::logSoftmax : RowOp::softmax, {x}, y, type.getNumElements() / cols, cols,
+                  gemmConfig);
+    buffers[op->getResult(0)] = y;
+    return success();
+  }
   SmallVector<int64_t> keptShape(type.getShape());
   keptShape[axis] = 1;
   auto keptType = MemRefType::get(keptShape, type.getElementType());
@@ -539,6 +554,39 @@ LogicalResult GraphLowering::lowerSoftmax(Operation *op, Value input,
     return nb.create<arith::DivFOp>(l, a[0], a[1]);
   });
   buffers[op->getResult(0)] = y;
+  return success();
+}
+
+LogicalResult GraphLowering::lowerSoftmaxGrad(Operation *op, int64_t axis, bool log) {
+  Location loc = op->getLoc();
+  Value y = buffers[op->getOperand(0)], g = buffers[op->getOperand(1)];
+  Value dx = resultBuffer(op->getResult(0));
+  auto type = cast<MemRefType>(y.getType());
+  if (isLastAxis(type.getShape(), axis)) {
+    int64_t cols = type.getDimSize(axis);
+    emitRowKernel(b, loc, log ? RowOp::logSoftmaxGrad : RowOp::softmaxGrad, {y, g}, dx,
+                  type.getNumElements() / cols, cols, gemmConfig);
+    buffers[op->getResult(0)] = dx;
+    return success();
+  }
+  // s = sum over the axis of g y (softmax) or g (log-softmax)
+  SmallVector<int64_t> keptShape(type.getShape());
+  keptShape[axis] = 1;
+  Value s = alloc(loc, MemRefType::get(keptShape, type.getElementType()));
+  fill(loc, s, 0.0);
+  int64_t axes[] = {axis};
+  reduce(loc, {y, g}, type.getShape(), s, axes, /*keepdims=*/true,
+         [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+           Value term = log ? a[1] : Value(nb.create<arith::MulFOp>(l, a[1], a[0]));
+           return nb.create<arith::AddFOp>(l, a[2], term);
+         });
+  // dx = y (g - s) or g - e^y s
+  elementwise(loc, {y, g, s}, dx, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+    if (log)
+      return nb.create<arith::SubFOp>(l, a[1], nb.create<arith::MulFOp>(l, nb.create<math::ExpOp>(l, a[0]), a[2]));
+    return nb.create<arith::MulFOp>(l, a[0], nb.create<arith::SubFOp>(l, a[1], a[2]));
+  });
+  buffers[op->getResult(0)] = dx;
   return success();
 }
 
@@ -1885,6 +1933,8 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       .Case([&](SoftmaxOp s) {
         return lowerSoftmax(op, s.getInput(), s.getAxis(), false);
       })
+      .Case([&](SoftmaxGradOp s) { return lowerSoftmaxGrad(op, s.getAxis(), false); })
+      .Case([&](LogSoftmaxGradOp s) { return lowerSoftmaxGrad(op, s.getAxis(), true); })
       .Case([&](LogSoftmaxOp s) {
         return lowerSoftmax(op, s.getInput(), s.getAxis(), true);
       })

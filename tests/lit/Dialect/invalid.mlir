@@ -328,6 +328,30 @@ func.func @log_softmax_axis(%a: tensor<4x3xf32>) {
 
 // -----
 
+func.func @softmax_grad_shapes(%y: tensor<4x3xf32>, %g: tensor<3x4xf32>) {
+  // expected-error @+1 {{softmax_grad: output and grad must have the same shape, got f32[4,3] and f32[3,4]}}
+  %0 = soma.softmax_grad %y, %g {axis = 1} : tensor<4x3xf32>, tensor<3x4xf32>
+  return
+}
+
+// -----
+
+func.func @log_softmax_grad_axis(%y: tensor<4x3xf32>) {
+  // expected-error @+1 {{log_softmax_grad: axis 2 is out of range for shape [4,3]}}
+  %0 = soma.log_softmax_grad %y, %y {axis = 2} : tensor<4x3xf32>, tensor<4x3xf32>
+  return
+}
+
+// -----
+
+func.func @softmax_grad_dtype(%y: tensor<4x3xf32>, %g: tensor<4x3xi32>) {
+  // expected-error @+1 {{softmax_grad: grad must be f32, got i32[4,3]}}
+  %0 = soma.softmax_grad %y, %g {axis = 1} : tensor<4x3xf32>, tensor<4x3xi32>
+  return
+}
+
+// -----
+
 // A float label tensor is rejected by the operand's type constraint.
 func.func @sce_label_dtype(%a: tensor<4x2xf32>, %y: tensor<4xf32>) {
   // expected-error @+1 {{operand #1 must be ranked tensor of 32-bit signless integer or 64-bit signless integer values, but got 'tensor<4xf32>'}}

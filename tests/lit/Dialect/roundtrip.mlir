@@ -189,9 +189,13 @@ func.func @constants() {
 // CHECK-LABEL: func.func @softmax
 // CHECK: soma.softmax %{{.*}} {axis = 1 : i64} : tensor<4x3xf32>
 // CHECK: soma.log_softmax %{{.*}} {axis = 0 : i64} : tensor<4x3xf32>
+// CHECK: soma.softmax_grad %{{.*}}, %{{.*}} {axis = 1 : i64} : tensor<4x3xf32>, tensor<4x3xf32>
+// CHECK: soma.log_softmax_grad %{{.*}}, %{{.*}} {axis = 0 : i64} : tensor<4x3xf32>, tensor<4x3xf32>
 func.func @softmax(%x: tensor<4x3xf32>) {
   %0 = soma.softmax %x {axis = 1} : tensor<4x3xf32>
   %1 = soma.log_softmax %x {axis = 0} : tensor<4x3xf32>
+  %2 = soma.softmax_grad %0, %x {axis = 1} : tensor<4x3xf32>, tensor<4x3xf32>
+  %3 = soma.log_softmax_grad %1, %x {axis = 0} : tensor<4x3xf32>, tensor<4x3xf32>
   return
 }
 

@@ -547,26 +547,36 @@ func.func @softmax(%x: tensor<2x5x3xf32> {soma.input = "x"}) -> (tensor<2x5x3xf3
 
 // -----
 
-// log_softmax: y = x - m, s = sum e^y, y = y - log s.
+// log_softmax along the last axis: one loop over the rows (RowKernels.cpp),
+// each row of 3 one masked vector (8 lanes here): its maximum (NaN
+// ignored; it makes the row NaN below), the sum of e^(x - m) (lanes
+// outside the mask dropped), then (x - m) - log s stored.
 // CHECK-LABEL: func.func @log_softmax(
 //  CHECK-SAME: %[[X:.*]]: memref<4x3xf32> {soma.input = "x"}, %[[Y:.*]]: memref<4x3xf32> {soma.output = "y"}
-//       CHECK: %[[M:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x1xf32>
-//       CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, 0)>], iterator_types = ["parallel", "reduction"]}
-//       CHECK:   arith.maximumf
-//       CHECK: linalg.generic
-//  CHECK-SAME: outs(%[[Y]] : memref<4x3xf32>)
-//  CHECK-NEXT: ^bb0
-//  CHECK-NEXT:   arith.subf
-//  CHECK-NEXT:   linalg.yield
-//       CHECK: %[[S:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x1xf32>
-//       CHECK: linalg.generic
-//  CHECK-SAME: ins(%[[Y]] : memref<4x3xf32>) outs(%[[S]] : memref<4x1xf32>)
+//   CHECK-NOT: memref.alloc
+//   CHECK-DAG: %[[XF:.*]] = memref.collapse_shape %[[X]] {{\[\[}}0, 1]] : memref<4x3xf32> into memref<12xf32>
+//   CHECK-DAG: %[[YF:.*]] = memref.collapse_shape %[[Y]] {{\[\[}}0, 1]] : memref<4x3xf32> into memref<12xf32>
+//       CHECK: scf.for %[[R:.*]] = %{{.*}} to %{{.*}} step
+//       CHECK:   %[[BASE:.*]] = arith.muli %[[R]], %{{.*}} : index
+//       CHECK:   %[[MASK:.*]] = vector.create_mask %{{.*}} : vector<8xi1>
+//       CHECK:   vector.maskedload %[[XF]]
+//       CHECK:   arith.cmpf ogt
+//       CHECK:   arith.select
+//       CHECK:   %[[MAX:.*]] = vector.reduction <maxnumf>
+//       CHECK:   %[[M:.*]] = vector.broadcast %[[MAX]]
+//       CHECK:   vector.maskedload %[[XF]]
+//       CHECK:   arith.subf %{{.*}}, %[[M]]
 //       CHECK:   math.exp
+//       CHECK:   arith.select
 //       CHECK:   arith.addf
-//       CHECK: linalg.generic
-//  CHECK-SAME: outs(%[[Y]] : memref<4x3xf32>)
-//       CHECK:   math.log
+//       CHECK:   %[[S:.*]] = vector.reduction <add>, %{{.*}} fastmath<reassoc>
+//       CHECK:   math.log %[[S]] : f32
+//       CHECK:   vector.maskedload %[[XF]]
+//       CHECK:   arith.subf %{{.*}}, %[[M]]
 //       CHECK:   arith.subf
+//       CHECK:   vector.maskedstore %[[YF]]
+//   CHECK-NOT:   math.exp
+//       CHECK: } {soma.parallel_work = 96 : i64}
 func.func @log_softmax(%x: tensor<4x3xf32> {soma.input = "x"}) -> (tensor<4x3xf32> {soma.output = "y"}) {
   %0 = soma.log_softmax %x {axis = 1} : tensor<4x3xf32>
   return %0 : tensor<4x3xf32>
@@ -1373,21 +1383,87 @@ module @split_k {
 
 // softmax is in-place-able (InPlaceOpInterface): it takes the row maximum
 // before it writes the row, so it computes its result over the dying
-// exponential; its row statistics are the only new buffers.
+// exponential. Rows of 20: two full vectors in a loop, then a masked one
+// of 4; the exponentials are stored, then multiplied by 1 / s from cache.
 // CHECK-LABEL: func.func @softmax_in_place
-//       CHECK: %[[T:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x10xf32>
-//       CHECK: outs(%[[T]] : memref<4x10xf32>)
+//       CHECK: %[[T:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x20xf32>
+//       CHECK: outs(%[[T]] : memref<4x20xf32>)
 //       CHECK:   math.exp
-//       CHECK: %[[M:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x1xf32>
-//   CHECK-NOT: memref.alloc() {{.*}} : memref<4x10xf32>
-//       CHECK: ins(%[[T]], %[[M]] : memref<4x10xf32>, memref<4x1xf32>) outs(%[[T]] : memref<4x10xf32>)
-//   CHECK-NOT: memref.alloc() {{.*}} : memref<4x10xf32>
+//   CHECK-NOT: memref.alloc
+//       CHECK: %[[TF:.*]] = memref.collapse_shape %[[T]]
+//       CHECK: %[[OF:.*]] = memref.collapse_shape %[[T]]
+//       CHECK: scf.for
+//       CHECK:   scf.for {{.*}} iter_args
+//       CHECK:     vector.load %[[TF]]
+//       CHECK:   vector.reduction <maxnumf>
+//       CHECK:   scf.for {{.*}} iter_args
+//       CHECK:     vector.load %[[TF]]
+//       CHECK:     math.exp
+//       CHECK:     vector.store %{{.*}}, %[[OF]]
+//       CHECK:   vector.maskedstore %[[OF]]
+//       CHECK:   %[[S:.*]] = vector.reduction <add>
+//       CHECK:   arith.divf %{{.*}}, %[[S]] : f32
+//       CHECK:   scf.for
+//       CHECK:     vector.load %[[OF]]
+//       CHECK:     arith.mulf
+//       CHECK:     vector.store %{{.*}}, %[[OF]]
+//       CHECK:   vector.maskedload %[[OF]]
+//       CHECK:   vector.maskedstore %[[OF]]
+//       CHECK: } {soma.parallel_work = 640 : i64}
+//   CHECK-NOT: memref.alloc
+//       CHECK: ins(%[[T]] : memref<4x20xf32>) outs(%{{.*}} : memref<4x20xf32>)
+//       CHECK:   arith.negf
 //       CHECK: return
-func.func @softmax_in_place(%x: tensor<4x10xf32> {soma.input = "x"}) -> (tensor<4x10xf32> {soma.output = "y"}) {
-  %0 = soma.exp %x : tensor<4x10xf32>
-  %1 = soma.softmax %0 {axis = 1 : i64} : tensor<4x10xf32>
-  %2 = soma.neg %1 : tensor<4x10xf32>
-  return %2 : tensor<4x10xf32>
+func.func @softmax_in_place(%x: tensor<4x20xf32> {soma.input = "x"}) -> (tensor<4x20xf32> {soma.output = "y"}) {
+  %0 = soma.exp %x : tensor<4x20xf32>
+  %1 = soma.softmax %0 {axis = 1 : i64} : tensor<4x20xf32>
+  %2 = soma.neg %1 : tensor<4x20xf32>
+  return %2 : tensor<4x20xf32>
+}
+
+// -----
+
+// The gradients of softmax and log-softmax along the last axis are row
+// kernels too: the sum of g y (an fma per vector) or of g, then the
+// result from cache. Along another axis: a reduction and an elementwise
+// kernel.
+// CHECK-LABEL: func.func @softmax_grads
+//       CHECK: scf.for
+//       CHECK:   scf.for {{.*}} iter_args
+//       CHECK:     math.fma
+//       CHECK:   vector.reduction <add>
+//       CHECK:   scf.for
+//       CHECK:     arith.subf
+//       CHECK:     arith.mulf
+//       CHECK:     vector.store
+//       CHECK: } {soma.parallel_work = 320 : i64}
+//       CHECK: scf.for
+//       CHECK:   scf.for {{.*}} iter_args
+//   CHECK-NOT:     math.fma
+//       CHECK:     arith.addf
+//       CHECK:   vector.reduction <add>
+//       CHECK:   scf.for
+//       CHECK:     math.exp
+//       CHECK:     arith.mulf
+//       CHECK:     arith.subf
+//       CHECK:     vector.store
+//       CHECK: } {soma.parallel_work = 746 : i64}
+//       CHECK: %[[S:.*]] = memref.alloc() {alignment = 64 : i64} : memref<1x20xf32>
+//       CHECK: linalg.generic
+//  CHECK-SAME: iterator_types = ["parallel", "reduction"]
+//  CHECK-SAME: outs(%[[S]] : memref<1x20xf32>)
+//       CHECK:   arith.mulf
+//       CHECK:   arith.addf
+//       CHECK: linalg.generic
+//  CHECK-SAME: ins(%{{.*}}, %{{.*}}, %[[S]] : memref<4x20xf32>, memref<4x20xf32>, memref<1x20xf32>)
+//       CHECK:   arith.subf
+//       CHECK:   arith.mulf
+func.func @softmax_grads(%y: tensor<4x20xf32> {soma.input = "y"}, %g: tensor<4x20xf32> {soma.input = "g"})
+    -> (tensor<4x20xf32> {soma.output = "a"}, tensor<4x20xf32> {soma.output = "b"}, tensor<4x20xf32> {soma.output = "c"}) {
+  %0 = soma.softmax_grad %y, %g {axis = 1} : tensor<4x20xf32>, tensor<4x20xf32>
+  %1 = soma.log_softmax_grad %y, %g {axis = 1} : tensor<4x20xf32>, tensor<4x20xf32>
+  %2 = soma.softmax_grad %y, %g {axis = 0} : tensor<4x20xf32>, tensor<4x20xf32>
+  return %0, %1, %2 : tensor<4x20xf32>, tensor<4x20xf32>, tensor<4x20xf32>
 }
 
 // -----

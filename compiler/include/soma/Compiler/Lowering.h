@@ -194,4 +194,20 @@ struct DirectConv {
 void emitDirectConv(mlir::OpBuilder &b, mlir::Location loc, const DirectConv &g, mlir::Value C,
                     const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
 
+/// The softmax family along a contiguous last axis (RowKernels.cpp).
+enum class RowOp {
+  softmax,        ///< out = e^(x - m) / sum e^(x - m), m the row's maximum; ins = {x}
+  logSoftmax,     ///< out = (x - m) - log sum e^(x - m); ins = {x}
+  softmaxGrad,    ///< out = y (g - sum g y); ins = {y, g}
+  logSoftmaxGrad, ///< out = g - e^y sum g; ins = {y, g}
+};
+
+/// out = op(ins) for `rows` rows of `cols` elements (every memref holds
+/// rows * cols elements, row-major): a loop over the rows (marked for
+/// soma-linalg-to-loops' grain rule) that reads each row from memory once,
+/// in vectors of cfg.vl, and again from cache for its second pass. out may
+/// be any of ins' buffers.
+void emitRowKernel(mlir::OpBuilder &b, mlir::Location loc, RowOp op, mlir::ValueRange ins, mlir::Value out,
+                   int64_t rows, int64_t cols, const GemmConfig &cfg);
+
 } // namespace soma

@@ -37,8 +37,9 @@ def Soma_InPlaceOpInterface : OpInterface<"InPlaceOpInterface"> {
     parameter's buffer for its update, and soma-plan-memory then never
     sees the result as a buffer of its own. Elementwise ops qualify for
     every operand of the result's type (each point is read where it is
-    written); softmax and log-softmax read a whole row (its maximum and
-    sum) before writing any of it.
+    written); softmax, log-softmax and their gradients read a whole row
+    (its maximum, its sum) before writing any of it, then each element
+    where they write it.
   }];
   let cppNamespace = "::soma::ir";
   let methods = [

@@ -237,6 +237,31 @@ def Soma_LogSoftmaxOp : Soma_DiffOp<"log_softmax", [Soma_InPlaceOpInterface]> {
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
+def Soma_SoftmaxGradOp : Soma_Op<"softmax_grad", [Soma_InPlaceOpInterface]> {
+  let summary = "gradient of softmax w.r.t. its input, from its output: y * (g - sum_axis g * y)";
+  let description = [{
+    The output y of a softmax along `axis` and its gradient g, of the same
+    shape: dx = y * (g - s) with s = sum over `axis` of g * y, broadcast
+    along it. Along the last axis it is one pass over each row (the sum)
+    and one from cache (the product).
+  }];
+  let arguments = (ins Soma_F32Tensor:$output, Soma_F32Tensor:$grad, I64Attr:$axis);
+  let results = (outs Soma_F32Tensor:$result);
+  let assemblyFormat = "$output `,` $grad attr-dict `:` type($output) `,` type($grad)";
+}
+
+def Soma_LogSoftmaxGradOp : Soma_Op<"log_softmax_grad", [Soma_InPlaceOpInterface]> {
+  let summary = "gradient of log_softmax w.r.t. its input, from its output: g - e^y * sum_axis g";
+  let description = [{
+    The output y of a log-softmax along `axis` and its gradient g, of the
+    same shape: dx = g - e^y * s with s = sum over `axis` of g, broadcast
+    along it (e^y is the softmax of the input).
+  }];
+  let arguments = (ins Soma_F32Tensor:$output, Soma_F32Tensor:$grad, I64Attr:$axis);
+  let results = (outs Soma_F32Tensor:$result);
+  let assemblyFormat = "$output `,` $grad attr-dict `:` type($output) `,` type($grad)";
+}
+
 def Soma_SoftmaxCrossEntropyOp : Soma_DiffOp<"softmax_cross_entropy"> {
   let summary = "fused softmax + cross-entropy with integer labels";
   let description = [{

@@ -1,0 +1,195 @@
+//===- RowKernels.cpp - Softmax and its gradients, one row at a time -----===//
+//
+// The softmax family along a contiguous last axis, as one loop nest: the
+// rows are shared by the threads, and each row is read from memory once,
+// by its first pass (a maximum or a sum, in vectors), then again from the
+// first-level cache by the passes that need it. Built from four linalg
+// kernels (a maximum, e^(x - m), a sum, a division), the softmax of
+// [8192, 256] read and wrote the array four times over.
+//
+//===----------------------------------------------------------------------===//
+
+#include "soma/Compiler/Lowering.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <limits>
+
+using namespace mlir;
+
+namespace soma {
+
+namespace {
+
+/// The vectors of one row: `cols` elements from flat index `base` of 1-D
+/// memrefs, in full vectors of VL, then a masked one for the rest.
+struct Row {
+  Location loc;
+  int64_t VL, cols;
+  VectorType vt;
+  Value base;
+
+  Value idx(OpBuilder &b, int64_t v) const { return b.create<arith::ConstantIndexOp>(loc, v); }
+  Value splat(OpBuilder &b, double v) const {
+    return b.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vt, b.getF32FloatAttr(static_cast<float>(v))));
+  }
+  Value broadcast(OpBuilder &b, Value scalar) const { return b.create<vector::BroadcastOp>(loc, vt, scalar); }
+
+  /// The vector at offset `at` of the row (`pass` in the lanes outside
+  /// `mask`, when there is one).
+  Value load(OpBuilder &b, Value mem, Value at, Value mask, double pass) const {
+    Value i = b.create<arith::AddIOp>(loc, base, at);
+    if (!mask)
+      return b.create<vector::LoadOp>(loc, vt, mem, ValueRange{i});
+    return b.create<vector::MaskedLoadOp>(loc, vt, mem, ValueRange{i}, mask, splat(b, pass));
+  }
+  void store(OpBuilder &b, Value mem, Value at, Value mask, Value v) const {
+    Value i = b.create<arith::AddIOp>(loc, base, at);
+    if (!mask)
+      b.create<vector::StoreOp>(loc, v, mem, ValueRange{i});
+    else
+      b.create<vector::MaskedStoreOp>(loc, mem, ValueRange{i}, mask, v);
+  }
+
+  using ChunkFn = function_ref<SmallVector<Value>(OpBuilder &, Value at, Value mask, ValueRange acc)>;
+  /// Calls fn on every vector of the row in order, carrying `acc`: the full
+  /// ones in a loop (mask null), then the partial one with its mask.
+  SmallVector<Value> chunks(OpBuilder &b, ValueRange acc, ChunkFn fn) const {
+    const int64_t full = cols / VL * VL;
+    SmallVector<Value> out(acc);
+    if (full > 0) {
+      auto loop = b.create<scf::ForOp>(loc, idx(b, 0), idx(b, full), idx(b, VL), acc,
+                                       [&](OpBuilder &lb, Location, Value at, ValueRange a) {
+                                         lb.create<scf::YieldOp>(loc, fn(lb, at, Value(), a));
+                                       });
+      out.assign(loop.getResults().begin(), loop.getResults().end());
+    }
+    if (cols > full) {
+      Value mask = b.create<vector::CreateMaskOp>(loc, VectorType::get({VL}, b.getI1Type()),
+                                                  ValueRange{idx(b, cols - full)});
+      out = fn(b, idx(b, full), mask, out);
+    }
+    return out;
+  }
+
+  /// acc + v, with only the lanes of `mask` added when there is one.
+  Value addLanes(OpBuilder &b, Value acc, Value v, Value mask) const {
+    if (mask)
+      v = b.create<arith::SelectOp>(loc, mask, v, splat(b, 0.0));
+    return b.create<arith::AddFOp>(loc, acc, v);
+  }
+  /// The sum of a vector's lanes, as a tree.
+  Value sum(OpBuilder &b, Value v) const {
+    return b.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, v, Value(),
+                                         arith::FastMathFlags::reassoc);
+  }
+};
+
+} // namespace
+
+void emitRowKernel(OpBuilder &b, Location loc, RowOp op, ValueRange ins, Value out, int64_t rows, int64_t cols,
+                   const GemmConfig &cfg) {
+  const int64_t VL = cfg.vl;
+  auto flat = [&](Value v) -> Value {
+    auto t = cast<MemRefType>(v.getType());
+    ReassociationIndices all;
+    for (int64_t d = 0; d < t.getRank(); ++d)
+      all.push_back(d);
+    if (t.getRank() == 1)
+      return v;
+    if (t.getRank() == 0)
+      return b.create<memref::ExpandShapeOp>(loc, MemRefType::get({1}, t.getElementType()), v,
+                                             ArrayRef<ReassociationIndices>{})
+          .getResult();
+    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{all}).getResult();
+  };
+  Value a = flat(ins[0]), g = ins.size() > 1 ? flat(ins[1]) : Value(), o = flat(out);
+  Value zero = b.create<arith::ConstantIndexOp>(loc, 0), one = b.create<arith::ConstantIndexOp>(loc, 1);
+  auto loop = b.create<scf::ForOp>(
+      loc, zero, b.create<arith::ConstantIndexOp>(loc, rows), one, ValueRange{},
+      [&](OpBuilder &rb, Location, Value r, ValueRange) {
+        // (Vector constants are made inside the loop: soma-outline-loops
+        // outlines a nest that captures only scalars and memrefs.)
+        Value base = rb.create<arith::MulIOp>(loc, r, rb.create<arith::ConstantIndexOp>(loc, cols));
+        Row row{loc, VL, cols, VectorType::get({VL}, rb.getF32Type()), base};
+        switch (op) {
+        case RowOp::softmax:
+        case RowOp::logSoftmax: {
+          // m = max x (NaN ignored: it makes the whole row NaN below).
+          Value m = row.chunks(rb, {row.splat(rb, -std::numeric_limits<double>::infinity())},
+                               [&](OpBuilder &cb, Value at, Value mask, ValueRange acc) -> SmallVector<Value> {
+                                 Value x = row.load(cb, a, at, mask, -std::numeric_limits<double>::infinity());
+                                 Value gt = cb.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGT, x, acc[0]);
+                                 return {cb.create<arith::SelectOp>(loc, gt, x, acc[0])};
+                               })[0];
+          m = row.broadcast(rb, rb.create<vector::ReductionOp>(loc, vector::CombiningKind::MAXNUMF, m));
+          // s = sum e^(x - m), softmax storing e^(x - m) in out.
+          Value s = row.chunks(rb, {row.splat(rb, 0.0)},
+                               [&](OpBuilder &cb, Value at, Value mask, ValueRange acc) -> SmallVector<Value> {
+                                 Value x = row.load(cb, a, at, mask, 0.0);
+                                 Value e = cb.create<math::ExpOp>(loc, cb.create<arith::SubFOp>(loc, x, m));
+                                 if (op == RowOp::softmax)
+                                   row.store(cb, o, at, mask, e);
+                                 return {row.addLanes(cb, acc[0], e, mask)};
+                               })[0];
+          s = row.sum(rb, s);
+          if (op == RowOp::softmax) {
+            // out = e^(x - m) * (1 / s)
+            Value inv = row.broadcast(
+                rb, rb.create<arith::DivFOp>(loc, rb.create<arith::ConstantOp>(loc, rb.getF32FloatAttr(1.0f)), s));
+            row.chunks(rb, {}, [&](OpBuilder &cb, Value at, Value mask, ValueRange) -> SmallVector<Value> {
+              row.store(cb, o, at, mask, cb.create<arith::MulFOp>(loc, row.load(cb, o, at, mask, 0.0), inv));
+              return {};
+            });
+          } else {
+            // out = (x - m) - log s
+            Value logS = row.broadcast(rb, rb.create<math::LogOp>(loc, s));
+            row.chunks(rb, {}, [&](OpBuilder &cb, Value at, Value mask, ValueRange) -> SmallVector<Value> {
+              Value shifted = cb.create<arith::SubFOp>(loc, row.load(cb, a, at, mask, 0.0), m);
+              row.store(cb, o, at, mask, cb.create<arith::SubFOp>(loc, shifted, logS));
+              return {};
+            });
+          }
+          break;
+        }
+        case RowOp::softmaxGrad:
+        case RowOp::logSoftmaxGrad: {
+          // s = sum g y (softmax) or sum g (log-softmax)
+          Value s = row.chunks(rb, {row.splat(rb, 0.0)},
+                               [&](OpBuilder &cb, Value at, Value mask, ValueRange acc) -> SmallVector<Value> {
+                                 Value gv = row.load(cb, g, at, mask, 0.0);
+                                 if (op == RowOp::logSoftmaxGrad)
+                                   return {cb.create<arith::AddFOp>(loc, acc[0], gv)};
+                                 Value y = row.load(cb, a, at, mask, 0.0);
+                                 return {cb.create<math::FmaOp>(loc, gv, y, acc[0])};
+                               })[0];
+          s = row.broadcast(rb, row.sum(rb, s));
+          // out = y (g - s) or g - e^y s
+          row.chunks(rb, {}, [&](OpBuilder &cb, Value at, Value mask, ValueRange) -> SmallVector<Value> {
+            Value y = row.load(cb, a, at, mask, 0.0), gv = row.load(cb, g, at, mask, 0.0);
+            Value d = op == RowOp::softmaxGrad
+                          ? cb.create<arith::MulFOp>(loc, y, cb.create<arith::SubFOp>(loc, gv, s)).getResult()
+                          : cb.create<arith::SubFOp>(
+                                    loc, gv, cb.create<arith::MulFOp>(loc, cb.create<math::ExpOp>(loc, y), s))
+                                .getResult();
+            row.store(cb, o, at, mask, d);
+            return {};
+          });
+          break;
+        }
+        }
+        rb.create<scf::YieldOp>(loc);
+      });
+  // The work as the grain rule weighs a linalg kernel's (LinalgToLoops.cpp):
+  // per element, the arrays read or written plus 4 per exponential, times
+  // 4 / 3.
+  const int64_t cost = op == RowOp::softmaxGrad ? 3 : op == RowOp::logSoftmaxGrad ? 7 : 6;
+  if (rows > 1)
+    loop->setAttr(kParallelWorkAttr, b.getI64IntegerAttr(rows * cols * cost * 4 / 3));
+}
+
+} // namespace soma
