@@ -167,6 +167,9 @@ std::vector<GradCase> gradCases() {
   c.push_back({"max_pool2d_overlap_pad", {{{1, 2, 7, 7}}},
                [](Graph &, Ts &x) { return max_pool2d(x[0], 3, {.stride = 2, .padding = 1}); }});
   c.push_back({"avg_pool2d", {{{2, 2, 6, 6}}}, [](Graph &, Ts &x) { return avg_pool2d(x[0], 2); }});
+  c.push_back({"avg_pool2d_tiled_3x2", {{{1, 2, 6, 38}}},
+               [](Graph &, Ts &x) { return avg_pool2d(x[0], {3, 2}, {.stride = {3, 2}}); }});
+  c.push_back({"avg_pool2d_tiled_1x1", {{{1, 2, 3, 5}}}, [](Graph &, Ts &x) { return avg_pool2d(x[0], 1); }});
   c.push_back({"avg_pool2d_overlap_pad", {{{1, 2, 7, 7}}},
                [](Graph &, Ts &x) { return avg_pool2d(x[0], 3, {.stride = 2, .padding = 1}); }});
   c.push_back({"global_avg_pool2d", {{{2, 3, 4, 5}}}, [](Graph &, Ts &x) { return global_avg_pool2d(x[0]); }});
@@ -312,6 +315,28 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
     EXPECT_NE(read_file(dir / "30-lowered.mlir").find("func.func @filtergrad_dw"), std::string::npos) << c.name;
     auto want = interpret_gradients(g, in, nullptr, {.loss = "loss"});
     EXPECT_TRUE(test::allClose(got["grad_w"], want["grad_w"], 1e-4)) << c.name;
+  }
+}
+
+// Average pooling whose windows tile the input: its gradient is one op,
+// soma.avg_pool2d_grad (dy / (KH KW) written to each window), no col2im;
+// rows of 35 outputs (a masked remainder of the vectors) and enough
+// planes for threads.
+TEST(Autodiff, TiledAvgPoolGradientIsOneOp) {
+  for (auto [shape, k] : {std::pair{Shape{16, 8, 12, 70}, Ints{2, 2}}, std::pair{Shape{4, 5, 9, 8}, Ints{3, 2}}}) {
+    Graph g("avg_pool");
+    Tensor x = g.input("x", shape);
+    Tensor y = avg_pool2d(x, k, {.stride = k});
+    g.output("loss", sum(y * constant(g, test::randomF32(y.shape(), -1, 1, 3))));
+    std::map<std::string, Array> in{{"x", test::randomF32(shape, -1, 1, 4)}};
+    test::TempDir dir("tiled_avg_pool");
+    GradientOptions opts{.loss = "loss", .inputs = true};
+    auto got = compile_gradients(g, opts, {.dump = "fused", .dump_dir = dir.str(), .use_environment = false}).run(in);
+    std::string fused = read_file(dir / "20-fused.mlir");
+    EXPECT_THAT(fused, ::testing::HasSubstr("soma.avg_pool2d_grad")) << shape_str(shape);
+    EXPECT_THAT(fused, ::testing::Not(::testing::HasSubstr("soma.col2im"))) << shape_str(shape);
+    auto want = interpret_gradients(g, in, nullptr, opts);
+    EXPECT_TRUE(test::allClose(got["grad_x"], want["grad_x"], 1e-6)) << shape_str(shape);
   }
 }
 

@@ -1477,6 +1477,22 @@ static Value windowsToImage(OpBuilder &b, Location l, Value v, ArrayRef<int64_t>
 }
 
 /// [N, C, OH, OW] -> [C, 1, N*OH*OW].
+LogicalResult AvgPool2dGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                                Adaptor adaptor, SmallVectorImpl<Type> &results) {
+  StringRef op = "avg_pool2d_grad";
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(), {{"kernel", AttrKind::I64Array, true}})))
+    return failure();
+  auto g = f32TensorOf(loc, op, adaptor.getGrad(), "grad");
+  if (failed(g))
+    return failure();
+  ArrayRef<int64_t> k = adaptor.getKernel(), gs = g->getShape();
+  if (g->getRank() != 4 || k.size() != 2 || k[0] < 1 || k[1] < 1 || k[1] > 2)
+    return fail(loc, op, "grad must be [N, C, OH, OW] and the windows at most 2 wide, got grad " + shapeStr(gs) +
+                             " and kernel " + shapeStr(k));
+  results.push_back(RankedTensorType::get({gs[0], gs[1], gs[2] * k[0], gs[3] * k[1]}, g->getElementType()));
+  return success();
+}
+
 static Value imageToWindows(OpBuilder &b, Location l, Value v) {
   ArrayRef<int64_t> s = shapeOf(v);
   return reshapeTo(b, l, transposeTo(b, l, v, {1, 0, 2, 3}), {s[1], 1, s[0] * s[2] * s[3]});
@@ -1763,8 +1779,13 @@ LogicalResult MaxPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
 
 LogicalResult AvgPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
                                     SmallVectorImpl<Value> &operandGrads) {
-  // Each window element receives dY / (KH*KW).
+  // Each window element receives dY / (KH*KW). Windows that tile the
+  // input have an op of their own (one pass writing dx, lowered directly).
   Location l = getLoc();
+  if (isTilingPool(getOperation())) {
+    operandGrads.push_back(b.create<AvgPool2dGradOp>(l, resultGrads[0], getKernelAttr()));
+    return success();
+  }
   ArrayRef<int64_t> out = shapeOf(getResult()), x = shapeOf(getInput()), k = getKernel();
   int64_t kk = k[0] * k[1], p = out[0] * out[2] * out[3];
   Value share = b.create<MulOp>(l, imageToWindows(b, l, resultGrads[0]),

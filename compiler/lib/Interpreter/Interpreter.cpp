@@ -552,6 +552,18 @@ RefTensor maxPool2dGrad(const RefTensor &x, const RefTensor &y, const RefTensor 
   return dx;
 }
 
+/// dx[n, c, h, w] = dy[n, c, h / KH, w / KW] / (KH * KW): each window's
+/// share on each of its elements (windows that tile the input).
+RefTensor avgPool2dGrad(const RefTensor &dy, ArrayRef<int64_t> k) {
+  int64_t N = dy.shape[0], C = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3], H = OH * k[0], W = OW * k[1];
+  RefTensor dx = zeros(DType::f32, {N, C, H, W});
+  for (int64_t p = 0; p < N * C; ++p)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t w = 0; w < W; ++w)
+        dx.data[(p * H + h) * W + w] = dy.data[(p * OH + h / k[0]) * OW + w / k[1]] / double(k[0] * k[1]);
+  return dx;
+}
+
 /// Visits every (column entry, pixel) pair of im2col over an image of shape
 /// [N, C, H, W]: f(col, pixel) with col the flat index into the [C*KH*KW,
 /// N*OH*OW] columns and pixel the flat index into the image, or -1 where the
@@ -747,6 +759,7 @@ RefTensor evaluate(Operation *op, const Operands &in) {
       .Case([&](MaxPool2dOp o) { return pool2d(in[0], o.getKernel(), o.getStride(), o.getPadding(), true); })
       .Case([&](AvgPool2dOp o) { return pool2d(in[0], o.getKernel(), o.getStride(), o.getPadding(), false); })
       .Case([&](MaxPool2dGradOp o) { return maxPool2dGrad(in[0], in[1], in[2], o.getKernel(), o.getRelu()); })
+      .Case([&](AvgPool2dGradOp o) { return avgPool2dGrad(in[0], o.getKernel()); })
       .Case([&](Im2colOp o) {
         return im2col(in[0], o.getKernel(), o.getStride(), o.getPadding(), o.getDilation(),
                       o.getPadValue().convertToDouble());

@@ -1264,11 +1264,13 @@ LogicalResult GraphLowering::lowerTilingPool(Operation *op) {
   auto fwd = dyn_cast<MaxPool2dOp>(op);
   auto grad = dyn_cast<MaxPool2dGradOp>(op);
   auto avg = dyn_cast<AvgPool2dOp>(op);
-  // (x is the first operand of all three, the kernel their attribute.)
-  Value xv = op->getOperand(0);
+  auto avgGrad = dyn_cast<AvgPool2dGradOp>(op);
+  // (x is the first operand of the other three, the result of avgGrad; the
+  // kernel their attribute.)
+  Value xv = avgGrad ? op->getResult(0) : op->getOperand(0);
   ArrayRef<int64_t> k = op->getAttrOfType<DenseI64ArrayAttr>("kernel").asArrayRef();
   ArrayRef<int64_t> xs = cast<RankedTensorType>(xv.getType()).getShape();
-  if (!(grad ? tilesInput(xs, k, k, {0, 0, 0, 0}) : isTilingPool(op)))
+  if (!(grad || avgGrad ? tilesInput(xs, k, k, {0, 0, 0, 0}) : isTilingPool(op)))
     return op->emitOpError("pooling whose windows do not tile the input must be decomposed first");
   const int64_t VL = gemmConfig.vl, kh = k[0], kw = k[1], H = xs[2], W = xs[3], OH = H / kh, OW = W / kw;
   const int64_t planes = xs[0] * xs[1];
@@ -1284,10 +1286,11 @@ LogicalResult GraphLowering::lowerTilingPool(Operation *op) {
     Value c = nb.create<arith::MaxSIOp>(loc, nb.create<arith::MinSIOp>(loc, count, idx(nb, VL)), idx(nb, 0));
     return nb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{c}).getResult();
   };
-  Value xF = flat(buffers[xv]);
   Value result = resultBuffer(op->getResult(0));
+  Value xF = flat(avgGrad ? result : buffers[xv]);
   Value outF = flat(result);
-  Value yF = grad ? flat(buffers[grad.getOutput()]) : Value(), dyF = grad ? flat(buffers[grad.getGrad()]) : Value();
+  Value yF = grad ? flat(buffers[grad.getOutput()]) : Value();
+  Value dyF = grad ? flat(buffers[grad.getGrad()]) : avgGrad ? flat(buffers[avgGrad.getGrad()]) : Value();
   // (Constants made inside the loops: soma-outline-loops outlines a nest
   // that captures only scalars and memrefs.)
   auto zeros = [&](OpBuilder &nb) {
@@ -1324,7 +1327,7 @@ LogicalResult GraphLowering::lowerTilingPool(Operation *op) {
             Value o = add(cb, add(cb, oPlane, mul(cb, i, idx(cb, OW))), j0);
             Value valid = mul(cb, outs, idx(cb, kw)); // x elements left in the window rows
             SmallVector<Value> xuv; // (u, v) order
-            for (int64_t u = 0; u < kh; ++u) {
+            for (int64_t u = 0; u < kh && !avgGrad; ++u) {
               Value row = add(cb, xPlane, mul(cb, add(cb, mul(cb, i, idx(cb, kh)), idx(cb, u)), idx(cb, W)));
               llvm::append_range(xuv, columns(cb, add(cb, row, mul(cb, j0, idx(cb, kw))), valid));
             }
@@ -1343,20 +1346,34 @@ LogicalResult GraphLowering::lowerTilingPool(Operation *op) {
                 m = cb.create<arith::MaximumFOp>(loc, m, x);
               cb.create<vector::MaskedStoreOp>(loc, outF, ValueRange{o}, outMask, m);
             } else {
-              Value y = cb.create<vector::MaskedLoadOp>(loc, fvec, yF, ValueRange{o}, outMask, zeroVec);
               Value dy = cb.create<vector::MaskedLoadOp>(loc, fvec, dyF, ValueRange{o}, outMask, zeroVec);
               Value one = cb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, cb.getF32FloatAttr(1.0f)));
+              // Max pooling: the window's elements equal to y share dy;
+              // average pooling: every element gets dy / (kh kw).
               SmallVector<Value> eq;
-              Value count = zeroVec;
-              for (Value x : xuv) {
-                Value same = cb.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OEQ, x, y);
-                eq.push_back(cb.create<arith::SelectOp>(loc, same, one, zeroVec));
-                count = cb.create<arith::AddFOp>(loc, count, eq.back());
+              Value share;
+              if (avgGrad) {
+                share = cb.create<arith::DivFOp>(
+                    loc, dy,
+                    cb.create<arith::ConstantOp>(
+                        loc, DenseElementsAttr::get(fvec, cb.getF32FloatAttr(static_cast<float>(kh * kw)))));
+              } else {
+                Value y = cb.create<vector::MaskedLoadOp>(loc, fvec, yF, ValueRange{o}, outMask, zeroVec);
+                Value count = zeroVec;
+                for (Value x : xuv) {
+                  Value same = cb.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OEQ, x, y);
+                  eq.push_back(cb.create<arith::SelectOp>(loc, same, one, zeroVec));
+                  count = cb.create<arith::AddFOp>(loc, count, eq.back());
+                }
+                share = cb.create<arith::DivFOp>(loc, dy, count);
               }
-              Value share = cb.create<arith::DivFOp>(loc, dy, count);
               for (int64_t u = 0; u < kh; ++u) {
                 SmallVector<Value> d;
                 for (int64_t v = 0; v < kw; ++v) {
+                  if (avgGrad) {
+                    d.push_back(share);
+                    continue;
+                  }
                   Value x = xuv[u * kw + v];
                   d.push_back(cb.create<arith::MulFOp>(loc, eq[u * kw + v], share));
                   if (grad.getRelu()) { // times step(x), as soma.step
@@ -1907,6 +1924,7 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       .Case([&](Im2colOp o) { return lowerIm2col(o); })
       .Case([&](MaxPool2dOp o) { return lowerTilingPool(o); })
       .Case([&](MaxPool2dGradOp o) { return lowerTilingPool(o); })
+      .Case([&](AvgPool2dGradOp o) { return lowerTilingPool(o); })
       .Case([&](AvgPool2dOp o) { return lowerTilingPool(o); })
       .Case([&](OneHotOp o) {
         // out[i, j] = (labels[i] == j)

@@ -659,6 +659,25 @@ func.func @max_pool2d_grad_shapes(%x: tensor<1x1x4x4xf32>, %y: tensor<1x1x2x2xf3
 
 // -----
 
+// avg_pool2d_grad's result is the tiled input: [N, C, OH * KH, OW * KW].
+func.func @avg_pool2d_grad_result(%g: tensor<1x1x2x2xf32>) {
+  // expected-error @+2 {{'soma.avg_pool2d_grad' op inferred type(s) 'tensor<1x1x4x4xf32>' are incompatible with return type(s) of operation 'tensor<1x1x5x4xf32>'}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.avg_pool2d_grad %g {kernel = array<i64: 2, 2>} : tensor<1x1x2x2xf32> -> tensor<1x1x5x4xf32>
+  return
+}
+
+// -----
+
+func.func @avg_pool2d_grad_wide(%g: tensor<1x1x2x2xf32>) {
+  // expected-error @+2 {{avg_pool2d_grad: grad must be [N, C, OH, OW] and the windows at most 2 wide, got grad [1,1,2,2] and kernel [3,3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.avg_pool2d_grad %g {kernel = array<i64: 3, 3>} : tensor<1x1x2x2xf32> -> tensor<1x1x6x6xf32>
+  return
+}
+
+// -----
+
 //===----------------------------------------------------------------------===//
 // one_hot
 //===----------------------------------------------------------------------===//

@@ -258,3 +258,12 @@ func.func @max_pool_grad(%x: tensor<1x2x4x4xf32>, %y: tensor<1x2x2x2xf32>, %g: t
   %0 = soma.max_pool2d_grad %x, %y, %g {kernel = array<i64: 2, 2>} : (tensor<1x2x4x4xf32>, tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>) -> tensor<1x2x4x4xf32>
   return %0 : tensor<1x2x4x4xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @avg_pool2d_grad
+//       CHECK: soma.avg_pool2d_grad %{{.*}} {kernel = array<i64: 3, 2>} : tensor<1x2x2x3xf32> -> tensor<1x2x6x6xf32>
+func.func @avg_pool2d_grad(%g: tensor<1x2x2x3xf32>) {
+  %0 = soma.avg_pool2d_grad %g {kernel = array<i64: 3, 2>} : tensor<1x2x2x3xf32> -> tensor<1x2x6x6xf32>
+  return
+}

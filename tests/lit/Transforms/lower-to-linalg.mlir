@@ -1487,8 +1487,8 @@ func.func @softmax_grads(%y: tensor<4x20xf32> {soma.input = "y"}, %g: tensor<4x2
 //       CHECK:   vector.maskedstore %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32>
 //       CHECK: } {soma.parallel_work = 288 : i64}
 //       CHECK: scf.for
-//       CHECK:   %[[Y:.*]] = vector.maskedload %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
 //       CHECK:   %[[DY:.*]] = vector.maskedload %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   %[[Y:.*]] = vector.maskedload %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
 //       CHECK:   arith.cmpf oeq, %{{.*}}, %[[Y]] : vector<8xf32>
 // CHECK-COUNT-4:   arith.addf
 //       CHECK:   %[[SHARE:.*]] = arith.divf %[[DY]], %{{.*}} : vector<8xf32>
@@ -1522,4 +1522,29 @@ func.func @max_pool_tiled(%x: tensor<2x3x4x6xf32> {soma.input = "x"}, %dy: tenso
 func.func @avg_pool_tiled(%x: tensor<2x3x4x6xf32> {soma.input = "x"}) -> (tensor<2x3x2x3xf32> {soma.output = "y"}) {
   %y = soma.avg_pool2d %x {kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : tensor<2x3x4x6xf32> -> tensor<2x3x2x3xf32>
   return %y : tensor<2x3x2x3xf32>
+}
+
+// -----
+
+// Its gradient: per chunk of dy, dy / (kh kw) duplicated into each pair of
+// columns by shuffles (two vectors of dx per chunk of dy), stored on both
+// rows of the windows; dx is written once and nothing else is read.
+// CHECK-LABEL: func.func @avg_pool_grad(
+//   CHECK-NOT: linalg.
+//       CHECK: scf.for
+//       CHECK:   %[[DY:.*]] = vector.maskedload %{{.*}} : memref<36xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   %[[SHARE:.*]] = arith.divf %[[DY]], %{{.*}} : vector<8xf32>
+//       CHECK:   %[[D0:.*]] = vector.shuffle %[[SHARE]], %[[SHARE]] [0, 8, 1, 9, 2, 10, 3, 11]
+//       CHECK:   %[[D1:.*]] = vector.shuffle %[[SHARE]], %[[SHARE]] [4, 12, 5, 13, 6, 14, 7, 15]
+//       CHECK:   vector.maskedstore %{{.*}}, %[[D0]] : memref<144xf32>, vector<8xi1>, vector<8xf32>
+//       CHECK:   vector.maskedstore %{{.*}}, %[[D1]] : memref<144xf32>, vector<8xi1>, vector<8xf32>
+//       CHECK:   vector.shuffle %[[SHARE]], %[[SHARE]] [0, 8, 1, 9, 2, 10, 3, 11]
+//       CHECK:   vector.shuffle %[[SHARE]], %[[SHARE]] [4, 12, 5, 13, 6, 14, 7, 15]
+// CHECK-COUNT-2:   vector.maskedstore %{{.*}} : memref<144xf32>, vector<8xi1>, vector<8xf32>
+//   CHECK-NOT:   vector.maskedstore
+//       CHECK: } {soma.parallel_work = 288 : i64}
+//   CHECK-NOT: linalg.
+func.func @avg_pool_grad(%dy: tensor<2x3x2x3xf32> {soma.input = "dy"}) -> (tensor<2x3x4x6xf32> {soma.output = "dx"}) {
+  %dx = soma.avg_pool2d_grad %dy {kernel = array<i64: 2, 2>} : tensor<2x3x2x3xf32> -> tensor<2x3x4x6xf32>
+  return %dx : tensor<2x3x4x6xf32>
 }

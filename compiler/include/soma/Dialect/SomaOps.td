@@ -481,6 +481,20 @@ def Soma_AvgPool2dOp : Soma_DiffOp<"avg_pool2d"> {
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($output)";
 }
 
+def Soma_AvgPool2dGradOp : Soma_Op<"avg_pool2d_grad"> {
+  let summary = "gradient of avg_pool2d with respect to its input (windows that tile the input)";
+  let description = [{
+    The gradient dy [N, C, OH, OW] of an average pooling whose windows tile
+    its input (stride equal to the kernel, no padding, at most 2 wide):
+    dx [N, C, OH * KH, OW * KW] with dx[n, c, h, w] = dy[n, c, h / KH,
+    w / KW] * (1 / (KH * KW)), each window's share on each of its elements
+    (avg_pool2d's gradient in other cases is a col2im).
+  }];
+  let arguments = (ins Soma_F32Tensor:$grad, DenseI64ArrayAttr:$kernel);
+  let results = (outs Soma_F32Tensor:$result);
+  let assemblyFormat = "$grad attr-dict `:` type($grad) `->` type($result)";
+}
+
 def Soma_Im2colOp : Soma_DiffOp<"im2col"> {
   let summary = "unrolls convolution windows into columns: [N, C, H, W] -> [C*KH*KW, N*OH*OW]";
   let description = [{
