@@ -1799,6 +1799,86 @@ LogicalResult AvgPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
 }
 
 
+/// x [N, C, ...] of rank >= 3 and per-channel operands [C]: the results
+/// x's type and two [C].
+static LogicalResult inferBatchNormParts(std::optional<Location> loc, StringRef op, Value input,
+                                         ArrayRef<std::pair<const char *, Value>> channels,
+                                         SmallVectorImpl<Type> &results) {
+  auto x = f32TensorOf(loc, op, input, "input");
+  if (failed(x))
+    return failure();
+  if (x->getRank() < 3)
+    return fail(loc, op, "input must be [N, C, ...] of rank 3 or more, got " + shapeStr(x->getShape()));
+  int64_t c = x->getDimSize(1);
+  for (auto [name, v] : channels) {
+    auto t = f32TensorOf(loc, op, v, name);
+    if (failed(t))
+      return failure();
+    if (t->getRank() != 1 || t->getDimSize(0) != c)
+      return fail(loc, op, Twine(name) + " must be [" + Twine(c) + "] for input " + shapeStr(x->getShape()) +
+                               ", got " + shapeStr(t->getShape()));
+  }
+  auto perChannel = RankedTensorType::get({c}, x->getElementType());
+  results.append({*x, perChannel, perChannel});
+  return success();
+}
+
+LogicalResult BatchNormTrainOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
+                                                 SmallVectorImpl<Type> &results) {
+  StringRef op = "batch_norm_train";
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(), {{"eps", AttrKind::Float, true}})))
+    return failure();
+  return inferBatchNormParts(loc, op, adaptor.getInput(),
+                             {{"scale", adaptor.getScale()}, {"shift", adaptor.getShift()}}, results);
+}
+
+LogicalResult BatchNormGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
+                                                SmallVectorImpl<Type> &results) {
+  StringRef op = "batch_norm_grad";
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(), {{"eps", AttrKind::Float, true}})))
+    return failure();
+  if (failed(inferBatchNormParts(loc, op, adaptor.getInput(),
+                                 {{"mean", adaptor.getMean()}, {"var", adaptor.getVar()}, {"scale", adaptor.getScale()}},
+                                 results)))
+    return failure();
+  auto g = f32TensorOf(loc, op, adaptor.getGrad(), "grad");
+  if (failed(g))
+    return failure();
+  if (*g != results[0])
+    return fail(loc, op, "grad must have the input's type " + typeStr(results[0]) + ", got " + typeStr(*g));
+  return success();
+}
+
+bool soma::ir::splitBatchNormOutput(BatchNormTrainOp op) {
+  Value y = op.getOutput();
+  if (!llvm::any_of(y.getUsers(), [](Operation *u) { return isElementwise(u); }))
+    return false;
+  OpBuilder b(op->getContext());
+  b.setInsertionPointAfter(op);
+  Location l = op.getLoc();
+  auto xt = cast<RankedTensorType>(op.getInput().getType());
+  SmallVector<int64_t> channels(xt.getRank(), 1);
+  channels[1] = xt.getDimSize(1);
+  auto asChannels = [&](Value v) { return reshapeTo(b, l, v, channels); };
+  Value factor = b.create<DivOp>(
+      l, asChannels(op.getScale()),
+      b.create<SqrtOp>(l, b.create<AddOp>(l, asChannels(op.getVar()), scalarConst(b, l, op.getEps().convertToDouble()))));
+  Value applied =
+      b.create<AddOp>(l, mul(b, l, sub(b, l, op.getInput(), asChannels(op.getMean())), factor), asChannels(op.getShift()));
+  y.replaceAllUsesWith(applied);
+  return true;
+}
+
+/// Only the output's gradient flows back (mean and var feed the running
+/// statistics through stop_gradient): one batch_norm_grad.
+LogicalResult BatchNormTrainOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
+                                         SmallVectorImpl<Value> &operandGrads) {
+  auto g = b.create<BatchNormGradOp>(getLoc(), getInput(), resultGrads[0], getMean(), getVar(), getScale(),
+                                     getEpsAttr());
+  operandGrads.append({g.getInputGrad(), g.getScaleGrad(), g.getShiftGrad()});
+  return success();
+}
+
 LogicalResult BatchNormOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
                                             Adaptor adaptor, SmallVectorImpl<Type> &results) {
   StringRef op = "batch_norm";

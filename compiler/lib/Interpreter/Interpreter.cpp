@@ -564,6 +564,58 @@ RefTensor avgPool2dGrad(const RefTensor &dy, ArrayRef<int64_t> k) {
   return dx;
 }
 
+/// Calls f(c, i) for every element i of x [N, C, ...] in channel c.
+template <class F>
+void forEachInChannel(const Shape &shape, F f) {
+  int64_t N = shape[0], C = shape[1], S = 1;
+  for (size_t d = 2; d < shape.size(); ++d)
+    S *= shape[d];
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t s = 0; s < S; ++s)
+        f(c, (n * C + c) * S + s);
+}
+
+/// The training form of batch normalisation: y = (x - mean) * (scale /
+/// sqrt(var + eps)) + shift with the batch's mean and biased variance per
+/// channel, and those two.
+std::vector<RefTensor> batchNormTrain(const RefTensor &x, const RefTensor &scale, const RefTensor &shift,
+                                      double eps) {
+  int64_t C = x.shape[1];
+  double M = static_cast<double>(x.data.size()) / static_cast<double>(C);
+  RefTensor y = zeros(DType::f32, x.shape), mean = zeros(DType::f32, {C}), var = zeros(DType::f32, {C});
+  forEachInChannel(x.shape, [&](int64_t c, int64_t i) { mean.data[c] += x.data[i] / M; });
+  forEachInChannel(x.shape, [&](int64_t c, int64_t i) {
+    double d = x.data[i] - mean.data[c];
+    var.data[c] += d * d / M;
+  });
+  forEachInChannel(x.shape, [&](int64_t c, int64_t i) {
+    y.data[i] = (x.data[i] - mean.data[c]) * (scale.data[c] / std::sqrt(var.data[c] + eps)) + shift.data[c];
+  });
+  return {y, mean, var};
+}
+
+/// batch_norm_train's gradients: dx, dscale, dshift (see SomaOps.td).
+std::vector<RefTensor> batchNormGrad(const RefTensor &x, const RefTensor &dy, const RefTensor &mean,
+                                     const RefTensor &var, const RefTensor &scale, double eps) {
+  int64_t C = x.shape[1];
+  double M = static_cast<double>(x.data.size()) / static_cast<double>(C);
+  RefTensor dx = zeros(DType::f32, x.shape), dscale = zeros(DType::f32, {C}), dshift = zeros(DType::f32, {C});
+  std::vector<double> sdyd(C, 0.0);
+  forEachInChannel(x.shape, [&](int64_t c, int64_t i) {
+    dshift.data[c] += dy.data[i];
+    sdyd[c] += dy.data[i] * (x.data[i] - mean.data[c]);
+  });
+  forEachInChannel(x.shape, [&](int64_t c, int64_t i) {
+    double r = 1.0 / std::sqrt(var.data[c] + eps);
+    dx.data[i] = scale.data[c] * r *
+                 (dy.data[i] - dshift.data[c] / M - (x.data[i] - mean.data[c]) * r * r * sdyd[c] / M);
+  });
+  for (int64_t c = 0; c < C; ++c)
+    dscale.data[c] = sdyd[c] / std::sqrt(var.data[c] + eps);
+  return {dx, dscale, dshift};
+}
+
 /// Visits every (column entry, pixel) pair of im2col over an image of shape
 /// [N, C, H, W]: f(col, pixel) with col the flat index into the [C*KH*KW,
 /// N*OH*OW] columns and pixel the flat index into the image, or -1 where the
@@ -873,15 +925,23 @@ std::vector<RefTensor> interpretOp(Operation *op, const Operands &operands) {
     }
     throw Error("interpreter: soma.fusion without soma.yield");
   }
-  RefTensor result = evaluate(op, operands);
+  std::vector<RefTensor> results;
+  if (auto bn = dyn_cast<ir::BatchNormTrainOp>(op))
+    results = batchNormTrain(operands[0], operands[1], operands[2], bn.getEps().convertToDouble());
+  else if (auto bn = dyn_cast<ir::BatchNormGradOp>(op))
+    results = batchNormGrad(operands[0], operands[1], operands[2], operands[3], operands[4],
+                            bn.getEps().convertToDouble());
+  else
+    results.push_back(evaluate(op, operands));
   // The shape rule of SomaOps.cpp and the kernels here were written
   // separately; disagreeing is a bug in one of them.
-  if (op->getNumResults() != 1)
-    throw Error("interpreter: " + opName(op) + " must have one result");
-  checkMatches("interpreter: internal error: result of " + opName(op) + " at " +
-                   locationString(op->getLoc()),
-               op->getResult(0).getType(), result);
-  return {std::move(result)};
+  if (op->getNumResults() != results.size())
+    throw Error("interpreter: " + opName(op) + " must have " + std::to_string(results.size()) + " results");
+  for (size_t j = 0; j < results.size(); ++j)
+    checkMatches("interpreter: internal error: result of " + opName(op) + " at " +
+                     locationString(op->getLoc()),
+                 op->getResult(j).getType(), results[j]);
+  return results;
 }
 
 std::vector<RefTensor> interpretFunction(func::FuncOp fn,

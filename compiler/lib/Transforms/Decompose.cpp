@@ -61,6 +61,7 @@ struct SomaDecomposePass : impl::SomaDecomposeBase<SomaDecomposePass> {
         ops.push_back(op);
     });
     foldReluIntoPoolGradients();
+    getOperation().walk([](BatchNormTrainOp bn) { splitBatchNormOutput(bn); });
     for (Operation *op : ops) {
       OpBuilder b(op);
       Value replacement;

@@ -120,26 +120,44 @@ struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
         count *= xt.getDimSize(d);
       }
     auto asChannels = [&](Value v) { return b.create<ReshapeOp>(l, v, b.getDenseI64ArrayAttr(bshape)); };
+    Value gamma, beta; // [1, C, 1, ...]
     double eps = op.getEps().convertToDouble();
     Value x = op.getInput();
-    Value gamma = asChannels(op.getScale()), beta = asChannels(op.getShift());
     Value y;
+    if (!training || rank < 3) {
+      gamma = asChannels(op.getScale());
+      beta = asChannels(op.getShift());
+    }
     if (!training) {
       Value inv = b.create<DivOp>(
           l, gamma, b.create<SqrtOp>(l, b.create<AddOp>(l, asChannels(op.getRunningVar()), scalarOf(b, l, eps))));
       y = b.create<AddOp>(l, b.create<MulOp>(l, b.create<SubOp>(l, x, asChannels(op.getRunningMean())), inv),
                           beta);
     } else {
-      auto axesAttr = b.getDenseI64ArrayAttr(axes);
-      Value mean = b.create<ReduceMeanOp>(l, x, axesAttr, b.getBoolAttr(true));
-      Value xc = b.create<SubOp>(l, x, mean);
-      Value var = b.create<ReduceMeanOp>(l, b.create<MulOp>(l, xc, xc), axesAttr, b.getBoolAttr(true));
-      // y = xc * (gamma / sqrt(var + eps)) + beta: the per-channel factor
-      // first, so that the gradient reads only xc (and per-channel
-      // values), not a normalised copy of it as well: (xc / s) * gamma
-      // would keep both alive for the backward pass.
-      Value factor = b.create<DivOp>(l, gamma, b.create<SqrtOp>(l, b.create<AddOp>(l, var, scalarOf(b, l, eps))));
-      y = b.create<AddOp>(l, b.create<MulOp>(l, xc, factor), beta);
+      Value mean, var;
+      if (rank >= 3) {
+        // One op (and one for its gradient), computed a channel at a time
+        // while the channel is in cache (RowKernels.cpp): the ops below
+        // read and wrote the activation 6 times forward, 13 backward.
+        auto bn = b.create<BatchNormTrainOp>(l, x, op.getScale(), op.getShift(), op.getEpsAttr());
+        y = bn.getOutput();
+        mean = bn.getMean();
+        var = bn.getVar();
+      } else {
+        // [N, C]: the channels are columns; the reductions below run
+        // along them in vectors.
+        auto axesAttr = b.getDenseI64ArrayAttr(axes);
+        mean = b.create<ReduceMeanOp>(l, x, axesAttr, b.getBoolAttr(true));
+        Value xc = b.create<SubOp>(l, x, mean);
+        var = b.create<ReduceMeanOp>(l, b.create<MulOp>(l, xc, xc), axesAttr, b.getBoolAttr(true));
+        // y = xc * (gamma / sqrt(var + eps)) + beta: the per-channel factor
+        // first, so that the gradient reads only xc (and per-channel
+        // values), not a normalised copy of it as well: (xc / s) * gamma
+        // would keep both alive for the backward pass.
+        Value factor =
+            b.create<DivOp>(l, gamma, b.create<SqrtOp>(l, b.create<AddOp>(l, var, scalarOf(b, l, eps))));
+        y = b.create<AddOp>(l, b.create<MulOp>(l, xc, factor), beta);
+      }
       // Running statistics: momentum average of the batch mean and of the
       // unbiased batch variance (n / (n - 1)), outside the gradient.
       double m = op.getMomentum().convertToDouble();

@@ -1925,6 +1925,31 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       .Case([&](MaxPool2dOp o) { return lowerTilingPool(o); })
       .Case([&](MaxPool2dGradOp o) { return lowerTilingPool(o); })
       .Case([&](AvgPool2dGradOp o) { return lowerTilingPool(o); })
+      .Case([&](BatchNormTrainOp o) {
+        // (Only the statistics when the output was split off into
+        // elementwise ops, splitBatchNormOutput.)
+        bool output = !o.getOutput().use_empty();
+        BatchNormKernel k{.x = buffers[o.getInput()], .scale = buffers[o.getScale()], .shift = buffers[o.getShift()],
+                          .mean = resultBuffer(o.getMean()), .var = resultBuffer(o.getVar()),
+                          .y = output ? resultBuffer(o.getOutput()) : Value(), .eps = o.getEps().convertToDouble()};
+        emitBatchNorm(b, o.getLoc(), k, gemmConfig);
+        if (output)
+          buffers[o.getOutput()] = k.y;
+        buffers[o.getMean()] = k.mean;
+        buffers[o.getVar()] = k.var;
+        return success();
+      })
+      .Case([&](BatchNormGradOp o) {
+        BatchNormKernel k{.x = buffers[o.getInput()], .scale = buffers[o.getScale()], .mean = buffers[o.getMean()],
+                          .var = buffers[o.getVar()], .dy = buffers[o.getGrad()], .dx = resultBuffer(o.getInputGrad()),
+                          .dscale = resultBuffer(o.getScaleGrad()), .dshift = resultBuffer(o.getShiftGrad()),
+                          .eps = o.getEps().convertToDouble()};
+        emitBatchNorm(b, o.getLoc(), k, gemmConfig);
+        buffers[o.getInputGrad()] = k.dx;
+        buffers[o.getScaleGrad()] = k.dscale;
+        buffers[o.getShiftGrad()] = k.dshift;
+        return success();
+      })
       .Case([&](AvgPool2dOp o) { return lowerTilingPool(o); })
       .Case([&](OneHotOp o) {
         // out[i, j] = (labels[i] == j)

@@ -42,6 +42,10 @@ struct SomaRecomputePass : impl::SomaRecomputeBase<SomaRecomputePass> {
     if (fn.isDeclaration() || fn->hasAttr("soma.kernel"))
       return;
     Block &body = fn.getBody().front();
+    // A batch norm's normalisation, read by elementwise ops, as elementwise
+    // ops of its own (soma-decompose would do it later): it may then be
+    // recomputed from the batch norm's input and statistics.
+    fn.walk([](BatchNormTrainOp bn) { splitBatchNormOutput(bn); });
     auto ret = cast<func::ReturnOp>(body.getTerminator());
     // Forward: everything the non-gradient results depend on.
     llvm::SmallPtrSet<Operation *, 32> forward;

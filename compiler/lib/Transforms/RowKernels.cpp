@@ -91,22 +91,24 @@ struct Row {
 
 } // namespace
 
+/// A memref as 1-D.
+static Value flatten(OpBuilder &b, Location loc, Value v) {
+  auto t = cast<MemRefType>(v.getType());
+  ReassociationIndices all;
+  for (int64_t d = 0; d < t.getRank(); ++d)
+    all.push_back(d);
+  if (t.getRank() == 1)
+    return v;
+  if (t.getRank() == 0)
+    return b.create<memref::ExpandShapeOp>(loc, MemRefType::get({1}, t.getElementType()), v,
+                                           ArrayRef<ReassociationIndices>{});
+  return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{all});
+}
+
 void emitRowKernel(OpBuilder &b, Location loc, RowOp op, ValueRange ins, Value out, int64_t rows, int64_t cols,
                    const GemmConfig &cfg) {
   const int64_t VL = cfg.vl;
-  auto flat = [&](Value v) -> Value {
-    auto t = cast<MemRefType>(v.getType());
-    ReassociationIndices all;
-    for (int64_t d = 0; d < t.getRank(); ++d)
-      all.push_back(d);
-    if (t.getRank() == 1)
-      return v;
-    if (t.getRank() == 0)
-      return b.create<memref::ExpandShapeOp>(loc, MemRefType::get({1}, t.getElementType()), v,
-                                             ArrayRef<ReassociationIndices>{})
-          .getResult();
-    return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{all}).getResult();
-  };
+  auto flat = [&](Value v) { return flatten(b, loc, v); };
   Value a = flat(ins[0]), g = ins.size() > 1 ? flat(ins[1]) : Value(), o = flat(out);
   Value zero = b.create<arith::ConstantIndexOp>(loc, 0), one = b.create<arith::ConstantIndexOp>(loc, 1);
   auto loop = b.create<scf::ForOp>(
@@ -190,6 +192,125 @@ void emitRowKernel(OpBuilder &b, Location loc, RowOp op, ValueRange ins, Value o
   const int64_t cost = op == RowOp::softmaxGrad ? 3 : op == RowOp::logSoftmaxGrad ? 7 : 6;
   if (rows > 1)
     loop->setAttr(kParallelWorkAttr, b.getI64IntegerAttr(rows * cols * cost * 4 / 3));
+}
+
+void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const GemmConfig &cfg) {
+  const int64_t VL = cfg.vl;
+  auto xt = cast<MemRefType>(k.x.getType());
+  const int64_t N = xt.getDimSize(0), C = xt.getDimSize(1), S = xt.getNumElements() / (N * C);
+  const double M = static_cast<double>(N * S);
+  const bool grad = static_cast<bool>(k.dy);
+  Value x = flatten(b, loc, k.x), dy = grad ? flatten(b, loc, k.dy) : Value();
+  Value out = grad ? flatten(b, loc, k.dx) : k.y ? flatten(b, loc, k.y) : Value();
+  Value zero = b.create<arith::ConstantIndexOp>(loc, 0), one = b.create<arith::ConstantIndexOp>(loc, 1);
+  auto loop = b.create<scf::ForOp>(
+      loc, zero, b.create<arith::ConstantIndexOp>(loc, C), one, ValueRange{},
+      [&](OpBuilder &cb, Location, Value c, ValueRange) {
+        auto vt = VectorType::get({VL}, cb.getF32Type());
+        auto scalar = [&](OpBuilder &nb, double v) -> Value {
+          return nb.create<arith::ConstantOp>(loc, nb.getF32FloatAttr(static_cast<float>(v)));
+        };
+        auto idx = [&](OpBuilder &nb, int64_t v) -> Value { return nb.create<arith::ConstantIndexOp>(loc, v); };
+        // fn over the channel's N rows of S elements, carrying acc.
+        using RowFn = function_ref<SmallVector<Value>(OpBuilder &, const Row &, ValueRange acc)>;
+        auto forRows = [&](OpBuilder &nb, ValueRange init, RowFn fn) -> SmallVector<Value> {
+          auto rows = nb.create<scf::ForOp>(
+              loc, idx(nb, 0), idx(nb, N), idx(nb, 1), init, [&](OpBuilder &rb, Location, Value n, ValueRange acc) {
+                Value plane = rb.create<arith::AddIOp>(loc, rb.create<arith::MulIOp>(loc, n, idx(rb, C)), c);
+                Row row{loc, VL, S, vt, rb.create<arith::MulIOp>(loc, plane, idx(rb, S))};
+                rb.create<scf::YieldOp>(loc, fn(rb, row, acc));
+              });
+          rows->setAttr(kNoUnrollAttr, nb.getUnitAttr());
+          return SmallVector<Value>(rows.getResults());
+        };
+        auto splat = [&](OpBuilder &nb, Value s) -> Value { return nb.create<vector::BroadcastOp>(loc, vt, s); };
+        Value zeroVec = cb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vt, cb.getF32FloatAttr(0.0f)));
+        Value invM = scalar(cb, 1.0 / M);
+        auto sumOf = [&](OpBuilder &nb, Value v) -> Value {
+          return nb.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, v, Value(),
+                                                arith::FastMathFlags::reassoc);
+        };
+        if (!grad) {
+          // mean = sum x / M
+          Value s = forRows(cb, {zeroVec}, [&](OpBuilder &rb, const Row &row, ValueRange acc) {
+            return row.chunks(rb, acc, [&](OpBuilder &ib, Value at, Value mask, ValueRange a) -> SmallVector<Value> {
+              return {row.addLanes(ib, a[0], row.load(ib, x, at, mask, 0.0), mask)};
+            });
+          })[0];
+          Value mean = cb.create<arith::MulFOp>(loc, sumOf(cb, s), invM);
+          Value meanV = splat(cb, mean);
+          // var = sum (x - mean)^2 / M, from cache
+          Value q = forRows(cb, {zeroVec}, [&](OpBuilder &rb, const Row &row, ValueRange acc) {
+            return row.chunks(rb, acc, [&](OpBuilder &ib, Value at, Value mask, ValueRange a) -> SmallVector<Value> {
+              Value d = ib.create<arith::SubFOp>(loc, row.load(ib, x, at, mask, 0.0), meanV);
+              if (mask)
+                d = ib.create<arith::SelectOp>(loc, mask, d, row.splat(ib, 0.0));
+              return {ib.create<math::FmaOp>(loc, d, d, a[0])};
+            });
+          })[0];
+          Value var = cb.create<arith::MulFOp>(loc, sumOf(cb, q), invM);
+          cb.create<memref::StoreOp>(loc, mean, k.mean, ValueRange{c});
+          cb.create<memref::StoreOp>(loc, var, k.var, ValueRange{c});
+          // y = (x - mean) * (scale / sqrt(var + eps)) + shift
+          if (!out) {
+            cb.create<scf::YieldOp>(loc);
+            return;
+          }
+          Value factor = cb.create<arith::DivFOp>(
+              loc, cb.create<memref::LoadOp>(loc, k.scale, ValueRange{c}),
+              cb.create<math::SqrtOp>(loc, cb.create<arith::AddFOp>(loc, var, scalar(cb, k.eps))));
+          Value factorV = splat(cb, factor), shiftV = splat(cb, cb.create<memref::LoadOp>(loc, k.shift, ValueRange{c}));
+          forRows(cb, {}, [&](OpBuilder &rb, const Row &row, ValueRange) {
+            return row.chunks(rb, {}, [&](OpBuilder &ib, Value at, Value mask, ValueRange) -> SmallVector<Value> {
+              Value d = ib.create<arith::SubFOp>(loc, row.load(ib, x, at, mask, 0.0), meanV);
+              row.store(ib, out, at, mask, ib.create<arith::AddFOp>(loc, ib.create<arith::MulFOp>(loc, d, factorV), shiftV));
+              return {};
+            });
+          });
+        } else {
+          // sdy = sum dy, sdyd = sum dy (x - mean)
+          Value mean = cb.create<memref::LoadOp>(loc, k.mean, ValueRange{c});
+          Value meanV = splat(cb, mean);
+          SmallVector<Value> sums =
+              forRows(cb, {zeroVec, zeroVec}, [&](OpBuilder &rb, const Row &row, ValueRange acc) {
+                return row.chunks(rb, acc,
+                                  [&](OpBuilder &ib, Value at, Value mask, ValueRange a) -> SmallVector<Value> {
+                                    Value g = row.load(ib, dy, at, mask, 0.0);
+                                    Value d = ib.create<arith::SubFOp>(loc, row.load(ib, x, at, mask, 0.0), meanV);
+                                    return {ib.create<arith::AddFOp>(loc, a[0], g),
+                                            ib.create<math::FmaOp>(loc, g, d, a[1])};
+                                  });
+              });
+          Value sdy = sumOf(cb, sums[0]), sdyd = sumOf(cb, sums[1]);
+          Value r = cb.create<arith::DivFOp>(
+              loc, scalar(cb, 1.0),
+              cb.create<math::SqrtOp>(loc, cb.create<arith::AddFOp>(
+                                               loc, cb.create<memref::LoadOp>(loc, k.var, ValueRange{c}),
+                                               scalar(cb, k.eps))));
+          cb.create<memref::StoreOp>(loc, sdy, k.dshift, ValueRange{c});
+          cb.create<memref::StoreOp>(loc, cb.create<arith::MulFOp>(loc, sdyd, r), k.dscale, ValueRange{c});
+          // dx = scale r (dy - sdy / M - (x - mean) r^2 sdyd / M), from cache
+          Value kV = splat(cb, cb.create<arith::MulFOp>(loc, cb.create<memref::LoadOp>(loc, k.scale, ValueRange{c}), r));
+          Value aV = splat(cb, cb.create<arith::MulFOp>(loc, sdy, invM));
+          Value bV = splat(cb, cb.create<arith::MulFOp>(
+                                   loc, cb.create<arith::MulFOp>(loc, cb.create<arith::MulFOp>(loc, r, r), sdyd), invM));
+          forRows(cb, {}, [&](OpBuilder &rb, const Row &row, ValueRange) {
+            return row.chunks(rb, {}, [&](OpBuilder &ib, Value at, Value mask, ValueRange) -> SmallVector<Value> {
+              Value d = ib.create<arith::SubFOp>(loc, row.load(ib, x, at, mask, 0.0), meanV);
+              Value t = ib.create<arith::SubFOp>(loc, row.load(ib, dy, at, mask, 0.0), aV);
+              t = ib.create<arith::SubFOp>(loc, t, ib.create<arith::MulFOp>(loc, d, bV));
+              row.store(ib, out, at, mask, ib.create<arith::MulFOp>(loc, t, kV));
+              return {};
+            });
+          });
+        }
+        cb.create<scf::YieldOp>(loc);
+      });
+  // The work as the grain rule weighs a linalg kernel's: per element, the
+  // arrays read or written by its passes (forward: x three times and y;
+  // gradient: x and dy twice, dx), times 4 / 3.
+  if (C > 1)
+    loop->setAttr(kParallelWorkAttr, b.getI64IntegerAttr(N * C * S * (grad ? 5 : out ? 4 : 2) * 4 / 3));
 }
 
 } // namespace soma

@@ -698,3 +698,30 @@ func.func @one_hot_labels_rank(%l: tensor<4x2xi32>) {
   %0 = soma.one_hot %l {classes = 3 : i64} : tensor<4x2xi32> -> tensor<4x3xf32>
   return
 }
+
+// -----
+
+func.func @batch_norm_train_rank(%x: tensor<4x3xf32>, %g: tensor<3xf32>) {
+  // expected-error @+2 {{batch_norm_train: input must be [N, C, ...] of rank 3 or more, got [4,3]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %y, %m, %v = soma.batch_norm_train %x, %g, %g {eps = 1.0e-5 : f64} : (tensor<4x3xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<4x3xf32>, tensor<3xf32>, tensor<3xf32>)
+  return
+}
+
+// -----
+
+func.func @batch_norm_grad_scale(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>, %g: tensor<4xf32>) {
+  // expected-error @+2 {{batch_norm_grad: scale must be [3] for input [2,3,4], got [4]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %dx, %dg, %db = soma.batch_norm_grad %x, %x, %c, %c, %g {eps = 1.0e-5 : f64} : (tensor<2x3x4xf32>, tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>, tensor<4xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  return
+}
+
+// -----
+
+func.func @batch_norm_grad_dy(%x: tensor<2x3x4xf32>, %dy: tensor<2x3x5xf32>, %c: tensor<3xf32>) {
+  // expected-error @+2 {{batch_norm_grad: grad must have the input's type f32[2,3,4], got f32[2,3,5]}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %dx, %dg, %db = soma.batch_norm_grad %x, %dy, %c, %c, %c {eps = 1.0e-5 : f64} : (tensor<2x3x4xf32>, tensor<2x3x5xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  return
+}

@@ -267,3 +267,14 @@ func.func @avg_pool2d_grad(%g: tensor<1x2x2x3xf32>) {
   %0 = soma.avg_pool2d_grad %g {kernel = array<i64: 3, 2>} : tensor<1x2x2x3xf32> -> tensor<1x2x6x6xf32>
   return
 }
+
+// -----
+
+// CHECK-LABEL: func.func @batch_norm_parts
+//       CHECK: %{{.*}}, %{{.*}}, %{{.*}} = soma.batch_norm_train %{{.*}}, %{{.*}}, %{{.*}} {eps = 1.000000e-05 : f64} : (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+//       CHECK: soma.batch_norm_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {eps = 1.000000e-03 : f64} : (tensor<2x3x4xf32>, tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+func.func @batch_norm_parts(%x: tensor<2x3x4xf32>, %g: tensor<3xf32>) {
+  %y, %m, %v = soma.batch_norm_train %x, %g, %g {eps = 1.0e-5 : f64} : (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  %dx, %dg, %db = soma.batch_norm_grad %x, %y, %m, %v, %g {eps = 1.0e-3 : f64} : (tensor<2x3x4xf32>, tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  return
+}

@@ -66,3 +66,27 @@ func.func @relu_pool_grad(%x: tensor<1x2x4x4xf32> {soma.input = "x"}, %y: tensor
   %5 = soma.mul %3, %4 : tensor<1x2x4x4xf32>, tensor<1x2x4x4xf32>
   return %2, %5 : tensor<1x2x4x4xf32>, tensor<1x2x4x4xf32>
 }
+
+// -----
+
+// A batch_norm_train read by an elementwise op (a ReLU) has its output
+// computed again from x and the statistics as elementwise ops, which then
+// fuse with the ReLU; the op keeps the statistics. One returned as it is
+// (no elementwise reader) keeps its output.
+// CHECK-LABEL: func.func @bn_split
+//       CHECK: %[[Y:.*]], %[[M:.*]], %[[V:.*]] = soma.batch_norm_train %arg0
+//       CHECK: %[[VR:.*]] = soma.reshape %[[V]] {shape = array<i64: 1, 3, 1, 1>}
+//       CHECK: soma.sqrt
+//       CHECK: %[[MR:.*]] = soma.reshape %[[M]] {shape = array<i64: 1, 3, 1, 1>}
+//       CHECK: %[[XC:.*]] = soma.sub %arg0, %[[MR]]
+//       CHECK: %[[N:.*]] = soma.mul %[[XC]]
+//       CHECK: %[[A:.*]] = soma.add %[[N]]
+//       CHECK: %[[R:.*]] = soma.relu %[[A]]
+//       CHECK: %[[Y2:.*]], %{{.*}}, %{{.*}} = soma.batch_norm_train %arg0
+//       CHECK: return %[[R]], %[[Y2]]
+func.func @bn_split(%x: tensor<2x3x4x4xf32>, %g: tensor<3xf32>, %b: tensor<3xf32>) -> (tensor<2x3x4x4xf32>, tensor<2x3x4x4xf32>) {
+  %y, %m, %v = soma.batch_norm_train %x, %g, %b {eps = 1.0e-5 : f64} : (tensor<2x3x4x4xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  %r = soma.relu %y : tensor<2x3x4x4xf32>
+  %y2, %m2, %v2 = soma.batch_norm_train %x, %b, %g {eps = 1.0e-5 : f64} : (tensor<2x3x4x4xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  return %r, %y2 : tensor<2x3x4x4xf32>, tensor<2x3x4x4xf32>
+}

@@ -11,24 +11,17 @@
 //  EVAL-NOT: soma.reduce_mean
 //  EVAL-NOT: soma.batch_norm
 
-// Training: the batch's mean and (biased) variance over (N, H, W); the
-// running statistics' new values become soma.update results.
+// Training, rank 4: one soma.batch_norm_train, whose mean and (biased)
+// variance feed the running statistics' new values, soma.update results.
 // TRAIN-LABEL: func.func @bn(
 //  TRAIN-SAME: -> (tensor<4x3x2x2xf32> {soma.output = "y"}, tensor<3xf32> {soma.update = "bn0.running_mean"}, tensor<3xf32> {soma.update = "bn0.running_var"})
-//       TRAIN: %[[M:.*]] = soma.reduce_mean %arg0 {axes = array<i64: 0, 2, 3>, keepdims = true}
-//       TRAIN: %[[XC:.*]] = soma.sub %arg0, %[[M]]
-//       TRAIN: %[[V:.*]] = soma.reduce_mean %{{.*}} {axes = array<i64: 0, 2, 3>, keepdims = true}
-// y = xc * (gamma / sqrt(var + eps)) + beta: the per-channel factor first,
-// so that the only full-size value the gradient reads is xc.
-//       TRAIN: %[[S:.*]] = soma.sqrt
-//       TRAIN: %[[F:.*]] = soma.div %{{.*}}, %[[S]] : tensor<1x3x1x1xf32>, tensor<1x3x1x1xf32>
-//       TRAIN: %[[Y:.*]] = soma.mul %[[XC]], %[[F]] : tensor<4x3x2x2xf32>, tensor<1x3x1x1xf32>
-//       TRAIN: soma.add %[[Y]], %{{.*}} : tensor<4x3x2x2xf32>, tensor<1x3x1x1xf32>
+//       TRAIN: %[[Y:.*]], %[[M:.*]], %[[V:.*]] = soma.batch_norm_train %arg0, %arg1, %arg2 {eps = 1.000000e-05 : f64} : (tensor<4x3x2x2xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<4x3x2x2xf32>, tensor<3xf32>, tensor<3xf32>)
 //       TRAIN: soma.stop_gradient %[[M]]
 // Unbiased variance for the running estimate: 16 / 15 * momentum 0.1.
 //       TRAIN: soma.constant dense<0.106666669> : tensor<f32>
 //       TRAIN: soma.stop_gradient %[[V]]
-//   TRAIN-NOT: soma.batch_norm
+//       TRAIN: return %[[Y]],
+//   TRAIN-NOT: soma.batch_norm %
 func.func @bn(%x: tensor<4x3x2x2xf32> {soma.input = "x"},
               %g: tensor<3xf32> {soma.param = "bn0.weight", soma.init = {kind = "ones"}},
               %b: tensor<3xf32> {soma.param = "bn0.bias", soma.init = {kind = "zeros"}},
@@ -37,6 +30,31 @@ func.func @bn(%x: tensor<4x3x2x2xf32> {soma.input = "x"},
     -> (tensor<4x3x2x2xf32> {soma.output = "y"}) {
   %0 = soma.batch_norm %x, %g, %b, %m, %v : (tensor<4x3x2x2xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> tensor<4x3x2x2xf32>
   return %0 : tensor<4x3x2x2xf32>
+}
+
+// Training, rank 2 ([N, C]: the channels are columns): the batch's mean and
+// (biased) variance over N as reductions.
+// TRAIN-LABEL: func.func @bn2d(
+//       TRAIN: %[[M:.*]] = soma.reduce_mean %arg0 {axes = array<i64: 0>, keepdims = true}
+//       TRAIN: %[[XC:.*]] = soma.sub %arg0, %[[M]]
+//       TRAIN: %[[V:.*]] = soma.reduce_mean %{{.*}} {axes = array<i64: 0>, keepdims = true}
+// y = xc * (gamma / sqrt(var + eps)) + beta: the per-channel factor first,
+// so that the only full-size value the gradient reads is xc.
+//       TRAIN: %[[S:.*]] = soma.sqrt
+//       TRAIN: %[[F:.*]] = soma.div %{{.*}}, %[[S]] : tensor<1x3xf32>, tensor<1x3xf32>
+//       TRAIN: %[[Y:.*]] = soma.mul %[[XC]], %[[F]] : tensor<8x3xf32>, tensor<1x3xf32>
+//       TRAIN: soma.add %[[Y]], %{{.*}} : tensor<8x3xf32>, tensor<1x3xf32>
+//       TRAIN: soma.stop_gradient %[[M]]
+//       TRAIN: soma.stop_gradient %[[V]]
+//   TRAIN-NOT: soma.batch_norm
+func.func @bn2d(%x: tensor<8x3xf32> {soma.input = "x"},
+                %g: tensor<3xf32> {soma.param = "bn1.weight", soma.init = {kind = "ones"}},
+                %b: tensor<3xf32> {soma.param = "bn1.bias", soma.init = {kind = "zeros"}},
+                %m: tensor<3xf32> {soma.param = "bn1.running_mean", soma.init = {kind = "zeros"}, soma.trainable = false},
+                %v: tensor<3xf32> {soma.param = "bn1.running_var", soma.init = {kind = "ones"}, soma.trainable = false})
+    -> (tensor<8x3xf32> {soma.output = "y"}) {
+  %0 = soma.batch_norm %x, %g, %b, %m, %v : (tensor<8x3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> tensor<8x3xf32>
+  return %0 : tensor<8x3xf32>
 }
 
 // Dropout. Inference: the identity. Training: x * step(u - rate) / (1 - rate)

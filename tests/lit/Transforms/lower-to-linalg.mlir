@@ -1548,3 +1548,67 @@ func.func @avg_pool_grad(%dy: tensor<2x3x2x3xf32> {soma.input = "dy"}) -> (tenso
   %dx = soma.avg_pool2d_grad %dy {kernel = array<i64: 2, 2>} : tensor<2x3x2x3xf32> -> tensor<2x3x4x6xf32>
   return %dx : tensor<2x3x4x6xf32>
 }
+
+// -----
+
+// batch_norm_train and batch_norm_grad: one loop over the channels
+// (RowKernels.cpp), each channel's N planes of H * W = 20 elements read in
+// vectors (two full ones of 8 and a masked rest). Forward: the sum, the
+// squared deviations (an fma per vector), mean and var stored, then y;
+// gradient: the sums of dy and of dy (x - mean) in one pass, dshift and
+// dscale stored, then dx.
+// CHECK-LABEL: func.func @bn_train(
+//       CHECK: scf.for %[[C:.*]] = %{{.*}} to %{{.*}} step
+//       CHECK:   scf.for {{.*}} iter_args
+//       CHECK:     scf.for {{.*}} iter_args
+//       CHECK:   vector.reduction <add>
+//       CHECK:   scf.for {{.*}} iter_args
+//       CHECK:     scf.for {{.*}} iter_args
+//       CHECK:       math.fma
+//       CHECK:   vector.reduction <add>
+//       CHECK:   memref.store %{{.*}}, %{{.*}}[%[[C]]] : memref<3xf32>
+//       CHECK:   memref.store %{{.*}}, %{{.*}}[%[[C]]] : memref<3xf32>
+//       CHECK:   math.sqrt
+//       CHECK:   scf.for
+//       CHECK:     scf.for
+//       CHECK:       vector.store
+//       CHECK:     vector.maskedstore
+//       CHECK: } {soma.parallel_work = 640 : i64}
+func.func @bn_train(%x: tensor<2x3x4x5xf32> {soma.input = "x"}, %g: tensor<3xf32> {soma.input = "g"}, %b: tensor<3xf32> {soma.input = "b"}) -> (tensor<2x3x4x5xf32> {soma.output = "y"}, tensor<3xf32> {soma.output = "m"}, tensor<3xf32> {soma.output = "v"}) {
+  %y, %m, %v = soma.batch_norm_train %x, %g, %b {eps = 1.0e-5 : f64} : (tensor<2x3x4x5xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4x5xf32>, tensor<3xf32>, tensor<3xf32>)
+  return %y, %m, %v : tensor<2x3x4x5xf32>, tensor<3xf32>, tensor<3xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @bn_grad(
+//       CHECK: scf.for %[[C:.*]] = %{{.*}} to %{{.*}} step
+//       CHECK:   scf.for {{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<8xf32>, vector<8xf32>)
+//       CHECK:     math.fma
+//       CHECK:   vector.reduction <add>
+//       CHECK:   vector.reduction <add>
+//       CHECK:   memref.store %{{.*}}, %{{.*}}[%[[C]]] : memref<3xf32>
+//       CHECK:   memref.store %{{.*}}, %{{.*}}[%[[C]]] : memref<3xf32>
+//       CHECK:   scf.for
+//       CHECK:     scf.for
+//       CHECK:       vector.store
+//       CHECK:     vector.maskedstore
+//       CHECK: } {soma.parallel_work = 800 : i64}
+func.func @bn_grad(%x: tensor<2x3x4x5xf32> {soma.input = "x"}, %dy: tensor<2x3x4x5xf32> {soma.input = "dy"}, %m: tensor<3xf32> {soma.input = "m"}, %v: tensor<3xf32> {soma.input = "v"}, %g: tensor<3xf32> {soma.input = "g"}) -> (tensor<2x3x4x5xf32> {soma.output = "dx"}, tensor<3xf32> {soma.output = "dg"}, tensor<3xf32> {soma.output = "db"}) {
+  %dx, %dg, %db = soma.batch_norm_grad %x, %dy, %m, %v, %g {eps = 1.0e-5 : f64} : (tensor<2x3x4x5xf32>, tensor<2x3x4x5xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4x5xf32>, tensor<3xf32>, tensor<3xf32>)
+  return %dx, %dg, %db : tensor<2x3x4x5xf32>, tensor<3xf32>, tensor<3xf32>
+}
+
+// -----
+
+// When the output was split off into elementwise ops (soma-decompose), the
+// kernel computes the statistics only: no vector store.
+// CHECK-LABEL: func.func @bn_stats(
+//       CHECK: scf.for
+//   CHECK-NOT:   vector.store
+//   CHECK-NOT:   vector.maskedstore
+//       CHECK: } {soma.parallel_work = 320 : i64}
+func.func @bn_stats(%x: tensor<2x3x4x5xf32> {soma.input = "x"}, %g: tensor<3xf32> {soma.input = "g"}, %b: tensor<3xf32> {soma.input = "b"}) -> (tensor<3xf32> {soma.output = "m"}, tensor<3xf32> {soma.output = "v"}) {
+  %y, %m, %v = soma.batch_norm_train %x, %g, %b {eps = 1.0e-5 : f64} : (tensor<2x3x4x5xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4x5xf32>, tensor<3xf32>, tensor<3xf32>)
+  return %m, %v : tensor<3xf32>, tensor<3xf32>
+}

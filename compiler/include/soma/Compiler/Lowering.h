@@ -210,4 +210,17 @@ enum class RowOp {
 void emitRowKernel(mlir::OpBuilder &b, mlir::Location loc, RowOp op, mlir::ValueRange ins, mlir::Value out,
                    int64_t rows, int64_t cols, const GemmConfig &cfg);
 
+/// Batch normalisation's training form and its gradient (RowKernels.cpp),
+/// a channel at a time: the forward x [N, C, ...] -> y, mean [C], var [C]
+/// (sum, then squared deviations and the result from cache); the gradient
+/// (dy set) -> dx, dscale, dshift (the sums of dy and dy (x - mean), then
+/// dx from cache). A loop over the channels, marked for the grain rule.
+struct BatchNormKernel {
+  mlir::Value x, scale, shift, mean, var; ///< mean and var: results of the forward
+  mlir::Value y;                          ///< the forward's result (none: only the statistics)
+  mlir::Value dy, dx, dscale, dshift;     ///< the gradient's operand and results
+  double eps = 1e-5;
+};
+void emitBatchNorm(mlir::OpBuilder &b, mlir::Location loc, const BatchNormKernel &k, const GemmConfig &cfg);
+
 } // namespace soma

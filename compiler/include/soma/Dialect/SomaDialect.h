@@ -69,6 +69,13 @@ bool tilesInput(llvm::ArrayRef<int64_t> x, llvm::ArrayRef<int64_t> kernel, llvm:
                 llvm::ArrayRef<int64_t> padding);
 /// Whether `op` is a max_pool2d or avg_pool2d whose windows tile its input.
 bool isTilingPool(mlir::Operation *op);
+/// When an elementwise op reads a batch_norm_train's output: computes the
+/// output again as elementwise ops from the input and the op's statistics,
+/// (x - mean) * (scale / sqrt(var + eps)) + shift, and makes every reader
+/// read that, so that the normalisation fuses with what follows (a ReLU)
+/// and soma-recompute may recompute it; the op then computes only the
+/// statistics. Returns whether it did.
+bool splitBatchNormOutput(BatchNormTrainOp op);
 
 /// How a contraction reads one operand of its matmul: as stored, or through
 /// a chain of view ops that its GEMM computes while it packs panels, so

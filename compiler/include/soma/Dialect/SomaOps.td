@@ -544,6 +544,37 @@ def Soma_BatchNormOp : Soma_Op<"batch_norm"> {
   let assemblyFormat = "$input `,` $scale `,` $shift `,` $running_mean `,` $running_var attr-dict `:` functional-type(operands, results)";
 }
 
+def Soma_BatchNormTrainOp : Soma_DiffOp<"batch_norm_train"> {
+  let summary = "batch normalisation with the batch's statistics (the training form)";
+  let description = [{
+    input [N, C, ...] (rank >= 3), scale (gamma) [C], shift (beta) [C] ->
+    output (the input's shape), mean [C] and var [C], the batch's mean and
+    biased variance over all dimensions but the channel (dimension 1):
+      y = (x - mean) * (scale / sqrt(var + eps)) + shift.
+    soma-expand-modes makes it from a batch_norm of rank >= 3 in training;
+    mean and var feed the running statistics. Only the output has a
+    gradient (batch_norm_grad); mean and var are outside it.
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, Soma_F32Tensor:$scale, Soma_F32Tensor:$shift, F64Attr:$eps);
+  let results = (outs Soma_F32Tensor:$output, Soma_F32Tensor:$mean, Soma_F32Tensor:$var);
+  let assemblyFormat = "$input `,` $scale `,` $shift attr-dict `:` functional-type(operands, results)";
+}
+
+def Soma_BatchNormGradOp : Soma_Op<"batch_norm_grad"> {
+  let summary = "gradient of batch_norm_train with respect to its input, scale and shift";
+  let description = [{
+    The input x [N, C, ...], the gradient dy of the output (same shape), and
+    the batch's mean, var and the scale [C]. With r = 1 / sqrt(var + eps),
+    M the elements per channel and sums over all dimensions but 1:
+      dx = scale * r * (dy - sum(dy) / M - (x - mean) * r^2 * sum(dy * (x - mean)) / M)
+      dscale = r * sum(dy * (x - mean)),  dshift = sum(dy).
+  }];
+  let arguments = (ins Soma_F32Tensor:$input, Soma_F32Tensor:$grad, Soma_F32Tensor:$mean,
+                       Soma_F32Tensor:$var, Soma_F32Tensor:$scale, F64Attr:$eps);
+  let results = (outs Soma_F32Tensor:$input_grad, Soma_F32Tensor:$scale_grad, Soma_F32Tensor:$shift_grad);
+  let assemblyFormat = "$input `,` $grad `,` $mean `,` $var `,` $scale attr-dict `:` functional-type(operands, results)";
+}
+
 //===----------------------------------------------------------------------===//
 // Fusion
 //===----------------------------------------------------------------------===//
