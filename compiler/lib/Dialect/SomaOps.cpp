@@ -620,11 +620,15 @@ LogicalResult LogSoftmaxOp::inferReturnTypes(MLIRContext *,
                       adaptor.getAxis(), results);
 }
 
-/// The output of a softmax or log-softmax and its gradient: the same shape.
-static LogicalResult inferSoftmaxGrad(std::optional<Location> loc, StringRef op, Value output, Value grad,
-                                      int64_t axis, SmallVectorImpl<Type> &results) {
-  auto g = f32TensorOf(loc, op, grad, "grad");
-  if (failed(g) || failed(inferSoftmax(loc, op, output, axis, results)))
+/// The output of a softmax or log-softmax and its gradient (softmax_grad,
+/// log_softmax_grad): an `axis` attribute, the same shape.
+template <class Adaptor>
+static LogicalResult inferSoftmaxGrad(std::optional<Location> loc, StringRef op, Adaptor adaptor,
+                                      SmallVectorImpl<Type> &results) {
+  if (failed(checkAttrs(loc, op, adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
+    return failure();
+  auto g = f32TensorOf(loc, op, adaptor.getGrad(), "grad");
+  if (failed(g) || failed(inferSoftmax(loc, op, adaptor.getOutput(), adaptor.getAxis(), results)))
     return failure();
   if (g->getShape() != cast<RankedTensorType>(results[0]).getShape())
     return fail(loc, op, "output and grad must have the same shape, got " + typeStr(results[0]) + " and " +
@@ -634,18 +638,12 @@ static LogicalResult inferSoftmaxGrad(std::optional<Location> loc, StringRef op,
 
 LogicalResult SoftmaxGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
                                               SmallVectorImpl<Type> &results) {
-  if (failed(checkAttrs(loc, "softmax_grad", adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
-    return failure();
-  return inferSoftmaxGrad(loc, "softmax_grad", adaptor.getOutput(), adaptor.getGrad(), adaptor.getAxis(),
-                          results);
+  return inferSoftmaxGrad(loc, "softmax_grad", adaptor, results);
 }
 
 LogicalResult LogSoftmaxGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
                                                  SmallVectorImpl<Type> &results) {
-  if (failed(checkAttrs(loc, "log_softmax_grad", adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
-    return failure();
-  return inferSoftmaxGrad(loc, "log_softmax_grad", adaptor.getOutput(), adaptor.getGrad(), adaptor.getAxis(),
-                          results);
+  return inferSoftmaxGrad(loc, "log_softmax_grad", adaptor, results);
 }
 
 LogicalResult SoftmaxCrossEntropyOp::inferReturnTypes(

@@ -120,15 +120,11 @@ struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
         count *= xt.getDimSize(d);
       }
     auto asChannels = [&](Value v) { return b.create<ReshapeOp>(l, v, b.getDenseI64ArrayAttr(bshape)); };
-    Value gamma, beta; // [1, C, 1, ...]
     double eps = op.getEps().convertToDouble();
     Value x = op.getInput();
     Value y;
-    if (!training || rank < 3) {
-      gamma = asChannels(op.getScale());
-      beta = asChannels(op.getShift());
-    }
     if (!training) {
+      Value gamma = asChannels(op.getScale()), beta = asChannels(op.getShift());
       Value inv = b.create<DivOp>(
           l, gamma, b.create<SqrtOp>(l, b.create<AddOp>(l, asChannels(op.getRunningVar()), scalarOf(b, l, eps))));
       y = b.create<AddOp>(l, b.create<MulOp>(l, b.create<SubOp>(l, x, asChannels(op.getRunningMean())), inv),
@@ -138,7 +134,8 @@ struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
       if (rank >= 3) {
         // One op (and one for its gradient), computed a channel at a time
         // while the channel is in cache (RowKernels.cpp): the ops below
-        // read and wrote the activation 6 times forward, 13 backward.
+        // took 2.9x (forward) and 3.9x (gradient) the memory-bandwidth
+        // bound on [32, 64, 32, 32] (bench "ops"), the op 1.3x and 1.5x.
         auto bn = b.create<BatchNormTrainOp>(l, x, op.getScale(), op.getShift(), op.getEpsAttr());
         y = bn.getOutput();
         mean = bn.getMean();
@@ -154,9 +151,9 @@ struct SomaExpandModesPass : impl::SomaExpandModesBase<SomaExpandModesPass> {
         // first, so that the gradient reads only xc (and per-channel
         // values), not a normalised copy of it as well: (xc / s) * gamma
         // would keep both alive for the backward pass.
-        Value factor =
-            b.create<DivOp>(l, gamma, b.create<SqrtOp>(l, b.create<AddOp>(l, var, scalarOf(b, l, eps))));
-        y = b.create<AddOp>(l, b.create<MulOp>(l, xc, factor), beta);
+        Value factor = b.create<DivOp>(l, asChannels(op.getScale()),
+                                       b.create<SqrtOp>(l, b.create<AddOp>(l, var, scalarOf(b, l, eps))));
+        y = b.create<AddOp>(l, b.create<MulOp>(l, xc, factor), asChannels(op.getShift()));
       }
       // Running statistics: momentum average of the batch mean and of the
       // unbiased batch variance (n / (n - 1)), outside the gradient.

@@ -1287,7 +1287,7 @@ LogicalResult GraphLowering::lowerTilingPool(Operation *op) {
     return nb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{c}).getResult();
   };
   Value result = resultBuffer(op->getResult(0));
-  Value xF = flat(avgGrad ? result : buffers[xv]);
+  Value xF = avgGrad ? Value() : flat(buffers[xv]); // (avgGrad reads no x)
   Value outF = flat(result);
   Value yF = grad ? flat(buffers[grad.getOutput()]) : Value();
   Value dyF = grad ? flat(buffers[grad.getGrad()]) : avgGrad ? flat(buffers[avgGrad.getGrad()]) : Value();

@@ -5,7 +5,8 @@
 // by its first pass (a maximum or a sum, in vectors), then again from the
 // first-level cache by the passes that need it. Built from four linalg
 // kernels (a maximum, e^(x - m), a sum, a division), the softmax of
-// [8192, 256] read and wrote the array four times over.
+// [8192, 256] read x twice and read and wrote y twice. Batch norm's
+// training form and gradient are the same a channel at a time.
 //
 //===----------------------------------------------------------------------===//
 
@@ -87,21 +88,22 @@ struct Row {
     return b.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, v, Value(),
                                          arith::FastMathFlags::reassoc);
   }
+  /// A scalar f32 constant.
+  Value scalar(OpBuilder &b, double v) const {
+    return b.create<arith::ConstantOp>(loc, b.getF32FloatAttr(static_cast<float>(v)));
+  }
 };
 
 } // namespace
 
-/// A memref as 1-D.
+/// A memref of rank >= 1 as 1-D.
 static Value flatten(OpBuilder &b, Location loc, Value v) {
   auto t = cast<MemRefType>(v.getType());
+  if (t.getRank() == 1)
+    return v;
   ReassociationIndices all;
   for (int64_t d = 0; d < t.getRank(); ++d)
     all.push_back(d);
-  if (t.getRank() == 1)
-    return v;
-  if (t.getRank() == 0)
-    return b.create<memref::ExpandShapeOp>(loc, MemRefType::get({1}, t.getElementType()), v,
-                                           ArrayRef<ReassociationIndices>{});
   return b.create<memref::CollapseShapeOp>(loc, v, ArrayRef<ReassociationIndices>{all});
 }
 
@@ -206,30 +208,27 @@ void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const G
   auto loop = b.create<scf::ForOp>(
       loc, zero, b.create<arith::ConstantIndexOp>(loc, C), one, ValueRange{},
       [&](OpBuilder &cb, Location, Value c, ValueRange) {
-        auto vt = VectorType::get({VL}, cb.getF32Type());
-        auto scalar = [&](OpBuilder &nb, double v) -> Value {
-          return nb.create<arith::ConstantOp>(loc, nb.getF32FloatAttr(static_cast<float>(v)));
-        };
-        auto idx = [&](OpBuilder &nb, int64_t v) -> Value { return nb.create<arith::ConstantIndexOp>(loc, v); };
+        // The channel's helpers (its rows' bases are set per row below).
+        const Row ch{loc, VL, S, VectorType::get({VL}, cb.getF32Type()), Value()};
+        auto idx = [&](OpBuilder &nb, int64_t v) { return ch.idx(nb, v); };
+        auto scalar = [&](OpBuilder &nb, double v) { return ch.scalar(nb, v); };
+        auto splat = [&](OpBuilder &nb, Value s) { return ch.broadcast(nb, s); };
+        auto sumOf = [&](OpBuilder &nb, Value v) { return ch.sum(nb, v); };
         // fn over the channel's N rows of S elements, carrying acc.
         using RowFn = function_ref<SmallVector<Value>(OpBuilder &, const Row &, ValueRange acc)>;
         auto forRows = [&](OpBuilder &nb, ValueRange init, RowFn fn) -> SmallVector<Value> {
           auto rows = nb.create<scf::ForOp>(
               loc, idx(nb, 0), idx(nb, N), idx(nb, 1), init, [&](OpBuilder &rb, Location, Value n, ValueRange acc) {
                 Value plane = rb.create<arith::AddIOp>(loc, rb.create<arith::MulIOp>(loc, n, idx(rb, C)), c);
-                Row row{loc, VL, S, vt, rb.create<arith::MulIOp>(loc, plane, idx(rb, S))};
+                Row row = ch;
+                row.base = rb.create<arith::MulIOp>(loc, plane, idx(rb, S));
                 rb.create<scf::YieldOp>(loc, fn(rb, row, acc));
               });
           rows->setAttr(kNoUnrollAttr, nb.getUnitAttr());
           return SmallVector<Value>(rows.getResults());
         };
-        auto splat = [&](OpBuilder &nb, Value s) -> Value { return nb.create<vector::BroadcastOp>(loc, vt, s); };
-        Value zeroVec = cb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(vt, cb.getF32FloatAttr(0.0f)));
+        Value zeroVec = ch.splat(cb, 0.0);
         Value invM = scalar(cb, 1.0 / M);
-        auto sumOf = [&](OpBuilder &nb, Value v) -> Value {
-          return nb.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, v, Value(),
-                                                arith::FastMathFlags::reassoc);
-        };
         if (!grad) {
           // mean = sum x / M
           Value s = forRows(cb, {zeroVec}, [&](OpBuilder &rb, const Row &row, ValueRange acc) {
@@ -251,22 +250,23 @@ void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const G
           Value var = cb.create<arith::MulFOp>(loc, sumOf(cb, q), invM);
           cb.create<memref::StoreOp>(loc, mean, k.mean, ValueRange{c});
           cb.create<memref::StoreOp>(loc, var, k.var, ValueRange{c});
-          // y = (x - mean) * (scale / sqrt(var + eps)) + shift
-          if (!out) {
-            cb.create<scf::YieldOp>(loc);
-            return;
-          }
-          Value factor = cb.create<arith::DivFOp>(
-              loc, cb.create<memref::LoadOp>(loc, k.scale, ValueRange{c}),
-              cb.create<math::SqrtOp>(loc, cb.create<arith::AddFOp>(loc, var, scalar(cb, k.eps))));
-          Value factorV = splat(cb, factor), shiftV = splat(cb, cb.create<memref::LoadOp>(loc, k.shift, ValueRange{c}));
-          forRows(cb, {}, [&](OpBuilder &rb, const Row &row, ValueRange) {
-            return row.chunks(rb, {}, [&](OpBuilder &ib, Value at, Value mask, ValueRange) -> SmallVector<Value> {
-              Value d = ib.create<arith::SubFOp>(loc, row.load(ib, x, at, mask, 0.0), meanV);
-              row.store(ib, out, at, mask, ib.create<arith::AddFOp>(loc, ib.create<arith::MulFOp>(loc, d, factorV), shiftV));
-              return {};
+          // y = (x - mean) * (scale / sqrt(var + eps)) + shift, unless
+          // only the statistics are wanted.
+          if (out) {
+            Value factor = cb.create<arith::DivFOp>(
+                loc, cb.create<memref::LoadOp>(loc, k.scale, ValueRange{c}),
+                cb.create<math::SqrtOp>(loc, cb.create<arith::AddFOp>(loc, var, scalar(cb, k.eps))));
+            Value factorV = splat(cb, factor);
+            Value shiftV = splat(cb, cb.create<memref::LoadOp>(loc, k.shift, ValueRange{c}));
+            forRows(cb, {}, [&](OpBuilder &rb, const Row &row, ValueRange) {
+              return row.chunks(rb, {}, [&](OpBuilder &ib, Value at, Value mask, ValueRange) -> SmallVector<Value> {
+                Value d = ib.create<arith::SubFOp>(loc, row.load(ib, x, at, mask, 0.0), meanV);
+                row.store(ib, out, at, mask,
+                          ib.create<arith::AddFOp>(loc, ib.create<arith::MulFOp>(loc, d, factorV), shiftV));
+                return {};
+              });
             });
-          });
+          }
         } else {
           // sdy = sum dy, sdyd = sum dy (x - mean)
           Value mean = cb.create<memref::LoadOp>(loc, k.mean, ValueRange{c});
@@ -307,8 +307,9 @@ void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const G
         cb.create<scf::YieldOp>(loc);
       });
   // The work as the grain rule weighs a linalg kernel's: per element, the
-  // arrays read or written by its passes (forward: x three times and y;
-  // gradient: x and dy twice, dx), times 4 / 3.
+  // arrays read or written by its passes (forward: x three times and y, or
+  // x twice for the statistics alone; gradient: x and dy twice, dx), times
+  // 4 / 3.
   if (C > 1)
     loop->setAttr(kParallelWorkAttr, b.getI64IntegerAttr(N * C * S * (grad ? 5 : out ? 4 : 2) * 4 / 3));
 }
