@@ -312,12 +312,13 @@ std::vector<Case> allCases() {
                          // padding on the left (columns off the left edge
                          // only) or on the right, and a grid taller than the
                          // image (padding 2 above and below). None: a window
-                         // taller than the image.
-                         Conv{"conv_direct_interior_3x3", {2, 64, 44, 44}, {64, 64, 3, 3}, {.padding = 1}},
-                         Conv{"conv_direct_interior_7x7", {2, 16, 48, 48}, {40, 16, 7, 7}, {.padding = 3}},
-                         Conv{"conv_direct_interior_left", {2, 64, 42, 45}, {64, 64, 3, 3}, {.padding = {1, 2, 1, 0}}},
-                         Conv{"conv_direct_interior_right", {2, 64, 42, 45}, {64, 64, 3, 3}, {.padding = {1, 0, 1, 2}}},
-                         Conv{"conv_direct_interior_taller", {2, 64, 40, 44}, {64, 64, 3, 3}, {.padding = {2, 1}}},
+                         // taller than the image. (10 filters: on the grid,
+                         // not along the filters, with vectors of 8 or 16.)
+                         Conv{"conv_direct_interior_3x3", {3, 160, 44, 44}, {10, 160, 3, 3}, {.padding = 1}},
+                         Conv{"conv_direct_interior_7x7", {2, 40, 48, 48}, {10, 40, 7, 7}, {.padding = 3}},
+                         Conv{"conv_direct_interior_left", {3, 160, 42, 45}, {10, 160, 3, 3}, {.padding = {1, 2, 1, 0}}},
+                         Conv{"conv_direct_interior_right", {3, 160, 42, 45}, {10, 160, 3, 3}, {.padding = {1, 0, 1, 2}}},
+                         Conv{"conv_direct_interior_taller", {3, 160, 40, 44}, {10, 160, 3, 3}, {.padding = {2, 1}}},
                          Conv{"conv_direct_no_interior", {2, 2, 2, 200}, {3, 2, 7, 7}, {.padding = 3}},
                          // Narrower than the input ("valid", or part of the
                          // padding): the grid's extra columns are not
@@ -333,6 +334,22 @@ std::vector<Case> allCases() {
                          // unit per image.
                          Conv{"conv_filters_odd", {3, 5, 9, 13}, {24, 5, 3, 5}, {}},
                          Conv{"conv_filters_parallel", {8, 6, 12, 14}, {40, 6, 5, 8}, {}},
+                         // Padded, with two or more vectors of filters at
+                         // least 3/4 full: along the filters too, each band
+                         // of x's rows copied between zeros. 7 x 9 outputs
+                         // (edge tiles of rows and columns), 48 filters (3
+                         // vectors of 16: a tile of 3; 6 of 8: 4 and 2);
+                         // uneven paddings; a 7 x 7 window; 13 rows of 130
+                         // channels (bands cut by the copy's size, a last
+                         // band of fewer rows); enough work for a unit per
+                         // image; 64 filters over 56 x 56 (the ResNet layer's
+                         // shape, interior groups before).
+                         Conv{"conv_filters_padded_odd", {3, 5, 7, 9}, {48, 5, 3, 3}, {.padding = 1}},
+                         Conv{"conv_filters_padded_uneven", {2, 3, 6, 7}, {32, 3, 3, 3}, {.padding = {0, 1, 2, 0}}},
+                         Conv{"conv_filters_padded_7x7", {2, 4, 9, 11}, {32, 4, 7, 7}, {.padding = 3}},
+                         Conv{"conv_filters_padded_bands", {2, 130, 13, 30}, {32, 130, 3, 3}, {.padding = 1}},
+                         Conv{"conv_filters_padded_parallel", {8, 16, 20, 20}, {32, 16, 3, 3}, {.padding = 1}},
+                         Conv{"conv_filters_padded_56", {2, 64, 56, 56}, {64, 64, 3, 3}, {.padding = 1}},
                          // A 1 x 1 one with 16 filters fills the grid as well
                          // as its vectors: it stays on the grid (lit
                          // @conv_1x1_stays_on_grid checks the path).
@@ -371,6 +388,9 @@ std::vector<Case> allCases() {
   // outputs are transposed into place.
   c.push_back({"conv_filters_residual_relu", {{{2, 3, 8, 9}}, {{16, 3, 3, 3}}, {{2, 16, 6, 7}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1]) + x[2])}; }});
+  // ... and of a padded one, per band of rows.
+  c.push_back({"conv_filters_padded_residual_relu", {{{2, 32, 9, 7}}, {{32, 32, 3, 3}}},
+               [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1], {.padding = 1}) + x[0])}; }});
   c.push_back({"conv_direct_channel_blocks_relu", {{{2, 96, 8, 48}}, {{96, 96, 3, 3}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1], {.padding = 1}) + x[0])}; }});
   c.push_back({"max_pool_2x2", {{{2, 3, 8, 8}}}, [](Graph &, Ts &x) { return Ts{max_pool2d(x[0], 2)}; }});

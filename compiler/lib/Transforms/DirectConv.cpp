@@ -108,31 +108,28 @@ std::array<std::pair<int64_t, int64_t>, 2> steps(int64_t total, int64_t step) {
 }
 
 /// The forward convolution's register tile with vectors along the
-/// filters: KT filter vectors x TR rows x TC columns of output pixels, at
-/// most 24 accumulators of 32 registers with AVX-512 (12 of 16
-/// otherwise); the one with the fewest estimated cycles over the whole
-/// image, edge tiles included (LeNet-5's 10 x 10: 4 x 6).
+/// filters: KT filter vectors x TR rows x TC columns of output pixels.
+/// Each (channel, kernel row) step loads KT filter vectors per tap and
+/// broadcasts each point of x once for all the taps of the row that read
+/// it (the kernel row's taps are unrolled, and a point of pixel (r, s + 1)
+/// at tap v is pixel (r, s)'s at v + 1): TR * (TC + kw - 1) points.
+/// Measured (Intel Sapphire Rapids, 2 threads, in-process A/B against
+/// the grid; [8, 64, 58, 58] -> 64, 3 x 3, valid): 4 x 2 x 3 443 GF/s
+/// (92% of the FMA peak); 4 x 1 x 6 (fewer points) and 4 x 1 x 7 spill
+/// accumulators (10% and 64% slower), as do 2 x 3 x 4 and 1 x 3 x 8 on
+/// ResNet-8's layers, where 2 x 2 x 4 and 1 x 2 x 8 won. So: at most 24
+/// accumulators with three or four filter vectors, 16 with one or two
+/// (TR + kw - 1 rows of points held beside them), two rows, as many
+/// columns as fit (with AVX2, 16 registers: half).
 struct FilterTile {
   int64_t KT = 1, TR = 1, TC = 1;
 };
 FilterTile filterTile(int64_t OH, int64_t OW, int64_t KV, int64_t VL) {
-  const int64_t budget = VL >= 16 ? 24 : 12;
   FilterTile t;
-  double best = 0;
-  for (int64_t kt = 1; kt <= std::min<int64_t>(KV, 4); ++kt)
-    for (int64_t tr = 1; tr <= OH && kt * tr <= budget; ++tr)
-      for (int64_t tc = 1; tc <= OW && kt * tr * tc <= budget; ++tc) {
-        double cost = 0;
-        for (auto [nk, k] : steps(KV, kt))
-          for (auto [nr, r] : steps(OH, tr))
-            for (auto [nc, c] : steps(OW, tc))
-              if (nk && nr && nc)
-                cost += double(nk * nr * nc) * tapCycles(k, r * c);
-        if (best == 0 || cost < best - 1e-9 || (cost < best + 1e-9 && kt * tr * tc > t.KT * t.TR * t.TC)) {
-          best = cost;
-          t = {kt, tr, tc};
-        }
-      }
+  t.KT = std::min<int64_t>(KV, 4);
+  const int64_t budget = (t.KT >= 3 ? 24 : 16) / (VL >= 16 ? 1 : 2);
+  t.TR = std::min<int64_t>(OH, 2);
+  t.TC = std::clamp<int64_t>(budget / (t.KT * t.TR), 1, OW);
   return t;
 }
 
@@ -140,16 +137,27 @@ FilterTile filterTile(int64_t OH, int64_t OW, int64_t KV, int64_t VL) {
 
 bool ConvGrid::alongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const {
   const int64_t VL = vectorWidth, KP = (K + VL - 1) / VL * VL, R = x[1] * kh * kw;
-  // (Filling them only as well, as a 1 x 1 convolution of 64 filters
-  // does, the grid was faster: 8 x 64 x 28 x 28 -> 64 on 1 thread 0.243
-  // against 0.271 ms; 128 -> 256 filters 1.69 against 1.92.)
-  if (stride != 1 || !unpadded || K < VL || K * x[3] <= ow * KP)
+  if (stride != 1 || K < VL)
     return false;
-  // Stack: the transposed filters (calling thread), a band's outputs
-  // (each unit).
+  // A 1 x 1 convolution fills the grid's vectors as well as the filters'
+  // do (no taps to share points between): the grid was faster (8 x 64 x
+  // 28 x 28 -> 64 on 1 thread 0.243 against 0.271 ms; 128 -> 256 filters
+  // 1.69 against 1.92). With a wider window, the filters' vectors win
+  // when there are two or more of them, at least 3/4 full (in-process A/B
+  // against the grid, Intel Sapphire Rapids, 2 threads, padding 1: the
+  // ResNet 64 x 56 x 56 layer 12% faster, ResNet-8's 32 x 16 x 16 and 64
+  // x 8 x 8 2% and 10%; with one vector of 16 filters, its 16 x 32 x 32
+  // layer 5% slower), and always when the grid is wider than the output
+  // by more (LeNet-5's second layer: 10 outputs of every 14 grid pixels).
+  const bool wider = K * x[3] > ow * KP;
+  if (!wider && (kh * kw == 1 || KP < 2 * VL || 4 * K < 3 * KP))
+    return false;
+  // Stack: the transposed filters (calling thread); a band's outputs and,
+  // with padding, its rows of x with their zeros (each unit).
   FilterTile t = filterTile(oh, ow, KP / VL, VL);
   const int64_t band = (t.TR * ow + VL - 1) / VL * VL * KP;
-  return R * KP * 4 <= (1 << 20) && band * 4 <= (256 << 10);
+  const int64_t rows = unpadded ? 0 : x[1] * (t.TR + kh - 1) * ((ow + kw - 1 + VL - 1) / VL * VL);
+  return R * KP * 4 <= (1 << 20) && band * 4 <= (256 << 10) && rows * 4 <= (256 << 10);
 }
 
 namespace {
@@ -342,6 +350,37 @@ struct Emitter {
   }
   Value constI(OpBuilder &nb, int64_t v) {
     return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(ivec, nb.getI32IntegerAttr(v)));
+  }
+  /// xP[at + r * XW + col] = x[i0 + r - pt, col - pl] for r < rows and
+  /// col < XW (a whole number of vectors), 0 outside the image: a band of
+  /// rows of one channel's plane (from xc in the flat xF, H x W), with the
+  /// convolution's padding around it. i0 is the band's first row counted
+  /// from the top of the padding.
+  void copyPaddedRows(OpBuilder &nb, Value xF, Value xc, Value i0, Value rows, Value xP, Value at, int64_t XW,
+                      const ConvGrid &cg, int64_t H, int64_t W) {
+    VectorType fvec = VectorType::get({VL}, b.getF32Type());
+    Value zero = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
+    blockLoop(nb, idx(nb, 0), rows, 1, [&](OpBuilder &pb, Value r) {
+      Value row = add(pb, i0, r); // the image's row plus pt
+      Value inside =
+          pb.create<arith::AndIOp>(loc, pb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sge, row, idx(pb, cg.pt)),
+                                   lt(pb, row, idx(pb, cg.pt + H)));
+      Value rowAt = pb.create<arith::SelectOp>(
+          loc, inside, add(pb, xc, mul(pb, pb.create<arith::SubIOp>(loc, row, idx(pb, cg.pt)), idx(pb, W))), xc);
+      Value rowLanes = pb.create<vector::BroadcastOp>(loc, mvec, inside);
+      for (int64_t col0 = 0; col0 < XW; col0 += VL) {
+        Value col = pb.create<arith::AddIOp>(loc, lane(pb), constI(pb, col0));
+        Value lanes = pb.create<arith::AndIOp>(
+            loc, rowLanes,
+            pb.create<arith::AndIOp>(loc, pb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sge, col, constI(pb, cg.pl)),
+                                     pb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, col, constI(pb, cg.pl + W))));
+        // (Lanes left of the image are masked: the address may precede
+        // the row, never a loaded point.)
+        Value from = pb.create<arith::SubIOp>(loc, add(pb, rowAt, idx(pb, col0)), idx(pb, cg.pl));
+        Value v = pb.create<vector::MaskedLoadOp>(loc, fvec, xF, ValueRange{from}, lanes, zero);
+        pb.create<vector::StoreOp>(loc, v, xP, ValueRange{add(pb, at, add(pb, mul(pb, r, idx(pb, XW)), idx(pb, col0)))});
+      }
+    });
   }
   /// [0, 1, ..., VL - 1].
   Value lane(OpBuilder &nb) {
@@ -1015,25 +1054,30 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
 }
 
 
-// Vectors along the filters (ConvGrid::alongFilters): a "valid"
-// convolution narrower than its input wastes W - OW of every W grid
-// pixels (LeNet-5's second layer: 4 of 14), and has at least VL filters.
-// Its vectors then span VL filters, and x is read one point at a time,
-// broadcast (an FMA's memory operand): every lane is useful, whatever the
-// output's width. The filters (or dy) are transposed once, and the
-// outputs (or the filter gradient) transposed back, VL x VL at a time.
+// Vectors along the filters (ConvGrid::alongFilters): with at least VL
+// filters and a window wider than one point, the vectors span VL filters
+// and x is read one point at a time, broadcast: every lane is useful,
+// whatever the output's width (a "valid" convolution's grid wastes W - OW
+// of every W pixels: LeNet-5's second layer 4 of 14), no load of x is
+// masked or split across cache lines, and a point is loaded once for all
+// the taps of a kernel row that read it. The filters (or dy) are
+// transposed once, and the outputs (or the filter gradient) transposed
+// back, VL x VL at a time.
 namespace {
 
-// out[n, k, q] = sum over (c, u, v) of w[k, c, u, v] * x[n, c, i + u, j + v]
-// for output pixel q = i * OW + j:
+// out[n, k, q] = sum over (c, u, v) of w[k, c, u, v] * x[n, c, i + u - pt, j + v - pl]
+// for output pixel q = i * OW + j (0 outside the image):
 //
 //   wT[(c, u, v), k] = w[k, c, u, v] (0 past K), once per call
 //   parallel over the images (when there is enough work):
 //     for each band of TR output rows:
+//       (padded) the band's TR + kh - 1 rows of x, every channel, copied
+//         with their zeros around them (xP, on the unit's stack)
 //       for each tile of TR x TC output pixels, each tile of KT filter vectors:
 //         KT x TR x TC accumulators
-//         for each (c, u, v): KT loads of wT, and per pixel one broadcast
-//           point of x (a constant offset), KT FMAs
+//         for each (c, u), the kernel row's taps v unrolled: KT loads of
+//           wT per tap, each point of x the taps read broadcast once
+//           (constant offsets), KT FMAs per pixel and tap
 //         the accumulators into T[q, k] (a stack scratch, pixel-major)
 //       T transposed into the band's outputs (VL x VL blocks), then the
 //       epilogue over them
@@ -1051,7 +1095,28 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
   // tile's first).
   const auto [KT, TR, TC] = filterTile(OH, OW, KV, VL);
   const int64_t units = N * K * R * PY / cfg.macs_per_point >= cfg.grain ? N : 1;
-  const int64_t TQ = ceilDiv(TR * OW, VL) * VL; // a band's pixels, whole blocks
+  // x as the tiles read it: in place (rows W apart, planes PX), or with
+  // padding each band's rows copied between zeros (rows XW apart, a whole
+  // number of vectors; planes XR rows).
+  const bool padded = !cg.unpadded;
+  const int64_t XW = padded ? ceilDiv(OW + cg.kw - 1, VL) * VL : W;
+  // Bands of BR output rows, a whole number of tiles' TR, whose outputs T
+  // take at most 64 KiB and copied rows of x at most 128 KiB (both on the
+  // unit's stack): each band's kh - 1 extra rows of x are copied once per
+  // band, not per row of tiles (ResNet-8's 16 x 32 x 32 layer: 3% slower
+  // than the grid with bands of 2 rows).
+  const int64_t BR = [&] {
+    int64_t br = TR;
+    auto fits = [&](int64_t rows) {
+      return ceilDiv(rows * OW, VL) * VL * KP * 4 <= (64 << 10) &&
+             (!padded || Cin * (rows + cg.kh - 1) * XW * 4 <= (128 << 10));
+    };
+    while (br + TR <= OH && fits(br + TR))
+      br += TR;
+    return br;
+  }();
+  const int64_t TQ = ceilDiv(BR * OW, VL) * VL; // a band's pixels, whole blocks
+  const int64_t XR = BR + cg.kh - 1, XP = padded ? XR * XW : PX;
 
   Type f32 = b.getF32Type();
   VectorType fvec = VectorType::get({VL}, f32);
@@ -1069,21 +1134,33 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
         Value zero = ub.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, ub.getF32FloatAttr(0.0f)));
         // T[q * KP + k]: a band's outputs, pixel-major.
         Value T = ub.create<memref::AllocaOp>(loc, MemRefType::get({TQ * KP}, f32), ub.getI64IntegerAttr(64));
+        Value xP = padded ? ub.create<memref::AllocaOp>(loc, MemRefType::get({Cin * XP}, f32), ub.getI64IntegerAttr(64))
+                                .getResult()
+                          : xF;
         e.blockLoop(ub, n0, n1, 1, [&](OpBuilder &nb, Value n) {
           Value xImage = e.mul(nb, n, e.idx(nb, Cin * PX));
-          // One band: tr output rows from i0.
-          auto band = [&](OpBuilder &ib, Value i0, int64_t tr) {
+          // One band: br output rows from i0.
+          auto band = [&](OpBuilder &ib, Value i0, int64_t br) {
+            // The band's first point of x (channel 0), in xP.
             Value first = e.add(ib, xImage, e.mul(ib, i0, e.idx(ib, W)));
-            // One tile: kt filter vectors from kv0 x tr rows x tc columns
-            // from j0.
-            auto tile = [&](OpBuilder &tb, Value j0, Value kv0, int64_t tc, int64_t kt) {
-              Value xBase = e.add(tb, first, j0);
+            if (padded) {
+              first = e.idx(ib, 0);
+              e.blockLoop(ib, e.idx(ib, 0), e.idx(ib, Cin), 1, [&](OpBuilder &cb, Value c) {
+                e.copyPaddedRows(cb, xF, e.add(cb, xImage, e.mul(cb, c, e.idx(cb, PX))), i0,
+                                 e.idx(cb, br + cg.kh - 1), xP, e.mul(cb, c, e.idx(cb, XP)), XW, cg, H, W);
+              });
+            }
+            // One tile: kt filter vectors from kv0 x tr rows from the
+            // band's row i1 x tc columns from j0.
+            auto tile = [&](OpBuilder &tb, Value i1, int64_t tr, Value j0, Value kv0, int64_t tc, int64_t kt) {
+              Value xBase = e.add(tb, first, e.add(tb, e.mul(tb, i1, e.idx(tb, XW)), j0));
               Value wBase = e.mul(tb, kv0, e.idx(tb, VL));
               SmallVector<Value> init(kt * tr * tc, zero);
-              // (c, u, v) as loops, not unrolled: unrolled, LLVM finds the
-              // same point of x in several taps and pixels (pixel (r, s + 1)
-              // at tap (u, v) is pixel (r, s) at (u, v + 1)), keeps it in a
-              // register, and spills the accumulators.
+              // (c, u) as loops, v unrolled: LLVM finds the same point of x
+              // in several taps (pixel (r, s + 1) at tap (u, v) is pixel
+              // (r, s) at (u, v + 1)) and loads it once. Unrolling u too
+              // made no difference on the ResNet 64 x 56 x 56 layer; v as a
+              // loop took 11% longer.
               auto loop = [&](OpBuilder &lb, int64_t count, ValueRange acc,
                               function_ref<SmallVector<Value>(OpBuilder &, Value, ValueRange)> body) {
                 auto l = lb.create<scf::ForOp>(loc, e.idx(lb, 0), e.idx(lb, count), e.idx(lb, 1), acc,
@@ -1094,53 +1171,53 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
                 return l;
               };
               auto channels = loop(tb, Cin, init, [&](OpBuilder &cb, Value c, ValueRange accC) {
-                Value xc = e.add(cb, xBase, e.mul(cb, c, e.idx(cb, PX)));
+                Value xc = e.add(cb, xBase, e.mul(cb, c, e.idx(cb, XP)));
                 Value wc = e.add(cb, wBase, e.mul(cb, c, e.idx(cb, taps * KP)));
                 auto rowsU = loop(cb, cg.kh, accC, [&](OpBuilder &ub2, Value uu, ValueRange accU) {
-                  Value xu = e.add(ub2, xc, e.mul(ub2, uu, e.idx(ub2, W)));
+                  Value xu = e.add(ub2, xc, e.mul(ub2, uu, e.idx(ub2, XW)));
                   Value wu = e.add(ub2, wc, e.mul(ub2, uu, e.idx(ub2, cg.kw * KP)));
-                  auto colsV = loop(ub2, cg.kw, accU, [&](OpBuilder &vb, Value vv, ValueRange acc) {
-                    SmallVector<Value> out(acc.begin(), acc.end());
-                    Value xv = e.add(vb, xu, vv);
-                    Value wv0 = e.add(vb, wu, e.mul(vb, vv, e.idx(vb, KP)));
+                  SmallVector<Value> out(accU.begin(), accU.end());
+                  for (int64_t v = 0; v < cg.kw; ++v) {
+                    Value wv0 = e.add(ub2, wu, e.idx(ub2, v * KP));
                     SmallVector<Value> wv;
                     for (int64_t a = 0; a < kt; ++a)
                       wv.push_back(
-                          vb.create<vector::LoadOp>(loc, fvec, wT, ValueRange{e.add(vb, wv0, e.idx(vb, a * VL))}));
+                          ub2.create<vector::LoadOp>(loc, fvec, wT, ValueRange{e.add(ub2, wv0, e.idx(ub2, a * VL))}));
                     for (int64_t r = 0; r < tr; ++r)
                       for (int64_t s = 0; s < tc; ++s) {
                         Value point =
-                            vb.create<memref::LoadOp>(loc, xF, ValueRange{e.add(vb, xv, e.idx(vb, r * W + s))});
-                        Value bc = vb.create<vector::BroadcastOp>(loc, fvec, point);
+                            ub2.create<memref::LoadOp>(loc, xP, ValueRange{e.add(ub2, xu, e.idx(ub2, r * XW + s + v))});
+                        Value bc = ub2.create<vector::BroadcastOp>(loc, fvec, point);
                         for (int64_t a = 0; a < kt; ++a)
                           out[(a * tr + r) * tc + s] =
-                              vb.create<vector::FMAOp>(loc, wv[a], bc, out[(a * tr + r) * tc + s]);
+                              ub2.create<vector::FMAOp>(loc, wv[a], bc, out[(a * tr + r) * tc + s]);
                       }
-                    return out;
-                  });
-                  return SmallVector<Value>(colsV.getResults());
+                  }
+                  return out;
                 });
                 return SmallVector<Value>(rowsU.getResults());
               });
-              Value tBase = e.add(tb, e.mul(tb, j0, e.idx(tb, KP)), wBase);
+              Value tBase = e.add(tb, e.mul(tb, e.add(tb, e.mul(tb, i1, e.idx(tb, OW)), j0), e.idx(tb, KP)), wBase);
               for (int64_t a = 0; a < kt; ++a)
                 for (int64_t r = 0; r < tr; ++r)
                   for (int64_t s = 0; s < tc; ++s)
                     tb.create<vector::StoreOp>(loc, channels.getResult((a * tr + r) * tc + s), T,
                                                ValueRange{e.add(tb, tBase, e.idx(tb, (r * OW + s) * KP + a * VL))});
             };
-            e.stepLoop(ib, OW, TC, [&](OpBuilder &jb, Value j0, int64_t tc) {
-              e.stepLoop(jb, KV, KT, [&](OpBuilder &kb, Value kv0, int64_t kt) { tile(kb, j0, kv0, tc, kt); });
+            e.stepLoop(ib, br, TR, [&](OpBuilder &rb2, Value i1, int64_t tr) {
+              e.stepLoop(rb2, OW, TC, [&](OpBuilder &jb, Value j0, int64_t tc) {
+                e.stepLoop(jb, KV, KT, [&](OpBuilder &kb, Value kv0, int64_t kt) { tile(kb, i1, tr, j0, kv0, tc, kt); });
+              });
             });
             // T into the band's outputs (the filters past K left), then
             // the epilogue over them.
             Value q0 = e.mul(ib, i0, e.idx(ib, OW));
-            e.transposeInto(ib, T, e.idx(ib, 0), KP, tr * OW, K, cF,
+            e.transposeInto(ib, T, e.idx(ib, 0), KP, br * OW, K, cF,
                             e.add(ib, e.mul(ib, n, e.idx(ib, K * PY)), q0), PY, /*wholeBlocks=*/false);
             if (epilogue)
-              epilogue(ib, loc, n, e.idx(ib, 0), e.idx(ib, K), q0, e.add(ib, q0, e.idx(ib, tr * OW)));
+              epilogue(ib, loc, n, e.idx(ib, 0), e.idx(ib, K), q0, e.add(ib, q0, e.idx(ib, br * OW)));
           };
-          e.stepLoop(nb, OH, TR, [&](OpBuilder &ib, Value i0, int64_t tr) { band(ib, i0, tr); });
+          e.stepLoop(nb, OH, BR, [&](OpBuilder &ib, Value i0, int64_t br) { band(ib, i0, br); });
         });
   });
   rb.create<scf::YieldOp>(loc);
@@ -1253,31 +1330,8 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
               // The band's rows of x: in xBuf from xRow0, XW apart.
               Value xBuf = xF, xRow0 = e.add(cb, xc, e.mul(cb, i0, e.idx(cb, W)));
               if (padded) {
-                // xP[r * XW + col] = x[c, i0 + r - pt, col - pl] (0 outside).
                 xBuf = xP, xRow0 = e.idx(cb, 0);
-                e.blockLoop(cb, e.idx(cb, 0), e.idx(cb, tb + cg.kh - 1), 1, [&](OpBuilder &pb, Value r) {
-                  Value row = e.add(pb, i0, r); // the image's row plus pt
-                  Value inside = pb.create<arith::AndIOp>(
-                      loc, pb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sge, row, e.idx(pb, cg.pt)),
-                      e.lt(pb, row, e.idx(pb, cg.pt + H)));
-                  Value rowAt = pb.create<arith::SelectOp>(
-                      loc, inside, e.add(pb, xc, e.mul(pb, pb.create<arith::SubIOp>(loc, row, e.idx(pb, cg.pt)), e.idx(pb, W))),
-                      xc);
-                  Value rowLanes = pb.create<vector::BroadcastOp>(loc, e.mvec, inside);
-                  for (int64_t col0 = 0; col0 < XW; col0 += VL) {
-                    Value col = pb.create<arith::AddIOp>(loc, e.lane(pb), e.constI(pb, col0));
-                    Value lanes = pb.create<arith::AndIOp>(
-                        loc, rowLanes,
-                        pb.create<arith::AndIOp>(
-                            loc, pb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::sge, col, e.constI(pb, cg.pl)),
-                            pb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, col, e.constI(pb, cg.pl + W))));
-                    // (Lanes left of the image are masked: the address may
-                    // precede the row, never a loaded point.)
-                    Value at = pb.create<arith::SubIOp>(loc, e.add(pb, rowAt, e.idx(pb, col0)), e.idx(pb, cg.pl));
-                    Value v = pb.create<vector::MaskedLoadOp>(loc, fvec, xF, ValueRange{at}, lanes, zero);
-                    pb.create<vector::StoreOp>(loc, v, xP, ValueRange{e.add(pb, e.mul(pb, r, e.idx(pb, XW)), e.idx(pb, col0))});
-                  }
-                });
+                e.copyPaddedRows(cb, xF, xc, i0, e.idx(cb, tb + cg.kh - 1), xP, e.idx(cb, 0), XW, cg, H, W);
               }
               Value partC = e.add(cb, partU, e.mul(cb, c, e.idx(cb, taps * KP)));
               for (int64_t t = 0, t0 = 0; t < NT; ++t) {

@@ -1211,6 +1211,49 @@ func.func @conv_along_filters(%w: tensor<8x3x3x3xf32> {soma.input = "w"}, %x: te
 
 // -----
 
+// Padded, with 16 filters (two vectors of 8): along the filters too. Per
+// unit, a band's outputs (T: 4 rows of 7 pixels, whole blocks, x 16
+// filters) and its rows of x copied between zeros (xP: 3 channels x 6
+// rows x 16, the row pitch 7 + 2 rounded up to whole vectors): each row a
+// masked load of x (the lanes inside the image) stored whole. Tiles of 2
+// filter vectors x 2 rows x 2 columns (16 registers with AVX2), the
+// kernel row's 3 taps unrolled: each point of xP broadcast once for the
+// taps that read it. The band's outputs are transposed into place.
+// CHECK-LABEL: func.func @conv_along_filters_padded(
+//       CHECK: scf.execute_region {
+//       CHECK:   memref.alloca() {alignment = 64 : i64} : memref<512xf32>
+//       CHECK:   %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<512xf32>
+//       CHECK:   %[[XP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<288xf32>
+//       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<210xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.store %{{.*}}, %[[XP]][%{{.*}}] : memref<288xf32>, vector<8xf32>
+//       CHECK:   scf.for {{.*}} iter_args(
+//       CHECK:     scf.for {{.*}} iter_args(
+// CHECK-COUNT-2:     vector.load %{{.*}}[%{{.*}}] : memref<512xf32>, vector<8xf32>
+//       CHECK:       memref.load %[[XP]][%{{.*}}] : memref<288xf32>
+//       CHECK:       vector.fma
+//       CHECK:   vector.store %{{.*}}, %[[T]][%{{.*}}] : memref<512xf32>, vector<8xf32>
+//       CHECK:   vector.shuffle
+//       CHECK:   vector.maskedstore
+//   CHECK-NOT: vector.compressstore
+func.func @conv_along_filters_padded(%w: tensor<16x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x5x7xf32> {soma.input = "x"}) -> (tensor<2x16x5x7xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<16x3x3x3xf32>, tensor<2x3x5x7xf32>) -> tensor<2x16x35xf32> {
+  ^bb0(%a: tensor<16x3x3x3xf32>, %b: tensor<2x3x5x7xf32>):
+    %2 = soma.reshape %a {shape = array<i64: 1, 1, 16, 27>} : tensor<16x3x3x3xf32> -> tensor<1x1x16x27xf32>
+    %3 = soma.broadcast_to %2 {shape = array<i64: 2, 1, 16, 27>} : tensor<1x1x16x27xf32> -> tensor<2x1x16x27xf32>
+    %4 = soma.reshape %3 {shape = array<i64: 2, 16, 27>} : tensor<2x1x16x27xf32> -> tensor<2x16x27xf32>
+    %5 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 1, 1>} : tensor<2x3x5x7xf32> -> tensor<27x70xf32>
+    %6 = soma.reshape %5 {shape = array<i64: 1, 27, 2, 35>} : tensor<27x70xf32> -> tensor<1x27x2x35xf32>
+    %7 = soma.transpose %6 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x35xf32> -> tensor<2x1x27x35xf32>
+    %8 = soma.reshape %7 {shape = array<i64: 2, 27, 35>} : tensor<2x1x27x35xf32> -> tensor<2x27x35xf32>
+    %9 = soma.matmul %4, %8 : (tensor<2x16x27xf32>, tensor<2x27x35xf32>) -> tensor<2x16x35xf32>
+    soma.yield %9 : tensor<2x16x35xf32>
+  }
+  %1 = soma.reshape %0 {shape = array<i64: 2, 16, 5, 7>} : tensor<2x16x35xf32> -> tensor<2x16x5x7xf32>
+  return %1 : tensor<2x16x5x7xf32>
+}
+
+// -----
+
 // A 1 x 1 convolution with 8 filters fills its grid (OW = W) as well as
 // the filters would fill their vectors: it stays on the grid (a mask
 // table, masked loads of x, no transposition), which measured faster.

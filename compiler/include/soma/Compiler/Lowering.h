@@ -133,24 +133,28 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
 ///    output, and a half's points are the even elements of VL consecutive
 ///    elements of a row of x (two vector loads and a shuffle).
 ///
-/// A convolution of stride 1 without padding, with at least VL filters,
-/// has its vectors along the filters instead when they fill them better
-/// than the outputs fill the grid's (alongFilters): LeNet-5's second layer
-/// (16 filters; 10 outputs of every 14 grid pixels), forward pass and
-/// filter gradient. The filter gradient does so with padding too, when
-/// the filters fill their vectors at least as well (filterGradientAlongFilters:
-/// ResNet's and VGG's 3 x 3 layers).
+/// A convolution of stride 1 with at least VL filters has its vectors
+/// along the filters instead when they fill them better than the outputs
+/// fill the grid's (LeNet-5's second layer: 16 filters; 10 outputs of
+/// every 14 grid pixels), forward pass and filter gradient; the forward
+/// pass also when its window is wider than one point and it has two or
+/// more filter vectors at least 3/4 full, padded or not (alongFilters:
+/// ResNet's and VGG's 3 x 3 layers), and the filter gradient when the
+/// filters fill their vectors at least as well, padded or not
+/// (filterGradientAlongFilters).
 struct ConvGrid {
   int64_t kh = 0, kw = 0, pt = 0, pl = 0;
   int64_t oh = 0, ow = 0; ///< the output's height and width
   int64_t stride = 1;     ///< 1 or 2, both axes
   bool unpadded = false;  ///< no padding on any side
   /// Whether a convolution of `x` ([N, C, H, W]) on this grid with K
-  /// filters is computed with vectors along the filters: stride 1, no
-  /// padding, K >= VL, the filters' share of their vectors (K / (VL *
-  /// ceil(K / VL))) above the grid's share of outputs (OW / W), and its
-  /// stack scratch within bounds (the transposed filters 1 MiB, a band of
-  /// outputs 256 KiB).
+  /// filters is computed with vectors along the filters: stride 1, K >= VL,
+  /// and either the filters' share of their vectors (K / (VL * ceil(K /
+  /// VL))) above the grid's share of outputs (OW / W), or a window of more
+  /// than one point with at least 2 VL filters filling at least 3/4 of
+  /// their vectors; and its stack scratch within bounds (the transposed
+  /// filters 1 MiB, a band of outputs, and with padding a band of x's
+  /// rows, 256 KiB each).
   bool alongFilters(mlir::ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const;
   /// Whether its filter gradient is: stride 1, K >= VL, K * W >= OW * VL *
   /// ceil(K / VL) (padding allowed: each band of x's rows is copied
