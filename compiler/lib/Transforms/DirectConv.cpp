@@ -113,14 +113,14 @@ std::array<std::pair<int64_t, int64_t>, 2> steps(int64_t total, int64_t step) {
 /// broadcasts each point of x once for all the taps of the row that read
 /// it (the kernel row's taps are unrolled, and a point of pixel (r, s + 1)
 /// at tap v is pixel (r, s)'s at v + 1): TR * (TC + kw - 1) points.
-/// Measured (Intel Sapphire Rapids, 2 threads, in-process A/B against
-/// the grid; [8, 64, 58, 58] -> 64, 3 x 3, valid): 4 x 2 x 3 443 GF/s
-/// (92% of the FMA peak); 4 x 1 x 6 (fewer points) and 4 x 1 x 7 spill
-/// accumulators (10% and 64% slower), as do 2 x 3 x 4 and 1 x 3 x 8 on
-/// ResNet-8's layers, where 2 x 2 x 4 and 1 x 2 x 8 won. So: at most 24
-/// accumulators with three or four filter vectors, 16 with one or two
-/// (TR + kw - 1 rows of points held beside them), two rows, as many
-/// columns as fit (with AVX2, 16 registers: half).
+/// Measured (Intel Sapphire Rapids, 2 threads, in-process A/B;
+/// [8, 64, 58, 58] -> 64, 3 x 3, valid): 4 x 2 x 3 443 GF/s (about 91%
+/// of the FMA peak); 4 x 1 x 6 (fewer points) 10% slower, its loop
+/// spilling accumulators, and 4 x 1 x 7 64% slower; on ResNet-8's layers
+/// (valid forms) 2 x 2 x 4 and 1 x 2 x 8 beat 2 x 3 x 4 and 1 x 3 x 8 by
+/// 10% or more. So: at most 24 accumulators with three or four filter
+/// vectors, 16 with one or two, two rows, as many columns as fit (with
+/// AVX2, 16 registers: half).
 struct FilterTile {
   int64_t KT = 1, TR = 1, TC = 1;
 };
@@ -753,7 +753,10 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
 }
 
 // The convolution: out[n, k, p] = sum over c, (u, v) of w[k, c, u, v] *
-// x[n, c, p + s(u, v)], masked as above:
+// x[n, c, p + s(u, v)], masked as above. (The ResNet and VGG 56 x 56
+// layers and ResNet-8's 32- and 64-filter layers cited below were
+// measured here; they now have their vectors along the filters:
+// ConvGrid::alongFilters.)
 //
 //   parallel over the images (when there is enough work):
 //     table of window masks for the whole image
@@ -1070,8 +1073,8 @@ namespace {
 //
 //   wT[(c, u, v), k] = w[k, c, u, v] (0 past K), once per call
 //   parallel over the images (when there is enough work):
-//     for each band of TR output rows:
-//       (padded) the band's TR + kh - 1 rows of x, every channel, copied
+//     for each band of BR output rows (whole tiles' TR rows):
+//       (padded) the band's BR + kh - 1 rows of x, every channel, copied
 //         with their zeros around them (xP, on the unit's stack)
 //       for each tile of TR x TC output pixels, each tile of KT filter vectors:
 //         KT x TR x TC accumulators
@@ -1103,8 +1106,9 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
   // Bands of BR output rows, a whole number of tiles' TR, whose outputs T
   // take at most 64 KiB and copied rows of x at most 128 KiB (both on the
   // unit's stack): each band's kh - 1 extra rows of x are copied once per
-  // band, not per row of tiles (ResNet-8's 16 x 32 x 32 layer: 3% slower
-  // than the grid with bands of 2 rows).
+  // band, not per row of tiles (the ResNet 64 x 56 x 56 layer, in-process
+  // A/B against the grid: 9% faster with bands of 2 rows, 12% with these;
+  // limits of 128 and 256 KiB changed it by less than 2%).
   const int64_t BR = [&] {
     int64_t br = TR;
     auto fits = [&](int64_t rows) {
@@ -1158,9 +1162,9 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
               SmallVector<Value> init(kt * tr * tc, zero);
               // (c, u) as loops, v unrolled: LLVM finds the same point of x
               // in several taps (pixel (r, s + 1) at tap (u, v) is pixel
-              // (r, s) at (u, v + 1)) and loads it once. Unrolling u too
-              // made no difference on the ResNet 64 x 56 x 56 layer; v as a
-              // loop took 11% longer.
+              // (r, s) at (u, v + 1)) and loads it once. On the ResNet 64 x
+              // 56 x 56 layer (valid form) unrolling v made it 11% faster;
+              // unrolling u too, no different.
               auto loop = [&](OpBuilder &lb, int64_t count, ValueRange acc,
                               function_ref<SmallVector<Value>(OpBuilder &, Value, ValueRange)> body) {
                 auto l = lb.create<scf::ForOp>(loc, e.idx(lb, 0), e.idx(lb, count), e.idx(lb, 1), acc,
