@@ -144,8 +144,10 @@ std::vector<AotCase> aotCases() {
   // Filter gradients, as the gradient has them (dy channel-major times the
   // columns of x, transposed; soma.im2col has no DSL function, so the
   // graph is text): a "valid" one with 20 filters (vectors along the
-  // filters), a padded one with 6 (the grid), and a padded one with 16
-  // (vectors along the filters, x's rows copied between zeros).
+  // filters), a padded one with 6 (the grid), a padded one with 16
+  // (vectors along the filters, x's rows copied between zeros), and one
+  // with 32 over 18 x 19 outputs (4 or 8 vectors of filters, 44 KiB of
+  // dy: the filter tiles outermost; 4 pixels a step or 2, and the rest).
   auto dw = [&](std::string name, int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t K, int64_t kh, int64_t kw,
                 int64_t pad) {
     const int64_t OH = H + 2 * pad - kh + 1, OW = W + 2 * pad - kw + 1, P = N * OH * OW, R = Cin * kh * kw;
@@ -175,6 +177,7 @@ std::vector<AotCase> aotCases() {
   dw("filter_gradient_filters", 3, 2, 7, 12, 20, 3, 4, 0);
   dw("filter_gradient_grid", 2, 3, 6, 9, 6, 3, 3, 1);
   dw("filter_gradient_filters_padded", 2, 3, 9, 11, 16, 3, 3, 1);
+  dw("filter_gradient_filters_outer", 2, 3, 18, 19, 32, 3, 3, 1);
   return c;
 }
 

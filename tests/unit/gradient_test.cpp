@@ -284,7 +284,12 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
   // filters over 40 columns, bands of 8 rows of dy with a partial one (20
   // rows), in two parallel units; a 3 x 5 window with uneven padding (top
   // 2, left 0, bottom 1, right 2), bands of 9 rows; and a small image in
-  // one band.
+  // one band. With AVX-512, the first two have 3 vectors of filters in
+  // tiles of 2 and 1 and more than 32 KiB of dy a band: the filter tiles
+  // outermost, every channel's rows copied first (bands of 17 rows and a
+  // partial one of 3; bands of 19 and 1, 35 columns: 4 pixels a step and
+  // the last 3). Then a "valid" one with the filter tiles outermost, x read
+  // in place: 4 vectors of filters, 45 columns, bands of 11 rows, two units.
   struct Case {
     const char *name;
     Shape x, w;
@@ -300,7 +305,8 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
                         Case{"valid_unspread", {4, 2, 30, 30}, {64, 2, 3, 3}, {0, 0, 0, 0}},
                         Case{"filters_same", {3, 4, 20, 40}, {48, 4, 3, 3}, {1, 1, 1, 1}},
                         Case{"filters_uneven", {2, 3, 19, 37}, {48, 3, 3, 5}, {2, 0, 1, 2}},
-                        Case{"filters_one_band", {5, 7, 6, 9}, {32, 7, 3, 3}, {1, 1, 1, 1}}}) {
+                        Case{"filters_one_band", {5, 7, 6, 9}, {32, 7, 3, 3}, {1, 1, 1, 1}},
+                        Case{"filters_outer_valid", {3, 6, 24, 47}, {64, 6, 3, 3}, {0, 0, 0, 0}}}) {
     Graph g("filtergrad");
     Tensor x = g.input("x", c.x);
     Tensor w = g.param("w", c.w, init::uniform(-1, 1));

@@ -63,6 +63,8 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
+#include <map>
+
 using namespace mlir;
 
 namespace soma {
@@ -161,16 +163,87 @@ bool ConvGrid::alongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth)
 }
 
 namespace {
-/// The filter gradient along the filters (KP filters, whole vectors of VL)
-/// works in bands of output rows whose transposed dy is at most 64 KiB
-/// (at least one row), and with padding copies each band's kh - 1 + rows
-/// rows of x (W wide) at a pitch of whole vectors: both on the stack.
+/// The filter gradient's register tile along the filters: KT filter
+/// vectors x the window's taps (of one channel; each point of x at a
+/// constant offset from the pixel's) cut into NT even tiles of RT. At
+/// least two pixels a step: KT * RT accumulators, 2 * KT vectors of dy
+/// and a broadcast point in 32 registers with AVX-512 (16 otherwise).
+/// LeNet-5's 5 x 5 window is one tile of 25.
+struct GradientTile {
+  int64_t kt, nt;
+};
+GradientTile gradientTile(int64_t taps, int64_t KV, int64_t VL) {
+  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  int64_t KT = 1, NT = taps;
+  double best = 0;
+  for (int64_t kt = 1; kt <= std::min<int64_t>(KV, 4); ++kt)
+    for (int64_t nt = 1; nt <= taps; ++nt) {
+      const int64_t rt = ceilDiv(taps, nt);
+      if (kt * rt + 2 * kt + 1 > (VL >= 16 ? 32 : 16))
+        continue;
+      double cost = 0;
+      for (auto [nk, k] : steps(KV, kt))
+        for (int64_t t = 0; t < nt; ++t)
+          cost += double(nk) * tapCycles(k, taps / nt + (t < taps % nt ? 1 : 0));
+      // (Of equal estimates, the fewest tiles of taps, then the most
+      // accumulators: on the ResNet 64 x 56 x 56 layer, 1 thread, 8
+      // images, one pixel a step, 2 filter vectors x 9 taps took 8.7-9.0
+      // ms, 4 x (5, 4) 9.3-9.4, 1 x 9 10.6-11.7.)
+      const bool tie = best != 0 && cost < best + 1e-9 && cost > best - 1e-9;
+      if (best == 0 || cost < best - 1e-9 ||
+          (tie && (nt < NT || (nt == NT && kt * rt > KT * ceilDiv(taps, NT))))) {
+        best = cost;
+        KT = kt, NT = nt;
+      }
+    }
+  return {KT, NT};
+}
+
+/// Pixels a step of a kt x rt tile of the filter gradient: as many as 4,
+/// while their vectors of dy, the accumulators and a broadcast point fit
+/// in the registers. Against 2 pixels a step, 4 were 5% faster on the
+/// ResNet 64 x 56 x 56 and VGG 128 x 56 x 56 layers (2 threads) and on
+/// ResNet-8's 32 x 16 x 16 layer, as fast on the others; 3 were as fast as
+/// 4 on the first two, 6 no faster.
+int64_t gradientStep(int64_t kt, int64_t rt, int64_t VL) {
+  int64_t P = 4;
+  while (P > 2 && kt * rt + P * kt + 1 > (VL >= 16 ? 32 : 16))
+    --P;
+  return P;
+}
+
+/// The filter gradient along the filters (KP filters, whole vectors of
+/// VL) works in bands of output rows. With padding, each band's kh - 1 +
+/// rows rows of x (W wide) are copied at a pitch of whole vectors.
+///
+/// Channels outer (per band: for each channel, its rows copied, then every
+/// tile of filters and taps): bands whose transposed dy is at most 64 KiB
+/// (at least one row), and the copy at most 64 KiB.
+///
+/// Filter tiles outer (kvOuter; per band: every channel's rows copied,
+/// then for each tile of filters and taps, every channel), when there are
+/// several tiles of filters and the band's dy is more than 32 KiB (the
+/// ResNet 64 x 56 x 56 and VGG 128 x 56 x 56 layers): channels outer, each
+/// channel would sweep the whole band's dy, more than L1; filter tiles
+/// outer, the tile's part of it stays there for every channel. Bands of
+/// dy at most 128 KiB and the copy at most 256 KiB (else channels outer).
+/// On the VGG layer, 2 threads, with two pixels a step: 10% faster than
+/// channels outer, on the ResNet layer 3.5%; on ResNet-8's 64 x 8 x 8 layer
+/// (dy 16 KiB) filter tiles outer were 4% slower.
 struct GradientBand {
   int64_t rows, pitch;
+  bool kvOuter;
 };
-GradientBand gradientBand(const ConvGrid &g, int64_t W, int64_t KP, int64_t VL) {
-  return {std::clamp<int64_t>((int64_t{64} << 10) / (g.ow * KP * 4), 1, g.oh),
-          g.unpadded ? W : (g.ow + g.kw - 1 + VL - 1) / VL * VL};
+GradientBand gradientBand(const ConvGrid &g, int64_t C, int64_t W, int64_t KP, int64_t VL) {
+  const int64_t KV = KP / VL, pitch = g.unpadded ? W : (g.ow + g.kw - 1 + VL - 1) / VL * VL;
+  auto rowsWithin = [&](int64_t bytes) { return std::clamp<int64_t>(bytes / (g.ow * KP * 4), 1, g.oh); };
+  auto dyBytes = [&](int64_t rows) { return (rows * g.ow + VL - 1) / VL * VL * KP * 4; };
+  const int64_t rows = rowsWithin(int64_t{64} << 10);
+  if (KV > gradientTile(g.kh * g.kw, KV, VL).kt && dyBytes(rows) > (int64_t{32} << 10))
+    for (int64_t r = rowsWithin(int64_t{128} << 10); r >= 1; --r)
+      if (g.unpadded || C * (r + g.kh - 1) * pitch * 4 <= (int64_t{256} << 10))
+        return {r, pitch, true};
+  return {rows, pitch, false};
 }
 } // namespace
 
@@ -178,9 +251,9 @@ bool ConvGrid::filterGradientAlongFilters(ArrayRef<int64_t> x, int64_t K, int64_
   const int64_t VL = vectorWidth, KP = (K + VL - 1) / VL * VL;
   if (stride != 1 || K < VL || K * x[3] < ow * KP || ow * KP * 4 > (64 << 10))
     return false;
-  // (The copy of x's rows at most 64 KiB too.)
-  const GradientBand band = gradientBand(*this, x[3], KP, VL);
-  return unpadded || (band.rows + kh - 1) * band.pitch * 4 <= (64 << 10);
+  // (Channels outer, the copy of x's rows at most 64 KiB too.)
+  const GradientBand band = gradientBand(*this, x[1], x[3], KP, VL);
+  return unpadded || band.kvOuter || (band.rows + kh - 1) * band.pitch * 4 <= (64 << 10);
 }
 
 namespace {
@@ -1235,14 +1308,21 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
 //     for each image n, each band of TB output rows:
 //       dyT[q, k] = dy[n, k, q] for the band's pixels (VL x VL blocks
 //         transposed; 0 past K)
-//       for each channel c:
+//       for each channel c (or, kvOuter, each channel's rows copied
+//       first, then the channels innermost):
 //         (padded) the band's rows of x, with zeros around: xP
 //         for each tile of RT taps, each of KT filter vectors:
 //           the KT x RT accumulators from the part (0 at the unit's start)
-//           for each of the band's pixels: KT loads of dyT, and per tap
-//             one broadcast point of x (a constant offset), KT FMAs
+//           for each P pixels (2-4) of a row of the band: P x KT loads of
+//             dyT, and per point of x that a tap of any reads one
+//             broadcast (a constant offset), KT FMAs per tap that reads it
 //           the accumulators into the part
 //   dw[k, r] = the parts' sum, in part order
+//
+// The pixels of a step share the points of x their taps read (per kernel
+// row, kw + P - 1 broadcasts instead of P x kw): two pixels a step against
+// one, 2 threads, made LeNet-5's 16 x 6 x 5 x 5 layer 9% faster, ResNet-8's
+// 3 x 3 layers 2-4%, the ResNet and VGG layers 3% (gradientStep: 4).
 //
 // No lane is summed across: a pixel's products land in the lanes of their
 // filters. Against vectors along the grid's pixels (emitFilterGradient),
@@ -1259,47 +1339,23 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
   const int64_t PY = OH * OW, taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   const int64_t KV = ceilDiv(K, VL), KP = KV * VL;
-  // The register tile: KT filter vectors x RT taps of one channel (each
-  // point of x at a constant offset from the pixel's), the taps cut into
-  // NT even tiles; at most 28 - KT accumulators of 32 registers with
-  // AVX-512 (13 - KT of 16 otherwise): LeNet-5's 5 x 5 window is one tile
-  // of 25.
-  int64_t KT = 1, NT = taps;
-  double best = 0;
-  for (int64_t kt = 1; kt <= std::min<int64_t>(KV, 4); ++kt)
-    for (int64_t nt = 1; nt <= taps; ++nt) {
-      const int64_t rt = ceilDiv(taps, nt);
-      if (kt * rt > (VL >= 16 ? 28 : 13) - kt)
-        continue;
-      double cost = 0;
-      for (auto [nk, k] : steps(KV, kt))
-        for (int64_t t = 0; t < nt; ++t)
-          cost += double(nk) * tapCycles(k, taps / nt + (t < taps % nt ? 1 : 0));
-      // (Of equal estimates, the fewest tiles of taps, then the most
-      // accumulators: on the ResNet 64 x 56 x 56 layer, 1 thread, 8
-      // images, 2 filter vectors x 9 taps took 8.7-9.0 ms, 4 x (5, 4)
-      // 9.3-9.4, 1 x 9 10.6-11.7.)
-      const bool tie = best != 0 && cost < best + 1e-9 && cost > best - 1e-9;
-      if (best == 0 || cost < best - 1e-9 ||
-          (tie && (nt < NT || (nt == NT && kt * rt > KT * ceilDiv(taps, NT))))) {
-        best = cost;
-        KT = kt, NT = nt;
-      }
-    }
+  const GradientTile tile = gradientTile(taps, KV, VL);
+  const int64_t KT = tile.kt, NT = tile.nt;
   int64_t work = N * K * R * PY / cfg.macs_per_point, units = 1;
   if (work >= cfg.grain)
     units = std::clamp<int64_t>(N * PY / 1024, 1, std::min(N, cfg.min_units));
   const int64_t perUnit = ceilDiv(N, units);
   units = ceilDiv(N, perUnit);
-  // Bands of TB output rows, whose transposed dy (on the unit's stack) is
-  // at most 64 KiB: LeNet-5's 10 x 10 layer is one band, the ResNet 64 x
-  // 56 x 56 layer's bands are 4 rows, VGG's 128 x 56 x 56 layer's 2.
+  // Bands of TB output rows (gradientBand): LeNet-5's 10 x 10 layer is
+  // one band, channels outer; the ResNet 64 x 56 x 56 layer's bands are 9
+  // rows and VGG's 128 x 56 x 56 layer's 4, filter tiles outer.
   // With padding, each band's rows of x for one channel are copied with
   // their zeros (TB + kh - 1 rows of OW + kw - 1 points at a pitch of XW,
   // whole vectors), so that every tap reads a point; without, x is read
   // in place (pitch W).
-  const GradientBand band = gradientBand(cg, W, KP, VL);
+  const GradientBand band = gradientBand(cg, Cin, W, KP, VL);
   const int64_t TB = band.rows, XW = band.pitch, XR = TB + cg.kh - 1;
+  const bool KO = band.kvOuter;
   const int64_t TQ = ceilDiv(TB * OW, VL) * VL;
   const bool padded = !cg.unpadded;
 
@@ -1315,7 +1371,7 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
         Value n1 = e.min(ub, e.add(ub, n0, e.idx(ub, perUnit)), e.idx(ub, N));
         // dyT[q * KP + k]: a band's dy, pixel-major.
         Value dyT = ub.create<memref::AllocaOp>(loc, MemRefType::get({TQ * KP}, f32), ub.getI64IntegerAttr(64));
-        Value xP = padded ? ub.create<memref::AllocaOp>(loc, MemRefType::get({XR * XW}, f32), ub.getI64IntegerAttr(64))
+        Value xP = padded ? ub.create<memref::AllocaOp>(loc, MemRefType::get({(KO ? Cin : 1) * XR * XW}, f32), ub.getI64IntegerAttr(64))
                                 .getResult()
                           : Value();
         Value partU = e.mul(ub, u, e.idx(ub, R * KP));
@@ -1329,64 +1385,101 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
                             e.idx(bb, 0), KP, /*wholeBlocks=*/true);
             auto eq = [&](Value x, Value y) { return bb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, x, y); };
             Value first = bb.create<arith::AndIOp>(loc, eq(n, n0), eq(i0, e.idx(bb, 0)));
-            e.blockLoop(bb, e.idx(bb, 0), e.idx(bb, Cin), 1, [&](OpBuilder &cb, Value c) {
-              Value xc = e.add(cb, xImage, e.mul(cb, c, e.idx(cb, PX)));
+            // One tile: filter vectors kv0..kv0 + kt - 1 and taps t0..t0 + rt - 1 of channel c.
+            auto tileBody = [&](OpBuilder &kb, Value c, Value kv0, int64_t kt, int64_t t0, int64_t rt) {
               // The band's rows of x: in xBuf from xRow0, XW apart.
-              Value xBuf = xF, xRow0 = e.add(cb, xc, e.mul(cb, i0, e.idx(cb, W)));
-              if (padded) {
-                xBuf = xP, xRow0 = e.idx(cb, 0);
-                e.copyPaddedRows(cb, xF, xc, i0, e.idx(cb, tb + cg.kh - 1), xP, e.idx(cb, 0), XW, cg, H, W);
-              }
-              Value partC = e.add(cb, partU, e.mul(cb, c, e.idx(cb, taps * KP)));
-              for (int64_t t = 0, t0 = 0; t < NT; ++t) {
-                const int64_t rt = taps / NT + (t < taps % NT ? 1 : 0);
-                e.stepLoop(cb, KV, KT, [&](OpBuilder &kb, Value kv0, int64_t kt) {
-                  Value at = e.add(kb, partC, e.add(kb, e.idx(kb, t0 * KP), e.mul(kb, kv0, e.idx(kb, VL))));
-                  SmallVector<Value> init;
-                  for (int64_t a = 0; a < kt; ++a)
-                    for (int64_t i = 0; i < rt; ++i) {
-                      Value old = kb.create<vector::LoadOp>(loc, fvec, part,
-                                                            ValueRange{e.add(kb, at, e.idx(kb, i * KP + a * VL))});
-                      init.push_back(kb.create<arith::SelectOp>(loc, first, zero, old));
-                    }
-                  Value dyAt = e.mul(kb, kv0, e.idx(kb, VL));
-                  auto rowsLoop = kb.create<scf::ForOp>(
-                      loc, e.idx(kb, 0), e.idx(kb, tb), e.idx(kb, 1), init,
-                      [&](OpBuilder &ib, Location, Value i, ValueRange accI) {
-                        Value xi = e.add(ib, xRow0, e.mul(ib, i, e.idx(ib, XW)));
-                        Value qi = e.mul(ib, i, e.idx(ib, OW));
-                        auto colsLoop = ib.create<scf::ForOp>(
-                            loc, e.idx(ib, 0), e.idx(ib, OW), e.idx(ib, 1), accI,
-                            [&](OpBuilder &jb, Location, Value j, ValueRange acc) {
-                              SmallVector<Value> out(acc.begin(), acc.end());
-                              Value dyq = e.add(jb, e.mul(jb, e.add(jb, qi, j), e.idx(jb, KP)), dyAt);
-                              SmallVector<Value> dyv;
-                              for (int64_t a = 0; a < kt; ++a)
-                                dyv.push_back(jb.create<vector::LoadOp>(
-                                    loc, fvec, dyT, ValueRange{e.add(jb, dyq, e.idx(jb, a * VL))}));
-                              Value xq = e.add(jb, xi, j);
-                              for (int64_t ti = 0; ti < rt; ++ti) {
-                                const int64_t tap = t0 + ti;
-                                Value point = jb.create<memref::LoadOp>(
-                                    loc, xBuf, ValueRange{e.add(jb, xq, e.idx(jb, (tap / cg.kw) * XW + tap % cg.kw))});
-                                Value bc = jb.create<vector::BroadcastOp>(loc, fvec, point);
-                                for (int64_t a = 0; a < kt; ++a)
-                                  out[a * rt + ti] = jb.create<vector::FMAOp>(loc, dyv[a], bc, out[a * rt + ti]);
-                              }
-                              jb.create<scf::YieldOp>(loc, out);
-                            });
-                        colsLoop->setAttr(kNoUnrollAttr, ib.getUnitAttr());
-                        ib.create<scf::YieldOp>(loc, colsLoop.getResults());
-                      });
-                  rowsLoop->setAttr(kNoUnrollAttr, kb.getUnitAttr());
-                  for (int64_t a = 0; a < kt; ++a)
-                    for (int64_t i = 0; i < rt; ++i)
-                      kb.create<vector::StoreOp>(loc, rowsLoop.getResult(a * rt + i), part,
-                                                 ValueRange{e.add(kb, at, e.idx(kb, i * KP + a * VL))});
+              Value xc = e.add(kb, xImage, e.mul(kb, c, e.idx(kb, PX)));
+              Value xBuf = xF, xRow0 = e.add(kb, xc, e.mul(kb, i0, e.idx(kb, W)));
+              if (padded)
+                xBuf = xP, xRow0 = KO ? e.mul(kb, c, e.idx(kb, XR * XW)) : e.idx(kb, 0);
+              Value partC = e.add(kb, partU, e.mul(kb, c, e.idx(kb, taps * KP)));
+              Value at = e.add(kb, partC, e.add(kb, e.idx(kb, t0 * KP), e.mul(kb, kv0, e.idx(kb, VL))));
+              SmallVector<Value> init;
+              for (int64_t a = 0; a < kt; ++a)
+                for (int64_t i = 0; i < rt; ++i) {
+                  Value old =
+                      kb.create<vector::LoadOp>(loc, fvec, part, ValueRange{e.add(kb, at, e.idx(kb, i * KP + a * VL))});
+                  init.push_back(kb.create<arith::SelectOp>(loc, first, zero, old));
+                }
+              Value dyAt = e.mul(kb, kv0, e.idx(kb, VL));
+              auto rowsLoop = kb.create<scf::ForOp>(
+                  loc, e.idx(kb, 0), e.idx(kb, tb), e.idx(kb, 1), init,
+                  [&](OpBuilder &ib, Location, Value i, ValueRange accI) {
+                    Value xi = e.add(ib, xRow0, e.mul(ib, i, e.idx(ib, XW)));
+                    Value qi = e.mul(ib, i, e.idx(ib, OW));
+                    // P pixels from column j: the points of x in the
+                    // order of their offsets from xq, each broadcast once
+                    // and used at once by every tap of every pixel that
+                    // reads it.
+                    auto pixels = [&](OpBuilder &jb, Value j, int64_t P, SmallVector<Value> &acc) {
+                      SmallVector<SmallVector<Value>> dyv(P);
+                      for (int64_t p = 0; p < P; ++p) {
+                        Value dyq = e.add(jb, e.mul(jb, e.add(jb, qi, e.add(jb, j, e.idx(jb, p))), e.idx(jb, KP)), dyAt);
+                        for (int64_t a = 0; a < kt; ++a)
+                          dyv[p].push_back(
+                              jb.create<vector::LoadOp>(loc, fvec, dyT, ValueRange{e.add(jb, dyq, e.idx(jb, a * VL))}));
+                      }
+                      std::map<int64_t, SmallVector<std::pair<int64_t, int64_t>>> readers; // offset: (pixel, tap)
+                      for (int64_t ti = 0; ti < rt; ++ti)
+                        for (int64_t p = 0; p < P; ++p)
+                          readers[((t0 + ti) / cg.kw) * XW + (t0 + ti) % cg.kw + p].push_back({p, ti});
+                      Value xq = e.add(jb, xi, j);
+                      for (auto &[offset, rs] : readers) {
+                        Value point = jb.create<memref::LoadOp>(loc, xBuf, ValueRange{e.add(jb, xq, e.idx(jb, offset))});
+                        Value bc = jb.create<vector::BroadcastOp>(loc, fvec, point);
+                        for (auto [p, ti] : rs)
+                          for (int64_t a = 0; a < kt; ++a)
+                            acc[a * rt + ti] = jb.create<vector::FMAOp>(loc, dyv[p][a], bc, acc[a * rt + ti]);
+                      }
+                    };
+                    const int64_t P = gradientStep(kt, rt, VL), whole = OW / P * P;
+                    auto colsLoop = ib.create<scf::ForOp>(
+                        loc, e.idx(ib, 0), e.idx(ib, whole), e.idx(ib, P), accI,
+                        [&](OpBuilder &jb, Location, Value j, ValueRange acc) {
+                          SmallVector<Value> out(acc.begin(), acc.end());
+                          pixels(jb, j, P, out);
+                          jb.create<scf::YieldOp>(loc, out);
+                        });
+                    colsLoop->setAttr(kNoUnrollAttr, ib.getUnitAttr());
+                    SmallVector<Value> acc(colsLoop.getResults().begin(), colsLoop.getResults().end());
+                    if (whole < OW)
+                      pixels(ib, e.idx(ib, whole), OW - whole, acc);
+                    ib.create<scf::YieldOp>(loc, acc);
+                  });
+              rowsLoop->setAttr(kNoUnrollAttr, kb.getUnitAttr());
+              for (int64_t a = 0; a < kt; ++a)
+                for (int64_t i = 0; i < rt; ++i)
+                  kb.create<vector::StoreOp>(loc, rowsLoop.getResult(a * rt + i), part,
+                                             ValueRange{e.add(kb, at, e.idx(kb, i * KP + a * VL))});
+            };
+            auto copyRows = [&](OpBuilder &cb, Value c, Value to) {
+              e.copyPaddedRows(cb, xF, e.add(cb, xImage, e.mul(cb, c, e.idx(cb, PX))), i0, e.idx(cb, tb + cg.kh - 1),
+                               xP, to, XW, cg, H, W);
+            };
+            auto eachTapTile = [&](function_ref<void(int64_t, int64_t)> body) {
+              for (int64_t t = 0, t0 = 0; t < NT; t0 += taps / NT + (t < taps % NT ? 1 : 0), ++t)
+                body(t0, taps / NT + (t < taps % NT ? 1 : 0));
+            };
+            if (KO) {
+              if (padded)
+                e.blockLoop(bb, e.idx(bb, 0), e.idx(bb, Cin), 1,
+                            [&](OpBuilder &cb, Value c) { copyRows(cb, c, e.mul(cb, c, e.idx(cb, XR * XW))); });
+              eachTapTile([&](int64_t t0, int64_t rt) {
+                e.stepLoop(bb, KV, KT, [&](OpBuilder &kb, Value kv0, int64_t kt) {
+                  e.blockLoop(kb, e.idx(kb, 0), e.idx(kb, Cin), 1,
+                              [&](OpBuilder &cb, Value c) { tileBody(cb, c, kv0, kt, t0, rt); });
                 });
-                t0 += rt;
-              }
-            });
+              });
+            } else {
+              e.blockLoop(bb, e.idx(bb, 0), e.idx(bb, Cin), 1, [&](OpBuilder &cb, Value c) {
+                if (padded)
+                  copyRows(cb, c, e.idx(cb, 0));
+                eachTapTile([&](int64_t t0, int64_t rt) {
+                  e.stepLoop(cb, KV, KT,
+                             [&](OpBuilder &kb, Value kv0, int64_t kt) { tileBody(kb, c, kv0, kt, t0, rt); });
+                });
+              });
+            }
           });
         });
   });
