@@ -3,9 +3,10 @@
 // Two loop nests for a convolution of stride 1, no dilation and one group
 // whose output is at most as wide as its input (OW <= W), with vectors
 // along the pixels: its filter gradient (emitFilterGradient) and the
-// convolution itself (emitDirectConv, below). A "valid" one with at least
-// VL filters may have its vectors along the filters instead (at the end
-// of the file).
+// convolution itself (emitDirectConv, below). One with at least VL
+// filters that fill their vectors, padded or not, may have its vectors
+// along the filters instead (ConvGrid::alongFilters and
+// filterGradientAlongFilters; at the end of the file).
 //
 // Stride 2 (when each half of a vector of output pixels lies in one output
 // row) uses the output as the grid: a half's points are the even elements
@@ -172,6 +173,8 @@ namespace {
 struct GradientTile {
   int64_t kt, nt;
 };
+/// The vector registers: 32 with AVX-512, 16 with AVX2 or SSE.
+int64_t vectorRegisters(int64_t VL) { return VL >= 16 ? 32 : 16; }
 GradientTile gradientTile(int64_t taps, int64_t KV, int64_t VL) {
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   int64_t KT = 1, NT = taps;
@@ -179,7 +182,7 @@ GradientTile gradientTile(int64_t taps, int64_t KV, int64_t VL) {
   for (int64_t kt = 1; kt <= std::min<int64_t>(KV, 4); ++kt)
     for (int64_t nt = 1; nt <= taps; ++nt) {
       const int64_t rt = ceilDiv(taps, nt);
-      if (kt * rt + 2 * kt + 1 > (VL >= 16 ? 32 : 16))
+      if (kt * rt + 2 * kt + 1 > vectorRegisters(VL))
         continue;
       double cost = 0;
       for (auto [nk, k] : steps(KV, kt))
@@ -207,7 +210,7 @@ GradientTile gradientTile(int64_t taps, int64_t KV, int64_t VL) {
 /// 4 on the first two, 6 no faster.
 int64_t gradientStep(int64_t kt, int64_t rt, int64_t VL) {
   int64_t P = 4;
-  while (P > 2 && kt * rt + P * kt + 1 > (VL >= 16 ? 32 : 16))
+  while (P > 2 && kt * rt + P * kt + 1 > vectorRegisters(VL))
     --P;
   return P;
 }
@@ -1457,8 +1460,11 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
                                xP, to, XW, cg, H, W);
             };
             auto eachTapTile = [&](function_ref<void(int64_t, int64_t)> body) {
-              for (int64_t t = 0, t0 = 0; t < NT; t0 += taps / NT + (t < taps % NT ? 1 : 0), ++t)
-                body(t0, taps / NT + (t < taps % NT ? 1 : 0));
+              for (int64_t t = 0, t0 = 0; t < NT; ++t) {
+                const int64_t rt = taps / NT + (t < taps % NT ? 1 : 0);
+                body(t0, rt);
+                t0 += rt;
+              }
             };
             if (KO) {
               if (padded)
