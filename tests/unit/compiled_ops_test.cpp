@@ -121,13 +121,16 @@ std::vector<Case> allCases() {
   // (7x80000x33: one block of C, eight parts of K summed afterwards).
   // Rows of A a multiple of 2 KiB long (K = 512, 1024) are copied at a
   // padded stride by each unit: alone (5x512x3) and in parallel units of
-  // row groups and column blocks with edge tiles (130x1024x97).
+  // row groups and column blocks with edge tiles (130x1024x97). With
+  // AVX-512, products of at least 256 rows and columns take the wide
+  // register tile, 6 x 64 (GemmConfig::forShape): edge tiles in both
+  // (257x129x259), copied rows of A over two blocks of K (263x1024x300).
   for (bool ta : {false, true})
     for (bool tb : {false, true})
       for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 63, 65},
                              {64, 129, 10}, {33, 17, 129}, {129, 300, 65}, {65, 513, 257},
                              {130, 513, 257}, {1, 1000, 7}, {200, 7, 300}, {7, 80000, 33},
-                             {5, 512, 3}, {130, 1024, 97}}) {
+                             {5, 512, 3}, {130, 1024, 97}, {257, 129, 259}, {263, 1024, 300}}) {
         Shape a = ta ? Shape{k, m} : Shape{m, k};
         Shape b = tb ? Shape{n, k} : Shape{k, n};
         std::string name = "matmul_" + std::string(ta ? "T" : "N") + (tb ? "T" : "N") + "_" +
@@ -150,9 +153,10 @@ std::vector<Case> allCases() {
   // AVX2's and AVX-512's tiles; few rows per unit): odd rows and K, the
   // MLP's layer (two blocks of K with AVX-512's KC of 512, four with
   // AVX2's 256), A's rows copied (K = 1024) with edge rows, parallel
-  // units over two blocks of K, batches, and an epilogue.
+  // units over two blocks of K, the wide register tile's panels of 64
+  // columns (260x700x320), batches, and an epilogue.
   for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 65, 64}, {64, 784, 256}, {37, 1024, 96},
-                         {130, 600, 128}})
+                         {130, 600, 128}, {260, 700, 320}})
     c.push_back({"matmul_b_in_place_" + std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n),
                  {{{m, k}}, {{k, n}}},
                  [](Graph &, Ts &x) { return Ts{matmul(x[0], x[1])}; }});
@@ -174,7 +178,8 @@ std::vector<Case> allCases() {
   // (the pre-activation), batch dimensions (the epilogue's index is rebuilt
   // from the flat batch), at sizes with edge tiles, parallel units and a
   // split K (the epilogue then runs after the parts are summed).
-  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 63, 65}, {257, 600, 130}, {6, 120000, 25}}) {
+  for (auto [m, k, n] :
+       {std::tuple<int64_t, int64_t, int64_t>{7, 63, 65}, {257, 600, 130}, {258, 600, 257}, {6, 120000, 25}}) {
     std::string s = std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
     c.push_back({"epilogue_bias_relu_" + s, {{{m, k}}, {{k, n}}, {{n}}},
                  [](Graph &, Ts &x) { return Ts{relu(matmul(x[0], x[1]) + x[2])}; }});
@@ -519,13 +524,15 @@ TEST(CompiledModel, PerfMapNamesEveryKernel) {
 // AVX-512's), 64x2600x1024 (6 to 11 blocks of K, whose split would differ
 // if it were decided for the thread count), copied rows of A in row groups
 // and column blocks (130x1024x97), many column blocks (LeNet-5's conv2
-// input gradient, 150x6400x16 with A transposed, read in place).
+// input gradient, 150x6400x16 with A transposed, read in place), the wide
+// register tile of AVX-512 (300x1024x520).
 TEST(CompiledModel, GemmResultsDoNotDependOnThreads) {
   struct S {
     int64_t m, k, n;
     bool ta;
   };
-  for (S s : {S{64, 784, 256, false}, S{64, 2600, 1024, false}, S{130, 1024, 97, false}, S{150, 16, 6400, true}}) {
+  for (S s : {S{64, 784, 256, false}, S{64, 2600, 1024, false}, S{130, 1024, 97, false}, S{150, 16, 6400, true},
+              S{300, 1024, 520, false}}) {
     Graph g("gemm");
     Tensor a = g.input("a", s.ta ? Shape{s.k, s.m} : Shape{s.m, s.k});
     Tensor b = g.input("b", {s.k, s.n});

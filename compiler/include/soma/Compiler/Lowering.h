@@ -56,6 +56,10 @@ struct GemmConfig {
   /// This blocking with a shorter register tile (fewer rows, the same
   /// width) when M rows would leave much of the last tile empty.
   GemmConfig forRows(int64_t M) const;
+  /// The blocking for an M x N product: with 32 registers, a large one
+  /// takes the wide register tile (6 x 4 vectors instead of 12 x 2); then
+  /// forRows(M).
+  GemmConfig forShape(int64_t M, int64_t N) const;
 };
 
 /// Called once per finished block of C (rank-3 indices: batch b, rows
