@@ -377,7 +377,12 @@ std::vector<Case> allCases() {
                          Conv{"conv_direct_stride2_uneven", {3, 5, 11, 16}, {4, 5, 3, 3},
                               {.stride = 2, .padding = {1, 1, 0, 0}}},
                          Conv{"conv_direct_stride2_1x1", {2, 4, 6, 16}, {6, 4, 1, 1}, {.stride = 2}},
-                         Conv{"conv_direct_stride2_parallel", {8, 16, 32, 32}, {32, 16, 3, 3}, {.stride = 2, .padding = 1}}}) {
+                         Conv{"conv_direct_stride2_parallel", {8, 16, 32, 32}, {32, 16, 3, 3}, {.stride = 2, .padding = 1}},
+                         // Stride 3 (not on a grid): an implicit-im2col
+                         // GEMM of 260 filters x 256 pixels, which takes
+                         // AVX-512's wide register tile with the windows
+                         // gathered into its panels of 64 columns.
+                         Conv{"conv_implicit_gemm_wide_tile", {1, 4, 49, 50}, {260, 4, 3, 3}, {.stride = 3}}}) {
     Conv2dOptions o = cv.o;
     c.push_back({cv.name, {{cv.x}, {cv.w}}, [o](Graph &, Ts &x) { return Ts{conv2d(x[0], x[1], o)}; }});
   }
