@@ -146,7 +146,7 @@ std::vector<AotCase> aotCases() {
   // graph is text): a "valid" one with 20 filters (vectors along the
   // filters), a padded one with 6 (the grid), a padded one with 16
   // (vectors along the filters, x's rows copied between zeros), and one
-  // with 32 over 18 x 19 outputs (4 or 8 vectors of filters, 44 KiB of
+  // with 32 over 18 x 19 outputs (4 or 8 vectors of filters, 43 KiB of
   // dy: the filter tiles outermost; 4 pixels a step, then the last 3).
   auto dw = [&](std::string name, int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t K, int64_t kh, int64_t kw,
                 int64_t pad) {

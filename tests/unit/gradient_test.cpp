@@ -281,14 +281,14 @@ TEST(Autodiff, DirectFilterGradientMatchesTheInterpreter) {
   // not fit its 128 KiB of stack (64 filters, two images a block), which
   // reads dy by expanding loads in the tiles. Then padded ones with vectors
   // along the filters (at least VL filters, filling their vectors): 48
-  // filters over 40 columns, bands of 8 rows of dy with a partial one (20
-  // rows), in two parallel units; a 3 x 5 window with uneven padding (top
-  // 2, left 0, bottom 1, right 2), bands of 9 rows; and a small image in
-  // one band. With AVX-512, the first two have 3 vectors of filters (in
-  // tiles of 2 and 1, and of 1) and more than 32 KiB of dy a band: the
-  // filter tiles outermost, every channel's rows copied first (bands of 17 rows and a
-  // partial one of 3; bands of 19 and 1, 35 columns: 4 pixels a step and
-  // the last 3). Then a "valid" one with the filter tiles outermost, x read
+  // filters over 40 columns (20 rows) in two parallel units; a 3 x 5
+  // window with uneven padding (top 2, left 0, bottom 1, right 2), 35
+  // columns; and a small image in one band, channels outer. With AVX-512
+  // (checked with a temporary print), the first two have 3 vectors of
+  // filters (in tiles of 1) and more than 32 KiB of dy a band: the filter
+  // tiles outermost, every channel's rows copied first (bands of 17 rows
+  // and a partial one of 3; bands of 19 and 1, 35 columns: 4 pixels a
+  // step and the last 3). Then a "valid" one with the filter tiles outermost, x read
   // in place: 4 vectors of filters, 45 columns, bands of 11 rows, two units.
   struct Case {
     const char *name;

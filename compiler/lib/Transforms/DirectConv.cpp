@@ -70,6 +70,14 @@ using namespace mlir;
 
 namespace soma {
 
+namespace {
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+/// a rounded up to a multiple of b.
+int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
+/// The vector registers: 32 with AVX-512, 16 with AVX2 or SSE.
+int64_t vectorRegisters(int64_t VL) { return VL >= 16 ? 32 : 16; }
+} // namespace
+
 std::optional<ConvGrid> ConvGrid::of(ArrayRef<int64_t> x, ArrayRef<int64_t> kernel, ArrayRef<int64_t> stride,
                                      ArrayRef<int64_t> dilation, ArrayRef<int64_t> padding, int64_t vectorWidth) {
   auto ones = [](ArrayRef<int64_t> a) { return a.size() == 2 && a[0] == 1 && a[1] == 1; };
@@ -130,16 +138,44 @@ struct FilterTile {
 FilterTile filterTile(int64_t OH, int64_t OW, int64_t KV, int64_t VL) {
   FilterTile t;
   t.KT = std::min<int64_t>(KV, 4);
-  const int64_t budget = (t.KT >= 3 ? 24 : 16) / (VL >= 16 ? 1 : 2);
+  const int64_t budget = (t.KT >= 3 ? 24 : 16) * vectorRegisters(VL) / 32;
   t.TR = std::min<int64_t>(OH, 2);
   t.TC = std::clamp<int64_t>(budget / (t.KT * t.TR), 1, OW);
   return t;
 }
 
+/// The forward convolution along the filters (KP filters, whole vectors
+/// of VL) works in bands of `rows` output rows, a whole number of the
+/// tile's TR (at least TR), whose outputs T (pixel-major, whole vectors
+/// of pixels) take at most 64 KiB and, with padding, whose kh - 1 + rows
+/// rows of x, copied between zeros at a pitch of whole vectors, at most
+/// 128 KiB, both on the unit's stack: each band's kh - 1 extra rows of x
+/// are copied once per band, not per row of tiles (the ResNet 64 x 56 x
+/// 56 layer, in-process A/B against the grid: 9% faster with bands of 2
+/// rows, 12% with these; limits of 128 and 256 KiB changed it by less
+/// than 2%). Without padding, x is read in place (pitch W).
+struct ConvBand {
+  int64_t rows, pitch;
+  int64_t outBytes(const ConvGrid &g, int64_t KP, int64_t VL) const { return roundUp(rows * g.ow, VL) * KP * 4; }
+  int64_t copyBytes(const ConvGrid &g, int64_t C) const {
+    return g.unpadded ? 0 : C * (rows + g.kh - 1) * pitch * 4;
+  }
+};
+ConvBand convBand(const ConvGrid &g, int64_t C, int64_t W, int64_t KP, int64_t TR, int64_t VL) {
+  ConvBand band{TR, g.unpadded ? W : roundUp(g.ow + g.kw - 1, VL)};
+  while (band.rows + TR <= g.oh) {
+    const ConvBand more{band.rows + TR, band.pitch};
+    if (more.outBytes(g, KP, VL) > (64 << 10) || more.copyBytes(g, C) > (128 << 10))
+      break;
+    band = more;
+  }
+  return band;
+}
+
 } // namespace
 
 bool ConvGrid::alongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const {
-  const int64_t VL = vectorWidth, KP = (K + VL - 1) / VL * VL, R = x[1] * kh * kw;
+  const int64_t VL = vectorWidth, KP = roundUp(K, VL), R = x[1] * kh * kw;
   if (stride != 1 || K < VL)
     return false;
   // A 1 x 1 convolution fills the grid's vectors as well as the filters'
@@ -157,10 +193,10 @@ bool ConvGrid::alongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth)
     return false;
   // Stack: the transposed filters (calling thread); a band's outputs and,
   // with padding, its rows of x with their zeros (each unit).
-  FilterTile t = filterTile(oh, ow, KP / VL, VL);
-  const int64_t band = (t.TR * ow + VL - 1) / VL * VL * KP;
-  const int64_t rows = unpadded ? 0 : x[1] * (t.TR + kh - 1) * ((ow + kw - 1 + VL - 1) / VL * VL);
-  return R * KP * 4 <= (1 << 20) && band * 4 <= (256 << 10) && rows * 4 <= (256 << 10);
+  // (The bands grow from the tile's rows only within 64 and 128 KiB.)
+  const ConvBand band = convBand(*this, x[1], x[3], KP, filterTile(oh, ow, KP / VL, VL).TR, VL);
+  return R * KP * 4 <= (1 << 20) && band.outBytes(*this, KP, VL) <= (256 << 10) &&
+         band.copyBytes(*this, x[1]) <= (256 << 10);
 }
 
 namespace {
@@ -173,10 +209,7 @@ namespace {
 struct GradientTile {
   int64_t kt, nt;
 };
-/// The vector registers: 32 with AVX-512, 16 with AVX2 or SSE.
-int64_t vectorRegisters(int64_t VL) { return VL >= 16 ? 32 : 16; }
 GradientTile gradientTile(int64_t taps, int64_t KV, int64_t VL) {
-  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   int64_t KT = 1, NT = taps;
   double best = 0;
   for (int64_t kt = 1; kt <= std::min<int64_t>(KV, 4); ++kt)
@@ -238,9 +271,9 @@ struct GradientBand {
   bool kvOuter;
 };
 GradientBand gradientBand(const ConvGrid &g, int64_t C, int64_t W, int64_t KP, int64_t VL) {
-  const int64_t KV = KP / VL, pitch = g.unpadded ? W : (g.ow + g.kw - 1 + VL - 1) / VL * VL;
+  const int64_t KV = KP / VL, pitch = g.unpadded ? W : roundUp(g.ow + g.kw - 1, VL);
   auto rowsWithin = [&](int64_t bytes) { return std::clamp<int64_t>(bytes / (g.ow * KP * 4), 1, g.oh); };
-  auto dyBytes = [&](int64_t rows) { return (rows * g.ow + VL - 1) / VL * VL * KP * 4; };
+  auto dyBytes = [&](int64_t rows) { return roundUp(rows * g.ow, VL) * KP * 4; };
   const int64_t rows = rowsWithin(int64_t{64} << 10);
   if (KV > gradientTile(g.kh * g.kw, KV, VL).kt && dyBytes(rows) > (int64_t{32} << 10))
     for (int64_t r = rowsWithin(int64_t{128} << 10); r >= 1; --r)
@@ -251,7 +284,7 @@ GradientBand gradientBand(const ConvGrid &g, int64_t C, int64_t W, int64_t KP, i
 } // namespace
 
 bool ConvGrid::filterGradientAlongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const {
-  const int64_t VL = vectorWidth, KP = (K + VL - 1) / VL * VL;
+  const int64_t VL = vectorWidth, KP = roundUp(K, VL);
   if (stride != 1 || K < VL || K * x[3] < ow * KP || ow * KP * 4 > (64 << 10))
     return false;
   // (Channels outer, the copy of x's rows at most 64 KiB too.)
@@ -584,7 +617,6 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   const int64_t N = xs[0], Cin = xs[1], W = xs[3], K = ys[1], P = grid.pixels();
   const int64_t PX = xs[2] * W, PY = cg.oh * cg.ow;
   const int64_t taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
-  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   // The register tile: KT filters x one row of the kernel (RT = kw taps
   // (u, 0..kw-1) of one channel, whose windows are consecutive in x: one
   // base address and mask row, constant offsets), at most 24 accumulators
@@ -615,7 +647,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   // 15.25 ms; 1 block of 3136: 4.21 ms).
   const int64_t BP = P > 1024 ? std::clamp<int64_t>(819200 / (4 * Cin), 1024, 2048) : 1024;
   const int64_t block = std::min(perUnit, ceilDiv(BP, P));
-  const int64_t PB = P <= BP ? P : ceilDiv(ceilDiv(P, ceilDiv(P, BP)), VL) * VL; // VL-aligned
+  const int64_t PB = P <= BP ? P : roundUp(ceilDiv(P, ceilDiv(P, BP)), VL); // VL-aligned
 
   Type f32 = b.getF32Type();
   Value dyF = e.flat(g.dy), xF = e.flat(g.x);
@@ -639,7 +671,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   // and kernel row). When it fits in 128 KiB, each block's dy is spread
   // once into a stack scratch of whole grid chunks (zero at the lanes
   // that are not outputs), which the tiles then read with plain loads.
-  const int64_t PG = ceilDiv(std::min(P, PB), VL) * VL; // a block's grid pixels, whole chunks
+  const int64_t PG = roundUp(std::min(P, PB), VL); // a block's grid pixels, whole chunks
   const bool spread = grid.wide() && block * K * PG * 4 <= 131072;
   const bool shared = ceilDiv(P, VL) * taps * S * VL / 8 <= 65536;
   const int64_t chunks = shared ? ceilDiv(P, VL) : ceilDiv(std::min(P, PB), VL);
@@ -856,7 +888,6 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   const int64_t N = xs[0], Cin = xs[1], W = xs[3], P = grid.pixels(), PX = xs[2] * W;
   const int64_t K = cast<MemRefType>(C.getType()).getShape()[1];
   const int64_t taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
-  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   // The register tile: KT filters x PT chunks of VL pixels, at most 24
   // accumulators of 32 registers with AVX-512 (8 of 16 otherwise). Each
   // tap costs KT * PT FMAs (two a cycle), PT window loads of x (masked,
@@ -890,8 +921,8 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   double best = 0;
   for (int64_t kt = 1; kt <= std::min(maxKT, K); ++kt)
     for (int64_t pt = 1; kt * pt <= budget && pt <= imageChunks; ++pt) {
-      double useful = double(K) / double(ceilDiv(K, kt) * kt) * double(imageChunks) /
-                      double(ceilDiv(imageChunks, pt) * pt);
+      double useful = double(K) / double(roundUp(K, kt)) * double(imageChunks) /
+                      double(roundUp(imageChunks, pt));
       // (At least 4 cycles a tap: each accumulator's FMAs depend on each
       // other.) (With stride 2, twice the loads of x and of masks.)
       double cycles = std::max({kt * pt / 2.0, (4.0 * S * pt + kt) / 2.0, 4.0});
@@ -946,7 +977,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   if (S == 1 && !grid.wide() && N * K * R * P >= cfg.conv_interior_work) {
     const int64_t maxShift = (cg.kh - 1 - cg.pt) * W + (cg.kw - 1 - cg.pl);
     const int64_t last = std::min((xs[2] - cg.kh + cg.pt + 1) * W, PX - maxShift); // pixels below it
-    interiorBegin = ceilDiv(cg.pt * W + cg.pl, group) * group;
+    interiorBegin = roundUp(cg.pt * W + cg.pl, group);
     interiorEnd = last > 0 ? last / group * group : 0;
     if (interiorEnd <= interiorBegin) // (no interior group)
       interiorBegin = interiorEnd = 0;
@@ -1168,7 +1199,6 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
   const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], PX = H * W, OH = cg.oh, OW = cg.ow, PY = OH * OW;
   const int64_t K = cast<MemRefType>(C.getType()).getShape()[1];
   const int64_t taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
-  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   const int64_t KV = ceilDiv(K, VL), KP = KV * VL;
   // The register tile (each point of x at a constant offset from the
   // tile's first).
@@ -1178,24 +1208,10 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
   // padding each band's rows copied between zeros (rows XW apart, a whole
   // number of vectors; planes XR rows).
   const bool padded = !cg.unpadded;
-  const int64_t XW = padded ? ceilDiv(OW + cg.kw - 1, VL) * VL : W;
-  // Bands of BR output rows, a whole number of tiles' TR, whose outputs T
-  // take at most 64 KiB and copied rows of x at most 128 KiB (both on the
-  // unit's stack): each band's kh - 1 extra rows of x are copied once per
-  // band, not per row of tiles (the ResNet 64 x 56 x 56 layer, in-process
-  // A/B against the grid: 9% faster with bands of 2 rows, 12% with these;
-  // limits of 128 and 256 KiB changed it by less than 2%).
-  const int64_t BR = [&] {
-    int64_t br = TR;
-    auto fits = [&](int64_t rows) {
-      return ceilDiv(rows * OW, VL) * VL * KP * 4 <= (64 << 10) &&
-             (!padded || Cin * (rows + cg.kh - 1) * XW * 4 <= (128 << 10));
-    };
-    while (br + TR <= OH && fits(br + TR))
-      br += TR;
-    return br;
-  }();
-  const int64_t TQ = ceilDiv(BR * OW, VL) * VL; // a band's pixels, whole blocks
+  // Bands of BR output rows (convBand).
+  const ConvBand cband = convBand(cg, Cin, W, KP, TR, VL);
+  const int64_t XW = cband.pitch, BR = cband.rows;
+  const int64_t TQ = roundUp(BR * OW, VL); // a band's pixels, whole blocks
   const int64_t XR = BR + cg.kh - 1, XP = padded ? XR * XW : PX;
 
   Type f32 = b.getF32Type();
@@ -1206,7 +1222,7 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
   OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
   // wT[r * KP + k] = w[k, r], 0 for k >= K (and rows up to a whole
   // block): on the calling thread's stack.
-  const int64_t RQ = ceilDiv(R, VL) * VL;
+  const int64_t RQ = roundUp(R, VL);
   Value wT = rb.create<memref::AllocaOp>(loc, MemRefType::get({RQ * KP}, f32), rb.getI64IntegerAttr(64));
   e.transposeInto(rb, wF, e.idx(rb, 0), R, K, R, wT, e.idx(rb, 0), KP, /*wholeBlocks=*/true);
   e.unitLoop(rb, units, N * K * R * PY / cfg.macs_per_point, [&](OpBuilder &ub, Value u) {
@@ -1340,7 +1356,6 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
   const ConvGrid &cg = g.grid;
   const int64_t N = xs[0], Cin = xs[1], H = xs[2], W = xs[3], PX = H * W, K = ys[1], OH = cg.oh, OW = cg.ow;
   const int64_t PY = OH * OW, taps = cg.kh * cg.kw, R = Cin * taps, VL = cfg.vl;
-  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   const int64_t KV = ceilDiv(K, VL), KP = KV * VL;
   const GradientTile tile = gradientTile(taps, KV, VL);
   const int64_t KT = tile.kt, NT = tile.nt;
@@ -1352,14 +1367,14 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
   // Bands of TB output rows (gradientBand): LeNet-5's 10 x 10 layer is
   // one band, channels outer; the ResNet 64 x 56 x 56 layer's bands are 9
   // rows and VGG's 128 x 56 x 56 layer's 4, filter tiles outer.
-  // With padding, each band's rows of x for one channel are copied with
-  // their zeros (TB + kh - 1 rows of OW + kw - 1 points at a pitch of XW,
+  // With padding, each band's rows of x (of one channel, or with filter
+  // tiles outer of every channel) are copied with their zeros (TB + kh - 1 rows of OW + kw - 1 points at a pitch of XW,
   // whole vectors), so that every tap reads a point; without, x is read
   // in place (pitch W).
   const GradientBand band = gradientBand(cg, Cin, W, KP, VL);
   const int64_t TB = band.rows, XW = band.pitch, XR = TB + cg.kh - 1;
   const bool KO = band.kvOuter;
-  const int64_t TQ = ceilDiv(TB * OW, VL) * VL;
+  const int64_t TQ = roundUp(TB * OW, VL);
   const bool padded = !cg.unpadded;
 
   Type f32 = b.getF32Type();

@@ -950,6 +950,7 @@ GemmConfig GemmConfig::forVectorWidth(int64_t vectorWidth) {
     // read in place: 0.1846 -> 0.1814 ms on 2 threads.) With B's block
     // 512 x 256 instead, 2048-square was 3% slower.
     c.vl = 16, c.mr = 12, c.nr = 32, c.mc = 96, c.nc = 512, c.kc = 512;
+    c.wide_mr = 6, c.wide_nr = 64, c.wide_min_side = 256; // (see forShape)
   } else if (vectorWidth <= 4) {
     // 16 registers of 4: 6 x 8 in 12.
     c.vl = 4, c.mr = 6, c.nr = 8, c.mc = 72, c.nc = 256, c.kc = 256;
@@ -958,8 +959,8 @@ GemmConfig GemmConfig::forVectorWidth(int64_t vectorWidth) {
 }
 
 GemmConfig GemmConfig::forShape(int64_t M, int64_t N) const {
-  // With 32 registers, a product of at least 256 rows and columns takes
-  // the wide tile, 6 x 64: 24 accumulators as with 12 x 32, but 10 loads
+  // With AVX-512, a product of at least 256 rows and columns takes the
+  // wide tile, 6 x 64: 24 accumulators as with 12 x 32, but 10 loads
   // per 24 FMAs (4 vectors of B, 6 broadcasts of A) instead of 14. On
   // Intel Sapphire Rapids, 1 thread, the tile alone over blocks in L2 (a
   // C++ model of the loop nest): 12 x 32 80-87% of the FMA peak, 6 x 64
@@ -973,8 +974,12 @@ GemmConfig GemmConfig::forShape(int64_t M, int64_t N) const {
   // units fewer tiles (64x256x784 0.088 -> 0.092 ms, 64x784x256_Bt 0.096
   // -> 0.105 on 2 threads with 6 x 64).
   GemmConfig c = *this;
-  if (vl == 16 && M >= 256 && N >= 256)
-    c.mr = 6, c.nr = 64;
+  if (wide_mr > 0 && M >= wide_min_side && N >= wide_min_side) {
+    // (The scratch is sized by mc and nc, which the blocks round to the
+    // tile's sides.)
+    assert(mc % wide_mr == 0 && nc % wide_nr == 0 && wide_nr % vl == 0 && "blocks of whole wide tiles");
+    c.mr = wide_mr, c.nr = wide_nr;
+  }
   return c.forRows(M);
 }
 

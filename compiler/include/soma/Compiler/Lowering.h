@@ -42,6 +42,10 @@ mlir::Value emitElementwiseScalar(mlir::OpBuilder &b, mlir::Location loc,
 struct GemmConfig {
   int64_t vl = 8, mr = 6, nr = 16;
   int64_t mc = 72, nc = 256, kc = 256; // A block in L2, B panel in L1
+  /// The wide register tile (0: none) of products of at least
+  /// `wide_min_side` rows and columns (forShape); mc and nc are multiples
+  /// of its sides.
+  int64_t wide_mr = 0, wide_nr = 0, wide_min_side = 0;
   int64_t grain = kDefaultGrain;       // soma-linalg-to-loops' grain
   int64_t macs_per_point = 8;          // multiply-adds per point of the grain
   int64_t min_units = 8;               // units for the threads to share
@@ -56,8 +60,8 @@ struct GemmConfig {
   /// This blocking with a shorter register tile (fewer rows, the same
   /// width) when M rows would leave much of the last tile empty.
   GemmConfig forRows(int64_t M) const;
-  /// The blocking for an M x N product: with 32 registers, a large one
-  /// takes the wide register tile (6 x 4 vectors instead of 12 x 2); then
+  /// The blocking for an M x N product: a large one takes the wide
+  /// register tile (AVX-512: 6 x 4 vectors instead of 12 x 2); then
   /// forRows(M).
   GemmConfig forShape(int64_t M, int64_t N) const;
 };
@@ -162,8 +166,10 @@ struct ConvGrid {
   bool alongFilters(mlir::ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const;
   /// Whether its filter gradient is: stride 1, K >= VL, K * W >= OW * VL *
   /// ceil(K / VL) (padding allowed: each band of x's rows is copied
-  /// between zeros), and a row of transposed dy and a band of x's rows
-  /// within 64 KiB of stack each.
+  /// between zeros), and a row of transposed dy within 64 KiB of stack;
+  /// with channels outer, a band of one channel's rows of x within 64 KiB
+  /// too, with filter tiles outer bands of dy within 128 KiB and all
+  /// channels' rows within 256 KiB (gradientBand, DirectConv.cpp).
   bool filterGradientAlongFilters(mlir::ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth) const;
   /// The grid for a convolution of `x` ([N, C, H, W]) with these
   /// attributes and vectors of `vectorWidth` floats, or none when it does
