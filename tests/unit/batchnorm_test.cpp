@@ -83,22 +83,26 @@ TEST(BatchNorm, TrainingFormMatchesTheFormula) {
     });
     EXPECT_TRUE(test::allClose(y, want, 2e-5)) << shape_str(s);
     // running = 0.75 running + 0.25 batch (the variance unbiased)
+    int running = 0;
     for (auto &[name, a] : fn.params()) {
       bool isMean = name == "bn0.running_mean", isVar = name == "bn0.running_var";
       if (!isMean && !isVar)
         continue;
+      ++running;
       for (int64_t c = 0; c < C; ++c) {
         double batch = isMean ? mean[c] : var[c] * M / (M - 1);
         double expect = 0.75 * param(isMean ? 2 : 3, c) + 0.25 * batch;
         EXPECT_NEAR(a.data<float>()[c], expect, 1e-5 * (1 + std::fabs(expect))) << name << " " << c;
       }
     }
+    EXPECT_EQ(running, 2) << "bn0.running_mean and bn0.running_var among the parameters";
   }
 }
 
 TEST(BatchNorm, TrainingFormGradientsMatchFiniteDifferences) {
-  // Planes of 9 (one masked vector) and of 35 (full vectors and a rest);
-  // the gradient is one op, soma.batch_norm_grad.
+  // Planes of 9 (with 16 lanes one masked vector) and of 35 (full vectors
+  // and a rest); the gradient op is soma.batch_norm_grad (lit:
+  // autodiff.mlir and lower-to-linalg.mlir check its form).
   for (Shape s : {Shape{4, 3, 3, 3}, Shape{2, 3, 5, 7}}) {
     Graph g("bn", 1);
     Tensor x = g.input("x", s);

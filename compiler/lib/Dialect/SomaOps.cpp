@@ -589,8 +589,8 @@ OpFoldResult MulOp::fold(FoldAdaptor adaptor) {
 
 static LogicalResult inferSoftmax(std::optional<Location> loc, StringRef op,
                                   Value input, int64_t axis,
-                                  SmallVectorImpl<Type> &results) {
-  auto t = f32TensorOf(loc, op, input, "input");
+                                  SmallVectorImpl<Type> &results, const char *name = "input") {
+  auto t = f32TensorOf(loc, op, input, name);
   if (failed(t))
     return failure();
   if (axis < 0 || axis >= t->getRank())
@@ -628,7 +628,7 @@ static LogicalResult inferSoftmaxGrad(std::optional<Location> loc, StringRef op,
   if (failed(checkAttrs(loc, op, adaptor.getAttributes(), {{"axis", AttrKind::Int, true}})))
     return failure();
   auto g = f32TensorOf(loc, op, adaptor.getGrad(), "grad");
-  if (failed(g) || failed(inferSoftmax(loc, op, adaptor.getOutput(), adaptor.getAxis(), results)))
+  if (failed(g) || failed(inferSoftmax(loc, op, adaptor.getOutput(), adaptor.getAxis(), results, "output")))
     return failure();
   if (g->getShape() != cast<RankedTensorType>(results[0]).getShape())
     return fail(loc, op, "output and grad must have the same shape, got " + typeStr(results[0]) + " and " +
@@ -1474,7 +1474,6 @@ static Value windowsToImage(OpBuilder &b, Location l, Value v, ArrayRef<int64_t>
   return transposeTo(b, l, reshapeTo(b, l, v, {out[1], out[0], out[2], out[3]}), {1, 0, 2, 3});
 }
 
-/// [N, C, OH, OW] -> [C, 1, N*OH*OW].
 LogicalResult AvgPool2dGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
                                                 Adaptor adaptor, SmallVectorImpl<Type> &results) {
   StringRef op = "avg_pool2d_grad";
@@ -1491,6 +1490,7 @@ LogicalResult AvgPool2dGradOp::inferReturnTypes(MLIRContext *, std::optional<Loc
   return success();
 }
 
+/// [N, C, OH, OW] -> [C, 1, N*OH*OW].
 static Value imageToWindows(OpBuilder &b, Location l, Value v) {
   ArrayRef<int64_t> s = shapeOf(v);
   return reshapeTo(b, l, transposeTo(b, l, v, {1, 0, 2, 3}), {s[1], 1, s[0] * s[2] * s[3]});
@@ -1797,26 +1797,37 @@ LogicalResult AvgPool2dOp::buildVJP(OpBuilder &b, ValueRange resultGrads,
 }
 
 
+/// The batch norms' per-channel operands, each an f32 [C] with C = x's
+/// dimension 1, and eps > 0.
+static LogicalResult checkBatchNormChannels(std::optional<Location> loc, StringRef op, RankedTensorType x,
+                                            ArrayRef<std::pair<const char *, Value>> channels, APFloat eps) {
+  int64_t c = x.getDimSize(1);
+  for (auto [name, v] : channels) {
+    auto t = f32TensorOf(loc, op, v, name);
+    if (failed(t))
+      return failure();
+    if (t->getRank() != 1 || t->getDimSize(0) != c)
+      return fail(loc, op, Twine(name) + " must be [" + Twine(c) + "] for input " + shapeStr(x.getShape()) +
+                               ", got " + shapeStr(t->getShape()));
+  }
+  if (eps.convertToDouble() <= 0)
+    return fail(loc, op, "eps must be > 0");
+  return success();
+}
+
 /// x [N, C, ...] of rank >= 3 and per-channel operands [C]: the results
 /// x's type and two [C].
 static LogicalResult inferBatchNormParts(std::optional<Location> loc, StringRef op, Value input,
-                                         ArrayRef<std::pair<const char *, Value>> channels,
+                                         ArrayRef<std::pair<const char *, Value>> channels, APFloat eps,
                                          SmallVectorImpl<Type> &results) {
   auto x = f32TensorOf(loc, op, input, "input");
   if (failed(x))
     return failure();
   if (x->getRank() < 3)
     return fail(loc, op, "input must be [N, C, ...] of rank 3 or more, got " + shapeStr(x->getShape()));
-  int64_t c = x->getDimSize(1);
-  for (auto [name, v] : channels) {
-    auto t = f32TensorOf(loc, op, v, name);
-    if (failed(t))
-      return failure();
-    if (t->getRank() != 1 || t->getDimSize(0) != c)
-      return fail(loc, op, Twine(name) + " must be [" + Twine(c) + "] for input " + shapeStr(x->getShape()) +
-                               ", got " + shapeStr(t->getShape()));
-  }
-  auto perChannel = RankedTensorType::get({c}, x->getElementType());
+  if (failed(checkBatchNormChannels(loc, op, *x, channels, eps)))
+    return failure();
+  auto perChannel = RankedTensorType::get({x->getDimSize(1)}, x->getElementType());
   results.append({*x, perChannel, perChannel});
   return success();
 }
@@ -1827,7 +1838,8 @@ LogicalResult BatchNormTrainOp::inferReturnTypes(MLIRContext *, std::optional<Lo
   if (failed(checkAttrs(loc, op, adaptor.getAttributes(), {{"eps", AttrKind::Float, true}})))
     return failure();
   return inferBatchNormParts(loc, op, adaptor.getInput(),
-                             {{"scale", adaptor.getScale()}, {"shift", adaptor.getShift()}}, results);
+                             {{"scale", adaptor.getScale()}, {"shift", adaptor.getShift()}}, adaptor.getEps(),
+                             results);
 }
 
 LogicalResult BatchNormGradOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
@@ -1837,7 +1849,7 @@ LogicalResult BatchNormGradOp::inferReturnTypes(MLIRContext *, std::optional<Loc
     return failure();
   if (failed(inferBatchNormParts(loc, op, adaptor.getInput(),
                                  {{"mean", adaptor.getMean()}, {"var", adaptor.getVar()}, {"scale", adaptor.getScale()}},
-                                 results)))
+                                 adaptor.getEps(), results)))
     return failure();
   auto g = f32TensorOf(loc, op, adaptor.getGrad(), "grad");
   if (failed(g))
@@ -1888,19 +1900,13 @@ LogicalResult BatchNormOp::inferReturnTypes(MLIRContext *, std::optional<Locatio
     return failure();
   if (x->getRank() < 2)
     return fail(loc, op, "input must be [N, C, ...], got " + shapeStr(x->getShape()));
-  int64_t c = x->getDimSize(1);
-  const char *names[] = {"scale", "shift", "running_mean", "running_var"};
-  Value vs[] = {adaptor.getScale(), adaptor.getShift(), adaptor.getRunningMean(), adaptor.getRunningVar()};
-  for (int i = 0; i < 4; ++i) {
-    auto t = f32TensorOf(loc, op, vs[i], names[i]);
-    if (failed(t))
-      return failure();
-    if (t->getRank() != 1 || t->getDimSize(0) != c)
-      return fail(loc, op, Twine(names[i]) + " must be [" + Twine(c) + "] for input " +
-                               shapeStr(x->getShape()) + ", got " + shapeStr(t->getShape()));
-  }
-  if (adaptor.getEps().convertToDouble() <= 0)
-    return fail(loc, op, "eps must be > 0");
+  if (failed(checkBatchNormChannels(loc, op, *x,
+                                    {{"scale", adaptor.getScale()},
+                                     {"shift", adaptor.getShift()},
+                                     {"running_mean", adaptor.getRunningMean()},
+                                     {"running_var", adaptor.getRunningVar()}},
+                                    adaptor.getEps())))
+    return failure();
   double m = adaptor.getMomentum().convertToDouble();
   if (m < 0 || m > 1)
     return fail(loc, op, "momentum must be in [0, 1], got " + Twine(std::to_string(m)));

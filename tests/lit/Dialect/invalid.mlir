@@ -725,3 +725,38 @@ func.func @batch_norm_grad_dy(%x: tensor<2x3x4xf32>, %dy: tensor<2x3x5xf32>, %c:
   %dx, %dg, %db = soma.batch_norm_grad %x, %dy, %c, %c, %c {eps = 1.0e-5 : f64} : (tensor<2x3x4xf32>, tensor<2x3x5xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
   return
 }
+
+// -----
+
+func.func @softmax_grad_output_dtype(%y: tensor<4x3xi32>, %g: tensor<4x3xf32>) {
+  // expected-error @+1 {{softmax_grad: output must be f32, got i32[4,3]}}
+  %0 = soma.softmax_grad %y, %g {axis = 1} : tensor<4x3xi32>, tensor<4x3xf32>
+  return
+}
+
+// -----
+
+func.func @batch_norm_eps(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>) {
+  // expected-error @+2 {{batch_norm: eps must be > 0}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.batch_norm %x, %c, %c, %c, %c {eps = 0.0 : f64} : (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> tensor<2x3x4xf32>
+  return
+}
+
+// -----
+
+func.func @batch_norm_train_eps(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>) {
+  // expected-error @+2 {{batch_norm_train: eps must be > 0}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %y, %m, %v = soma.batch_norm_train %x, %c, %c {eps = 0.0 : f64} : (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  return
+}
+
+// -----
+
+func.func @batch_norm_grad_eps(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>) {
+  // expected-error @+2 {{batch_norm_grad: eps must be > 0}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %dx, %dg, %db = soma.batch_norm_grad %x, %x, %c, %c, %c {eps = -1.0e-5 : f64} : (tensor<2x3x4xf32>, tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  return
+}

@@ -130,3 +130,23 @@ func.func @relu_mask(%w: tensor<3xf32> {soma.param = "w", soma.init = {kind = "z
   %3 = soma.reduce_sum %2 {axes = array<i64: 0>} : tensor<3xf32> -> tensor<f32>
   return %3 : tensor<f32>
 }
+
+// -----
+
+// Batch norm's training form: its gradient is one op, soma.batch_norm_grad,
+// of x, dy, the batch's statistics (the forward's second and third
+// results) and the scale; dx flows on, dscale and dshift are the
+// parameters' gradients.
+// CHECK-LABEL: func.func @batch_norm_train(
+//       CHECK:   %[[Y:.*]], %[[M:.*]], %[[V:.*]] = soma.batch_norm_train %arg0, %arg1, %arg2
+//       CHECK:   %{{.*}}, %[[DG:.*]], %[[DB:.*]] = soma.batch_norm_grad %arg0, %{{.*}}, %[[M]], %[[V]], %arg1 {eps = 1.000000e-05 : f64}
+//       CHECK:   return %{{.*}}, %[[DG]], %[[DB]]
+func.func @batch_norm_train(%x: tensor<2x3x4xf32> {soma.input = "x"},
+                            %g: tensor<3xf32> {soma.param = "g", soma.init = {kind = "ones"}},
+                            %b: tensor<3xf32> {soma.param = "b", soma.init = {kind = "zeros"}})
+    -> (tensor<f32> {soma.output = "l", soma.loss}) {
+  %y, %m, %v = soma.batch_norm_train %x, %g, %b {eps = 1.0e-5 : f64} : (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  %0 = soma.mul %y, %y : tensor<2x3x4xf32>, tensor<2x3x4xf32>
+  %1 = soma.reduce_sum %0 {axes = array<i64: 0, 1, 2>} : tensor<2x3x4xf32> -> tensor<f32>
+  return %1 : tensor<f32>
+}
