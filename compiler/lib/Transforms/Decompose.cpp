@@ -2,7 +2,9 @@
 //
 // The graph keeps conv2d and the pooling ops (readable dumps, one VJP per
 // op); for code generation each becomes im2col followed by a matmul or a
-// reduction, so that convolutions run on the matmul kernel.
+// reduction, so that convolutions run on the matmul kernel. A batch
+// norm's normalisation read by elementwise ops becomes elementwise ops
+// (splitBatchNormOutput), which fuse with them.
 //
 //===----------------------------------------------------------------------===//
 

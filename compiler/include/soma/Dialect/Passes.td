@@ -47,7 +47,11 @@ def SomaDecompose : Pass<"soma-decompose", "mlir::ModuleOp"> {
   let description = [{
     conv2d becomes im2col + a (grouped, batched) matmul with the filter +
     reshape/transpose back to NCHW; max_pool2d and avg_pool2d become im2col
-    (padding with -inf or 0) + reduce_max or reduce_mean over the window.
+    (padding with -inf or 0) + reduce_max or reduce_mean over the window
+    (those whose windows tile the input stay, lowered directly). A
+    batch_norm_train whose output feeds elementwise ops has its
+    normalisation split out as elementwise ops, to fuse with them
+    (splitBatchNormOutput; soma-recompute does it first when it runs).
     Runs after autodiff, so the graph and its gradients keep the readable
     ops, and before lowering, which then needs only im2col and col2im.
   }];
