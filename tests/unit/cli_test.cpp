@@ -421,6 +421,30 @@ TEST_F(Cli, RunInTrainOrEvalMode) {
               {"--mode train needs the JIT"});
 }
 
+#if defined(__x86_64__)
+TEST_F(Cli, RunFlushesDenormalsUnlessAskedToKeepThem) {
+  // y = x * 2^-20 with x = 2^-120: 2^-140 is denormal.
+  Graph g("tiny", 1);
+  g.output("y", g.input("x", {8}) * std::ldexp(1.0f, -20));
+  g.save(path("tiny.mlir"));
+  Array x(DType::f32, {8});
+  std::fill(x.data<float>(), x.data<float>() + 8, std::ldexp(1.0f, -120));
+  write_npy(path("x.npy"), x);
+  std::string args = "run " + path("tiny.mlir") + " --input x=" + path("x.npy");
+  Result flushed = soma(args + " --output-dir " + path("flushed"), *dir);
+  ASSERT_EQ(flushed.code, 0) << flushed.err;
+  Result kept = soma(args + " --keep-denormals --output-dir " + path("kept"), *dir);
+  ASSERT_EQ(kept.code, 0) << kept.err;
+  Array f = read_npy(path("flushed/y.npy")), k = read_npy(path("kept/y.npy"));
+  for (int64_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(f.data<float>()[i], 0.0f);
+    EXPECT_EQ(k.data<float>()[i], std::ldexp(1.0f, -140));
+  }
+  expectError(soma(args + " --keep-denormals=yes --output-dir " + path("o"), *dir), 2,
+              {"option '--keep-denormals' takes no value"});
+}
+#endif
+
 TEST_F(Cli, ABadSpinSettingIsReportedAndIgnored) {
   Graph g("twice", 1);
   g.output("y", relu(g.input("x", {4})));

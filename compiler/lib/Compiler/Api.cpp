@@ -145,7 +145,11 @@ std::vector<std::string> compile_aot(const Graph &g, const std::string &dir,
                 (ec ? ec.message() : std::string("not a directory")));
   DumpConfig dump = makeDumpConfig(options);
   auto tm = createTargetMachine(aot.cpu, options.opt_level);
-  LoweredModule lowered = lowerToLLVMDialect(*g.impl()->module, dump, options.mode, vectorWidthOf(*tm));
+  mlir::OwningOpRef<mlir::ModuleOp> kept;
+  if (!options.flush_denormals)
+    kept = keepingDenormals(*g.impl()->module);
+  LoweredModule lowered =
+      lowerToLLVMDialect(kept ? *kept : *g.impl()->module, dump, options.mode, vectorWidthOf(*tm));
   const Signature &sig = lowered.signature;
   llvm::LLVMContext llctx;
   auto module = translateAndOptimize(*lowered.module, llctx, *tm, options.opt_level, dump);

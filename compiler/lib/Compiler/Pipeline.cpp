@@ -811,8 +811,17 @@ std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
 // JIT
 //===----------------------------------------------------------------------===//
 
+OwningOpRef<ModuleOp> keepingDenormals(ModuleOp graphModule) {
+  OwningOpRef<ModuleOp> copy(cast<ModuleOp>(graphModule->clone()));
+  (*copy)->setAttr(kKeepDenormalsAttr, UnitAttr::get(graphModule.getContext()));
+  return copy;
+}
+
 Executable jitCompile(ModuleOp graphModule, const CompileOptions &options) {
-  return jitCompile(graphModule, makeDumpConfig(options), options.opt_level, options.mode);
+  if (options.flush_denormals)
+    return jitCompile(graphModule, makeDumpConfig(options), options.opt_level, options.mode);
+  OwningOpRef<ModuleOp> kept = keepingDenormals(graphModule);
+  return jitCompile(*kept, makeDumpConfig(options), options.opt_level, options.mode);
 }
 
 /// The packed entry point `void _mlir_NAME(void **args)` that calls NAME
@@ -1280,7 +1289,10 @@ std::string aotHeader(const Signature &sig, const std::vector<size_t> &offsets,
     << " * on the same workspace. The code keeps scratch on the stack: the calling\n"
     << " * thread and each OpenMP worker need " << FN << "_STACK_BYTES of free stack\n"
     << " * (a program's main thread has 8 MiB on Debian, libomp's workers\n"
-    << " * OMP_STACKSIZE).\n"
+    << " * OMP_STACKSIZE). On x86-64, unless compiled with --keep-denormals\n"
+    << " * (CompileOptions::flush_denormals false), every thread runs its part\n"
+    << " * with denormal floats flushed to zero (MXCSR's FTZ and DAZ), and gets\n"
+    << " * its own MXCSR back when it leaves.\n"
     << " */\n"
     << "#ifndef SOMA_AOT_" << FN << "_H\n#define SOMA_AOT_" << FN << "_H\n\n"
     << "#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n\n"

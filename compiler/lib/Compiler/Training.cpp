@@ -366,6 +366,9 @@ TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Opti
                            const TrainOptions &options) {
   TrainingModules modules = buildTrainingModules(g, loss, opt, options.checkpointing, options.compile.cache,
                                                  options.compile.worker);
+  if (!options.compile.flush_denormals)
+    for (ModuleOp m : {*modules.train, *modules.eval})
+      m->setAttr(kKeepDenormalsAttr, UnitAttr::get(m.getContext()));
   // The dumps show the graph as built, the training function after
   // autodiff and the optimizer, and then the lowering of the training step.
   DumpConfig dump = makeDumpConfig(options.compile);

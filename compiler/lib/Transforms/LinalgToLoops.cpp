@@ -20,6 +20,9 @@
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/Passes.h"
 
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/Triple.h"
+
 namespace soma {
 #define GEN_PASS_DEF_SOMALINALGTOLOOPS
 #define GEN_PASS_DEF_SOMAOUTLINELOOPS
@@ -633,6 +636,10 @@ void buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   pm.addPass(createCanonicalizerPass());
+  // (The pass's intrinsics are x86's; a module marked kKeepDenormalsAttr
+  // is left as it is.)
+  if (llvm::Triple(llvm::sys::getProcessTriple()).isX86())
+    pm.addPass(createSomaFlushDenormals());
 }
 
 void registerSomaPipelines() {

@@ -84,6 +84,16 @@ struct CompileOptions {
   bool print_ir_after_all = false;
   /// LLVM optimisation level 0-3.
   int opt_level = 3;
+  /// Run the compiled code with denormal floats (magnitude below 2^-126)
+  /// flushed to zero: results that would be denormal are 0, and denormal
+  /// operands read as 0 (x86-64: MXCSR's FTZ and DAZ bits, set by every
+  /// thread that runs part of a kernel and restored when it leaves, so the
+  /// caller's own setting is unchanged). Arithmetic on denormals takes
+  /// about a hundred cycles on x86 cores, and training makes them (Adam's
+  /// moments of a weight whose gradient stays 0 decay through the denormal
+  /// range for thousands of steps): false keeps IEEE denormals, at that
+  /// cost. No effect on other targets.
+  bool flush_denormals = true;
   /// The form of batch_norm and dropout (compile_inference, compile_aot).
   Mode mode = Mode::eval;
   /// Filled with what the compilation did when not null (appended to).

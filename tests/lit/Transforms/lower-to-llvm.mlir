@@ -22,6 +22,9 @@
 //       CHECK: llvm.func @[[ADD:g_par[0-9]+]](
 //  CHECK-SAME: passthrough = ["noinline"]
 //       CHECK: omp.parallel {
+// (soma-flush-denormals: the worker's MXCSR saved and set.)
+//       CHECK:   llvm.call_intrinsic "llvm.x86.sse.stmxcsr"
+//       CHECK:   llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
 //  CHECK-NEXT:   omp.wsloop {
 //  CHECK-NEXT:     omp.loop_nest (%{{.*}}) : i64 = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
 //       CHECK:       llvm.getelementptr %arg0[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, f32
@@ -92,6 +95,7 @@ module @g {
 //   CHECK-NOT: omp.
 //       CHECK:   llvm.call @[[GEMM]](
 //  CHECK-NEXT:   llvm.call @[[LOOP]](
+//  CHECK-NEXT:   llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
 //  CHECK-NEXT:   llvm.return
 //       CHECK: llvm.func @soma_gemm_tile_rows_4x16_v8_b65536(
 //  CHECK-SAME: passthrough = ["noinline"]

@@ -24,6 +24,11 @@ inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 /// (docs/pipeline.md, "The grain rule").
 inline constexpr int64_t kDefaultGrain = 131072;
 
+/// On a module: soma-flush-denormals leaves its kernels alone, and they
+/// run with the caller's handling of denormals
+/// (CompileOptions::flush_denormals false).
+inline constexpr const char *kKeepDenormalsAttr = "soma.keep_denormals";
+
 /// On an scf.execute_region: soma-outline-loops makes a function of it
 /// (named after the kernel and the attribute's string).
 inline constexpr const char *kOutlineAttr = "soma.outline";
