@@ -378,6 +378,22 @@ std::vector<Case> allCases() {
                               {.stride = 2, .padding = {1, 1, 0, 0}}},
                          Conv{"conv_direct_stride2_1x1", {2, 4, 6, 16}, {6, 4, 1, 1}, {.stride = 2}},
                          Conv{"conv_direct_stride2_parallel", {8, 16, 32, 32}, {32, 16, 3, 3}, {.stride = 2, .padding = 1}},
+                         // Stride 2 with at least VL filters: along the
+                         // filters too (not 1 x 1). 24 filters (a last
+                         // vector of 8 with AVX-512) over 5 x 8 outputs
+                         // (an edge tile of rows); unpadded with a 5 x 5
+                         // window (x read in place, two columns a pixel)
+                         // and 9 rows; uneven paddings; 130 channels (bands
+                         // cut by the copy's size: 2 rows, then 1); enough
+                         // work for a unit per image. A 1 x 1 one with 32
+                         // filters stays on the grid.
+                         Conv{"conv_filters_stride2_padded", {3, 5, 9, 16}, {24, 5, 3, 3}, {.stride = 2, .padding = 1}},
+                         Conv{"conv_filters_stride2_valid_5x5", {2, 6, 21, 19}, {32, 6, 5, 5}, {.stride = 2}},
+                         Conv{"conv_filters_stride2_uneven", {2, 3, 10, 16}, {16, 3, 3, 3},
+                              {.stride = 2, .padding = {1, 0, 0, 1}}},
+                         Conv{"conv_filters_stride2_bands", {2, 130, 17, 32}, {32, 130, 3, 3}, {.stride = 2, .padding = 1}},
+                         Conv{"conv_filters_stride2_parallel", {8, 16, 32, 32}, {64, 16, 3, 3}, {.stride = 2, .padding = 1}},
+                         Conv{"conv_1x1_stride2_32_filters", {2, 8, 6, 16}, {32, 8, 1, 1}, {.stride = 2}},
                          // Stride 3 (not on a grid): an implicit-im2col
                          // GEMM of 260 filters x 256 pixels, which takes
                          // AVX-512's wide register tile with the windows
@@ -398,6 +414,9 @@ std::vector<Case> allCases() {
   // outputs are transposed into place.
   c.push_back({"conv_filters_residual_relu", {{{2, 3, 8, 9}}, {{16, 3, 3, 3}}, {{2, 16, 6, 7}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1]) + x[2])}; }});
+  // ... and of a stride-2 one (a residual block's downsampling shape).
+  c.push_back({"conv_filters_stride2_residual_relu", {{{2, 16, 8, 16}}, {{32, 16, 3, 3}}, {{2, 32, 4, 8}}},
+               [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1], {.stride = 2, .padding = 1}) + x[2])}; }});
   // ... and of a padded one, per band of rows.
   c.push_back({"conv_filters_padded_residual_relu", {{{2, 32, 9, 7}}, {{32, 32, 3, 3}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1], {.padding = 1}) + x[0])}; }});

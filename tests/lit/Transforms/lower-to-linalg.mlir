@@ -1281,6 +1281,76 @@ func.func @conv_1x1_stays_on_grid(%w: tensor<8x3x1x1xf32> {soma.input = "w"}, %x
 
 // -----
 
+// Stride 2 with 16 filters (two vectors of 8): along the filters too, on
+// x's rows copied between zeros. A band of 2 output rows reads 5 rows of x
+// (2 (2 - 1) + 3), copied at a pitch of 24 (the 17 points a row of 8
+// outputs reads, whole vectors): xP holds 3 channels x 5 x 24. Tiles of 2
+// filter vectors x 2 rows x 2 columns; no mask table, no shuffle of x (the
+// shuffles transpose the outputs, 2 rows of 8: whole blocks, stored
+// whole).
+// CHECK-LABEL: func.func @conv_along_filters_stride2(
+//   CHECK-NOT: xvector<8xi1>>
+//       CHECK: scf.execute_region {
+//       CHECK:   memref.alloca() {alignment = 64 : i64} : memref<512xf32>
+//       CHECK:   %[[T:.*]] = memref.alloca() {alignment = 64 : i64} : memref<256xf32>
+//       CHECK:   %[[XP:.*]] = memref.alloca() {alignment = 64 : i64} : memref<360xf32>
+//       CHECK:   vector.maskedload %{{.*}}[%{{.*}}], %{{.*}}, %{{.*}} : memref<480xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+//       CHECK:   vector.store %{{.*}}, %[[XP]][%{{.*}}] : memref<360xf32>, vector<8xf32>
+//       CHECK:   scf.for {{.*}} iter_args(
+//       CHECK:     scf.for {{.*}} iter_args(
+// CHECK-COUNT-2:     vector.load %{{.*}}[%{{.*}}] : memref<512xf32>, vector<8xf32>
+//       CHECK:       memref.load %[[XP]][%{{.*}}] : memref<360xf32>
+//       CHECK:       vector.fma
+//       CHECK:   vector.store %{{.*}}, %[[T]][%{{.*}}] : memref<256xf32>, vector<8xf32>
+//       CHECK:   vector.shuffle
+//       CHECK:   vector.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<768xf32>, vector<8xf32>
+//   CHECK-NOT: xvector<8xi1>>
+func.func @conv_along_filters_stride2(%w: tensor<16x3x3x3xf32> {soma.input = "w"}, %x: tensor<2x3x5x16xf32> {soma.input = "x"}) -> (tensor<2x16x3x8xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<16x3x3x3xf32>, tensor<2x3x5x16xf32>) -> tensor<2x16x24xf32> {
+  ^bb0(%a: tensor<16x3x3x3xf32>, %b: tensor<2x3x5x16xf32>):
+    %2 = soma.reshape %a {shape = array<i64: 1, 1, 16, 27>} : tensor<16x3x3x3xf32> -> tensor<1x1x16x27xf32>
+    %3 = soma.broadcast_to %2 {shape = array<i64: 2, 1, 16, 27>} : tensor<1x1x16x27xf32> -> tensor<2x1x16x27xf32>
+    %4 = soma.reshape %3 {shape = array<i64: 2, 16, 27>} : tensor<2x1x16x27xf32> -> tensor<2x16x27xf32>
+    %5 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 1, 1, 1, 1>, stride = array<i64: 2, 2>} : tensor<2x3x5x16xf32> -> tensor<27x48xf32>
+    %6 = soma.reshape %5 {shape = array<i64: 1, 27, 2, 24>} : tensor<27x48xf32> -> tensor<1x27x2x24xf32>
+    %7 = soma.transpose %6 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x27x2x24xf32> -> tensor<2x1x27x24xf32>
+    %8 = soma.reshape %7 {shape = array<i64: 2, 27, 24>} : tensor<2x1x27x24xf32> -> tensor<2x27x24xf32>
+    %9 = soma.matmul %4, %8 : (tensor<2x16x27xf32>, tensor<2x27x24xf32>) -> tensor<2x16x24xf32>
+    soma.yield %9 : tensor<2x16x24xf32>
+  }
+  %1 = soma.reshape %0 {shape = array<i64: 2, 16, 3, 8>} : tensor<2x16x24xf32> -> tensor<2x16x3x8xf32>
+  return %1 : tensor<2x16x3x8xf32>
+}
+
+// -----
+
+// A 1 x 1 convolution of stride 2 stays on the grid even with 16 filters
+// (measured faster there): a mask table with two masks per chunk and
+// tap, two masked loads of x and a shuffle of their even elements.
+// CHECK-LABEL: func.func @conv_1x1_stride2_stays_on_grid(
+//       CHECK: scf.execute_region {
+//       CHECK:   memref.alloca() {alignment = 64 : i64} : memref<{{[0-9]+}}xvector<8xi1>>
+//       CHECK:   vector.maskedload
+//       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [0, 2, 4, 6, 8, 10, 12, 14] : vector<8xf32>, vector<8xf32>
+func.func @conv_1x1_stride2_stays_on_grid(%w: tensor<16x3x1x1xf32> {soma.input = "w"}, %x: tensor<2x3x4x16xf32> {soma.input = "x"}) -> (tensor<2x16x2x8xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<16x3x1x1xf32>, tensor<2x3x4x16xf32>) -> tensor<2x16x16xf32> {
+  ^bb0(%a: tensor<16x3x1x1xf32>, %b: tensor<2x3x4x16xf32>):
+    %2 = soma.reshape %a {shape = array<i64: 1, 1, 16, 3>} : tensor<16x3x1x1xf32> -> tensor<1x1x16x3xf32>
+    %3 = soma.broadcast_to %2 {shape = array<i64: 2, 1, 16, 3>} : tensor<1x1x16x3xf32> -> tensor<2x1x16x3xf32>
+    %4 = soma.reshape %3 {shape = array<i64: 2, 16, 3>} : tensor<2x1x16x3xf32> -> tensor<2x16x3xf32>
+    %5 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 2, 2>} : tensor<2x3x4x16xf32> -> tensor<3x32xf32>
+    %6 = soma.reshape %5 {shape = array<i64: 1, 3, 2, 16>} : tensor<3x32xf32> -> tensor<1x3x2x16xf32>
+    %7 = soma.transpose %6 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x3x2x16xf32> -> tensor<2x1x3x16xf32>
+    %8 = soma.reshape %7 {shape = array<i64: 2, 3, 16>} : tensor<2x1x3x16xf32> -> tensor<2x3x16xf32>
+    %9 = soma.matmul %4, %8 : (tensor<2x16x3xf32>, tensor<2x3x16xf32>) -> tensor<2x16x16xf32>
+    soma.yield %9 : tensor<2x16x16xf32>
+  }
+  %1 = soma.reshape %0 {shape = array<i64: 2, 16, 2, 8>} : tensor<2x16x16xf32> -> tensor<2x16x2x8xf32>
+  return %1 : tensor<2x16x2x8xf32>
+}
+
+// -----
+
 // col2im without dilation gathers: per (image, channel) plane, chunk of 8
 // columns and row, the window rows u that reach the row, and per u the
 // kw = 3 terms as masked loads of the columns at consecutive offsets
