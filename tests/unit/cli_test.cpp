@@ -62,6 +62,18 @@ protected:
         ::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
   std::string path(const std::string &f) const { return *dir / f; }
+  /// `soma run` of the graph `g` (saved as NAME.mlir) on the input "x",
+  /// once with the options `a` and once with `b`: the two outputs "y".
+  std::pair<Array, Array> runTwice(const Graph &g, const Array &x, const std::string &a, const std::string &b) {
+    g.save(path(g.name() + ".mlir"));
+    write_npy(path("x.npy"), x);
+    std::string args = "run " + path(g.name() + ".mlir") + " --input x=" + path("x.npy");
+    for (auto [options, out] : {std::pair{a, "a"}, std::pair{b, "b"}}) {
+      Result r = soma(args + " " + options + " --output-dir " + path(out), *dir);
+      EXPECT_EQ(r.code, 0) << r.err;
+    }
+    return {read_npy(path("a/y.npy")), read_npy(path("b/y.npy"))};
+  }
   std::unique_ptr<test::TempDir> dir;
 };
 
@@ -395,17 +407,12 @@ TEST_F(Cli, RunInTrainOrEvalMode) {
   Graph g("drop", 1);
   Tensor x = g.input("x", {4, 50});
   g.output("y", dropout(x, 0.5));
-  g.save(path("drop.mlir"));
   Array ones(DType::f32, {4, 50});
   for (int64_t i = 0; i < ones.numel(); ++i)
     ones.data<float>()[i] = 1.0f;
-  write_npy(path("x.npy"), ones);
+  auto [e, t] = runTwice(g, ones, "", "--mode train");
+  ASSERT_FALSE(::testing::Test::HasFailure());
   std::string args = "run " + path("drop.mlir") + " --input x=" + path("x.npy");
-  Result eval = soma(args + " --output-dir " + path("eval"), *dir);
-  ASSERT_EQ(eval.code, 0) << eval.err;
-  Result train = soma(args + " --mode train --output-dir " + path("train"), *dir);
-  ASSERT_EQ(train.code, 0) << train.err;
-  Array e = read_npy(path("eval/y.npy")), t = read_npy(path("train/y.npy"));
   int zeros = 0, twos = 0;
   for (int64_t i = 0; i < e.numel(); ++i) {
     EXPECT_EQ(e.data<float>()[i], 1.0f);
@@ -426,16 +433,11 @@ TEST_F(Cli, RunFlushesDenormalsUnlessAskedToKeepThem) {
   // y = x * 2^-20 with x = 2^-120: 2^-140 is denormal.
   Graph g("tiny", 1);
   g.output("y", g.input("x", {8}) * std::ldexp(1.0f, -20));
-  g.save(path("tiny.mlir"));
   Array x(DType::f32, {8});
   std::fill(x.data<float>(), x.data<float>() + 8, std::ldexp(1.0f, -120));
-  write_npy(path("x.npy"), x);
+  auto [f, k] = runTwice(g, x, "", "--keep-denormals");
+  ASSERT_FALSE(::testing::Test::HasFailure());
   std::string args = "run " + path("tiny.mlir") + " --input x=" + path("x.npy");
-  Result flushed = soma(args + " --output-dir " + path("flushed"), *dir);
-  ASSERT_EQ(flushed.code, 0) << flushed.err;
-  Result kept = soma(args + " --keep-denormals --output-dir " + path("kept"), *dir);
-  ASSERT_EQ(kept.code, 0) << kept.err;
-  Array f = read_npy(path("flushed/y.npy")), k = read_npy(path("kept/y.npy"));
   for (int64_t i = 0; i < 8; ++i) {
     EXPECT_EQ(f.data<float>()[i], 0.0f);
     EXPECT_EQ(k.data<float>()[i], std::ldexp(1.0f, -140));
