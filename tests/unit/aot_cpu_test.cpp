@@ -121,14 +121,16 @@ std::vector<AotCase> aotCases() {
   // its input (compressed stores), stride 2, blocks of channels.
   conv("conv_grid", {3, 5, 7, 9}, {11, 5, 3, 3}, {.padding = 1});
   conv("conv_grid_valid", {3, 5, 9, 13}, {6, 5, 3, 5}, {});
-  conv("conv_stride2", {2, 3, 9, 32}, {11, 3, 3, 3}, {.stride = 2, .padding = 1});
+  conv("conv_stride2", {2, 3, 9, 32}, {3, 3, 3, 3}, {.stride = 2, .padding = 1});
   conv("conv_channel_blocks", {2, 97, 5, 64}, {11, 97, 3, 3}, {.padding = 1});
   // Interior groups without masks (at least 2^26 multiply-adds), with
   // AVX2's and SSE's tiles and colMask vectors of 8 and 4 lanes (5
   // filters: on the grid with either).
   conv("conv_interior", {4, 200, 44, 44}, {5, 200, 3, 3}, {.padding = 1});
-  // Padded along the filters: 3 vectors of 8 or 6 of 4, 7 x 9 outputs.
+  // Padded along the filters: 3 vectors of 8 or 6 of 4, 7 x 9 outputs;
+  // and of stride 2 (2 vectors of 8 or 4 of 4, 5 x 16 outputs).
   conv("conv_filters_padded", {2, 5, 7, 9}, {24, 5, 3, 3}, {.padding = 1});
+  conv("conv_filters_stride2", {2, 3, 9, 32}, {16, 3, 3, 3}, {.stride = 2, .padding = 1});
   // An epilogue: ReLU of the sum with a third input.
   c.push_back({"conv_residual_relu", {{2, 4, 6, 6}, {4, 4, 3, 3}, {2, 4, 6, 6}},
                [](Ts &t) { return relu(conv2d(t[0], t[1], {.padding = 1}) + t[2]); }});

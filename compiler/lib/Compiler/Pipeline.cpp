@@ -811,9 +811,11 @@ std::unique_ptr<llvm::Module> translateAndOptimize(ModuleOp llvmDialect,
 // JIT
 //===----------------------------------------------------------------------===//
 
+void markKeepingDenormals(ModuleOp m) { m->setAttr(kKeepDenormalsAttr, UnitAttr::get(m.getContext())); }
+
 OwningOpRef<ModuleOp> keepingDenormals(ModuleOp graphModule) {
   OwningOpRef<ModuleOp> copy(cast<ModuleOp>(graphModule->clone()));
-  (*copy)->setAttr(kKeepDenormalsAttr, UnitAttr::get(graphModule.getContext()));
+  markKeepingDenormals(*copy);
   return copy;
 }
 

@@ -368,7 +368,7 @@ TrainStep compile_training(const Graph &g, const Tensor &loss, const optim::Opti
                                                  options.compile.worker);
   if (!options.compile.flush_denormals)
     for (ModuleOp m : {*modules.train, *modules.eval})
-      m->setAttr(kKeepDenormalsAttr, UnitAttr::get(m.getContext()));
+      markKeepingDenormals(m);
   // The dumps show the graph as built, the training function after
   // autodiff and the optimizer, and then the lowering of the training step.
   DumpConfig dump = makeDumpConfig(options.compile);

@@ -1810,7 +1810,7 @@ static LogicalResult checkBatchNormChannels(std::optional<Location> loc, StringR
       return fail(loc, op, Twine(name) + " must be [" + Twine(c) + "] for input " + shapeStr(x.getShape()) +
                                ", got " + shapeStr(t->getShape()));
   }
-  if (eps.convertToDouble() <= 0)
+  if (!(eps.convertToDouble() > 0)) // (NaN too)
     return fail(loc, op, "eps must be > 0");
   return success();
 }

@@ -124,7 +124,8 @@ std::array<std::pair<int64_t, int64_t>, 2> steps(int64_t total, int64_t step) {
 /// Each (channel, kernel row) step loads KT filter vectors per tap and
 /// broadcasts each point of x once for all the taps of the row that read
 /// it (the kernel row's taps are unrolled, and a point of pixel (r, s + 1)
-/// at tap v is pixel (r, s)'s at v + 1): TR * (TC + kw - 1) points.
+/// at tap v is pixel (r, s)'s at v + S, stride S): TR * (S (TC - 1) + kw)
+/// points when kw >= S.
 /// Measured (Intel Sapphire Rapids, 2 threads, in-process A/B;
 /// [8, 64, 58, 58] -> 64, 3 x 3, valid): 4 x 2 x 3 443 GF/s (about 91%
 /// of the FMA peak); 4 x 1 x 6 (fewer points) 10% slower, its loop
@@ -148,10 +149,10 @@ FilterTile filterTile(int64_t OH, int64_t OW, int64_t KV, int64_t VL) {
 /// The forward convolution along the filters (KP filters, whole vectors
 /// of VL) works in bands of `rows` output rows, a whole number of the
 /// tile's TR (at least TR), whose outputs T (pixel-major, whole vectors
-/// of pixels) take at most 64 KiB and, with padding, whose kh - 1 + rows
-/// rows of x, copied between zeros at a pitch of whole vectors, at most
-/// 128 KiB, both on the unit's stack: each band's kh - 1 extra rows of x
-/// are copied once per band, not per row of tiles (the ResNet 64 x 56 x
+/// of pixels) take at most 64 KiB and, with padding, whose S (rows - 1) +
+/// kh rows of x (stride S; inputRows), copied between zeros at a pitch of
+/// whole vectors, at most 128 KiB, both on the unit's stack: each band's
+/// kh - S extra rows of x are copied once per band, not per row of tiles (the ResNet 64 x 56 x
 /// 56 layer, in-process A/B against the grid: 9% faster with bands of 2
 /// rows, 12% with these; limits of 128 and 256 KiB changed it by less
 /// than 2%). Without padding, x is read in place (pitch W).
@@ -181,18 +182,6 @@ bool ConvGrid::alongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth)
   const int64_t VL = vectorWidth, KP = roundUp(K, VL), R = x[1] * kh * kw;
   if (K < VL)
     return false;
-  // Stride 2 (ResNet-8's 16 x 32 x 32 -> 32 and 32 x 16 x 16 -> 64 layers,
-  // 3 x 3): each output column's window starts two points of x after the
-  // last's, and a tile's TR x TC pixels read TR x (2 (TC - 1) + kw) points
-  // per kernel row. Against the grid (two masked loads and a shuffle per
-  // chunk of x), Intel Sapphire Rapids, 2 threads: in perf samples of
-  // ResNet-8's inference each of the two layers took 21% fewer, its 1 x 1
-  // shortcuts (16 -> 32 over 32 x 32, 32 -> 64 over 16 x 16) 41% more and
-  // 14% fewer, so 1 x 1 ones stay on the grid; then, alternating
-  // processes, medians of 4-5 rounds, ResNet-8's inference 2.98 -> 2.77
-  // ms and its training step 10.98 -> 10.36 ms.
-  if (stride == 2 && kh * kw == 1)
-    return false;
   // A 1 x 1 convolution fills the grid's vectors as well as the filters'
   // do (no taps to share points between): the grid was faster (8 x 64 x
   // 28 x 28 -> 64 on 1 thread 0.243 against 0.271 ms; 128 -> 256 filters
@@ -203,14 +192,25 @@ bool ConvGrid::alongFilters(ArrayRef<int64_t> x, int64_t K, int64_t vectorWidth)
   // x 8 x 8 2% and 10%; with one vector of 16 filters, its 16 x 32 x 32
   // layer 5% slower), and always when the grid is wider than the output
   // by more (LeNet-5's second layer: 10 outputs of every 14 grid pixels).
-  const bool wider = K * x[3] > ow * KP;
+  //
+  // Stride 2 on the same terms (its grid is the output: never wider). Its
+  // tiles' output column s reads x from column 2s, a kernel row's TR x TC
+  // pixels TR x (2 (TC - 1) + kw) points (kw > 1). Against the grid (two
+  // masked loads and a shuffle per chunk of x), Intel Sapphire Rapids, 2
+  // threads: in perf samples of ResNet-8's inference its 3 x 3 stride-2
+  // layers (16 x 32 x 32 -> 32, 32 x 16 x 16 -> 64) each took 21% fewer,
+  // its 1 x 1 shortcuts 41% more and 14% fewer (they stay on the grid
+  // here); then, alternating processes, medians of 4-5 rounds, ResNet-8's
+  // inference 2.98 -> 2.77 ms and its training step 10.98 -> 10.36 ms.
+  const int64_t gridWidth = stride == 1 ? x[3] : ow;
+  const bool wider = K * gridWidth > ow * KP;
   if (!wider && (kh * kw == 1 || KP < 2 * VL || 4 * K < 3 * KP))
     return false;
   // Stack: the transposed filters (calling thread); a band's outputs and,
   // with padding, its rows of x with their zeros (each unit).
   // (The bands grow from the tile's rows only within 64 and 128 KiB.)
   const ConvBand band = convBand(*this, x[1], x[3], KP, filterTile(oh, ow, KP / VL, VL).TR, VL);
-  return R * KP * 4 <= (1 << 20) && band.outBytes(*this, KP, VL) <= (256 << 10) &&
+  return roundUp(R, VL) * KP * 4 <= (1 << 20) && band.outBytes(*this, KP, VL) <= (256 << 10) &&
          band.copyBytes(*this, x[1]) <= (256 << 10);
 }
 
@@ -1258,7 +1258,8 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
               first = e.idx(ib, 0);
               e.blockLoop(ib, e.idx(ib, 0), e.idx(ib, Cin), 1, [&](OpBuilder &cb, Value c) {
                 e.copyPaddedRows(cb, xF, e.add(cb, xImage, e.mul(cb, c, e.idx(cb, PX))), e.mul(cb, i0, e.idx(cb, S)),
-                                 e.idx(cb, (br - 1) * S + cg.kh), xP, e.mul(cb, c, e.idx(cb, XP)), XW, cg, H, W);
+                                 e.idx(cb, ConvBand{br, XW}.inputRows(cg)), xP, e.mul(cb, c, e.idx(cb, XP)), XW, cg,
+                                 H, W);
               });
             }
             // One tile: kt filter vectors from kv0 x tr rows from the

@@ -53,10 +53,7 @@ struct SomaFlushDenormalsPass : impl::SomaFlushDenormalsBase<SomaFlushDenormalsP
       if (fn.isExternal() || !fn->hasAttr("soma.kernel"))
         return;
       SmallVector<Operation *> returns;
-      fn.walk([&](LLVM::ReturnOp r) {
-        if (r->getParentOfType<LLVM::LLVMFuncOp>() == fn && !r->getParentOfType<omp::ParallelOp>())
-          returns.push_back(r);
-      });
+      fn.walk([&](LLVM::ReturnOp r) { returns.push_back(r); });
       wrap(fn.getBody().front(), returns, fn.getLoc());
     });
     getOperation().walk([&](omp::ParallelOp par) {

@@ -972,14 +972,16 @@ GemmConfig GemmConfig::forShape(int64_t M, int64_t N) const {
   // 1.32 -> 1.22 ms. Fewer rows keep 12 x 32 (or forRows' shorter tile):
   // at 64 rows, 6-row tiles leave more rows empty and the products'
   // units fewer tiles (64x256x784 0.088 -> 0.092 ms, 64x784x256_Bt 0.096
-  // -> 0.105 on 2 threads with 6 x 64).
+  // -> 0.105 on 2 threads with 6 x 64). Nor when 64-column panels would
+  // compute more columns than 32-column ones (N = 288: 320 against 288; N
+  // = 257: 320 against 288): the wide tile's gain is a few percent, and
+  // 64-column panels of such a B cannot be read in place either. (mc and
+  // nc are multiples of the wide tile's sides, which the scratch needs:
+  // GemmConfig.BlocksHoldWholeTiles.)
   GemmConfig c = *this;
-  if (wide_mr > 0 && M >= wide_min_side && N >= wide_min_side) {
-    // (The scratch is sized by mc and nc, which the blocks round to the
-    // tile's sides.)
-    assert(mc % wide_mr == 0 && nc % wide_nr == 0 && wide_nr % vl == 0 && "blocks of whole wide tiles");
+  auto columns = [N](int64_t nr) { return (N + nr - 1) / nr * nr; };
+  if (wide_mr > 0 && M >= wide_min_side && N >= wide_min_side && columns(wide_nr) <= columns(nr))
     c.mr = wide_mr, c.nr = wide_nr;
-  }
   return c.forRows(M);
 }
 

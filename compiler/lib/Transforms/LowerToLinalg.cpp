@@ -44,7 +44,7 @@ namespace soma {
 // Scalar bodies of elementwise ops (shared by every kernel that inlines them)
 //===----------------------------------------------------------------------===//
 
-static Value f32Const(OpBuilder &b, Location loc, double v) {
+Value f32Const(OpBuilder &b, Location loc, double v) {
   return b.create<arith::ConstantOp>(loc, b.getF32FloatAttr(static_cast<float>(v)));
 }
 

@@ -2,11 +2,12 @@
 //
 // The softmax family along a contiguous last axis, as one loop nest: the
 // rows are shared by the threads, and each row is read from memory once,
-// by its first pass (a maximum or a sum, in vectors), then again from the
-// first-level cache by the passes that need it. Built from four linalg
-// kernels (a maximum, e^(x - m), a sum, a division), the softmax of
+// by its first pass (a maximum or a sum, in vectors), then again from
+// cache by the passes that need it (L1 for a softmax row). Built from four
+// linalg kernels (a maximum, e^(x - m), a sum, a division), the softmax of
 // [8192, 256] read x twice and read and wrote y twice. Batch norm's
-// training form and gradient are the same a channel at a time.
+// training form and gradient are the same a channel at a time (a channel
+// of [32, 64, 32, 32] is 128 KiB: read again from L2).
 //
 //===----------------------------------------------------------------------===//
 
@@ -89,9 +90,7 @@ struct Row {
                                          arith::FastMathFlags::reassoc);
   }
   /// A scalar f32 constant.
-  Value scalar(OpBuilder &b, double v) const {
-    return b.create<arith::ConstantOp>(loc, b.getF32FloatAttr(static_cast<float>(v)));
-  }
+  Value scalar(OpBuilder &b, double v) const { return f32Const(b, loc, v); }
 };
 
 } // namespace
@@ -143,8 +142,7 @@ void emitRowKernel(OpBuilder &b, Location loc, RowOp op, ValueRange ins, Value o
           s = row.sum(rb, s);
           if (op == RowOp::softmax) {
             // out = e^(x - m) * (1 / s)
-            Value inv = row.broadcast(
-                rb, rb.create<arith::DivFOp>(loc, rb.create<arith::ConstantOp>(loc, rb.getF32FloatAttr(1.0f)), s));
+            Value inv = row.broadcast(rb, rb.create<arith::DivFOp>(loc, row.scalar(rb, 1.0), s));
             row.chunks(rb, {}, [&](OpBuilder &cb, Value at, Value mask, ValueRange) -> SmallVector<Value> {
               row.store(cb, o, at, mask, cb.create<arith::MulFOp>(loc, row.load(cb, o, at, mask, 0.0), inv));
               return {};
@@ -210,25 +208,21 @@ void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const G
       [&](OpBuilder &cb, Location, Value c, ValueRange) {
         // The channel's helpers (its rows' bases are set per row below).
         const Row ch{loc, VL, S, VectorType::get({VL}, cb.getF32Type()), Value()};
-        auto idx = [&](OpBuilder &nb, int64_t v) { return ch.idx(nb, v); };
-        auto scalar = [&](OpBuilder &nb, double v) { return ch.scalar(nb, v); };
-        auto splat = [&](OpBuilder &nb, Value s) { return ch.broadcast(nb, s); };
-        auto sumOf = [&](OpBuilder &nb, Value v) { return ch.sum(nb, v); };
         // fn over the channel's N rows of S elements, carrying acc.
         using RowFn = function_ref<SmallVector<Value>(OpBuilder &, const Row &, ValueRange acc)>;
         auto forRows = [&](OpBuilder &nb, ValueRange init, RowFn fn) -> SmallVector<Value> {
           auto rows = nb.create<scf::ForOp>(
-              loc, idx(nb, 0), idx(nb, N), idx(nb, 1), init, [&](OpBuilder &rb, Location, Value n, ValueRange acc) {
-                Value plane = rb.create<arith::AddIOp>(loc, rb.create<arith::MulIOp>(loc, n, idx(rb, C)), c);
+              loc, ch.idx(nb, 0), ch.idx(nb, N), ch.idx(nb, 1), init, [&](OpBuilder &rb, Location, Value n, ValueRange acc) {
+                Value plane = rb.create<arith::AddIOp>(loc, rb.create<arith::MulIOp>(loc, n, ch.idx(rb, C)), c);
                 Row row = ch;
-                row.base = rb.create<arith::MulIOp>(loc, plane, idx(rb, S));
+                row.base = rb.create<arith::MulIOp>(loc, plane, ch.idx(rb, S));
                 rb.create<scf::YieldOp>(loc, fn(rb, row, acc));
               });
           rows->setAttr(kNoUnrollAttr, nb.getUnitAttr());
           return SmallVector<Value>(rows.getResults());
         };
         Value zeroVec = ch.splat(cb, 0.0);
-        Value invM = scalar(cb, 1.0 / M);
+        Value invM = ch.scalar(cb, 1.0 / M);
         if (!grad) {
           // mean = sum x / M
           Value s = forRows(cb, {zeroVec}, [&](OpBuilder &rb, const Row &row, ValueRange acc) {
@@ -236,8 +230,8 @@ void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const G
               return {row.addLanes(ib, a[0], row.load(ib, x, at, mask, 0.0), mask)};
             });
           })[0];
-          Value mean = cb.create<arith::MulFOp>(loc, sumOf(cb, s), invM);
-          Value meanV = splat(cb, mean);
+          Value mean = cb.create<arith::MulFOp>(loc, ch.sum(cb, s), invM);
+          Value meanV = ch.broadcast(cb, mean);
           // var = sum (x - mean)^2 / M, from cache
           Value q = forRows(cb, {zeroVec}, [&](OpBuilder &rb, const Row &row, ValueRange acc) {
             return row.chunks(rb, acc, [&](OpBuilder &ib, Value at, Value mask, ValueRange a) -> SmallVector<Value> {
@@ -247,7 +241,7 @@ void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const G
               return {ib.create<math::FmaOp>(loc, d, d, a[0])};
             });
           })[0];
-          Value var = cb.create<arith::MulFOp>(loc, sumOf(cb, q), invM);
+          Value var = cb.create<arith::MulFOp>(loc, ch.sum(cb, q), invM);
           cb.create<memref::StoreOp>(loc, mean, k.mean, ValueRange{c});
           cb.create<memref::StoreOp>(loc, var, k.var, ValueRange{c});
           // y = (x - mean) * (scale / sqrt(var + eps)) + shift, unless
@@ -255,9 +249,9 @@ void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const G
           if (out) {
             Value factor = cb.create<arith::DivFOp>(
                 loc, cb.create<memref::LoadOp>(loc, k.scale, ValueRange{c}),
-                cb.create<math::SqrtOp>(loc, cb.create<arith::AddFOp>(loc, var, scalar(cb, k.eps))));
-            Value factorV = splat(cb, factor);
-            Value shiftV = splat(cb, cb.create<memref::LoadOp>(loc, k.shift, ValueRange{c}));
+                cb.create<math::SqrtOp>(loc, cb.create<arith::AddFOp>(loc, var, ch.scalar(cb, k.eps))));
+            Value factorV = ch.broadcast(cb, factor);
+            Value shiftV = ch.broadcast(cb, cb.create<memref::LoadOp>(loc, k.shift, ValueRange{c}));
             forRows(cb, {}, [&](OpBuilder &rb, const Row &row, ValueRange) {
               return row.chunks(rb, {}, [&](OpBuilder &ib, Value at, Value mask, ValueRange) -> SmallVector<Value> {
                 Value d = ib.create<arith::SubFOp>(loc, row.load(ib, x, at, mask, 0.0), meanV);
@@ -270,7 +264,7 @@ void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const G
         } else {
           // sdy = sum dy, sdyd = sum dy (x - mean)
           Value mean = cb.create<memref::LoadOp>(loc, k.mean, ValueRange{c});
-          Value meanV = splat(cb, mean);
+          Value meanV = ch.broadcast(cb, mean);
           SmallVector<Value> sums =
               forRows(cb, {zeroVec, zeroVec}, [&](OpBuilder &rb, const Row &row, ValueRange acc) {
                 return row.chunks(rb, acc,
@@ -281,18 +275,18 @@ void emitBatchNorm(OpBuilder &b, Location loc, const BatchNormKernel &k, const G
                                             ib.create<math::FmaOp>(loc, g, d, a[1])};
                                   });
               });
-          Value sdy = sumOf(cb, sums[0]), sdyd = sumOf(cb, sums[1]);
+          Value sdy = ch.sum(cb, sums[0]), sdyd = ch.sum(cb, sums[1]);
           Value r = cb.create<arith::DivFOp>(
-              loc, scalar(cb, 1.0),
+              loc, ch.scalar(cb, 1.0),
               cb.create<math::SqrtOp>(loc, cb.create<arith::AddFOp>(
                                                loc, cb.create<memref::LoadOp>(loc, k.var, ValueRange{c}),
-                                               scalar(cb, k.eps))));
+                                               ch.scalar(cb, k.eps))));
           cb.create<memref::StoreOp>(loc, sdy, k.dshift, ValueRange{c});
           cb.create<memref::StoreOp>(loc, cb.create<arith::MulFOp>(loc, sdyd, r), k.dscale, ValueRange{c});
           // dx = scale r (dy - sdy / M - (x - mean) r^2 sdyd / M), from cache
-          Value kV = splat(cb, cb.create<arith::MulFOp>(loc, cb.create<memref::LoadOp>(loc, k.scale, ValueRange{c}), r));
-          Value aV = splat(cb, cb.create<arith::MulFOp>(loc, sdy, invM));
-          Value bV = splat(cb, cb.create<arith::MulFOp>(
+          Value kV = ch.broadcast(cb, cb.create<arith::MulFOp>(loc, cb.create<memref::LoadOp>(loc, k.scale, ValueRange{c}), r));
+          Value aV = ch.broadcast(cb, cb.create<arith::MulFOp>(loc, sdy, invM));
+          Value bV = ch.broadcast(cb, cb.create<arith::MulFOp>(
                                    loc, cb.create<arith::MulFOp>(loc, cb.create<arith::MulFOp>(loc, r, r), sdyd), invM));
           forRows(cb, {}, [&](OpBuilder &rb, const Row &row, ValueRange) {
             return row.chunks(rb, {}, [&](OpBuilder &ib, Value at, Value mask, ValueRange) -> SmallVector<Value> {

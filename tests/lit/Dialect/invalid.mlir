@@ -754,6 +754,15 @@ func.func @batch_norm_train_eps(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>) {
 
 // -----
 
+func.func @batch_norm_train_eps_nan(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>) {
+  // expected-error @+2 {{batch_norm_train: eps must be > 0}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %y, %m, %v = soma.batch_norm_train %x, %c, %c {eps = 0x7FF8000000000000 : f64} : (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>) -> (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>)
+  return
+}
+
+// -----
+
 func.func @batch_norm_grad_eps(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>) {
   // expected-error @+2 {{batch_norm_grad: eps must be > 0}}
   // expected-error @+1 {{failed to infer returned types}}

@@ -24,6 +24,9 @@ inline constexpr const char *kParallelWorkAttr = "soma.parallel_work";
 /// (docs/pipeline.md, "The grain rule").
 inline constexpr int64_t kDefaultGrain = 131072;
 
+/// An f32 arith.constant of value v.
+mlir::Value f32Const(mlir::OpBuilder &b, mlir::Location loc, double v);
+
 /// On a module: soma-flush-denormals leaves its kernels alone, and they
 /// run with the caller's handling of denormals
 /// (CompileOptions::flush_denormals false).
@@ -48,8 +51,8 @@ struct GemmConfig {
   int64_t vl = 8, mr = 6, nr = 16;
   int64_t mc = 72, nc = 256, kc = 256; // A block in L2, B panel in L1
   /// The wide register tile (0: none) of products of at least
-  /// `wide_min_side` rows and columns (forShape); mc and nc are multiples
-  /// of its sides.
+  /// `wide_min_side` rows and columns whose columns it pads no more than
+  /// the normal tile (forShape); mc and nc are multiples of its sides.
   int64_t wide_mr = 0, wide_nr = 0, wide_min_side = 0;
   int64_t grain = kDefaultGrain;       // soma-linalg-to-loops' grain
   int64_t macs_per_point = 8;          // multiply-adds per point of the grain
@@ -66,8 +69,8 @@ struct GemmConfig {
   /// width) when M rows would leave much of the last tile empty.
   GemmConfig forRows(int64_t M) const;
   /// The blocking for an M x N product: a large one takes the wide
-  /// register tile (AVX-512: 6 x 4 vectors instead of 12 x 2); then
-  /// forRows(M).
+  /// register tile (AVX-512: 6 x 4 vectors instead of 12 x 2) unless it
+  /// would pad more columns; then forRows(M).
   GemmConfig forShape(int64_t M, int64_t N) const;
 };
 
@@ -150,20 +153,21 @@ void emitGemm(mlir::ModuleOp module, mlir::OpBuilder &b, mlir::Location loc, con
 /// along the filters instead when they fill them better than the outputs
 /// fill the grid's (LeNet-5's second layer: 16 filters; 10 outputs of
 /// every 14 grid pixels), forward pass and filter gradient; the forward
-/// pass also when its window is wider than one point and it has two or
-/// more filter vectors at least 3/4 full, padded or not (alongFilters:
-/// ResNet's and VGG's 3 x 3 layers), and the filter gradient when the
-/// filters fill their vectors at least as well, padded or not
-/// (filterGradientAlongFilters).
+/// pass (of stride 1 or 2) also when its window is wider than one point
+/// and it has two or more filter vectors at least 3/4 full, padded or not
+/// (alongFilters: ResNet's and VGG's 3 x 3 layers, ResNet-8's stride-2
+/// ones), and the filter gradient when the filters fill their vectors at
+/// least as well, padded or not (filterGradientAlongFilters).
 struct ConvGrid {
   int64_t kh = 0, kw = 0, pt = 0, pl = 0;
   int64_t oh = 0, ow = 0; ///< the output's height and width
   int64_t stride = 1;     ///< 1 or 2, both axes
   bool unpadded = false;  ///< no padding on any side
   /// Whether a convolution of `x` ([N, C, H, W]) on this grid with K
-  /// filters is computed with vectors along the filters: stride 1, K >= VL,
-  /// and either the filters' share of their vectors (K / (VL * ceil(K /
-  /// VL))) above the grid's share of outputs (OW / W), or a window of more
+  /// filters is computed with vectors along the filters: K >= VL, and
+  /// either the filters' share of their vectors (K / (VL * ceil(K / VL)))
+  /// above the grid's share of outputs (OW / W with stride 1; with stride
+  /// 2 the grid is the output, its share 1), or a window of more
   /// than one point with at least 2 VL filters filling at least 3/4 of
   /// their vectors; and its stack scratch within bounds (the transposed
   /// filters 1 MiB, a band of outputs, and with padding a band of x's

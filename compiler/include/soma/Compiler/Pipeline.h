@@ -130,9 +130,10 @@ int jitWorkerMain();
 /// in and stored to the compiled-object cache; it is served from there only
 /// when nothing is to be dumped or reported.
 Executable jitCompile(mlir::ModuleOp graphModule, const CompileOptions &options);
-/// A copy of the graph module marked kKeepDenormalsAttr: its kernels keep
-/// the caller's handling of denormals (CompileOptions::flush_denormals
-/// false).
+/// Marks a graph module kKeepDenormalsAttr: its kernels keep the caller's
+/// handling of denormals (CompileOptions::flush_denormals false).
+void markKeepingDenormals(mlir::ModuleOp m);
+/// A copy of the graph module, marked so (the user's graph stays as built).
 mlir::OwningOpRef<mlir::ModuleOp> keepingDenormals(mlir::ModuleOp graphModule);
 Executable jitCompile(mlir::ModuleOp graphModule, const DumpConfig &dump, int optLevel,
                       Mode mode = Mode::eval);

@@ -263,7 +263,8 @@ def SomaFlushDenormals : Pass<"soma-flush-denormals", "mlir::ModuleOp"> {
     weights whose gradient is 0 (an input pixel that is always 0) decay
     by beta2 each step, through the denormal range for thousands of steps;
     and on a denormal, an Adam update over 200 K weights ran 60 times
-    slower (2.3 ms instead of 38 us, 2 threads). TensorFlow's CPU runtime
+    slower (2.3 ms instead of 38 us, 2 threads; a C++ loop of the same
+    update, outside soma). TensorFlow's CPU runtime
     flushes in the same way by default; PyTorch does on request
     (`torch.set_flush_denormal`).
 
