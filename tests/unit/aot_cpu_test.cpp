@@ -131,6 +131,10 @@ std::vector<AotCase> aotCases() {
   // and of stride 2 (2 vectors of 8 or 4 of 4, 5 x 16 outputs).
   conv("conv_filters_padded", {2, 5, 7, 9}, {24, 5, 3, 3}, {.padding = 1});
   conv("conv_filters_stride2", {2, 3, 9, 32}, {16, 3, 3, 3}, {.stride = 2, .padding = 1});
+  // Vectors along the channels: 3 filters (fewer than 4 lanes) over 20
+  // channels (3 vectors of 8, the last with 4; or 5 of 4), padded by 4 (an
+  // output wider than the input: no grid), edge tiles of columns.
+  conv("conv_channels", {2, 20, 6, 9}, {3, 20, 5, 5}, {.padding = 4});
   // An epilogue: ReLU of the sum with a third input.
   c.push_back({"conv_residual_relu", {{2, 4, 6, 6}, {4, 4, 3, 3}, {2, 4, 6, 6}},
                [](Ts &t) { return relu(conv2d(t[0], t[1], {.padding = 1}) + t[2]); }});

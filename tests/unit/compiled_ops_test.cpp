@@ -403,7 +403,26 @@ std::vector<Case> allCases() {
                          // GEMM of 260 filters x 256 pixels, which takes
                          // AVX-512's wide register tile with the windows
                          // gathered into its panels of 64 columns.
-                         Conv{"conv_implicit_gemm_wide_tile", {1, 4, 49, 50}, {260, 4, 3, 3}, {.stride = 3}}}) {
+                         Conv{"conv_implicit_gemm_wide_tile", {1, 4, 49, 50}, {260, 4, 3, 3}, {.stride = 3}},
+                         // Fewer filters than lanes and a vector of channels
+                         // or more, on no grid: vectors along the channels.
+                         // LeNet-5's second layer's input gradient (16
+                         // channels of dy into 6, 5 x 5, padded by 4: an
+                         // output wider than the input); 20 channels (a
+                         // last vector of 4 with AVX-512) of stride 3 x 2
+                         // with uneven padding and a 3 x 4 window; one
+                         // filter, 33 channels, 1 x 9 window wider than
+                         // the grid's 8; 64 channels over 60 columns (bands
+                         // of 2 output rows, stride 3, a row of output past
+                         // the image's last window row); enough work for a
+                         // unit per image, and an edge tile of filters (11:
+                         // 8 + 3).
+                         Conv{"conv_channels_transposed", {2, 16, 10, 10}, {6, 16, 5, 5}, {.padding = 4}},
+                         Conv{"conv_channels_stride3x2", {2, 20, 9, 11}, {3, 20, 3, 4},
+                              {.stride = {3, 2}, .padding = {1, 0, 2, 1}}},
+                         Conv{"conv_channels_one_filter", {3, 33, 6, 12}, {1, 33, 1, 9}, {.padding = {0, 1, 0, 2}}},
+                         Conv{"conv_channels_bands", {2, 64, 30, 60}, {2, 64, 3, 3}, {.stride = 3, .padding = 1}},
+                         Conv{"conv_channels_parallel", {8, 16, 12, 12}, {11, 16, 3, 3}, {.padding = 3}}}) {
     Conv2dOptions o = cv.o;
     c.push_back({cv.name, {{cv.x}, {cv.w}}, [o](Graph &, Ts &x) { return Ts{conv2d(x[0], x[1], o)}; }});
   }
@@ -420,6 +439,9 @@ std::vector<Case> allCases() {
   c.push_back({"conv_filters_residual_relu", {{{2, 3, 8, 9}}, {{16, 3, 3, 3}}, {{2, 16, 6, 7}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1]) + x[2])}; }});
   // ... and of a stride-2 one (a residual block's downsampling shape).
+  // ... and of one along the channels, per band.
+  c.push_back({"conv_channels_bias_relu", {{{2, 16, 6, 6}}, {{5, 16, 3, 3}}, {{1, 5, 1, 1}}},
+               [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1], {.padding = 2}) + x[2])}; }});
   c.push_back({"conv_filters_stride2_residual_relu", {{{2, 16, 8, 16}}, {{32, 16, 3, 3}}, {{2, 32, 4, 8}}},
                [](Graph &, Ts &x) { return Ts{relu(conv2d(x[0], x[1], {.stride = 2, .padding = 1}) + x[2])}; }});
   // ... and of a padded one, per band of rows.

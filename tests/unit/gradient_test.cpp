@@ -161,6 +161,18 @@ std::vector<GradCase> gradCases() {
   // padding beyond the kernel's reach it falls back to col2im.
   c.push_back({"conv2d_transposed_grad", {{{2, 16, 6, 7}}, {{3, 16, 3, 2}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = {2, 0, 1, 1}, .dilation = {1, 2}}); }});
+  // Fewer input channels than 16 but 16 filters or more: the input
+  // gradient is the transposed convolution too, of 16 channels of dy into
+  // 6 outputs, wider than dy (vectors along the channels), or into 4 on
+  // its grid ("same").
+  c.push_back({"conv2d_transposed_grad_along_channels", {{{2, 6, 9, 8}}, {{16, 6, 5, 5}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1]); }});
+  c.push_back({"conv2d_transposed_grad_on_grid", {{{2, 4, 6, 7}}, {{16, 4, 3, 3}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = 1}); }});
+  // A forward pass along the channels (3 filters, 16 channels, an output
+  // wider than the input).
+  c.push_back({"conv2d_along_channels", {{{2, 16, 4, 5}}, {{3, 16, 3, 3}}},
+               [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = 2}); }});
   c.push_back({"conv2d_wide_padding", {{{1, 16, 4, 4}}, {{2, 16, 2, 2}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1], {.padding = 2}); }});
   c.push_back({"conv2d_groups", {{{2, 4, 5, 5}}, {{4, 2, 3, 3}}},

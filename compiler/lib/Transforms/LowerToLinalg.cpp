@@ -1765,9 +1765,19 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     ArrayRef<int64_t> x = xs.getShape();
     std::optional<ConvGrid> grid =
         ConvGrid::of(x, im.getKernel(), im.getStride(), im.getDilation(), im.getPadding(), gemmConfig.vl);
-    if (cast<MemRefType>(C.getType()).getLayout().isIdentity() && xs.getLayout().isIdentity() &&
-        ws.getLayout().isIdentity() && grid && shape[0] == x[0] &&
-        shape[2] == grid->oh * grid->ow) {
+    std::optional<ChannelConv> channels = ChannelConv::of(x, shape[1], im.getKernel(), im.getStride(),
+                                                          im.getDilation(), im.getPadding(), gemmConfig.vl);
+    bool identity = cast<MemRefType>(C.getType()).getLayout().isIdentity() && xs.getLayout().isIdentity() &&
+                    ws.getLayout().isIdentity() && shape[0] == x[0];
+    if (identity && channels && shape[2] == channels->oh * channels->ow && !grid) {
+      channels->x = g.x;
+      channels->w = g.w;
+      emitConvAlongChannels(b, loc, *channels, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
+      for (auto [r, o] : llvm::zip(op.getResults(), outs))
+        buffers[r] = o;
+      return status;
+    }
+    if (identity && grid && shape[2] == grid->oh * grid->ow) {
       g.grid = *grid;
       emitDirectConv(b, loc, g, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
       for (auto [r, o] : llvm::zip(op.getResults(), outs))

@@ -113,6 +113,35 @@ func.func @conv_dx(%x: tensor<2x16x6x6xf32> {soma.input = "x", soma.requires_gra
 
 // -----
 
+// With fewer input channels but at least 16 filters (LeNet-5's second
+// layer: 6 -> 16, 5 x 5, valid) the input gradient is the transposed
+// convolution too, of dY's 16 channels into 6, padded by 4; with fewer
+// than 16 of both it stays col2im(W^T x dY).
+// CHECK-LABEL: func.func @conv_dx_few_channels(
+//       CHECK: %[[DX:.*]] = soma.conv2d %{{.*}}, %{{.*}} {dilation = array<i64: 1, 1>, padding = array<i64: 4, 4, 4, 4>, stride = array<i64: 1, 1>} : (tensor<2x16x4x4xf32>, tensor<6x16x5x5xf32>) -> tensor<2x6x8x8xf32>
+//   CHECK-NOT: soma.col2im
+//       CHECK: return %{{.*}}, %[[DX]], %{{.*}}
+func.func @conv_dx_few_channels(%x: tensor<2x6x8x8xf32> {soma.input = "x", soma.requires_grad}, %w: tensor<16x6x5x5xf32> {soma.param = "w", soma.init = {kind = "zeros"}})
+    -> (tensor<f32> {soma.output = "l", soma.loss}) {
+  %0 = soma.conv2d %x, %w {dilation = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : (tensor<2x6x8x8xf32>, tensor<16x6x5x5xf32>) -> tensor<2x16x4x4xf32>
+  %1 = soma.reduce_sum %0 {axes = array<i64: 0, 1, 2, 3>} : tensor<2x16x4x4xf32> -> tensor<f32>
+  return %1 : tensor<f32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @conv_dx_col2im(
+//       CHECK: %[[DX:.*]] = soma.col2im
+//       CHECK: return %{{.*}}, %[[DX]], %{{.*}}
+func.func @conv_dx_col2im(%x: tensor<2x6x8x8xf32> {soma.input = "x", soma.requires_grad}, %w: tensor<15x6x5x5xf32> {soma.param = "w", soma.init = {kind = "zeros"}})
+    -> (tensor<f32> {soma.output = "l", soma.loss}) {
+  %0 = soma.conv2d %x, %w {dilation = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : (tensor<2x6x8x8xf32>, tensor<15x6x5x5xf32>) -> tensor<2x15x4x4xf32>
+  %1 = soma.reduce_sum %0 {axes = array<i64: 0, 1, 2, 3>} : tensor<2x15x4x4xf32> -> tensor<f32>
+  return %1 : tensor<f32>
+}
+
+// -----
+
 // ReLU's gradient masks with step of its output (equal to step of its
 // input: both are 0 where x <= 0), so the backward pass keeps the
 // activation the next layer reads anyway and not the pre-activation.

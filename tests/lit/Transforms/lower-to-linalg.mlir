@@ -1325,6 +1325,64 @@ func.func @conv_along_filters_stride2(%w: tensor<16x3x3x3xf32> {soma.input = "w"
 
 // -----
 
+// Fewer filters (3) than lanes (8) and a vector of channels, with an
+// output wider than the input (no grid): vectors along the channels. The
+// filters transposed channels-last (3 x 9 taps x 8), the image's rows
+// channels-last between their padding columns (4 rows x 9 x 8), tiles of
+// 3 filters x 2 columns: the window rows inside the image as a loop, then
+// the channel vectors, the taps unrolled; the first tile (columns 0 and
+// 1, padding 2) has only its 3 taps inside the image (9 FMAs), the next
+// (columns 2 and 3) all 6 (18), then 5 (15) and 1 (3: column 6 reads
+// only image column 4); the lanes summed by a tree of shuffles,
+// 2 outputs of each filter stored masked.
+// CHECK-LABEL: func.func @conv_along_channels(
+//   CHECK-NOT: xvector<8xi1>>
+//       CHECK: scf.execute_region {
+//       CHECK:   %[[WC:.*]] = memref.alloca() {alignment = 64 : i64} : memref<216xf32>
+//       CHECK:   %[[XC:.*]] = memref.alloca() {alignment = 64 : i64} : memref<288xf32>
+//       CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+//       CHECK:     scf.for {{.*}} iter_args(
+//       CHECK:       vector.load %[[WC]][%{{.*}}] : memref<216xf32>, vector<8xf32>
+//       CHECK:       vector.load %[[XC]][%{{.*}}] : memref<288xf32>, vector<8xf32>
+// CHECK-COUNT-9:     vector.fma
+//   CHECK-NOT:       vector.fma
+//       CHECK:       scf.yield
+//       CHECK:   vector.shuffle
+//       CHECK:   arith.addf
+//       CHECK:   %[[TWO:.*]] = vector.create_mask %c2{{.*}} : vector<8xi1>
+//       CHECK:   vector.maskedstore %{{.*}}[%{{.*}}], %[[TWO]], %{{.*}} : memref<252xf32>, vector<8xi1>, vector<8xf32>
+//       CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+//       CHECK:     scf.for {{.*}} iter_args(
+// CHECK-COUNT-18:    vector.fma
+//   CHECK-NOT:       vector.fma
+//       CHECK:       scf.yield
+//       CHECK:     scf.for {{.*}} iter_args(
+// CHECK-COUNT-15:    vector.fma
+//   CHECK-NOT:       vector.fma
+//       CHECK:       scf.yield
+//       CHECK:     scf.for {{.*}} iter_args(
+//  CHECK-COUNT-3:    vector.fma
+//   CHECK-NOT:       vector.fma
+//       CHECK:       scf.yield
+func.func @conv_along_channels(%w: tensor<3x8x3x3xf32> {soma.input = "w"}, %x: tensor<2x8x4x5xf32> {soma.input = "x"}) -> (tensor<2x3x6x7xf32> {soma.output = "y"}) {
+  %0 = soma.fusion "contraction"(%w, %x) : (tensor<3x8x3x3xf32>, tensor<2x8x4x5xf32>) -> tensor<2x3x42xf32> {
+  ^bb0(%a: tensor<3x8x3x3xf32>, %b: tensor<2x8x4x5xf32>):
+    %2 = soma.reshape %a {shape = array<i64: 1, 1, 3, 72>} : tensor<3x8x3x3xf32> -> tensor<1x1x3x72xf32>
+    %3 = soma.broadcast_to %2 {shape = array<i64: 2, 1, 3, 72>} : tensor<1x1x3x72xf32> -> tensor<2x1x3x72xf32>
+    %4 = soma.reshape %3 {shape = array<i64: 2, 3, 72>} : tensor<2x1x3x72xf32> -> tensor<2x3x72xf32>
+    %5 = soma.im2col %b {dilation = array<i64: 1, 1>, kernel = array<i64: 3, 3>, padding = array<i64: 2, 2, 2, 2>, stride = array<i64: 1, 1>} : tensor<2x8x4x5xf32> -> tensor<72x84xf32>
+    %6 = soma.reshape %5 {shape = array<i64: 1, 72, 2, 42>} : tensor<72x84xf32> -> tensor<1x72x2x42xf32>
+    %7 = soma.transpose %6 {perm = array<i64: 2, 0, 1, 3>} : tensor<1x72x2x42xf32> -> tensor<2x1x72x42xf32>
+    %8 = soma.reshape %7 {shape = array<i64: 2, 72, 42>} : tensor<2x1x72x42xf32> -> tensor<2x72x42xf32>
+    %9 = soma.matmul %4, %8 : (tensor<2x3x72xf32>, tensor<2x72x42xf32>) -> tensor<2x3x42xf32>
+    soma.yield %9 : tensor<2x3x42xf32>
+  }
+  %1 = soma.reshape %0 {shape = array<i64: 2, 3, 6, 7>} : tensor<2x3x42xf32> -> tensor<2x3x6x7xf32>
+  return %1 : tensor<2x3x6x7xf32>
+}
+
+// -----
+
 // A 1 x 1 convolution of stride 2 stays on the grid even with 16 filters
 // (measured faster there): a mask table with two masks per chunk and
 // tap, two masked loads of x and a shuffle of their even elements.

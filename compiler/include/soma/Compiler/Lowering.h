@@ -217,6 +217,38 @@ struct DirectConv {
 void emitDirectConv(mlir::OpBuilder &b, mlir::Location loc, const DirectConv &g, mlir::Value C,
                     const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
 
+/// A convolution with fewer filters than a vector has lanes and at least
+/// as many channels, computed with its vectors along the channels
+/// (DirectConv.cpp): out[n, k, i, j] = the lanes' sum of the products of
+/// channel vectors of x (the image copied channels-last, with its padding
+/// columns) and of the filters (transposed to the same layout), over the
+/// window's taps inside the image. Any padding and stride, no dilation, one
+/// group; the output may be wider than the input (a transposed
+/// convolution: LeNet-5's second layer's input gradient, 16 channels of dy
+/// into 6 outputs, padded by 4).
+struct ChannelConv {
+  mlir::Value x; ///< [N, C, H, W]
+  mlir::Value w; ///< [K, C, kh, kw] (any shape of that many elements, row-major)
+  int64_t kh = 0, kw = 0, sh = 1, sw = 1, pt = 0, pl = 0;
+  int64_t oh = 0, ow = 0; ///< the output's height and width
+  int64_t xw = 0;         ///< the padded row: pl + W + the right padding
+  /// The convolution of `x` with K filters of this form, or none: K below
+  /// the vector width and at least one whole vector of channels (so that
+  /// the channels fill at least half their vectors and the filters less
+  /// than all of theirs), a window row no wider than 16, one output row's
+  /// rows of x channels-last within 256 KiB of stack and the transposed
+  /// filters within 1 MiB.
+  static std::optional<ChannelConv> of(mlir::ArrayRef<int64_t> x, int64_t K, mlir::ArrayRef<int64_t> kernel,
+                                       mlir::ArrayRef<int64_t> stride, mlir::ArrayRef<int64_t> dilation,
+                                       mlir::ArrayRef<int64_t> padding, int64_t vectorWidth);
+};
+
+/// That convolution into C ([N, K, OH * OW]), then `epilogue` per image
+/// and band of output rows (batch index n, rows 0..K, the band's output
+/// columns).
+void emitConvAlongChannels(mlir::OpBuilder &b, mlir::Location loc, const ChannelConv &g, mlir::Value C,
+                           const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
+
 /// The softmax family along a contiguous last axis (RowKernels.cpp).
 enum class RowOp {
   softmax,        ///< out = e^(x - m) / sum e^(x - m), m the row's maximum; ins = {x}
