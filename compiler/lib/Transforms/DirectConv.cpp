@@ -342,6 +342,14 @@ struct Emitter {
     l->setAttr(kNoUnrollAttr, nb.getUnitAttr());
     return l;
   }
+  /// A region that soma-outline-loops makes a function of its own
+  /// (`name`, numbered): a builder at the end of its block, which the
+  /// caller ends with scf.yield.
+  OpBuilder outlined(StringRef name) {
+    auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
+    region->setAttr(kOutlineAttr, b.getStringAttr(name));
+    return OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  }
   /// for u < units: body(u) between a stack save and restore (the unit's
   /// scratch), a loop marked with `work` for soma-linalg-to-loops' grain
   /// when there are several units (made parallel), not unrolled otherwise.
@@ -696,9 +704,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
   const bool spread = grid.wide() && block * K * PG * 4 <= 131072;
   const bool shared = ceilDiv(P, VL) * taps * S * VL / 8 <= 65536;
   const int64_t chunks = shared ? ceilDiv(P, VL) : ceilDiv(std::min(P, PB), VL);
-  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
-  region->setAttr(kOutlineAttr, b.getStringAttr("dw"));
-  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  OpBuilder rb = e.outlined("dw");
   Value sharedTable;
   if (shared) {
     sharedTable = e.maskTable(rb, chunks, taps * S);
@@ -1011,9 +1017,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   Type f32 = b.getF32Type();
   VectorType fvec = VectorType::get({VL}, f32);
   Value xF = e.flat(g.x), wF = e.flat(g.w);
-  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
-  region->setAttr(kOutlineAttr, b.getStringAttr("conv"));
-  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  OpBuilder rb = e.outlined("conv");
   // The table of window masks, the same for every image: made once per
   // call, before the units, which all read it (on the calling thread's
   // stack). Per unit, it cost as much as the convolution itself for
@@ -1238,9 +1242,7 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
   Type f32 = b.getF32Type();
   VectorType fvec = VectorType::get({VL}, f32);
   Value xF = e.flat(g.x), wF = e.flat(g.w), cF = e.flat(C);
-  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
-  region->setAttr(kOutlineAttr, b.getStringAttr("conv"));
-  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  OpBuilder rb = e.outlined("conv");
   // wT[r * KP + k] = w[k, r], 0 for k >= K (and rows up to a whole
   // block): on the calling thread's stack.
   const int64_t RQ = roundUp(R, VL);
@@ -1403,9 +1405,7 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
   VectorType fvec = VectorType::get({VL}, f32);
   Value dyF = e.flat(g.dy), xF = e.flat(g.x), cF = e.flat(C);
   Value part = b.create<memref::AllocOp>(loc, MemRefType::get({units * R * KP}, f32), b.getI64IntegerAttr(64));
-  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
-  region->setAttr(kOutlineAttr, b.getStringAttr("dw"));
-  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  OpBuilder rb = e.outlined("dw");
   e.unitLoop(rb, units, work, [&](OpBuilder &ub, Value u) {
         Value n0 = e.mul(ub, u, e.idx(ub, perUnit));
         Value n1 = e.min(ub, e.add(ub, n0, e.idx(ub, perUnit)), e.idx(ub, N));
@@ -1608,9 +1608,7 @@ void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Val
   Type f32 = b.getF32Type();
   VectorType fvec = VectorType::get({VL}, f32);
   Value xF = e.flat(g.x), wF = e.flat(g.w), cF = e.flat(C);
-  auto region = b.create<scf::ExecuteRegionOp>(loc, TypeRange{});
-  region->setAttr(kOutlineAttr, b.getStringAttr("conv"));
-  OpBuilder rb = OpBuilder::atBlockEnd(&region.getRegion().emplaceBlock());
+  OpBuilder rb = e.outlined("conv");
   auto zeroVec = [&](OpBuilder &nb) {
     return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f))).getResult();
   };
