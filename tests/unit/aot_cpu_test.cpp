@@ -131,10 +131,12 @@ std::vector<AotCase> aotCases() {
   // and of stride 2 (2 vectors of 8 or 4 of 4, 5 x 16 outputs).
   conv("conv_filters_padded", {2, 5, 7, 9}, {24, 5, 3, 3}, {.padding = 1});
   conv("conv_filters_stride2", {2, 3, 9, 32}, {16, 3, 3, 3}, {.stride = 2, .padding = 1});
-  // Vectors along the channels: 3 filters (fewer than 4 lanes) over 20
+  // Vectors along the channels: 6 filters (tiles of 4 and 2) over 20
   // channels (3 vectors of 8, the last with 4; or 5 of 4), padded by 4 (an
-  // output wider than the input: no grid), edge tiles of columns.
-  conv("conv_channels", {2, 20, 6, 9}, {3, 20, 5, 5}, {.padding = 4});
+  // output wider than the input: no grid), edge tiles of columns; one
+  // filter over 26 output columns (tiles of at most a vector of columns).
+  conv("conv_channels", {2, 20, 6, 9}, {6, 20, 5, 5}, {.padding = 4});
+  conv("conv_channels_one_filter", {2, 20, 4, 24}, {1, 20, 3, 5}, {.padding = 3});
   // An epilogue: ReLU of the sum with a third input.
   c.push_back({"conv_residual_relu", {{2, 4, 6, 6}, {4, 4, 3, 3}, {2, 4, 6, 6}},
                [](Ts &t) { return relu(conv2d(t[0], t[1], {.padding = 1}) + t[2]); }});
@@ -182,6 +184,9 @@ std::vector<AotCase> aotCases() {
   };
   dw("filter_gradient_filters", 3, 2, 7, 12, 20, 3, 4, 0);
   dw("filter_gradient_grid", 2, 3, 6, 9, 6, 3, 3, 1);
+  // A kernel row of 5 taps on the grid: wider than 4 lanes, its sums
+  // stored in two chunks.
+  dw("filter_gradient_grid_wide_row", 2, 3, 5, 7, 6, 3, 5, 2);
   dw("filter_gradient_filters_padded", 2, 3, 9, 11, 16, 3, 3, 1);
   dw("filter_gradient_filters_outer", 2, 3, 18, 19, 32, 3, 3, 1);
   return c;

@@ -412,15 +412,16 @@ std::vector<Case> allCases() {
                          // last vector of 4 with AVX-512) of stride 3 x 2
                          // with uneven padding and a 3 x 4 window; one
                          // filter, 33 channels, 1 x 9 window wider than
-                         // the grid's 8; 64 channels over 60 columns (bands
-                         // of 2 output rows, stride 3, a row of output past
-                         // the image's last window row); enough work for a
-                         // unit per image, and an edge tile of filters (11:
-                         // 8 + 3).
+                         // the grid's 8, 19 output columns (tiles of a
+                         // vector of columns and the rest); 64 channels over
+                         // 60 columns (bands of 2 output rows, stride 3, the
+                         // image's last row read by no window); enough work
+                         // for a unit per image, and with AVX-512 an edge
+                         // tile of filters (11: 8 + 3).
                          Conv{"conv_channels_transposed", {2, 16, 10, 10}, {6, 16, 5, 5}, {.padding = 4}},
                          Conv{"conv_channels_stride3x2", {2, 20, 9, 11}, {3, 20, 3, 4},
                               {.stride = {3, 2}, .padding = {1, 0, 2, 1}}},
-                         Conv{"conv_channels_one_filter", {3, 33, 6, 12}, {1, 33, 1, 9}, {.padding = {0, 1, 0, 2}}},
+                         Conv{"conv_channels_one_filter", {3, 33, 6, 24}, {1, 33, 1, 9}, {.padding = {0, 1, 0, 2}}},
                          Conv{"conv_channels_bands", {2, 64, 30, 60}, {2, 64, 3, 3}, {.stride = 3, .padding = 1}},
                          Conv{"conv_channels_parallel", {8, 16, 12, 12}, {11, 16, 3, 3}, {.padding = 3}}}) {
     Conv2dOptions o = cv.o;

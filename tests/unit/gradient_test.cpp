@@ -138,7 +138,8 @@ std::vector<GradCase> gradCases() {
                [](Graph &, Ts &x) { return conv2d(x[0], x[1]); }});
   // "Valid" with at least VL filters: the forward and the filter gradient
   // have their vectors along the filters (20: a last vector of 4 with
-  // AVX-512, of 4 with AVX2 as well), a 2 x 6 window.
+  // AVX-512, of 4 with AVX2 as well), a 2 x 6 window; the input gradient
+  // (the transposed convolution of 20 channels into 2) along the channels.
   c.push_back({"conv2d_valid_along_filters", {{{2, 2, 5, 9}}, {{20, 2, 2, 6}}},
                [](Graph &, Ts &x) { return conv2d(x[0], x[1]); }});
   // Stride 2 with output rows of 8 (half a vector): the direct forward

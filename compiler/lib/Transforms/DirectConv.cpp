@@ -138,7 +138,7 @@ std::array<std::pair<int64_t, int64_t>, 2> steps(int64_t total, int64_t step) {
 /// columns instead of 8 and 2, whose 4 accumulators waited on each
 /// other's FMAs (2 threads, alternating processes, medians: LeNet-5's
 /// inference 0.262 -> 0.251 ms, its training step 0.843 -> 0.808);
-/// ResNet's, VGG's and ResNet-8's layers already split evenly.
+/// ResNet's, VGG's and ResNet-8's layers keep their tiles.
 struct FilterTile {
   int64_t KT = 1, TR = 1, TC = 1;
 };
@@ -330,6 +330,7 @@ struct Emitter {
   Value add(OpBuilder &nb, Value x, Value y) { return nb.create<arith::AddIOp>(loc, x, y); }
   Value mul(OpBuilder &nb, Value x, Value y) { return nb.create<arith::MulIOp>(loc, x, y); }
   Value min(OpBuilder &nb, Value x, Value y) { return nb.create<arith::MinSIOp>(loc, x, y); }
+  Value max(OpBuilder &nb, Value x, Value y) { return nb.create<arith::MaxSIOp>(loc, x, y); }
   Value lt(OpBuilder &nb, Value x, Value y) { return nb.create<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, x, y); }
   /// for (i = lo; i < hi; i += step) body(i), run as written.
   scf::ForOp blockLoop(OpBuilder &nb, Value lo, Value hi, int64_t step,
@@ -851,21 +852,25 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                 // filter's RT sums, consecutive in dw, added to the earlier
                 // blocks' with one masked load and store (the filters past
                 // K and the kernel points past R skipped).
+                // (A row wider than a vector, kw > 4 with 4 lanes, goes in
+                // chunks of VL sums.)
                 SmallVector<Value> sums = e.laneSums(kb, ValueRange(pixels.getResults()).take_front(KT * RT));
-                Value n = e.min(kb, e.idx(kb, RT), kb.create<arith::SubIOp>(loc, e.idx(kb, R), r0));
-                Value lanes = kb.create<vector::CreateMaskOp>(loc, VectorType::get({VL}, kb.getI1Type()), ValueRange{n});
+                Value left = kb.create<arith::SubIOp>(loc, e.idx(kb, R), r0); // kernel points from r0 to R
                 Value target = units > 1 ? partial : C;
-                for (int64_t a = 0; a < KT; ++a) {
-                  int64_t q0 = a * RT / VL, q1 = std::min<int64_t>(q0 + 1, sums.size() - 1);
+                for (int64_t a = 0; a < KT; ++a)
+                  for (int64_t t0 = 0; t0 < RT; t0 += VL) {
+                  int64_t q0 = (a * RT + t0) / VL, q1 = std::min<int64_t>(q0 + 1, sums.size() - 1);
                   SmallVector<int64_t> pick(VL, 0);
-                  for (int64_t t = 0; t < RT; ++t) {
+                  for (int64_t t = t0; t < std::min(RT, t0 + VL); ++t) {
                     int64_t src = a * RT + t;
-                    pick[t] = (src / VL == q0 ? 0 : VL) + src % VL;
+                    pick[t - t0] = (src / VL == q0 ? 0 : VL) + src % VL;
                   }
                   Value row = kb.create<vector::ShuffleOp>(loc, sums[q0], sums[q1], pick);
+                  Value n = e.min(kb, e.idx(kb, std::min(RT - t0, VL)), kb.create<arith::SubIOp>(loc, left, e.idx(kb, t0)));
+                  Value lanes = kb.create<vector::CreateMaskOp>(loc, VectorType::get({VL}, kb.getI1Type()), ValueRange{n});
                   Value k = e.add(kb, k0, e.idx(kb, a));
                   kb.create<scf::IfOp>(loc, e.lt(kb, k, e.idx(kb, K)), [&](OpBuilder &sb, Location) {
-                    SmallVector<Value, 3> at{units > 1 ? u : e.idx(sb, 0), k, r0};
+                    SmallVector<Value, 3> at{units > 1 ? u : e.idx(sb, 0), k, e.add(sb, r0, e.idx(sb, t0))};
                     Value old = sb.create<vector::MaskedLoadOp>(loc, fvec, target, at, lanes, zero);
                     Value base = sb.create<arith::SelectOp>(loc, first, zero, old);
                     sb.create<vector::MaskedStoreOp>(loc, target, at, lanes,
@@ -1545,9 +1550,10 @@ std::optional<ChannelConv> ChannelConv::of(ArrayRef<int64_t> x, int64_t K, Array
       dilation[0] != 1 || dilation[1] != 1 || stride[0] < 1 || stride[1] < 1 || kernel[0] < 1 || kernel[1] < 1 ||
       kernel[1] > 16 || llvm::any_of(padding, [](int64_t p) { return p < 0; }))
     return std::nullopt;
-  // Fewer filters than lanes, at least a vector of channels: the channels
-  // fill more than half of their vectors, the filters less than all.
-  if (K < 1 || K >= VL || x[1] < VL)
+  // Fewer than 16 filters (fewer than AVX-512's lanes: the input gradient
+  // of a layer with fewer than 16 input channels, soma-autodiff), at least
+  // a vector of channels, which then fill more than half of their vectors.
+  if (K < 1 || K >= 16 || x[1] < VL)
     return std::nullopt;
   ChannelConv g;
   g.kh = kernel[0], g.kw = kernel[1], g.sh = stride[0], g.sw = stride[1], g.pt = padding[0], g.pl = padding[1];
@@ -1581,9 +1587,9 @@ std::optional<ChannelConv> ChannelConv::of(ArrayRef<int64_t> x, int64_t K, Array
 //         filter's TC outputs stored (masked)
 //       the epilogue over the band's outputs
 //
-// Each output sums its window rows in order, each row's taps and channel
-// vectors in order, then the lanes by the fixed tree: the same for any
-// number of threads.
+// Each output sums its window rows in order, in each the channel vectors
+// in order and in each of those the taps in order, then the lanes by the
+// fixed tree: the same for any number of threads.
 void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Value C, const GemmConfig &cfg,
                            const GemmEpilogue &epilogue) {
   Emitter e{b, loc, cfg.vl};
@@ -1594,7 +1600,9 @@ void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Val
   // The register tile: KT filters x TC output columns, 24 accumulators of
   // 32 registers with AVX-512 (8 of 16 otherwise).
   const int64_t budget = VL >= 16 ? 24 : 8, KT = std::min(K, VL >= 16 ? int64_t{8} : int64_t{4});
-  const int64_t TC = std::min(OW, std::max<int64_t>(1, budget / KT));
+  // (At most VL columns: a filter's outputs are picked from the lanes'
+  // sums as one vector.)
+  const int64_t TC = std::min({OW, VL, std::max<int64_t>(1, budget / KT)});
   // Bands of output rows whose rows of x fill at most 128 KiB (one row
   // at least: ChannelConv::of keeps it within 256 KiB).
   auto inputRows = [&](int64_t rows) { return std::min(H, (rows - 1) * g.sh + g.kh); };
@@ -1634,7 +1642,7 @@ void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Val
       auto band = [&](OpBuilder &ib, Value i0, int64_t br) {
         // The band's rows of x inside the image: [rlo, rhi).
         Value top = ib.create<arith::SubIOp>(loc, e.mul(ib, i0, e.idx(ib, g.sh)), e.idx(ib, g.pt));
-        Value rlo = ib.create<arith::MaxSIOp>(loc, top, e.idx(ib, 0));
+        Value rlo = e.max(ib, top, e.idx(ib, 0));
         Value rhi = e.min(ib, e.add(ib, top, e.idx(ib, (br - 1) * g.sh + g.kh)), e.idx(ib, H));
         e.blockLoop(ib, rlo, rhi, 1, [&](OpBuilder &cb, Value r) {
           Value rr = cb.create<arith::SubIOp>(loc, r, rlo);
@@ -1654,9 +1662,8 @@ void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Val
           };
           // The window rows inside the image: sh i + u - pt in [0, H).
           Value rowTop = tb.create<arith::SubIOp>(loc, e.mul(tb, i, e.idx(tb, g.sh)), e.idx(tb, g.pt));
-          Value uLo = tb.create<arith::MaxSIOp>(loc, tb.create<arith::SubIOp>(loc, e.idx(tb, 0), rowTop), e.idx(tb, 0));
-          Value uHi = tb.create<arith::MaxSIOp>(
-              loc, e.min(tb, tb.create<arith::SubIOp>(loc, e.idx(tb, H), rowTop), e.idx(tb, g.kh)), uLo);
+          Value uLo = e.max(tb, tb.create<arith::SubIOp>(loc, e.idx(tb, 0), rowTop), e.idx(tb, 0));
+          Value uHi = e.max(tb, e.min(tb, tb.create<arith::SubIOp>(loc, e.idx(tb, H), rowTop), e.idx(tb, g.kh)), uLo);
           SmallVector<Value> init(kt * tc, zeroVec(tb));
           auto loop = [&](OpBuilder &lb, Value lo, Value hi, ValueRange acc,
                           function_ref<SmallVector<Value>(OpBuilder &, Value, ValueRange)> body) {

@@ -130,6 +130,19 @@ func.func @conv_dx_few_channels(%x: tensor<2x6x8x8xf32> {soma.input = "x", soma.
 
 // -----
 
+// (Nor with dilation, which no direct path takes.)
+// CHECK-LABEL: func.func @conv_dx_dilated(
+//       CHECK: %[[DX:.*]] = soma.col2im
+//       CHECK: return %{{.*}}, %[[DX]], %{{.*}}
+func.func @conv_dx_dilated(%x: tensor<2x6x8x8xf32> {soma.input = "x", soma.requires_grad}, %w: tensor<16x6x3x3xf32> {soma.param = "w", soma.init = {kind = "zeros"}})
+    -> (tensor<f32> {soma.output = "l", soma.loss}) {
+  %0 = soma.conv2d %x, %w {dilation = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>} : (tensor<2x6x8x8xf32>, tensor<16x6x3x3xf32>) -> tensor<2x16x4x4xf32>
+  %1 = soma.reduce_sum %0 {axes = array<i64: 0, 1, 2, 3>} : tensor<2x16x4x4xf32> -> tensor<f32>
+  return %1 : tensor<f32>
+}
+
+// -----
+
 // CHECK-LABEL: func.func @conv_dx_col2im(
 //       CHECK: %[[DX:.*]] = soma.col2im
 //       CHECK: return %{{.*}}, %[[DX]], %{{.*}}

@@ -948,8 +948,8 @@ func.func @epilogue(%x: tensor<4x3xf32> {soma.input = "x"}, %w: tensor<3x5xf32> 
 //       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [0, 2, 4, 6, 8, 10, 12, 14]
 //       CHECK:   vector.shuffle %{{.*}}, %{{.*}} [1, 3, 5, 7, 9, 11, 13, 15]
 //  CHECK-NEXT:   %[[SUMS:.*]] = arith.addf %{{.*}}, %{{.*}} : vector<8xf32>
-//       CHECK:   %[[LANES:.*]] = vector.create_mask %{{.*}} : vector<8xi1>
 //       CHECK:   %[[ROW0:.*]] = vector.shuffle %[[SUMS]], %[[SUMS]] [0, 1, 2, 0, 0, 0, 0, 0]
+//       CHECK:   %[[LANES:.*]] = vector.create_mask %{{.*}} : vector<8xi1>
 //       CHECK:   %[[OLD:.*]] = vector.maskedload %[[DW]][%{{.*}}, %{{.*}}, %{{.*}}], %[[LANES]], %{{.*}} : memref<1x4x27xf32>, vector<8xi1>, vector<8xf32> into vector<8xf32>
 //       CHECK:   %[[BASE:.*]] = arith.select %{{.*}}, %{{.*}}, %[[OLD]] : vector<8xf32>
 //       CHECK:   %[[NEW:.*]] = arith.addf %[[BASE]], %[[ROW0]] : vector<8xf32>

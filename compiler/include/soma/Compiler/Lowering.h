@@ -217,8 +217,8 @@ struct DirectConv {
 void emitDirectConv(mlir::OpBuilder &b, mlir::Location loc, const DirectConv &g, mlir::Value C,
                     const GemmConfig &cfg, const GemmEpilogue &epilogue = {});
 
-/// A convolution with fewer filters than a vector has lanes and at least
-/// as many channels, computed with its vectors along the channels
+/// A convolution with fewer than 16 filters and at least a vector of
+/// channels, computed with its vectors along the channels
 /// (DirectConv.cpp): out[n, k, i, j] = the lanes' sum of the products of
 /// channel vectors of x (the image copied channels-last, with its padding
 /// columns) and of the filters (transposed to the same layout), over the
@@ -233,11 +233,10 @@ struct ChannelConv {
   int64_t oh = 0, ow = 0; ///< the output's height and width
   int64_t xw = 0;         ///< the padded row: pl + W + the right padding
   /// The convolution of `x` with K filters of this form, or none: K below
-  /// the vector width and at least one whole vector of channels (so that
-  /// the channels fill at least half their vectors and the filters less
-  /// than all of theirs), a window row no wider than 16, one output row's
-  /// rows of x channels-last within 256 KiB of stack and the transposed
-  /// filters within 1 MiB.
+  /// 16 and at least one whole vector of channels (so that the channels
+  /// fill more than half their vectors), a window row no wider than 16,
+  /// one output row's rows of x channels-last within 256 KiB of stack and
+  /// the transposed filters within 1 MiB.
   static std::optional<ChannelConv> of(mlir::ArrayRef<int64_t> x, int64_t K, mlir::ArrayRef<int64_t> kernel,
                                        mlir::ArrayRef<int64_t> stride, mlir::ArrayRef<int64_t> dilation,
                                        mlir::ArrayRef<int64_t> padding, int64_t vectorWidth);
