@@ -219,6 +219,25 @@ TEST_F(Cli, DumpWritesEveryStage) {
   expectError(soma("dump mlp --stage=bogus --dump-dir " + path("x"), *dir), 1, {"unknown dump stage 'bogus'"});
 }
 
+// A training step of a graph with an input marked soma.requires_grad: the
+// input's gradient updates nothing and is dropped (it crashed the
+// optimizer's emission, which looked the input up among the parameters).
+TEST_F(Cli, TrainingStepDropsAnInputsGradient) {
+  std::ofstream(path("rg.mlir")) << R"(module @rg {
+  func.func @rg(%x: tensor<3xf32> {soma.input = "x", soma.requires_grad}, %w: tensor<3xf32> {soma.param = "w", soma.init = {kind = "zeros"}}) -> (tensor<f32> {soma.output = "loss", soma.loss}) {
+    %0 = soma.mul %x, %w : tensor<3xf32>, tensor<3xf32>
+    %1 = soma.reduce_sum %0 {axes = array<i64: 0>} : tensor<3xf32> -> tensor<f32>
+    return %1 : tensor<f32>
+  }
+}
+)";
+  Result r = soma("dump " + path("rg.mlir") + " --train --stage=train --dump-dir " + path("rg"), *dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string step = slurp(path("rg/10-train.mlir"));
+  EXPECT_THAT(step, HasSubstr("soma.update = \"w\""));
+  EXPECT_THAT(step, ::testing::Not(HasSubstr("soma.grad")));
+}
+
 TEST_F(Cli, PrintIrAfterAll) {
   Result r = soma("dump mlp --batch 2 --stage=built --dump-dir " + path("d") + " --print-ir-after-all", *dir);
   ASSERT_EQ(r.code, 0) << r.err;

@@ -99,6 +99,10 @@ std::vector<Update> emitOptimizer(func::FuncOp fn, const optim::Optimizer &opt,
   // Preprocessing: penalties, value clipping, then global-norm clipping.
   std::vector<std::pair<std::string, Value>> gs;
   for (auto &[name, g0] : grads) {
+    // (An input's gradient, soma.requires_grad, updates nothing: the step
+    // drops it.)
+    if (!params.count(name))
+      continue;
     Value w = params.lookup(name), g = g0;
     if (common.l2 != 0)
       g = e.add(g, e.mul(e.c(common.l2), w));
