@@ -343,6 +343,28 @@ struct Emitter {
     l->setAttr(kNoUnrollAttr, nb.getUnitAttr());
     return l;
   }
+  /// A vector<VL x f32> of zeros.
+  Value zeros(OpBuilder &nb) {
+    return nb.create<arith::ConstantOp>(
+        loc, DenseElementsAttr::get(VectorType::get({VL}, nb.getF32Type()), nb.getF32FloatAttr(0.0f)));
+  }
+  /// for (i = lo; i < hi; ++i) acc = body(i, acc), not unrolled: the loop's
+  /// results.
+  scf::ForOp accLoop(OpBuilder &nb, Value lo, Value hi, ValueRange acc,
+                     function_ref<SmallVector<Value>(OpBuilder &, Value, ValueRange)> body) {
+    auto l = nb.create<scf::ForOp>(loc, lo, hi, idx(nb, 1), acc, [&](OpBuilder &xb, Location, Value i, ValueRange in) {
+      xb.create<scf::YieldOp>(loc, body(xb, i, in));
+    });
+    l->setAttr(kNoUnrollAttr, nb.getUnitAttr());
+    return l;
+  }
+  /// The images [n0, n1) of unit u of `units` over N images: one each, or
+  /// all of them in a single unit.
+  std::pair<Value, Value> unitImages(OpBuilder &nb, Value u, int64_t units, int64_t N) {
+    if (units > 1)
+      return {u, add(nb, u, idx(nb, 1))};
+    return {idx(nb, 0), idx(nb, N)};
+  }
   /// A region that soma-outline-loops makes a function of its own
   /// (`name`, numbered): a builder at the end of its block, which the
   /// caller ends with scf.yield.
@@ -375,7 +397,7 @@ struct Emitter {
     VectorType fvec = VectorType::get({VL}, b.getF32Type());
     stepLoop(nb, size, VL, [&](OpBuilder &xb, Value at, int64_t n) {
       Value lanes = xb.create<vector::CreateMaskOp>(loc, mvec, ValueRange{idx(xb, n)});
-      Value zero = xb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, xb.getF32FloatAttr(0.0f)));
+      Value zero = zeros(xb);
       Value acc;
       for (int64_t part = 0; part < count; ++part) {
         Value x = xb.create<vector::MaskedLoadOp>(loc, fvec, parts, ValueRange{add(xb, at, idx(xb, part * size))},
@@ -408,7 +430,7 @@ struct Emitter {
     };
     stepLoop(nb, rows, VL, [&](OpBuilder &ib, Value i0, int64_t ni) {
       stepLoop(ib, cols, VL, [&](OpBuilder &jb, Value j0, int64_t nj) {
-        Value zero = jb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, jb.getF32FloatAttr(0.0f)));
+        Value zero = zeros(jb);
         Value from = add(jb, srcAt, add(jb, mul(jb, i0, idx(jb, srcPitch)), j0));
         SmallVector<Value> block;
         for (int64_t l = 0; l < VL; ++l) {
@@ -450,8 +472,7 @@ struct Emitter {
   /// took 4 rounds and an extraction, 16 times). Missing vectors (past the
   /// end) count as 0.
   SmallVector<Value> laneSums(OpBuilder &nb, ValueRange vs) {
-    auto fvec = VectorType::get({VL}, nb.getF32Type());
-    Value zero = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
+    Value zero = zeros(nb);
     SmallVector<Value> out;
     for (size_t q = 0; q < vs.size(); q += VL) {
       SmallVector<Value> level;
@@ -498,7 +519,7 @@ struct Emitter {
   void copyPaddedRows(OpBuilder &nb, Value xF, Value xc, Value i0, Value rows, Value xP, Value at, int64_t XW,
                       const ConvGrid &cg, int64_t H, int64_t W) {
     VectorType fvec = VectorType::get({VL}, b.getF32Type());
-    Value zero = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
+    Value zero = zeros(nb);
     blockLoop(nb, idx(nb, 0), rows, 1, [&](OpBuilder &pb, Value r) {
       Value row = add(pb, i0, r); // the image's row plus pt
       Value inside =
@@ -613,7 +634,7 @@ struct Emitter {
   /// of VL consecutive ones from at[h], masked by the table's m[h].
   Value loadEven(OpBuilder &nb, Value flat, Value at0, Value at1, Value m0, Value m1) {
     VectorType fvec = VectorType::get({VL}, b.getF32Type());
-    Value zero = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
+    Value zero = zeros(nb);
     SmallVector<int64_t> even;
     for (int64_t l = 0; l < VL; ++l)
       even.push_back(2 * l);
@@ -728,7 +749,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
             if (spread) {
               // dyGrid[((n - nb0) * K + k) * PG + p - pb0] = dy at grid pixel
               // p of image n, channel k (0 where p is not an output).
-              Value zero = nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f)));
+              Value zero = e.zeros(nb);
               e.blockLoop(nb, pb0, pb1, VL, [&](OpBuilder &sb, Value p0) {
                 Value valid = e.outputLanes(sb, p0, grid);
                 Value dyAt0 = e.outputIndex(sb, p0, grid);
@@ -771,7 +792,7 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                   xOff.push_back(e.add(kb, x0, e.idx(kb, t - cg.pl)));
                   tapOf.push_back(e.add(kb, tap0, e.idx(kb, t)));
                 }
-                Value zero = kb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, kb.getF32FloatAttr(0.0f)));
+                Value zero = e.zeros(kb);
                 SmallVector<Value> init(KT * RT, zero);
                 auto pixels = kb.create<scf::ForOp>(
                     loc, pb0, pb1, e.idx(kb, VL), init,
@@ -1031,7 +1052,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
   Value table = e.maskTable(rb, chunks, taps * S);
   e.fillMaskTable(rb, table, e.idx(rb, 0), e.idx(rb, chunks * VL), grid, cg.kh, cg.kw, cg.pt, cg.pl);
   e.unitLoop(rb, units, N * K * R * P / cfg.macs_per_point, [&](OpBuilder &ub, Value u) {
-        Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
+        auto [n0, n1] = e.unitImages(ub, u, units, N);
         // One tile: KT filters from k0 x PT chunks of pixels from g0 of
         // image n (its x at xImage), into C.
         auto tile = [&](OpBuilder &gb, Value n, Value xImage, Value g0, Value k0, Value c0, Value c1, bool first,
@@ -1039,7 +1060,7 @@ void emitDirectConv(OpBuilder &b, Location loc, const DirectConv &g, Value C, co
           SmallVector<Value> wOff;
           for (int64_t a = 0; a < KT; ++a)
             wOff.push_back(e.mul(gb, e.min(gb, e.add(gb, k0, e.idx(gb, a)), e.idx(gb, K - 1)), e.idx(gb, R)));
-          Value zero = gb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, gb.getF32FloatAttr(0.0f)));
+          Value zero = e.zeros(gb);
           SmallVector<Value> lanes, at;
           for (int64_t j = 0; j < PT; ++j) {
             Value p = e.add(gb, g0, e.idx(gb, j * VL));
@@ -1254,8 +1275,8 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
   Value wT = rb.create<memref::AllocaOp>(loc, MemRefType::get({RQ * KP}, f32), rb.getI64IntegerAttr(64));
   e.transposeInto(rb, wF, e.idx(rb, 0), R, K, R, wT, e.idx(rb, 0), KP, /*wholeBlocks=*/true);
   e.unitLoop(rb, units, N * K * R * PY / cfg.macs_per_point, [&](OpBuilder &ub, Value u) {
-        Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
-        Value zero = ub.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, ub.getF32FloatAttr(0.0f)));
+        auto [n0, n1] = e.unitImages(ub, u, units, N);
+        Value zero = e.zeros(ub);
         // T[q * KP + k]: a band's outputs, pixel-major.
         Value T = ub.create<memref::AllocaOp>(loc, MemRefType::get({TQ * KP}, f32), ub.getI64IntegerAttr(64));
         Value xP = padded ? ub.create<memref::AllocaOp>(loc, MemRefType::get({Cin * XP}, f32), ub.getI64IntegerAttr(64))
@@ -1286,19 +1307,10 @@ void emitConvAlongFilters(OpBuilder &b, Location loc, const DirectConv &g, Value
               // (r, s) at (u, v + 1)) and loads it once. On the ResNet 64 x
               // 56 x 56 layer (valid form) unrolling v made it 11% faster;
               // unrolling u too, no different.
-              auto loop = [&](OpBuilder &lb, int64_t count, ValueRange acc,
-                              function_ref<SmallVector<Value>(OpBuilder &, Value, ValueRange)> body) {
-                auto l = lb.create<scf::ForOp>(loc, e.idx(lb, 0), e.idx(lb, count), e.idx(lb, 1), acc,
-                                               [&](OpBuilder &xb, Location, Value i, ValueRange in) {
-                                                 xb.create<scf::YieldOp>(loc, body(xb, i, in));
-                                               });
-                l->setAttr(kNoUnrollAttr, lb.getUnitAttr());
-                return l;
-              };
-              auto channels = loop(tb, Cin, init, [&](OpBuilder &cb, Value c, ValueRange accC) {
+              auto channels = e.accLoop(tb, e.idx(tb, 0), e.idx(tb, Cin), init, [&](OpBuilder &cb, Value c, ValueRange accC) {
                 Value xc = e.add(cb, xBase, e.mul(cb, c, e.idx(cb, XP)));
                 Value wc = e.add(cb, wBase, e.mul(cb, c, e.idx(cb, taps * KP)));
-                auto rowsU = loop(cb, cg.kh, accC, [&](OpBuilder &ub2, Value uu, ValueRange accU) {
+                auto rowsU = e.accLoop(cb, e.idx(cb, 0), e.idx(cb, cg.kh), accC, [&](OpBuilder &ub2, Value uu, ValueRange accU) {
                   Value xu = e.add(ub2, xc, e.mul(ub2, uu, e.idx(ub2, XW)));
                   Value wu = e.add(ub2, wc, e.mul(ub2, uu, e.idx(ub2, cg.kw * KP)));
                   SmallVector<Value> out(accU.begin(), accU.end());
@@ -1424,7 +1436,7 @@ void emitFilterGradientAlongFilters(OpBuilder &b, Location loc, const FilterGrad
           Value xImage = e.mul(nb, n, e.idx(nb, Cin * PX));
           // One band: tb output rows from i0.
           e.stepLoop(nb, OH, TB, [&](OpBuilder &bb, Value i0, int64_t tb) {
-            Value zero = bb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, bb.getF32FloatAttr(0.0f)));
+            Value zero = e.zeros(bb);
             Value q0 = e.mul(bb, i0, e.idx(bb, OW));
             e.transposeInto(bb, dyF, e.add(bb, e.mul(bb, n, e.idx(bb, K * PY)), q0), PY, K, tb * OW, dyT,
                             e.idx(bb, 0), KP, /*wholeBlocks=*/true);
@@ -1617,13 +1629,10 @@ void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Val
   VectorType fvec = VectorType::get({VL}, f32);
   Value xF = e.flat(g.x), wF = e.flat(g.w), cF = e.flat(C);
   OpBuilder rb = e.outlined("conv");
-  auto zeroVec = [&](OpBuilder &nb) {
-    return nb.create<arith::ConstantOp>(loc, DenseElementsAttr::get(fvec, nb.getF32FloatAttr(0.0f))).getResult();
-  };
   // n floats of `buffer` from 0 set to 0 (n a multiple of VL).
   auto zeroFill = [&](OpBuilder &nb, Value buffer, int64_t n) {
     e.blockLoop(nb, e.idx(nb, 0), e.idx(nb, n), VL, [&](OpBuilder &zb, Value at) {
-      zb.create<vector::StoreOp>(loc, zeroVec(zb), buffer, ValueRange{at});
+      zb.create<vector::StoreOp>(loc, e.zeros(zb), buffer, ValueRange{at});
     });
   };
   // wC, on the calling thread's stack.
@@ -1634,7 +1643,7 @@ void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Val
                     e.mul(kb, k, e.idx(kb, taps * CP)), CP, /*wholeBlocks=*/false);
   });
   e.unitLoop(rb, units, work, [&](OpBuilder &ub, Value u) {
-    Value n0 = units > 1 ? u : e.idx(ub, 0), n1 = units > 1 ? e.add(ub, u, e.idx(ub, 1)) : e.idx(ub, N);
+    auto [n0, n1] = e.unitImages(ub, u, units, N);
     Value xC = ub.create<memref::AllocaOp>(loc, MemRefType::get({XR * XW * CP}, f32), ub.getI64IntegerAttr(64));
     zeroFill(ub, xC, XR * XW * CP);
     e.blockLoop(ub, n0, n1, 1, [&](OpBuilder &nb, Value n) {
@@ -1664,23 +1673,14 @@ void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Val
           Value rowTop = tb.create<arith::SubIOp>(loc, e.mul(tb, i, e.idx(tb, g.sh)), e.idx(tb, g.pt));
           Value uLo = e.max(tb, tb.create<arith::SubIOp>(loc, e.idx(tb, 0), rowTop), e.idx(tb, 0));
           Value uHi = e.max(tb, e.min(tb, tb.create<arith::SubIOp>(loc, e.idx(tb, H), rowTop), e.idx(tb, g.kh)), uLo);
-          SmallVector<Value> init(kt * tc, zeroVec(tb));
-          auto loop = [&](OpBuilder &lb, Value lo, Value hi, ValueRange acc,
-                          function_ref<SmallVector<Value>(OpBuilder &, Value, ValueRange)> body) {
-            auto l = lb.create<scf::ForOp>(loc, lo, hi, e.idx(lb, 1), acc,
-                                           [&](OpBuilder &xb, Location, Value v, ValueRange in) {
-                                             xb.create<scf::YieldOp>(loc, body(xb, v, in));
-                                           });
-            l->setAttr(kNoUnrollAttr, lb.getUnitAttr());
-            return l;
-          };
-          auto rows = loop(tb, uLo, uHi, init, [&](OpBuilder &ub2, Value uu, ValueRange accU) {
+          SmallVector<Value> init(kt * tc, e.zeros(tb));
+          auto rows = e.accLoop(tb, uLo, uHi, init, [&](OpBuilder &ub2, Value uu, ValueRange accU) {
             // xC's row of window row u, at the tile's first column.
             Value rr = ub2.create<arith::SubIOp>(loc, e.add(ub2, rowTop, uu), rlo);
             Value xu = e.mul(ub2, e.add(ub2, e.mul(ub2, rr, e.idx(ub2, XW)), e.mul(ub2, j0, e.idx(ub2, g.sw))),
                              e.idx(ub2, CP));
             Value wu = e.mul(ub2, e.add(ub2, e.mul(ub2, k0, e.idx(ub2, g.kh)), uu), e.idx(ub2, g.kw * CP));
-            auto chans = loop(ub2, e.idx(ub2, 0), e.idx(ub2, CV), accU, [&](OpBuilder &cb, Value cv, ValueRange accC) {
+            auto chans = e.accLoop(ub2, e.idx(ub2, 0), e.idx(ub2, CV), accU, [&](OpBuilder &cb, Value cv, ValueRange accC) {
               Value c0 = e.mul(cb, cv, e.idx(cb, VL));
               Value xc = e.add(cb, xu, c0), wc = e.add(cb, wu, c0);
               // Each column of xC the tile's taps read, loaded once.
@@ -1714,6 +1714,10 @@ void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Val
           // The lanes summed: sums[q] lane l is accumulator q VL + l's, filter-major.
           SmallVector<Value> sums = e.laneSums(tb, rows.getResults());
           Value lanes = tb.create<vector::CreateMaskOp>(loc, e.mvec, ValueRange{e.idx(tb, tc)});
+          // Output (n, k0, i, j0); filter k0 + a's PY further.
+          Value outAt = e.add(
+              tb, e.mul(tb, e.add(tb, e.mul(tb, e.add(tb, e.mul(tb, n, e.idx(tb, K)), k0), e.idx(tb, OH)), i), e.idx(tb, OW)),
+              j0);
           for (int64_t a = 0; a < kt; ++a) {
             int64_t first = a * tc, q = first / VL;
             Value hi = q + 1 < static_cast<int64_t>(sums.size()) ? sums[q + 1] : sums[q];
@@ -1721,13 +1725,7 @@ void emitConvAlongChannels(OpBuilder &b, Location loc, const ChannelConv &g, Val
             for (int64_t s = 0; s < VL; ++s)
               pick.push_back(s < tc ? first % VL + s : 0);
             Value outs = tb.create<vector::ShuffleOp>(loc, sums[q], hi, pick);
-            Value at = e.add(tb, e.mul(tb, e.add(tb, e.mul(tb, e.add(tb, e.mul(tb, n, e.idx(tb, K)),
-                                                                        e.add(tb, k0, e.idx(tb, a))),
-                                                              e.idx(tb, OH)),
-                                                     i),
-                                           e.idx(tb, OW)),
-                             j0);
-            tb.create<vector::MaskedStoreOp>(loc, cF, ValueRange{at}, lanes, outs);
+            tb.create<vector::MaskedStoreOp>(loc, cF, ValueRange{e.add(tb, outAt, e.idx(tb, a * PY))}, lanes, outs);
           }
         };
         // The tiles of a row whose taps all read columns inside the image
