@@ -1765,11 +1765,14 @@ LogicalResult GraphLowering::lowerContractionFusion(FusionOp op) {
     ArrayRef<int64_t> x = xs.getShape();
     std::optional<ConvGrid> grid =
         ConvGrid::of(x, im.getKernel(), im.getStride(), im.getDilation(), im.getPadding(), gemmConfig.vl);
-    std::optional<ChannelConv> channels = ChannelConv::of(x, shape[1], im.getKernel(), im.getStride(),
-                                                          im.getDilation(), im.getPadding(), gemmConfig.vl);
+    // On no grid, one with few filters and many channels along the channels.
+    std::optional<ChannelConv> channels;
+    if (!grid)
+      channels = ChannelConv::of(x, shape[1], im.getKernel(), im.getStride(), im.getDilation(), im.getPadding(),
+                                 gemmConfig.vl);
     bool identity = cast<MemRefType>(C.getType()).getLayout().isIdentity() && xs.getLayout().isIdentity() &&
                     ws.getLayout().isIdentity() && shape[0] == x[0];
-    if (identity && channels && shape[2] == channels->oh * channels->ow && !grid) {
+    if (identity && channels && shape[2] == channels->oh * channels->ow) {
       channels->x = g.x;
       channels->w = g.w;
       emitConvAlongChannels(b, loc, *channels, C, gemmConfig, anyEpilogue ? epilogue : GemmEpilogue());
