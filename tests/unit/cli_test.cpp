@@ -220,8 +220,9 @@ TEST_F(Cli, DumpWritesEveryStage) {
 }
 
 // A training step of a graph with an input marked soma.requires_grad: the
-// input's gradient updates nothing and is dropped (it crashed the
-// optimizer's emission, which looked the input up among the parameters).
+// step differentiates the parameters only (the input's gradient crashed
+// the optimizer's emission, which looked the input up among the
+// parameters).
 TEST_F(Cli, TrainingStepDropsAnInputsGradient) {
   std::ofstream(path("rg.mlir")) << R"(module @rg {
   func.func @rg(%x: tensor<3xf32> {soma.input = "x", soma.requires_grad}, %w: tensor<3xf32> {soma.param = "w", soma.init = {kind = "zeros"}}) -> (tensor<f32> {soma.output = "loss", soma.loss}) {

@@ -99,11 +99,8 @@ std::vector<Update> emitOptimizer(func::FuncOp fn, const optim::Optimizer &opt,
   // Preprocessing: penalties, value clipping, then global-norm clipping.
   std::vector<std::pair<std::string, Value>> gs;
   for (auto &[name, g0] : grads) {
-    // (An input's gradient, soma.requires_grad, updates nothing: the step
-    // drops it.)
-    if (!params.count(name))
-      continue;
     Value w = params.lookup(name), g = g0;
+    assert(w && "the step differentiates parameters only");
     if (common.l2 != 0)
       g = e.add(g, e.mul(e.c(common.l2), w));
     if (common.l1 != 0)
@@ -270,6 +267,14 @@ TrainingModules buildTrainingModules(const Graph &g, const Tensor &loss,
     if (!train) {
       out.eval = std::move(m);
       continue;
+    }
+    // A training step updates parameters only: an input's gradient
+    // (soma.requires_grad, for soma run --grad and compile_gradients) would
+    // be computed and dropped.
+    {
+      func::FuncOp f = graphFunction(*m);
+      for (unsigned j = 0; j < f.getNumArguments(); ++j)
+        f.removeArgAttr(j, "soma.requires_grad");
     }
     runPass(*m, createSomaAutodiff());
     // The optimizer update goes after the gradients (and after the
