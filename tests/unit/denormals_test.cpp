@@ -11,8 +11,9 @@
 // workers (KMP_INHERIT_FP_CONTROL, true by default), so under the default
 // the workers would flush even if only the kernel function set the bits;
 // tests/CMakeLists.txt runs these tests a second time with that copy off
-// (Denormals.WorkersWithoutInheritedMxcsr), where each worker flushes
-// only because its parallel region sets its own MXCSR.
+// (Denormals.WorkersWithoutInheritedMxcsr), where each worker, started by
+// a call that keeps denormals, flushes only because its parallel region
+// sets its own MXCSR.
 //
 //===----------------------------------------------------------------------===//
 
@@ -48,6 +49,16 @@ int64_t countEqual(const std::vector<float> &v, float want) {
   return std::count(v.begin(), v.end(), want);
 }
 
+/// A call that keeps denormals, first: it starts the OpenMP workers (if
+/// no earlier test did) under the caller's MXCSR. With libomp's copy of
+/// the caller's MXCSR off, workers keep the setting they start with, so a
+/// flushing call after this one flushes on the workers only because its
+/// parallel regions set their own (workers started inside a flushing call
+/// would keep its setting).
+void startWorkersKeepingDenormals() {
+  ASSERT_EQ(countEqual(scaled(1e-20f, 1e-20f, false), 1e-20f * 1e-20f), kCount);
+}
+
 } // namespace
 
 #if defined(__x86_64__)
@@ -55,12 +66,14 @@ int64_t countEqual(const std::vector<float> &v, float want) {
 TEST(Denormals, ResultsFlushedToZeroByDefault) {
   // 1e-20 * 1e-20 = 1e-40, a denormal.
   ASSERT_EQ(std::fpclassify(1e-20f * 1e-20f), FP_SUBNORMAL) << "the test's own arithmetic must not flush";
+  startWorkersKeepingDenormals();
   EXPECT_EQ(countEqual(scaled(1e-20f, 1e-20f, true), 0.0f), kCount);
 }
 
 TEST(Denormals, OperandsReadAsZeroByDefault) {
   // A denormal input times 2^100: 0 when read as 0.
   ASSERT_EQ(std::fpclassify(std::ldexp(1.0f, -140)), FP_SUBNORMAL);
+  startWorkersKeepingDenormals();
   EXPECT_EQ(countEqual(scaled(std::ldexp(1.0f, -140), std::ldexp(1.0f, 100), true), 0.0f), kCount);
 }
 

@@ -1924,7 +1924,7 @@ LogicalResult BatchNormOp::inferReturnTypes(MLIRContext *, std::optional<Locatio
                                     adaptor.getEps())))
     return failure();
   double m = adaptor.getMomentum().convertToDouble();
-  if (m < 0 || m > 1)
+  if (!(m >= 0 && m <= 1)) // (NaN too)
     return fail(loc, op, "momentum must be in [0, 1], got " + Twine(std::to_string(m)));
   results.push_back(*x);
   return success();

@@ -870,13 +870,11 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                     });
                 // Each accumulator's lanes summed (laneSums), VL
                 // accumulators at a time into one vector; then each
-                // filter's RT sums, consecutive in dw, added to the earlier
-                // blocks' with one masked load and store (the filters past
-                // K and the kernel points past R skipped).
-                // (A row wider than a vector, kw > 4 with 4 lanes, goes in
-                // chunks of VL sums.)
+                // filter's RT sums, consecutive in dw (r0 steps over whole
+                // kernel rows), added to the earlier blocks' with a masked
+                // load and store per VL of them (a row wider than a
+                // vector: kw > 4 with 4 lanes), the filters past K skipped.
                 SmallVector<Value> sums = e.laneSums(kb, ValueRange(pixels.getResults()).take_front(KT * RT));
-                Value left = kb.create<arith::SubIOp>(loc, e.idx(kb, R), r0); // kernel points from r0 to R
                 Value target = units > 1 ? partial : C;
                 for (int64_t a = 0; a < KT; ++a)
                   for (int64_t t0 = 0; t0 < RT; t0 += VL) {
@@ -887,8 +885,8 @@ void emitFilterGradient(OpBuilder &b, Location loc, const FilterGradient &g, Val
                     pick[t - t0] = (src / VL == q0 ? 0 : VL) + src % VL;
                   }
                   Value row = kb.create<vector::ShuffleOp>(loc, sums[q0], sums[q1], pick);
-                  Value n = e.min(kb, e.idx(kb, std::min(RT - t0, VL)), kb.create<arith::SubIOp>(loc, left, e.idx(kb, t0)));
-                  Value lanes = kb.create<vector::CreateMaskOp>(loc, VectorType::get({VL}, kb.getI1Type()), ValueRange{n});
+                  Value lanes = kb.create<vector::CreateMaskOp>(loc, VectorType::get({VL}, kb.getI1Type()),
+                                                                ValueRange{e.idx(kb, std::min(RT - t0, VL))});
                   Value k = e.add(kb, k0, e.idx(kb, a));
                   kb.create<scf::IfOp>(loc, e.lt(kb, k, e.idx(kb, K)), [&](OpBuilder &sb, Location) {
                     SmallVector<Value, 3> at{units > 1 ? u : e.idx(sb, 0), k, e.add(sb, r0, e.idx(sb, t0))};

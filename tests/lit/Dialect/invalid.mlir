@@ -745,6 +745,15 @@ func.func @batch_norm_eps(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>) {
 
 // -----
 
+func.func @batch_norm_momentum_nan(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>) {
+  // expected-error @+2 {{batch_norm: momentum must be in [0, 1], got nan}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %0 = soma.batch_norm %x, %c, %c, %c, %c {eps = 1.0e-5 : f64, momentum = 0x7FF8000000000000 : f64} : (tensor<2x3x4xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> tensor<2x3x4xf32>
+  return
+}
+
+// -----
+
 func.func @batch_norm_train_eps(%x: tensor<2x3x4xf32>, %c: tensor<3xf32>) {
   // expected-error @+2 {{batch_norm_train: eps must be > 0}}
   // expected-error @+1 {{failed to infer returned types}}

@@ -255,7 +255,11 @@ def SomaFlushDenormals : Pass<"soma-flush-denormals", "mlir::ModuleOp"> {
     entry, set its flush-to-zero and denormals-are-zero bits, and put the
     saved value back before they return: denormal results are 0, and
     denormal operands read as 0. The caller's own setting is untouched
-    once the call returns, and so are the OpenMP workers' between calls.
+    once the call returns, and so are the OpenMP workers' between calls
+    (unless KMP_INHERIT_FP_CONTROL=false: then libomp does not copy the
+    caller's MXCSR to its workers at each parallel region, and workers it
+    creates during a flushing call start, and stay, with the call's
+    setting; docs/pipeline.md).
 
     On Intel and AMD cores, an operation whose operand or result is
     denormal (below 2^-126 in magnitude) takes a microcode assist of about
